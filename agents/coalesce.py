@@ -1,0 +1,69 @@
+"""Token coalescing at the source: deltas arriving within a window become one ``token`` event.
+
+At high token rates this cuts the event count (and every watcher's frames) by the number of
+deltas per window, while text order and content are untouched and ``seq`` stays contiguous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agents.events import Token
+
+
+class TokenCoalescer:
+    """Buffers text for at most ``window`` seconds after the first buffered delta.
+
+    ``window == 0`` publishes every delta as it comes. ``flush`` must be awaited before the run
+    publishes any other event, so that tokens never overtake or trail what follows them.
+    """
+
+    def __init__(self, run_id: str, emit: Callable[[Token], Awaitable[Any]], window: float) -> None:
+        self._run_id = run_id
+        self._emit = emit
+        self._window = window
+        self._parts: list[str] = []
+        self._timer: asyncio.Task[None] | None = None
+        self._sleeping = False
+        self.events = 0
+        self.deltas = 0
+
+    async def add(self, text: str) -> None:
+        if not text:
+            return
+        self.deltas += 1
+        if self._window <= 0:
+            await self._publish(text)
+            return
+        self._parts.append(text)
+        if self._timer is None:
+            self._sleeping = True
+            self._timer = asyncio.create_task(self._flush_after_window())
+
+    async def _flush_after_window(self) -> None:
+        await asyncio.sleep(self._window)
+        self._sleeping = False
+        self._timer = None
+        await self._publish_buffer()
+
+    async def flush(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            if self._sleeping:
+                timer.cancel()
+                self._sleeping = False
+            else:
+                await asyncio.shield(timer)
+        await self._publish_buffer()
+
+    async def _publish_buffer(self) -> None:
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            await self._publish(text)
+
+    async def _publish(self, text: str) -> None:
+        self.events += 1
+        await self._emit(Token(run_id=self._run_id, text=text))

@@ -1,0 +1,159 @@
+"""The event model: everything an agent run says, as a tagged union of msgspec Structs.
+
+Every event carries ``run_id``, ``seq`` (1, 2, 3 … per run, assigned by the bus at publish),
+``ts`` (epoch seconds, taken at publish) and ``type`` (the tag). The JSON encoding of an event is
+the wire format of the WebSocket, SSE and REST replay APIs alike, so it is made once per event.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+import msgspec
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+FinalStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+class Event(msgspec.Struct, tag_field="type", kw_only=True):
+    """Base of every event; ``seq`` and ``ts`` are left 0 by producers and set by the bus."""
+
+    run_id: str
+    seq: int = 0
+    ts: float = 0.0
+
+
+class RunQueued(Event, tag="run.queued"):
+    agent: str
+    input: str
+    model: str
+    tenant: str = "default"
+    offline: bool = False
+
+
+class RunStarted(Event, tag="run.started"):
+    agent: str
+    queue_wait: float = 0.0
+
+
+class StepStarted(Event, tag="step.started"):
+    index: int
+    model: str
+
+
+class Token(Event, tag="token"):
+    text: str
+
+
+class ToolStarted(Event, tag="tool.started"):
+    call_id: str
+    tool: str
+    arguments: Any
+
+
+class ToolFinished(Event, tag="tool.finished"):
+    call_id: str
+    tool: str
+    result: Any = None
+    duration: float = 0.0
+    error: str | None = None
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class StepFinished(Event, tag="step.finished"):
+    index: int
+    finish_reason: str
+    usage: Usage = msgspec.field(default_factory=Usage)
+    ttft: float | None = None
+    duration: float = 0.0
+
+
+class Status(Event, tag="status"):
+    message: str
+    call_id: str | None = None
+    progress: float | None = None
+
+
+class Totals(msgspec.Struct, kw_only=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+    steps: int = 0
+    duration: float = 0.0
+
+
+class RunFinished(Event, tag="run.finished"):
+    status: FinalStatus
+    error: str | None = None
+    totals: Totals = msgspec.field(default_factory=Totals)
+
+
+AnyEvent = (
+    RunQueued
+    | RunStarted
+    | StepStarted
+    | Token
+    | ToolStarted
+    | ToolFinished
+    | StepFinished
+    | Status
+    | RunFinished
+)
+
+LIFECYCLE_TYPES = frozenset({"run.queued", "run.started", "run.finished"})
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(data: bytes | str) -> AnyEvent:
+    return _decoder.decode(data)
+
+
+class Published:
+    """An event as it travels after publish: its position and its JSON, encoded exactly once.
+
+    ``event`` is the Struct when the event was published in this process, ``None`` when it was read
+    back from the store; consumers that only forward events must use ``data``/``text``.
+    """
+
+    __slots__ = ("_text", "data", "event", "run_id", "seq", "type")
+
+    def __init__(self, run_id: str, seq: int, type: str, data: bytes, event: Event | None = None) -> None:
+        self.run_id = run_id
+        self.seq = seq
+        self.type = type
+        self.data = data
+        self.event = event
+        self._text: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The JSON as ``str`` (WebSocket text frames want one), decoded once and shared."""
+        if self._text is None:
+            self._text = self.data.decode()
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"Published({self.run_id!r}, {self.seq}, {self.type!r})"

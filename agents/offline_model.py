@@ -1,0 +1,191 @@
+"""The offline model: a scripted stand-in for an LLM, spoken to over the OpenAI streaming protocol.
+
+It lets runwatch work with no API key and gives tests, demos and benchmarks a model whose
+behaviour is known. The user message decides the script:
+
+* a JSON scenario ``{"tokens": N, "rate": R, "tool_calls": K, "tool_seconds": S}`` makes K calls
+  of the ``wait`` tool (S seconds each; ``"parallel": true`` asks for all K in one step), then
+  streams N tokens at R tokens/s (0 = as fast as possible);
+* any other text gets a plausible answer that first uses the demo tools the request offers.
+
+This module only decides *what* to say, as OpenAI ``chat.completion.chunk`` dicts; the HTTP
+endpoint that serves them lives in ``api``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+OFFLINE_MODEL = "runwatch-offline"
+#: Tokens per second of the scripted (non-scenario) answers: fast, but slow enough to watch.
+DEMO_RATE = 40.0
+
+WORDS = (
+    "the agent streams every token as it is written while watchers follow along live and nothing "
+    "is lost when they reconnect because each event carries its sequence number"
+).split()
+
+
+class Scenario(msgspec.Struct, forbid_unknown_fields=True):
+    tokens: int = 50
+    rate: float = 0.0
+    tool_calls: int = 0
+    tool_seconds: float = 0.0
+    parallel: bool = False
+
+
+def scenario_text(tokens: int) -> list[str]:
+    """The exact token deltas a scenario answer of ``tokens`` tokens streams."""
+    return [WORDS[i % len(WORDS)] + " " for i in range(tokens)]
+
+
+def parse_scenario(text: str) -> Scenario | None:
+    text = text.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        scenario = msgspec.json.decode(text, type=Scenario)
+    except msgspec.DecodeError:
+        return None
+    if scenario.tokens < 0 or scenario.rate < 0 or scenario.tool_calls < 0 or scenario.tool_seconds < 0:
+        return None
+    return scenario
+
+
+@dataclass
+class Reply:
+    """One assistant turn: tool calls to make, or text to stream at ``rate`` tokens/s."""
+
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    rate: float = 0.0
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _words(text: str) -> list[str]:
+    return [w + " " for w in text.split()]
+
+
+_EXPRESSION = re.compile(r"[-+(]*\d[\d.\s()+\-*/%]*[+\-*/%][\d.\s()+\-*/%]*\d\)*")
+_SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)")
+_ZONE = re.compile(r"\b([A-Z][a-z]+/[A-Z][A-Za-z_]+)\b")
+
+
+def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]]) -> Reply:
+    """What the scripted assistant does for free text: tools first, then an answer that uses them."""
+    lower = prompt.lower()
+    done = {name for name, _ in results}
+    if not results:
+        calls: list[tuple[str, dict[str, Any]]] = []
+        if "calculator" in tools and (m := _EXPRESSION.search(prompt)):
+            calls.append(("calculator", {"expression": m.group(0).strip()}))
+        if "clock" in tools and any(w in lower for w in ("time", "clock", "date", "day")):
+            zone = _ZONE.search(prompt)
+            calls.append(("clock", {"timezone": zone.group(1) if zone else "UTC"}))
+        if "wait" in tools and (m := _SECONDS.search(lower)) and "wait" in lower:
+            calls.append(("wait", {"seconds": min(float(m.group(1)), 60.0)}))
+        if "list_files" in tools and any(w in lower for w in ("file", "read", "notes", "inventory")):
+            calls.append(("list_files", {"path": "."}))
+        if not calls:
+            calls = [(name, args) for name, args in (
+                ("clock", {"timezone": "UTC"}), ("calculator", {"expression": "6 * 7"})
+            ) if name in tools]
+        if calls:
+            return Reply(tool_calls=calls)
+    if "list_files" in done and "read_file" in tools and "read_file" not in done:
+        listing = next(r for n, r in results if n == "list_files")
+        names = [n for n in re.findall(r'"([^"/]+\.(?:md|txt|csv))"', listing)]
+        plain = re.sub(r"[-_]", " ", lower)
+        wanted = next((n for n in names if re.sub(r"[-_]", " ", n.split(".")[0].lower()) in plain),
+                      names[0] if names else None)
+        if wanted:
+            return Reply(tool_calls=[("read_file", {"path": wanted})])
+    lines = ["Here is what I found."]
+    for name, result in results:
+        shown = result if len(result) <= 160 else result[:157] + "..."
+        lines.append(f"The {name} tool answered {shown}.")
+    if not results:
+        lines.append(f"You said: {prompt[:200]}")
+    lines.append("(This answer comes from runwatch's offline model; set OPENAI_BASE_URL for a real one.)")
+    return Reply(tokens=_words(" ".join(lines)), rate=DEMO_RATE)
+
+
+def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
+    """Decide the next assistant turn from the conversation so far."""
+    prompt = next((_content(m) for m in messages if m.get("role") == "user"), "")
+    call_names = {
+        c.get("id"): c.get("function", {}).get("name", "")
+        for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or ()
+    }
+    results = [(call_names.get(m.get("tool_call_id"), "tool"), _content(m))
+               for m in messages if m.get("role") == "tool"]
+    scenario = parse_scenario(prompt)
+    if scenario is None:
+        return _demo_plan(prompt, tool_names, results)
+    remaining = scenario.tool_calls - len(results) if "wait" in tool_names else 0
+    if remaining > 0:
+        batch = remaining if scenario.parallel else 1
+        return Reply(tool_calls=[("wait", {"seconds": scenario.tool_seconds})] * batch)
+    return Reply(tokens=scenario_text(scenario.tokens), rate=scenario.rate)
+
+
+def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(len(_content(m)) for m in messages) // 4 + 4 * len(messages)
+
+
+async def stream_reply(
+    reply: Reply, *, model: str, messages: list[dict[str, Any]], include_usage: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """The reply as OpenAI ``chat.completion.chunk`` dicts, paced at ``reply.rate`` tokens/s."""
+    ident = f"chatcmpl-offline-{time.time_ns():x}"
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    yield chunk({"role": "assistant", "content": ""})
+    completion_tokens = 0
+    if reply.tool_calls:
+        for i, (name, args) in enumerate(reply.tool_calls):
+            arguments = msgspec.json.encode(args).decode()
+            yield chunk({"tool_calls": [{"index": i, "id": f"call_{ident[-8:]}_{i}", "type": "function",
+                                         "function": {"name": name, "arguments": ""}}]})
+            half = len(arguments) // 2
+            for part in (arguments[:half], arguments[half:]):
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+            completion_tokens += 3 + len(arguments) // 4
+        finish = "tool_calls"
+    else:
+        start = time.monotonic()
+        for i, token in enumerate(reply.tokens):
+            if reply.rate > 0:
+                delay = start + i / reply.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            yield chunk({"content": token})
+        completion_tokens = len(reply.tokens)
+        finish = "stop"
+    yield chunk({}, finish)
+    if include_usage:
+        prompt_tokens = _estimate_tokens(messages)
+        yield {
+            "id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }

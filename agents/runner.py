@@ -1,0 +1,196 @@
+"""The agent loop: stream a chat completion, run the tools it asks for, feed results back, repeat.
+
+Talks to any OpenAI-compatible endpoint through the official ``openai`` SDK. Cancellation is
+the asyncio kind: cancelling the run's task closes the HTTP stream to the model (``async with``
+on the stream) or cancels running tool tasks (their cleanups run), and every started step or
+tool call still gets its ``*.finished`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+from openai import AsyncOpenAI
+
+from agents.agent import Agent
+from agents.coalesce import TokenCoalescer
+from agents.events import Event, StepFinished, StepStarted, ToolFinished, ToolStarted, Usage
+from agents.tools import ToolContext, ToolError
+
+log = structlog.get_logger()
+
+Emit = Callable[[Event], Awaitable[Any]]
+
+#: Tool results larger than this (as JSON) are cut in the event; the model still gets all of it.
+MAX_EVENT_RESULT_BYTES = 64 * 1024
+
+
+class StepLimitReached(Exception):
+    pass
+
+
+@dataclass
+class RunStats:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+    steps: int = 0
+
+
+@dataclass
+class _Call:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+def _to_json_value(value: Any) -> Any:
+    return msgspec.to_builtins(value, enc_hook=repr)
+
+
+def _event_result(value: Any) -> Any:
+    encoded = msgspec.json.encode(value)
+    if len(encoded) <= MAX_EVENT_RESULT_BYTES:
+        return value
+    return encoded[:MAX_EVENT_RESULT_BYTES].decode(errors="ignore") + f"… [{len(encoded)} bytes in all]"
+
+
+def _parse_arguments(raw: str) -> Any:
+    try:
+        return msgspec.json.decode(raw or "{}")
+    except msgspec.DecodeError:
+        return raw
+
+
+class Runner:
+    """Runs agents against one model endpoint; stateless between runs."""
+
+    def __init__(self, client: AsyncOpenAI, emit: Emit, *, coalesce_window: float = 0.025) -> None:
+        self._client = client
+        self._emit = emit
+        self._window = coalesce_window
+
+    async def run(self, run_id: str, agent: Agent, user_input: str, model: str, stats: RunStats) -> str:
+        """Drive the run to the model's final answer and return that answer's text."""
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": agent.instructions},
+            {"role": "user", "content": user_input},
+        ]
+        for index in range(agent.max_steps):
+            text, calls = await self._step(run_id, index, agent, model, messages, stats)
+            if not calls:
+                return text
+            messages.append({
+                "role": "assistant",
+                "content": text or None,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ],
+            })
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._call_tool(run_id, agent, c, stats)) for c in calls]
+            messages.extend(
+                {"role": "tool", "tool_call_id": c.id, "content": t.result()} for c, t in zip(calls, tasks)
+            )
+        raise StepLimitReached(f"stopped after {agent.max_steps} steps (the agent's max_steps)")
+
+    async def _step(
+        self, run_id: str, index: int, agent: Agent, model: str, messages: list[dict[str, Any]], stats: RunStats
+    ) -> tuple[str, list[_Call]]:
+        await self._emit(StepStarted(run_id=run_id, index=index, model=model))
+        stats.steps += 1
+        started = time.perf_counter()
+        ttft: float | None = None
+        parts: list[str] = []
+        calls: dict[int, _Call] = {}
+        usage = Usage()
+        finish_reason = "error"
+        coalescer = TokenCoalescer(run_id, self._emit, self._window)
+        kwargs: dict[str, Any] = {}
+        if specs := agent.tool_specs():
+            kwargs["tools"] = specs
+        try:
+            stream = await self._client.chat.completions.create(
+                model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
+            )
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = Usage(
+                            input_tokens=chunk.usage.prompt_tokens or 0,
+                            output_tokens=chunk.usage.completion_tokens or 0,
+                        )
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        if ttft is None and (delta.content or delta.tool_calls):
+                            ttft = round(time.perf_counter() - started, 4)
+                        if delta.content:
+                            parts.append(delta.content)
+                            await coalescer.add(delta.content)
+                        for tc in delta.tool_calls or ():
+                            call = calls.setdefault(tc.index, _Call())
+                            if tc.id:
+                                call.id = tc.id
+                            if tc.function is not None:
+                                call.name += tc.function.name or ""
+                                call.arguments += tc.function.arguments or ""
+                        if choice.finish_reason:
+                            finish_reason = choice.finish_reason
+        except asyncio.CancelledError:
+            finish_reason = "cancelled"
+            raise
+        finally:
+            await coalescer.flush()
+            stats.input_tokens += usage.input_tokens
+            stats.output_tokens += usage.output_tokens
+            await self._emit(StepFinished(
+                run_id=run_id, index=index, finish_reason=finish_reason, usage=usage, ttft=ttft,
+                duration=round(time.perf_counter() - started, 4),
+            ))
+        ordered = [calls[i] for i in sorted(calls)]
+        for n, call in enumerate(ordered):
+            call.id = call.id or f"call_{index}_{n}"
+        return "".join(parts), ordered
+
+    async def _call_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
+        """Run one tool call and return the tool message content for the model."""
+        stats.tool_calls += 1
+        await self._emit(ToolStarted(
+            run_id=run_id, call_id=call.id, tool=call.name, arguments=_parse_arguments(call.arguments)
+        ))
+        started = time.perf_counter()
+        ctx = ToolContext(run_id, call.id, self._emit)
+        result: Any = None
+        error: str | None = None
+        try:
+            tool = agent.tool(call.name)
+            if tool is None:
+                raise ToolError(f"unknown tool {call.name!r}; tools: {', '.join(agent.tool_names) or 'none'}")
+            result = _to_json_value(await tool.call(tool.decode_arguments(call.arguments), ctx))
+        except ToolError as exc:
+            error = str(exc)
+        except asyncio.CancelledError:
+            error = "cancelled"
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("tool.crashed", tool=call.name, call_id=call.id, error=error)
+        finally:
+            try:
+                await ctx.run_cleanups()
+            except Exception as exc:
+                log.warning("tool.cleanup_failed", tool=call.name, call_id=call.id, error=repr(exc))
+            await self._emit(ToolFinished(
+                run_id=run_id, call_id=call.id, tool=call.name, result=_event_result(result),
+                duration=round(time.perf_counter() - started, 4), error=error,
+            ))
+        if error is not None:
+            return msgspec.json.encode({"error": error}).decode()
+        return msgspec.json.encode(result).decode()

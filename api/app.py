@@ -1,0 +1,69 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+
+from api import __version__
+from api.config import Settings
+from api.offline import chat_completions
+from api.runs import RunsController
+from api.runtime import Runtime
+from api.sse import run_stream
+from api.ws import ws_endpoint
+
+log = structlog.get_logger()
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
+
+
+def _runtime(state: State) -> Runtime:
+    return state.runtime
+
+
+@get("/", include_in_schema=False)
+async def index() -> Redirect:
+    return Redirect("/ui/")
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
+    rt = runtime or Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await rt.start()
+        log.info(
+            "runwatch.ready", url=rt.settings.public_url, model=rt.settings.default_model,
+            endpoint="offline model (built in)" if rt.settings.offline else rt.settings.model_base_url,
+            database=str(rt.settings.database), agents=[a.name for a in rt.registry],
+        )
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    handlers: list = [RunsController, run_stream, ws_endpoint, index]
+    if settings.offline:
+        handlers.append(chat_completions)
+    if DASHBOARD.is_dir():
+        handlers.append(create_static_files_router(path="/ui", directories=[DASHBOARD], html_mode=True,
+                                                   include_in_schema=False))
+    return Litestar(
+        route_handlers=handlers,
+        dependencies={"rt": Provide(_runtime, sync_to_thread=False)},
+        state=State({"runtime": rt}),
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
+        request_max_body_size=1024 * 1024,
+        logging_config=None,
+    )

@@ -1,0 +1,200 @@
+"""The ``runwatch`` command: ``serve`` the app, ``run`` an agent and follow it, list ``agents``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+from typing import Any
+
+from api import __version__
+from api.config import ENV, ConfigError, load_settings
+
+EPILOG = "Every setting can also come from the environment or a TOML file (--config):\n" + "\n".join(
+    f"  {var:<32} {text}" for var, text in ENV.values()
+)
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run the server (API, WebSocket, dashboard)",
+        description="Run runwatch: REST + WebSocket + SSE API, the dashboard, and the offline model "
+        "when no OpenAI endpoint is configured.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    p.add_argument("--data-dir", help="folder of the SQLite database (default ./runwatch-data)")
+    p.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
+    p.add_argument("--model", help="default model name (also RUNWATCH_MODEL)")
+    p.add_argument("--agents", help="comma-separated modules to load Agent objects from")
+    p.add_argument("--coalesce-ms", type=float, help="token coalescing window in ms, 0 = off (default 25)")
+    p.add_argument("--max-running", type=int, help="runs executing at once (default 8)")
+    p.add_argument("--log-format", choices=["console", "json"], help="log line format (default console)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    p.set_defaults(func=serve)
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.logs import configure_logging
+    from api.runtime import Runtime
+
+    overrides = {
+        "host": args.host, "port": args.port, "data_dir": args.data_dir, "model": args.model,
+        "agents": args.agents, "coalesce_ms": args.coalesce_ms, "max_running": args.max_running,
+        "log_format": args.log_format, "log_level": args.log_level,
+    }
+    try:
+        settings = load_settings(overrides, config_file=args.config)
+    except ConfigError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
+    if not _port_free(settings.host, settings.port):
+        print(f"runwatch: {settings.host}:{settings.port} is already in use; pass --port or set RUNWATCH_PORT",
+              file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        runtime = Runtime(settings)
+    except (ImportError, ValueError) as exc:
+        print(f"runwatch: cannot load agents: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, runtime)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        ws_max_size=settings.ws_max_message_bytes, ws_ping_interval=settings.heartbeat,
+        ws_ping_timeout=settings.heartbeat, ws_per_message_deflate=False, timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.config.loaded and not self.should_exit:
+                import asyncio
+
+                try:
+                    asyncio.get_running_loop().call_soon_threadsafe(runtime.begin_shutdown)
+                except RuntimeError:
+                    pass
+            super().handle_exit(sig, frame)
+
+    Server(config).run()
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    import httpx
+
+    return httpx.Client(base_url=args.url, timeout=httpx.Timeout(10.0, read=None))
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    """Start a run and print it as it happens: tokens inline, tools and status on their own lines."""
+    import httpx
+
+    try:
+        with _client(args) as client:
+            r = client.post("/api/runs", json={"agent": args.agent, "input": args.input})
+            if r.status_code != 202:
+                print(f"runwatch: {r.json().get('detail', r.text)}", file=sys.stderr)
+                return 2
+            run = r.json()
+            print(f"run {run['id']} ({run['agent']}, model {run['model']}) — Ctrl-C cancels it", file=sys.stderr)
+            status = "failed"
+            try:
+                with client.stream("GET", run["stream"]) as stream:
+                    for line in stream.iter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        event = json.loads(line[5:])
+                        status = _show(event) or status
+            except KeyboardInterrupt:
+                client.post(f"/api/runs/{run['id']}/cancel")
+                print("\ncancelled", file=sys.stderr)
+                return 130
+    except httpx.ConnectError:
+        print(f"runwatch: cannot connect to {args.url}; is `runwatch serve` running?", file=sys.stderr)
+        return 2
+    return 0 if status == "succeeded" else 1
+
+
+def _show(event: dict[str, Any]) -> str | None:
+    kind = event["type"]
+    if kind == "token":
+        sys.stdout.write(event["text"])
+        sys.stdout.flush()
+    elif kind == "tool.started":
+        print(f"\n→ {event['tool']}({json.dumps(event['arguments'])})", file=sys.stderr)
+    elif kind == "tool.finished":
+        outcome = f"error: {event['error']}" if event["error"] else json.dumps(event["result"])[:200]
+        print(f"← {event['tool']} {outcome} ({event['duration']:.2f} s)", file=sys.stderr)
+    elif kind == "status":
+        print(f"  … {event['message']}", file=sys.stderr)
+    elif kind == "run.finished":
+        totals = event["totals"]
+        print(f"\n[{event['status']}{': ' + event['error'] if event['error'] else ''}] "
+              f"{totals['output_tokens']} tokens out, {totals['tool_calls']} tool calls, "
+              f"{totals['duration']:.2f} s", file=sys.stderr)
+        return event["status"]
+    return None
+
+
+def list_agents(args: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        with _client(args) as client:
+            agents = client.get("/api/agents").json()
+    except httpx.ConnectError:
+        print(f"runwatch: cannot connect to {args.url}; is `runwatch serve` running?", file=sys.stderr)
+        return 2
+    for a in agents:
+        print(f"{a['name']:<16} {a['model']:<20} tools: {', '.join(a['tools']) or '-'}  {a['description']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runwatch", description="Watch LLM agent runs live: serve the API and dashboard, or talk to one.",
+    )
+    parser.add_argument("--version", action="version", version=f"runwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(sub)
+    url_help = "server URL (default http://127.0.0.1:8000)"
+    p = sub.add_parser("run", help="start a run and follow it in the terminal",
+                       description="Start a run on a running server and print its events as they arrive.")
+    p.add_argument("agent", help="agent name, e.g. demo")
+    p.add_argument("input", help='the input text, or a JSON scenario for the offline model')
+    p.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    p.set_defaults(func=run_agent)
+    p = sub.add_parser("agents", help="list the agents a server can run",
+                       description="List the agents of a running server.")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    p.set_defaults(func=list_agents)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Settings: defaults, then a TOML config file, then environment variables, then command-line flags.
+
+Secrets (the OpenAI key) come only from the environment or the config file, never from flags,
+and ``Settings.__repr__`` never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+#: field name → (environment variable, help text). The README's configuration table mirrors this.
+ENV: dict[str, tuple[str, str]] = {
+    "host": ("RUNWATCH_HOST", "address to listen on"),
+    "port": ("RUNWATCH_PORT", "port to listen on"),
+    "data_dir": ("RUNWATCH_DATA_DIR", "folder of the SQLite database"),
+    "openai_base_url": ("OPENAI_BASE_URL", "OpenAI-compatible endpoint; unset with no key = offline model"),
+    "openai_api_key": ("OPENAI_API_KEY", "API key of that endpoint (env or config file only)"),
+    "model": ("RUNWATCH_MODEL", "default model of agents that name none"),
+    "agents": ("RUNWATCH_AGENTS", "comma-separated modules whose Agent objects are loaded"),
+    "files_dir": ("RUNWATCH_FILES_DIR", "folder the demo agent's file tools may read"),
+    "coalesce_ms": ("RUNWATCH_COALESCE_MS", "token coalescing window in ms (0 = off)"),
+    "max_running": ("RUNWATCH_MAX_RUNNING", "runs executing at once"),
+    "max_queued": ("RUNWATCH_MAX_QUEUED", "runs waiting for a slot before new ones get 429"),
+    "run_timeout": ("RUNWATCH_RUN_TIMEOUT", "seconds a run may take (agents may set their own)"),
+    "log_capacity": ("RUNWATCH_LOG_CAPACITY", "events of a live run kept in memory for fast replay"),
+    "ws_max_message_bytes": ("RUNWATCH_WS_MAX_MESSAGE_BYTES", "largest client frame; bigger closes 1009"),
+    "ws_max_lag": ("RUNWATCH_WS_MAX_LAG", "events a live watcher may fall behind before resync"),
+    "ws_send_timeout": ("RUNWATCH_WS_SEND_TIMEOUT", "seconds a frame may wait to be taken before 1013"),
+    "ws_frame_events": ("RUNWATCH_WS_FRAME_EVENTS", "most events in one WebSocket frame"),
+    "ws_max_subscriptions": ("RUNWATCH_WS_MAX_SUBSCRIPTIONS", "subscriptions one connection may hold"),
+    "heartbeat": ("RUNWATCH_HEARTBEAT", "seconds of silence before a heartbeat; pings use it too"),
+    "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
+    "log_level": ("RUNWATCH_LOG_LEVEL", "debug, info, warning or error"),
+}
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("runwatch-data")
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    agents: list[str] = field(default_factory=list)
+    files_dir: Path | None = None
+    coalesce_ms: float = 25.0
+    max_running: int = 8
+    max_queued: int = 100
+    run_timeout: float = 600.0
+    log_capacity: int = 10_000
+    ws_max_message_bytes: int = 64 * 1024
+    ws_max_lag: int = 2_000
+    ws_send_timeout: float = 10.0
+    ws_frame_events: int = 500
+    ws_max_subscriptions: int = 100
+    heartbeat: float = 15.0
+    log_format: str = "console"
+    log_level: str = "info"
+
+    @property
+    def offline(self) -> bool:
+        """No endpoint and no key configured: serve and use the built-in offline model."""
+        return not self.openai_base_url and not self.openai_api_key
+
+    @property
+    def default_model(self) -> str:
+        from agents.offline_model import OFFLINE_MODEL
+
+        if self.model:
+            return self.model
+        return OFFLINE_MODEL if self.offline else "gpt-4o-mini"
+
+    @property
+    def public_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def model_base_url(self) -> str:
+        if self.offline:
+            return self.public_url + "/v1"
+        return self.openai_base_url or "https://api.openai.com/v1"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "runwatch.sqlite3"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _convert(name: str, value: Any) -> Any:
+    kinds = {f.name: f.type for f in fields(Settings)}
+    kind = kinds[name]
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind in ("Path", "Path | None"):
+            return Path(value).expanduser() if value not in (None, "") else None
+        if kind == "list[str]":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return [s.strip() for s in items if s.strip()]
+        return str(value) if value is not None else None
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    *,
+    config_file: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build settings from the config file (``--config`` or ``RUNWATCH_CONFIG``), env and flags."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or environ.get("RUNWATCH_CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        unknown = set(data) - set(ENV)
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown settings {', '.join(sorted(unknown))}")
+        values.update(data)
+    for name, (var, _) in ENV.items():
+        if environ.get(var):
+            values[name] = environ[var]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = Settings(**{k: _convert(k, v) for k, v in values.items()})
+    if settings.log_format not in ("console", "json"):
+        raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
+    for name in ("max_running", "ws_max_message_bytes", "ws_frame_events", "log_capacity", "ws_max_lag"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    return settings

@@ -1,0 +1,171 @@
+"""One WebSocket watcher: its subscriptions (cursors into run logs) and its single sender task.
+
+A connection holds no copy of the events it is owed: each subscription is a cursor, and the
+sender reads from the bus (or the store when the bus no longer has them) when it is woken.
+That bounds memory per watcher by one frame, however fast runs publish.
+
+Slow-consumer policy, stated once:
+* a *live* subscription more than ``max_lag`` events behind the head is dropped and the client
+  gets ``{"type": "resync", "run", "after"}`` — it resubscribes from ``after`` when it can;
+* a frame the client does not take within ``send_timeout`` closes the connection with 1013.
+Either way no other watcher waits: publish only sets this connection's wake-up flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from agents.bus import LIFECYCLE, Bus
+from agents.events import Published
+from agents.history import History
+from api.protocol import CloseCode, Heartbeat, Resync, encode
+
+log = structlog.get_logger()
+
+#: Control messages (acks, errors) waiting to be sent; a client that floods us past this is cut.
+MAX_OUTBOX = 256
+
+
+class Subscription:
+    __slots__ = ("cursor", "live", "overflowed", "stream")
+
+    def __init__(self, stream: str, cursor: int) -> None:
+        self.stream = stream
+        self.cursor = cursor
+        #: True once caught up with the bus's live log; only then does ``max_lag`` apply.
+        self.live = False
+        self.overflowed = False
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+class Connection:
+    def __init__(
+        self,
+        conn_id: str,
+        send_text: Callable[[str], Awaitable[None]],
+        *,
+        bus: Bus,
+        history: History,
+        max_lag: int,
+        send_timeout: float,
+        frame_events: int,
+        heartbeat: float,
+    ) -> None:
+        self.id = conn_id
+        self._send_text = send_text
+        self._bus = bus
+        self._history = history
+        self._max_lag = max_lag
+        self._send_timeout = send_timeout
+        self._frame_events = frame_events
+        self._heartbeat = heartbeat
+        self.subscriptions: dict[str, Subscription] = {}
+        self._outbox: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self.frames_sent = 0
+        self.events_sent = 0
+        self.resyncs = 0
+
+    # -- called by the bus and the receive loop (must not block) --------------------------------
+
+    def notify(self, stream: str, head: int) -> None:
+        sub = self.subscriptions.get(stream)
+        if sub is not None and sub.live and head - sub.cursor > self._max_lag:
+            sub.overflowed = True
+        self._wake.set()
+
+    def post(self, message: str) -> None:
+        """Queue a control message (ack, error) ahead of events."""
+        if len(self._outbox) >= MAX_OUTBOX:
+            raise SlowConsumer("too many replies waiting; the client is not reading")
+        self._outbox.append(message)
+        self._wake.set()
+
+    def subscribe(self, stream: str, after: int) -> int:
+        """Start (or restart) following ``stream`` after ``after``; returns the effective position."""
+        if stream == LIFECYCLE:
+            after = self._bus.head(LIFECYCLE)
+        self.subscriptions[stream] = Subscription(stream, after)
+        self._bus.watch(stream, self)
+        self._wake.set()
+        return after
+
+    def unsubscribe(self, stream: str) -> bool:
+        self._bus.unwatch(stream, self)
+        return self.subscriptions.pop(stream, None) is not None
+
+    def close(self) -> None:
+        for stream in list(self.subscriptions):
+            self.unsubscribe(stream)
+
+    # -- the sender task ---------------------------------------------------------------------
+
+    async def run_sender(self) -> None:
+        """Send until cancelled; raises ``SlowConsumer`` when a frame times out."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._heartbeat)
+            except TimeoutError:
+                await self._send(encode(Heartbeat(ts=time.time())))
+                continue
+            self._wake.clear()
+            while True:
+                items, more = await self._collect()
+                if items:
+                    await self._send(items[0] if len(items) == 1 else "[" + ",".join(items) + "]")
+                if not more:
+                    break
+
+    async def _send(self, frame: str) -> None:
+        try:
+            await asyncio.wait_for(self._send_text(frame), self._send_timeout)
+        except TimeoutError:
+            raise SlowConsumer(f"a frame was not taken within {self._send_timeout:g} s") from None
+        self.frames_sent += 1
+
+    async def _collect(self) -> tuple[list[str], bool]:
+        """Up to ``frame_events`` items: control messages first, then events of each subscription."""
+        items: list[str] = []
+        while self._outbox:
+            items.append(self._outbox.popleft())
+        budget = self._frame_events
+        more = False
+        for sub in list(self.subscriptions.values()):
+            if budget <= 0:
+                more = True
+                break
+            if sub.overflowed:
+                self.unsubscribe(sub.stream)
+                self.resyncs += 1
+                items.append(encode(Resync(run=sub.stream, after=sub.cursor)))
+                log.info("ws.resync", conn=self.id, run=sub.stream, after=sub.cursor)
+                continue
+            batch = await self._read(sub, budget)
+            if self.subscriptions.get(sub.stream) is not sub or not batch:
+                continue  # nothing new, or unsubscribed/replaced while we read the store
+            sub.cursor = sub.cursor + len(batch) if sub.stream == LIFECYCLE else batch[-1].seq
+            items.extend(p.text for p in batch)
+            self.events_sent += len(batch)
+            more = more or len(batch) == budget
+            budget -= len(batch)
+        return items, more
+
+    async def _read(self, sub: Subscription, budget: int) -> list[Published]:
+        batch = self._bus.read(sub.stream, sub.cursor, budget)
+        if batch is None:
+            sub.live = False
+            if sub.stream == LIFECYCLE:
+                sub.overflowed = True
+                return []
+            return await self._history.store.events(sub.stream, sub.cursor, budget)
+        if len(batch) < budget:
+            sub.live = True
+        return batch

@@ -1,0 +1,69 @@
+"""Everything one runwatch process runs, built from ``Settings``: bus, store, supervisor, clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from openai import AsyncOpenAI
+
+from agents.agent import AgentRegistry, load_agents
+from agents.bus import MemoryBus
+from agents.demo import demo_agent
+from agents.history import History
+from agents.runner import Runner
+from agents.store import SQLiteStore
+from agents.supervisor import Supervisor
+from api.config import Settings
+
+log = structlog.get_logger()
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bus = MemoryBus(log_capacity=settings.log_capacity)
+        self.store = SQLiteStore(settings.database)
+        self.history = History(self.bus, self.store)
+        self.registry = AgentRegistry([demo_agent(settings.files_dir)])
+        for module in settings.agents:
+            for agent in load_agents(module):
+                self.registry.add(agent)
+        self.client = AsyncOpenAI(
+            base_url=settings.model_base_url,
+            api_key=settings.openai_api_key or "offline",
+            max_retries=0 if settings.offline else 2,
+        )
+        self.runner = Runner(self.client, self.bus.publish, coalesce_window=settings.coalesce_ms / 1000)
+        self.supervisor = Supervisor(
+            bus=self.bus, store=self.store, registry=self.registry, runner=self.runner,
+            default_model=settings.default_model, max_running=settings.max_running,
+            max_queued=settings.max_queued, run_timeout=settings.run_timeout, offline=settings.offline,
+        )
+        #: Set when shutdown begins: SSE streams end and WebSocket connections close with 1001.
+        self.closing = asyncio.Event()
+        self.connections: set = set()
+        #: Wake-ups of open SSE streams, so shutdown can end them at once.
+        self.sse_streams: set = set()
+        #: Offline model streams being served right now (so tests can see cancel closes them).
+        self.offline_streams = 0
+
+    async def start(self) -> None:
+        await self.store.open()
+        interrupted = await self.store.mark_interrupted()
+        for published in interrupted:
+            log.warning("run.interrupted", run_id=published.run_id, seq=published.seq)
+        self.bus.add_sink(self.store)
+
+    def begin_shutdown(self) -> None:
+        """End live streams now; called on SIGTERM/SIGINT before the server drains connections."""
+        self.closing.set()
+        for wake in list(self.sse_streams):
+            wake.notify("*", 0)
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
+        await self.supervisor.shutdown()
+        await self.store.close()
+        await self.client.close()
+        log.info("runtime.stopped")

@@ -1,0 +1,74 @@
+"""``GET /api/runs/{id}/stream``: the SSE fallback, resuming from ``Last-Event-ID`` (a seq).
+
+Every SSE event is one run event: ``id`` is its seq, ``data`` its JSON. The stream ends after
+``run.finished``; clients should then close their ``EventSource`` (it would reconnect otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from litestar import Request, get
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent
+from litestar.response.sse import ServerSentEventMessage
+
+from api.runtime import Runtime
+
+PAGE = 500
+
+
+class _Wake:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def notify(self, stream: str, head: int) -> None:
+        self.event.set()
+
+
+@get("/api/runs/{run_id:str}/stream", tags=["runs"], summary="Follow a run over Server-Sent Events")
+async def run_stream(
+    run_id: str, request: Request, rt: Runtime, after: Annotated[int | None, Parameter(ge=0)] = None
+) -> ServerSentEvent:
+    header = request.headers.get("last-event-id")
+    if header is not None:
+        if not header.isdigit():
+            raise ClientException("Last-Event-ID must be the seq of the last event you received")
+        after = int(header)
+    cursor = after or 0
+    if not await rt.history.exists(run_id):
+        raise NotFoundException(f"no run {run_id!r}")
+
+    async def events() -> AsyncIterator[ServerSentEventMessage]:
+        nonlocal cursor
+        wake = _Wake()
+        rt.bus.watch(run_id, wake)
+        rt.sse_streams.add(wake)
+        try:
+            while not rt.closing.is_set():
+                wake.event.clear()
+                items = await rt.history.read(run_id, cursor, PAGE)
+                for p in items:
+                    yield ServerSentEventMessage(data=p.text, id=p.seq)
+                if items:
+                    cursor = items[-1].seq
+                    if items[-1].type == "run.finished":
+                        return
+                    continue
+                summary = await rt.store.get_run(run_id)
+                if summary is not None and summary.status.finished and cursor >= summary.last_seq:
+                    return
+                try:
+                    await asyncio.wait_for(wake.event.wait(), rt.settings.heartbeat)
+                except TimeoutError:
+                    yield ServerSentEventMessage(comment="heartbeat")
+        finally:
+            rt.bus.unwatch(run_id, wake)
+            rt.sse_streams.discard(wake)
+
+    return ServerSentEvent(events(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
