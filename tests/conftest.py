@@ -1,0 +1,122 @@
+"""Fixtures: a real ``runwatch serve`` process on a free port, and WebSocket watchers that talk to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.watcher import Watcher
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One ``runwatch serve`` subprocess; ``env`` overrides settings (``RUNWATCH_*``)."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))
+        } | {"RUNWATCH_LOG_FORMAT": "json"} | (env or {})
+        self.log_path = data_dir / f"server-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> Server:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"runwatch exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # polling a process that is starting up, not waiting for an event
+        raise RuntimeError(f"runwatch did not come up in {timeout} s:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"runwatch did not stop within {timeout} s:\n{self.logs()}") from None
+        self._log.close()
+        return self.proc.returncode
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_lines(self) -> list[dict]:
+        out = []
+        for line in self.logs().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10)
+
+    async def watcher(self, **kwargs) -> Watcher:
+        return await Watcher.connect(self.ws_url, **kwargs)
+
+    async def start_run(self, user_input: str | dict, agent: str = "demo") -> str:
+        text = user_input if isinstance(user_input, str) else json.dumps(user_input)
+        async with self.client() as c:
+            r = await c.post("/api/runs", json={"agent": agent, "input": text})
+            assert r.status_code == 202, r.text
+            return r.json()["id"]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A shared server on default settings (tests must not depend on other tests' runs)."""
+    srv = Server(tmp_path_factory.mktemp("shared")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator:
+    """Start dedicated servers with their own settings; all are stopped after the test."""
+    started: list[Server] = []
+
+    def make(env: dict[str, str] | None = None, data_dir: Path | None = None) -> Server:
+        srv = Server(data_dir or tmp_path / f"data{len(started)}", env).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.stop()
