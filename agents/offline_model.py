@@ -5,7 +5,7 @@ behaviour is known. The user message decides the script:
 
 * a JSON scenario ``{"tokens": N, "rate": R, "tool_calls": K, "tool_seconds": S}`` makes K calls
   of the ``wait`` tool (S seconds each; ``"parallel": true`` asks for all K in one step), then
-  streams N tokens at R tokens/s (0 = as fast as possible);
+  streams N tokens at R tokens/s (0 = as fast as possible; ``"token_chars": C`` pads each token);
 * any other text gets a plausible answer that first uses the demo tools the request offers.
 
 This module only decides *what* to say, as OpenAI ``chat.completion.chunk`` dicts; the HTTP
@@ -39,11 +39,13 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     tool_calls: int = 0
     tool_seconds: float = 0.0
     parallel: bool = False
+    #: Pad every token to this many characters (payload-size tests and benchmarks); 0 = plain words.
+    token_chars: int = 0
 
 
-def scenario_text(tokens: int) -> list[str]:
+def scenario_text(tokens: int, token_chars: int = 0) -> list[str]:
     """The exact token deltas a scenario answer of ``tokens`` tokens streams."""
-    return [WORDS[i % len(WORDS)] + " " for i in range(tokens)]
+    return [(WORDS[i % len(WORDS)] + " ").ljust(token_chars, ".") for i in range(tokens)]
 
 
 def parse_scenario(text: str) -> Scenario | None:
@@ -54,7 +56,7 @@ def parse_scenario(text: str) -> Scenario | None:
         scenario = msgspec.json.decode(text, type=Scenario)
     except msgspec.DecodeError:
         return None
-    if scenario.tokens < 0 or scenario.rate < 0 or scenario.tool_calls < 0 or scenario.tool_seconds < 0:
+    if min(scenario.tokens, scenario.rate, scenario.tool_calls, scenario.tool_seconds, scenario.token_chars) < 0:
         return None
     return scenario
 
@@ -139,7 +141,7 @@ def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
     if remaining > 0:
         batch = remaining if scenario.parallel else 1
         return Reply(tool_calls=[("wait", {"seconds": scenario.tool_seconds})] * batch)
-    return Reply(tokens=scenario_text(scenario.tokens), rate=scenario.rate)
+    return Reply(tokens=scenario_text(scenario.tokens, scenario.token_chars), rate=scenario.rate)
 
 
 def _estimate_tokens(messages: list[dict[str, Any]]) -> int:

@@ -5,8 +5,11 @@ sender reads from the bus (or the store when the bus no longer has them) when it
 That bounds memory per watcher by one frame, however fast runs publish.
 
 Slow-consumer policy, stated once:
-* a *live* subscription more than ``max_lag`` events behind the head is dropped and the client
-  gets ``{"type": "resync", "run", "after"}`` — it resubscribes from ``after`` when it can;
+* a *live* subscription more than ``max_lag`` events behind the head while this connection's
+  send is blocked (the client's TCP window is full), or one that falls out of the bus's in-memory
+  log, is dropped and the client gets ``{"type": "resync", "run", "after"}`` — it resubscribes
+  from ``after`` when it can. A producer burst alone never counts: a watcher whose sends go
+  through catches up in frames of ``frame_events``;
 * a frame the client does not take within ``send_timeout`` closes the connection with 1013.
 Either way no other watcher waits: publish only sets this connection's wake-up flag.
 """
@@ -70,6 +73,8 @@ class Connection:
         self.subscriptions: dict[str, Subscription] = {}
         self._outbox: deque[str] = deque()
         self._wake = asyncio.Event()
+        #: True while the sender waits for the client to take a frame.
+        self._blocked = False
         self.frames_sent = 0
         self.events_sent = 0
         self.resyncs = 0
@@ -78,7 +83,7 @@ class Connection:
 
     def notify(self, stream: str, head: int) -> None:
         sub = self.subscriptions.get(stream)
-        if sub is not None and sub.live and head - sub.cursor > self._max_lag:
+        if sub is not None and self._blocked and sub.live and head - sub.cursor > self._max_lag:
             sub.overflowed = True
         self._wake.set()
 
@@ -112,7 +117,8 @@ class Connection:
         """Send until cancelled; raises ``SlowConsumer`` when a frame times out."""
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._heartbeat)
+                async with asyncio.timeout(self._heartbeat):
+                    await self._wake.wait()
             except TimeoutError:
                 await self._send(encode(Heartbeat(ts=time.time())))
                 continue
@@ -125,10 +131,15 @@ class Connection:
                     break
 
     async def _send(self, frame: str) -> None:
+        self._blocked = True
         try:
-            await asyncio.wait_for(self._send_text(frame), self._send_timeout)
+            # asyncio.timeout, not wait_for: the send runs inline and only suspends when blocked.
+            async with asyncio.timeout(self._send_timeout):
+                await self._send_text(frame)
         except TimeoutError:
             raise SlowConsumer(f"a frame was not taken within {self._send_timeout:g} s") from None
+        finally:
+            self._blocked = False
         self.frames_sent += 1
 
     async def _collect(self) -> tuple[list[str], bool]:
@@ -161,9 +172,9 @@ class Connection:
     async def _read(self, sub: Subscription, budget: int) -> list[Published]:
         batch = self._bus.read(sub.stream, sub.cursor, budget)
         if batch is None:
-            sub.live = False
-            if sub.stream == LIFECYCLE:
-                sub.overflowed = True
+            if sub.live or sub.stream == LIFECYCLE:
+                sub.overflowed = True  # fell out of the live log: the client must resync
+                self._wake.set()
                 return []
             return await self._history.store.events(sub.stream, sub.cursor, budget)
         if len(batch) < budget:

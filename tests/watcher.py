@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,15 @@ class Watcher:
         self._reader = asyncio.create_task(self._read()) if read else None
 
     @classmethod
-    async def connect(cls, url: str, *, read: bool = True, **kwargs: Any) -> Watcher:
+    async def connect(cls, url: str, *, read: bool = True, rcvbuf: int | None = None, **kwargs: Any) -> Watcher:
+        """``rcvbuf`` pins the socket's receive buffer, so a watcher that stops reading stalls the server."""
+        if rcvbuf is not None:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+            kwargs["sock"] = sock
         return cls(await websockets.connect(url, **kwargs), read=read)
 
     def start_reading(self) -> None:

@@ -1,0 +1,67 @@
+"""Slow consumers are cut off (resync or 1013) while fast watchers keep their pace.
+
+Loopback sockets buffer megabytes in the kernel, so these runs send ~8 MB (8,000 tokens padded to
+1,000 characters) and the stalled watcher pins a 4 KiB receive buffer: the server's sends really block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from agents.offline_model import scenario_text
+from tests.watcher import assert_contiguous, text_of
+
+BIG_RUN = {"tokens": 8_000, "token_chars": 1_000}
+SETTINGS = {"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_MAX_LAG": "200", "RUNWATCH_WS_FRAME_EVENTS": "50"}
+
+
+async def _connections(srv) -> int:
+    async with srv.client() as c:
+        return (await c.get("/api/health")).json()["connections"]
+
+
+async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything(make_server):
+    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "1"})
+    fast = await srv.watcher()
+    stalled = await srv.watcher(read=False, max_queue=1, rcvbuf=4096)
+    run = await srv.start_run(BIG_RUN)
+    await fast.subscribe(run)
+    await stalled.send({"type": "subscribe", "run": run, "after": 0, "id": 1})
+
+    events = await fast.until_finished(run, timeout=60)
+    assert_contiguous(events)
+    assert text_of(events) == "".join(scenario_text(8_000, 1_000))
+
+    async def stalled_gone() -> None:
+        while await _connections(srv) != 1:
+            await asyncio.sleep(0.1)  # polling the server's own connection count
+    await asyncio.wait_for(stalled_gone(), 10)
+    stalled.start_reading()
+    closed = await stalled.wait_closed(timeout=10)
+    assert closed.code == 1013 and closed.reason == "slow consumer"
+    assert len(stalled.events(run)) < len(events)
+    assert any(line.get("event") == "ws.slow_consumer" for line in srv.log_lines())
+    await fast.close()
+
+
+async def test_a_watcher_that_falls_behind_gets_resync_and_resumes_from_it(make_server):
+    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "60"})
+    fast = await srv.watcher()
+    lagging = await srv.watcher(read=False, max_queue=1, rcvbuf=4096)
+    run = await srv.start_run(BIG_RUN)
+    await fast.subscribe(run)
+    await lagging.send({"type": "subscribe", "run": run, "after": 0, "id": 1})
+    everything = await fast.until_finished(run, timeout=60)
+
+    lagging.start_reading()  # the lagging watcher catches up on what was in flight, then is told to resync
+    resync = await lagging.wait_for(lambda m: m.get("type") == "resync", timeout=30)
+    before = lagging.events(run)
+    assert_contiguous(before)
+    assert resync == {"type": "resync", "run": run, "after": before[-1]["seq"], "reason": "slow_consumer"}
+    assert len(before) < len(everything)
+
+    await lagging.subscribe(run, after=resync["after"])
+    rest = await lagging.until_finished(run, timeout=30)
+    assert before + rest[len(before):] == everything
+    await fast.close()
+    await lagging.close()
