@@ -106,15 +106,7 @@ class RunFinished(Event, tag="run.finished"):
 
 
 AnyEvent = (
-    RunQueued
-    | RunStarted
-    | StepStarted
-    | Token
-    | ToolStarted
-    | ToolFinished
-    | StepFinished
-    | Status
-    | RunFinished
+    RunQueued | RunStarted | StepStarted | Token | ToolStarted | ToolFinished | StepFinished | Status | RunFinished
 )
 
 LIFECYCLE_TYPES = frozenset({"run.queued", "run.started", "run.finished"})

@@ -102,17 +102,20 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]]) -> 
         if "list_files" in tools and any(w in lower for w in ("file", "read", "notes", "inventory")):
             calls.append(("list_files", {"path": "."}))
         if not calls:
-            calls = [(name, args) for name, args in (
-                ("clock", {"timezone": "UTC"}), ("calculator", {"expression": "6 * 7"})
-            ) if name in tools]
+            calls = [
+                (name, args)
+                for name, args in (("clock", {"timezone": "UTC"}), ("calculator", {"expression": "6 * 7"}))
+                if name in tools
+            ]
         if calls:
             return Reply(tool_calls=calls)
     if "list_files" in done and "read_file" in tools and "read_file" not in done:
         listing = next(r for n, r in results if n == "list_files")
         names = [n for n in re.findall(r'"([^"/]+\.(?:md|txt|csv))"', listing)]
         plain = re.sub(r"[-_]", " ", lower)
-        wanted = next((n for n in names if re.sub(r"[-_]", " ", n.split(".")[0].lower()) in plain),
-                      names[0] if names else None)
+        wanted = next(
+            (n for n in names if re.sub(r"[-_]", " ", n.split(".")[0].lower()) in plain), names[0] if names else None
+        )
         if wanted:
             return Reply(tool_calls=[("read_file", {"path": wanted})])
     lines = ["Here is what I found."]
@@ -130,10 +133,13 @@ def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
     prompt = next((_content(m) for m in messages if m.get("role") == "user"), "")
     call_names = {
         c.get("id"): c.get("function", {}).get("name", "")
-        for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or ()
+        for m in messages
+        if m.get("role") == "assistant"
+        for c in m.get("tool_calls") or ()
     }
-    results = [(call_names.get(m.get("tool_call_id"), "tool"), _content(m))
-               for m in messages if m.get("role") == "tool"]
+    results = [
+        (call_names.get(m.get("tool_call_id"), "tool"), _content(m)) for m in messages if m.get("role") == "tool"
+    ]
     scenario = parse_scenario(prompt)
     if scenario is None:
         return _demo_plan(prompt, tool_names, results)
@@ -157,7 +163,10 @@ async def stream_reply(
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
-            "id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
 
@@ -166,8 +175,18 @@ async def stream_reply(
     if reply.tool_calls:
         for i, (name, args) in enumerate(reply.tool_calls):
             arguments = msgspec.json.encode(args).decode()
-            yield chunk({"tool_calls": [{"index": i, "id": f"call_{ident[-8:]}_{i}", "type": "function",
-                                         "function": {"name": name, "arguments": ""}}]})
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": f"call_{ident[-8:]}_{i}",
+                            "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
             half = len(arguments) // 2
             for part in (arguments[:half], arguments[half:]):
                 yield chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
@@ -187,7 +206,14 @@ async def stream_reply(
     if include_usage:
         prompt_tokens = _estimate_tokens(messages)
         yield {
-            "id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }

@@ -86,18 +86,20 @@ class Runner:
             text, calls = await self._step(run_id, index, agent, model, messages, stats)
             if not calls:
                 return text
-            messages.append({
-                "role": "assistant",
-                "content": text or None,
-                "tool_calls": [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in calls
-                ],
-            })
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": text or None,
+                    "tool_calls": [
+                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in calls
+                    ],
+                }
+            )
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._call_tool(run_id, agent, c, stats)) for c in calls]
             messages.extend(
-                {"role": "tool", "tool_call_id": c.id, "content": t.result()} for c, t in zip(calls, tasks)
+                {"role": "tool", "tool_call_id": c.id, "content": t.result()} for c, t in zip(calls, tasks, strict=True)
             )
         raise StepLimitReached(f"stopped after {agent.max_steps} steps (the agent's max_steps)")
 
@@ -150,10 +152,16 @@ class Runner:
             await coalescer.flush()
             stats.input_tokens += usage.input_tokens
             stats.output_tokens += usage.output_tokens
-            await self._emit(StepFinished(
-                run_id=run_id, index=index, finish_reason=finish_reason, usage=usage, ttft=ttft,
-                duration=round(time.perf_counter() - started, 4),
-            ))
+            await self._emit(
+                StepFinished(
+                    run_id=run_id,
+                    index=index,
+                    finish_reason=finish_reason,
+                    usage=usage,
+                    ttft=ttft,
+                    duration=round(time.perf_counter() - started, 4),
+                )
+            )
         ordered = [calls[i] for i in sorted(calls)]
         for n, call in enumerate(ordered):
             call.id = call.id or f"call_{index}_{n}"
@@ -162,9 +170,9 @@ class Runner:
     async def _call_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
         """Run one tool call and return the tool message content for the model."""
         stats.tool_calls += 1
-        await self._emit(ToolStarted(
-            run_id=run_id, call_id=call.id, tool=call.name, arguments=_parse_arguments(call.arguments)
-        ))
+        await self._emit(
+            ToolStarted(run_id=run_id, call_id=call.id, tool=call.name, arguments=_parse_arguments(call.arguments))
+        )
         started = time.perf_counter()
         ctx = ToolContext(run_id, call.id, self._emit)
         result: Any = None
@@ -187,10 +195,16 @@ class Runner:
                 await ctx.run_cleanups()
             except Exception as exc:
                 log.warning("tool.cleanup_failed", tool=call.name, call_id=call.id, error=repr(exc))
-            await self._emit(ToolFinished(
-                run_id=run_id, call_id=call.id, tool=call.name, result=_event_result(result),
-                duration=round(time.perf_counter() - started, 4), error=error,
-            ))
+            await self._emit(
+                ToolFinished(
+                    run_id=run_id,
+                    call_id=call.id,
+                    tool=call.name,
+                    result=_event_result(result),
+                    duration=round(time.perf_counter() - started, 4),
+                    error=error,
+                )
+            )
         if error is not None:
             return msgspec.json.encode({"error": error}).decode()
         return msgspec.json.encode(result).decode()

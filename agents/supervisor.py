@@ -105,15 +105,19 @@ class Supervisor:
             raise ShuttingDown("the server is shutting down; start the run again once it is back")
         agent = self._registry.get(agent_name)
         if len(self._runs) >= self._max_running + self._max_queued:
-            raise QueueFull(
-                f"{self._max_queued} runs are already queued; wait for some to finish or raise max_queued"
-            )
+            raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish or raise max_queued")
         handle = RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
         self._runs[handle.id] = handle
-        await self._bus.publish(RunQueued(
-            run_id=handle.id, agent=agent.name, input=user_input, model=handle.model, tenant=tenant,
-            offline=self._offline,
-        ))
+        await self._bus.publish(
+            RunQueued(
+                run_id=handle.id,
+                agent=agent.name,
+                input=user_input,
+                model=handle.model,
+                tenant=tenant,
+                offline=self._offline,
+            )
+        )
         handle.task = asyncio.create_task(self._execute(handle, user_input), name=f"run-{handle.id}")
         return handle
 
@@ -128,9 +132,11 @@ class Supervisor:
                 async with self._slots:
                     handle.status = RunStatus.RUNNING
                     started = time.monotonic()
-                    await self._bus.publish(RunStarted(
-                        run_id=handle.id, agent=handle.agent, queue_wait=round(started - handle.queued_at, 4)
-                    ))
+                    await self._bus.publish(
+                        RunStarted(
+                            run_id=handle.id, agent=handle.agent, queue_wait=round(started - handle.queued_at, 4)
+                        )
+                    )
                     log.info("run.started", model=handle.model)
                     async with asyncio.timeout(timeout):
                         await self._runner.run(handle.id, agent, user_input, handle.model, handle.stats)
@@ -153,13 +159,20 @@ class Supervisor:
                 stats = handle.stats
                 duration = round(time.monotonic() - started, 4) if started is not None else 0.0
                 handle.status = RunStatus(status)
-                await self._bus.publish(RunFinished(
-                    run_id=handle.id, status=status, error=error,
-                    totals=Totals(
-                        input_tokens=stats.input_tokens, output_tokens=stats.output_tokens,
-                        tool_calls=stats.tool_calls, steps=stats.steps, duration=duration,
-                    ),
-                ))
+                await self._bus.publish(
+                    RunFinished(
+                        run_id=handle.id,
+                        status=status,
+                        error=error,
+                        totals=Totals(
+                            input_tokens=stats.input_tokens,
+                            output_tokens=stats.output_tokens,
+                            tool_calls=stats.tool_calls,
+                            steps=stats.steps,
+                            duration=duration,
+                        ),
+                    )
+                )
                 self._runs.pop(handle.id, None)
                 log.info("run.finished", status=status, error=error, duration=duration)
 
@@ -193,6 +206,6 @@ class Supervisor:
             task.cancel()
         if tasks:
             log.info("supervisor.cancelling_runs", runs=len(tasks))
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
             if pending:
                 log.error("supervisor.runs_did_not_stop", runs=len(pending), timeout=timeout)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import msgspec
 
@@ -73,10 +73,12 @@ class Tool:
         required: list[str] = []
         for param in inspect.signature(fn).parameters.values():
             annotation = hints.get(param.name, Any)
-            if annotation is ToolContext:
+            if annotation is ToolContext or ToolContext in get_args(annotation):
                 self._context_param = param.name
                 continue
             schema = msgspec.json.schema(annotation)
+            if param.default is not inspect.Parameter.empty and isinstance(param.default, str | int | float | bool):
+                schema["default"] = param.default
             properties[param.name] = schema
             if param.default is inspect.Parameter.empty:
                 required.append(param.name)

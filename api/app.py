@@ -43,9 +43,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await rt.start()
         log.info(
-            "runwatch.ready", url=rt.settings.public_url, model=rt.settings.default_model,
+            "runwatch.ready",
+            url=rt.settings.public_url,
+            model=rt.settings.default_model,
             endpoint="offline model (built in)" if rt.settings.offline else rt.settings.model_base_url,
-            database=str(rt.settings.database), agents=[a.name for a in rt.registry],
+            database=str(rt.settings.database),
+            agents=[a.name for a in rt.registry],
         )
         try:
             yield
@@ -56,8 +59,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     if settings.offline:
         handlers.append(chat_completions)
     if DASHBOARD.is_dir():
-        handlers.append(create_static_files_router(path="/ui", directories=[DASHBOARD], html_mode=True,
-                                                   include_in_schema=False))
+        handlers.append(
+            create_static_files_router(path="/ui", directories=[DASHBOARD], html_mode=True, include_in_schema=False)
+        )
     return Litestar(
         route_handlers=handlers,
         dependencies={"rt": Provide(_runtime, sync_to_thread=False)},

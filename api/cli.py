@@ -19,10 +19,12 @@ EPILOG = "Every setting can also come from the environment or a TOML file (--con
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "serve", help="run the server (API, WebSocket, dashboard)",
+        "serve",
+        help="run the server (API, WebSocket, dashboard)",
         description="Run runwatch: REST + WebSocket + SSE API, the dashboard, and the offline model "
         "when no OpenAI endpoint is configured.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
@@ -56,9 +58,15 @@ def serve(args: argparse.Namespace) -> int:
     from api.runtime import Runtime
 
     overrides = {
-        "host": args.host, "port": args.port, "data_dir": args.data_dir, "model": args.model,
-        "agents": args.agents, "coalesce_ms": args.coalesce_ms, "max_running": args.max_running,
-        "log_format": args.log_format, "log_level": args.log_level,
+        "host": args.host,
+        "port": args.port,
+        "data_dir": args.data_dir,
+        "model": args.model,
+        "agents": args.agents,
+        "coalesce_ms": args.coalesce_ms,
+        "max_running": args.max_running,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
     }
     try:
         settings = load_settings(overrides, config_file=args.config)
@@ -66,8 +74,10 @@ def serve(args: argparse.Namespace) -> int:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
     if not _port_free(settings.host, settings.port):
-        print(f"runwatch: {settings.host}:{settings.port} is already in use; pass --port or set RUNWATCH_PORT",
-              file=sys.stderr)
+        print(
+            f"runwatch: {settings.host}:{settings.port} is already in use; pass --port or set RUNWATCH_PORT",
+            file=sys.stderr,
+        )
         return 2
     configure_logging(settings.log_format, settings.log_level)
     try:
@@ -77,9 +87,16 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     app = create_app(settings, runtime)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-        ws_max_size=settings.ws_max_message_bytes, ws_ping_interval=settings.heartbeat,
-        ws_ping_timeout=settings.heartbeat, ws_per_message_deflate=False, timeout_graceful_shutdown=5,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=settings.heartbeat,
+        ws_ping_timeout=settings.heartbeat,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=5,
         lifespan="on",
     )
 
@@ -148,9 +165,12 @@ def _show(event: dict[str, Any]) -> str | None:
         print(f"  … {event['message']}", file=sys.stderr)
     elif kind == "run.finished":
         totals = event["totals"]
-        print(f"\n[{event['status']}{': ' + event['error'] if event['error'] else ''}] "
-              f"{totals['output_tokens']} tokens out, {totals['tool_calls']} tool calls, "
-              f"{totals['duration']:.2f} s", file=sys.stderr)
+        print(
+            f"\n[{event['status']}{': ' + event['error'] if event['error'] else ''}] "
+            f"{totals['output_tokens']} tokens out, {totals['tool_calls']} tool calls, "
+            f"{totals['duration']:.2f} s",
+            file=sys.stderr,
+        )
         return event["status"]
     return None
 
@@ -171,20 +191,25 @@ def list_agents(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="runwatch", description="Watch LLM agent runs live: serve the API and dashboard, or talk to one.",
+        prog="runwatch",
+        description="Watch LLM agent runs live: serve the API and dashboard, or talk to one.",
     )
     parser.add_argument("--version", action="version", version=f"runwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
     url_help = "server URL (default http://127.0.0.1:8000)"
-    p = sub.add_parser("run", help="start a run and follow it in the terminal",
-                       description="Start a run on a running server and print its events as they arrive.")
+    p = sub.add_parser(
+        "run",
+        help="start a run and follow it in the terminal",
+        description="Start a run on a running server and print its events as they arrive.",
+    )
     p.add_argument("agent", help="agent name, e.g. demo")
-    p.add_argument("input", help='the input text, or a JSON scenario for the offline model')
+    p.add_argument("input", help="the input text, or a JSON scenario for the offline model")
     p.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
     p.set_defaults(func=run_agent)
-    p = sub.add_parser("agents", help="list the agents a server can run",
-                       description="List the agents of a running server.")
+    p = sub.add_parser(
+        "agents", help="list the agents a server can run", description="List the agents of a running server."
+    )
     p.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
     p.set_defaults(func=list_agents)
     return parser

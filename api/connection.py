@@ -26,7 +26,7 @@ import structlog
 from agents.bus import LIFECYCLE, Bus
 from agents.events import Published
 from agents.history import History
-from api.protocol import CloseCode, Heartbeat, Resync, encode
+from api.protocol import Heartbeat, Resync, encode
 
 log = structlog.get_logger()
 

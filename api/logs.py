@@ -17,15 +17,20 @@ _SECRET_WORDS = ("key", "token", "secret", "password", "authorization")
 
 def mask_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     for name in event_dict:
-        if any(word in name.lower() for word in _SECRET_WORDS) and name not in ("tokens", "output_tokens",
-                                                                                "input_tokens"):
+        if any(word in name.lower() for word in _SECRET_WORDS) and name not in (
+            "tokens",
+            "output_tokens",
+            "input_tokens",
+        ):
             event_dict[name] = "***"
     return event_dict
 
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
     renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -41,10 +46,12 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     )
     # uvicorn and litestar log through the standard library: render those lines the same way.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

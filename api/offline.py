@@ -34,7 +34,9 @@ async def chat_completions(request: Request, rt: Runtime) -> Stream | Response:
     tool_names = {t.get("function", {}).get("name", "") for t in body.tools}
     reply = plan_reply(body.messages, tool_names)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
-    chunks = stream_reply(reply, model=body.model, messages=body.messages, include_usage=include_usage or not body.stream)
+    chunks = stream_reply(
+        reply, model=body.model, messages=body.messages, include_usage=include_usage or not body.stream
+    )
     if not body.stream:
         return Response(await _complete(chunks), media_type="application/json")
 
@@ -65,8 +67,9 @@ async def _complete(chunks: AsyncIterator[dict[str, Any]]) -> bytes:
             delta = choice["delta"]
             text.append(delta.get("content") or "")
             for tc in delta.get("tool_calls") or ():
-                call = calls.setdefault(tc["index"], {"id": "", "type": "function",
-                                                      "function": {"name": "", "arguments": ""}})
+                call = calls.setdefault(
+                    tc["index"], {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+                )
                 call["id"] = tc.get("id") or call["id"]
                 call["function"]["name"] += tc.get("function", {}).get("name") or ""
                 call["function"]["arguments"] += tc.get("function", {}).get("arguments") or ""
@@ -74,8 +77,13 @@ async def _complete(chunks: AsyncIterator[dict[str, Any]]) -> bytes:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    return msgspec.json.encode({
-        "id": head.get("id"), "object": "chat.completion", "created": head.get("created"),
-        "model": head.get("model"), "usage": usage,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-    })
+    return msgspec.json.encode(
+        {
+            "id": head.get("id"),
+            "object": "chat.completion",
+            "created": head.get("created"),
+            "model": head.get("model"),
+            "usage": usage,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        }
+    )

@@ -15,6 +15,7 @@ MessageId = str | int | None
 
 # -- client → server ------------------------------------------------------------------------
 
+
 class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
     id: MessageId = None
 
@@ -46,6 +47,7 @@ CLIENT_TYPES = frozenset({"subscribe", "unsubscribe", "cancel", "start", "ping"}
 
 
 # -- server → client (events themselves are sent as-is) -------------------------------------
+
 
 class Hello(msgspec.Struct, tag_field="type", tag="hello", kw_only=True):
     connection: str
@@ -132,7 +134,7 @@ def parse_client_message(text: str | bytes) -> AnyClientMessage:
     except msgspec.DecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"malformed JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise ProtocolError(ErrorCode.NOT_AN_OBJECT, "a message must be a JSON object with a \"type\"")
+        raise ProtocolError(ErrorCode.NOT_AN_OBJECT, 'a message must be a JSON object with a "type"')
     message_id = raw.get("id") if isinstance(raw.get("id"), str | int) else None
     kind = raw.get("type")
     if kind not in CLIENT_TYPES:

@@ -85,8 +85,13 @@ class RunsController(Controller):
         except ShuttingDown as exc:
             raise Unavailable(str(exc)) from None
         return RunAccepted(
-            id=handle.id, agent=handle.agent, model=handle.model, status="queued", offline=rt.settings.offline,
-            events=f"/api/runs/{handle.id}/events", stream=f"/api/runs/{handle.id}/stream",
+            id=handle.id,
+            agent=handle.agent,
+            model=handle.model,
+            status="queued",
+            offline=rt.settings.offline,
+            events=f"/api/runs/{handle.id}/events",
+            stream=f"/api/runs/{handle.id}/stream",
         )
 
     @get("/runs", summary="List runs, newest first")
@@ -122,9 +127,14 @@ class RunsController(Controller):
             raise NotFoundException(f"no run {run_id!r}")
         last = items[-1].seq if items else after
         body = (
-            b'{"run_id":' + msgspec.json.encode(run_id) + b',"events":['
+            b'{"run_id":'
+            + msgspec.json.encode(run_id)
+            + b',"events":['
             + b",".join(p.data for p in items)
-            + b'],"next_after":' + str(last).encode() + b',"more":' + (b"true" if len(items) == limit else b"false")
+            + b'],"next_after":'
+            + str(last).encode()
+            + b',"more":'
+            + (b"true" if len(items) == limit else b"false")
             + b"}"
         )
         return Response(body, media_type="application/json")
@@ -142,15 +152,25 @@ class RunsController(Controller):
     @get("/agents", summary="The agents this server can run", tags=["agents"])
     async def list_agents(self, rt: Runtime) -> list[AgentInfo]:
         return [
-            AgentInfo(name=a.name, description=a.description, model=a.model or rt.settings.default_model,
-                      tools=a.tool_names, max_steps=a.max_steps)
+            AgentInfo(
+                name=a.name,
+                description=a.description,
+                model=a.model or rt.settings.default_model,
+                tools=a.tool_names,
+                max_steps=a.max_steps,
+            )
             for a in rt.registry
         ]
 
     @get("/health", summary="Liveness and load", tags=["ops"])
     async def health(self, rt: Runtime) -> Health:
         return Health(
-            status="closing" if rt.closing.is_set() else "ok", version=__version__, offline=rt.settings.offline,
-            model=rt.settings.default_model, running=rt.supervisor.running, queued=rt.supervisor.queued,
-            connections=len(rt.connections), offline_streams=rt.offline_streams,
+            status="closing" if rt.closing.is_set() else "ok",
+            version=__version__,
+            offline=rt.settings.offline,
+            model=rt.settings.default_model,
+            running=rt.supervisor.running,
+            queued=rt.supervisor.queued,
+            connections=len(rt.connections),
+            offline_streams=rt.offline_streams,
         )

@@ -36,9 +36,15 @@ class Runtime:
         )
         self.runner = Runner(self.client, self.bus.publish, coalesce_window=settings.coalesce_ms / 1000)
         self.supervisor = Supervisor(
-            bus=self.bus, store=self.store, registry=self.registry, runner=self.runner,
-            default_model=settings.default_model, max_running=settings.max_running,
-            max_queued=settings.max_queued, run_timeout=settings.run_timeout, offline=settings.offline,
+            bus=self.bus,
+            store=self.store,
+            registry=self.registry,
+            runner=self.runner,
+            default_model=settings.default_model,
+            max_running=settings.max_running,
+            max_queued=settings.max_queued,
+            run_timeout=settings.run_timeout,
+            offline=settings.offline,
         )
         #: Set when shutdown begins: SSE streams end and WebSocket connections close with 1001.
         self.closing = asyncio.Event()

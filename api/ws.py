@@ -88,18 +88,30 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     conn_id = secrets.token_hex(4)
     await socket.accept()
     conn = Connection(
-        conn_id, socket.send_text, bus=rt.bus, history=rt.history, max_lag=settings.ws_max_lag,
-        send_timeout=settings.ws_send_timeout, frame_events=settings.ws_frame_events,
+        conn_id,
+        socket.send_text,
+        bus=rt.bus,
+        history=rt.history,
+        max_lag=settings.ws_max_lag,
+        send_timeout=settings.ws_send_timeout,
+        frame_events=settings.ws_frame_events,
         heartbeat=settings.heartbeat,
     )
     rt.connections.add(conn)
     opened = time.monotonic()
     close_code, reason = CloseCode.NORMAL, "client"
     log.info("ws.connected", conn=conn_id, client=socket.client.host if socket.client else None)
-    conn.post(encode(Hello(
-        connection=conn_id, version=__version__, offline=settings.offline, heartbeat=settings.heartbeat,
-        max_message_bytes=settings.ws_max_message_bytes,
-    )))
+    conn.post(
+        encode(
+            Hello(
+                connection=conn_id,
+                version=__version__,
+                offline=settings.offline,
+                heartbeat=settings.heartbeat,
+                max_message_bytes=settings.ws_max_message_bytes,
+            )
+        )
+    )
     sender = asyncio.create_task(conn.run_sender(), name=f"ws-send-{conn_id}")
     receiver = asyncio.create_task(_receive(socket, conn, rt), name=f"ws-recv-{conn_id}")
     closing = asyncio.create_task(rt.closing.wait())
@@ -127,9 +139,16 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
                 await asyncio.wait_for(socket.close(code=close_code, reason=reason), 1.0)
             except Exception:
                 pass
-        log.info("ws.disconnected", conn=conn_id, code=int(close_code), reason=reason,
-                 duration=round(time.monotonic() - opened, 3), frames=conn.frames_sent,
-                 events=conn.events_sent, resyncs=conn.resyncs)
+        log.info(
+            "ws.disconnected",
+            conn=conn_id,
+            code=int(close_code),
+            reason=reason,
+            duration=round(time.monotonic() - opened, 3),
+            frames=conn.frames_sent,
+            events=conn.events_sent,
+            resyncs=conn.resyncs,
+        )
 
 
 async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> tuple[CloseCode, str]:

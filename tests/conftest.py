@@ -34,9 +34,11 @@ class Server:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))
-        } | {"RUNWATCH_LOG_FORMAT": "json"} | (env or {})
+        self.env = (
+            {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))}
+            | {"RUNWATCH_LOG_FORMAT": "json"}
+            | (env or {})
+        )
         self.log_path = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -45,7 +47,10 @@ class Server:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -60,6 +65,7 @@ class Server:
         raise RuntimeError(f"runwatch did not come up in {timeout} s:\n{self.logs()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the server and wait; uvicorn re-raises SIGTERM after a graceful stop (exit -15)."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -70,6 +76,8 @@ class Server:
                 self.proc.wait()
                 raise AssertionError(f"runwatch did not stop within {timeout} s:\n{self.logs()}") from None
         self._log.close()
+        if sig == signal.SIGTERM:
+            assert any(line.get("event") == "runtime.stopped" for line in self.log_lines()), self.logs()[-2000:]
         return self.proc.returncode
 
     def logs(self) -> str:

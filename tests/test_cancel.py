@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.watcher import eventually
+
 CANCEL_BUDGET = 1.0
 
 
@@ -34,10 +36,11 @@ async def test_cancel_mid_stream_lands_within_a_second_and_closes_the_model_stre
     assert final["type"] == "run.finished" and final["status"] == "cancelled" and final["error"] is None
     step_end = [e for e in events if e["type"] == "step.finished"]
     assert step_end[-1]["finish_reason"] == "cancelled"
-    async def no_streams_left() -> None:
-        while (await _health(server))["offline_streams"] != 0:
-            await asyncio.sleep(0.05)  # polling a counter the server exposes
-    await asyncio.wait_for(no_streams_left(), 2)
+
+    async def no_streams_left() -> bool:
+        return (await _health(server))["offline_streams"] == 0
+
+    await eventually(no_streams_left, timeout=2)
     await w.close()
 
 

@@ -6,10 +6,8 @@ Loopback sockets buffer megabytes in the kernel, so these runs send ~8 MB (8,000
 
 from __future__ import annotations
 
-import asyncio
-
 from agents.offline_model import scenario_text
-from tests.watcher import assert_contiguous, text_of
+from tests.watcher import assert_contiguous, eventually, text_of
 
 BIG_RUN = {"tokens": 8_000, "token_chars": 1_000}
 SETTINGS = {"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_MAX_LAG": "200", "RUNWATCH_WS_FRAME_EVENTS": "50"}
@@ -32,10 +30,10 @@ async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything
     assert_contiguous(events)
     assert text_of(events) == "".join(scenario_text(8_000, 1_000))
 
-    async def stalled_gone() -> None:
-        while await _connections(srv) != 1:
-            await asyncio.sleep(0.1)  # polling the server's own connection count
-    await asyncio.wait_for(stalled_gone(), 10)
+    async def stalled_gone() -> bool:
+        return await _connections(srv) == 1
+
+    await eventually(stalled_gone, timeout=10)
     stalled.start_reading()
     closed = await stalled.wait_closed(timeout=10)
     assert closed.code == 1013 and closed.reason == "slow consumer"
@@ -62,6 +60,6 @@ async def test_a_watcher_that_falls_behind_gets_resync_and_resumes_from_it(make_
 
     await lagging.subscribe(run, after=resync["after"])
     rest = await lagging.until_finished(run, timeout=30)
-    assert before + rest[len(before):] == everything
+    assert before + rest[len(before) :] == everything
     await fast.close()
     await lagging.close()

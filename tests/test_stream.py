@@ -8,7 +8,7 @@ import json
 import httpx
 
 from agents.offline_model import scenario_text
-from tests.watcher import assert_contiguous, text_of
+from tests.watcher import assert_contiguous, eventually, text_of
 
 SCENARIO = {"tokens": 200, "rate": 400, "tool_calls": 2, "tool_seconds": 0.3}
 
@@ -224,3 +224,26 @@ async def test_many_watchers_on_many_runs_all_see_everything(server):
         assert_contiguous(results[0])
     for w in watchers:
         await w.close()
+
+
+async def test_a_dead_connection_is_found_by_heartbeat_and_cleaned_up(make_server):
+    srv = make_server({"RUNWATCH_HEARTBEAT": "0.5"})
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+
+    async def connections() -> int:
+        async with srv.client() as c:
+            return (await c.get("/api/health")).json()["connections"]
+
+    assert await connections() == 1
+    # The client now says nothing, not even pongs: the server must notice and drop it.
+    await eventually(lambda: _is(connections, 0), timeout=5)
+    writer.close()
+
+
+async def _is(counter, value: int) -> bool:
+    return await counter() == value

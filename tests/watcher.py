@@ -67,6 +67,7 @@ class Watcher:
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
         """The first message (ever received) matching ``predicate``; waits for it up to ``timeout``."""
+
         async def find() -> dict[str, Any]:
             async with self._changed:
                 while True:
@@ -76,6 +77,7 @@ class Watcher:
                     if self.closed is not None:
                         raise AssertionError(f"connection closed ({self.closed}) before the message came")
                     await self._changed.wait()
+
         return await asyncio.wait_for(find(), timeout)
 
     async def wait_closed(self, timeout: float = 10.0) -> Closed:
@@ -83,6 +85,7 @@ class Watcher:
             async with self._changed:
                 await self._changed.wait_for(lambda: self.closed is not None)
                 return self.closed
+
         return await asyncio.wait_for(closed(), timeout)
 
     async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
@@ -107,6 +110,18 @@ class Watcher:
         await self.ws.close()
         if self._reader is not None:
             await asyncio.wait_for(asyncio.shield(self._reader), 5)
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> None:
+    """Poll ``check`` (an async callable over a server counter) until it is true, up to ``timeout``."""
+
+    async def poll() -> None:
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(interval)
+
+    await asyncio.wait_for(poll(), timeout)
 
 
 def text_of(events: list[dict[str, Any]]) -> str:

@@ -21,9 +21,7 @@ class MemoryBus:
     run published through one bus instance, which the supervisor guarantees.
     """
 
-    def __init__(
-        self, *, log_capacity: int = 10_000, feed_capacity: int = 1_000, retain_seconds: float = 60.0
-    ) -> None:
+    def __init__(self, *, log_capacity: int = 10_000, feed_capacity: int = 1_000, retain_seconds: float = 60.0) -> None:
         self._log_capacity = log_capacity
         self._retain_seconds = retain_seconds
         self._logs: dict[str, RingLog] = {LIFECYCLE: RingLog(feed_capacity)}

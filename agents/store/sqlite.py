@@ -55,10 +55,22 @@ _RUN_COLUMNS = (
 
 def _row_to_summary(row: tuple) -> RunSummary:
     return RunSummary(
-        id=row[0], agent=row[1], tenant=row[2], input=row[3], model=row[4], offline=bool(row[5]),
-        status=RunStatus(row[6]), error=row[7], created_at=row[8], started_at=row[9],
-        finished_at=row[10], input_tokens=row[11], output_tokens=row[12], tool_calls=row[13],
-        steps=row[14], last_seq=row[15],
+        id=row[0],
+        agent=row[1],
+        tenant=row[2],
+        input=row[3],
+        model=row[4],
+        offline=bool(row[5]),
+        status=RunStatus(row[6]),
+        error=row[7],
+        created_at=row[8],
+        started_at=row[9],
+        finished_at=row[10],
+        input_tokens=row[11],
+        output_tokens=row[12],
+        tool_calls=row[13],
+        steps=row[14],
+        last_seq=row[15],
     )
 
 
@@ -171,9 +183,7 @@ class SQLiteStore:
                         (p.run_id, ev.agent, ev.tenant, ev.input, ev.model, int(ev.offline), ev.ts),
                     )
                 elif p.type == "run.started":
-                    db.execute(
-                        "UPDATE runs SET status = 'running', started_at = ? WHERE id = ?", (ev.ts, p.run_id)
-                    )
+                    db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?", (ev.ts, p.run_id))
                 elif p.type == "step.finished":
                     c[0] += ev.usage.input_tokens
                     c[1] += ev.usage.output_tokens
@@ -244,9 +254,7 @@ class SQLiteStore:
         rows = await self._call(self._select_many, sql, args)
         more = len(rows) > limit
         rows = rows[:limit]
-        return RunPage(
-            runs=[_row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None
-        )
+        return RunPage(runs=[_row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None)
 
     def _select_many(self, sql: str, args: list) -> list[tuple]:
         assert self._db is not None
@@ -268,17 +276,24 @@ class SQLiteStore:
         for run_id, tin, tout, tools, steps, since in rows:
             (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
             event = RunFinished(
-                run_id=run_id, seq=last + 1, ts=now, status="failed", error="interrupted",
-                totals=Totals(input_tokens=tin, output_tokens=tout, tool_calls=tools, steps=steps,
-                              duration=round(now - since, 3)),
+                run_id=run_id,
+                seq=last + 1,
+                ts=now,
+                status="failed",
+                error="interrupted",
+                totals=Totals(
+                    input_tokens=tin, output_tokens=tout, tool_calls=tools, steps=steps, duration=round(now - since, 3)
+                ),
             )
             data = encode(event)
             db.execute("BEGIN")
-            db.execute("INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, 'run.finished', ?)",
-                       (run_id, event.seq, data))
             db.execute(
-                "UPDATE runs SET status = 'failed', error = 'interrupted', finished_at = ?, last_seq = ?"
-                " WHERE id = ?", (now, event.seq, run_id),
+                "INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, 'run.finished', ?)",
+                (run_id, event.seq, data),
+            )
+            db.execute(
+                "UPDATE runs SET status = 'failed', error = 'interrupted', finished_at = ?, last_seq = ? WHERE id = ?",
+                (now, event.seq, run_id),
             )
             db.execute("COMMIT")
             out.append(Published(run_id, event.seq, "run.finished", data, event))

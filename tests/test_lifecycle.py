@@ -1,0 +1,66 @@
+"""Process lifecycle: history survives restarts, interrupted runs are marked, SIGTERM cancels cleanly."""
+
+from __future__ import annotations
+
+import signal
+
+from tests.watcher import assert_contiguous
+
+
+async def test_history_survives_a_restart(make_server, tmp_path):
+    srv = make_server(data_dir=tmp_path / "data")
+    w = await srv.watcher()
+    run = await srv.start_run({"tokens": 40, "tool_calls": 1})
+    await w.subscribe(run)
+    before = await w.until_finished(run)
+    await w.close()
+    srv.stop()
+
+    again = make_server(data_dir=tmp_path / "data")
+    async with again.client() as c:
+        summary = (await c.get(f"/api/runs/{run}")).json()
+        assert summary["status"] == "succeeded" and summary["tool_calls"] == 1 and summary["last_seq"] == len(before)
+        replay = (await c.get(f"/api/runs/{run}/events")).json()["events"]
+    assert replay == before
+    late = await again.watcher()
+    await late.subscribe(run)
+    assert await late.until_finished(run) == before
+    await late.close()
+
+
+async def test_runs_alive_when_the_process_died_are_marked_failed_interrupted(make_server, tmp_path):
+    srv = make_server(data_dir=tmp_path / "data")
+    w = await srv.watcher()
+    run = await srv.start_run({"tokens": 100_000, "rate": 50})
+    await w.subscribe(run)
+    await w.wait_for(lambda m: m.get("run_id") == run and m.get("type") == "token")
+    srv.stop(signal.SIGKILL)
+
+    again = make_server(data_dir=tmp_path / "data")
+    async with again.client() as c:
+        summary = (await c.get(f"/api/runs/{run}")).json()
+        events = (await c.get(f"/api/runs/{run}/events")).json()["events"]
+    assert summary["status"] == "failed" and summary["error"] == "interrupted"
+    assert_contiguous(events)
+    assert events[-1]["type"] == "run.finished" and events[-1]["error"] == "interrupted"
+    assert any(line.get("event") == "run.interrupted" for line in again.log_lines())
+
+
+async def test_sigterm_cancels_running_runs_and_records_them(make_server, tmp_path):
+    srv = make_server(data_dir=tmp_path / "data")
+    w = await srv.watcher()
+    runs = [await srv.start_run({"tokens": 100_000, "rate": 50}) for _ in range(2)]
+    for run in runs:
+        await w.subscribe(run)
+        await w.wait_for(lambda m, run=run: m.get("run_id") == run and m.get("type") == "token")
+    srv.stop(signal.SIGTERM)
+    closed = await w.wait_closed(timeout=5)
+    assert closed.code in (1001, 1012)
+    again = make_server(data_dir=tmp_path / "data")
+    async with again.client() as c:
+        for run in runs:
+            summary = (await c.get(f"/api/runs/{run}")).json()
+            assert summary["status"] == "cancelled" and summary["error"] == "the server shut down"
+            events = (await c.get(f"/api/runs/{run}/events")).json()["events"]
+            assert_contiguous(events)
+            assert events[-1]["type"] == "run.finished"

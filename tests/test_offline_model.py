@@ -1,0 +1,78 @@
+"""The offline model speaks the OpenAI streaming protocol: checked with the official openai client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from openai import AsyncOpenAI
+
+from agents.demo import demo_agent
+from agents.offline_model import OFFLINE_MODEL, scenario_text
+
+TOOLS = demo_agent().tool_specs()
+SCENARIO_WITH_TOOLS = json.dumps({"tool_calls": 2, "tool_seconds": 1.5, "parallel": True})
+
+
+@pytest.fixture
+async def client(server):
+    async with AsyncOpenAI(base_url=server.url + "/v1", api_key="offline") as c:
+        yield c
+
+
+async def _stream(client, messages, tools=TOOLS):
+    stream = await client.chat.completions.create(
+        model=OFFLINE_MODEL, messages=messages, tools=tools, stream=True, stream_options={"include_usage": True}
+    )
+    return [chunk async for chunk in stream]
+
+
+async def test_a_scenario_streams_its_tokens_then_a_usage_chunk(client):
+    chunks = await _stream(client, [{"role": "user", "content": json.dumps({"tokens": 12})}])
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "".join(scenario_text(12))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
+
+
+async def test_a_scenario_with_tool_calls_asks_for_the_wait_tool(client):
+    chunks = await _stream(client, [{"role": "user", "content": SCENARIO_WITH_TOOLS}])
+    calls = {}
+    for c in chunks:
+        for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            calls.setdefault(tc.index, {"name": "", "args": ""})
+            calls[tc.index]["name"] += tc.function.name or ""
+            calls[tc.index]["args"] += tc.function.arguments or ""
+    assert [(c["name"], json.loads(c["args"])) for c in calls.values()] == [("wait", {"seconds": 1.5})] * 2
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+async def test_free_text_gets_tool_calls_then_an_answer_using_their_results(client):
+    messages = [{"role": "user", "content": "what is 2 * 21?"}]
+    chunks = await _stream(client, messages)
+    call = next(tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or [] if tc.id)
+    assert call.function.name == "calculator"
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "calculator", "arguments": json.dumps({"expression": "2 * 21"})},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.id, "content": "42"},
+    ]
+    answer = "".join(c.choices[0].delta.content or "" for c in await _stream(client, messages) if c.choices)
+    assert "calculator tool answered 42" in answer and "offline model" in answer
+
+
+async def test_non_streaming_requests_get_a_whole_completion(client):
+    completion = await client.chat.completions.create(
+        model=OFFLINE_MODEL, messages=[{"role": "user", "content": '{"tokens": 3}'}]
+    )
+    assert completion.choices[0].message.content == "".join(scenario_text(3))
+    assert completion.usage.completion_tokens == 3
