@@ -1,0 +1,93 @@
+"""The AsyncAPI 3.0 description of ``/ws``, generated from the msgspec structs the server uses.
+
+``python -m api.asyncapi > docs/asyncapi.yaml`` rewrites the committed copy; a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import msgspec
+import yaml
+
+from agents import events
+from api import __version__, protocol
+
+CLIENT = [protocol.Subscribe, protocol.Unsubscribe, protocol.Cancel, protocol.Start, protocol.Ping]
+SERVER = [protocol.Hello, protocol.Ack, protocol.Error, protocol.Resync, protocol.Heartbeat, protocol.Pong]
+EVENTS = list(events.AnyEvent.__args__)
+
+
+def _name(struct: type) -> str:
+    return struct.__name__
+
+
+def build() -> dict[str, Any]:
+    (_, components) = msgspec.json.schema_components(CLIENT + SERVER + EVENTS, ref_template="#/components/schemas/{name}")
+    messages = {
+        _name(s): {
+            "name": s.__struct_config__.tag,
+            "title": s.__struct_config__.tag,
+            "summary": (s.__doc__ or "").strip().split("\n")[0] or None,
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{_name(s)}"},
+        }
+        for s in CLIENT + SERVER + EVENTS
+    }
+    for message in messages.values():
+        if message["summary"] is None:
+            del message["summary"]
+    refs = {name: {"$ref": f"#/components/messages/{name}"} for name in messages}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "runwatch WebSocket API",
+            "version": __version__,
+            "description": (
+                "Watch LLM agent runs live. Server frames are one message or a JSON array of messages. "
+                "See docs/protocol.md for semantics: resume by seq, slow-consumer policy, close codes."
+            ),
+        },
+        "servers": {"local": {"host": "127.0.0.1:8000", "protocol": "ws", "pathname": "/ws"}},
+        "channels": {
+            "ws": {
+                "address": "/ws",
+                "messages": refs,
+                "description": "Close codes: "
+                + ", ".join(f"{int(c)} {c.name.lower()}" for c in protocol.CloseCode)
+                + ". Error codes: "
+                + ", ".join(c.value for c in protocol.ErrorCode)
+                + ".",
+            }
+        },
+        "operations": {
+            "sendClientMessage": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/ws"},
+                "summary": "Messages a client sends.",
+                "messages": [{"$ref": f"#/channels/ws/messages/{_name(s)}"} for s in CLIENT],
+            },
+            "receiveServerMessage": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/ws"},
+                "summary": "Control messages the server sends.",
+                "messages": [{"$ref": f"#/channels/ws/messages/{_name(s)}"} for s in SERVER],
+            },
+            "receiveEvent": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/ws"},
+                "summary": "Run events, in seq order per run.",
+                "messages": [{"$ref": f"#/channels/ws/messages/{_name(s)}"} for s in EVENTS],
+            },
+        },
+        "components": {"schemas": components, "messages": messages},
+    }
+
+
+def render() -> str:
+    return yaml.safe_dump(build(), sort_keys=False, allow_unicode=True, width=100)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
