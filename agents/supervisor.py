@@ -176,24 +176,25 @@ class Supervisor:
                 self._runs.pop(handle.id, None)
                 log.info("run.finished", status=status, error=error, duration=duration)
 
-    async def cancel(self, run_id: str) -> RunHandle:
-        """Ask a run to stop; idempotent. Raises ``UnknownRun`` or ``RunAlreadyFinished``."""
+    async def cancel(self, run_id: str) -> RunStatus:
+        """Ask a run to stop; returns ``CANCELLED`` if it already was, else ``RUNNING``/``QUEUED``.
+
+        Idempotent: repeating it — even after the run ended cancelled — changes nothing. Raises
+        ``UnknownRun``, or ``RunAlreadyFinished`` for a run that ended otherwise.
+        """
         handle = self._runs.get(run_id)
         if handle is None or handle.task is None or handle.task.done():
             summary = await self._store.get_run(run_id)
             if summary is None:
                 raise UnknownRun(f"no run {run_id!r}")
+            if summary.status is RunStatus.CANCELLED:
+                return RunStatus.CANCELLED
             raise RunAlreadyFinished(run_id, summary.status)
         if not handle.cancel_requested:
             handle.cancel_requested = True
             handle.task.cancel()
             log.info("run.cancel_requested", run_id=run_id)
-        return handle
-
-    async def wait(self, run_id: str) -> None:
-        handle = self._runs.get(run_id)
-        if handle is not None and handle.task is not None:
-            await asyncio.shield(handle.task)
+        return handle.status
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Refuse new runs, cancel the live ones and wait for their ``run.finished`` events."""

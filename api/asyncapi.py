@@ -24,7 +24,7 @@ def _name(struct: type) -> str:
 
 
 def build() -> dict[str, Any]:
-    (_, components) = msgspec.json.schema_components(CLIENT + SERVER + EVENTS, ref_template="#/components/schemas/{name}")
+    _, components = msgspec.json.schema_components(CLIENT + SERVER + EVENTS, ref_template="#/components/schemas/{name}")
     messages = {
         _name(s): {
             "name": s.__struct_config__.tag,

@@ -36,6 +36,7 @@ class RunAccepted(msgspec.Struct):
 
 class Cancelling(msgspec.Struct):
     id: str
+    #: "cancelling", or "cancelled" when the run had already ended cancelled.
     status: str = "cancelling"
 
 
@@ -142,12 +143,12 @@ class RunsController(Controller):
     @post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel a run")
     async def cancel_run(self, run_id: str, rt: Runtime) -> Cancelling:
         try:
-            await rt.supervisor.cancel(run_id)
+            status = await rt.supervisor.cancel(run_id)
         except UnknownRun as exc:
             raise NotFoundException(str(exc)) from None
         except RunAlreadyFinished as exc:
             raise Conflict(str(exc)) from None
-        return Cancelling(id=run_id)
+        return Cancelling(id=run_id, status="cancelled" if status is RunStatus.CANCELLED else "cancelling")
 
     @get("/agents", summary="The agents this server can run", tags=["agents"])
     async def list_agents(self, rt: Runtime) -> list[AgentInfo]:

@@ -16,6 +16,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from agents.agent import UnknownAgent
 from agents.bus import LIFECYCLE
+from agents.events import RunStatus
 from agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from api import __version__
 from api.connection import Connection, SlowConsumer
@@ -62,12 +63,13 @@ async def _handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
             conn.post(encode(Ack(id=mid, run=run)))
         case Cancel(run=run):
             try:
-                await rt.supervisor.cancel(run)
+                status = await rt.supervisor.cancel(run)
             except UnknownRun as exc:
                 raise ProtocolError(ErrorCode.UNKNOWN_RUN, str(exc), mid) from None
             except RunAlreadyFinished as exc:
                 raise ProtocolError(ErrorCode.ALREADY_FINISHED, str(exc), mid) from None
-            conn.post(encode(Ack(id=mid, run=run, status="cancelling")))
+            done = status is RunStatus.CANCELLED
+            conn.post(encode(Ack(id=mid, run=run, status="cancelled" if done else "cancelling")))
         case Start(agent=agent, input=text_input):
             try:
                 handle = await rt.supervisor.start(agent, text_input)

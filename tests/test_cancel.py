@@ -76,18 +76,29 @@ async def test_cancel_while_queued(make_server):
     await w.close()
 
 
-async def test_cancel_is_idempotent_and_a_finished_run_answers_409(server):
+async def test_cancel_is_idempotent(server):
     w = await server.watcher()
     run = await server.start_run({"tokens": 100_000, "rate": 20})
     await w.subscribe(run)
     async with server.client() as c:
-        first, second = await asyncio.gather(c.post(f"/api/runs/{run}/cancel"), c.post(f"/api/runs/{run}/cancel"))
-        assert first.status_code == second.status_code == 202
+        replies = await asyncio.gather(*(c.post(f"/api/runs/{run}/cancel") for _ in range(3)))
+        assert [r.status_code for r in replies] == [202] * 3
         await w.until_finished(run, timeout=5)
-        r = await c.post(f"/api/runs/{run}/cancel")
-        assert r.status_code == 409 and "already finished (cancelled)" in r.json()["detail"]
-        assert (await c.post("/api/runs/no-such-run/cancel")).status_code == 404
+        again = await c.post(f"/api/runs/{run}/cancel")
+        assert again.status_code == 202 and again.json() == {"id": run, "status": "cancelled"}
     assert sum(e["type"] == "run.finished" for e in w.events(run)) == 1
+    await w.close()
+
+
+async def test_cancelling_a_run_that_ended_otherwise_answers_409_and_unknown_404(server):
+    w = await server.watcher()
+    run = await server.start_run({"tokens": 3})
+    await w.subscribe(run)
+    await w.until_finished(run)
+    async with server.client() as c:
+        r = await c.post(f"/api/runs/{run}/cancel")
+        assert r.status_code == 409 and r.json()["detail"] == f"run {run} already finished (succeeded)"
+        assert (await c.post("/api/runs/no-such-run/cancel")).status_code == 404
     await w.close()
 
 
@@ -99,7 +110,12 @@ async def test_cancel_over_the_websocket(server):
     assert ack == {"type": "ack", "id": ack["id"], "run": run, "status": "cancelling"}
     await w.until_finished(run, timeout=2)
     again = await w.request({"type": "cancel", "run": run})
-    assert again["type"] == "error" and again["code"] == "already_finished"
+    assert again["type"] == "ack" and again["status"] == "cancelled"
+    done = await server.start_run({"tokens": 1})
+    await w.subscribe(done)
+    await w.until_finished(done)
+    refused = await w.request({"type": "cancel", "run": done})
+    assert refused["type"] == "error" and refused["code"] == "already_finished"
     await w.close()
 
 

@@ -9,12 +9,14 @@ SECRET = "sk-test-7f3a9c-never-log-me"
 
 async def test_a_configured_endpoint_is_used_and_the_key_stays_secret(make_server):
     model_server = make_server()
-    srv = make_server({
-        "OPENAI_BASE_URL": model_server.url + "/v1",
-        "OPENAI_API_KEY": SECRET,
-        "RUNWATCH_MODEL": "runwatch-offline",
-        "RUNWATCH_LOG_LEVEL": "debug",
-    })
+    srv = make_server(
+        {
+            "OPENAI_BASE_URL": model_server.url + "/v1",
+            "OPENAI_API_KEY": SECRET,
+            "RUNWATCH_MODEL": "runwatch-offline",
+            "RUNWATCH_LOG_LEVEL": "debug",
+        }
+    )
     async with srv.client() as c:
         health = (await c.get("/api/health")).json()
         assert health["offline"] is False
