@@ -53,6 +53,7 @@ class Runtime:
         self.sse_streams: set = set()
         #: Offline model streams being served right now (so tests can see cancel closes them).
         self.offline_streams = 0
+        self._shutdown: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -62,14 +63,21 @@ class Runtime:
         self.bus.add_sink(self.store)
 
     def begin_shutdown(self) -> None:
-        """End live streams now; called on SIGTERM/SIGINT before the server drains connections."""
+        """Cancel runs and end live streams now.
+
+        Called on SIGTERM/SIGINT, before uvicorn drains open HTTP responses: runs must stop first,
+        or their own streams from the offline model would hold the drain until its timeout.
+        """
+        if self.closing.is_set():
+            return
         self.closing.set()
         for wake in list(self.sse_streams):
             wake.notify("*", 0)
+        self._shutdown = asyncio.ensure_future(self.supervisor.shutdown())
 
     async def stop(self) -> None:
         self.begin_shutdown()
-        await self.supervisor.shutdown()
+        await self._shutdown
         await self.store.close()
         await self.client.close()
         log.info("runtime.stopped")
