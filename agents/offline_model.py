@@ -6,6 +6,8 @@ behaviour is known. The user message decides the script:
 * a JSON scenario ``{"tokens": N, "rate": R, "tool_calls": K, "tool_seconds": S}`` makes K calls
   of the ``wait`` tool (S seconds each; ``"parallel": true`` asks for all K in one step), then
   streams N tokens at R tokens/s (0 = as fast as possible; ``"token_chars": C`` pads each token);
+* ``call NAME {json arguments}`` in the text (once or more) calls those tools, whatever agent
+  offers them — handy for trying your own agents without a key;
 * any other text gets a plausible answer that first uses the demo tools the request offers.
 
 This module only decides *what* to say, as OpenAI ``chat.completion.chunk`` dicts; the HTTP
@@ -81,6 +83,7 @@ def _words(text: str) -> list[str]:
     return [w + " " for w in text.split()]
 
 
+_CALL = re.compile(r"\bcall\s+([A-Za-z_][\w-]*)\s*(\{[^{}]*\})?")
 _EXPRESSION = re.compile(r"[-+(]*\d[\d.\s()+\-*/%]*[+\-*/%][\d.\s()+\-*/%]*\d\)*")
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)")
 _ZONE = re.compile(r"\b([A-Z][a-z]+/[A-Z][A-Za-z_]+)\b")
@@ -90,7 +93,12 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]]) -> 
     """What the scripted assistant does for free text: tools first, then an answer that uses them."""
     lower = prompt.lower()
     done = {name for name, _ in results}
-    if not results:
+    explicit = _explicit_calls(prompt, tools)
+    if explicit:
+        step = len(results)  # explicit calls are made one per step, in the order written
+        if step < len(explicit):
+            return Reply(tool_calls=[explicit[step]])
+    elif not results:
         calls: list[tuple[str, dict[str, Any]]] = []
         if "calculator" in tools and (m := _EXPRESSION.search(prompt)):
             calls.append(("calculator", {"expression": m.group(0).strip()}))
@@ -126,6 +134,18 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]]) -> 
         lines.append(f"You said: {prompt[:200]}")
     lines.append("(This answer comes from runwatch's offline model; set OPENAI_BASE_URL for a real one.)")
     return Reply(tokens=_words(" ".join(lines)), rate=DEMO_RATE)
+
+
+def _explicit_calls(prompt: str, tools: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    calls = []
+    for name, raw in _CALL.findall(prompt):
+        if name in tools:
+            try:
+                args = msgspec.json.decode(raw) if raw else {}
+            except msgspec.DecodeError:
+                args = {}
+            calls.append((name, args if isinstance(args, dict) else {}))
+    return calls
 
 
 def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:

@@ -101,7 +101,7 @@ class Runner:
             messages.extend(
                 {"role": "tool", "tool_call_id": c.id, "content": t.result()} for c, t in zip(calls, tasks, strict=True)
             )
-        raise StepLimitReached(f"stopped after {agent.max_steps} steps (the agent's max_steps)")
+        raise StepLimitReached(f"reached the agent's max_steps ({agent.max_steps}) without a final answer")
 
     async def _step(
         self, run_id: str, index: int, agent: Agent, model: str, messages: list[dict[str, Any]], stats: RunStats

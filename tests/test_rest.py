@@ -75,18 +75,3 @@ async def test_openapi_describes_the_rest_api(server):
     async with server.client() as c:
         spec = (await c.get("/schema/openapi.json")).json()
     assert {"/api/runs", "/api/runs/{run_id}", "/api/runs/{run_id}/cancel", "/api/agents"} <= set(spec["paths"])
-
-
-async def test_user_agents_load_from_a_module(make_server, tmp_path):
-    (tmp_path / "my_agents.py").write_text(
-        "from agents import Agent, ToolContext\n"
-        "async def shout(text: str, ctx: ToolContext) -> str:\n"
-        "    '''Say it louder.'''\n"
-        "    await ctx.status('shouting')\n"
-        "    return text.upper()\n"
-        "loud = Agent(name='loud', instructions='Shout.', tools=[shout])\n"
-    )
-    srv = make_server({"RUNWATCH_AGENTS": "my_agents", "PYTHONPATH": str(tmp_path)})
-    async with srv.client() as c:
-        names = {a["name"] for a in (await c.get("/api/agents")).json()}
-    assert names == {"demo", "loud"}
