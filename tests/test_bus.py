@@ -71,6 +71,14 @@ async def test_the_lifecycle_feed_has_only_run_events(bus):
     assert bus.head(LIFECYCLE) == 2
 
 
+async def test_finished_runs_leave_memory_beyond_the_retained_count():
+    bus = MemoryBus(max_retained=2)
+    for run in ("a", "b", "c"):
+        await bus.publish(RunFinished(run_id=run, status="succeeded"))
+    assert bus.read("a", 0, 10) is None
+    assert [p.seq for p in bus.read("c", 0, 10)] == [1]
+
+
 def test_ring_log_reads_across_the_wrap():
     ring = RingLog(4)
     for i in range(1, 11):

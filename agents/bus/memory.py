@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 import structlog
 
@@ -17,13 +18,23 @@ class MemoryBus:
     """Bus for a single process.
 
     A run's log holds its last ``log_capacity`` events; ``retain_seconds`` after ``run.finished``
-    the log is dropped (readers then go to the store). ``seq`` numbering is only continuous for a
-    run published through one bus instance, which the supervisor guarantees.
+    the log is dropped (readers then go to the store), sooner if more than ``max_retained``
+    finished logs are held. ``seq`` numbering is only continuous for a run published through one
+    bus instance, which the supervisor guarantees.
     """
 
-    def __init__(self, *, log_capacity: int = 10_000, feed_capacity: int = 1_000, retain_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        log_capacity: int = 10_000,
+        feed_capacity: int = 1_000,
+        retain_seconds: float = 60.0,
+        max_retained: int = 256,
+    ) -> None:
         self._log_capacity = log_capacity
         self._retain_seconds = retain_seconds
+        self._max_retained = max_retained
+        self._finished: deque[tuple[str, RingLog]] = deque()
         self._logs: dict[str, RingLog] = {LIFECYCLE: RingLog(feed_capacity)}
         self._watchers: dict[str, set[Watcher]] = {}
         self._sinks: list[Sink] = []
@@ -43,7 +54,7 @@ class MemoryBus:
             feed.append(published)
             self._notify(LIFECYCLE, feed.head)
             if published.type == "run.finished":
-                asyncio.get_running_loop().call_later(self._retain_seconds, self._evict, run_id, ring)
+                self._retire(run_id, ring)
         for sink in self._sinks:
             sink.accept(published)
         for sink in self._sinks:
@@ -55,6 +66,12 @@ class MemoryBus:
         if watchers:
             for watcher in tuple(watchers):
                 watcher.notify(stream, head)
+
+    def _retire(self, run_id: str, ring: RingLog) -> None:
+        self._finished.append((run_id, ring))
+        while len(self._finished) > self._max_retained:
+            self._evict(*self._finished.popleft())
+        asyncio.get_running_loop().call_later(self._retain_seconds, self._evict, run_id, ring)
 
     def _evict(self, run_id: str, ring: RingLog) -> None:
         if self._logs.get(run_id) is ring:
@@ -69,9 +86,6 @@ class MemoryBus:
     def head(self, stream: str) -> int:
         ring = self._logs.get(stream)
         return ring.head if ring is not None else 0
-
-    def holds(self, stream: str) -> bool:
-        return stream in self._logs
 
     def watch(self, stream: str, watcher: Watcher) -> None:
         self._watchers.setdefault(stream, set()).add(watcher)
