@@ -80,7 +80,8 @@ def _content(message: dict[str, Any]) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return [w + " " for w in text.split()]
+    """Token-sized pieces that keep every character, newlines included."""
+    return re.findall(r"\s*\S+\s*?(?=\s|$)|\s+$", text) or [text]
 
 
 _CALL = re.compile(r"\bcall\s+([A-Za-z_][\w-]*)\s*(\{[^{}]*\})?")
@@ -126,14 +127,25 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]]) -> 
         )
         if wanted:
             return Reply(tool_calls=[("read_file", {"path": wanted})])
-    lines = ["Here is what I found."]
-    for name, result in results:
-        shown = result if len(result) <= 160 else result[:157] + "..."
-        lines.append(f"The {name} tool answered {shown}.")
-    if not results:
-        lines.append(f"You said: {prompt[:200]}")
-    lines.append("(This answer comes from runwatch's offline model; set OPENAI_BASE_URL for a real one.)")
-    return Reply(tokens=_words(" ".join(lines)), rate=DEMO_RATE)
+    described = [_describe_result(name, result) for name, result in results]
+    items = "\n".join(d for d in described if d.startswith("- "))
+    quotes = [d for d in described if not d.startswith("- ")]
+    parts = [f"You asked: {prompt[:300]}", "Here is what I found:", items, *quotes]
+    parts.append("_This answer comes from runwatch's offline model; set OPENAI_BASE_URL for a real one._")
+    return Reply(tokens=_words("\n\n".join(p for p in parts if p)), rate=DEMO_RATE)
+
+
+def _describe_result(name: str, result: str) -> str:
+    """A tool result as Markdown: text results (a file) are quoted whole, values inline."""
+    try:
+        value = msgspec.json.decode(result)
+    except msgspec.DecodeError:
+        value = result
+    if isinstance(value, str) and "\n" in value:
+        text = value if len(value) <= 2000 else value[:2000] + "\n…"
+        return f"The **{name}** tool returned:\n\n{text.strip()}"
+    shown = result if len(result) <= 300 else result[:297] + "..."
+    return f"- **{name}** answered `{shown}`"
 
 
 def _explicit_calls(prompt: str, tools: set[str]) -> list[tuple[str, dict[str, Any]]]:

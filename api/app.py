@@ -7,11 +7,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
 from api import __version__
@@ -29,11 +28,6 @@ DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 
 def _runtime(state: State) -> Runtime:
     return state.runtime
-
-
-@get("/", include_in_schema=False)
-async def index() -> Redirect:
-    return Redirect("/ui/")
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -55,12 +49,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         finally:
             await rt.stop()
 
-    handlers: list = [RunsController, run_stream, ws_endpoint, index]
+    handlers: list = [RunsController, run_stream, ws_endpoint]
     if settings.offline:
         handlers.append(chat_completions)
     if DASHBOARD.is_dir():
         handlers.append(
-            create_static_files_router(path="/ui", directories=[DASHBOARD], html_mode=True, include_in_schema=False)
+            create_static_files_router(path="/", directories=[DASHBOARD], html_mode=True, include_in_schema=False)
         )
     return Litestar(
         route_handlers=handlers,

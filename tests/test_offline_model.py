@@ -67,7 +67,7 @@ async def test_free_text_gets_tool_calls_then_an_answer_using_their_results(clie
         {"role": "tool", "tool_call_id": call.id, "content": "42"},
     ]
     answer = "".join(c.choices[0].delta.content or "" for c in await _stream(client, messages) if c.choices)
-    assert "calculator tool answered 42" in answer and "offline model" in answer
+    assert "**calculator** answered `42`" in answer and "offline model" in answer
 
 
 async def test_non_streaming_requests_get_a_whole_completion(client):

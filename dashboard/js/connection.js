@@ -1,0 +1,207 @@
+// The live connection to runwatch (docs/protocol.md): one WebSocket for the whole page.
+//
+// Each subscription remembers the seq of the last event it delivered; after any disconnect the
+// page resubscribes from there, and events at or below it are dropped, so views never see a
+// duplicate or a gap. When the WebSocket cannot connect at all, runs are followed over SSE
+// (resuming the same way) and the runs list is polled, while the WebSocket keeps being retried.
+
+const BASE_DELAY = 500;
+const MAX_DELAY = 15000;
+const SSE_AFTER_FAILURES = 3;
+
+export class Live {
+  constructor({ onState = () => {}, onHello = () => {} } = {}) {
+    this.onState = onState;
+    this.onHello = onHello;
+    this.subs = new Map(); // run id or "*" -> {last, handlers:Set, source?: EventSource}
+    this.pending = new Map(); // message id -> {resolve, reject}
+    this.nextId = 1;
+    this.failures = 0;
+    this.everOpened = false;
+    this.mode = "connecting";
+    this.heartbeat = 15;
+    this.ws = null;
+    this.pollTimer = null;
+    this.pollers = new Set();
+    this.connect();
+  }
+
+  url() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}/ws`;
+  }
+
+  setState(state, detail = "") {
+    this.mode = state;
+    this.onState(state, detail);
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    let ws;
+    try {
+      ws = new WebSocket(this.url());
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this.everOpened = true;
+      this.failures = 0;
+      this.leaveSse();
+      this.setState("live");
+      for (const [run, sub] of this.subs) this.sendSubscribe(run, sub);
+      this.watchdog();
+    };
+    ws.onmessage = (message) => {
+      this.watchdog();
+      let data;
+      try {
+        data = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      for (const item of Array.isArray(data) ? data : [data]) this.dispatch(item);
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      clearTimeout(this.watchdogTimer);
+      for (const { reject } of this.pending.values()) reject(new Error("connection lost"));
+      this.pending.clear();
+      if (!opened) this.failures++;
+      if (!this.everOpened && this.failures >= SSE_AFTER_FAILURES) this.enterSse();
+      this.scheduleReconnect();
+    };
+  }
+
+  // Exponential backoff with full jitter, so a restarted server is not hit by every page at once.
+  scheduleReconnect() {
+    const attempt = Math.max(this.failures, 1);
+    const delay = Math.random() * Math.min(MAX_DELAY, BASE_DELAY * 2 ** attempt) + 100;
+    if (this.mode !== "sse") this.setState("reconnecting", `reconnecting in ${(delay / 1000).toFixed(1)} s`);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  // No frame for 2.5 heartbeats: the server or the path to it is gone.
+  watchdog() {
+    clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = setTimeout(() => this.ws && this.ws.close(), this.heartbeat * 2500);
+  }
+
+  dispatch(msg) {
+    switch (msg.type) {
+      case "hello":
+        this.heartbeat = msg.heartbeat;
+        this.onHello(msg);
+        return;
+      case "ack":
+      case "error": {
+        const waiter = this.pending.get(msg.id);
+        if (waiter) {
+          this.pending.delete(msg.id);
+          msg.type === "ack" ? waiter.resolve(msg) : waiter.reject(Object.assign(new Error(msg.message), msg));
+        }
+        return;
+      }
+      case "resync": {
+        const sub = this.subs.get(msg.run);
+        if (sub) this.sendSubscribe(msg.run, sub); // from our own last seq: nothing lost, nothing twice
+        return;
+      }
+      case "heartbeat":
+      case "pong":
+        return;
+      default:
+        if (msg.run_id !== undefined && msg.seq !== undefined) this.deliver(msg);
+    }
+  }
+
+  deliver(event) {
+    const sub = this.subs.get(event.run_id);
+    if (sub) {
+      if (event.seq === sub.last + 1) {
+        sub.last = event.seq;
+        for (const handler of sub.handlers) handler(event);
+      } else if (event.seq > sub.last + 1) {
+        this.sendSubscribe(event.run_id, sub); // a gap: ask again from what we have
+      }
+    }
+    const feed = this.subs.get("*");
+    if (feed && event.type.startsWith("run.")) for (const handler of feed.handlers) handler(event);
+  }
+
+  request(message) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error("not connected"));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ ...message, id }));
+    });
+  }
+
+  sendSubscribe(run, sub) {
+    if (this.mode === "sse") return this.followOverSse(run, sub);
+    this.request({ type: "subscribe", run, after: run === "*" ? 0 : sub.last }).catch((error) => {
+      for (const handler of sub.errorHandlers) handler(error);
+    });
+  }
+
+  // Follow `run` from `after`; `handler` gets each event once, in seq order. Returns an unsubscribe function.
+  subscribe(run, after, handler, onError = () => {}) {
+    let sub = this.subs.get(run);
+    const fresh = !sub;
+    if (fresh) {
+      sub = { last: after, handlers: new Set(), errorHandlers: new Set() };
+      this.subs.set(run, sub);
+    }
+    sub.handlers.add(handler);
+    sub.errorHandlers.add(onError);
+    if (fresh && (this.mode === "live" || this.mode === "sse")) this.sendSubscribe(run, sub);
+    return () => {
+      sub.handlers.delete(handler);
+      sub.errorHandlers.delete(onError);
+      if (sub.handlers.size) return;
+      this.subs.delete(run);
+      if (sub.source) sub.source.close();
+      if (this.mode === "live") this.request({ type: "unsubscribe", run }).catch(() => {});
+    };
+  }
+
+  // Called every few seconds while the runs feed cannot be followed live (SSE mode).
+  onPoll(fn) {
+    this.pollers.add(fn);
+    return () => this.pollers.delete(fn);
+  }
+
+  enterSse() {
+    if (this.mode === "sse") return;
+    this.setState("sse", "live over SSE (WebSocket unavailable)");
+    for (const [run, sub] of this.subs) this.followOverSse(run, sub);
+    this.pollTimer = setInterval(() => this.pollers.forEach((fn) => fn()), 3000);
+  }
+
+  leaveSse() {
+    clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    for (const sub of this.subs.values()) {
+      if (sub.source) sub.source.close();
+      sub.source = null;
+    }
+  }
+
+  followOverSse(run, sub) {
+    if (run === "*") return; // the runs list is polled instead
+    if (sub.source) sub.source.close();
+    const source = new EventSource(`/api/runs/${encodeURIComponent(run)}/stream?after=${sub.last}`);
+    sub.source = source;
+    source.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      this.deliver(event);
+      if (event.type === "run.finished") source.close();
+    };
+  }
+}

@@ -1,0 +1,102 @@
+// A small, safe Markdown renderer for model output.
+//
+// Safety comes from the order of work: every piece of source text is HTML-escaped *before* any
+// markup is added, and the only markup added is a fixed set of tags. Link targets must be http(s).
+// So model output and tool results can never inject HTML or script.
+
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+
+export function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
+}
+
+function inline(text) {
+  const parts = text.split(/(`[^`\n]+`)/g);
+  return parts
+    .map((part, i) => {
+      if (i % 2 === 1) return `<code>${escapeHtml(part.slice(1, -1))}</code>`;
+      let s = escapeHtml(part);
+      s = s.replace(/\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g,
+        (_, label, url) => `<a href="${url}" target="_blank" rel="noopener noreferrer">${label}</a>`);
+      s = s.replace(/\*\*([^*\n]+)\*\*/g, "<strong>$1</strong>");
+      s = s.replace(/(^|[^*\w])\*([^*\n]+)\*(?!\w)/g, "$1<em>$2</em>");
+      s = s.replace(/(^|[^_\w])_([^_\n]+)_(?!\w)/g, "$1<em>$2</em>");
+      return s;
+    })
+    .join("");
+}
+
+// Render Markdown source to an HTML string built only from escaped text and fixed tags.
+export function renderMarkdown(source) {
+  const lines = String(source).replace(/\r\n?/g, "\n").split("\n");
+  const out = [];
+  let paragraph = [];
+  let list = null; // {tag, items}
+  const flushParagraph = () => {
+    if (paragraph.length) out.push(`<p>${inline(paragraph.join("\n")).replace(/\n/g, "<br>")}</p>`);
+    paragraph = [];
+  };
+  const flushList = () => {
+    if (list) out.push(`<${list.tag}>${list.items.map((i) => `<li>${inline(i)}</li>`).join("")}</${list.tag}>`);
+    list = null;
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const fence = line.match(/^\s*```\s*([\w+-]*)\s*$/);
+    if (fence) {
+      flushParagraph();
+      flushList();
+      const code = [];
+      for (i++; i < lines.length && !/^\s*```\s*$/.test(lines[i]); i++) code.push(lines[i]);
+      const lang = fence[1] ? ` class="language-${escapeHtml(fence[1])}"` : "";
+      out.push(`<pre><code${lang}>${escapeHtml(code.join("\n"))}</code></pre>`);
+      continue;
+    }
+    const heading = line.match(/^(#{1,6})\s+(.*)$/);
+    const bullet = line.match(/^\s*[-*+]\s+(.*)$/);
+    const ordered = line.match(/^\s*\d+[.)]\s+(.*)$/);
+    const quote = line.match(/^>\s?(.*)$/);
+    if (heading) {
+      flushParagraph();
+      flushList();
+      const level = Math.min(heading[1].length + 2, 6); // the page owns h1/h2
+      out.push(`<h${level}>${inline(heading[2])}</h${level}>`);
+    } else if (bullet || ordered) {
+      flushParagraph();
+      const tag = bullet ? "ul" : "ol";
+      if (!list || list.tag !== tag) {
+        flushList();
+        list = { tag, items: [] };
+      }
+      list.items.push((bullet || ordered)[1]);
+    } else if (quote) {
+      flushParagraph();
+      flushList();
+      out.push(`<blockquote>${inline(quote[1])}</blockquote>`);
+    } else if (!line.trim()) {
+      flushParagraph();
+      flushList();
+    } else {
+      flushList();
+      paragraph.push(line);
+    }
+  }
+  flushParagraph();
+  flushList();
+  return out.join("");
+}
+
+// Where streamed text can be cut into finished blocks: the last blank line outside a code fence.
+// Returns the index just after it, or -1.
+export function lastBlockBoundary(text, fenceOpen) {
+  let open = fenceOpen;
+  let boundary = -1;
+  let pos = 0;
+  for (const line of text.split("\n")) {
+    const end = pos + line.length + 1;
+    if (/^\s*```/.test(line)) open = !open;
+    else if (!open && !line.trim() && end <= text.length) boundary = end;
+    pos = end;
+  }
+  return boundary;
+}

@@ -1,0 +1,265 @@
+// One run, live: header and counters, the answer as Markdown, the timeline, tool cards, messages.
+//
+// Events only update `state`; one requestAnimationFrame renders whatever changed, so a model
+// streaming thousands of tokens a second costs one render per frame. The answer is rendered
+// incrementally: finished blocks become Markdown once, the open tail is a text node we append to.
+
+import { api, clock, h, number, pretty, seconds, truncatedPre } from "./dom.js";
+import { lastBlockBoundary, renderMarkdown } from "./markdown.js";
+import { renderTimeline } from "./timeline.js";
+
+export function runView(root, live, runId) {
+  const state = {
+    summary: null, status: "loading", agent: "", model: "", input: "", offline: false, error: null,
+    queuedAt: null, startedAt: null, finishedAt: null,
+    tokensIn: 0, tokensOut: 0, streamedChars: 0, steps: new Map(), tools: new Map(), messages: [],
+    cancelling: false, clockOffset: 0, lastSeq: 0,
+  };
+  let pendingText = "";
+  let tail = "";
+  let dirty = new Set(["all"]);
+  let frame = 0;
+
+  const title = h("h1", { text: `Run ${runId}` });
+  const statusEl = h("span", { id: "run-status", class: "status queued", role: "status", "aria-live": "polite", text: "loading" });
+  const meta = h("span", { class: "muted" });
+  const cancelButton = h("button", { id: "cancel-run", class: "danger", type: "button", text: "Cancel run", hidden: true });
+  const counters = h("div", { class: "counters" });
+  const inputEl = h("p", { class: "input-text" });
+  const errorEl = h("p", { class: "error-text", role: "alert" });
+  const answer = h("div", { class: "answer", "aria-live": "off" });
+  const blocks = h("div", { class: "blocks" });
+  const tailNode = document.createTextNode("");
+  const tailEl = h("div", { class: "tail" }, tailNode);
+  const timeline = h("div", { class: "timeline" });
+  const tools = h("div", { class: "tools" });
+  const messages = h("ul", { class: "messages", "aria-live": "polite" });
+  const dialog = h("dialog", { "aria-labelledby": "cancel-title" },
+    h("h2", { id: "cancel-title", text: "Cancel this run?" }),
+    h("p", { text: "The model stream is closed and running tools are stopped. This cannot be undone." }),
+    h("div", { class: "actions" },
+      h("button", { type: "button", value: "keep", text: "Keep running", onclick: () => dialog.close("keep") }),
+      h("button", { type: "button", class: "danger", value: "cancel", text: "Cancel run", onclick: () => dialog.close("cancel") })));
+  answer.append(blocks, tailEl);
+
+  root.replaceChildren(
+    h("p", {}, h("a", { href: "#/", text: "← all runs" })),
+    h("section", { class: "panel" },
+      h("div", { class: "run-head" }, title, statusEl, meta, h("span", { class: "spacer" }), cancelButton),
+      counters, inputEl, errorEl),
+    h("section", { class: "panel", "aria-label": "Answer" }, h("h2", { text: "Answer" }), answer),
+    h("section", { class: "panel", "aria-label": "Timeline" }, h("h2", { text: "Timeline" }), timeline),
+    h("section", { class: "panel", "aria-label": "Tool calls" }, h("h2", { text: "Tool calls" }), tools),
+    h("section", { class: "panel", "aria-label": "Messages" }, h("h2", { text: "Messages" }), messages),
+    dialog,
+  );
+
+  cancelButton.addEventListener("click", () => dialog.showModal());
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "cancel") return;
+    state.cancelling = true;
+    mark("header");
+    try {
+      await api(`/api/runs/${encodeURIComponent(runId)}/cancel`, { method: "POST" });
+    } catch (error) {
+      state.cancelling = false;
+      state.error = `Could not cancel: ${error.message}`;
+      mark("header");
+    }
+  });
+
+  function mark(part) {
+    dirty.add(part);
+    if (!frame) frame = requestAnimationFrame(render);
+  }
+
+  function apply(event) {
+    state.lastSeq = event.seq;
+    state.clockOffset = event.ts - Date.now() / 1000;
+    switch (event.type) {
+      case "run.queued":
+        Object.assign(state, { agent: event.agent, model: event.model, input: event.input, offline: event.offline, queuedAt: event.ts, status: "queued" });
+        mark("header");
+        break;
+      case "run.started":
+        Object.assign(state, { startedAt: event.ts, status: "running" });
+        mark("header");
+        break;
+      case "step.started":
+        state.steps.set(event.index, { start: event.ts, end: null, model: event.model });
+        mark("timeline");
+        break;
+      case "token":
+        pendingText += event.text;
+        state.streamedChars += event.text.length;
+        mark("text");
+        mark("header");
+        break;
+      case "step.finished": {
+        const step = state.steps.get(event.index) ?? { start: event.ts };
+        Object.assign(step, { end: event.ts, finish: event.finish_reason, error: event.finish_reason === "error" ? "error" : null });
+        state.tokensIn += event.usage.input_tokens;
+        state.tokensOut += event.usage.output_tokens;
+        state.streamedChars = 0;
+        mark("timeline");
+        mark("header");
+        break;
+      }
+      case "tool.started":
+        state.tools.set(event.call_id, { tool: event.tool, args: event.arguments, start: event.ts, end: null, statuses: [], card: null });
+        mark("tools");
+        mark("timeline");
+        break;
+      case "tool.finished": {
+        const call = state.tools.get(event.call_id);
+        if (call) Object.assign(call, { end: event.ts, result: event.result, error: event.error, duration: event.duration, done: true });
+        mark("tools");
+        mark("timeline");
+        mark("header");
+        break;
+      }
+      case "status": {
+        const call = event.call_id && state.tools.get(event.call_id);
+        if (call) call.statuses.push(event);
+        else state.messages.push(event);
+        mark(call ? "tools" : "messages");
+        break;
+      }
+      case "run.finished":
+        Object.assign(state, { status: event.status, error: event.error, finishedAt: event.ts, cancelling: false });
+        state.tokensIn = event.totals.input_tokens;
+        state.tokensOut = event.totals.output_tokens;
+        mark("header");
+        mark("text");
+        mark("timeline");
+        break;
+    }
+  }
+
+  const now = () => Date.now() / 1000 + state.clockOffset;
+
+  function renderHeader() {
+    const shown = state.cancelling ? "cancelling" : state.status;
+    statusEl.className = `status ${shown}`;
+    statusEl.textContent = state.cancelling ? "cancelling…" : state.status;
+    meta.textContent = [state.agent, state.model, state.offline ? "offline model" : null].filter(Boolean).join(" · ");
+    cancelButton.hidden = !["queued", "running"].includes(state.status);
+    cancelButton.disabled = state.cancelling;
+    inputEl.textContent = state.input;
+    errorEl.textContent = state.error ?? "";
+    const end = state.finishedAt ?? (state.startedAt ? now() : null);
+    const elapsed = state.startedAt ? end - state.startedAt : null;
+    const outLive = state.tokensOut + Math.round(state.streamedChars / 4);
+    const genTime = [...state.steps.values()].reduce((t, s) => t + ((s.end ?? (state.finishedAt ? s.start : now())) - s.start), 0);
+    const rate = genTime > 0.05 ? outLive / genTime : null;
+    const toolCount = [...state.tools.values()].length;
+    counters.replaceChildren(...[
+      ["elapsed", seconds(elapsed)], ["tokens in", number(state.tokensIn)],
+      ["tokens out", (state.streamedChars && !state.finishedAt ? "≈" : "") + number(outLive)],
+      ["tokens/s", rate === null ? "–" : rate.toFixed(1)], ["tool calls", number(toolCount)],
+      ["started", clock(state.startedAt ?? state.queuedAt)],
+    ].map(([k, v]) => h("div", { class: "counter", "data-counter": k }, h("span", { class: "v", text: v }), h("span", { class: "k", text: k }))));
+  }
+
+  function renderText() {
+    if (pendingText) {
+      tail += pendingText;
+      tailNode.appendData(pendingText);
+      pendingText = "";
+    }
+    const finished = state.finishedAt !== null;
+    const cut = finished ? tail.length : lastBlockBoundary(tail, false);
+    if (cut > 0) {
+      blocks.insertAdjacentHTML("beforeend", renderMarkdown(tail.slice(0, cut)));
+      tail = tail.slice(cut);
+      tailNode.data = tail;
+    }
+  }
+
+  function renderTools() {
+    if (!state.tools.size) {
+      tools.replaceChildren(h("p", { class: "muted", text: "No tool calls yet." }));
+      return;
+    }
+    if (tools.firstChild?.tagName === "P") tools.replaceChildren();
+    for (const [callId, call] of state.tools) {
+      if (!call.card) {
+        call.card = h("details", { class: "tool", open: true, "data-call": callId });
+        tools.append(call.card);
+      }
+      const outcome = !call.done ? h("span", { class: "status running", text: "running" })
+        : call.error ? h("span", { class: "status failed", text: call.error === "cancelled" ? "cancelled" : "error" })
+        : h("span", { class: "status succeeded", text: "done" });
+      const parts = [
+        h("summary", {}, h("span", { class: "name", text: call.tool }), outcome,
+          h("span", { class: "muted", text: call.done ? seconds(call.duration) : "" })),
+        h("div", { class: "label", text: "arguments" }), truncatedPre(pretty(call.args)),
+      ];
+      if (call.statuses.length) {
+        parts.push(h("ul", { class: "progress-list" },
+          call.statuses.slice(-5).map((s) => h("li", { text: s.progress !== null ? `${s.message} (${Math.round(s.progress * 100)}%)` : s.message }))));
+      }
+      if (call.done) {
+        parts.push(h("div", { class: "label", text: call.error ? "error" : "result" }));
+        parts.push(call.error ? h("p", { class: "error-text", text: call.error }) : truncatedPre(pretty(call.result)));
+      }
+      const open = call.card.open;
+      call.card.replaceChildren(...parts);
+      call.card.open = open;
+    }
+  }
+
+  function renderTimelineNow() {
+    const spans = [];
+    for (const [index, step] of state.steps) {
+      spans.push({ id: `step-${index}`, kind: "step", label: `step ${index + 1} (LLM)`, start: step.start, end: step.end ?? (state.finishedAt ?? null), error: step.error });
+    }
+    for (const [callId, call] of state.tools) {
+      spans.push({ id: `tool-${callId}`, kind: "tool", label: call.tool, start: call.start, end: call.end ?? (state.finishedAt ?? null), error: call.error });
+    }
+    spans.sort((a, b) => a.start - b.start);
+    renderTimeline(timeline, spans, state.startedAt ?? state.queuedAt, state.finishedAt ?? now());
+  }
+
+  function renderMessages() {
+    messages.replaceChildren(...(state.messages.length
+      ? state.messages.map((m) => h("li", { text: `${clock(m.ts)} — ${m.message}` }))
+      : [h("li", { class: "muted", text: "No messages." })]));
+  }
+
+  function render() {
+    frame = 0;
+    const parts = dirty;
+    dirty = new Set();
+    const all = parts.has("all");
+    if (all || parts.has("text")) renderText();
+    if (all || parts.has("header")) renderHeader();
+    if (all || parts.has("tools")) renderTools();
+    if (all || parts.has("timeline")) renderTimelineNow();
+    if (all || parts.has("messages")) renderMessages();
+  }
+
+  const ticker = setInterval(() => {
+    if (state.status === "running" || state.status === "queued") {
+      mark("header");
+      mark("timeline");
+    }
+  }, 250);
+
+  const stop = live.subscribe(runId, 0, apply, (error) => {
+    state.error = error.code === "unknown_run" ? `There is no run ${runId}.` : error.message;
+    state.status = "failed";
+    mark("header");
+  });
+  api(`/api/runs/${encodeURIComponent(runId)}`).then((summary) => {
+    title.textContent = `Run ${runId}`;
+    state.summary = summary;
+  }).catch(() => {});
+  mark("all");
+
+  return () => {
+    stop();
+    clearInterval(ticker);
+    cancelAnimationFrame(frame);
+  };
+}
