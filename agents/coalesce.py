@@ -25,6 +25,7 @@ class TokenCoalescer:
         self._emit = emit
         self._window = window
         self._parts: list[str] = []
+        self._count = 0
         self._timer: asyncio.Task[None] | None = None
         self._sleeping = False
         self.events = 0
@@ -38,6 +39,7 @@ class TokenCoalescer:
             await self._publish(text)
             return
         self._parts.append(text)
+        self._count += 1
         if self._timer is None:
             self._sleeping = True
             self._timer = asyncio.create_task(self._flush_after_window())
@@ -60,10 +62,11 @@ class TokenCoalescer:
 
     async def _publish_buffer(self) -> None:
         if self._parts:
-            text = "".join(self._parts)
+            text, count = "".join(self._parts), self._count
             self._parts.clear()
-            await self._publish(text)
+            self._count = 0
+            await self._publish(text, count)
 
-    async def _publish(self, text: str) -> None:
+    async def _publish(self, text: str, deltas: int = 1) -> None:
         self.events += 1
-        await self._emit(Token(run_id=self._run_id, text=text))
+        await self._emit(Token(run_id=self._run_id, text=text, deltas=deltas))

@@ -56,6 +56,8 @@ class StepStarted(Event, tag="step.started"):
 
 class Token(Event, tag="token"):
     text: str
+    #: How many streamed model deltas (≈ tokens) this event coalesces.
+    deltas: int = 1
 
 
 class ToolStarted(Event, tag="tool.started"):
@@ -83,6 +85,8 @@ class StepFinished(Event, tag="step.finished"):
     usage: Usage = msgspec.field(default_factory=Usage)
     ttft: float | None = None
     duration: float = 0.0
+    #: When the model call failed: connection, timeout, rate_limited, client_error, server_error, other.
+    error_type: str | None = None
 
 
 class Status(Event, tag="status"):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import openai
 import structlog
 from openai import AsyncOpenAI
 
@@ -33,6 +34,19 @@ MAX_EVENT_RESULT_BYTES = 64 * 1024
 
 class StepLimitReached(Exception):
     pass
+
+
+def error_type(exc: BaseException) -> str:
+    """A model call's failure as one of a few fixed kinds (metrics labels, the UI)."""
+    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, openai.APIStatusError):
+        return "client_error" if exc.status_code < 500 else "server_error"
+    return "other"
 
 
 @dataclass
@@ -114,6 +128,7 @@ class Runner:
         calls: dict[int, _Call] = {}
         usage = Usage()
         finish_reason = "error"
+        failure: str | None = None
         coalescer = TokenCoalescer(run_id, self._emit, self._window)
         kwargs: dict[str, Any] = {}
         if specs := agent.tool_specs():
@@ -148,6 +163,9 @@ class Runner:
         except asyncio.CancelledError:
             finish_reason = "cancelled"
             raise
+        except Exception as exc:
+            failure = error_type(exc)
+            raise
         finally:
             await coalescer.flush()
             stats.input_tokens += usage.input_tokens
@@ -160,6 +178,7 @@ class Runner:
                     usage=usage,
                     ttft=ttft,
                     duration=round(time.perf_counter() - started, 4),
+                    error_type=failure,
                 )
             )
         ordered = [calls[i] for i in sorted(calls)]

@@ -15,6 +15,7 @@ from litestar.static_files import create_static_files_router
 
 from api import __version__
 from api.config import Settings
+from api.observability import http_metrics, metrics
 from api.offline import chat_completions
 from api.runs import RunsController
 from api.runtime import Runtime
@@ -49,7 +50,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         finally:
             await rt.stop()
 
-    handlers: list = [RunsController, run_stream, ws_endpoint]
+    handlers: list = [RunsController, run_stream, ws_endpoint, metrics]
     if settings.offline:
         handlers.append(chat_completions)
     if DASHBOARD.is_dir():
@@ -63,5 +64,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
         request_max_body_size=1024 * 1024,
+        middleware=[http_metrics.middleware],
         logging_config=None,
     )

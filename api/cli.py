@@ -82,8 +82,8 @@ def serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
     try:
         runtime = Runtime(settings)
-    except (ImportError, ValueError) as exc:
-        print(f"runwatch: cannot load agents: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings, runtime)
     config = uvicorn.Config(

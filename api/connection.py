@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,6 +28,9 @@ from agents.bus import LIFECYCLE, Bus
 from agents.events import Published
 from agents.history import History
 from api.protocol import Heartbeat, Resync, encode
+
+if TYPE_CHECKING:
+    from api.metrics import Metrics
 
 log = structlog.get_logger()
 
@@ -61,6 +65,7 @@ class Connection:
         send_timeout: float,
         frame_events: int,
         heartbeat: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = conn_id
         self._send_text = send_text
@@ -70,12 +75,14 @@ class Connection:
         self._send_timeout = send_timeout
         self._frame_events = frame_events
         self._heartbeat = heartbeat
+        self._metrics = metrics
         self.subscriptions: dict[str, Subscription] = {}
         self._outbox: deque[str] = deque()
         self._wake = asyncio.Event()
         #: True while the sender waits for the client to take a frame.
         self._blocked = False
         self.frames_sent = 0
+        self._last_frame_events = 0
         self.events_sent = 0
         self.resyncs = 0
 
@@ -111,6 +118,10 @@ class Connection:
         for stream in list(self.subscriptions):
             self.unsubscribe(stream)
 
+    def backlog(self) -> int:
+        """Events published but not yet sent to this watcher, over all its subscriptions."""
+        return sum(max(0, self._bus.head(s.stream) - s.cursor) for s in self.subscriptions.values())
+
     # -- the sender task ---------------------------------------------------------------------
 
     async def run_sender(self) -> None:
@@ -124,11 +135,21 @@ class Connection:
                 continue
             self._wake.clear()
             while True:
-                items, more = await self._collect()
+                items, more, oldest = await self._collect()
                 if items:
                     await self._send(items[0] if len(items) == 1 else "[" + ",".join(items) + "]")
+                    if self._metrics is not None:
+                        self._observe(items, oldest)
                 if not more:
                     break
+
+    def _observe(self, items: list[str], oldest: float | None) -> None:
+        m = self._metrics
+        m.ws_frames.inc()
+        m.ws_events.inc(self._last_frame_events)
+        m.ws_bytes.inc(sum(map(len, items)) + len(items) + 1)
+        if oldest is not None:
+            m.publish_to_send.observe(max(0.0, time.time() - oldest))
 
     async def _send(self, frame: str) -> None:
         self._blocked = True
@@ -142,9 +163,14 @@ class Connection:
             self._blocked = False
         self.frames_sent += 1
 
-    async def _collect(self) -> tuple[list[str], bool]:
-        """Up to ``frame_events`` items: control messages first, then events of each subscription."""
+    async def _collect(self) -> tuple[list[str], bool, float | None]:
+        """Up to ``frame_events`` items: control messages first, then events of each subscription.
+
+        Also says whether more is waiting, and the publish time of the oldest live event taken.
+        """
         items: list[str] = []
+        oldest: float | None = None
+        events = 0
         while self._outbox:
             items.append(self._outbox.popleft())
         budget = self._frame_events
@@ -156,6 +182,8 @@ class Connection:
             if sub.overflowed:
                 self.unsubscribe(sub.stream)
                 self.resyncs += 1
+                if self._metrics is not None:
+                    self._metrics.slow_consumers.labels("resync").inc()
                 items.append(encode(Resync(run=sub.stream, after=sub.cursor)))
                 log.info("ws.resync", conn=self.id, run=sub.stream, after=sub.cursor)
                 continue
@@ -165,9 +193,14 @@ class Connection:
             sub.cursor = sub.cursor + len(batch) if sub.stream == LIFECYCLE else batch[-1].seq
             items.extend(p.text for p in batch)
             self.events_sent += len(batch)
+            events += len(batch)
+            first = batch[0].event
+            if first is not None and (oldest is None or first.ts < oldest):
+                oldest = first.ts
             more = more or len(batch) == budget
             budget -= len(batch)
-        return items, more
+        self._last_frame_events = events
+        return items, more, oldest
 
     async def _read(self, sub: Subscription, budget: int) -> list[Published]:
         batch = self._bus.read(sub.stream, sub.cursor, budget)

@@ -6,6 +6,7 @@ import asyncio
 
 import structlog
 from openai import AsyncOpenAI
+from prometheus_client import CollectorRegistry
 
 from agents.agent import AgentRegistry, load_agents
 from agents.bus import MemoryBus
@@ -14,7 +15,8 @@ from agents.history import History
 from agents.runner import Runner
 from agents.store import SQLiteStore
 from agents.supervisor import Supervisor
-from api.config import Settings
+from api.config import ConfigError, Settings
+from api.metrics import LiveGauges, Metrics
 
 log = structlog.get_logger()
 
@@ -27,13 +29,25 @@ class Runtime:
         self.history = History(self.bus, self.store)
         self.registry = AgentRegistry([demo_agent(settings.files_dir)])
         for module in settings.agents:
-            for agent in load_agents(module):
+            try:
+                agents = load_agents(module)
+            except (ImportError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot load agents from {module!r}: {exc}; check RUNWATCH_AGENTS and PYTHONPATH"
+                ) from exc
+            for agent in agents:
                 self.registry.add(agent)
         self.client = AsyncOpenAI(
             base_url=settings.model_base_url,
             api_key=settings.openai_api_key or "offline",
             max_retries=0 if settings.offline else 2,
         )
+        self.metrics_registry = CollectorRegistry()
+        self.metrics = Metrics(
+            agents={a.name: (a.model or settings.default_model, a.tool_names) for a in self.registry},
+            registry=self.metrics_registry,
+        )
+        self.metrics_registry.register(LiveGauges(self))
         self.runner = Runner(self.client, self.bus.publish, coalesce_window=settings.coalesce_ms / 1000)
         self.supervisor = Supervisor(
             bus=self.bus,
@@ -61,6 +75,7 @@ class Runtime:
         for published in interrupted:
             log.warning("run.interrupted", run_id=published.run_id, seq=published.seq)
         self.bus.add_sink(self.store)
+        self.bus.add_sink(self.metrics)
 
     def begin_shutdown(self) -> None:
         """Cancel runs and end live streams now.

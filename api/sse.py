@@ -49,6 +49,7 @@ async def run_stream(
         wake = _Wake()
         rt.bus.watch(run_id, wake)
         rt.sse_streams.add(wake)
+        rt.metrics.sse_opened.inc()
         try:
             while not rt.closing.is_set():
                 wake.event.clear()

@@ -39,9 +39,23 @@ from api.runtime import Runtime
 
 log = structlog.get_logger()
 
+#: Close code → the ``reason`` label of ``runwatch_ws_connections_closed_total``.
+_CLOSE_REASONS = {
+    CloseCode.NORMAL: "client",
+    CloseCode.GOING_AWAY: "server_shutdown",
+    CloseCode.TRY_AGAIN_LATER: "slow_consumer",
+    CloseCode.MESSAGE_TOO_BIG: "message_too_big",
+    CloseCode.INTERNAL_ERROR: "error",
+}
+
 
 async def _handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
-    message = parse_client_message(text)
+    try:
+        message = parse_client_message(text)
+    except ProtocolError:
+        rt.metrics.ws_received.labels("invalid").inc()
+        raise
+    rt.metrics.ws_received.labels(message.__struct_config__.tag).inc()
     mid = message.id
     match message:
         case Subscribe(run=run, after=after):
@@ -98,8 +112,10 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         send_timeout=settings.ws_send_timeout,
         frame_events=settings.ws_frame_events,
         heartbeat=settings.heartbeat,
+        metrics=rt.metrics,
     )
     rt.connections.add(conn)
+    rt.metrics.ws_opened.inc()
     opened = time.monotonic()
     close_code, reason = CloseCode.NORMAL, "client"
     log.info("ws.connected", conn=conn_id, client=socket.client.host if socket.client else None)
@@ -136,6 +152,9 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
             task.cancel()
         conn.close()
         rt.connections.discard(conn)
+        rt.metrics.ws_closed.labels(_CLOSE_REASONS.get(close_code, "error")).inc()
+        if close_code == CloseCode.TRY_AGAIN_LATER:
+            rt.metrics.slow_consumers.labels("disconnect").inc()
         if reason != "client":
             try:
                 await asyncio.wait_for(socket.close(code=close_code, reason=reason), 1.0)

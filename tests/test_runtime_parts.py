@@ -17,14 +17,16 @@ async def test_coalescer_merges_deltas_within_the_window_and_keeps_order():
 
     async def emit(token):
         out.append(token.text)
+        counts.append(token.deltas)
 
+    counts: list[int] = []
     c = TokenCoalescer("r", emit, window=0.05)
     for part in ("a", "b", "c"):
         await c.add(part)
     await asyncio.sleep(0.1)  # let the window elapse: the timer is the behaviour under test
     await c.add("d")
     await c.flush()
-    assert out == ["abc", "d"] and c.deltas == 4 and c.events == 2
+    assert out == ["abc", "d"] and counts == [3, 1] and c.deltas == 4 and c.events == 2
 
 
 async def test_coalescer_with_window_zero_publishes_every_delta():

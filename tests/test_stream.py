@@ -160,6 +160,7 @@ async def test_token_coalescing_cuts_events_but_not_text(make_server):
         assert_contiguous(events)
         assert text_of(events) == "".join(scenario_text(600))
         counts[window] = sum(e["type"] == "token" for e in events)
+        assert sum(e["deltas"] for e in events if e["type"] == "token") == 600
         await w.close()
     assert counts["0"] == 600
     assert counts["25"] < 600 / 5

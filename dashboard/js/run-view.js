@@ -12,7 +12,7 @@ export function runView(root, live, runId) {
   const state = {
     summary: null, status: "loading", agent: "", model: "", input: "", offline: false, error: null,
     queuedAt: null, startedAt: null, finishedAt: null,
-    tokensIn: 0, tokensOut: 0, streamedChars: 0, steps: new Map(), tools: new Map(), messages: [],
+    tokensIn: 0, tokensOut: 0, streamedDeltas: 0, steps: new Map(), tools: new Map(), messages: [],
     cancelling: false, clockOffset: 0, lastSeq: 0,
   };
   let pendingText = "";
@@ -91,7 +91,7 @@ export function runView(root, live, runId) {
         break;
       case "token":
         pendingText += event.text;
-        state.streamedChars += event.text.length;
+        state.streamedDeltas += event.deltas ?? 1;
         mark("text");
         mark("header");
         break;
@@ -100,7 +100,7 @@ export function runView(root, live, runId) {
         Object.assign(step, { end: event.ts, finish: event.finish_reason, error: event.finish_reason === "error" ? "error" : null });
         state.tokensIn += event.usage.input_tokens;
         state.tokensOut += event.usage.output_tokens;
-        state.streamedChars = 0;
+        state.streamedDeltas = 0;
         mark("timeline");
         mark("header");
         break;
@@ -149,13 +149,13 @@ export function runView(root, live, runId) {
     errorEl.textContent = state.error ?? "";
     const end = state.finishedAt ?? (state.startedAt ? now() : null);
     const elapsed = state.startedAt ? end - state.startedAt : null;
-    const outLive = state.tokensOut + Math.round(state.streamedChars / 4);
+    const outLive = state.tokensOut + state.streamedDeltas;
     const genTime = [...state.steps.values()].reduce((t, s) => t + ((s.end ?? (state.finishedAt ? s.start : now())) - s.start), 0);
     const rate = genTime > 0.05 ? outLive / genTime : null;
     const toolCount = [...state.tools.values()].length;
     counters.replaceChildren(...[
       ["elapsed", seconds(elapsed)], ["tokens in", number(state.tokensIn)],
-      ["tokens out", (state.streamedChars && !state.finishedAt ? "≈" : "") + number(outLive)],
+      ["tokens out", (state.streamedDeltas && !state.finishedAt ? "≈" : "") + number(outLive)],
       ["tokens/s", rate === null ? "–" : rate.toFixed(1)], ["tool calls", number(toolCount)],
       ["started", clock(state.startedAt ?? state.queuedAt)],
     ].map(([k, v]) => h("div", { class: "counter", "data-counter": k }, h("span", { class: "v", text: v }), h("span", { class: "k", text: k }))));

@@ -1,0 +1,264 @@
+"""Prometheus metrics: a bus sink fed by run events, counters the WebSocket code bumps, and
+gauges read off live state at scrape time.
+
+Cardinality is bounded by construction: no run ids, user text or free-form errors in labels.
+``agent``, ``model`` and ``tool`` values come from the agent registry (anything else is counted
+as ``other``); every other label has a fixed set of values, listed here. Known label sets are
+created at start-up, so every series exists (at zero) before the first run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agents.events import Published
+
+if TYPE_CHECKING:
+    from api.runtime import Runtime
+
+# ``*_created`` series double the series count and no dashboard here reads them.
+disable_created_metrics()
+
+EVENT_TYPES = (
+    "run.queued",
+    "run.started",
+    "step.started",
+    "token",
+    "tool.started",
+    "tool.finished",
+    "status",
+    "step.finished",
+    "run.finished",
+)
+RUN_STATUSES = ("succeeded", "failed", "cancelled")
+TOOL_OUTCOMES = ("ok", "error", "cancelled")
+CLOSE_REASONS = ("client", "server_shutdown", "slow_consumer", "message_too_big", "error")
+SLOW_CONSUMER_ACTIONS = ("resync", "disconnect")
+CLIENT_MESSAGE_TYPES = ("subscribe", "unsubscribe", "cancel", "start", "ping", "invalid")
+LLM_ERROR_TYPES = ("connection", "timeout", "rate_limited", "client_error", "server_error", "other")
+TOKEN_TYPES = ("input", "output")
+OTHER = "other"
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_RATE = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+
+
+class Metrics:
+    """All of runwatch's own metrics. Also a bus ``Sink``: ``accept`` sees every event."""
+
+    def __init__(
+        self,
+        *,
+        agents: dict[str, tuple[str, Iterable[str]]],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        """``agents`` maps each agent name to its model and tool names (the allowed label values)."""
+        self._agents = set(agents)
+        self._models = {model for model, _ in agents.values()}
+        self._tools = {tool for _, tools in agents.values() for tool in tools}
+        self._runs: dict[str, tuple[str, str, bool]] = {}  # run_id -> (agent, model, started)
+        self._streamed: dict[str, int] = {}  # run_id -> output deltas counted in the current step
+        r = registry
+
+        # -- connections
+        self.ws_opened = Counter("runwatch_ws_connections_opened", "WebSocket connections accepted.", registry=r)
+        self.ws_closed = Counter(
+            "runwatch_ws_connections_closed", "WebSocket connections ended, by reason.", ["reason"], registry=r
+        )
+        self.ws_frames = Counter("runwatch_ws_frames_sent", "WebSocket frames sent.", registry=r)
+        self.ws_bytes = Counter("runwatch_ws_sent_bytes", "Payload bytes sent in WebSocket frames.", registry=r)
+        self.ws_events = Counter("runwatch_ws_events_sent", "Events sent to WebSocket watchers.", registry=r)
+        self.ws_received = Counter(
+            "runwatch_ws_messages_received", "Client messages received, by type.", ["type"], registry=r
+        )
+        self.slow_consumers = Counter(
+            "runwatch_ws_slow_consumers", "Watchers cut off for being slow, by action.", ["action"], registry=r
+        )
+        self.sse_opened = Counter("runwatch_sse_streams_opened", "SSE streams opened.", registry=r)
+        # -- runs
+        self.runs_active = Gauge("runwatch_runs_active", "Runs executing now.", ["agent"], registry=r)
+        self.runs_queued = Gauge("runwatch_runs_queued", "Runs waiting for a slot.", ["agent"], registry=r)
+        self.runs_finished = Counter(
+            "runwatch_runs_finished", "Runs ended, by agent and status.", ["agent", "status"], registry=r
+        )
+        self.run_duration = Histogram(
+            "runwatch_run_duration_seconds", "Run duration, queue excluded.", ["agent"], buckets=_SECONDS, registry=r
+        )
+        self.queue_wait = Histogram(
+            "runwatch_run_queue_wait_seconds", "Time from queued to started.", ["agent"], buckets=_SECONDS, registry=r
+        )
+        # -- LLM (meanings after the OpenTelemetry GenAI conventions)
+        self.tokens = Counter(
+            "runwatch_llm_tokens", "Tokens by model and type (input, output).", ["model", "type"], registry=r
+        )
+        self.ttft = Histogram(
+            "runwatch_llm_time_to_first_token_seconds",
+            "Time to the first streamed token of a model call.",
+            ["model"],
+            buckets=(*_LATENCY, 5.0, 10.0),
+            registry=r,
+        )
+        self.output_rate = Histogram(
+            "runwatch_llm_output_tokens_per_second",
+            "Output tokens per second of one model call, after the first.",
+            ["model"],
+            buckets=_RATE,
+            registry=r,
+        )
+        self.llm_duration = Histogram(
+            "runwatch_llm_request_duration_seconds",
+            "Duration of one streamed model call.",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.llm_errors = Counter(
+            "runwatch_llm_request_errors",
+            "Failed model calls, by model and error type.",
+            ["model", "error_type"],
+            registry=r,
+        )
+        # -- tools
+        self.tool_calls = Counter(
+            "runwatch_tool_calls", "Tool calls, by tool and outcome.", ["tool", "outcome"], registry=r
+        )
+        self.tool_duration = Histogram(
+            "runwatch_tool_duration_seconds",
+            "Tool call duration.",
+            ["tool"],
+            buckets=sorted({*_LATENCY, *_SECONDS}),
+            registry=r,
+        )
+        # -- bus
+        self.published = Counter("runwatch_bus_events_published", "Events published, by type.", ["type"], registry=r)
+        self.publish_to_send = Histogram(
+            "runwatch_bus_publish_to_send_seconds",
+            "From an event's publish to the WebSocket send of the frame carrying it (oldest event of each frame).",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self._preset()
+
+    def _preset(self) -> None:
+        for reason in CLOSE_REASONS:
+            self.ws_closed.labels(reason)
+        for action in SLOW_CONSUMER_ACTIONS:
+            self.slow_consumers.labels(action)
+        for kind in CLIENT_MESSAGE_TYPES:
+            self.ws_received.labels(kind)
+        for agent in self._agents:
+            self.runs_active.labels(agent)
+            self.runs_queued.labels(agent)
+            self.run_duration.labels(agent)
+            self.queue_wait.labels(agent)
+            for status in RUN_STATUSES:
+                self.runs_finished.labels(agent, status)
+        for model in self._models:
+            self.ttft.labels(model)
+            self.output_rate.labels(model)
+            self.llm_duration.labels(model)
+            for kind in TOKEN_TYPES:
+                self.tokens.labels(model, kind)
+            for error in LLM_ERROR_TYPES:
+                self.llm_errors.labels(model, error)
+        for tool in self._tools:
+            self.tool_duration.labels(tool)
+            for outcome in TOOL_OUTCOMES:
+                self.tool_calls.labels(tool, outcome)
+        for kind in EVENT_TYPES:
+            self.published.labels(kind)
+
+    def _agent(self, name: str) -> str:
+        return name if name in self._agents else OTHER
+
+    def _model(self, name: str) -> str:
+        return name if name in self._models else OTHER
+
+    def _tool(self, name: str) -> str:
+        return name if name in self._tools else OTHER
+
+    # -- the bus sink ---------------------------------------------------------------------------
+
+    def accept(self, published: Published) -> None:
+        event = published.event
+        kind = published.type
+        self.published.labels(kind).inc()
+        if event is None or kind == "status":
+            return
+        if kind == "token":
+            # Counted live, so token rates move while a long answer streams; topped up to the
+            # model's own usage figure at step end.
+            _, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, True))
+            self.tokens.labels(model, "output").inc(event.deltas)
+            self._streamed[event.run_id] = self._streamed.get(event.run_id, 0) + event.deltas
+        elif kind == "step.finished":
+            _, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, True))
+            streamed = self._streamed.pop(event.run_id, 0)
+            self.tokens.labels(model, "input").inc(event.usage.input_tokens)
+            self.tokens.labels(model, "output").inc(max(0, event.usage.output_tokens - streamed))
+            self.llm_duration.labels(model).observe(event.duration)
+            if event.ttft is not None:
+                self.ttft.labels(model).observe(event.ttft)
+                streaming = event.duration - event.ttft
+                if event.usage.output_tokens > 1 and streaming > 0:
+                    self.output_rate.labels(model).observe((event.usage.output_tokens - 1) / streaming)
+            if event.error_type is not None:
+                error = event.error_type if event.error_type in LLM_ERROR_TYPES else OTHER
+                self.llm_errors.labels(model, error).inc()
+        elif kind == "tool.finished":
+            tool = self._tool(event.tool)
+            outcome = "ok" if event.error is None else "cancelled" if event.error == "cancelled" else "error"
+            self.tool_calls.labels(tool, outcome).inc()
+            self.tool_duration.labels(tool).observe(event.duration)
+        elif kind == "run.queued":
+            agent = self._agent(event.agent)
+            self._runs[event.run_id] = (agent, self._model(event.model), False)
+            self.runs_queued.labels(agent).inc()
+        elif kind == "run.started":
+            agent, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, False))
+            self._runs[event.run_id] = (agent, model, True)
+            self.runs_queued.labels(agent).dec()
+            self.runs_active.labels(agent).inc()
+            self.queue_wait.labels(agent).observe(event.queue_wait)
+        elif kind == "run.finished":
+            agent, _, started = self._runs.pop(event.run_id, (OTHER, OTHER, False))
+            self._streamed.pop(event.run_id, None)
+            (self.runs_active if started else self.runs_queued).labels(agent).dec()
+            self.runs_finished.labels(agent, event.status).inc()
+            if started:
+                self.run_duration.labels(agent).observe(event.totals.duration)
+
+    async def ready(self) -> None:
+        return None
+
+
+class LiveGauges(Collector):
+    """Gauges read off the runtime when Prometheus scrapes: no bookkeeping on the hot path."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rt = self._rt
+        yield GaugeMetricFamily("runwatch_ws_connections", "WebSocket connections open now.", len(rt.connections))
+        yield GaugeMetricFamily("runwatch_sse_streams", "SSE streams open now.", len(rt.sse_streams))
+        backlog = [c.backlog() for c in list(rt.connections)]
+        yield GaugeMetricFamily(
+            "runwatch_ws_send_backlog_events",
+            "Events owed to all WebSocket watchers now (send-queue depth).",
+            sum(backlog),
+        )
+        yield GaugeMetricFamily(
+            "runwatch_ws_send_backlog_max_events",
+            "Events owed to the most-behind WebSocket watcher now.",
+            max(backlog, default=0),
+        )
+        yield GaugeMetricFamily(
+            "runwatch_offline_model_streams", "Offline model responses being streamed now.", rt.offline_streams
+        )

@@ -1,0 +1,31 @@
+"""Logs: JSON lines in production mode, run and connection context bound, one line per connect and disconnect."""
+
+from __future__ import annotations
+
+
+async def test_json_logs_bind_run_and_connection_context(make_server):
+    srv = make_server({"RUNWATCH_LOG_FORMAT": "json"})
+    w = await srv.watcher()
+    run = await srv.start_run("what is 5*5?")
+    await w.subscribe(run)
+    await w.until_finished(run)
+    await w.close()
+    await srv.start_run({"tokens": 1})  # a later request: the disconnect line is written by now
+    srv.stop()
+    lines = srv.log_lines()
+    assert lines and all({"event", "level", "timestamp"} <= set(line) for line in lines)
+    runs = [line for line in lines if line["event"] in ("run.started", "run.finished") and line.get("run_id") == run]
+    assert {line["event"] for line in runs} == {"run.started", "run.finished"}
+    assert all(line["agent"] == "demo" for line in runs)
+    connected = [line for line in lines if line["event"] == "ws.connected"]
+    disconnected = [line for line in lines if line["event"] == "ws.disconnected"]
+    assert len(connected) == len(disconnected) == 1
+    assert connected[0]["conn"] == disconnected[0]["conn"]
+    assert disconnected[0]["code"] == 1000 and disconnected[0]["duration"] > 0 and disconnected[0]["events"] > 0
+
+
+async def test_console_logs_for_development(make_server):
+    srv = make_server({"RUNWATCH_LOG_FORMAT": "console"})
+    srv.stop()
+    text = srv.logs()
+    assert "runwatch.ready" in text and "url=http://127.0.0.1:" in text and not text.lstrip().startswith("{")

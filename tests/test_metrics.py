@@ -1,0 +1,96 @@
+"""/metrics: names and label sets are pinned here, so a rename breaks a test rather than a dashboard."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.watcher import text_of
+
+#: family name → its label names (besides le / quantile). Types in the comment column of the README.
+EXPECTED = {
+    "runwatch_ws_connections": set(),
+    "runwatch_sse_streams": set(),
+    "runwatch_ws_send_backlog_events": set(),
+    "runwatch_ws_send_backlog_max_events": set(),
+    "runwatch_offline_model_streams": set(),
+    "runwatch_ws_connections_opened": set(),
+    "runwatch_ws_connections_closed": {"reason"},
+    "runwatch_ws_frames_sent": set(),
+    "runwatch_ws_sent_bytes": set(),
+    "runwatch_ws_events_sent": set(),
+    "runwatch_ws_messages_received": {"type"},
+    "runwatch_ws_slow_consumers": {"action"},
+    "runwatch_sse_streams_opened": set(),
+    "runwatch_runs_active": {"agent"},
+    "runwatch_runs_queued": {"agent"},
+    "runwatch_runs_finished": {"agent", "status"},
+    "runwatch_run_duration_seconds": {"agent"},
+    "runwatch_run_queue_wait_seconds": {"agent"},
+    "runwatch_llm_tokens": {"model", "type"},
+    "runwatch_llm_time_to_first_token_seconds": {"model"},
+    "runwatch_llm_output_tokens_per_second": {"model"},
+    "runwatch_llm_request_duration_seconds": {"model"},
+    "runwatch_llm_request_errors": {"model", "error_type"},
+    "runwatch_tool_calls": {"tool", "outcome"},
+    "runwatch_tool_duration_seconds": {"tool"},
+    "runwatch_bus_events_published": {"type"},
+    "runwatch_bus_publish_to_send_seconds": set(),
+    "runwatch_http_requests": {"app_name", "method", "path", "status_code"},
+    "runwatch_http_request_duration_seconds": {"app_name", "method", "path", "status_code"},
+}
+
+
+async def _families(server) -> dict:
+    async with server.client() as c:
+        r = await c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return {f.name: f for f in text_string_to_metric_families(r.text)}
+
+
+async def test_metric_names_and_label_sets_are_stable(server):
+    await server.start_run("what is 1+1?")  # so the HTTP middleware has counted something
+    families = await _families(server)
+    ours = {name: f for name, f in families.items() if name.startswith("runwatch_")}
+    missing = set(EXPECTED) - set(ours)
+    assert not missing, f"metrics gone: {missing}"
+    for name, labels in EXPECTED.items():
+        found = {k for s in ours[name].samples for k in s.labels} - {"le", "quantile"}
+        assert ours[name].samples and found == labels, f"{name}: {found} != {labels}"
+    assert set(ours) <= set(EXPECTED) | {"runwatch_http_requests_in_progress", "runwatch_http_requests_error"}
+
+
+async def test_no_label_carries_a_run_id_or_free_text(server):
+    w = await server.watcher()
+    run = await server.start_run("call nowhere {} what is 3*3 <b>raw</b>?")
+    await w.subscribe(run)
+    await w.until_finished(run)
+    families = await _families(server)
+    values = {
+        v for f in families.values() if f.name.startswith("runwatch_") for s in f.samples for v in s.labels.values()
+    }
+    assert run not in values and not any("<b>" in v or " " in v for v in values if not v.startswith("/")), values
+    await w.close()
+
+
+async def test_token_counters_match_the_model_usage_exactly(make_server):
+    srv = make_server()
+    w = await srv.watcher()
+    run = await srv.start_run({"tokens": 777, "rate": 0})
+    await w.subscribe(run)
+    events = await w.until_finished(run)
+    assert text_of(events)
+    families = await _families(srv)
+    output = next(
+        s.value
+        for s in families["runwatch_llm_tokens"].samples
+        if s.name.endswith("_total") and s.labels["type"] == "output"
+    )
+    assert output == events[-1]["totals"]["output_tokens"] == 777
+    active = sum(s.value for s in families["runwatch_runs_active"].samples)
+    queued = sum(s.value for s in families["runwatch_runs_queued"].samples)
+    assert (active, queued) == (0, 0)
+    finished = {
+        s.labels["status"]: s.value for s in families["runwatch_runs_finished"].samples if s.name.endswith("_total")
+    }
+    assert finished == {"succeeded": 1, "failed": 0, "cancelled": 0}
+    await w.close()

@@ -1,0 +1,49 @@
+"""The ops files are valid: promtool accepts the rules and config; compose and Grafana files are well formed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+OPS = Path(__file__).resolve().parent.parent / "ops"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+def test_promtool_checks_the_rules_and_the_config():
+    for args in (
+        ["check", "rules", str(OPS / "prometheus" / "alerts.yml")],
+        ["check", "config", str(OPS / "prometheus" / "prometheus.yml")],
+    ):
+        result = subprocess.run([PROMTOOL, *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_says_what_and_how_bad():
+    rules = yaml.safe_load((OPS / "prometheus" / "alerts.yml").read_text())["groups"][0]["rules"]
+    names = {r["alert"] for r in rules}
+    assert names == {
+        "RunwatchDown",
+        "RunwatchRunFailureRatioHigh",
+        "RunwatchSlowConsumers",
+        "RunwatchTimeToFirstTokenHigh",
+        "RunwatchNoTokensWhileRunsActive",
+    }
+    for rule in rules:
+        assert rule["labels"]["severity"] in ("critical", "warning")
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
+    dashboard = json.loads((OPS / "grafana" / "dashboards" / "runwatch.json").read_text())
+    datasource = yaml.safe_load((OPS / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    uid = datasource["datasources"][0]["uid"]
+    assert all(t["datasource"]["uid"] == uid for p in dashboard["panels"] for t in p["targets"])
+    provider = yaml.safe_load((OPS / "grafana" / "provisioning" / "dashboards" / "runwatch.yml").read_text())
+    compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert any(m.endswith(":" + provider["providers"][0]["options"]["path"] + ":ro") for m in mounts)
+    assert {"runwatch", "prometheus", "grafana"} <= set(compose["services"])
