@@ -1,0 +1,213 @@
+"""``python -m bench [--quick]``: runwatch's fan-out benchmarks, side by side with peers, in one run.
+
+Prints a Markdown table with the ratios the targets are stated in, and writes the raw results as
+JSON (``bench/results/latest.json`` by default). See bench/README.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import servers
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def loadgen(spec: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(
+        servers.pinned(servers.LOAD_CORE, [sys.executable, "-m", "bench.loadgen", json.dumps(spec)]),
+        cwd=servers.ROOT, capture_output=True, text=True, timeout=spec.get("timeout", 600) + 120,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def with_server(start: Callable[[], tuple[servers.Running, list[servers.Running]]], spec: dict[str, Any]) -> dict:
+    server, extra = start()
+    try:
+        return loadgen({**spec, "server_pid": server.pid, "ws_url": server.ws_url, "http_url": server.http_url})
+    finally:
+        for s in [server, *extra]:
+            s.stop()
+
+
+def runwatch_with(coalesce_ms: float) -> Callable[[], tuple[servers.Running, list[servers.Running]]]:
+    def start() -> tuple[servers.Running, list[servers.Running]]:
+        model = servers.model_server()
+        return servers.runwatch(model, coalesce_ms=coalesce_ms), [model]
+
+    return start
+
+
+SYSTEMS: dict[str, tuple[str, Callable[[], tuple[servers.Running, list[servers.Running]]]]] = {
+    "node": ("rooms", lambda: (servers.node_rooms(), [])),
+    "websockets": ("rooms", lambda: (servers.py_rooms(), [])),
+    "runwatch": ("runwatch", runwatch_with(25)),
+    "runwatch-nocoalesce": ("runwatch", runwatch_with(0)),
+}
+LABELS = {
+    "node": "Node `ws` rooms (seed design)",
+    "websockets": "Python `websockets` broadcast()",
+    "runwatch": "runwatch, coalescing 25 ms",
+    "runwatch-nocoalesce": "runwatch, coalescing off",
+}
+
+
+def median_of(results: list[dict], key: str) -> float | None:
+    values = [r[key] for r in results if r.get(key) is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dict]:
+    out = {}
+    for name, (protocol, start) in SYSTEMS.items():
+        results = []
+        for i in range(repeats):
+            progress(f"fan-out {name}: {watchers} watchers x {runs} runs x {tokens} tokens ({i + 1}/{repeats})")
+            spec = {"protocol": protocol, "watchers": watchers, "runs": runs, "tokens": tokens}
+            results.append(with_server(start, spec))
+        out[name] = {
+            "runs": results,
+            **{k: median_of(results, k) for k in (
+                "cpu_us_per_token", "cpu_us_per_frame", "latency_p50_ms", "latency_p99_ms", "elapsed_s",
+                "rss_peak_mib",
+            )},
+            "frames": median_of(results, "frames"),
+            "complete": all(r["complete"] for r in results),
+        }
+    return out
+
+
+def idle(counts: list[int]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for name in ("runwatch", "node", "websockets"):
+        protocol, start = SYSTEMS[name]
+        for count in counts:
+            progress(f"idle memory {name}: {count} connections")
+            out.setdefault(name, {})[str(count)] = with_server(start, {"mode": "idle", "protocol": protocol,
+                                                                         "watchers": count})
+    return out
+
+
+def slow(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
+    protocol, start = SYSTEMS["runwatch"]
+    out: dict[str, Any] = {}
+    for label, fraction in (("no_stall", 0.0), ("stall_1pct", 0.01)):
+        results = []
+        for i in range(repeats):
+            progress(f"slow consumers {label}: {watchers} watchers ({i + 1}/{repeats})")
+            spec = {"protocol": protocol, "watchers": watchers, "runs": runs, "tokens": tokens,
+                    "stall_fraction": fraction}
+            results.append(with_server(start, spec))
+        out[label] = {"runs": results, "latency_p99_ms": median_of(results, "latency_p99_ms"),
+                      "rss_peak_mib": median_of(results, "rss_peak_mib")}
+    return out
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def report(res: dict[str, Any]) -> str:
+    f = res["fanout"]
+    p = res["params"]
+    lines = [
+        f"### Fan-out: {p['watchers']} watchers x {p['runs']} runs x {p['tokens']} tokens, median of {p['repeats']}",
+        "",
+        "| server | CPU µs per delivered token | CPU µs per frame | frames | p50 ms | p99 ms | complete |",
+        "|---|---:|---:|---:|---:|---:|:-:|",
+    ]
+    for name, row in f.items():
+        lines.append(
+            f"| {LABELS[name]} | {row['cpu_us_per_token']} | {row['cpu_us_per_frame']} | {row['frames']:.0f} | "
+            f"{row['latency_p50_ms']} | {row['latency_p99_ms']} | {'yes' if row['complete'] else 'NO'} |"
+        )
+    ratios = {
+        "runwatch CPU per token / Node's (target ≤ 0.2)": ratio(
+            f["runwatch"]["cpu_us_per_token"], f["node"]["cpu_us_per_token"]),
+        "runwatch p99 publish-to-receive, ms (target ≤ 100)": f["runwatch"]["latency_p99_ms"],
+        "runwatch (coalescing off) CPU per frame / websockets' (target ≤ 1.5)": ratio(
+            f["runwatch-nocoalesce"]["cpu_us_per_frame"], f["websockets"]["cpu_us_per_frame"]),
+    }
+    if "idle" in res:
+        for count, r in res["idle"]["runwatch"].items():
+            ratios[f"runwatch RSS per idle connection at {count}, KiB (target ≤ 32)"] = r["kib_per_connection"]
+    if "slow" in res:
+        s = res["slow"]
+        ratios["fast watchers' p99 with 1% stalled / without (target ≤ 1.2)"] = ratio(
+            s["stall_1pct"]["latency_p99_ms"], s["no_stall"]["latency_p99_ms"])
+        ratios["server peak RSS with 1% stalled / without"] = ratio(
+            s["stall_1pct"]["rss_peak_mib"], s["no_stall"]["rss_peak_mib"])
+        outcome = s["stall_1pct"]["runs"][-1].get("stall", {})
+        ratios["stalled watchers resynced / closed 1013 / of"] = (
+            f"{outcome.get('resynced')} / {outcome.get('closed_1013')} / {outcome.get('stalled')}")
+    lines += ["", "| measure | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in ratios.items()]
+    if "idle" in res:
+        lines += ["", "| idle connections | " + " | ".join(f"KiB/conn at {c}" for c in p["idle_counts"]) + " |",
+                  "|---|" + "---:|" * len(p["idle_counts"])]
+        for name, by_count in res["idle"].items():
+            lines.append(f"| {LABELS[name]} | " + " | ".join(
+                str(by_count[str(c)]["kib_per_connection"]) for c in p["idle_counts"]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: under 2 minutes")
+    parser.add_argument("--watchers", type=int, help="watcher connections (default 1000; quick 200)")
+    parser.add_argument("--runs", type=int, help="runs followed by every watcher (default 4; quick 2)")
+    parser.add_argument("--tokens", type=int, help="tokens per run (default 2000; quick 500)")
+    parser.add_argument("--repeats", type=int, help="repeats per system; medians are reported (default 3)")
+    parser.add_argument("--only", choices=["fanout", "idle", "slow"], action="append", help="run only these parts")
+    parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results")
+    args = parser.parse_args()
+    quick = args.quick
+    params = {
+        "watchers": args.watchers or (200 if quick else 1000),
+        "runs": args.runs or (2 if quick else 4),
+        "tokens": args.tokens or (500 if quick else 2000),
+        "repeats": args.repeats or (1 if quick else 3),
+        "idle_counts": [1000] if quick else [1000, 5000],
+    }
+    parts = args.only or ["fanout", "idle", "slow"]
+    started = time.monotonic()
+    res: dict[str, Any] = {"params": params, "machine": machine()}
+    if "fanout" in parts:
+        res["fanout"] = fanout(params["watchers"], params["runs"], params["tokens"], params["repeats"])
+    if "idle" in parts:
+        res["idle"] = idle(params["idle_counts"])
+    if "slow" in parts:
+        res["slow"] = slow(params["watchers"], params["runs"], params["tokens"], params["repeats"])
+    res["seconds"] = round(time.monotonic() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=2))
+    if "fanout" in res:
+        print(report(res))
+    progress(f"done in {res['seconds']} s; raw results in {args.json}")
+
+
+def machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()}
+
+
+if __name__ == "__main__":
+    main()

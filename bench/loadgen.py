@@ -1,0 +1,244 @@
+"""The load generator: W watcher WebSockets following K runs (or rooms) on one server.
+
+Runs as its own process (``python -m bench.loadgen SPEC_JSON``), pinned to the other core, and
+prints one JSON result. It reads the server's CPU time and RSS from ``/proc/PID`` itself, at the
+edges of the measured window: from the moment the streams are started to the moment every
+(non-stalled) watcher has seen every run finish.
+
+Protocols: ``runwatch`` (docs/protocol.md: runs started over REST, ``subscribe``) and ``rooms``
+(bench/peers: ``join`` then ``start``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+import websockets
+
+_decode = msgspec.json.Decoder().decode
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class Tally:
+    frames: int = 0
+    events: int = 0
+    tokens: int = 0
+    finished: int = 0
+    resyncs: int = 0
+    latencies: array = field(default_factory=lambda: array("d"))
+
+
+@dataclass
+class Watcher:
+    ws: Any
+    runs: int
+    stalled: bool = False
+    tally: Tally = field(default_factory=Tally)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    close_code: int | None = None
+    cut_at: float | None = None
+
+
+async def _connect(url: str, stalled: bool) -> Any:
+    kwargs: dict[str, Any] = {"max_size": None, "compression": None, "open_timeout": 60, "ping_interval": None}
+    if stalled:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        kwargs.update(sock=sock, max_queue=1)
+    return await websockets.connect(url, **kwargs)
+
+
+async def _read(w: Watcher) -> None:
+    t = w.tally
+    lat = t.latencies
+    try:
+        async for frame in w.ws:
+            now = time.time()
+            data = _decode(frame)
+            items = data if isinstance(data, list) else (data,)
+            t.frames += 1
+            oldest = None
+            for ev in items:
+                kind = ev.get("type")
+                if kind == "token":
+                    t.events += 1
+                    t.tokens += ev.get("deltas", 1)
+                    ts = ev["ts"]
+                    if oldest is None or ts < oldest:
+                        oldest = ts
+                elif kind == "run.finished":
+                    t.finished += 1
+                elif kind == "resync":
+                    t.resyncs += 1
+                    w.cut_at = w.cut_at or now
+                    w.done.set()
+                    return
+            if oldest is not None:
+                lat.append(now - oldest)
+            if t.finished >= w.runs:
+                w.done.set()
+                return
+    except websockets.ConnectionClosed:
+        pass
+    w.close_code = w.ws.close_code
+    w.cut_at = w.cut_at or time.time()
+    w.done.set()
+
+
+async def _open_all(url: str, count: int, stalled: set[int]) -> list[Any]:
+    sockets: list[Any] = [None] * count
+    limit = asyncio.Semaphore(100)
+
+    async def one(i: int) -> None:
+        async with limit:
+            sockets[i] = await _connect(url, i in stalled)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return sockets
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
+    """Deliver K runs of N tokens to W watchers; measure server CPU, frames, latency, RSS."""
+    pid, watchers_n, runs_n, tokens = spec["server_pid"], spec["watchers"], spec["runs"], spec["tokens"]
+    stall_n = int(watchers_n * spec.get("stall_fraction", 0.0))
+    stalled = set(range(stall_n))
+    url = spec["ws_url"]
+    sockets = await _open_all(url, watchers_n, stalled)
+    watchers = [Watcher(ws, runs_n, stalled=i in stalled) for i, ws in enumerate(sockets)]
+
+    if spec["protocol"] == "runwatch":
+        async with httpx.AsyncClient(base_url=spec["http_url"], timeout=30) as c:
+            scenario = {"tokens": tokens, "rate": 0, "tool_calls": 1, "tool_seconds": spec.get("setup_seconds", 3)}
+            runs = []
+            for _ in range(runs_n):
+                r = await c.post("/api/runs", json={"agent": "demo", "input": json.dumps(scenario)})
+                runs.append(r.json()["id"])
+        for w in watchers:
+            for run in runs:
+                await w.ws.send(json.dumps({"type": "subscribe", "run": run, "after": 0}))
+        start_streams = None  # the runs start streaming by themselves after their setup wait
+    else:
+        runs = [f"room{i}" for i in range(runs_n)]
+        for w in watchers:
+            for room in runs:
+                await w.ws.send(json.dumps({"type": "join", "room": room}))
+        for w in watchers:  # every join acknowledged before anything streams
+            for _ in runs:
+                _decode(await w.ws.recv())
+
+        async def start_streams() -> None:
+            for room in runs:
+                await watchers[-1].ws.send(json.dumps({"type": "start", "room": room, "chunks": tokens}))
+
+    readers = [asyncio.create_task(_read(w)) for w in watchers if not w.stalled]
+    cpu0, t0, rss0 = cpu_seconds(pid), time.monotonic(), rss_bytes(pid)
+    peak = rss0
+    if start_streams is not None:
+        await start_streams()
+    fast = [w for w in watchers if not w.stalled]
+    deadline = t0 + spec.get("timeout", 600)
+    while not all(w.done.is_set() for w in fast):
+        peak = max(peak, rss_bytes(pid))
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    peak = max(peak, rss_bytes(pid))
+
+    stalled_outcome = {}
+    if stalled:
+        stall_end = time.time()
+        for w in watchers:
+            if w.stalled:
+                readers.append(asyncio.create_task(_read(w)))
+        slow = [w for w in watchers if w.stalled]
+        await asyncio.wait([asyncio.create_task(w.done.wait()) for w in slow], timeout=spec.get("stall_grace", 30))
+        stalled_outcome = {
+            "stalled": len(slow),
+            "resynced": sum(1 for w in slow if w.tally.resyncs),
+            "closed_1013": sum(1 for w in slow if w.close_code == 1013),
+            "completed_anyway": sum(1 for w in slow if w.tally.finished >= runs_n),
+            "cut_within_s": max((w.cut_at or stall_end) - t0 - 0 for w in slow) if slow else None,
+        }
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*(w.ws.close() for w in watchers), return_exceptions=True)
+
+    tallies = [w.tally for w in fast]
+    latencies = [x for t in tallies for x in t.latencies]
+    delivered = sum(t.tokens for t in tallies)
+    frames = sum(t.frames for t in tallies)
+    cpu = cpu1 - cpu0
+    return {
+        "watchers": watchers_n, "runs": runs_n, "tokens": tokens, "elapsed_s": round(t1 - t0, 3),
+        "complete": all(w.tally.finished >= runs_n for w in fast),
+        "server_cpu_s": round(cpu, 3), "delivered_tokens": delivered, "frames": frames,
+        "events": sum(t.events for t in tallies),
+        "cpu_us_per_token": round(cpu * 1e6 / delivered, 4) if delivered else None,
+        "cpu_us_per_frame": round(cpu * 1e6 / frames, 3) if frames else None,
+        "latency_p50_ms": round(1000 * _percentile(latencies, 0.5), 2) if latencies else None,
+        "latency_p99_ms": round(1000 * _percentile(latencies, 0.99), 2) if latencies else None,
+        "rss_start_mib": round(rss0 / 2**20, 1), "rss_peak_mib": round(peak / 2**20, 1),
+        **({"stall": stalled_outcome} if stalled_outcome else {}),
+    }
+
+
+async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
+    """Server RSS per idle connection: RSS after opening W connections minus RSS before, over W."""
+    pid = spec["server_pid"]
+    before = rss_bytes(pid)
+    sockets = await _open_all(spec["ws_url"], spec["watchers"], set())
+    if spec["protocol"] == "rooms":
+        await asyncio.gather(*(ws.send(json.dumps({"type": "join", "room": "idle"})) for ws in sockets))
+    await asyncio.gather(*(ws.recv() for ws in sockets))  # every connection answered (hello/ack), so set up
+    await asyncio.sleep(1.0)  # let allocations settle before reading RSS
+    after = rss_bytes(pid)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {
+        "watchers": spec["watchers"], "rss_before_mib": round(before / 2**20, 1),
+        "rss_after_mib": round(after / 2**20, 1), "kib_per_connection": round((after - before) / 1024 / spec["watchers"], 2),
+    }
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    runner = run_idle if spec.get("mode") == "idle" else run_stream
+    result = asyncio.run(runner(spec))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Start and stop the servers under test, each pinned to one core with taskset."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = Path(__file__).resolve().parent / "peers"
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(core: str, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *argv] if os.cpu_count() and os.cpu_count() > 1 else argv
+
+
+@dataclass
+class Running:
+    name: str
+    proc: subprocess.Popen
+    port: int
+    ws_url: str
+    http_url: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout} s")
+
+
+def _runwatch(env: dict[str, str], core: str) -> Running:
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="runwatch-bench-")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))}
+    full_env |= {"RUNWATCH_LOG_LEVEL": "warning", "RUNWATCH_MAX_RUNNING": "64", **env}
+    proc = subprocess.Popen(
+        pinned(core, [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--data-dir", data]),
+        cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    _wait_port(port, proc)
+    deadline = time.monotonic() + 30
+    while httpx.get(f"http://127.0.0.1:{port}/api/health").status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("runwatch not healthy")
+    return Running("runwatch", proc, port, f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}")
+
+
+def model_server() -> Running:
+    """The offline model in a process of its own, on the load core, so the server under test only
+    does what it would do with a real model: parse the stream, publish, fan out."""
+    return _runwatch({}, LOAD_CORE)
+
+
+def runwatch(model: Running, *, coalesce_ms: float) -> Running:
+    return _runwatch(
+        {
+            "OPENAI_BASE_URL": model.http_url + "/v1", "OPENAI_API_KEY": "bench",
+            "RUNWATCH_MODEL": "runwatch-offline", "RUNWATCH_COALESCE_MS": str(coalesce_ms),
+        },
+        SERVER_CORE,
+    )
+
+
+def node_rooms() -> Running:
+    if not (PEERS / "node_modules" / "ws").exists():
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
+    port = free_port()
+    proc = subprocess.Popen(pinned(SERVER_CORE, ["node", str(PEERS / "node_rooms.js"), str(port)]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_port(port, proc)
+    return Running("node ws rooms", proc, port, f"ws://127.0.0.1:{port}/")
+
+
+def py_rooms() -> Running:
+    port = free_port()
+    proc = subprocess.Popen(pinned(SERVER_CORE, [sys.executable, str(PEERS / "py_rooms.py"), str(port)]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_port(port, proc)
+    return Running("python websockets broadcast", proc, port, f"ws://127.0.0.1:{port}/")
