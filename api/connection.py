@@ -12,6 +12,9 @@ Slow-consumer policy, stated once:
   through catches up in frames of ``frame_events``;
 * a frame the client does not take within ``send_timeout`` closes the connection with 1013.
 Either way no other watcher waits: publish only sets this connection's wake-up flag.
+
+Timers are not per frame: one watchdog (``Runtime``) calls ``tick`` on every connection a few
+times a second, for heartbeats and for sends stuck past ``send_timeout``.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class Connection:
     def __init__(
         self,
         conn_id: str,
-        send_text: Callable[[str], Awaitable[None]],
+        send: Callable[[dict], Awaitable[None]],
         *,
         bus: Bus,
         history: History,
@@ -68,7 +71,7 @@ class Connection:
         metrics: Metrics | None = None,
     ) -> None:
         self.id = conn_id
-        self._send_text = send_text
+        self._asgi_send = send
         self._bus = bus
         self._history = history
         self._max_lag = max_lag
@@ -79,8 +82,12 @@ class Connection:
         self.subscriptions: dict[str, Subscription] = {}
         self._outbox: deque[str] = deque()
         self._wake = asyncio.Event()
-        #: True while the sender waits for the client to take a frame.
-        self._blocked = False
+        self._sender: asyncio.Task[None] | None = None
+        #: When the frame in flight was handed over (monotonic); None while no send is pending.
+        self._send_started: float | None = None
+        self._last_send = time.monotonic()
+        #: Why the watchdog cut this connection off, if it did.
+        self.cut_off: str | None = None
         self.frames_sent = 0
         self._last_frame_events = 0
         self.events_sent = 0
@@ -90,7 +97,7 @@ class Connection:
 
     def notify(self, stream: str, head: int) -> None:
         sub = self.subscriptions.get(stream)
-        if sub is not None and self._blocked and sub.live and head - sub.cursor > self._max_lag:
+        if sub is not None and self._send_started is not None and sub.live and head - sub.cursor > self._max_lag:
             sub.overflowed = True
         self._wake.set()
 
@@ -124,15 +131,25 @@ class Connection:
 
     # -- the sender task ---------------------------------------------------------------------
 
-    async def run_sender(self) -> None:
-        """Send until cancelled; raises ``SlowConsumer`` when a frame times out."""
+    def start(self) -> asyncio.Task[None]:
+        """Start the sender task; it ends only when cancelled (``cut_off`` says if for slowness)."""
+        self._sender = asyncio.create_task(self._run_sender(), name=f"ws-send-{self.id}")
+        return self._sender
+
+    def tick(self, now: float) -> None:
+        """The watchdog's visit: cut off a send stuck past the timeout, or post a heartbeat."""
+        started = self._send_started
+        if started is not None:
+            if now - started > self._send_timeout and self._sender is not None and self.cut_off is None:
+                self.cut_off = f"a frame was not taken within {self._send_timeout:g} s"
+                self._sender.cancel()
+        elif now - self._last_send >= self._heartbeat and not self._outbox:
+            self._outbox.append(encode(Heartbeat(ts=time.time())))
+            self._wake.set()
+
+    async def _run_sender(self) -> None:
         while True:
-            try:
-                async with asyncio.timeout(self._heartbeat):
-                    await self._wake.wait()
-            except TimeoutError:
-                await self._send(encode(Heartbeat(ts=time.time())))
-                continue
+            await self._wake.wait()
             self._wake.clear()
             while True:
                 items, more, oldest = await self._collect()
@@ -152,15 +169,13 @@ class Connection:
             m.publish_to_send.observe(max(0.0, time.time() - oldest))
 
     async def _send(self, frame: str) -> None:
-        self._blocked = True
+        # The ASGI send itself: it runs inline and only suspends while the client's window is full.
+        self._send_started = time.monotonic()
         try:
-            # asyncio.timeout, not wait_for: the send runs inline and only suspends when blocked.
-            async with asyncio.timeout(self._send_timeout):
-                await self._send_text(frame)
-        except TimeoutError:
-            raise SlowConsumer(f"a frame was not taken within {self._send_timeout:g} s") from None
+            await self._asgi_send({"type": "websocket.send", "text": frame})
         finally:
-            self._blocked = False
+            self._send_started = None
+            self._last_send = time.monotonic()
         self.frames_sent += 1
 
     async def _collect(self) -> tuple[list[str], bool, float | None]:

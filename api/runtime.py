@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 from openai import AsyncOpenAI
@@ -67,6 +68,7 @@ class Runtime:
         self.sse_streams: set = set()
         #: Offline model streams being served right now (so tests can see cancel closes them).
         self.offline_streams = 0
+        self._watchdog: asyncio.Task[None] | None = None
         self._shutdown: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
@@ -76,6 +78,17 @@ class Runtime:
             log.warning("run.interrupted", run_id=published.run_id, seq=published.seq)
         self.bus.add_sink(self.store)
         self.bus.add_sink(self.metrics)
+        self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
+
+    async def _watch_connections(self) -> None:
+        """One timer for every WebSocket: heartbeats and stuck sends (see ``Connection.tick``)."""
+        s = self.settings
+        interval = max(0.05, min(1.0, s.heartbeat / 3, s.ws_send_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.tick(now)
 
     def begin_shutdown(self) -> None:
         """Cancel runs and end live streams now.
@@ -92,6 +105,8 @@ class Runtime:
 
     async def stop(self) -> None:
         self.begin_shutdown()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self._shutdown
         await self.store.close()
         await self.client.close()

@@ -105,7 +105,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     await socket.accept()
     conn = Connection(
         conn_id,
-        socket.send_text,
+        socket.send,
         bus=rt.bus,
         history=rt.history,
         max_lag=settings.ws_max_lag,
@@ -130,21 +130,23 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
             )
         )
     )
-    sender = asyncio.create_task(conn.run_sender(), name=f"ws-send-{conn_id}")
+    sender = conn.start()
     receiver = asyncio.create_task(_receive(socket, conn, rt), name=f"ws-recv-{conn_id}")
     closing = asyncio.create_task(rt.closing.wait())
     try:
         done, _ = await asyncio.wait({sender, receiver, closing}, return_when=asyncio.FIRST_COMPLETED)
         if closing in done:
             close_code, reason = CloseCode.GOING_AWAY, "server shutdown"
-        elif sender in done and isinstance(sender.exception(), SlowConsumer):
+        elif sender in done and conn.cut_off is not None:
             close_code, reason = CloseCode.TRY_AGAIN_LATER, "slow consumer"
-            log.warning("ws.slow_consumer", conn=conn_id, error=str(sender.exception()))
+            log.warning("ws.slow_consumer", conn=conn_id, error=conn.cut_off)
         elif receiver in done and receiver.exception() is None:
             close_code, reason = receiver.result()
         else:
             failed = sender if sender in done else receiver
-            if (exc := failed.exception()) is not None and not isinstance(exc, WebSocketDisconnect):
+            exc = None if failed.cancelled() else failed.exception()
+            # OSError: uvicorn's ClientDisconnected, the client left while we were sending.
+            if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
                 log.error("ws.failed", conn=conn_id, error=repr(exc))
                 close_code, reason = CloseCode.INTERNAL_ERROR, "error"
     finally:

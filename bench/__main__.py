@@ -28,7 +28,10 @@ def progress(message: str) -> None:
 def loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     out = subprocess.run(
         servers.pinned(servers.LOAD_CORE, [sys.executable, "-m", "bench.loadgen", json.dumps(spec)]),
-        cwd=servers.ROOT, capture_output=True, text=True, timeout=spec.get("timeout", 600) + 120,
+        cwd=servers.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=spec.get("timeout", 600) + 120,
     )
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{out.stderr[-3000:]}")
@@ -81,10 +84,17 @@ def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dic
             results.append(with_server(start, spec))
         out[name] = {
             "runs": results,
-            **{k: median_of(results, k) for k in (
-                "cpu_us_per_token", "cpu_us_per_frame", "latency_p50_ms", "latency_p99_ms", "elapsed_s",
-                "rss_peak_mib",
-            )},
+            **{
+                k: median_of(results, k)
+                for k in (
+                    "cpu_us_per_token",
+                    "cpu_us_per_frame",
+                    "latency_p50_ms",
+                    "latency_p99_ms",
+                    "elapsed_s",
+                    "rss_peak_mib",
+                )
+            },
             "frames": median_of(results, "frames"),
             "complete": all(r["complete"] for r in results),
         }
@@ -97,8 +107,9 @@ def idle(counts: list[int]) -> dict[str, dict]:
         protocol, start = SYSTEMS[name]
         for count in counts:
             progress(f"idle memory {name}: {count} connections")
-            out.setdefault(name, {})[str(count)] = with_server(start, {"mode": "idle", "protocol": protocol,
-                                                                         "watchers": count})
+            out.setdefault(name, {})[str(count)] = with_server(
+                start, {"mode": "idle", "protocol": protocol, "watchers": count}
+            )
     return out
 
 
@@ -109,11 +120,19 @@ def slow(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
         results = []
         for i in range(repeats):
             progress(f"slow consumers {label}: {watchers} watchers ({i + 1}/{repeats})")
-            spec = {"protocol": protocol, "watchers": watchers, "runs": runs, "tokens": tokens,
-                    "stall_fraction": fraction}
+            spec = {
+                "protocol": protocol,
+                "watchers": watchers,
+                "runs": runs,
+                "tokens": tokens,
+                "stall_fraction": fraction,
+            }
             results.append(with_server(start, spec))
-        out[label] = {"runs": results, "latency_p99_ms": median_of(results, "latency_p99_ms"),
-                      "rss_peak_mib": median_of(results, "rss_peak_mib")}
+        out[label] = {
+            "runs": results,
+            "latency_p99_ms": median_of(results, "latency_p99_ms"),
+            "rss_peak_mib": median_of(results, "rss_peak_mib"),
+        }
     return out
 
 
@@ -137,10 +156,12 @@ def report(res: dict[str, Any]) -> str:
         )
     ratios = {
         "runwatch CPU per token / Node's (target ≤ 0.2)": ratio(
-            f["runwatch"]["cpu_us_per_token"], f["node"]["cpu_us_per_token"]),
+            f["runwatch"]["cpu_us_per_token"], f["node"]["cpu_us_per_token"]
+        ),
         "runwatch p99 publish-to-receive, ms (target ≤ 100)": f["runwatch"]["latency_p99_ms"],
         "runwatch (coalescing off) CPU per frame / websockets' (target ≤ 1.5)": ratio(
-            f["runwatch-nocoalesce"]["cpu_us_per_frame"], f["websockets"]["cpu_us_per_frame"]),
+            f["runwatch-nocoalesce"]["cpu_us_per_frame"], f["websockets"]["cpu_us_per_frame"]
+        ),
     }
     if "idle" in res:
         for count, r in res["idle"]["runwatch"].items():
@@ -148,19 +169,28 @@ def report(res: dict[str, Any]) -> str:
     if "slow" in res:
         s = res["slow"]
         ratios["fast watchers' p99 with 1% stalled / without (target ≤ 1.2)"] = ratio(
-            s["stall_1pct"]["latency_p99_ms"], s["no_stall"]["latency_p99_ms"])
+            s["stall_1pct"]["latency_p99_ms"], s["no_stall"]["latency_p99_ms"]
+        )
         ratios["server peak RSS with 1% stalled / without"] = ratio(
-            s["stall_1pct"]["rss_peak_mib"], s["no_stall"]["rss_peak_mib"])
+            s["stall_1pct"]["rss_peak_mib"], s["no_stall"]["rss_peak_mib"]
+        )
         outcome = s["stall_1pct"]["runs"][-1].get("stall", {})
         ratios["stalled watchers resynced / closed 1013 / of"] = (
-            f"{outcome.get('resynced')} / {outcome.get('closed_1013')} / {outcome.get('stalled')}")
+            f"{outcome.get('resynced')} / {outcome.get('closed_1013')} / {outcome.get('stalled')}"
+        )
     lines += ["", "| measure | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in ratios.items()]
     if "idle" in res:
-        lines += ["", "| idle connections | " + " | ".join(f"KiB/conn at {c}" for c in p["idle_counts"]) + " |",
-                  "|---|" + "---:|" * len(p["idle_counts"])]
+        lines += [
+            "",
+            "| idle connections | " + " | ".join(f"KiB/conn at {c}" for c in p["idle_counts"]) + " |",
+            "|---|" + "---:|" * len(p["idle_counts"]),
+        ]
         for name, by_count in res["idle"].items():
-            lines.append(f"| {LABELS[name]} | " + " | ".join(
-                str(by_count[str(c)]["kib_per_connection"]) for c in p["idle_counts"]) + " |")
+            lines.append(
+                f"| {LABELS[name]} | "
+                + " | ".join(str(by_count[str(c)]["kib_per_connection"]) for c in p["idle_counts"])
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -203,10 +233,16 @@ def machine() -> dict[str, Any]:
     import os
     import platform
 
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()}
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+    }
 
 
 if __name__ == "__main__":

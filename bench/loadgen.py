@@ -165,6 +165,7 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
 
     readers = [asyncio.create_task(_read(w)) for w in watchers if not w.stalled]
     cpu0, t0, rss0 = cpu_seconds(pid), time.monotonic(), rss_bytes(pid)
+    own0 = time.process_time()
     peak = rss0
     if start_streams is not None:
         await start_streams()
@@ -176,6 +177,7 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
             break
         await asyncio.sleep(0.25)
     cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    own = time.process_time() - own0
     peak = max(peak, rss_bytes(pid))
 
     stalled_outcome = {}
@@ -203,15 +205,22 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     frames = sum(t.frames for t in tallies)
     cpu = cpu1 - cpu0
     return {
-        "watchers": watchers_n, "runs": runs_n, "tokens": tokens, "elapsed_s": round(t1 - t0, 3),
+        "watchers": watchers_n,
+        "runs": runs_n,
+        "tokens": tokens,
+        "elapsed_s": round(t1 - t0, 3),
         "complete": all(w.tally.finished >= runs_n for w in fast),
-        "server_cpu_s": round(cpu, 3), "delivered_tokens": delivered, "frames": frames,
+        "server_cpu_s": round(cpu, 3),
+        "loadgen_cpu_s": round(own, 3),
+        "delivered_tokens": delivered,
+        "frames": frames,
         "events": sum(t.events for t in tallies),
         "cpu_us_per_token": round(cpu * 1e6 / delivered, 4) if delivered else None,
         "cpu_us_per_frame": round(cpu * 1e6 / frames, 3) if frames else None,
         "latency_p50_ms": round(1000 * _percentile(latencies, 0.5), 2) if latencies else None,
         "latency_p99_ms": round(1000 * _percentile(latencies, 0.99), 2) if latencies else None,
-        "rss_start_mib": round(rss0 / 2**20, 1), "rss_peak_mib": round(peak / 2**20, 1),
+        "rss_start_mib": round(rss0 / 2**20, 1),
+        "rss_peak_mib": round(peak / 2**20, 1),
         **({"stall": stalled_outcome} if stalled_outcome else {}),
     }
 
@@ -228,8 +237,10 @@ async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
     after = rss_bytes(pid)
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     return {
-        "watchers": spec["watchers"], "rss_before_mib": round(before / 2**20, 1),
-        "rss_after_mib": round(after / 2**20, 1), "kib_per_connection": round((after - before) / 1024 / spec["watchers"], 2),
+        "watchers": spec["watchers"],
+        "rss_before_mib": round(before / 2**20, 1),
+        "rss_after_mib": round(after / 2**20, 1),
+        "kib_per_connection": round((after - before) / 1024 / spec["watchers"], 2),
     }
 
 

@@ -68,7 +68,10 @@ def _runwatch(env: dict[str, str], core: str) -> Running:
     full_env |= {"RUNWATCH_LOG_LEVEL": "warning", "RUNWATCH_MAX_RUNNING": "64", **env}
     proc = subprocess.Popen(
         pinned(core, [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--data-dir", data]),
-        cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     _wait_port(port, proc)
     deadline = time.monotonic() + 30
@@ -87,8 +90,10 @@ def model_server() -> Running:
 def runwatch(model: Running, *, coalesce_ms: float) -> Running:
     return _runwatch(
         {
-            "OPENAI_BASE_URL": model.http_url + "/v1", "OPENAI_API_KEY": "bench",
-            "RUNWATCH_MODEL": "runwatch-offline", "RUNWATCH_COALESCE_MS": str(coalesce_ms),
+            "OPENAI_BASE_URL": model.http_url + "/v1",
+            "OPENAI_API_KEY": "bench",
+            "RUNWATCH_MODEL": "runwatch-offline",
+            "RUNWATCH_COALESCE_MS": str(coalesce_ms),
         },
         SERVER_CORE,
     )
@@ -98,15 +103,21 @@ def node_rooms() -> Running:
     if not (PEERS / "node_modules" / "ws").exists():
         subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
     port = free_port()
-    proc = subprocess.Popen(pinned(SERVER_CORE, ["node", str(PEERS / "node_rooms.js"), str(port)]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        pinned(SERVER_CORE, ["node", str(PEERS / "node_rooms.js"), str(port)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_port(port, proc)
     return Running("node ws rooms", proc, port, f"ws://127.0.0.1:{port}/")
 
 
 def py_rooms() -> Running:
     port = free_port()
-    proc = subprocess.Popen(pinned(SERVER_CORE, [sys.executable, str(PEERS / "py_rooms.py"), str(port)]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        pinned(SERVER_CORE, [sys.executable, str(PEERS / "py_rooms.py"), str(port)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_port(port, proc)
     return Running("python websockets broadcast", proc, port, f"ws://127.0.0.1:{port}/")

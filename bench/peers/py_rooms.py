@@ -11,6 +11,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 WORDS = "the agent streams every token as it is written while watchers follow along".split()
 rooms: dict[str, set[ServerConnection]] = {}
+streams: set[asyncio.Task[None]] = set()
 
 
 async def stream(room: str, chunks: int) -> None:
@@ -33,7 +34,9 @@ async def handler(ws: ServerConnection) -> None:
                 joined.add(msg["room"])
                 await ws.send(json.dumps({"type": "ack", "room": msg["room"]}))
             elif msg["type"] == "start":
-                asyncio.create_task(stream(msg["room"], msg["chunks"]))
+                task = asyncio.create_task(stream(msg["room"], msg["chunks"]))
+                streams.add(task)
+                task.add_done_callback(streams.discard)
     finally:
         for room in joined:
             rooms.get(room, set()).discard(ws)
