@@ -15,6 +15,11 @@ Either way no other watcher waits: publish only sets this connection's wake-up f
 
 Timers are not per frame: one watchdog (``Runtime``) calls ``tick`` on every connection a few
 times a second, for heartbeats and for sends stuck past ``send_timeout``.
+
+Fast path: a watcher that is caught up, with an idle sender, gets a new event sent from inside
+``notify`` — no task wake-up per watcher per event. The ASGI send is driven eagerly; if it would
+block (the client's window is full) the half-done send is handed to a task, and from then on the
+watcher goes the normal way until it has caught up again.
 """
 
 from __future__ import annotations
@@ -76,20 +81,27 @@ class Connection:
         self._history = history
         self._max_lag = max_lag
         self._send_timeout = send_timeout
-        self._frame_events = frame_events
+        self._frame_budget = frame_events
         self._heartbeat = heartbeat
         self._metrics = metrics
         self.subscriptions: dict[str, Subscription] = {}
         self._outbox: deque[str] = deque()
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        #: True while the sender waits with nothing to do: only then may ``notify`` send directly.
+        self._idle = False
+        #: A send begun in ``notify`` that had to wait for the client, finishing in its own task.
+        self._inflight: asyncio.Task[None] | None = None
+        #: Counts not yet added to the Prometheus counters (flushed by ``tick``, not per frame).
+        self._pending_frames = 0
+        self._pending_bytes = 0
+        self._pending_events = 0
         #: When the frame in flight was handed over (monotonic); None while no send is pending.
         self._send_started: float | None = None
         self._last_send = time.monotonic()
         #: Why the watchdog cut this connection off, if it did.
         self.cut_off: str | None = None
         self.frames_sent = 0
-        self._last_frame_events = 0
         self.events_sent = 0
         self.resyncs = 0
 
@@ -97,9 +109,66 @@ class Connection:
 
     def notify(self, stream: str, head: int) -> None:
         sub = self.subscriptions.get(stream)
-        if sub is not None and self._send_started is not None and sub.live and head - sub.cursor > self._max_lag:
+        if sub is None:
+            return
+        if self._idle and sub.live and sub.cursor == head - 1 and not self._wake.is_set():
+            batch = self._bus.read(stream, sub.cursor, 1)
+            if batch:
+                sub.cursor = head
+                self._send_eagerly(batch[0])
+                return
+        if self._send_started is not None and sub.live and head - sub.cursor > self._max_lag:
             sub.overflowed = True
         self._wake.set()
+
+    def _send_eagerly(self, published: Published) -> None:
+        """Send one event now, from the publisher's call; a send that would block finishes in a task."""
+        self.events_sent += 1
+        self._pending_events += 1
+        event = published.event
+        if event is not None and self._metrics is not None:
+            self._metrics.publish_to_send.observe(max(0.0, time.time() - event.ts))
+        self._send_started = time.monotonic()
+        coro = self._asgi_send({"type": "websocket.send", "text": published.text})
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            self._sent(len(published.data))
+            return
+        except Exception:
+            self._send_started = None  # the client is gone; the receive loop will see it
+            return
+        self._idle = False
+        self._inflight = asyncio.ensure_future(self._finish(coro, waiting, len(published.data)))
+
+    async def _finish(self, coro, waiting, size: int) -> None:
+        """Drive a send that suspended in ``_send_eagerly`` to its end, then resume the normal path."""
+        try:
+            while True:
+                try:
+                    if waiting is None:
+                        await asyncio.sleep(0)
+                    else:
+                        # What Task.__step does with a future a coroutine yields: take it over.
+                        waiting._asyncio_future_blocking = False
+                        await waiting
+                except BaseException as exc:
+                    waiting = coro.throw(exc)
+                else:
+                    waiting = coro.send(None)
+        except StopIteration:
+            self._sent(size)
+        finally:
+            self._send_started = None
+            self._inflight = None
+            self._wake.set()
+
+    def _sent(self, size: int) -> None:
+        self._send_started = None
+        self._last_send = time.monotonic()
+        self.frames_sent += 1
+        self._pending_frames += 1
+        self._pending_bytes += size
 
     def post(self, message: str) -> None:
         """Queue a control message (ack, error) ahead of events."""
@@ -124,6 +193,9 @@ class Connection:
     def close(self) -> None:
         for stream in list(self.subscriptions):
             self.unsubscribe(stream)
+        if self._inflight is not None:
+            self._inflight.cancel()
+        self.flush_metrics()
 
     def backlog(self) -> int:
         """Events published but not yet sent to this watcher, over all its subscriptions."""
@@ -137,36 +209,45 @@ class Connection:
         return self._sender
 
     def tick(self, now: float) -> None:
-        """The watchdog's visit: cut off a send stuck past the timeout, or post a heartbeat."""
+        """The watchdog's visit: flush counters; cut off a send stuck past the timeout, or post a heartbeat."""
+        self.flush_metrics()
         started = self._send_started
         if started is not None:
             if now - started > self._send_timeout and self._sender is not None and self.cut_off is None:
                 self.cut_off = f"a frame was not taken within {self._send_timeout:g} s"
+                if self._inflight is not None:
+                    self._inflight.cancel()
                 self._sender.cancel()
         elif now - self._last_send >= self._heartbeat and not self._outbox:
             self._outbox.append(encode(Heartbeat(ts=time.time())))
             self._wake.set()
 
+    def flush_metrics(self) -> None:
+        m = self._metrics
+        if m is not None and self._pending_frames:
+            m.ws_frames.inc(self._pending_frames)
+            m.ws_bytes.inc(self._pending_bytes)
+            m.ws_events.inc(self._pending_events)
+        self._pending_frames = self._pending_bytes = self._pending_events = 0
+
     async def _run_sender(self) -> None:
         while True:
+            self._idle = self._inflight is None
             await self._wake.wait()
+            self._idle = False
             self._wake.clear()
+            if self._inflight is not None:
+                continue  # the eager send in flight wakes us when it is done
             while True:
                 items, more, oldest = await self._collect()
                 if items:
-                    await self._send(items[0] if len(items) == 1 else "[" + ",".join(items) + "]")
-                    if self._metrics is not None:
-                        self._observe(items, oldest)
+                    frame = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
+                    await self._send(frame)
+                    self._pending_bytes += len(frame)
+                    if oldest is not None and self._metrics is not None:
+                        self._metrics.publish_to_send.observe(max(0.0, time.time() - oldest))
                 if not more:
                     break
-
-    def _observe(self, items: list[str], oldest: float | None) -> None:
-        m = self._metrics
-        m.ws_frames.inc()
-        m.ws_events.inc(self._last_frame_events)
-        m.ws_bytes.inc(sum(map(len, items)) + len(items) + 1)
-        if oldest is not None:
-            m.publish_to_send.observe(max(0.0, time.time() - oldest))
 
     async def _send(self, frame: str) -> None:
         # The ASGI send itself: it runs inline and only suspends while the client's window is full.
@@ -177,6 +258,7 @@ class Connection:
             self._send_started = None
             self._last_send = time.monotonic()
         self.frames_sent += 1
+        self._pending_frames += 1
 
     async def _collect(self) -> tuple[list[str], bool, float | None]:
         """Up to ``frame_events`` items: control messages first, then events of each subscription.
@@ -188,7 +270,7 @@ class Connection:
         events = 0
         while self._outbox:
             items.append(self._outbox.popleft())
-        budget = self._frame_events
+        budget = self._frame_budget
         more = False
         for sub in list(self.subscriptions.values()):
             if budget <= 0:
@@ -214,7 +296,7 @@ class Connection:
                 oldest = first.ts
             more = more or len(batch) == budget
             budget -= len(batch)
-        self._last_frame_events = events
+        self._pending_events += events
         return items, more, oldest
 
     async def _read(self, sub: Subscription, budget: int) -> list[Published]:

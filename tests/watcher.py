@@ -130,4 +130,5 @@ def text_of(events: list[dict[str, Any]]) -> str:
 
 def assert_contiguous(events: list[dict[str, Any]], start: int = 1) -> None:
     seqs = [e["seq"] for e in events]
-    assert seqs == list(range(start, start + len(seqs))), f"gaps or duplicates in {seqs[:50]}…"
+    bad = next((i for i, s in enumerate(seqs) if s != start + i), None)
+    assert bad is None, f"gap or duplicate at index {bad}: {seqs[max(0, (bad or 0) - 3) : (bad or 0) + 4]}"
