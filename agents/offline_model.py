@@ -5,7 +5,8 @@ behaviour is known. The user message decides the script:
 
 * a JSON scenario ``{"tokens": N, "rate": R, "tool_calls": K, "tool_seconds": S}`` makes K calls
   of the ``wait`` tool (S seconds each; ``"parallel": true`` asks for all K in one step), then
-  streams N tokens at R tokens/s (0 = as fast as possible; ``"token_chars": C`` pads each token);
+  streams N tokens at R tokens/s (0 = as fast as possible; ``"token_chars": C`` pads each token;
+  ``"ttft": S`` waits S seconds before the first token);
 * ``call NAME {json arguments}`` in the text (once or more) calls those tools, whatever agent
   offers them — handy for trying your own agents without a key;
 * any other text gets a plausible answer that first uses the demo tools the request offers.
@@ -43,6 +44,8 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     parallel: bool = False
     #: Pad every token to this many characters (payload-size tests and benchmarks); 0 = plain words.
     token_chars: int = 0
+    #: Seconds before the answer's first token (a model's time to first token).
+    ttft: float = 0.0
 
 
 def scenario_text(tokens: int, token_chars: int = 0) -> list[str]:
@@ -58,7 +61,17 @@ def parse_scenario(text: str) -> Scenario | None:
         scenario = msgspec.json.decode(text, type=Scenario)
     except msgspec.DecodeError:
         return None
-    if min(scenario.tokens, scenario.rate, scenario.tool_calls, scenario.tool_seconds, scenario.token_chars) < 0:
+    if (
+        min(
+            scenario.tokens,
+            scenario.rate,
+            scenario.tool_calls,
+            scenario.tool_seconds,
+            scenario.token_chars,
+            scenario.ttft,
+        )
+        < 0
+    ):
         return None
     return scenario
 
@@ -70,6 +83,8 @@ class Reply:
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     rate: float = 0.0
+    #: Seconds to wait before the first token.
+    delay: float = 0.0
 
 
 def _content(message: dict[str, Any]) -> str:
@@ -179,7 +194,7 @@ def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
     if remaining > 0:
         batch = remaining if scenario.parallel else 1
         return Reply(tool_calls=[("wait", {"seconds": scenario.tool_seconds})] * batch)
-    return Reply(tokens=scenario_text(scenario.tokens, scenario.token_chars), rate=scenario.rate)
+    return Reply(tokens=scenario_text(scenario.tokens, scenario.token_chars), rate=scenario.rate, delay=scenario.ttft)
 
 
 def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -225,6 +240,8 @@ async def stream_reply(
             completion_tokens += 3 + len(arguments) // 4
         finish = "tool_calls"
     else:
+        if reply.delay > 0:
+            await asyncio.sleep(reply.delay)
         start = time.monotonic()
         for i, token in enumerate(reply.tokens):
             if reply.rate > 0:

@@ -141,7 +141,8 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
 
     if spec["protocol"] == "runwatch":
         async with httpx.AsyncClient(base_url=spec["http_url"], timeout=30) as c:
-            scenario = {"tokens": tokens, "rate": 0, "tool_calls": 1, "tool_seconds": spec.get("setup_seconds", 3)}
+            # The simulated time to first token gives every watcher time to subscribe before tokens flow.
+            scenario = {"tokens": tokens, "rate": 0, "ttft": spec.get("setup_seconds", 3)}
             runs = []
             for _ in range(runs_n):
                 r = await c.post("/api/runs", json={"agent": "demo", "input": json.dumps(scenario)})

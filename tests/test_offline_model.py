@@ -76,3 +76,16 @@ async def test_non_streaming_requests_get_a_whole_completion(client):
     )
     assert completion.choices[0].message.content == "".join(scenario_text(3))
     assert completion.usage.completion_tokens == 3
+
+
+async def test_ttft_delays_the_first_token(client):
+    import time
+
+    started = time.monotonic()
+    stream = await client.chat.completions.create(
+        model=OFFLINE_MODEL, messages=[{"role": "user", "content": json.dumps({"tokens": 2, "ttft": 0.4})}], stream=True
+    )
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    assert time.monotonic() - started >= 0.4
