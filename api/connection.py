@@ -16,10 +16,13 @@ Either way no other watcher waits: publish only sets this connection's wake-up f
 Timers are not per frame: one watchdog (``Runtime``) calls ``tick`` on every connection a few
 times a second, for heartbeats and for sends stuck past ``send_timeout``.
 
-Fast path: a watcher that is caught up, with an idle sender, gets a new event sent from inside
-``notify`` — no task wake-up per watcher per event. The ASGI send is driven eagerly; if it would
-block (the client's window is full) the half-done send is handed to a task, and from then on the
-watcher goes the normal way until it has caught up again.
+Fast lane, for a caught-up watcher with an idle sender: the first new event in an event-loop
+iteration is sent at once, from inside ``notify``; the watcher is then marked, and once per
+iteration ``FastLane`` sends each marked watcher whatever else arrived as one frame, from one
+callback. So a lone event goes out with no delay, a burst shares a frame, and no task is woken
+per watcher per event. The ASGI send is driven eagerly; if it would block (the client's
+window is full) the half-done send is handed to a task, and the watcher goes the normal way (its
+sender task) until it has caught up again.
 """
 
 from __future__ import annotations
@@ -61,6 +64,26 @@ class SlowConsumer(Exception):
     pass
 
 
+class FastLane:
+    """Sends every marked connection its new events once per event-loop iteration (one callback)."""
+
+    def __init__(self) -> None:
+        self._marked: dict[Connection, None] = {}
+        self._scheduled = False
+
+    def mark(self, conn: Connection) -> None:
+        self._marked[conn] = None
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        marked, self._marked = self._marked, {}
+        self._scheduled = False
+        for conn in marked:
+            conn.send_marked()
+
+
 class Connection:
     def __init__(
         self,
@@ -74,6 +97,7 @@ class Connection:
         frame_events: int,
         heartbeat: float,
         metrics: Metrics | None = None,
+        lane: FastLane | None = None,
     ) -> None:
         self.id = conn_id
         self._asgi_send = send
@@ -90,6 +114,9 @@ class Connection:
         self._sender: asyncio.Task[None] | None = None
         #: True while the sender waits with nothing to do: only then may ``notify`` send directly.
         self._idle = False
+        self._lane = lane
+        #: Marked for the fast lane's next run; until then, new events wait for it.
+        self._marked = False
         #: A send begun in ``notify`` that had to wait for the client, finishing in its own task.
         self._inflight: asyncio.Task[None] | None = None
         #: Counts not yet added to the Prometheus counters (flushed by ``tick``, not per frame).
@@ -111,35 +138,75 @@ class Connection:
         sub = self.subscriptions.get(stream)
         if sub is None:
             return
-        if self._idle and sub.live and sub.cursor == head - 1 and not self._wake.is_set():
-            batch = self._bus.read(stream, sub.cursor, 1)
-            if batch:
-                sub.cursor = head
-                self._send_eagerly(batch[0])
-                return
+        if self._lane is not None and self._idle and sub.live and not self._wake.is_set():
+            if not self._marked:
+                self._marked = True
+                self._lane.mark(self)
+                if sub.cursor == head - 1:
+                    self.send_marked(rearm=False)  # the first event of this iteration: now
+            return
         if self._send_started is not None and sub.live and head - sub.cursor > self._max_lag:
             sub.overflowed = True
         self._wake.set()
 
-    def _send_eagerly(self, published: Published) -> None:
-        """Send one event now, from the publisher's call; a send that would block finishes in a task."""
-        self.events_sent += 1
-        self._pending_events += 1
-        event = published.event
-        if event is not None and self._metrics is not None:
-            self._metrics.publish_to_send.observe(max(0.0, time.time() - event.ts))
+    def send_marked(self, rearm: bool = True) -> None:
+        """Send everything new as one frame, or leave it to the sender task.
+
+        Called by the fast lane (which re-arms the watcher) and by ``notify`` for a lone event.
+        """
+        if rearm:
+            self._marked = False
+        if not self._idle or self._wake.is_set():
+            return  # the sender task is on it
+        subs = list(self.subscriptions.values())
+        if any(not s.live or s.overflowed for s in subs):
+            self._wake.set()
+            return
+        items: list[str] = []
+        size = events = 0
+        oldest: float | None = None
+        budget = self._frame_budget
+        for sub in subs:
+            batch = self._bus.read(sub.stream, sub.cursor, budget) if budget > 0 else []
+            if batch is None:
+                self._wake.set()  # fell out of the log: the sender task resyncs it
+                break
+            if not batch:
+                continue
+            sub.cursor = sub.cursor + len(batch) if sub.stream == LIFECYCLE else batch[-1].seq
+            for p in batch:
+                items.append(p.text)
+                size += len(p.data)
+            first = batch[0].event
+            if first is not None and (oldest is None or first.ts < oldest):
+                oldest = first.ts
+            events += len(batch)
+            budget -= len(batch)
+        if budget <= 0:
+            self._wake.set()  # more than one frame's worth: the sender task sends the rest
+        if not items:
+            return
+        self.events_sent += events
+        self._pending_events += events
+        if oldest is not None and self._metrics is not None:
+            self._metrics.publish_to_send.observe(max(0.0, time.time() - oldest))
+        frame = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
+        self._send_eagerly(frame, size + len(items) + 1)
+
+    def _send_eagerly(self, frame: str, size: int) -> None:
+        """Send a frame now, without a task; a send that would block finishes in a task of its own."""
         self._send_started = time.monotonic()
-        coro = self._asgi_send({"type": "websocket.send", "text": published.text})
+        coro = self._asgi_send({"type": "websocket.send", "text": frame})
         try:
             waiting = coro.send(None)
         except StopIteration:
-            self._sent(len(published.data))
+            self._sent(size)
             return
         except Exception:
             self._send_started = None  # the client is gone; the receive loop will see it
             return
         self._idle = False
-        self._inflight = asyncio.ensure_future(self._finish(coro, waiting, len(published.data)))
+        self._inflight = asyncio.ensure_future(self._finish(coro, waiting, size))
 
     async def _finish(self, coro, waiting, size: int) -> None:
         """Drive a send that suspended in ``_send_eagerly`` to its end, then resume the normal path."""

@@ -17,6 +17,7 @@ from agents.runner import Runner
 from agents.store import SQLiteStore
 from agents.supervisor import Supervisor
 from api.config import ConfigError, Settings
+from api.connection import FastLane
 from api.metrics import LiveGauges, Metrics
 
 log = structlog.get_logger()
@@ -69,6 +70,7 @@ class Runtime:
         #: Offline model streams being served right now (so tests can see cancel closes them).
         self.offline_streams = 0
         self._watchdog: asyncio.Task[None] | None = None
+        self.fast_lane = FastLane()
         self._shutdown: asyncio.Future[None] | None = None
 
     async def start(self) -> None:

@@ -113,6 +113,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         frame_events=settings.ws_frame_events,
         heartbeat=settings.heartbeat,
         metrics=rt.metrics,
+        lane=rt.fast_lane,
     )
     rt.connections.add(conn)
     rt.metrics.ws_opened.inc()

@@ -36,8 +36,12 @@ async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything
     await eventually(stalled_gone, timeout=10)
     stalled.start_reading()
     closed = await stalled.wait_closed(timeout=10)
-    assert closed.code == 1013 and closed.reason == "slow consumer"
+    # The server closes with 1013; whether that close frame reaches a client whose receive window is
+    # full is up to the network, so the client sees 1013 or, when it could not be delivered, 1006.
+    assert closed.code in (1013, 1006), closed
     assert len(stalled.events(run)) < len(events)
+    cut = [line for line in srv.log_lines() if line.get("event") == "ws.disconnected" and line["code"] == 1013]
+    assert len(cut) == 1 and cut[0]["reason"] == "slow consumer"
     assert any(line.get("event") == "ws.slow_consumer" for line in srv.log_lines())
     await fast.close()
 
