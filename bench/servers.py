@@ -87,13 +87,14 @@ def model_server() -> Running:
     return _runwatch({}, LOAD_CORE)
 
 
-def runwatch(model: Running, *, coalesce_ms: float) -> Running:
+def runwatch(model: Running, *, coalesce_ms: float, env: dict[str, str] | None = None) -> Running:
     return _runwatch(
         {
             "OPENAI_BASE_URL": model.http_url + "/v1",
             "OPENAI_API_KEY": "bench",
             "RUNWATCH_MODEL": "runwatch-offline",
             "RUNWATCH_COALESCE_MS": str(coalesce_ms),
+            **(env or {}),
         },
         SERVER_CORE,
     )

@@ -13,6 +13,16 @@ BIG_RUN = {"tokens": 8_000, "token_chars": 1_000}
 SETTINGS = {"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_MAX_LAG": "200", "RUNWATCH_WS_FRAME_EVENTS": "50"}
 
 
+async def _fast_and_stalled(srv) -> tuple:
+    """A reading watcher and one that never reads, both following one big run."""
+    fast = await srv.watcher()
+    stalled = await srv.watcher(read=False, max_queue=1, rcvbuf=4096)
+    run = await srv.start_run(BIG_RUN)
+    await fast.subscribe(run)
+    await stalled.send({"type": "subscribe", "run": run, "after": 0, "id": 1})
+    return fast, stalled, run
+
+
 async def _connections(srv) -> int:
     async with srv.client() as c:
         return (await c.get("/api/health")).json()["connections"]
@@ -20,11 +30,7 @@ async def _connections(srv) -> int:
 
 async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything(make_server):
     srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "1"})
-    fast = await srv.watcher()
-    stalled = await srv.watcher(read=False, max_queue=1, rcvbuf=4096)
-    run = await srv.start_run(BIG_RUN)
-    await fast.subscribe(run)
-    await stalled.send({"type": "subscribe", "run": run, "after": 0, "id": 1})
+    fast, stalled, run = await _fast_and_stalled(srv)
 
     events = await fast.until_finished(run, timeout=60)
     assert_contiguous(events)
@@ -48,11 +54,7 @@ async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything
 
 async def test_a_watcher_that_falls_behind_gets_resync_and_resumes_from_it(make_server):
     srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "60"})
-    fast = await srv.watcher()
-    lagging = await srv.watcher(read=False, max_queue=1, rcvbuf=4096)
-    run = await srv.start_run(BIG_RUN)
-    await fast.subscribe(run)
-    await lagging.send({"type": "subscribe", "run": run, "after": 0, "id": 1})
+    fast, lagging, run = await _fast_and_stalled(srv)
     everything = await fast.until_finished(run, timeout=60)
 
     lagging.start_reading()  # the lagging watcher catches up on what was in flight, then is told to resync
