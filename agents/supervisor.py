@@ -96,9 +96,6 @@ class Supervisor:
     def queued(self) -> int:
         return sum(1 for h in self._runs.values() if h.status is RunStatus.QUEUED)
 
-    def active(self) -> list[RunHandle]:
-        return list(self._runs.values())
-
     async def start(self, agent_name: str, user_input: str, *, tenant: str = "default") -> RunHandle:
         """Admit a run; raises ``UnknownAgent``, ``QueueFull`` or ``ShuttingDown``."""
         if self._closing:

@@ -99,6 +99,3 @@ class MemoryBus:
 
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
-
-    def watcher_count(self, stream: str) -> int:
-        return len(self._watchers.get(stream, ()))
