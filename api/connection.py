@@ -64,6 +64,36 @@ class SlowConsumer(Exception):
     pass
 
 
+class _Frame:
+    """One outgoing frame being assembled: its items, payload bytes, events, oldest publish time."""
+
+    __slots__ = ("events", "items", "oldest", "size")
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.size = 0
+        self.events = 0
+        self.oldest: float | None = None
+
+    def add_message(self, text: str) -> None:
+        self.items.append(text)
+        self.size += len(text)
+
+    def add_events(self, sub: Subscription, batch: list[Published]) -> None:
+        """Take ``batch`` (consecutive, non-empty) into the frame and move ``sub``'s cursor past it."""
+        sub.cursor = sub.cursor + len(batch) if sub.stream == LIFECYCLE else batch[-1].seq
+        for p in batch:
+            self.items.append(p.text)
+            self.size += len(p.data)
+        self.events += len(batch)
+        first = batch[0].event
+        if first is not None and (self.oldest is None or first.ts < self.oldest):
+            self.oldest = first.ts
+
+    def text(self) -> str:
+        return self.items[0] if len(self.items) == 1 else "[" + ",".join(self.items) + "]"
+
+
 class FastLane:
     """Sends every marked connection its new events once per event-loop iteration (one callback)."""
 
@@ -162,53 +192,38 @@ class Connection:
         if any(not s.live or s.overflowed for s in subs):
             self._wake.set()
             return
-        items: list[str] = []
-        size = events = 0
-        oldest: float | None = None
+        frame = _Frame()
         budget = self._frame_budget
         for sub in subs:
             batch = self._bus.read(sub.stream, sub.cursor, budget) if budget > 0 else []
             if batch is None:
                 self._wake.set()  # fell out of the log: the sender task resyncs it
                 break
-            if not batch:
-                continue
-            sub.cursor = sub.cursor + len(batch) if sub.stream == LIFECYCLE else batch[-1].seq
-            for p in batch:
-                items.append(p.text)
-                size += len(p.data)
-            first = batch[0].event
-            if first is not None and (oldest is None or first.ts < oldest):
-                oldest = first.ts
-            events += len(batch)
-            budget -= len(batch)
+            if batch:
+                frame.add_events(sub, batch)
+                budget -= len(batch)
         if budget <= 0:
             self._wake.set()  # more than one frame's worth: the sender task sends the rest
-        if not items:
-            return
-        self.events_sent += events
-        self._pending_events += events
-        if oldest is not None and self._metrics is not None:
-            self._metrics.publish_to_send.observe(max(0.0, time.time() - oldest))
-        frame = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
-        self._send_eagerly(frame, size + len(items) + 1)
+        if frame.items:
+            self._send_eagerly(frame)
 
-    def _send_eagerly(self, frame: str, size: int) -> None:
+    def _send_eagerly(self, frame: _Frame) -> None:
         """Send a frame now, without a task; a send that would block finishes in a task of its own."""
         self._send_started = time.monotonic()
-        coro = self._asgi_send({"type": "websocket.send", "text": frame})
+        coro = self._asgi_send({"type": "websocket.send", "text": frame.text()})
         try:
             waiting = coro.send(None)
         except StopIteration:
-            self._sent(size)
+            self._send_started = None
+            self._delivered(frame)
             return
         except Exception:
             self._send_started = None  # the client is gone; the receive loop will see it
             return
         self._idle = False
-        self._inflight = asyncio.ensure_future(self._finish(coro, waiting, size))
+        self._inflight = asyncio.ensure_future(self._finish(coro, waiting, frame))
 
-    async def _finish(self, coro, waiting, size: int) -> None:
+    async def _finish(self, coro, waiting, frame: _Frame) -> None:
         """Drive a send that suspended in ``_send_eagerly`` to its end, then resume the normal path."""
         try:
             while True:
@@ -224,18 +239,23 @@ class Connection:
                 else:
                     waiting = coro.send(None)
         except StopIteration:
-            self._sent(size)
+            self._send_started = None
+            self._delivered(frame)
         finally:
             self._send_started = None
             self._inflight = None
             self._wake.set()
 
-    def _sent(self, size: int) -> None:
-        self._send_started = None
+    def _delivered(self, frame: _Frame) -> None:
+        """Account for a frame the client's socket took, whichever path sent it."""
         self._last_send = time.monotonic()
         self.frames_sent += 1
+        self.events_sent += frame.events
         self._pending_frames += 1
-        self._pending_bytes += size
+        self._pending_bytes += frame.size
+        self._pending_events += frame.events
+        if frame.oldest is not None and self._metrics is not None:
+            self._metrics.publish_to_send.observe(max(0.0, time.time() - frame.oldest))
 
     def post(self, message: str) -> None:
         """Queue a control message (ack, error) ahead of events."""
@@ -306,37 +326,26 @@ class Connection:
             if self._inflight is not None:
                 continue  # the eager send in flight wakes us when it is done
             while True:
-                items, more, oldest = await self._collect()
-                if items:
-                    frame = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
+                frame, more = await self._collect()
+                if frame.items:
                     await self._send(frame)
-                    self._pending_bytes += len(frame)
-                    if oldest is not None and self._metrics is not None:
-                        self._metrics.publish_to_send.observe(max(0.0, time.time() - oldest))
                 if not more:
                     break
 
-    async def _send(self, frame: str) -> None:
+    async def _send(self, frame: _Frame) -> None:
         # The ASGI send itself: it runs inline and only suspends while the client's window is full.
         self._send_started = time.monotonic()
         try:
-            await self._asgi_send({"type": "websocket.send", "text": frame})
+            await self._asgi_send({"type": "websocket.send", "text": frame.text()})
         finally:
             self._send_started = None
-            self._last_send = time.monotonic()
-        self.frames_sent += 1
-        self._pending_frames += 1
+        self._delivered(frame)
 
-    async def _collect(self) -> tuple[list[str], bool, float | None]:
-        """Up to ``frame_events`` items: control messages first, then events of each subscription.
-
-        Also says whether more is waiting, and the publish time of the oldest live event taken.
-        """
-        items: list[str] = []
-        oldest: float | None = None
-        events = 0
+    async def _collect(self) -> tuple[_Frame, bool]:
+        """Up to ``frame_events`` events, after any control messages; and whether more is waiting."""
+        frame = _Frame()
         while self._outbox:
-            items.append(self._outbox.popleft())
+            frame.add_message(self._outbox.popleft())
         budget = self._frame_budget
         more = False
         for sub in list(self.subscriptions.values()):
@@ -348,23 +357,16 @@ class Connection:
                 self.resyncs += 1
                 if self._metrics is not None:
                     self._metrics.slow_consumers.labels("resync").inc()
-                items.append(encode(Resync(run=sub.stream, after=sub.cursor)))
+                frame.add_message(encode(Resync(run=sub.stream, after=sub.cursor)))
                 log.info("ws.resync", conn=self.id, run=sub.stream, after=sub.cursor)
                 continue
             batch = await self._read(sub, budget)
             if self.subscriptions.get(sub.stream) is not sub or not batch:
                 continue  # nothing new, or unsubscribed/replaced while we read the store
-            sub.cursor = sub.cursor + len(batch) if sub.stream == LIFECYCLE else batch[-1].seq
-            items.extend(p.text for p in batch)
-            self.events_sent += len(batch)
-            events += len(batch)
-            first = batch[0].event
-            if first is not None and (oldest is None or first.ts < oldest):
-                oldest = first.ts
+            frame.add_events(sub, batch)
             more = more or len(batch) == budget
             budget -= len(batch)
-        self._pending_events += events
-        return items, more, oldest
+        return frame, more
 
     async def _read(self, sub: Subscription, budget: int) -> list[Published]:
         batch = self._bus.read(sub.stream, sub.cursor, budget)
