@@ -84,13 +84,15 @@ async def test_subscribing_after_the_run_finished_replays_the_rest(server):
 
 
 async def test_replay_walks_from_the_store_into_the_live_log_without_gaps(make_server):
-    srv = make_server({"RUNWATCH_LOG_CAPACITY": "8", "RUNWATCH_COALESCE_MS": "0"})
-    run = await srv.start_run({"tokens": 400, "rate": 400})
+    # A 64-event log: small enough that early events leave memory, large enough (320 ms at 200 tok/s)
+    # that a watcher on a busy machine does not fall out of it and get a resync instead.
+    srv = make_server({"RUNWATCH_LOG_CAPACITY": "64", "RUNWATCH_COALESCE_MS": "0"})
+    run = await srv.start_run({"tokens": 400, "rate": 200})
     early = await srv.watcher()
     await early.subscribe(run)
-    await early.wait_for(lambda m: m.get("run_id") == run and m.get("seq", 0) >= 100)
+    await early.wait_for(lambda m: m.get("run_id") == run and m.get("seq", 0) >= 150)
     late = await srv.watcher()
-    await late.subscribe(run, after=0)  # seq 1..~90 are only in the store by now
+    await late.subscribe(run, after=0)  # seq 1..~86 are only in the store by now
     got = await late.until_finished(run)
     assert_contiguous(got)
     assert got == await early.until_finished(run)
