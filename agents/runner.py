@@ -28,6 +28,11 @@ log = structlog.get_logger()
 
 Emit = Callable[[Event], Awaitable[Any]]
 
+#: How long one run may go on parsing stream chunks that are already buffered before it lets the
+#: event loop run everything else (fan-out, coalescing timers, other runs): a model streaming at
+#: full speed must not hold back the delivery of what it has already said.
+TIME_SLICE = 0.002
+
 #: Tool results larger than this (as JSON) are cut in the event; the model still gets all of it.
 MAX_EVENT_RESULT_BYTES = 64 * 1024
 
@@ -85,10 +90,13 @@ def _parse_arguments(raw: str) -> Any:
 class Runner:
     """Runs agents against one model endpoint; stateless between runs."""
 
-    def __init__(self, client: AsyncOpenAI, emit: Emit, *, coalesce_window: float = 0.025) -> None:
+    def __init__(
+        self, client: AsyncOpenAI, emit: Emit, *, coalesce_window: float = 0.025, time_slice: float = TIME_SLICE
+    ) -> None:
         self._client = client
         self._emit = emit
         self._window = coalesce_window
+        self._slice = time_slice
 
     async def run(self, run_id: str, agent: Agent, user_input: str, model: str, stats: RunStats) -> str:
         """Drive the run to the model's final answer and return that answer's text."""
@@ -138,7 +146,11 @@ class Runner:
                 model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
             )
             async with stream:
+                slice_ends = time.perf_counter() + self._slice
                 async for chunk in stream:
+                    if time.perf_counter() > slice_ends:
+                        await asyncio.sleep(0)
+                        slice_ends = time.perf_counter() + self._slice
                     if chunk.usage is not None:
                         usage = Usage(
                             input_tokens=chunk.usage.prompt_tokens or 0,
