@@ -54,6 +54,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.framing import expose_server_send
     from api.logs import configure_logging
     from api.runtime import Runtime
 
@@ -87,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     app = create_app(settings, runtime)
     config = uvicorn.Config(
-        app,
+        expose_server_send(app),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -95,6 +96,8 @@ def serve(args: argparse.Namespace) -> int:
         ws_max_size=settings.ws_max_message_bytes,
         ws_ping_interval=settings.heartbeat,
         ws_ping_timeout=settings.heartbeat,
+        # The protocol the fan-out writes frames to directly (api/framing.py); no deflate, see docs.
+        ws="websockets-sansio",
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
         lifespan="on",

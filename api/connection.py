@@ -16,13 +16,13 @@ Either way no other watcher waits: publish only sets this connection's wake-up f
 Timers are not per frame: one watchdog (``Runtime``) calls ``tick`` on every connection a few
 times a second, for heartbeats and for sends stuck past ``send_timeout``.
 
-Fast lane, for a caught-up watcher with an idle sender: the first new event in an event-loop
-iteration is sent at once, from inside ``notify``; the watcher is then marked, and once per
-iteration ``FastLane`` sends each marked watcher whatever else arrived as one frame, from one
-callback. So a lone event goes out with no delay, a burst shares a frame, and no task is woken
-per watcher per event. The ASGI send is driven eagerly; if it would block (the client's
-window is full) the half-done send is handed to a task, and the watcher goes the normal way (its
-sender task) until it has caught up again.
+Fast lane, for a caught-up watcher with an idle sender on a server we can write frames to
+directly (``api.framing``): the first new event in an event-loop iteration is written at once,
+from inside ``notify``; the watcher is then marked, and once per iteration ``FastLane`` writes
+each watcher that got more events since as one frame, from one callback. Frames are built once
+per iteration and content, and the same bytes go to every watcher owed the same events. If a
+direct write is refused (the client's window is full, a close is under way) the watcher goes
+the normal way, its sender task and the ASGI send, until it has caught up again.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -38,12 +38,16 @@ import structlog
 from agents.bus import LIFECYCLE, Bus
 from agents.events import Published
 from agents.history import History
+from api.framing import DirectWriter, text_frame
 from api.protocol import Heartbeat, Resync, encode
 
 if TYPE_CHECKING:
     from api.metrics import Metrics
 
 log = structlog.get_logger()
+
+#: What a frame carries: ``(stream, after, head)`` for each stream with events in it.
+FrameKey = tuple[tuple[str, int, int], ...]
 
 #: Control messages (acks, errors) waiting to be sent; a client that floods us past this is cut.
 MAX_OUTBOX = 256
@@ -94,24 +98,67 @@ class _Frame:
         return self.items[0] if len(self.items) == 1 else "[" + ",".join(self.items) + "]"
 
 
+class SharedFrame:
+    """A frame's wire bytes, made once and written to every watcher owed exactly these events."""
+
+    __slots__ = ("data", "events", "oldest", "size")
+
+    def __init__(self, batches: list[list[Published]]) -> None:
+        items = [p.data for batch in batches for p in batch]
+        payload = items[0] if len(items) == 1 else b"[" + b",".join(items) + b"]"
+        self.data = text_frame(payload)
+        self.events = len(items)
+        self.size = sum(len(item) for item in items)
+        starts = [batch[0].event.ts for batch in batches if batch[0].event is not None]
+        self.oldest = min(starts) if starts else None
+
+
 class FastLane:
-    """Sends every marked connection its new events once per event-loop iteration (one callback)."""
+    """Writes every watcher that got more than one event in an event-loop iteration, once, at its end.
+
+    Also caches the iteration's frames by content: ``((stream, after, head), ...)``.
+    """
 
     def __init__(self) -> None:
-        self._marked: dict[Connection, None] = {}
+        self._marked: list[Connection] = []
+        self._dirty: dict[Connection, None] = {}
+        self._frames: dict[FrameKey, SharedFrame | None] = {}
         self._scheduled = False
 
     def mark(self, conn: Connection) -> None:
-        self._marked[conn] = None
+        self._marked.append(conn)
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._run)
 
+    def dirty(self, conn: Connection) -> None:
+        self._dirty[conn] = None
+
+    def frame(self, key: FrameKey, bus: Bus) -> SharedFrame | None:
+        """The frame of these events, built on first use in this iteration; None if the bus lost some."""
+        try:
+            return self._frames[key]
+        except KeyError:
+            pass
+        batches = []
+        for stream, after, head in key:
+            batch = bus.read(stream, after, head - after)
+            if not batch or len(batch) != head - after:
+                batches = None
+                break
+            batches.append(batch)
+        frame = self._frames[key] = SharedFrame(batches) if batches else None
+        return frame
+
     def _run(self) -> None:
-        marked, self._marked = self._marked, {}
+        marked, dirty = self._marked, self._dirty
+        self._marked, self._dirty = [], {}
         self._scheduled = False
         for conn in marked:
-            conn.send_marked()
+            conn.unmark()
+        for conn in dirty:
+            conn.send_new()
+        self._frames.clear()
 
 
 class Connection:
@@ -128,9 +175,12 @@ class Connection:
         heartbeat: float,
         metrics: Metrics | None = None,
         lane: FastLane | None = None,
+        writer: DirectWriter | None = None,
     ) -> None:
         self.id = conn_id
         self._asgi_send = send
+        #: Direct frame writes (the fast lane) need both a lane and a writer; otherwise ASGI only.
+        self._writer = writer if lane is not None else None
         self._bus = bus
         self._history = history
         self._max_lag = max_lag
@@ -142,17 +192,15 @@ class Connection:
         self._outbox: deque[str] = deque()
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
-        #: True while the sender waits with nothing to do: only then may ``notify`` send directly.
+        #: True while the sender waits with nothing to do and is not woken: only then may ``notify``
+        #: write directly. Cleared by ``_wake_sender``.
         self._idle = False
         self._lane = lane
         #: Marked for the fast lane's next run; until then, new events wait for it.
         self._marked = False
-        #: A send begun in ``notify`` that had to wait for the client, finishing in its own task.
-        self._inflight: asyncio.Task[None] | None = None
         #: Counts not yet added to the Prometheus counters (flushed by ``tick``, not per frame).
-        self._pending_frames = 0
-        self._pending_bytes = 0
-        self._pending_events = 0
+        #: What the Prometheus counters have been told so far (``tick`` adds the rest, not every frame).
+        self._flushed = (0, 0, 0)
         #: When the frame in flight was handed over (monotonic); None while no send is pending.
         self._send_started: float | None = None
         self._last_send = time.monotonic()
@@ -160,6 +208,9 @@ class Connection:
         self.cut_off: str | None = None
         self.frames_sent = 0
         self.events_sent = 0
+        self.bytes_sent = 0
+        #: Of ``frames_sent``, those the fast lane wrote straight to the transport.
+        self.direct_frames = 0
         self.resyncs = 0
 
     # -- called by the bus and the receive loop (must not block) --------------------------------
@@ -168,92 +219,66 @@ class Connection:
         sub = self.subscriptions.get(stream)
         if sub is None:
             return
-        if self._lane is not None and self._idle and sub.live and not self._wake.is_set():
-            if not self._marked:
+        if self._idle and self._writer is not None and sub.live:
+            if self._marked:
+                self._lane.dirty(self)
+            else:
                 self._marked = True
                 self._lane.mark(self)
                 if sub.cursor == head - 1:
-                    self.send_marked(rearm=False)  # the first event of this iteration: now
+                    self._write(((stream, sub.cursor, head),), (sub,))  # the iteration's first event: now
+                else:
+                    self._lane.dirty(self)
             return
         if self._send_started is not None and sub.live and head - sub.cursor > self._max_lag:
             sub.overflowed = True
+        self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        self._idle = False  # so ``notify`` needs one flag to know the sender is idle and not woken
         self._wake.set()
 
-    def send_marked(self, rearm: bool = True) -> None:
-        """Send everything new as one frame, or leave it to the sender task.
+    def unmark(self) -> None:
+        self._marked = False
 
-        Called by the fast lane (which re-arms the watcher) and by ``notify`` for a lone event.
-        """
-        if rearm:
-            self._marked = False
-        if not self._idle or self._wake.is_set():
+    def send_new(self) -> None:
+        """The fast lane's visit: write everything new as one frame, or leave it to the sender task."""
+        if not self._idle:
             return  # the sender task is on it
-        subs = list(self.subscriptions.values())
-        if any(not s.live or s.overflowed for s in subs):
-            self._wake.set()
-            return
-        frame = _Frame()
-        budget = self._frame_budget
-        for sub in subs:
-            batch = self._bus.read(sub.stream, sub.cursor, budget) if budget > 0 else []
-            if batch is None:
-                self._wake.set()  # fell out of the log: the sender task resyncs it
-                break
-            if batch:
-                frame.add_events(sub, batch)
-                budget -= len(batch)
-        if budget <= 0:
-            self._wake.set()  # more than one frame's worth: the sender task sends the rest
-        if frame.items:
-            self._send_eagerly(frame)
+        key: list[tuple[str, int, int]] = []  # (stream, after, head) per subscription with news
+        subs: list[Subscription] = []
+        count = 0
+        for sub in self.subscriptions.values():
+            if not sub.live or sub.overflowed:
+                self._wake_sender()
+                return
+            head = self._bus.head(sub.stream)
+            if head > sub.cursor:
+                key.append((sub.stream, sub.cursor, head))
+                subs.append(sub)
+                count += head - sub.cursor
+        if count > self._frame_budget:
+            self._wake_sender()  # more than one frame's worth: the sender task sends it in frames
+        elif key:
+            self._write(tuple(key), subs)
 
-    def _send_eagerly(self, frame: _Frame) -> None:
-        """Send a frame now, without a task; a send that would block finishes in a task of its own."""
-        self._send_started = time.monotonic()
-        coro = self._asgi_send({"type": "websocket.send", "text": frame.text()})
-        try:
-            waiting = coro.send(None)
-        except StopIteration:
-            self._send_started = None
-            self._delivered(frame)
+    def _write(self, key: FrameKey, subs: Sequence[Subscription]) -> None:
+        """Write the shared frame of ``key`` directly; on refusal the sender task takes over."""
+        frame = self._lane.frame(key, self._bus)
+        if frame is None or not self._writer.write(frame.data):
+            self._wake_sender()
             return
-        except Exception:
-            self._send_started = None  # the client is gone; the receive loop will see it
-            return
-        self._idle = False
-        self._inflight = asyncio.ensure_future(self._finish(coro, waiting, frame))
+        for sub, (_, _, head) in zip(subs, key, strict=True):
+            sub.cursor = head
+        self.direct_frames += 1
+        self._delivered(frame)
 
-    async def _finish(self, coro, waiting, frame: _Frame) -> None:
-        """Drive a send that suspended in ``_send_eagerly`` to its end, then resume the normal path."""
-        try:
-            while True:
-                try:
-                    if waiting is None:
-                        await asyncio.sleep(0)
-                    else:
-                        # What Task.__step does with a future a coroutine yields: take it over.
-                        waiting._asyncio_future_blocking = False
-                        await waiting
-                except BaseException as exc:
-                    waiting = coro.throw(exc)
-                else:
-                    waiting = coro.send(None)
-        except StopIteration:
-            self._send_started = None
-            self._delivered(frame)
-        finally:
-            self._send_started = None
-            self._inflight = None
-            self._wake.set()
-
-    def _delivered(self, frame: _Frame) -> None:
+    def _delivered(self, frame: _Frame | SharedFrame) -> None:
         """Account for a frame the client's socket took, whichever path sent it."""
         self._last_send = time.monotonic()
         self.frames_sent += 1
         self.events_sent += frame.events
-        self._pending_frames += 1
-        self._pending_bytes += frame.size
-        self._pending_events += frame.events
+        self.bytes_sent += frame.size
         if frame.oldest is not None and self._metrics is not None:
             self._metrics.publish_to_send.observe(max(0.0, time.time() - frame.oldest))
 
@@ -262,7 +287,7 @@ class Connection:
         if len(self._outbox) >= MAX_OUTBOX:
             raise SlowConsumer("too many replies waiting; the client is not reading")
         self._outbox.append(message)
-        self._wake.set()
+        self._wake_sender()
 
     def subscribe(self, stream: str, after: int) -> int:
         """Start (or restart) following ``stream`` after ``after``; returns the effective position."""
@@ -270,7 +295,7 @@ class Connection:
             after = self._bus.head(LIFECYCLE)
         self.subscriptions[stream] = Subscription(stream, after)
         self._bus.watch(stream, self)
-        self._wake.set()
+        self._wake_sender()
         return after
 
     def unsubscribe(self, stream: str) -> bool:
@@ -280,8 +305,6 @@ class Connection:
     def close(self) -> None:
         for stream in list(self.subscriptions):
             self.unsubscribe(stream)
-        if self._inflight is not None:
-            self._inflight.cancel()
         self.flush_metrics()
 
     def backlog(self) -> int:
@@ -302,29 +325,26 @@ class Connection:
         if started is not None:
             if now - started > self._send_timeout and self._sender is not None and self.cut_off is None:
                 self.cut_off = f"a frame was not taken within {self._send_timeout:g} s"
-                if self._inflight is not None:
-                    self._inflight.cancel()
                 self._sender.cancel()
         elif now - self._last_send >= self._heartbeat and not self._outbox:
             self._outbox.append(encode(Heartbeat(ts=time.time())))
-            self._wake.set()
+            self._wake_sender()
 
     def flush_metrics(self) -> None:
         m = self._metrics
-        if m is not None and self._pending_frames:
-            m.ws_frames.inc(self._pending_frames)
-            m.ws_bytes.inc(self._pending_bytes)
-            m.ws_events.inc(self._pending_events)
-        self._pending_frames = self._pending_bytes = self._pending_events = 0
+        frames, events, size = self._flushed
+        if m is not None and self.frames_sent > frames:
+            m.ws_frames.inc(self.frames_sent - frames)
+            m.ws_events.inc(self.events_sent - events)
+            m.ws_bytes.inc(self.bytes_sent - size)
+            self._flushed = (self.frames_sent, self.events_sent, self.bytes_sent)
 
     async def _run_sender(self) -> None:
         while True:
-            self._idle = self._inflight is None
+            self._idle = True
             await self._wake.wait()
             self._idle = False
             self._wake.clear()
-            if self._inflight is not None:
-                continue  # the eager send in flight wakes us when it is done
             while True:
                 frame, more = await self._collect()
                 if frame.items:
@@ -373,7 +393,7 @@ class Connection:
         if batch is None:
             if sub.live or sub.stream == LIFECYCLE:
                 sub.overflowed = True  # fell out of the live log: the client must resync
-                self._wake.set()
+                self._wake_sender()
                 return []
             return await self._history.store.events(sub.stream, sub.cursor, budget)
         if len(batch) < budget:

@@ -20,6 +20,7 @@ from agents.events import RunStatus
 from agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from api import __version__
 from api.connection import Connection, SlowConsumer
+from api.framing import direct_writer
 from api.protocol import (
     Ack,
     Cancel,
@@ -103,6 +104,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     settings = rt.settings
     conn_id = secrets.token_hex(4)
     await socket.accept()
+    writer = direct_writer(socket.scope)
     conn = Connection(
         conn_id,
         socket.send,
@@ -114,12 +116,18 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         heartbeat=settings.heartbeat,
         metrics=rt.metrics,
         lane=rt.fast_lane,
+        writer=writer,
     )
     rt.connections.add(conn)
     rt.metrics.ws_opened.inc()
     opened = time.monotonic()
     close_code, reason = CloseCode.NORMAL, "client"
-    log.info("ws.connected", conn=conn_id, client=socket.client.host if socket.client else None)
+    log.info(
+        "ws.connected",
+        conn=conn_id,
+        client=socket.client.host if socket.client else None,
+        direct_writes=writer is not None,
+    )
     conn.post(
         encode(
             Hello(
@@ -170,6 +178,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
             reason=reason,
             duration=round(time.monotonic() - opened, 3),
             frames=conn.frames_sent,
+            direct_frames=conn.direct_frames,
             events=conn.events_sent,
             resyncs=conn.resyncs,
         )
