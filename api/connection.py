@@ -203,7 +203,9 @@ class Connection:
         self._flushed = (0, 0, 0)
         #: When the frame in flight was handed over (monotonic); None while no send is pending.
         self._send_started: float | None = None
+        #: When ``tick`` last saw a frame go out (monotonic), and how many had gone by then.
         self._last_send = time.monotonic()
+        self._frames_seen = 0
         #: Why the watchdog cut this connection off, if it did.
         self.cut_off: str | None = None
         self.frames_sent = 0
@@ -275,7 +277,6 @@ class Connection:
 
     def _delivered(self, frame: _Frame | SharedFrame) -> None:
         """Account for a frame the client's socket took, whichever path sent it."""
-        self._last_send = time.monotonic()
         self.frames_sent += 1
         self.events_sent += frame.events
         self.bytes_sent += frame.size
@@ -321,6 +322,9 @@ class Connection:
     def tick(self, now: float) -> None:
         """The watchdog's visit: flush counters; cut off a send stuck past the timeout, or post a heartbeat."""
         self.flush_metrics()
+        if self.frames_sent != self._frames_seen:
+            self._frames_seen = self.frames_sent
+            self._last_send = now
         started = self._send_started
         if started is not None:
             if now - started > self._send_timeout and self._sender is not None and self.cut_off is None:

@@ -9,12 +9,14 @@ created at start-up, so every series exists (at zero) before the first run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from agents.events import Published
 
@@ -137,7 +139,7 @@ class Metrics:
         )
         # -- bus
         self.published = Counter("runwatch_bus_events_published", "Events published, by type.", ["type"], registry=r)
-        self.publish_to_send = Histogram(
+        self.publish_to_send = LoopHistogram(
             "runwatch_bus_publish_to_send_seconds",
             "From an event's publish to the WebSocket send of the frame carrying it (oldest event of each frame).",
             buckets=_LATENCY,
@@ -236,6 +238,34 @@ class Metrics:
 
     async def ready(self) -> None:
         return None
+
+
+class LoopHistogram(Collector):
+    """A histogram observed only on the event loop's thread: one bisect and two additions, no lock.
+
+    prometheus_client's ``Histogram`` takes a lock for the bucket and another for the sum on every
+    observation; this one is observed for every frame sent to every watcher, the hottest path there is.
+    """
+
+    def __init__(self, name: str, documentation: str, *, buckets: Sequence[float], registry: CollectorRegistry) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = [float(b) for b in buckets]
+        self._counts = [0] * (len(self._bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative = 0
+        buckets = []
+        for bound, count in zip([*self._bounds, float("inf")], self._counts, strict=True):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))
+        yield HistogramMetricFamily(self._name, self._documentation, buckets=buckets, sum_value=self._sum)
 
 
 class LiveGauges(Collector):

@@ -94,3 +94,18 @@ async def test_token_counters_match_the_model_usage_exactly(make_server):
     }
     assert finished == {"succeeded": 1, "failed": 0, "cancelled": 0}
     await w.close()
+
+
+def test_the_lock_free_histogram_exposes_what_prometheus_clients_does():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from api.metrics import LoopHistogram
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    fast = LoopHistogram("x_seconds", "doc", buckets=(0.001, 0.01, 0.1), registry=ours)
+    reference = Histogram("x_seconds", "doc", buckets=(0.001, 0.01, 0.1), registry=theirs)
+    for value in (0.0, 0.001, 0.0011, 0.01, 0.05, 0.2, 7.0):
+        fast.observe(value)
+        reference.observe(value)
+    assert generate_latest(ours) == generate_latest(theirs)
+    assert b'x_seconds_bucket{le="0.001"} 2.0' in generate_latest(ours)
