@@ -5,7 +5,9 @@ prints one JSON result. It reads the server's CPU time and RSS from ``/proc/PID`
 edges of the measured window: from the moment the streams are started to the moment every
 (non-stalled) watcher has seen every run finish.
 
-Protocols: ``runwatch`` (docs/protocol.md: runs started over REST, ``subscribe``) and ``rooms``
+Watchers are ``bench.client`` connections: frames are counted and timestamped as they arrive,
+inside the socket's callback, so the load generator is not the bottleneck it was with a task per
+watcher. Protocols: ``runwatch`` (docs/protocol.md: runs started over REST, ``subscribe``) and ``rooms``
 (bench/peers: ``join`` then ``start``).
 """
 
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 from array import array
@@ -23,9 +24,9 @@ from typing import Any
 
 import httpx
 import msgspec
-import websockets
 
-_decode = msgspec.json.Decoder().decode
+from bench.client import Client, connect
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -51,9 +52,20 @@ class Tally:
     latencies: array = field(default_factory=lambda: array("d"))
 
 
+class Event(msgspec.Struct):
+    """The fields of an event (runwatch) or chunk (peers) the load generator reads; the rest is skipped."""
+
+    type: str
+    ts: float = 0.0
+    deltas: int = 1
+
+
+_decode = msgspec.json.Decoder(list[Event] | Event).decode
+
+
 @dataclass
 class Watcher:
-    ws: Any
+    ws: Client
     runs: int
     stalled: bool = False
     tally: Tally = field(default_factory=Tally)
@@ -61,54 +73,51 @@ class Watcher:
     close_code: int | None = None
     cut_at: float | None = None
 
+    def __post_init__(self) -> None:
+        self.ws.closed.add_done_callback(self._closed)
 
-async def _connect(url: str, stalled: bool) -> Any:
-    kwargs: dict[str, Any] = {"max_size": None, "compression": None, "open_timeout": 60, "ping_interval": None}
+    def on_message(self, data: bytes, now: float) -> None:
+        """Count a frame's events and tokens; its latency is arrival minus its oldest token's publish."""
+        t = self.tally
+        decoded = _decode(data)
+        items = decoded if isinstance(decoded, list) else (decoded,)
+        t.frames += 1
+        oldest = None
+        for ev in items:
+            kind = ev.type
+            if kind == "token":
+                t.events += 1
+                t.tokens += ev.deltas
+                if oldest is None or ev.ts < oldest:
+                    oldest = ev.ts
+            elif kind == "run.finished":
+                t.finished += 1
+            elif kind == "resync":
+                t.resyncs += 1
+                self.cut_at = self.cut_at or now
+                self.done.set()
+        if oldest is not None:
+            t.latencies.append(now - oldest)
+        if t.finished >= self.runs:
+            self.done.set()
+
+    def follow(self) -> None:
+        """Start counting what arrives (and resume reading, for a stalled watcher)."""
+        self.ws.on_message = self.on_message
+        if self.stalled:
+            self.ws.resume_reading()
+
+    def _closed(self, _: object) -> None:
+        self.close_code = self.ws.close_code
+        self.cut_at = self.cut_at or time.time()
+        self.done.set()
+
+
+async def _connect(url: str, stalled: bool) -> Client:
+    ws = await connect(url, rcvbuf=4096 if stalled else None)
     if stalled:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        kwargs.update(sock=sock, max_queue=1)
-    return await websockets.connect(url, **kwargs)
-
-
-async def _read(w: Watcher) -> None:
-    t = w.tally
-    lat = t.latencies
-    try:
-        async for frame in w.ws:
-            now = time.time()
-            data = _decode(frame)
-            items = data if isinstance(data, list) else (data,)
-            t.frames += 1
-            oldest = None
-            for ev in items:
-                kind = ev.get("type")
-                if kind == "token":
-                    t.events += 1
-                    t.tokens += ev.get("deltas", 1)
-                    ts = ev["ts"]
-                    if oldest is None or ts < oldest:
-                        oldest = ts
-                elif kind == "run.finished":
-                    t.finished += 1
-                elif kind == "resync":
-                    t.resyncs += 1
-                    w.cut_at = w.cut_at or now
-                    w.done.set()
-                    return
-            if oldest is not None:
-                lat.append(now - oldest)
-            if t.finished >= w.runs:
-                w.done.set()
-                return
-    except websockets.ConnectionClosed:
-        pass
-    w.close_code = w.ws.close_code
-    w.cut_at = w.cut_at or time.time()
-    w.done.set()
+        ws.pause_reading()
+    return ws
 
 
 async def _open_all(url: str, count: int, stalled: set[int]) -> list[Any]:
@@ -154,22 +163,25 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
                 runs.append(r.json()["id"])
         for w in watchers:
             for run in runs:
-                await w.ws.send(json.dumps({"type": "subscribe", "run": run, "after": 0}))
+                w.ws.send(json.dumps({"type": "subscribe", "run": run, "after": 0}))
         start_streams = None  # the runs start streaming by themselves after their setup wait
     else:
         runs = [f"room{i}" for i in range(runs_n)]
         for w in watchers:
             for room in runs:
-                await w.ws.send(json.dumps({"type": "join", "room": room}))
+                w.ws.send(json.dumps({"type": "join", "room": room}))
         for w in watchers:  # every join acknowledged before anything streams
-            for _ in runs:
-                _decode(await w.ws.recv())
+            if not w.stalled:
+                for _ in runs:
+                    await w.ws.recv()
 
         async def start_streams() -> None:
             for room in runs:
-                await watchers[-1].ws.send(json.dumps({"type": "start", "room": room, "chunks": tokens}))
+                watchers[-1].ws.send(json.dumps({"type": "start", "room": room, "chunks": tokens}))
 
-    readers = [asyncio.create_task(_read(w)) for w in watchers if not w.stalled]
+    for w in watchers:
+        if not w.stalled:
+            w.follow()
     cpu0, t0, rss0 = cpu_seconds(pid), time.monotonic(), rss_bytes(pid)
     own0 = time.process_time()
     peak = rss0
@@ -195,7 +207,7 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(0.25)
         for w in watchers:
             if w.stalled:
-                readers.append(asyncio.create_task(_read(w)))
+                w.follow()
         slow = [w for w in watchers if w.stalled]
         await asyncio.wait([asyncio.create_task(w.done.wait()) for w in slow], timeout=spec.get("stall_grace", 30))
         stalled_outcome = {
@@ -205,8 +217,6 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
             # 1013 when the close frame got through; 1006 when the full window kept it out.
             "close_codes": {str(c): sum(1 for w in slow if w.close_code == c) for c in {w.close_code for w in slow}},
         }
-    for task in readers:
-        task.cancel()
     await asyncio.gather(*(w.ws.close() for w in watchers), return_exceptions=True)
 
     tallies = [w.tally for w in fast]
@@ -241,7 +251,8 @@ async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
     before = rss_bytes(pid)
     sockets = await _open_all(spec["ws_url"], spec["watchers"], set())
     if spec["protocol"] == "rooms":
-        await asyncio.gather(*(ws.send(json.dumps({"type": "join", "room": "idle"})) for ws in sockets))
+        for ws in sockets:
+            ws.send(json.dumps({"type": "join", "room": "idle"}))
     await asyncio.gather(*(ws.recv() for ws in sockets))  # every connection answered (hello/ack), so set up
     await asyncio.sleep(1.0)  # let allocations settle before reading RSS
     after = rss_bytes(pid)
