@@ -16,13 +16,11 @@ Either way no other watcher waits: publish only sets this connection's wake-up f
 Timers are not per frame: one watchdog (``Runtime``) calls ``tick`` on every connection a few
 times a second, for heartbeats and for sends stuck past ``send_timeout``.
 
-Fast lane, for a caught-up watcher with an idle sender on a server we can write frames to
-directly (``api.framing``): the first new event in an event-loop iteration is written at once,
-from inside ``notify``; the watcher is then marked, and once per iteration ``FastLane`` writes
-each watcher that got more events since as one frame, from one callback. Frames are built once
-per iteration and content, and the same bytes go to every watcher owed the same events. If a
-direct write is refused (the client's window is full, a close is under way) the watcher goes
-the normal way, its sender task and the ASGI send, until it has caught up again.
+Fast lane (``api.lane``), for a caught-up watcher with an idle sender on a server we can write
+frames to directly (``api.framing``): the first new event in an event-loop iteration is written
+at once, from inside ``notify``; more in the same iteration go out as one frame at its end. If a
+direct write is refused (the client's window is full, a close is under way) the watcher goes the
+normal way, its sender task and the ASGI send, until it has caught up again.
 """
 
 from __future__ import annotations
@@ -38,16 +36,14 @@ import structlog
 from agents.bus import LIFECYCLE, Bus
 from agents.events import Published
 from agents.history import History
-from api.framing import DirectWriter, text_frame
+from api.framing import DirectWriter
+from api.lane import FastLane, FrameKey, SharedFrame
 from api.protocol import Heartbeat, Resync, encode
 
 if TYPE_CHECKING:
     from api.metrics import Metrics
 
 log = structlog.get_logger()
-
-#: What a frame carries: ``(stream, after, head)`` for each stream with events in it.
-FrameKey = tuple[tuple[str, int, int], ...]
 
 #: Control messages (acks, errors) waiting to be sent; a client that floods us past this is cut.
 MAX_OUTBOX = 256
@@ -98,69 +94,6 @@ class _Frame:
         return self.items[0] if len(self.items) == 1 else "[" + ",".join(self.items) + "]"
 
 
-class SharedFrame:
-    """A frame's wire bytes, made once and written to every watcher owed exactly these events."""
-
-    __slots__ = ("data", "events", "oldest", "size")
-
-    def __init__(self, batches: list[list[Published]]) -> None:
-        items = [p.data for batch in batches for p in batch]
-        payload = items[0] if len(items) == 1 else b"[" + b",".join(items) + b"]"
-        self.data = text_frame(payload)
-        self.events = len(items)
-        self.size = sum(len(item) for item in items)
-        starts = [batch[0].event.ts for batch in batches if batch[0].event is not None]
-        self.oldest = min(starts) if starts else None
-
-
-class FastLane:
-    """Writes every watcher that got more than one event in an event-loop iteration, once, at its end.
-
-    Also caches the iteration's frames by content: ``((stream, after, head), ...)``.
-    """
-
-    def __init__(self) -> None:
-        self._marked: list[Connection] = []
-        self._dirty: dict[Connection, None] = {}
-        self._frames: dict[FrameKey, SharedFrame | None] = {}
-        self._scheduled = False
-
-    def mark(self, conn: Connection) -> None:
-        self._marked.append(conn)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._run)
-
-    def dirty(self, conn: Connection) -> None:
-        self._dirty[conn] = None
-
-    def frame(self, key: FrameKey, bus: Bus) -> SharedFrame | None:
-        """The frame of these events, built on first use in this iteration; None if the bus lost some."""
-        try:
-            return self._frames[key]
-        except KeyError:
-            pass
-        batches = []
-        for stream, after, head in key:
-            batch = bus.read(stream, after, head - after)
-            if not batch or len(batch) != head - after:
-                batches = None
-                break
-            batches.append(batch)
-        frame = self._frames[key] = SharedFrame(batches) if batches else None
-        return frame
-
-    def _run(self) -> None:
-        marked, dirty = self._marked, self._dirty
-        self._marked, self._dirty = [], {}
-        self._scheduled = False
-        for conn in marked:
-            conn.unmark()
-        for conn in dirty:
-            conn.send_new()
-        self._frames.clear()
-
-
 class Connection:
     def __init__(
         self,
@@ -198,7 +131,6 @@ class Connection:
         self._lane = lane
         #: Marked for the fast lane's next run; until then, new events wait for it.
         self._marked = False
-        #: Counts not yet added to the Prometheus counters (flushed by ``tick``, not per frame).
         #: What the Prometheus counters have been told so far (``tick`` adds the rest, not every frame).
         self._flushed = (0, 0, 0)
         #: When the frame in flight was handed over (monotonic); None while no send is pending.

@@ -17,7 +17,7 @@ from agents.runner import Runner
 from agents.store import SQLiteStore
 from agents.supervisor import Supervisor
 from api.config import ConfigError, Settings
-from api.connection import FastLane
+from api.lane import FastLane
 from api.metrics import LiveGauges, Metrics
 
 log = structlog.get_logger()

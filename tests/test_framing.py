@@ -10,8 +10,8 @@ from websockets.streams import StreamReader
 
 from agents.bus import MemoryBus
 from agents.events import Token
-from api.connection import FastLane
 from api.framing import text_frame
+from api.lane import FastLane
 from tests.watcher import eventually
 
 
