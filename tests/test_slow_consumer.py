@@ -69,3 +69,36 @@ async def test_a_watcher_that_falls_behind_gets_resync_and_resumes_from_it(make_
     assert before + rest[len(before) :] == everything
     await fast.close()
     await lagging.close()
+
+
+async def test_watchers_that_leave_mid_stream_harm_no_one(make_server):
+    """Closing cleanly or dropping the TCP connection while frames are written straight to it."""
+    srv = make_server({"RUNWATCH_COALESCE_MS": "0"})
+    run = await srv.start_run({"tokens": 3_000, "rate": 1_500})
+    stayers = [await srv.watcher() for _ in range(2)]
+    leavers = [await srv.watcher() for _ in range(4)]
+    for w in stayers + leavers:
+        await w.subscribe(run)
+
+    async def streaming() -> bool:
+        return all(len(w.events(run)) > 100 for w in leavers)
+
+    await eventually(streaming, timeout=20)
+    await leavers[0].close()
+    await leavers[1].close()
+    leavers[2].ws.transport.abort()
+    leavers[3].ws.transport.abort()
+
+    for w in stayers:
+        events = await w.until_finished(run, timeout=30)
+        assert_contiguous(events)
+        assert text_of(events) == "".join(scenario_text(3_000))
+
+    async def only_stayers() -> bool:
+        return await _connections(srv) == 2
+
+    await eventually(only_stayers, timeout=10)
+    assert not [line for line in srv.log_lines() if line.get("level") in ("error", "critical")]
+    assert "Traceback" not in srv.logs()
+    for w in stayers:
+        await w.close()
