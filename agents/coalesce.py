@@ -12,20 +12,34 @@ from typing import Any
 
 from agents.events import Token
 
+#: A token event is published early once its text reaches this many characters, however young the
+#: window: one event stays small enough to share, to send and to hold, whatever the model's speed.
+MAX_EVENT_CHARS = 16_384
+
 
 class TokenCoalescer:
-    """Buffers text for at most ``window`` seconds after the first buffered delta.
+    """Buffers text for at most ``window`` seconds after the first buffered delta, and at most
+    ``max_chars`` characters.
 
     ``window == 0`` publishes every delta as it comes. ``flush`` must be awaited before the run
     publishes any other event, so that tokens never overtake or trail what follows them.
     """
 
-    def __init__(self, run_id: str, emit: Callable[[Token], Awaitable[Any]], window: float) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        emit: Callable[[Token], Awaitable[Any]],
+        window: float,
+        *,
+        max_chars: int = MAX_EVENT_CHARS,
+    ) -> None:
         self._run_id = run_id
         self._emit = emit
         self._window = window
+        self._max_chars = max_chars
         self._parts: list[str] = []
         self._count = 0
+        self._chars = 0
         self._timer: asyncio.Task[None] | None = None
         self._sleeping = False
         self.events = 0
@@ -40,7 +54,10 @@ class TokenCoalescer:
             return
         self._parts.append(text)
         self._count += 1
-        if self._timer is None:
+        self._chars += len(text)
+        if self._chars >= self._max_chars:
+            await self.flush()
+        elif self._timer is None:
             self._sleeping = True
             self._timer = asyncio.create_task(self._flush_after_window())
 
@@ -64,7 +81,7 @@ class TokenCoalescer:
         if self._parts:
             text, count = "".join(self._parts), self._count
             self._parts.clear()
-            self._count = 0
+            self._count = self._chars = 0
             await self._publish(text, count)
 
     async def _publish(self, text: str, deltas: int = 1) -> None:

@@ -31,6 +31,7 @@ ENV: dict[str, tuple[str, str]] = {
     "ws_max_lag": ("RUNWATCH_WS_MAX_LAG", "events a live watcher may fall behind before resync"),
     "ws_send_timeout": ("RUNWATCH_WS_SEND_TIMEOUT", "seconds a frame may wait to be taken before 1013"),
     "ws_frame_events": ("RUNWATCH_WS_FRAME_EVENTS", "most events in one WebSocket frame"),
+    "ws_frame_bytes": ("RUNWATCH_WS_FRAME_BYTES", "a frame takes no more events once it is this big"),
     "ws_max_subscriptions": ("RUNWATCH_WS_MAX_SUBSCRIPTIONS", "subscriptions one connection may hold"),
     "heartbeat": ("RUNWATCH_HEARTBEAT", "seconds of silence before a heartbeat; pings use it too"),
     "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
@@ -57,6 +58,7 @@ class Settings:
     ws_max_lag: int = 2_000
     ws_send_timeout: float = 10.0
     ws_frame_events: int = 500
+    ws_frame_bytes: int = 256 * 1024
     ws_max_subscriptions: int = 100
     heartbeat: float = 15.0
     log_format: str = "console"
@@ -143,7 +145,14 @@ def load_settings(
     settings = Settings(**{k: _convert(k, v) for k, v in values.items()})
     if settings.log_format not in ("console", "json"):
         raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
-    for name in ("max_running", "ws_max_message_bytes", "ws_frame_events", "log_capacity", "ws_max_lag"):
+    for name in (
+        "max_running",
+        "ws_max_message_bytes",
+        "ws_frame_events",
+        "ws_frame_bytes",
+        "log_capacity",
+        "ws_max_lag",
+    ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     return settings

@@ -60,6 +60,16 @@ class Subscription:
         self.overflowed = False
 
 
+def _fit(batch: list[Published], room: int, *, at_least_one: bool) -> list[Published]:
+    """The head of ``batch`` that fits in ``room`` bytes (one event at least, if asked)."""
+    size = 0
+    for i, p in enumerate(batch):
+        size += len(p.data)
+        if size > room:
+            return batch[: max(i, 1 if at_least_one else 0)]
+    return batch
+
+
 class SlowConsumer(Exception):
     pass
 
@@ -105,6 +115,7 @@ class Connection:
         max_lag: int,
         send_timeout: float,
         frame_events: int,
+        frame_bytes: int = 256 * 1024,
         heartbeat: float,
         metrics: Metrics | None = None,
         lane: FastLane | None = None,
@@ -119,6 +130,7 @@ class Connection:
         self._max_lag = max_lag
         self._send_timeout = send_timeout
         self._frame_budget = frame_events
+        self._frame_bytes = frame_bytes
         self._heartbeat = heartbeat
         self._metrics = metrics
         self.subscriptions: dict[str, Subscription] = {}
@@ -199,8 +211,9 @@ class Connection:
     def _write(self, key: FrameKey, subs: Sequence[Subscription]) -> None:
         """Write the shared frame of ``key`` directly; on refusal the sender task takes over."""
         frame = self._lane.frame(key, self._bus)
-        if frame is None or not self._writer.write(frame.data):
-            self._wake_sender()
+        fits = frame is not None and (frame.size <= self._frame_bytes or frame.events == 1)
+        if not fits or not self._writer.write(frame.data):
+            self._wake_sender()  # lost from the bus, too big for one frame, or the socket is full
             return
         for sub, (_, _, head) in zip(subs, key, strict=True):
             sub.cursor = head
@@ -298,7 +311,8 @@ class Connection:
         self._delivered(frame)
 
     async def _collect(self) -> tuple[_Frame, bool]:
-        """Up to ``frame_events`` events, after any control messages; and whether more is waiting."""
+        """Up to ``frame_events`` events and about ``frame_bytes`` bytes, after any control messages;
+        and whether more is waiting. An event bigger than ``frame_bytes`` goes in a frame of its own."""
         frame = _Frame()
         while self._outbox:
             frame.add_message(self._outbox.popleft())
@@ -319,7 +333,11 @@ class Connection:
             batch = await self._read(sub, budget)
             if self.subscriptions.get(sub.stream) is not sub or not batch:
                 continue  # nothing new, or unsubscribed/replaced while we read the store
-            frame.add_events(sub, batch)
+            fitted = _fit(batch, self._frame_bytes - frame.size, at_least_one=frame.events == 0)
+            if fitted:
+                frame.add_events(sub, fitted)
+            if len(fitted) < len(batch):
+                return frame, True
             more = more or len(batch) == budget
             budget -= len(batch)
         return frame, more

@@ -113,6 +113,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         max_lag=settings.ws_max_lag,
         send_timeout=settings.ws_send_timeout,
         frame_events=settings.ws_frame_events,
+        frame_bytes=settings.ws_frame_bytes,
         heartbeat=settings.heartbeat,
         metrics=rt.metrics,
         lane=rt.fast_lane,

@@ -29,6 +29,20 @@ async def test_coalescer_merges_deltas_within_the_window_and_keeps_order():
     assert out == ["abc", "d"] and counts == [3, 1] and c.deltas == 4 and c.events == 2
 
 
+async def test_coalescer_publishes_early_once_the_text_reaches_max_chars():
+    out: list[str] = []
+
+    async def emit(token):
+        out.append(token.text)
+
+    c = TokenCoalescer("r", emit, window=60, max_chars=10)
+    for part in ("abcd", "efgh", "ijkl", "mn"):
+        await c.add(part)
+    assert out == ["abcdefghijkl"]  # published at once, not after the 60 s window
+    await c.flush()
+    assert out == ["abcdefghijkl", "mn"] and c.events == 2 and c.deltas == 4
+
+
 async def test_coalescer_with_window_zero_publishes_every_delta():
     out: list[str] = []
 

@@ -139,6 +139,33 @@ async def test_backlog_arrives_as_arrays_of_events_in_one_frame(make_server):
     await w.close()
 
 
+async def test_frames_stop_taking_events_at_ws_frame_bytes(make_server):
+    """Live and replayed alike; an event bigger than the limit travels alone."""
+    srv = make_server({"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_FRAME_BYTES": "4096"})
+    small = await srv.start_run({"tokens": 300, "token_chars": 100, "rate": 0, "ttft": 0.5})
+    big = await srv.start_run({"tokens": 20, "token_chars": 6000, "rate": 0, "ttft": 0.5})
+    live = await srv.watcher()
+    await live.subscribe(small)
+    await live.subscribe(big)
+    await live.until_finished(small)
+    await live.until_finished(big)
+    replay = await srv.watcher()
+    await replay.subscribe(small)
+    await replay.subscribe(big)
+    for w in (live, replay):
+        for run, tokens, chars in ((small, 300, 100), (big, 20, 6000)):
+            events = await w.until_finished(run)
+            assert_contiguous(events)
+            assert text_of(events) == "".join(scenario_text(tokens, chars))
+        # A frame is closed once its events pass 4096 bytes; the brackets and commas of the
+        # array come on top, and a 6 KB token event is a frame of its own.
+        assert max(size for size in w.frame_sizes if size < 6000) <= 4096 + 64
+        alone = [size for size in w.frame_sizes if size > 4096 + 64]
+        assert len(alone) == 20 and max(alone) < 6200, alone
+    await live.close()
+    await replay.close()
+
+
 async def test_hello_then_heartbeats_on_an_idle_connection(make_server):
     srv = make_server({"RUNWATCH_HEARTBEAT": "0.3"})
     w = await srv.watcher()

@@ -28,6 +28,8 @@ class Watcher:
         self.ws = ws
         self.messages: list[dict[str, Any]] = []
         self.frames = 0
+        #: Each received frame's payload size in bytes, in order.
+        self.frame_sizes: list[int] = []
         self.closed: Closed | None = None
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read()) if read else None
@@ -53,6 +55,7 @@ class Watcher:
             async for frame in self.ws:
                 data = json.loads(frame)
                 self.frames += 1
+                self.frame_sizes.append(len(frame.encode() if isinstance(frame, str) else frame))
                 async with self._changed:
                     self.messages.extend(data if isinstance(data, list) else [data])
                     self._changed.notify_all()
