@@ -141,8 +141,9 @@ class Connection:
         #: write directly. Cleared by ``_wake_sender``.
         self._idle = False
         self._lane = lane
-        #: Marked for the fast lane's next run; until then, new events wait for it.
+        #: Marked for the fast lane's next run; until then, new events wait for it (``_dirty``).
         self._marked = False
+        self._dirty = False
         #: What the Prometheus counters have been told so far (``tick`` adds the rest, not every frame).
         self._flushed = (0, 0, 0)
         #: When the frame in flight was handed over (monotonic); None while no send is pending.
@@ -162,19 +163,23 @@ class Connection:
     # -- called by the bus and the receive loop (must not block) --------------------------------
 
     def notify(self, stream: str, head: int) -> None:
+        if self._marked and self._idle:
+            # Not the first event this iteration: the lane writes it at the end, with the rest.
+            if not self._dirty:
+                self._dirty = True
+                self._lane.dirty(self)
+            return
         sub = self.subscriptions.get(stream)
         if sub is None:
             return
         if self._idle and self._writer is not None and sub.live:
-            if self._marked:
-                self._lane.dirty(self)
+            self._marked = True
+            self._lane.mark(self)
+            if sub.cursor == head - 1:
+                self._write(((stream, sub.cursor, head),), (sub,))  # the iteration's first event: now
             else:
-                self._marked = True
-                self._lane.mark(self)
-                if sub.cursor == head - 1:
-                    self._write(((stream, sub.cursor, head),), (sub,))  # the iteration's first event: now
-                else:
-                    self._lane.dirty(self)
+                self._dirty = True
+                self._lane.dirty(self)
             return
         if self._send_started is not None and sub.live and head - sub.cursor > self._max_lag:
             sub.overflowed = True
@@ -185,7 +190,7 @@ class Connection:
         self._wake.set()
 
     def unmark(self) -> None:
-        self._marked = False
+        self._marked = self._dirty = False
 
     def send_new(self) -> None:
         """The fast lane's visit: write everything new as one frame, or leave it to the sender task."""
@@ -226,7 +231,7 @@ class Connection:
         self.events_sent += frame.events
         self.bytes_sent += frame.size
         if frame.oldest is not None and self._metrics is not None:
-            self._metrics.publish_to_send.observe(max(0.0, time.time() - frame.oldest))
+            self._metrics.publish_to_send.observe_since(frame.oldest)
 
     def post(self, message: str) -> None:
         """Queue a control message (ack, error) ahead of events."""

@@ -9,6 +9,7 @@ created at start-up, so every series exists (at zero) before the first run.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -256,6 +257,14 @@ class LoopHistogram(Collector):
         registry.register(self)
 
     def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def observe_since(self, start: float) -> None:
+        """Observe the seconds from ``start`` (a ``time.time()``) to now; never less than 0."""
+        value = time.time() - start
+        if value < 0.0:
+            value = 0.0
         self._counts[bisect_left(self._bounds, value)] += 1
         self._sum += value
 

@@ -109,3 +109,19 @@ def test_the_lock_free_histogram_exposes_what_prometheus_clients_does():
         reference.observe(value)
     assert generate_latest(ours) == generate_latest(theirs)
     assert b'x_seconds_bucket{le="0.001"} 2.0' in generate_latest(ours)
+
+
+def test_observe_since_counts_the_seconds_up_to_now_and_never_below_zero():
+    import time
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from api.metrics import LoopHistogram
+
+    registry = CollectorRegistry()
+    h = LoopHistogram("y_seconds", "doc", buckets=(0.001, 10.0), registry=registry)
+    h.observe_since(time.time() - 5)
+    h.observe_since(time.time() + 60)  # a clock step backwards counts as 0, not as negative
+    text = generate_latest(registry).decode()
+    assert 'y_seconds_bucket{le="0.001"} 1.0' in text and 'y_seconds_bucket{le="10.0"} 2.0' in text
+    assert 5 <= float(text.split("y_seconds_sum ")[1].split()[0]) < 6
