@@ -115,7 +115,7 @@ class Connection:
         max_lag: int,
         send_timeout: float,
         frame_events: int,
-        frame_bytes: int = 256 * 1024,
+        frame_bytes: int,
         heartbeat: float,
         metrics: Metrics | None = None,
         lane: FastLane | None = None,

@@ -45,7 +45,8 @@ class FastLane:
 
     def __init__(self) -> None:
         self._marked: list[Connection] = []
-        self._dirty: dict[Connection, None] = {}
+        #: Watchers owed more than their first event; each is added once (its own ``_dirty`` flag).
+        self._dirty: list[Connection] = []
         self._frames: dict[FrameKey, SharedFrame | None] = {}
         self._scheduled = False
 
@@ -56,7 +57,7 @@ class FastLane:
             asyncio.get_running_loop().call_soon(self._run)
 
     def dirty(self, conn: Connection) -> None:
-        self._dirty[conn] = None
+        self._dirty.append(conn)
 
     def frame(self, key: FrameKey, bus: Bus) -> SharedFrame | None:
         """The frame of these events, built on first use in this iteration; None if the bus lost some."""
@@ -76,7 +77,7 @@ class FastLane:
 
     def _run(self) -> None:
         marked, dirty = self._marked, self._dirty
-        self._marked, self._dirty = [], {}
+        self._marked, self._dirty = [], []
         self._scheduled = False
         for conn in marked:
             conn.unmark()
