@@ -2,7 +2,7 @@
 
 Import what you need to define agents from here::
 
-    from agents import Agent, ToolContext
+    from runwatch.agents import Agent, ToolContext
 
     async def lookup(city: str, ctx: ToolContext) -> str:
         \"\"\"Find the weather in a city.\"\"\"
@@ -12,7 +12,7 @@ Import what you need to define agents from here::
     weather = Agent(name="weather", instructions="Answer weather questions.", tools=[lookup])
 """
 
-from agents.agent import Agent, AgentRegistry, UnknownAgent, load_agents
-from agents.tools import Tool, ToolContext, ToolError
+from runwatch.agents.agent import Agent, AgentRegistry, UnknownAgent, load_agents
+from runwatch.agents.tools import Tool, ToolContext, ToolError
 
 __all__ = ["Agent", "AgentRegistry", "Tool", "ToolContext", "ToolError", "UnknownAgent", "load_agents"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.tools import Tool, as_tool
+from runwatch.agents.tools import Tool, as_tool
 
 
 @dataclass

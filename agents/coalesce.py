@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents.events import Token
+from runwatch.agents.events import Token
 
 #: A token event is published early once its text reaches this many characters, however young the
 #: window: one event stays small enough to share, to send and to hold, whatever the model's speed.

@@ -10,8 +10,8 @@ import time
 import zoneinfo
 from pathlib import Path
 
-from agents.agent import Agent
-from agents.tools import Tool, ToolContext, ToolError
+from runwatch.agents.agent import Agent
+from runwatch.agents.tools import Tool, ToolContext, ToolError
 
 SAMPLE_FILES = Path(__file__).parent / "sample_files"
 MAX_FILE_BYTES = 64 * 1024

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agents.bus import Bus
-from agents.events import Published
-from agents.store import Store
+from runwatch.agents.bus import Bus
+from runwatch.agents.events import Published
+from runwatch.agents.store import Store
 
 
 class History:

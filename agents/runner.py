@@ -19,10 +19,10 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 
-from agents.agent import Agent
-from agents.coalesce import TokenCoalescer
-from agents.events import Event, StepFinished, StepStarted, ToolFinished, ToolStarted, Usage
-from agents.tools import ToolContext, ToolError
+from runwatch.agents.agent import Agent
+from runwatch.agents.coalesce import TokenCoalescer
+from runwatch.agents.events import Event, StepFinished, StepStarted, ToolFinished, ToolStarted, Usage
+from runwatch.agents.tools import ToolContext, ToolError
 
 log = structlog.get_logger()
 

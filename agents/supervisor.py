@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import openai
 import structlog
 
-from agents.agent import AgentRegistry
-from agents.bus import Bus
-from agents.events import RunFinished, RunQueued, RunStarted, RunStatus, Totals
-from agents.runner import Runner, RunStats, StepLimitReached
-from agents.store import Store
+from runwatch.agents.agent import AgentRegistry
+from runwatch.agents.bus import Bus
+from runwatch.agents.events import RunFinished, RunQueued, RunStarted, RunStatus, Totals
+from runwatch.agents.runner import Runner, RunStats, StepLimitReached
+from runwatch.agents.store import Store
 
 log = structlog.get_logger()
 

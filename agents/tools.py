@@ -14,7 +14,7 @@ from typing import Any, get_args, get_type_hints
 
 import msgspec
 
-from agents.events import Status
+from runwatch.agents.events import Status
 
 Cleanup = Callable[[], Awaitable[None] | None]
 Emit = Callable[[Any], Awaitable[Any]]

@@ -13,14 +13,14 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
-from api import __version__
-from api.config import Settings
-from api.observability import http_metrics, metrics
-from api.offline import chat_completions
-from api.runs import RunsController
-from api.runtime import Runtime
-from api.sse import run_stream
-from api.ws import ws_endpoint
+from runwatch.api import __version__
+from runwatch.api.config import Settings
+from runwatch.api.observability import http_metrics, metrics
+from runwatch.api.offline import chat_completions
+from runwatch.api.runs import RunsController
+from runwatch.api.runtime import Runtime
+from runwatch.api.sse import run_stream
+from runwatch.api.ws import ws_endpoint
 
 log = structlog.get_logger()
 

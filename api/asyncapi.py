@@ -1,6 +1,6 @@
 """The AsyncAPI 3.0 description of ``/ws``, generated from the msgspec structs the server uses.
 
-``python -m api.asyncapi > docs/asyncapi.yaml`` rewrites the committed copy; a test keeps the two equal.
+``python -m runwatch.api.asyncapi > docs/asyncapi.yaml`` rewrites the committed copy; a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import yaml
 
-from agents import events
-from api import __version__, protocol
+from runwatch.agents import events
+from runwatch.api import __version__, protocol
 
 CLIENT = [protocol.Subscribe, protocol.Unsubscribe, protocol.Cancel, protocol.Start, protocol.Ping]
 SERVER = [protocol.Hello, protocol.Ack, protocol.Error, protocol.Resync, protocol.Heartbeat, protocol.Pong]

@@ -9,8 +9,8 @@ import socket
 import sys
 from typing import Any
 
-from api import __version__
-from api.config import ENV, ConfigError, load_settings
+from runwatch.api import __version__
+from runwatch.api.config import ENV, ConfigError, load_settings
 
 EPILOG = "Every setting can also come from the environment or a TOML file (--config):\n" + "\n".join(
     f"  {var:<32} {text}" for var, text in ENV.values()
@@ -53,10 +53,10 @@ def _port_free(host: str, port: int) -> bool:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
-    from api.framing import expose_server_send
-    from api.logs import configure_logging
-    from api.runtime import Runtime
+    from runwatch.api.app import create_app
+    from runwatch.api.framing import expose_server_send
+    from runwatch.api.logs import configure_logging
+    from runwatch.api.runtime import Runtime
 
     overrides = {
         "host": args.host,

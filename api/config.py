@@ -71,7 +71,7 @@ class Settings:
 
     @property
     def default_model(self) -> str:
-        from agents.offline_model import OFFLINE_MODEL
+        from runwatch.agents.offline_model import OFFLINE_MODEL
 
         if self.model:
             return self.model

@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from agents.bus import LIFECYCLE, Bus
-from agents.events import Published
-from agents.history import History
-from api.framing import DirectWriter
-from api.lane import FastLane, FrameKey, SharedFrame
-from api.protocol import Heartbeat, Resync, encode
+from runwatch.agents.bus import LIFECYCLE, Bus
+from runwatch.agents.events import Published
+from runwatch.agents.history import History
+from runwatch.api.framing import DirectWriter
+from runwatch.api.lane import FastLane, FrameKey, SharedFrame
+from runwatch.api.protocol import Heartbeat, Resync, encode
 
 if TYPE_CHECKING:
-    from api.metrics import Metrics
+    from runwatch.api.metrics import Metrics
 
 log = structlog.get_logger()
 

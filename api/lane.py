@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from agents.bus import Bus
-from agents.events import Published
-from api.framing import text_frame
+from runwatch.agents.bus import Bus
+from runwatch.agents.events import Published
+from runwatch.api.framing import text_frame
 
 if TYPE_CHECKING:
-    from api.connection import Connection
+    from runwatch.api.connection import Connection
 
 #: What a frame carries: ``(stream, after, head)`` for each stream with events in it.
 FrameKey = tuple[tuple[str, int, int], ...]

@@ -19,10 +19,10 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from agents.events import Published
+from runwatch.agents.events import Published
 
 if TYPE_CHECKING:
-    from api.runtime import Runtime
+    from runwatch.api.runtime import Runtime
 
 # ``*_created`` series double the series count and no dashboard here reads them.
 disable_created_metrics()

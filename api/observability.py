@@ -13,7 +13,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.response import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from api.runtime import Runtime
+from runwatch.api.runtime import Runtime
 
 #: HTTP request counts and latencies (``runwatch_http_*``), labelled by route template, not path.
 http_metrics = PrometheusConfig(

@@ -10,8 +10,8 @@ from litestar import Request, post
 from litestar.exceptions import ClientException
 from litestar.response import Response, Stream
 
-from agents.offline_model import plan_reply, stream_reply
-from api.runtime import Runtime
+from runwatch.agents.offline_model import plan_reply, stream_reply
+from runwatch.api.runtime import Runtime
 
 #: At full speed, chunks are written in groups of this many SSE events per HTTP body write.
 _GROUP = 16

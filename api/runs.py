@@ -11,12 +11,12 @@ from litestar.params import Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from agents.agent import UnknownAgent
-from agents.events import RunStatus
-from agents.store import RunPage, RunSummary
-from agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
-from api import __version__
-from api.runtime import Runtime
+from runwatch.agents.agent import UnknownAgent
+from runwatch.agents.events import RunStatus
+from runwatch.agents.store import RunPage, RunSummary
+from runwatch.agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
+from runwatch.api import __version__
+from runwatch.api.runtime import Runtime
 
 
 class StartRun(msgspec.Struct, forbid_unknown_fields=True):

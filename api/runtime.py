@@ -9,16 +9,16 @@ import structlog
 from openai import AsyncOpenAI
 from prometheus_client import CollectorRegistry
 
-from agents.agent import AgentRegistry, load_agents
-from agents.bus import MemoryBus
-from agents.demo import demo_agent
-from agents.history import History
-from agents.runner import Runner
-from agents.store import SQLiteStore
-from agents.supervisor import Supervisor
-from api.config import ConfigError, Settings
-from api.lane import FastLane
-from api.metrics import LiveGauges, Metrics
+from runwatch.agents.agent import AgentRegistry, load_agents
+from runwatch.agents.bus import MemoryBus
+from runwatch.agents.demo import demo_agent
+from runwatch.agents.history import History
+from runwatch.agents.runner import Runner
+from runwatch.agents.store import SQLiteStore
+from runwatch.agents.supervisor import Supervisor
+from runwatch.api.config import ConfigError, Settings
+from runwatch.api.lane import FastLane
+from runwatch.api.metrics import LiveGauges, Metrics
 
 log = structlog.get_logger()
 

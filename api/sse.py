@@ -16,7 +16,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from api.runtime import Runtime
+from runwatch.api.runtime import Runtime
 
 PAGE = 500
 

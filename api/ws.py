@@ -14,14 +14,14 @@ import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from agents.agent import UnknownAgent
-from agents.bus import LIFECYCLE
-from agents.events import RunStatus
-from agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
-from api import __version__
-from api.connection import Connection, SlowConsumer
-from api.framing import direct_writer
-from api.protocol import (
+from runwatch.agents.agent import UnknownAgent
+from runwatch.agents.bus import LIFECYCLE
+from runwatch.agents.events import RunStatus
+from runwatch.agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
+from runwatch.api import __version__
+from runwatch.api.connection import Connection, SlowConsumer
+from runwatch.api.framing import direct_writer
+from runwatch.api.protocol import (
     Ack,
     Cancel,
     CloseCode,
@@ -36,7 +36,7 @@ from api.protocol import (
     encode,
     parse_client_message,
 )
-from api.runtime import Runtime
+from runwatch.api.runtime import Runtime
 
 log = structlog.get_logger()
 

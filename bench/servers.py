@@ -67,7 +67,7 @@ def _runwatch(env: dict[str, str], core: str) -> Running:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))}
     full_env |= {"RUNWATCH_LOG_LEVEL": "warning", "RUNWATCH_MAX_RUNNING": "64", **env}
     proc = subprocess.Popen(
-        pinned(core, [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--data-dir", data]),
+        pinned(core, [sys.executable, "-m", "runwatch.api.cli", "serve", "--port", str(port), "--data-dir", data]),
         cwd=ROOT,
         env=full_env,
         stdout=subprocess.DEVNULL,

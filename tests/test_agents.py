@@ -12,7 +12,7 @@ from tests.watcher import text_of
 
 MODULE = textwrap.dedent('''
     import time
-    from agents import Agent, ToolContext, ToolError
+    from runwatch.agents import Agent, ToolContext, ToolError
 
     def slow_upper(text: str, ctx: ToolContext) -> str:
         """Upper-case text slowly (a sync tool: it runs in a worker thread)."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.bus import LIFECYCLE, MemoryBus, RingLog
-from agents.events import Published, RunFinished, RunQueued, Token, decode
+from runwatch.agents.bus import LIFECYCLE, MemoryBus, RingLog
+from runwatch.agents.events import Published, RunFinished, RunQueued, Token, decode
 
 
 @pytest.fixture(params=["memory"])

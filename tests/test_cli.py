@@ -10,7 +10,7 @@ import pytest
 
 def runwatch(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", "runwatch.api.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from agents.offline_model import scenario_text
+from runwatch.agents.offline_model import scenario_text
 
 CHROMIUM = os.environ.get("RUNWATCH_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import yaml
 
-from agents.events import AnyEvent
-from api import asyncapi
-from api.protocol import CLIENT_TYPES, CloseCode, ErrorCode
+from runwatch.agents.events import AnyEvent
+from runwatch.api import asyncapi
+from runwatch.api.protocol import CLIENT_TYPES, CloseCode, ErrorCode
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_the_committed_asyncapi_document_matches_the_code():
     committed = yaml.safe_load((DOCS / "asyncapi.yaml").read_text())
-    assert committed == asyncapi.build(), "run: python -m api.asyncapi > docs/asyncapi.yaml"
+    assert committed == asyncapi.build(), "run: python -m runwatch.api.asyncapi > docs/asyncapi.yaml"
 
 
 def test_protocol_md_documents_every_message_event_and_code():

@@ -8,10 +8,10 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from agents.bus import MemoryBus
-from agents.events import Token
-from api.framing import text_frame
-from api.lane import FastLane
+from runwatch.agents.bus import MemoryBus
+from runwatch.agents.events import Token
+from runwatch.api.framing import text_frame
+from runwatch.api.lane import FastLane
 from tests.watcher import eventually
 
 

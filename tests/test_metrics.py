@@ -99,7 +99,7 @@ async def test_token_counters_match_the_model_usage_exactly(make_server):
 def test_the_lock_free_histogram_exposes_what_prometheus_clients_does():
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from api.metrics import LoopHistogram
+    from runwatch.api.metrics import LoopHistogram
 
     ours, theirs = CollectorRegistry(), CollectorRegistry()
     fast = LoopHistogram("x_seconds", "doc", buckets=(0.001, 0.01, 0.1), registry=ours)
@@ -116,7 +116,7 @@ def test_observe_since_counts_the_seconds_up_to_now_and_never_below_zero():
 
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from api.metrics import LoopHistogram
+    from runwatch.api.metrics import LoopHistogram
 
     registry = CollectorRegistry()
     h = LoopHistogram("y_seconds", "doc", buckets=(0.001, 10.0), registry=registry)

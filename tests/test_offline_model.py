@@ -7,8 +7,8 @@ import json
 import pytest
 from openai import AsyncOpenAI
 
-from agents.demo import demo_agent
-from agents.offline_model import OFFLINE_MODEL, scenario_text
+from runwatch.agents.demo import demo_agent
+from runwatch.agents.offline_model import OFFLINE_MODEL, scenario_text
 
 TOOLS = demo_agent().tool_specs()
 SCENARIO_WITH_TOOLS = json.dumps({"tool_calls": 2, "tool_seconds": 1.5, "parallel": True})

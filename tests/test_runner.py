@@ -9,9 +9,9 @@ import time
 
 from openai import AsyncOpenAI
 
-from agents.agent import Agent
-from agents.events import Token
-from agents.runner import Runner, RunStats
+from runwatch.agents.agent import Agent
+from runwatch.agents.events import Token
+from runwatch.agents.runner import Runner, RunStats
 
 
 async def test_a_full_speed_stream_lets_the_event_loop_run_between_time_slices(server):

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from agents import Agent, Tool, ToolContext, ToolError
-from agents.coalesce import TokenCoalescer
-from agents.demo import calculator, file_tools
-from api.config import ConfigError, load_settings
+from runwatch.agents import Agent, Tool, ToolContext, ToolError
+from runwatch.agents.coalesce import TokenCoalescer
+from runwatch.agents.demo import calculator, file_tools
+from runwatch.api.config import ConfigError, load_settings
 
 
 async def test_coalescer_merges_deltas_within_the_window_and_keeps_order():

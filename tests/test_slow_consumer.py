@@ -6,7 +6,7 @@ Loopback sockets buffer megabytes in the kernel, so these runs send ~8 MB (8,000
 
 from __future__ import annotations
 
-from agents.offline_model import scenario_text
+from runwatch.agents.offline_model import scenario_text
 from tests.watcher import assert_contiguous, eventually, text_of
 
 BIG_RUN = {"tokens": 8_000, "token_chars": 1_000}

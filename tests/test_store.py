@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.bus import MemoryBus
-from agents.events import RunFinished, RunQueued, RunStarted, StepFinished, Token, ToolFinished, Totals, Usage
-from agents.store import SQLiteStore
+from runwatch.agents.bus import MemoryBus
+from runwatch.agents.events import RunFinished, RunQueued, RunStarted, StepFinished, Token, ToolFinished, Totals, Usage
+from runwatch.agents.store import SQLiteStore
 
 
 @pytest.fixture(params=["sqlite"])

@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from agents.offline_model import scenario_text
+from runwatch.agents.offline_model import scenario_text
 from tests.watcher import assert_contiguous, eventually, text_of
 
 SCENARIO = {"tokens": 200, "rate": 400, "tool_calls": 2, "tool_seconds": 0.3}

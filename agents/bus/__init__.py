@@ -1,6 +1,6 @@
 """The event bus: a contract (``Bus``) and its backends."""
 
-from agents.bus.base import LIFECYCLE, Bus, RingLog, Sink, Watcher
-from agents.bus.memory import MemoryBus
+from runwatch.agents.bus.base import LIFECYCLE, Bus, RingLog, Sink, Watcher
+from runwatch.agents.bus.memory import MemoryBus
 
 __all__ = ["LIFECYCLE", "Bus", "MemoryBus", "RingLog", "Sink", "Watcher"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agents.events import Event, Published
+from runwatch.agents.events import Event, Published
 
 #: The stream name of the lifecycle feed: every run's ``run.*`` events, in publish order.
 LIFECYCLE = "*"

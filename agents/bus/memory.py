@@ -8,8 +8,8 @@ from collections import deque
 
 import structlog
 
-from agents.bus.base import LIFECYCLE, RingLog, Sink, Watcher
-from agents.events import LIFECYCLE_TYPES, Event, Published, encode
+from runwatch.agents.bus.base import LIFECYCLE, RingLog, Sink, Watcher
+from runwatch.agents.events import LIFECYCLE_TYPES, Event, Published, encode
 
 log = structlog.get_logger()
 

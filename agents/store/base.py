@@ -6,7 +6,7 @@ from typing import Protocol
 
 import msgspec
 
-from agents.events import Published, RunStatus
+from runwatch.agents.events import Published, RunStatus
 
 
 class RunSummary(msgspec.Struct, kw_only=True):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import structlog
 
-from agents.events import Published, RunFinished, RunStatus, Totals, encode
-from agents.store.base import RunPage, RunSummary
+from runwatch.agents.events import Published, RunFinished, RunStatus, Totals, encode
+from runwatch.agents.store.base import RunPage, RunSummary
 
 log = structlog.get_logger()
 
