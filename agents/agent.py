@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runwatch.agents.errors import UnknownAgent
 from runwatch.agents.tools import Tool, as_tool
 
 
@@ -46,10 +47,6 @@ class Agent:
     @property
     def tool_names(self) -> list[str]:
         return list(self._tools)
-
-
-class UnknownAgent(LookupError):
-    pass
 
 
 class AgentRegistry:

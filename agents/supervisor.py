@@ -15,31 +15,14 @@ from dataclasses import dataclass, field
 import openai
 import structlog
 
-from runwatch.agents.agent import AgentRegistry
+from runwatch.agents.agent import Agent, AgentRegistry
 from runwatch.agents.bus import Bus
+from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from runwatch.agents.events import RunFinished, RunQueued, RunStarted, RunStatus, Totals
 from runwatch.agents.runner import Runner, RunStats, StepLimitReached
 from runwatch.agents.store import Store
 
 log = structlog.get_logger()
-
-
-class QueueFull(Exception):
-    pass
-
-
-class UnknownRun(LookupError):
-    pass
-
-
-class RunAlreadyFinished(Exception):
-    def __init__(self, run_id: str, status: str) -> None:
-        super().__init__(f"run {run_id} already finished ({status})")
-        self.status = status
-
-
-class ShuttingDown(Exception):
-    pass
 
 
 def new_run_id() -> str:
@@ -95,6 +78,10 @@ class Supervisor:
     @property
     def queued(self) -> int:
         return sum(1 for h in self._runs.values() if h.status is RunStatus.QUEUED)
+
+    def agent(self, name: str) -> Agent:
+        """The agent of that name; raises ``UnknownAgent`` listing the known ones."""
+        return self._registry.get(name)
 
     async def start(self, agent_name: str, user_input: str, *, tenant: str = "default") -> RunHandle:
         """Admit a run; raises ``UnknownAgent``, ``QueueFull`` or ``ShuttingDown``."""
@@ -170,7 +157,12 @@ class Supervisor:
                         ),
                     )
                 )
-                self._runs.pop(handle.id, None)
+                # Forget the run only once its end is durable: until then ``cancel`` answers from the
+                # handle, afterwards from the store, which then knows how it ended.
+                try:
+                    await self._store.flush()
+                finally:
+                    self._runs.pop(handle.id, None)
                 log.info("run.finished", status=status, error=error, duration=duration)
 
     async def cancel(self, run_id: str) -> RunStatus:
@@ -180,6 +172,10 @@ class Supervisor:
         ``UnknownRun``, or ``RunAlreadyFinished`` for a run that ended otherwise.
         """
         handle = self._runs.get(run_id)
+        if handle is not None and handle.status.finished:
+            if handle.status is RunStatus.CANCELLED:
+                return RunStatus.CANCELLED
+            raise RunAlreadyFinished(run_id, handle.status)
         if handle is None or handle.task is None or handle.task.done():
             summary = await self._store.get_run(run_id)
             if summary is None:

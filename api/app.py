@@ -15,6 +15,7 @@ from litestar.static_files import create_static_files_router
 
 from runwatch.api import __version__
 from runwatch.api.config import Settings
+from runwatch.api.http_errors import EXCEPTION_HANDLERS
 from runwatch.api.observability import http_metrics, metrics
 from runwatch.api.offline import chat_completions
 from runwatch.api.runs import RunsController
@@ -24,6 +25,8 @@ from runwatch.api.ws import ws_endpoint
 
 log = structlog.get_logger()
 
+#: The dashboard's static files: beside ``api/`` in a source checkout (and an editable install), and
+#: at ``runwatch/dashboard`` (package data) beside ``runwatch/api`` in an installed wheel.
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 
 
@@ -65,5 +68,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
         request_max_body_size=1024 * 1024,
         middleware=[http_metrics.middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,
     )

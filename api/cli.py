@@ -114,6 +114,11 @@ def serve(args: argparse.Namespace) -> int:
                     pass
             super().handle_exit(sig, frame)
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Watchers get the runs' final events and a 1001 before uvicorn closes them (with 1012).
+            await runtime.drain()
+            await super().shutdown(sockets)
+
     Server(config).run()
     return 0
 

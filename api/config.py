@@ -27,12 +27,16 @@ ENV: dict[str, tuple[str, str]] = {
     "max_queued": ("RUNWATCH_MAX_QUEUED", "runs waiting for a slot before new ones get 429"),
     "run_timeout": ("RUNWATCH_RUN_TIMEOUT", "seconds a run may take (agents may set their own)"),
     "log_capacity": ("RUNWATCH_LOG_CAPACITY", "events of a live run kept in memory for fast replay"),
+    "bus_memory_mb": ("RUNWATCH_BUS_MEMORY_MB", "MiB all in-memory run logs may hold; finished runs leave first"),
+    "max_input_bytes": ("RUNWATCH_MAX_INPUT_BYTES", "largest run input; a bigger one answers 413"),
     "ws_max_message_bytes": ("RUNWATCH_WS_MAX_MESSAGE_BYTES", "largest client frame; bigger closes 1009"),
     "ws_max_lag": ("RUNWATCH_WS_MAX_LAG", "events a live watcher may fall behind before resync"),
     "ws_send_timeout": ("RUNWATCH_WS_SEND_TIMEOUT", "seconds a frame may wait to be taken before 1013"),
     "ws_frame_events": ("RUNWATCH_WS_FRAME_EVENTS", "most events in one WebSocket frame"),
     "ws_frame_bytes": ("RUNWATCH_WS_FRAME_BYTES", "a frame takes no more events once it is this big"),
     "ws_max_subscriptions": ("RUNWATCH_WS_MAX_SUBSCRIPTIONS", "subscriptions one connection may hold"),
+    "ws_message_rate": ("RUNWATCH_WS_MESSAGE_RATE", "client messages a second one connection may send"),
+    "ws_message_burst": ("RUNWATCH_WS_MESSAGE_BURST", "client messages one connection may send at once"),
     "heartbeat": ("RUNWATCH_HEARTBEAT", "seconds of silence before a heartbeat; pings use it too"),
     "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
     "log_level": ("RUNWATCH_LOG_LEVEL", "debug, info, warning or error"),
@@ -54,12 +58,16 @@ class Settings:
     max_queued: int = 100
     run_timeout: float = 600.0
     log_capacity: int = 10_000
+    bus_memory_mb: float = 256.0
+    max_input_bytes: int = 256 * 1024
     ws_max_message_bytes: int = 64 * 1024
     ws_max_lag: int = 2_000
     ws_send_timeout: float = 10.0
     ws_frame_events: int = 500
     ws_frame_bytes: int = 256 * 1024
     ws_max_subscriptions: int = 100
+    ws_message_rate: float = 200.0
+    ws_message_burst: int = 1_000
     heartbeat: float = 15.0
     log_format: str = "console"
     log_level: str = "info"
@@ -152,6 +160,10 @@ def load_settings(
         "ws_frame_bytes",
         "log_capacity",
         "ws_max_lag",
+        "bus_memory_mb",
+        "max_input_bytes",
+        "ws_message_rate",
+        "ws_message_burst",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")

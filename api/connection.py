@@ -33,19 +33,20 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from runwatch.agents.bus import LIFECYCLE, Bus
+from runwatch.agents.bus import LIFECYCLE, MemoryBus
 from runwatch.agents.events import Published
-from runwatch.agents.history import History
 from runwatch.api.framing import DirectWriter
 from runwatch.api.lane import FastLane, FrameKey, SharedFrame
-from runwatch.api.protocol import Heartbeat, Resync, encode
+from runwatch.api.protocol import Heartbeat, Resync, ResyncReason, encode
 
 if TYPE_CHECKING:
     from runwatch.api.metrics import Metrics
 
 log = structlog.get_logger()
 
-#: Control messages (acks, errors) waiting to be sent; a client that floods us past this is cut.
+#: Control messages (acks, errors) waiting to be sent. At this many the receive loop stops reading
+#: the client's messages until the sender has made room (``room``): a client that sends faster than
+#: it reads is slowed down, not cut off; one that stops reading is cut off by the send timeout.
 MAX_OUTBOX = 256
 
 
@@ -70,10 +71,6 @@ def _fit(batch: list[Published], room: int, *, at_least_one: bool) -> list[Publi
     return batch
 
 
-class SlowConsumer(Exception):
-    pass
-
-
 class _Frame:
     """One outgoing frame being assembled: its items, payload bytes, events, oldest publish time."""
 
@@ -91,7 +88,7 @@ class _Frame:
 
     def add_events(self, sub: Subscription, batch: list[Published]) -> None:
         """Take ``batch`` (consecutive, non-empty) into the frame and move ``sub``'s cursor past it."""
-        sub.cursor = sub.cursor + len(batch) if sub.stream == LIFECYCLE else batch[-1].seq
+        sub.cursor = batch[-1].seq
         for p in batch:
             self.items.append(p.text)
             self.size += len(p.data)
@@ -110,8 +107,7 @@ class Connection:
         conn_id: str,
         send: Callable[[dict], Awaitable[None]],
         *,
-        bus: Bus,
-        history: History,
+        bus: MemoryBus,
         max_lag: int,
         send_timeout: float,
         frame_events: int,
@@ -126,7 +122,6 @@ class Connection:
         #: Direct frame writes (the fast lane) need both a lane and a writer; otherwise ASGI only.
         self._writer = writer if lane is not None else None
         self._bus = bus
-        self._history = history
         self._max_lag = max_lag
         self._send_timeout = send_timeout
         self._frame_budget = frame_events
@@ -135,6 +130,9 @@ class Connection:
         self._metrics = metrics
         self.subscriptions: dict[str, Subscription] = {}
         self._outbox: deque[str] = deque()
+        #: Set while the outbox has room for more replies (see ``MAX_OUTBOX``).
+        self.room = asyncio.Event()
+        self.room.set()
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         #: True while the sender waits with nothing to do and is not woken: only then may ``notify``
@@ -234,20 +232,17 @@ class Connection:
             self._metrics.publish_to_send.observe_since(frame.oldest)
 
     def post(self, message: str) -> None:
-        """Queue a control message (ack, error) ahead of events."""
-        if len(self._outbox) >= MAX_OUTBOX:
-            raise SlowConsumer("too many replies waiting; the client is not reading")
+        """Queue a control message (ack, error) ahead of events; the receive loop waits for ``room``."""
         self._outbox.append(message)
+        if len(self._outbox) >= MAX_OUTBOX:
+            self.room.clear()
         self._wake_sender()
 
-    def subscribe(self, stream: str, after: int) -> int:
-        """Start (or restart) following ``stream`` after ``after``; returns the effective position."""
-        if stream == LIFECYCLE:
-            after = self._bus.head(LIFECYCLE)
+    def subscribe(self, stream: str, after: int) -> None:
+        """Start (or restart) following ``stream`` after position ``after``."""
         self.subscriptions[stream] = Subscription(stream, after)
         self._bus.watch(stream, self)
         self._wake_sender()
-        return after
 
     def unsubscribe(self, stream: str) -> bool:
         self._bus.unwatch(stream, self)
@@ -261,6 +256,10 @@ class Connection:
     def backlog(self) -> int:
         """Events published but not yet sent to this watcher, over all its subscriptions."""
         return sum(max(0, self._bus.head(s.stream) - s.cursor) for s in self.subscriptions.values())
+
+    def drained(self) -> bool:
+        """Nothing owed to this watcher: no reply waiting, no event unsent, no frame in flight."""
+        return not self._outbox and self._send_started is None and self.backlog() == 0
 
     # -- the sender task ---------------------------------------------------------------------
 
@@ -321,6 +320,7 @@ class Connection:
         frame = _Frame()
         while self._outbox:
             frame.add_message(self._outbox.popleft())
+        self.room.set()
         budget = self._frame_budget
         more = False
         for sub in list(self.subscriptions.values()):
@@ -332,7 +332,16 @@ class Connection:
                 self.resyncs += 1
                 if self._metrics is not None:
                     self._metrics.slow_consumers.labels("resync").inc()
-                frame.add_message(encode(Resync(run=sub.stream, after=sub.cursor)))
+                frame.add_message(
+                    encode(
+                        Resync(
+                            run=sub.stream,
+                            after=sub.cursor,
+                            epoch=self._bus.epoch_of(sub.stream),
+                            reason=ResyncReason.SLOW_CONSUMER,
+                        )
+                    )
+                )
                 log.info("ws.resync", conn=self.id, run=sub.stream, after=sub.cursor)
                 continue
             batch = await self._read(sub, budget)
@@ -348,13 +357,13 @@ class Connection:
         return frame, more
 
     async def _read(self, sub: Subscription, budget: int) -> list[Published]:
-        batch = self._bus.read(sub.stream, sub.cursor, budget)
+        batch = self._bus.recent(sub.stream, sub.cursor, budget)
         if batch is None:
             if sub.live or sub.stream == LIFECYCLE:
                 sub.overflowed = True  # fell out of the live log: the client must resync
                 self._wake_sender()
                 return []
-            return await self._history.store.events(sub.stream, sub.cursor, budget)
+            return await self._bus.read(sub.stream, sub.cursor, budget)
         if len(batch) < budget:
             sub.live = True
         return batch

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from runwatch.agents.bus import Bus
+from runwatch.agents.bus import MemoryBus
 from runwatch.agents.events import Published
 from runwatch.api.framing import text_frame
 
@@ -59,7 +59,7 @@ class FastLane:
     def dirty(self, conn: Connection) -> None:
         self._dirty.append(conn)
 
-    def frame(self, key: FrameKey, bus: Bus) -> SharedFrame | None:
+    def frame(self, key: FrameKey, bus: MemoryBus) -> SharedFrame | None:
         """The frame of these events, built on first use in this iteration; None if the bus lost some."""
         try:
             return self._frames[key]
@@ -67,7 +67,7 @@ class FastLane:
             pass
         batches: list[list[Published]] | None = []
         for stream, after, head in key:
-            batch = bus.read(stream, after, head - after)
+            batch = bus.recent(stream, after, head - after)
             if not batch or len(batch) != head - after:
                 batches = None
                 break

@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from runwatch.agents import errors
 from runwatch.agents.events import Published
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ EVENT_TYPES = (
 )
 RUN_STATUSES = ("succeeded", "failed", "cancelled")
 TOOL_OUTCOMES = ("ok", "error", "cancelled")
-CLOSE_REASONS = ("client", "server_shutdown", "slow_consumer", "message_too_big", "error")
+CLOSE_REASONS = tuple(dict.fromkeys(errors.CLOSE_REASONS.values()))
 SLOW_CONSUMER_ACTIONS = ("resync", "disconnect")
 CLIENT_MESSAGE_TYPES = ("subscribe", "unsubscribe", "cancel", "start", "ping", "invalid")
 LLM_ERROR_TYPES = ("connection", "timeout", "rate_limited", "client_error", "server_error", "other")

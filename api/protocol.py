@@ -1,16 +1,22 @@
-"""The WebSocket protocol in one place: client messages, server messages, error and close codes.
+"""The WebSocket protocol in one place: client messages and server messages.
 
-``docs/protocol.md`` documents the same names; server, docs and tests all use these constants.
+Error and close codes are named in ``runwatch.agents.errors``; ``docs/protocol.md`` documents the
+same names, and server, docs, tests and dashboard all use them.
 """
 
 from __future__ import annotations
 
-import enum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from runwatch.agents.errors import CloseCode, ErrorCode, ResyncReason, RunwatchError
+
+__all__ = ["CloseCode", "ErrorCode", "ResyncReason"]
+
 MessageId = str | int | None
+#: A position in a log: a seq, or a runs-feed position. SQLite and PostgreSQL hold signed 64-bit.
+Position = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 # -- client → server ------------------------------------------------------------------------
@@ -22,7 +28,10 @@ class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True
 
 class Subscribe(ClientMessage, tag="subscribe"):
     run: str
-    after: int = 0
+    after: Position = 0
+    #: The epoch of the log ``after`` belongs to (from an earlier ``ack``, or ``feed_epoch`` of
+    #: ``GET /api/runs``); if the log's epoch changed since, the answer is ``resync``.
+    epoch: str | None = None
 
 
 class Unsubscribe(ClientMessage, tag="unsubscribe"):
@@ -60,8 +69,10 @@ class Hello(msgspec.Struct, tag_field="type", tag="hello", kw_only=True):
 class Ack(msgspec.Struct, tag_field="type", tag="ack", kw_only=True, omit_defaults=True):
     id: MessageId = None
     run: str | None = None
-    #: For ``subscribe``: the position replay starts after. For ``cancel``: "cancelling".
+    #: For ``subscribe``: the position replay starts after, and the log's epoch.
     after: int | None = None
+    epoch: str | None = None
+    #: For ``cancel``: "cancelling" or "cancelled"; for ``start``: "queued".
     status: str | None = None
 
 
@@ -71,10 +82,17 @@ class Error(msgspec.Struct, tag_field="type", tag="error", kw_only=True):
     message: str
 
 
-class Resync(msgspec.Struct, tag_field="type", tag="resync", kw_only=True):
+class Resync(msgspec.Struct, tag_field="type", tag="resync", kw_only=True, omit_defaults=True):
+    """Subscribe to ``run`` again from ``after`` (in ``epoch``); its live flow stopped. ``reason``
+    says why: ``slow_consumer``, ``epoch_changed`` (drop what you hold of it first) or
+    ``feed_trimmed`` (reload the runs list)."""
+
     run: str
     after: int
-    reason: str = "slow_consumer"
+    epoch: str
+    reason: ResyncReason
+    #: Set when this answers a ``subscribe`` (it then replaces the ``ack``).
+    id: MessageId = None
 
 
 class Heartbeat(msgspec.Struct, tag_field="type", tag="heartbeat", kw_only=True):
@@ -85,30 +103,6 @@ class Pong(msgspec.Struct, tag_field="type", tag="pong", kw_only=True):
     id: MessageId = None
 
 
-class ErrorCode(enum.StrEnum):
-    BAD_JSON = "bad_json"
-    NOT_AN_OBJECT = "not_an_object"
-    UNKNOWN_TYPE = "unknown_type"
-    BAD_MESSAGE = "bad_message"
-    UNKNOWN_RUN = "unknown_run"
-    UNKNOWN_AGENT = "unknown_agent"
-    ALREADY_FINISHED = "already_finished"
-    QUEUE_FULL = "queue_full"
-    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
-    SHUTTING_DOWN = "shutting_down"
-
-
-class CloseCode(enum.IntEnum):
-    NORMAL = 1000
-    #: The server is shutting down; reconnect (with your last seq) after a moment.
-    GOING_AWAY = 1001
-    #: The client sent a frame over the size limit (``max_message_bytes`` in ``hello``).
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    #: Slow consumer: a frame was not taken within the send timeout. Reconnect and resubscribe.
-    TRY_AGAIN_LATER = 1013
-
-
 _encoder = msgspec.json.Encoder()
 
 
@@ -116,12 +110,16 @@ def encode(message: msgspec.Struct) -> str:
     return _encoder.encode(message).decode()
 
 
-class ProtocolError(Exception):
+class ProtocolError(RunwatchError):
+    """A client message refused, with the ``id`` to echo in the ``error`` reply."""
+
     def __init__(self, code: ErrorCode, message: str, message_id: MessageId = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.message_id = message_id
+
+    @classmethod
+    def of(cls, error: RunwatchError, message_id: MessageId) -> ProtocolError:
+        return cls(error.code, error.message, message_id)
 
     def to_message(self) -> str:
         return encode(Error(id=self.message_id, code=self.code, message=self.message))
@@ -131,19 +129,27 @@ def parse_client_message(text: str | bytes) -> AnyClientMessage:
     """Decode one client frame or raise ``ProtocolError`` saying exactly what is wrong."""
     try:
         raw: Any = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(ErrorCode.BAD_JSON, f"malformed JSON: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"malformed JSON: {_short(exc)}") from None
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.NOT_AN_OBJECT, 'a message must be a JSON object with a "type"')
-    message_id = raw.get("id") if isinstance(raw.get("id"), str | int) else None
+    message_id = raw.get("id")
+    if not isinstance(message_id, str | int) or isinstance(message_id, bool) or len(str(message_id)) > 100:
+        message_id = None
     kind = raw.get("type")
-    if kind not in CLIENT_TYPES:
+    if not isinstance(kind, str) or kind not in CLIENT_TYPES:
+        shown = repr(kind) if isinstance(kind, str | None) else f"of JSON type {type(kind).__name__}"
         raise ProtocolError(
             ErrorCode.UNKNOWN_TYPE,
-            f"unknown message type {kind!r}; expected one of {', '.join(sorted(CLIENT_TYPES))}",
+            f"unknown message type {shown[:100]}; expected one of {', '.join(sorted(CLIENT_TYPES))}",
             message_id,
         )
     try:
         return msgspec.convert(raw, AnyClientMessage)
-    except msgspec.ValidationError as exc:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"invalid {kind} message: {exc}", message_id) from None
+    except (msgspec.ValidationError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"invalid {kind} message: {_short(exc)}", message_id) from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "…"

@@ -6,15 +6,13 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, get, post
-from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from runwatch.agents.agent import UnknownAgent
 from runwatch.agents.events import RunStatus
 from runwatch.agents.store import RunPage, RunSummary
-from runwatch.agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
+from runwatch.agents.store.sqlite import MAX_POSITION
 from runwatch.api import __version__
 from runwatch.api.runtime import Runtime
 
@@ -59,32 +57,13 @@ class Health(msgspec.Struct):
     offline_streams: int
 
 
-class Conflict(HTTPException):
-    status_code = 409
-
-
-class TooManyRuns(HTTPException):
-    status_code = 429
-
-
-class Unavailable(HTTPException):
-    status_code = 503
-
-
 class RunsController(Controller):
     path = "/api"
     tags = ["runs"]
 
     @post("/runs", status_code=HTTP_202_ACCEPTED, summary="Start a run")
     async def start_run(self, data: StartRun, rt: Runtime) -> RunAccepted:
-        try:
-            handle = await rt.supervisor.start(data.agent, data.input)
-        except UnknownAgent as exc:
-            raise ClientException(str(exc), status_code=422) from None
-        except QueueFull as exc:
-            raise TooManyRuns(str(exc), headers={"Retry-After": "5"}) from None
-        except ShuttingDown as exc:
-            raise Unavailable(str(exc)) from None
+        handle = await rt.service.start(data.agent, data.input)
         return RunAccepted(
             id=handle.id,
             agent=handle.agent,
@@ -102,30 +81,23 @@ class RunsController(Controller):
         status: RunStatus | None = None,
         agent: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Parameter(pattern=r"^\d+$")] = None,
+        cursor: Annotated[str | None, Parameter(pattern=r"^\d{1,19}$")] = None,
     ) -> RunPage:
-        return await rt.store.list_runs(
-            status=status.value if status else None, agent=agent, limit=limit, cursor=cursor
-        )
+        return await rt.service.list(status=status.value if status else None, agent=agent, limit=limit, cursor=cursor)
 
     @get("/runs/{run_id:str}", summary="One run's summary")
     async def get_run(self, run_id: str, rt: Runtime) -> RunSummary:
-        summary = await rt.store.get_run(run_id)
-        if summary is None:
-            raise NotFoundException(f"no run {run_id!r}")
-        return summary
+        return await rt.service.get(run_id)
 
     @get("/runs/{run_id:str}/events", summary="Replay a run's events after a seq, a page at a time")
     async def run_events(
         self,
         run_id: str,
         rt: Runtime,
-        after: Annotated[int, Parameter(ge=0)] = 0,
+        after: Annotated[int, Parameter(ge=0, le=MAX_POSITION)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=5000)] = 1000,
     ) -> Response[bytes]:
-        items = await rt.history.read(run_id, after, limit)
-        if not items and not await rt.history.exists(run_id):
-            raise NotFoundException(f"no run {run_id!r}")
+        items = await rt.service.events(run_id, after, limit)
         last = items[-1].seq if items else after
         body = (
             b'{"run_id":'
@@ -142,12 +114,7 @@ class RunsController(Controller):
 
     @post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel a run")
     async def cancel_run(self, run_id: str, rt: Runtime) -> Cancelling:
-        try:
-            status = await rt.supervisor.cancel(run_id)
-        except UnknownRun as exc:
-            raise NotFoundException(str(exc)) from None
-        except RunAlreadyFinished as exc:
-            raise Conflict(str(exc)) from None
+        status = await rt.service.cancel(run_id)
         return Cancelling(id=run_id, status="cancelled" if status is RunStatus.CANCELLED else "cancelling")
 
     @get("/agents", summary="The agents this server can run", tags=["agents"])

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from runwatch.agents.agent import AgentRegistry, load_agents
 from runwatch.agents.bus import MemoryBus
 from runwatch.agents.demo import demo_agent
-from runwatch.agents.history import History
 from runwatch.agents.runner import Runner
+from runwatch.agents.service import RunService
 from runwatch.agents.store import SQLiteStore
 from runwatch.agents.supervisor import Supervisor
 from runwatch.api.config import ConfigError, Settings
@@ -23,12 +23,21 @@ from runwatch.api.metrics import LiveGauges, Metrics
 log = structlog.get_logger()
 
 
+#: At shutdown, how long connected watchers are given to receive the runs' final events.
+DRAIN_SECONDS = 2.0
+
+
 class Runtime:
+    """The composition root: the only place that names concrete backends."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.bus = MemoryBus(log_capacity=settings.log_capacity)
         self.store = SQLiteStore(settings.database)
-        self.history = History(self.bus, self.store)
+        self.bus = MemoryBus(
+            journal=self.store,
+            log_capacity=settings.log_capacity,
+            memory_bytes=int(settings.bus_memory_mb * 1024 * 1024),
+        )
         self.registry = AgentRegistry([demo_agent(settings.files_dir)])
         for module in settings.agents:
             try:
@@ -62,8 +71,13 @@ class Runtime:
             run_timeout=settings.run_timeout,
             offline=settings.offline,
         )
-        #: Set when shutdown begins: SSE streams end and WebSocket connections close with 1001.
+        self.service = RunService(
+            bus=self.bus, store=self.store, supervisor=self.supervisor, max_input_bytes=settings.max_input_bytes
+        )
+        #: Set once shutdown has stopped the runs (their final events are visible): SSE streams
+        #: end, WebSocket connections deliver what they owe (until ``drain_deadline``) and close 1001.
         self.closing = asyncio.Event()
+        self.drain_deadline = 0.0
         self.connections: set = set()
         #: Wake-ups of open SSE streams, so shutdown can end them at once.
         self.sse_streams: set = set()
@@ -75,10 +89,8 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.open()
-        interrupted = await self.store.mark_interrupted()
-        for published in interrupted:
-            log.warning("run.interrupted", run_id=published.run_id, seq=published.seq)
-        self.bus.add_sink(self.store)
+        await self.bus.start()
+        await self.service.recover()
         self.bus.add_sink(self.metrics)
         self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
 
@@ -93,23 +105,38 @@ class Runtime:
                 conn.tick(now)
 
     def begin_shutdown(self) -> None:
-        """Cancel runs and end live streams now.
+        """Refuse new runs and cancel the live ones now; once they have ended, set ``closing``.
 
         Called on SIGTERM/SIGINT, before uvicorn drains open HTTP responses: runs must stop first,
         or their own streams from the offline model would hold the drain until its timeout.
         """
-        if self.closing.is_set():
-            return
-        self.closing.set()
-        for wake in list(self.sse_streams):
-            wake.notify("*", 0)
-        self._shutdown = asyncio.ensure_future(self.supervisor.shutdown())
+        if self._shutdown is None:
+            self._shutdown = asyncio.ensure_future(self._stop_runs())
+
+    async def _stop_runs(self) -> None:
+        try:
+            await self.supervisor.shutdown(timeout=DRAIN_SECONDS * 2)
+            await self.store.flush()  # every final event is now visible to its watchers
+        finally:
+            self.drain_deadline = time.monotonic() + DRAIN_SECONDS
+            self.closing.set()
+            for wake in list(self.sse_streams):
+                wake.notify("*", 0)
+
+    async def drain(self) -> None:
+        """Stop the runs, then give every WebSocket watcher up to ``DRAIN_SECONDS`` to receive what it
+        is owed and be closed with 1001, before the server closes connections its own way."""
+        self.begin_shutdown()
+        await asyncio.shield(self._shutdown)
+        # Each connection closes itself once drained (see ``ws._drain``); wait for the last one.
+        while self.connections and time.monotonic() < self.drain_deadline + 0.5:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
-        self.begin_shutdown()
+        await self.drain()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        await self._shutdown
+        await self.bus.close()
         await self.store.close()
         await self.client.close()
         log.info("runtime.stopped")

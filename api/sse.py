@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from litestar import Request, get
-from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
+from runwatch.agents.errors import BadRequest
+from runwatch.agents.store.sqlite import MAX_POSITION
 from runwatch.api.runtime import Runtime
 
 PAGE = 500
@@ -33,16 +34,17 @@ class _Wake:
 
 @get("/api/runs/{run_id:str}/stream", tags=["runs"], summary="Follow a run over Server-Sent Events")
 async def run_stream(
-    run_id: str, request: Request, rt: Runtime, after: Annotated[int | None, Parameter(ge=0)] = None
+    run_id: str,
+    request: Request,
+    rt: Runtime,
+    after: Annotated[int | None, Parameter(ge=0, le=MAX_POSITION)] = None,
 ) -> ServerSentEvent:
     header = request.headers.get("last-event-id")
     if header is not None:
-        if not header.isdigit():
-            raise ClientException("Last-Event-ID must be the seq of the last event you received")
+        if not header.isascii() or not header.isdigit() or len(header.lstrip("0")) > 19:
+            raise BadRequest("Last-Event-ID must be the seq of the last event you received")
         after = int(header)
-    cursor = after or 0
-    if not await rt.history.exists(run_id):
-        raise NotFoundException(f"no run {run_id!r}")
+    cursor = (await rt.service.resume(run_id, after or 0)).after
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         nonlocal cursor
@@ -51,9 +53,10 @@ async def run_stream(
         rt.sse_streams.add(wake)
         rt.metrics.sse_opened.inc()
         try:
-            while not rt.closing.is_set():
+            while True:
+                closing = rt.closing.is_set()  # read once more after it is set: the final events
                 wake.event.clear()
-                items = await rt.history.read(run_id, cursor, PAGE)
+                items = await rt.bus.read(run_id, cursor, PAGE)
                 for p in items:
                     yield ServerSentEventMessage(data=p.text, id=p.seq)
                 if items:
@@ -61,6 +64,8 @@ async def run_stream(
                     if items[-1].type == "run.finished":
                         return
                     continue
+                if closing:
+                    return
                 summary = await rt.store.get_run(run_id)
                 if summary is not None and summary.status.finished and cursor >= summary.last_seq:
                     return

@@ -1,7 +1,8 @@
 """``/ws``: the WebSocket endpoint — a receive loop that dispatches client messages, and a sender.
 
 See ``docs/protocol.md`` for every message. Bad input gets an ``error`` message and the
-connection keeps working; only an oversized frame (1009) or a slow consumer (1013) ends it.
+connection keeps working; it ends only for an oversized frame (1009), a message flood (1008), a
+slow consumer (1013) or the server's shutdown (1001, after every final event was delivered).
 """
 
 from __future__ import annotations
@@ -14,89 +15,15 @@ import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from runwatch.agents.agent import UnknownAgent
-from runwatch.agents.bus import LIFECYCLE
-from runwatch.agents.events import RunStatus
-from runwatch.agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
+from runwatch.agents.errors import CLOSE_REASONS, CloseCode, ErrorCode
 from runwatch.api import __version__
-from runwatch.api.connection import Connection, SlowConsumer
+from runwatch.api.connection import Connection
+from runwatch.api.dispatch import MessageRate, handle
 from runwatch.api.framing import direct_writer
-from runwatch.api.protocol import (
-    Ack,
-    Cancel,
-    CloseCode,
-    ErrorCode,
-    Hello,
-    Ping,
-    Pong,
-    ProtocolError,
-    Start,
-    Subscribe,
-    Unsubscribe,
-    encode,
-    parse_client_message,
-)
+from runwatch.api.protocol import Error, Hello, ProtocolError, encode
 from runwatch.api.runtime import Runtime
 
 log = structlog.get_logger()
-
-#: Close code → the ``reason`` label of ``runwatch_ws_connections_closed_total``.
-_CLOSE_REASONS = {
-    CloseCode.NORMAL: "client",
-    CloseCode.GOING_AWAY: "server_shutdown",
-    CloseCode.TRY_AGAIN_LATER: "slow_consumer",
-    CloseCode.MESSAGE_TOO_BIG: "message_too_big",
-    CloseCode.INTERNAL_ERROR: "error",
-}
-
-
-async def _handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
-    try:
-        message = parse_client_message(text)
-    except ProtocolError:
-        rt.metrics.ws_received.labels("invalid").inc()
-        raise
-    rt.metrics.ws_received.labels(message.__struct_config__.tag).inc()
-    mid = message.id
-    match message:
-        case Subscribe(run=run, after=after):
-            if run not in conn.subscriptions and len(conn.subscriptions) >= rt.settings.ws_max_subscriptions:
-                raise ProtocolError(
-                    ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                    f"at most {rt.settings.ws_max_subscriptions} subscriptions per connection; unsubscribe first",
-                    mid,
-                )
-            if after < 0:
-                raise ProtocolError(ErrorCode.BAD_MESSAGE, "after must be 0 or more", mid)
-            if run != LIFECYCLE and not await rt.history.exists(run):
-                raise ProtocolError(ErrorCode.UNKNOWN_RUN, f"no run {run!r}", mid)
-            conn.post(encode(Ack(id=mid, run=run, after=after)))
-            conn.subscribe(run, after)
-        case Unsubscribe(run=run):
-            if not conn.unsubscribe(run):
-                raise ProtocolError(ErrorCode.UNKNOWN_RUN, f"not subscribed to {run!r}", mid)
-            conn.post(encode(Ack(id=mid, run=run)))
-        case Cancel(run=run):
-            try:
-                status = await rt.supervisor.cancel(run)
-            except UnknownRun as exc:
-                raise ProtocolError(ErrorCode.UNKNOWN_RUN, str(exc), mid) from None
-            except RunAlreadyFinished as exc:
-                raise ProtocolError(ErrorCode.ALREADY_FINISHED, str(exc), mid) from None
-            done = status is RunStatus.CANCELLED
-            conn.post(encode(Ack(id=mid, run=run, status="cancelled" if done else "cancelling")))
-        case Start(agent=agent, input=text_input):
-            try:
-                handle = await rt.supervisor.start(agent, text_input)
-            except UnknownAgent as exc:
-                raise ProtocolError(ErrorCode.UNKNOWN_AGENT, str(exc), mid) from None
-            except QueueFull as exc:
-                raise ProtocolError(ErrorCode.QUEUE_FULL, str(exc), mid) from None
-            except ShuttingDown as exc:
-                raise ProtocolError(ErrorCode.SHUTTING_DOWN, str(exc), mid) from None
-            conn.post(encode(Ack(id=mid, run=handle.id, status="queued")))
-        case Ping():
-            conn.post(encode(Pong(id=mid)))
 
 
 @websocket("/ws")
@@ -109,7 +36,6 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         conn_id,
         socket.send,
         bus=rt.bus,
-        history=rt.history,
         max_lag=settings.ws_max_lag,
         send_timeout=settings.ws_send_timeout,
         frame_events=settings.ws_frame_events,
@@ -147,6 +73,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         done, _ = await asyncio.wait({sender, receiver, closing}, return_when=asyncio.FIRST_COMPLETED)
         if closing in done:
             close_code, reason = CloseCode.GOING_AWAY, "server shutdown"
+            await _drain(conn, sender, deadline=rt.drain_deadline)
         elif sender in done and conn.cut_off is not None:
             close_code, reason = CloseCode.TRY_AGAIN_LATER, "slow consumer"
             log.warning("ws.slow_consumer", conn=conn_id, error=conn.cut_off)
@@ -157,17 +84,17 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
             exc = None if failed.cancelled() else failed.exception()
             # OSError: uvicorn's ClientDisconnected, the client left while we were sending.
             if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
-                log.error("ws.failed", conn=conn_id, error=repr(exc))
+                log.error("ws.failed", conn=conn_id, error=repr(exc), exc_info=exc)
                 close_code, reason = CloseCode.INTERNAL_ERROR, "error"
     finally:
         for task in (sender, receiver, closing):
             task.cancel()
         conn.close()
         rt.connections.discard(conn)
-        rt.metrics.ws_closed.labels(_CLOSE_REASONS.get(close_code, "error")).inc()
+        rt.metrics.ws_closed.labels(CLOSE_REASONS.get(close_code, "error")).inc()
         if close_code == CloseCode.TRY_AGAIN_LATER:
             rt.metrics.slow_consumers.labels("disconnect").inc()
-        if reason != "client":
+        if close_code != CloseCode.NORMAL:
             try:
                 await asyncio.wait_for(socket.close(code=close_code, reason=reason), 1.0)
             except Exception:
@@ -185,21 +112,47 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         )
 
 
+async def _drain(conn: Connection, sender: asyncio.Task[None], *, deadline: float) -> None:
+    """At shutdown: let the sender deliver what this watcher is owed (final events), up to ``deadline``."""
+    # Polled: "drained" spans the outbox, every subscription's cursor and the frame in flight.
+    while not conn.drained() and not sender.done() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+
+
 async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> tuple[CloseCode, str]:
     """Read client frames until the client leaves; returns how the connection should close."""
-    limit = rt.settings.ws_max_message_bytes
+    settings = rt.settings
+    limit = settings.ws_max_message_bytes
+    rate = MessageRate(settings.ws_message_rate, settings.ws_message_burst)
     while True:
+        await conn.room.wait()  # a client that sends faster than it reads waits here
         event = await socket.receive()
         if event["type"] == "websocket.disconnect":
+            code = event.get("code")
+            if code == CloseCode.MESSAGE_TOO_BIG:  # uvicorn enforces the size limit itself
+                return CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes"
             return CloseCode.NORMAL, "client"
         data = event.get("text")
         if data is None:
             data = event.get("bytes") or b""
         if len(data) > limit:
             return CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes"
+        if not rate.take():
+            if rate.flooding:
+                return CloseCode.POLICY_VIOLATION, "message flood"
+            if rate.refused == 1:
+                conn.post(
+                    encode(
+                        Error(
+                            id=None,
+                            code=ErrorCode.RATE_LIMITED,
+                            message=f"more than {settings.ws_message_rate:g} messages a second; "
+                            "messages are dropped until you slow down",
+                        )
+                    )
+                )
+            continue
         try:
-            await _handle(conn, rt, data)
+            await handle(conn, rt, data)
         except ProtocolError as exc:
             conn.post(exc.to_message())
-        except SlowConsumer:
-            return CloseCode.TRY_AGAIN_LATER, "slow consumer"

@@ -41,7 +41,7 @@ async def test_unknown_run_and_unknown_agent_are_errors_with_codes(server):
     reply = await w.request({"type": "cancel", "run": "no-such-run"})
     assert reply["code"] == "unknown_run"
     reply = await w.request({"type": "unsubscribe", "run": "no-such-run"})
-    assert reply["code"] == "unknown_run"
+    assert reply["code"] == "not_subscribed"
     reply = await w.request({"type": "start", "agent": "nobody"})
     assert reply["code"] == "unknown_agent" and "known agents: demo" in reply["message"]
     await w.close()

@@ -200,6 +200,49 @@ def test_the_runs_list_updates_live(make_server, open_page):
     page.screenshot(path=str(ARTIFACTS / "runs-list.png"), full_page=True)
 
 
+def test_a_run_started_while_the_list_loads_appears_in_it(make_server, open_page):
+    srv = make_server()
+    page = open_page("")
+    # A slow path to the WebSocket (a proxy, a busy network): the socket opens 1.5 s after the page.
+    page.add_init_script("""
+        const RealWebSocket = window.WebSocket;
+        window.WebSocket = class extends EventTarget {
+            constructor(url) {
+                super();
+                this.readyState = 0;
+                setTimeout(() => {
+                    const ws = new RealWebSocket(url);
+                    for (const name of ["open", "message", "close", "error"]) {
+                        ws.addEventListener(name, (e) => {
+                            this.readyState = ws.readyState;
+                            this["on" + name]?.(e);
+                        });
+                    }
+                    this.ws = ws;
+                }, 1500);
+            }
+            send(data) { this.ws.send(data); }
+            close(code, reason) {
+                this.ws ? this.ws.close(code, reason) : setTimeout(() => this.close(code, reason), 100);
+            }
+        };
+        window.WebSocket.OPEN = 1;
+    """)
+    started: list[str] = []
+
+    def list_then_start(route) -> None:
+        response = route.fetch()  # the list as it is now, without the run started next
+        if not started:
+            started.append(start_run(srv, {"tokens": 20, "rate": 100}))
+        route.fulfill(response=response)
+
+    page.route(re.compile(r".*/api/runs\?.*"), list_then_start)
+    page.goto(srv.url + "/")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+    row = page.locator(f'tr[data-run="{started[0]}"]')
+    expect(row).to_have_attribute("data-status", "succeeded", timeout=15_000)
+
+
 def test_without_websockets_the_view_falls_back_to_sse(server, open_page):
     page = open_page("")
     # A proxy that refuses the upgrade: every WebSocket closes before it opens.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from runwatch.agents.errors import HTTP_STATUS, ResyncReason
 from runwatch.agents.events import AnyEvent
 from runwatch.api import asyncapi
 from runwatch.api.protocol import CLIENT_TYPES, CloseCode, ErrorCode
@@ -20,7 +21,8 @@ def test_the_committed_asyncapi_document_matches_the_code():
 
 def test_protocol_md_documents_every_message_event_and_code():
     text = (DOCS / "protocol.md").read_text()
-    names = [*CLIENT_TYPES, *(e.__struct_config__.tag for e in AnyEvent.__args__), *(c.value for c in ErrorCode)]
+    names = [*CLIENT_TYPES, *(e.__struct_config__.tag for e in AnyEvent.__args__), *ResyncReason]
     missing = [n for n in names if f"`{n}`" not in text]
+    missing += [c.value for c in ErrorCode if f"| `{c.value}`".ljust(27) + f"| {HTTP_STATUS[c]} |" not in text]
     missing += [str(int(c)) for c in CloseCode if f"| {int(c)} |" not in text]
     assert not missing, f"docs/protocol.md does not mention {missing}"

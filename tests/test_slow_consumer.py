@@ -61,10 +61,17 @@ async def test_a_watcher_that_falls_behind_gets_resync_and_resumes_from_it(make_
     resync = await lagging.wait_for(lambda m: m.get("type") == "resync", timeout=30)
     before = lagging.events(run)
     assert_contiguous(before)
-    assert resync == {"type": "resync", "run": run, "after": before[-1]["seq"], "reason": "slow_consumer"}
+    assert resync == {
+        "type": "resync",
+        "run": run,
+        "after": before[-1]["seq"],
+        "epoch": resync["epoch"],
+        "reason": "slow_consumer",
+    }
     assert len(before) < len(everything)
 
-    await lagging.subscribe(run, after=resync["after"])
+    ack = await lagging.subscribe(run, after=resync["after"])
+    assert ack["epoch"] == resync["epoch"]
     rest = await lagging.until_finished(run, timeout=30)
     assert before + rest[len(before) :] == everything
     await fast.close()

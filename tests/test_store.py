@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from runwatch.agents.bus import MemoryBus
-from runwatch.agents.events import RunFinished, RunQueued, RunStarted, StepFinished, Token, ToolFinished, Totals, Usage
+from runwatch.agents.events import (
+    Published,
+    RunFinished,
+    RunQueued,
+    RunStarted,
+    StepFinished,
+    Token,
+    ToolFinished,
+    Totals,
+    Usage,
+)
 from runwatch.agents.store import SQLiteStore
 
 
@@ -19,9 +29,7 @@ async def store(request, tmp_path):
 
 @pytest.fixture
 def bus(store):
-    b = MemoryBus()
-    b.add_sink(store)
-    return b
+    return MemoryBus(journal=store)
 
 
 async def _run(bus, run_id: str, *, finish: bool = True, tokens: int = 3) -> None:
@@ -39,14 +47,16 @@ async def _run(bus, run_id: str, *, finish: bool = True, tokens: int = 3) -> Non
 
 async def test_events_read_back_in_order_with_the_same_bytes(store, bus):
     await _run(bus, "r1")
+    await store.flush()
     events = await store.events("r1", 0, 100)
     assert [p.seq for p in events] == list(range(1, 9))
-    assert events[2].data == bus.read("r1", 2, 1)[0].data
+    assert events[2].data == bus.recent("r1", 2, 1)[0].data
     assert [p.seq for p in await store.events("r1", 5, 2)] == [6, 7]
 
 
 async def test_summaries_follow_the_events(store, bus):
     await _run(bus, "r1", tokens=4)
+    await store.flush()
     summary = await store.get_run("r1")
     assert summary.status == "succeeded" and summary.input_tokens == 7 and summary.output_tokens == 4
     assert summary.tool_calls == 1 and summary.steps == 1 and summary.last_seq == 9
@@ -57,6 +67,7 @@ async def test_summaries_follow_the_events(store, bus):
 async def test_list_filters_and_pages(store, bus):
     for i in range(5):
         await _run(bus, f"r{i}", finish=i % 2 == 0)
+    await store.flush()
     page = await store.list_runs(limit=2)
     assert [r.id for r in page.runs] == ["r4", "r3"] and page.next
     rest = await store.list_runs(limit=10, cursor=page.next)
@@ -64,14 +75,36 @@ async def test_list_filters_and_pages(store, bus):
     assert [r.id for r in (await store.list_runs(status="running")).runs] == ["r3", "r1"]
 
 
-async def test_interrupted_runs_are_finished_with_the_next_seq(store, bus):
+async def test_unfinished_runs_are_the_ones_left_queued_or_running(store, bus):
     await _run(bus, "alive", finish=False)
     await _run(bus, "done")
-    marked = await store.mark_interrupted()
-    assert [(p.run_id, p.seq) for p in marked] == [("alive", 8)]
-    summary = await store.get_run("alive")
-    assert summary.status == "failed" and summary.error == "interrupted" and summary.last_seq == 8
-    assert (await store.events("alive", 7, 10))[0].type == "run.finished"
+    await store.flush()
+    assert [r.id for r in await store.unfinished_runs()] == ["alive"]
+    assert await store.head("alive") == 7 and await store.head("nope") == 0
+
+
+async def test_the_epoch_is_kept_in_the_database(tmp_path):
+    first = SQLiteStore(tmp_path / "e.sqlite3")
+    await first.open()
+    await first.close()
+    again = SQLiteStore(tmp_path / "e.sqlite3")
+    await again.open()
+    other = SQLiteStore(tmp_path / "other.sqlite3")
+    await other.open()
+    assert again.epoch == first.epoch and other.epoch != first.epoch
+    await again.close()
+    await other.close()
+
+
+async def test_reads_do_not_wait_for_pending_writes(store, bus):
+    await _run(bus, "r1")
+    await store.flush()
+    for i in range(100_000):
+        store.append(Published("other", i + 1, "token", b'{"type":"token"}'))
+    assert len(await store.events("r1", 0, 100)) == 8
+    assert store.unwritten > 0  # answered while the big batch was still being written
+    await store.flush()
+    assert store.unwritten == 0
 
 
 async def test_a_full_write_buffer_applies_backpressure_and_loses_nothing(store, bus):
@@ -86,5 +119,6 @@ async def test_a_full_write_buffer_applies_backpressure_and_loses_nothing(store,
 
     bus.add_sink(Probe())
     await _run(bus, "big", tokens=5_000)
+    await store.flush()
     assert 0 < Probe.most <= 101  # bound 100, plus the one event whose publish is waiting
     assert len(await store.events("big", 0, 10_000)) == 5_005

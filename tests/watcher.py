@@ -92,10 +92,12 @@ class Watcher:
         return await asyncio.wait_for(closed(), timeout)
 
     async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        """Send ``message`` with a fresh id and return the ``ack`` or ``error`` that echoes it."""
+        """Send ``message`` with a fresh id and return the ``ack``, ``error`` or ``resync`` that echoes it."""
         mid = next(_ids)
         await self.send({**message, "id": mid})
-        return await self.wait_for(lambda m: m.get("type") in ("ack", "error") and m.get("id") == mid, timeout)
+        return await self.wait_for(
+            lambda m: m.get("type") in ("ack", "error", "resync") and m.get("id") == mid, timeout
+        )
 
     async def subscribe(self, run: str, after: int = 0) -> dict[str, Any]:
         reply = await self.request({"type": "subscribe", "run": run, "after": after})

@@ -1,6 +1,6 @@
-"""The event bus: a contract (``Bus``) and its backends."""
+"""The event bus: a contract (``Bus``, ``Journal``) and its backends."""
 
-from runwatch.agents.bus.base import LIFECYCLE, Bus, RingLog, Sink, Watcher
+from runwatch.agents.bus.base import LIFECYCLE, Bus, Journal, RecentLog, Sink, Watcher
 from runwatch.agents.bus.memory import MemoryBus
 
-__all__ = ["LIFECYCLE", "Bus", "MemoryBus", "RingLog", "Sink", "Watcher"]
+__all__ = ["LIFECYCLE", "Bus", "Journal", "MemoryBus", "RecentLog", "Sink", "Watcher"]

@@ -1,4 +1,14 @@
-"""The bus contract: publish per run, read a run's recent log from a position, be woken on news.
+"""The bus contract: publish per run, read any run's log from a position, be woken on news.
+
+Positions. Every event of a run has a ``seq`` (1, 2, 3 … with no gap), assigned by the bus and
+nowhere else. A run's log also has an **epoch**: a string that stays the same for as long as the
+log's positions mean the same events, and changes when a log is lost or rebuilt. A client resuming
+with ``(epoch, seq)`` therefore either gets exactly the events after ``seq`` or learns that it must
+resync; it never gets different events at a position it already saw.
+
+Durability. With a ``Journal`` (the store), an event becomes *visible* — readable, counted in
+``head``, announced to watchers — only once the journal has made it durable. Whatever a watcher
+received survives a crash of the process, so a position handed out is never handed out again.
 
 The bus holds *policy-free* storage of recent events; the readers (WebSocket connections, SSE
 streams) keep their own cursors and decide what to do when they fall behind. That way a publish
@@ -7,25 +17,27 @@ costs one encode plus one wake-up per watcher, and a watcher costs one cursor, n
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from runwatch.agents.events import Event, Published
 
-#: The stream name of the lifecycle feed: every run's ``run.*`` events, in publish order.
+#: The stream name of the runs feed: every run's ``run.*`` events, in the order they became visible.
 LIFECYCLE = "*"
 
 
 class Watcher(Protocol):
-    """Something to wake when a stream grows; ``notify`` must not block or raise."""
+    """Something to wake when a stream grows. ``notify`` should not block; if it raises, the bus logs
+    it once and goes on (a failing watcher never breaks a publish or another watcher)."""
 
     def notify(self, stream: str, head: int) -> None: ...
 
 
 class Sink(Protocol):
-    """A consumer that must see every event (store, metrics).
+    """A consumer that must see every event (metrics), in publish order.
 
-    ``accept`` is called synchronously in publish order. ``ready`` is awaited after each publish and
-    is where a sink applies backpressure to producers (it returns at once unless the sink is full).
+    ``ready`` is awaited after each publish and is where a sink applies backpressure to producers.
+    A sink that raises is logged and skipped; the publish goes on.
     """
 
     def accept(self, published: Published) -> None: ...
@@ -33,21 +45,73 @@ class Sink(Protocol):
     async def ready(self) -> None: ...
 
 
-class Bus(Protocol):
-    async def publish(self, event: Event) -> Published:
-        """Assign the next ``seq`` of ``event.run_id`` and ``ts``, encode once, fan out."""
+Durable = Callable[[Sequence[Published]], None]
+
+
+class Journal(Protocol):
+    """Where the bus makes events durable (the store): appends in publish order, batched.
+
+    ``on_durable`` callbacks run on the event loop with each committed batch, in commit order.
+    """
+
+    epoch: str
+
+    def append(self, published: Published) -> None:
+        """Queue an event for writing; never blocks, never drops."""
         ...
 
-    def read(self, stream: str, after: int, limit: int) -> list[Published] | None:
-        """Events of ``stream`` with position > ``after``, at most ``limit``, in order.
+    async def ready(self) -> None:
+        """Backpressure: wait while the pending bound (events or bytes) is exceeded."""
+        ...
 
-        ``None`` means the bus no longer holds position ``after + 1`` (evicted or never here): read
-        the store instead. An empty list means the reader is caught up.
+    def on_durable(self, callback: Durable) -> None: ...
+
+    async def head(self, run_id: str) -> int:
+        """The last durable seq of ``run_id`` (0 if none)."""
+        ...
+
+    async def events(self, run_id: str, after: int, limit: int) -> list[Published]:
+        """Durable events of ``run_id`` with seq > ``after``, at most ``limit``, in order."""
+        ...
+
+
+class Bus(Protocol):
+    """Atomic per run: one publish assigns one position, and history and live fan-out agree on it."""
+
+    epoch: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, event: Event) -> Published:
+        """Assign the run's next ``seq`` and ``ts``, encode once, make it durable and visible, fan out.
+
+        Returns the ``Published`` event: its ``seq`` is its position in the run's log (``epoch``).
+        A run's first event is ``run.queued`` (seq 1); any other event of a run this bus does not
+        hold continues from the journal's last position.
+        """
+        ...
+
+    async def read(self, stream: str, after: int, limit: int) -> list[Published]:
+        """Visible events of a run with seq > ``after``, at most ``limit``, in order, gap-free:
+        from memory while it holds them, else from the journal."""
+        ...
+
+    def recent(self, stream: str, after: int, limit: int) -> list[Published] | None:
+        """The non-blocking read of the hot path: what memory holds after ``after``.
+
+        ``None`` means memory no longer holds position ``after + 1`` (evicted or never here): use
+        ``read``. An empty list means the reader is caught up.
         """
         ...
 
     def head(self, stream: str) -> int:
-        """The last position published on ``stream`` (0 if none is held)."""
+        """The last visible position of ``stream`` held in memory (0 if none is held)."""
+        ...
+
+    async def position(self, run_id: str) -> int:
+        """The last visible position of a run, from memory or the journal (0: no such run)."""
         ...
 
     def watch(self, stream: str, watcher: Watcher) -> None: ...
@@ -57,41 +121,60 @@ class Bus(Protocol):
     def add_sink(self, sink: Sink) -> None: ...
 
 
-class RingLog:
-    """A fixed-capacity log of consecutive positions with O(1) append and O(k) reads of k items.
+class RecentLog:
+    """Consecutive positions held in memory, oldest dropped first; bounded by count and by bytes.
 
-    Positions start at 1. Once full, each append overwrites the oldest item; ``first`` moves on.
+    Positions start at 1. ``head`` is the last appended position, ``visible`` the last one readers
+    may see (appended and durable). ``read`` and ``trim`` are slices of one list: O(k) in the items
+    they touch. ``size`` is the bytes held (event JSON plus a fixed overhead per item).
     """
 
-    __slots__ = ("_capacity", "_items", "head")
+    __slots__ = ("_capacity", "_items", "first", "head", "size", "visible")
 
-    def __init__(self, capacity: int) -> None:
+    #: Bytes an item costs beyond its JSON: the ``Published`` object, its list slot, the Struct.
+    OVERHEAD = 200
+
+    def __init__(self, capacity: int, head: int = 0) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
         self._items: list[Published] = []
-        self.head = 0
+        self.first = head + 1
+        self.head = head
+        self.visible = head
+        self.size = 0
 
-    @property
-    def first(self) -> int:
-        return self.head - len(self._items) + 1
+    def __len__(self) -> int:
+        return len(self._items)
 
     def append(self, item: Published) -> int:
+        """Append ``item`` at ``head + 1``; returns the bytes the log grew by (negative if it shrank)."""
         self.head += 1
-        if len(self._items) < self._capacity:
-            self._items.append(item)
-        else:
-            self._items[(self.head - 1) % self._capacity] = item
-        return self.head
+        self._items.append(item)
+        grown = len(item.data) + self.OVERHEAD
+        self.size += grown
+        if len(self._items) > self._capacity:
+            # Drop an eighth at once, so that appending to a full log stays O(1) on average.
+            grown -= self.trim(max(1, self._capacity // 8))
+        return grown
+
+    def trim(self, count: int) -> int:
+        """Drop up to ``count`` of the oldest *visible* items; returns the bytes freed."""
+        count = min(count, self.visible - self.first + 1)
+        if count <= 0:
+            return 0
+        dropped = self._items[:count]
+        del self._items[:count]
+        self.first += count
+        freed = sum(len(p.data) for p in dropped) + count * self.OVERHEAD
+        self.size -= freed
+        return freed
 
     def read(self, after: int, limit: int) -> list[Published] | None:
         if after + 1 < self.first:
             return None
-        count = min(limit, self.head - after)
+        count = min(limit, self.visible - after)
         if count <= 0:
             return []
-        cap = self._capacity
-        if len(self._items) < cap:
-            return self._items[after : after + count]
-        items = self._items
-        return [items[pos % cap] for pos in range(after, after + count)]
+        start = after + 1 - self.first
+        return self._items[start : start + count]

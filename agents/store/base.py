@@ -6,7 +6,8 @@ from typing import Protocol
 
 import msgspec
 
-from runwatch.agents.events import Published, RunStatus
+from runwatch.agents.bus.base import Journal
+from runwatch.agents.events import RunStatus
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -32,29 +33,35 @@ class RunSummary(msgspec.Struct, kw_only=True):
 
 class RunPage(msgspec.Struct, kw_only=True):
     runs: list[RunSummary]
+    #: The cursor of the next (older) page, or null.
     next: str | None = None
+    #: The runs feed's position this page is valid at: subscribe to ``"*"`` with ``after`` = it (and
+    #: ``epoch`` = ``feed_epoch``) to get every lifecycle event since, with none missed.
+    feed: int = 0
+    feed_epoch: str = ""
 
 
-class Store(Protocol):
-    async def open(self) -> None: ...
+class StoreUnavailable(Exception):
+    """The database cannot be opened or used; the message says which and why."""
+
+
+class Store(Journal, Protocol):
+    """Durable history: the bus's journal (see ``Journal``) plus run summaries.
+
+    Reads never wait for pending writes: the bus shows nothing before it is durable.
+    """
+
+    async def open(self) -> None:
+        """Open (creating if needed) the database; raises ``StoreUnavailable``."""
+        ...
 
     async def close(self) -> None:
         """Write everything pending, then release the database."""
         ...
 
-    def accept(self, published: Published) -> None:
-        """Queue an event for writing (bus sink); never blocks, never drops."""
-        ...
-
-    async def ready(self) -> None:
-        """Backpressure: wait while more than the pending bound is queued."""
-        ...
-
     async def flush(self) -> None:
-        """Return once everything accepted before the call is durable."""
+        """Return once everything appended before the call is durable."""
         ...
-
-    async def events(self, run_id: str, after: int, limit: int) -> list[Published]: ...
 
     async def get_run(self, run_id: str) -> RunSummary | None: ...
 
@@ -68,9 +75,6 @@ class Store(Protocol):
         cursor: str | None = None,
     ) -> RunPage: ...
 
-    async def mark_interrupted(self) -> list[Published]:
-        """Finish runs left queued/running by a dead process as ``failed``/``interrupted``.
-
-        Appends their ``run.finished`` event (next seq) and returns those events.
-        """
+    async def unfinished_runs(self) -> list[RunSummary]:
+        """Runs left queued or running (by a process that died): the caller finishes them."""
         ...

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
-import time
+import threading
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from runwatch.agents.events import Published, RunFinished, RunStatus, Totals, encode
-from runwatch.agents.store.base import RunPage, RunSummary
+from runwatch.agents.events import Published, RunStatus
+from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 
 log = structlog.get_logger()
 
@@ -38,6 +41,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, num);
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, num);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -74,40 +78,83 @@ def _row_to_summary(row: tuple) -> RunSummary:
     )
 
 
-class SQLiteStore:
-    """The embedded store.
+#: SQLite integers are signed 64-bit: a position past this can hold nothing.
+MAX_POSITION = 2**63 - 1
 
-    Writes: ``accept`` appends to a pending list; one writer task commits everything pending in
-    one transaction, so batches grow by themselves under load. Pending is bounded by
-    ``max_pending``: past it, ``ready`` makes producers wait (backpressure, nothing dropped).
+
+class SQLiteStore:
+    """The embedded store, and the bus's journal.
+
+    Writes: ``append`` adds to a pending list; one writer thread commits everything pending in one
+    transaction, so batches grow by themselves under load, then tells the bus (``on_durable``),
+    which only then shows those events to anyone. Pending is bounded by ``max_pending`` events and
+    ``max_pending_bytes``: past either, ``ready`` makes producers wait (backpressure, nothing
+    dropped). A WAL commit survives a crash of the process.
+
+    Reads run on their own threads and connections (WAL readers never wait for the writer), and
+    never wait for pending writes: whatever anyone was shown is already durable.
     """
 
-    def __init__(self, path: str | Path, *, max_pending: int = 50_000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_pending: int = 50_000,
+        max_pending_bytes: int = 64 * 1024 * 1024,
+        readers: int = 2,
+    ) -> None:
         self.path = Path(path)
+        self.epoch = ""
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
         self._pending: list[Published] = []
-        self._accepted = 0
+        self._pending_bytes = 0
+        self._appended = 0
         self._written = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runwatch-sqlite")
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runwatch-sqlite-write")
+        self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="runwatch-sqlite-read")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
         self._db: sqlite3.Connection | None = None
         self._wake = asyncio.Event()
         self._progress = asyncio.Condition()
         self._writer: asyncio.Task[None] | None = None
+        self._durable: list[Callable[[Sequence[Published]], None]] = []
 
-    async def _call(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    async def _write_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, fn, *args)
+
+    async def _read_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn, *args)
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        await self._call(self._open)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            await self._write_call(self._open)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
         self._writer = asyncio.create_task(self._write_loop(), name="runwatch-store-writer")
 
     def _open(self) -> None:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db = self._connect()
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
+        (self.epoch,) = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
         self._db = db
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA busy_timeout=5000")
+        self._connections.append(db)
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
 
     async def close(self) -> None:
         await self.flush()
@@ -117,29 +164,42 @@ class SQLiteStore:
                 await self._writer
             except asyncio.CancelledError:
                 pass
-        if self._db is not None:
-            await self._call(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+        self._writer_pool.shutdown(wait=True)
+        for db in self._connections:
+            db.close()
+        self._connections.clear()
+        self._db = None
 
-    # -- writing -----------------------------------------------------------------------------
+    # -- writing (the journal) -----------------------------------------------------------------
 
-    def accept(self, published: Published) -> None:
+    def append(self, published: Published) -> None:
         self._pending.append(published)
-        self._accepted += 1
+        self._pending_bytes += len(published.data)
+        self._appended += 1
         self._wake.set()
 
+    def on_durable(self, callback: Callable[[Sequence[Published]], None]) -> None:
+        self._durable.append(callback)
+
     async def ready(self) -> None:
-        while len(self._pending) > self._max_pending:
+        while len(self._pending) > self._max_pending or self._pending_bytes > self._max_pending_bytes:
             async with self._progress:
                 await self._progress.wait()
 
     @property
     def pending(self) -> int:
+        """Events waiting for the next batch."""
         return len(self._pending)
 
+    @property
+    def unwritten(self) -> int:
+        """Events appended and not yet durable (pending, or in the batch being written)."""
+        return self._appended - self._written
+
     async def flush(self) -> None:
-        target = self._accepted
+        """Return once everything appended before the call is durable."""
+        target = self._appended
         if self._written >= target:
             return
         async with self._progress:
@@ -150,15 +210,20 @@ class SQLiteStore:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch, self._pending = self._pending, []
+                batch, self._pending, self._pending_bytes = self._pending, [], 0
                 while True:
                     try:
-                        await self._call(self._write_batch, batch)
+                        await self._write_call(self._write_batch, batch)
                         break
                     except sqlite3.Error as exc:
                         log.error("store.write_failed", error=str(exc), events=len(batch), retry_in=1.0)
                         await asyncio.sleep(1.0)
                 self._written += len(batch)
+                for callback in self._durable:
+                    try:
+                        callback(batch)
+                    except Exception:
+                        log.exception("store.durable_callback_failed")
                 async with self._progress:
                     self._progress.notify_all()
 
@@ -207,26 +272,37 @@ class SQLiteStore:
 
     # -- reading -----------------------------------------------------------------------------
 
+    async def head(self, run_id: str) -> int:
+        return await self._read_call(self._select_head, run_id)
+
+    def _select_head(self, run_id: str) -> int:
+        (head,) = (
+            self._reader().execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+        )
+        return head
+
     async def events(self, run_id: str, after: int, limit: int) -> list[Published]:
-        await self.flush()
-        rows = await self._call(self._select_events, run_id, after, limit)
+        if after >= MAX_POSITION:
+            return []
+        rows = await self._read_call(self._select_events, run_id, after, limit)
         return [Published(run_id, seq, type_, data) for seq, type_, data in rows]
 
     def _select_events(self, run_id: str, after: int, limit: int) -> list[tuple]:
-        assert self._db is not None
-        return self._db.execute(
-            "SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (run_id, after, limit),
-        ).fetchall()
+        return (
+            self._reader()
+            .execute(
+                "SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (run_id, after, limit),
+            )
+            .fetchall()
+        )
 
     async def get_run(self, run_id: str) -> RunSummary | None:
-        await self.flush()
-        row = await self._call(self._select_run, run_id)
+        row = await self._read_call(self._select_run, run_id)
         return _row_to_summary(row) if row else None
 
     def _select_run(self, run_id: str) -> tuple | None:
-        assert self._db is not None
-        return self._db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return self._reader().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
 
     async def list_runs(
         self,
@@ -237,7 +313,6 @@ class SQLiteStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> RunPage:
-        await self.flush()
         where, args = [], []
         for column, value in (("status", status), ("agent", agent), ("tenant", tenant)):
             if value is not None:
@@ -245,56 +320,22 @@ class SQLiteStore:
                 args.append(value)
         if cursor is not None:
             where.append("num < ?")
-            args.append(int(cursor))
+            args.append(min(int(cursor), MAX_POSITION))
         sql = f"SELECT {_RUN_COLUMNS}, num FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY num DESC LIMIT ?"
         args.append(limit + 1)
-        rows = await self._call(self._select_many, sql, args)
+        rows = await self._read_call(self._select_many, sql, args)
         more = len(rows) > limit
         rows = rows[:limit]
         return RunPage(runs=[_row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None)
 
     def _select_many(self, sql: str, args: list) -> list[tuple]:
-        assert self._db is not None
-        return self._db.execute(sql, args).fetchall()
+        return self._reader().execute(sql, args).fetchall()
 
-    async def mark_interrupted(self) -> list[Published]:
-        await self.flush()
-        return await self._call(self._mark_interrupted)
-
-    def _mark_interrupted(self) -> list[Published]:
-        db = self._db
-        assert db is not None
-        rows = db.execute(
-            "SELECT id, input_tokens, output_tokens, tool_calls, steps, COALESCE(started_at, created_at)"
-            " FROM runs WHERE status IN ('queued', 'running')"
-        ).fetchall()
-        out = []
-        now = time.time()
-        for run_id, tin, tout, tools, steps, since in rows:
-            (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
-            event = RunFinished(
-                run_id=run_id,
-                seq=last + 1,
-                ts=now,
-                status="failed",
-                error="interrupted",
-                totals=Totals(
-                    input_tokens=tin, output_tokens=tout, tool_calls=tools, steps=steps, duration=round(now - since, 3)
-                ),
-            )
-            data = encode(event)
-            db.execute("BEGIN")
-            db.execute(
-                "INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, 'run.finished', ?)",
-                (run_id, event.seq, data),
-            )
-            db.execute(
-                "UPDATE runs SET status = 'failed', error = 'interrupted', finished_at = ?, last_seq = ? WHERE id = ?",
-                (now, event.seq, run_id),
-            )
-            db.execute("COMMIT")
-            out.append(Published(run_id, event.seq, "run.finished", data, event))
-        return out
+    async def unfinished_runs(self) -> list[RunSummary]:
+        rows = await self._read_call(
+            self._select_many, f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')", []
+        )
+        return [_row_to_summary(r) for r in rows]

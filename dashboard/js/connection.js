@@ -108,8 +108,22 @@ export class Live {
         return;
       }
       case "resync": {
+        const waiter = this.pending.get(msg.id);
+        if (waiter) {
+          this.pending.delete(msg.id);
+          waiter.resolve(msg);
+        }
         const sub = this.subs.get(msg.run);
-        if (sub) this.sendSubscribe(msg.run, sub); // from our own last seq: nothing lost, nothing twice
+        if (!sub) return;
+        if (msg.reason === "slow_consumer") {
+          this.sendSubscribe(msg.run, sub); // from our own last seq: nothing lost, nothing twice
+        } else {
+          // epoch_changed / feed_trimmed: what we hold no longer lines up with the log; start over.
+          sub.last = msg.after;
+          sub.epoch = msg.epoch;
+          if (sub.resetHandlers.size) for (const reset of sub.resetHandlers) reset(msg);
+          else this.sendSubscribe(msg.run, sub);
+        }
         return;
       }
       case "heartbeat":
@@ -121,6 +135,14 @@ export class Live {
   }
 
   deliver(event) {
+    const feed = this.subs.get("*");
+    if (event.feed !== undefined) {
+      // From the runs feed: its own positions, kept to resume the feed after a disconnect.
+      if (!feed || event.feed <= feed.last) return;
+      feed.last = event.feed;
+      for (const handler of feed.handlers) handler(event);
+      return;
+    }
     const sub = this.subs.get(event.run_id);
     if (sub) {
       if (event.seq === sub.last + 1) {
@@ -130,7 +152,6 @@ export class Live {
         this.sendSubscribe(event.run_id, sub); // a gap: ask again from what we have
       }
     }
-    const feed = this.subs.get("*");
     if (feed && event.type.startsWith("run.")) for (const handler of feed.handlers) handler(event);
   }
 
@@ -145,30 +166,48 @@ export class Live {
 
   sendSubscribe(run, sub) {
     if (this.mode === "sse") return this.followOverSse(run, sub);
-    this.request({ type: "subscribe", run, after: run === "*" ? 0 : sub.last }).catch((error) => {
+    const message = { type: "subscribe", run, after: sub.last };
+    if (sub.epoch) message.epoch = sub.epoch;
+    this.request(message).then((reply) => {
+      if (reply.type === "ack" && reply.epoch) sub.epoch = reply.epoch;
+    }).catch((error) => {
       for (const handler of sub.errorHandlers) handler(error);
     });
   }
 
-  // Follow `run` from `after`; `handler` gets each event once, in seq order. Returns an unsubscribe function.
-  subscribe(run, after, handler, onError = () => {}) {
+  // Follow `run` (a run id, or "*" for the runs feed) from position `after` in `epoch` (optional);
+  // `handler` gets each event once, in order. `onReset(resync)` is called when the log's epoch
+  // changed or the feed no longer holds our position: reload, then `resume(after, epoch)`.
+  // Returns an unsubscribe function.
+  subscribe(run, after, handler, onError = () => {}, { epoch = null, onReset = null } = {}) {
     let sub = this.subs.get(run);
     const fresh = !sub;
     if (fresh) {
-      sub = { last: after, handlers: new Set(), errorHandlers: new Set() };
+      sub = { last: after, epoch, handlers: new Set(), errorHandlers: new Set(), resetHandlers: new Set() };
       this.subs.set(run, sub);
     }
     sub.handlers.add(handler);
     sub.errorHandlers.add(onError);
+    if (onReset) sub.resetHandlers.add(onReset);
     if (fresh && (this.mode === "live" || this.mode === "sse")) this.sendSubscribe(run, sub);
     return () => {
       sub.handlers.delete(handler);
       sub.errorHandlers.delete(onError);
+      if (onReset) sub.resetHandlers.delete(onReset);
       if (sub.handlers.size) return;
       this.subs.delete(run);
       if (sub.source) sub.source.close();
       if (this.mode === "live") this.request({ type: "unsubscribe", run }).catch(() => {});
     };
+  }
+
+  // Start following `run` again from `after` in `epoch` (after an onReset).
+  resume(run, after, epoch) {
+    const sub = this.subs.get(run);
+    if (!sub) return;
+    sub.last = after;
+    sub.epoch = epoch;
+    if (this.mode === "live" || this.mode === "sse") this.sendSubscribe(run, sub);
   }
 
   // Called every few seconds while the runs feed cannot be followed live (SSE mode).

@@ -250,7 +250,7 @@ export function runView(root, live, runId) {
     state.error = error.code === "unknown_run" ? `There is no run ${runId}.` : error.message;
     state.status = "failed";
     mark("header");
-  });
+  }, { onReset: () => location.reload() }); // the run's log was rebuilt (epoch_changed): start over
   api(`/api/runs/${encodeURIComponent(runId)}`).then((summary) => {
     title.textContent = `Run ${runId}`;
     state.summary = summary;

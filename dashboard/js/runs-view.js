@@ -82,6 +82,7 @@ export function runsView(root, live, params) {
     if (filters.agent) query.set("agent", filters.agent);
     if (!reset && next) query.set("cursor", next);
     const page = await api(`/api/runs?${query}`);
+    if (reset) follow(page);
     if (reset) order = order.filter((id) => !page.runs.some((r) => r.id === id) && runs.get(id)?.created_at > (page.runs[0]?.created_at ?? 0));
     for (const run of page.runs) {
       const known = runs.get(run.id);
@@ -94,13 +95,29 @@ export function runsView(root, live, params) {
     render();
   }
 
-  const stop = live.subscribe("*", 0, (event) => {
+  // The runs feed, followed from the position the first page was read at: a run started while the
+  // page loads is in the page or comes through the feed, never in neither.
+  let stop = () => {};
+  let following = false;
+  function onFeed(event) {
     const known = runs.get(event.run_id);
     if (!known && event.type !== "run.queued") return;
+    if (known && RANK[known.status] > RANK[event.type === "run.finished" ? event.status : event.type === "run.started" ? "running" : "queued"]) return;
     runs.set(event.run_id, summaryFromEvent(event, known));
     if (!known) order.unshift(event.run_id);
     scheduleRender();
-  });
+  }
+  function follow(page) {
+    if (!following) {
+      following = true;
+      stop = live.subscribe("*", page.feed, onFeed, () => {}, {
+        epoch: page.feed_epoch,
+        onReset: () => load(true).catch(showError),
+      });
+    } else {
+      live.resume("*", page.feed, page.feed_epoch);
+    }
+  }
   const stopPolling = live.onPoll(() => load(true).catch(() => {}));
 
   let frame = 0;

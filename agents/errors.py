@@ -1,0 +1,153 @@
+"""Every way a request can fail and a connection can end, named once.
+
+The server (REST, WebSocket, SSE), the docs, the tests and the dashboard all use these names, as
+centrifuge's ``disconnect.go`` does for its clients. A ``RunwatchError`` carries its ``ErrorCode``;
+each transport turns it into its own shape (an HTTP status + JSON body, a WebSocket ``error``
+message) through ``HTTP_STATUS`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    # -- a client message or request that cannot be understood
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_TYPE = "unknown_type"
+    BAD_MESSAGE = "bad_message"
+    BAD_REQUEST = "bad_request"
+    EMPTY_INPUT = "empty_input"
+    INPUT_TOO_LARGE = "input_too_large"
+    # -- understood, but refused
+    UNKNOWN_RUN = "unknown_run"
+    NOT_SUBSCRIBED = "not_subscribed"
+    UNKNOWN_AGENT = "unknown_agent"
+    ALREADY_FINISHED = "already_finished"
+    AFTER_BEYOND_HEAD = "after_beyond_head"
+    QUEUE_FULL = "queue_full"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    RATE_LIMITED = "rate_limited"
+    SHUTTING_DOWN = "shutting_down"
+    # -- the server's own fault
+    INTERNAL = "internal"
+
+
+#: The HTTP status each code answers with on REST.
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.BAD_JSON: 400,
+    ErrorCode.NOT_AN_OBJECT: 400,
+    ErrorCode.UNKNOWN_TYPE: 400,
+    ErrorCode.BAD_MESSAGE: 400,
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.EMPTY_INPUT: 400,
+    ErrorCode.INPUT_TOO_LARGE: 413,
+    ErrorCode.UNKNOWN_RUN: 404,
+    ErrorCode.NOT_SUBSCRIBED: 404,
+    ErrorCode.UNKNOWN_AGENT: 422,
+    ErrorCode.ALREADY_FINISHED: 409,
+    ErrorCode.AFTER_BEYOND_HEAD: 400,
+    ErrorCode.QUEUE_FULL: 429,
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS: 429,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.SHUTTING_DOWN: 503,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes. Clients reconnect (with their last seq) after every one but 1009."""
+
+    NORMAL = 1000
+    #: The server is shutting down; reconnect (with your last seq) after a moment.
+    GOING_AWAY = 1001
+    #: The client kept sending messages while rate limited (after a ``rate_limited`` error).
+    POLICY_VIOLATION = 1008
+    #: The client sent a frame over the size limit (``max_message_bytes`` in ``hello``). Terminal.
+    MESSAGE_TOO_BIG = 1009
+    #: A server bug; reconnect and resubscribe.
+    INTERNAL_ERROR = 1011
+    #: Sent by uvicorn when it restarts: as 1001.
+    SERVICE_RESTART = 1012
+    #: Slow consumer (a frame was not taken within the send timeout) or a message flood. Reconnect.
+    TRY_AGAIN_LATER = 1013
+
+
+#: Close code → the ``reason`` label of ``runwatch_ws_connections_closed_total``.
+CLOSE_REASONS: dict[CloseCode, str] = {
+    CloseCode.NORMAL: "client",
+    CloseCode.GOING_AWAY: "server_shutdown",
+    CloseCode.SERVICE_RESTART: "server_shutdown",
+    CloseCode.TRY_AGAIN_LATER: "slow_consumer",
+    CloseCode.MESSAGE_TOO_BIG: "message_too_big",
+    CloseCode.POLICY_VIOLATION: "flood",
+    CloseCode.INTERNAL_ERROR: "error",
+}
+
+
+class ResyncReason(enum.StrEnum):
+    """Why a subscription's live flow stopped and the client must subscribe again (``resync``)."""
+
+    #: The client fell too far behind while the server was blocked on it.
+    SLOW_CONSUMER = "slow_consumer"
+    #: The log the client followed was lost or rebuilt: its positions mean something else now.
+    EPOCH_CHANGED = "epoch_changed"
+    #: The runs feed no longer holds the position asked for: reload the runs list.
+    FEED_TRIMMED = "feed_trimmed"
+
+
+class RunwatchError(Exception):
+    """Base of every error a client can be told about; ``code`` says which."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+
+class BadRequest(RunwatchError):
+    code = ErrorCode.BAD_REQUEST
+
+
+class EmptyInput(BadRequest):
+    code = ErrorCode.EMPTY_INPUT
+
+
+class InputTooLarge(BadRequest):
+    code = ErrorCode.INPUT_TOO_LARGE
+
+
+class UnknownRun(RunwatchError, LookupError):
+    code = ErrorCode.UNKNOWN_RUN
+
+
+class UnknownAgent(RunwatchError, LookupError):
+    code = ErrorCode.UNKNOWN_AGENT
+
+
+class RunAlreadyFinished(RunwatchError):
+    code = ErrorCode.ALREADY_FINISHED
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"run {run_id} already finished ({status})")
+        self.status = status
+
+
+class AfterBeyondHead(RunwatchError):
+    code = ErrorCode.AFTER_BEYOND_HEAD
+
+
+class QueueFull(RunwatchError):
+    code = ErrorCode.QUEUE_FULL
+
+
+class ShuttingDown(RunwatchError):
+    code = ErrorCode.SHUTTING_DOWN

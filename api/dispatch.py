@@ -1,0 +1,106 @@
+"""What each WebSocket client message does: parse it, ask the run service, post the reply.
+
+Every refusal is a ``ProtocolError`` carrying an ``ErrorCode`` (``runwatch.agents.errors``); the
+receive loop turns it into an ``error`` message and the connection keeps working.
+"""
+
+from __future__ import annotations
+
+import time
+
+from runwatch.agents.errors import ErrorCode, RunwatchError
+from runwatch.agents.events import RunStatus
+from runwatch.api.connection import Connection
+from runwatch.api.protocol import (
+    Ack,
+    Cancel,
+    Ping,
+    Pong,
+    ProtocolError,
+    Resync,
+    Start,
+    Subscribe,
+    Unsubscribe,
+    encode,
+    parse_client_message,
+)
+from runwatch.api.runtime import Runtime
+
+
+class MessageRate:
+    """A token bucket over one connection's messages: ``rate`` a second, bursts up to ``burst``.
+
+    ``take`` says whether a message may be handled now. Past the bucket, the first refused message
+    gets a ``rate_limited`` error and the rest are dropped; ``flooding`` turns true once a client
+    has sent ``burst`` more while refused, and the connection is then closed (1008).
+    """
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens", "refused")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self.refused = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
+
+    @property
+    def flooding(self) -> bool:
+        return self.refused > self._burst
+
+
+async def handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
+    try:
+        message = parse_client_message(text)
+    except ProtocolError:
+        rt.metrics.ws_received.labels("invalid").inc()
+        raise
+    rt.metrics.ws_received.labels(message.__struct_config__.tag).inc()
+    mid = message.id
+    try:
+        match message:
+            case Subscribe(run=run, after=after, epoch=epoch):
+                await _subscribe(conn, rt, run, after, epoch, mid)
+            case Unsubscribe(run=run):
+                if not conn.unsubscribe(run):
+                    raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {run!r}", mid)
+                conn.post(encode(Ack(id=mid, run=run)))
+            case Cancel(run=run):
+                status = await rt.service.cancel(run)
+                done = status is RunStatus.CANCELLED
+                conn.post(encode(Ack(id=mid, run=run, status="cancelled" if done else "cancelling")))
+            case Start(agent=agent, input=text_input):
+                handle = await rt.service.start(agent, text_input)
+                conn.post(encode(Ack(id=mid, run=handle.id, status="queued")))
+            case Ping():
+                conn.post(encode(Pong(id=mid)))
+    except ProtocolError:
+        raise
+    except RunwatchError as exc:
+        raise ProtocolError.of(exc, mid) from None
+
+
+async def _subscribe(conn: Connection, rt: Runtime, run: str, after: int, epoch: str | None, mid: object) -> None:
+    limit = rt.settings.ws_max_subscriptions
+    if run not in conn.subscriptions and len(conn.subscriptions) >= limit:
+        raise ProtocolError(
+            ErrorCode.TOO_MANY_SUBSCRIPTIONS, f"at most {limit} subscriptions per connection; unsubscribe first", mid
+        )
+    resume = await rt.service.resume(run, after, epoch)
+    if resume.resync is not None:
+        conn.unsubscribe(run)
+        conn.post(encode(Resync(id=mid, run=run, after=resume.after, epoch=resume.epoch, reason=resume.resync)))
+        return
+    conn.post(encode(Ack(id=mid, run=run, after=resume.after, epoch=resume.epoch)))
+    conn.subscribe(run, resume.after)
