@@ -46,7 +46,7 @@ async def test_runs_alive_when_the_process_died_are_marked_failed_interrupted(ma
     assert any(line.get("event") == "run.interrupted" for line in again.log_lines())
 
 
-async def test_sigterm_cancels_running_runs_and_records_them(make_server, tmp_path):
+async def test_sigterm_cancels_running_runs_delivers_their_end_and_records_them(make_server, tmp_path):
     srv = make_server(data_dir=tmp_path / "data")
     w = await srv.watcher()
     runs = [await srv.start_run({"tokens": 100_000, "rate": 50}) for _ in range(2)]
@@ -55,7 +55,11 @@ async def test_sigterm_cancels_running_runs_and_records_them(make_server, tmp_pa
         await w.wait_for(lambda m, run=run: m.get("run_id") == run and m.get("type") == "token")
     srv.stop(signal.SIGTERM)
     closed = await w.wait_closed(timeout=5)
-    assert closed.code in (1001, 1012)
+    assert closed.code == 1001
+    for run in runs:  # every final event reached the watcher before the close
+        events = w.events(run)
+        assert_contiguous(events)
+        assert events[-1]["type"] == "run.finished" and events[-1]["error"] == "the server shut down"
     again = make_server(data_dir=tmp_path / "data")
     async with again.client() as c:
         for run in runs:
