@@ -95,6 +95,7 @@ def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dic
                     "latency_p99_ms",
                     "elapsed_s",
                     "rss_peak_mib",
+                    "rest_p99_ms",
                 )
             },
             "frames": median_of(results, "frames"),
@@ -166,6 +167,7 @@ def report(res: dict[str, Any]) -> str:
             f["runwatch"]["cpu_us_per_token"], f["node"]["cpu_us_per_token"]
         ),
         "runwatch p99 publish-to-receive, ms (target ≤ 100)": f["runwatch"]["latency_p99_ms"],
+        "runwatch REST read p99 of another run during the streams, ms": f["runwatch"].get("rest_p99_ms"),
         "runwatch (coalescing off) CPU per frame / websockets' (target ≤ 1.5)": ratio(
             f["runwatch-nocoalesce"]["cpu_us_per_frame"], f["websockets"]["cpu_us_per_frame"]
         ),

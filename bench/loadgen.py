@@ -148,8 +148,14 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     sockets = await _open_all(url, watchers_n, stalled)
     watchers = [Watcher(ws, runs_n, stalled=i in stalled) for i, ws in enumerate(sockets)]
 
+    probe: asyncio.Task[list[float]] | None = None
     if spec["protocol"] == "runwatch":
         async with httpx.AsyncClient(base_url=spec["http_url"], timeout=30) as c:
+            # An unrelated, finished run whose history is read over REST while the others stream.
+            r = await c.post("/api/runs", json={"agent": "demo", "input": json.dumps({"tokens": 50})})
+            other = r.json()["id"]
+            while (await c.get(f"/api/runs/{other}")).json()["status"] != "succeeded":  # noqa: ASYNC110 (polling a server)
+                await asyncio.sleep(0.05)
             # The simulated time to first token gives every watcher time to subscribe before tokens flow.
             scenario = {
                 "tokens": tokens,
@@ -165,6 +171,7 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
             for run in runs:
                 w.ws.send(json.dumps({"type": "subscribe", "run": run, "after": 0}))
         start_streams = None  # the runs start streaming by themselves after their setup wait
+        probe = asyncio.create_task(_probe_reads(spec["http_url"], other))
     else:
         runs = [f"room{i}" for i in range(runs_n)]
         for w in watchers:
@@ -196,6 +203,11 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(0.25)
     cpu1, t1 = cpu_seconds(pid), time.monotonic()
     own = time.process_time() - own0
+    reads: list[float] = []
+    if probe is not None:
+        probe.cancel()
+        reads = await asyncio.gather(probe, return_exceptions=True)
+        reads = reads[0] if isinstance(reads[0], list) else []
     peak = max(peak, rss_bytes(pid))
 
     stalled_outcome = {}
@@ -242,7 +254,32 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
         "rss_start_mib": round(rss0 / 2**20, 1),
         "rss_peak_mib": round(peak / 2**20, 1),
         **({"stall": stalled_outcome} if stalled_outcome else {}),
+        **(
+            {
+                "rest_reads": len(reads),
+                "rest_p50_ms": round(1000 * _percentile(reads, 0.5), 2),
+                "rest_p99_ms": round(1000 * _percentile(reads, 0.99), 2),
+            }
+            if reads
+            else {}
+        ),
     }
+
+
+async def _probe_reads(url: str, run: str) -> list[float]:
+    """Read another run's events over REST every 50 ms while runs stream; returns the latencies.
+
+    Ends when cancelled; the latencies gathered so far are returned (the caller cancels it)."""
+    took: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        try:
+            while True:
+                t = time.perf_counter()
+                await c.get(f"/api/runs/{run}/events", params={"limit": 1000})
+                took.append(time.perf_counter() - t)
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            return took
 
 
 async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
