@@ -220,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if args.func is not serve:
+        # Client commands print to pipes (`runwatch agents | head`): end quietly when the reader goes.
+        # Never for `serve`: there SIGPIPE would let any client that hangs up kill the server.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     return args.func(args)
 
 
