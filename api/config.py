@@ -143,6 +143,8 @@ def load_settings(
             values[name] = environ[var]
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     settings = Settings(**{k: _convert(k, v) for k, v in values.items()})
+    if not 1 <= settings.port <= 65535:
+        raise ConfigError(f"port must be between 1 and 65535, got {settings.port}; pass --port or set RUNWATCH_PORT")
     if settings.log_format not in ("console", "json"):
         raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
     for name in (
