@@ -108,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"runwatch: {problem}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, settings.secrets)
     try:
         runtime = Runtime(settings)
     except ConfigError as exc:

@@ -44,7 +44,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("runwatch-data")
-    openai_base_url: str | None = None
+    openai_base_url: str | None = field(default=None, repr=False)  # it may hold user:password
     openai_api_key: str | None = field(default=None, repr=False)
     model: str | None = None
     agents: list[str] = field(default_factory=list)
@@ -89,6 +89,13 @@ class Settings:
         if self.offline:
             return self.public_url + "/v1"
         return self.openai_base_url or "https://api.openai.com/v1"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be shown: the endpoint's API key and the password in its URL."""
+        from runwatch.agents.redact import endpoint_secrets
+
+        return endpoint_secrets(self.openai_base_url, self.openai_api_key)
 
     @property
     def database(self) -> Path:

@@ -61,6 +61,7 @@ class Runtime:
             max_queued=settings.max_queued,
             run_timeout=settings.run_timeout,
             offline=settings.offline,
+            secrets=settings.secrets,
         )
         #: Set when shutdown begins: SSE streams end and WebSocket connections close with 1001.
         self.closing = asyncio.Event()
