@@ -33,6 +33,7 @@ ENV: dict[str, tuple[str, str]] = {
     "ws_frame_events": ("RUNWATCH_WS_FRAME_EVENTS", "most events in one WebSocket frame"),
     "ws_frame_bytes": ("RUNWATCH_WS_FRAME_BYTES", "a frame takes no more events once it is this big"),
     "ws_max_subscriptions": ("RUNWATCH_WS_MAX_SUBSCRIPTIONS", "subscriptions one connection may hold"),
+    "ws_direct_writes": ("RUNWATCH_WS_DIRECT_WRITES", "auto: frames straight to uvicorn's sockets; off: ASGI only"),
     "heartbeat": ("RUNWATCH_HEARTBEAT", "seconds of silence before a heartbeat; pings use it too"),
     "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
     "log_level": ("RUNWATCH_LOG_LEVEL", "debug, info, warning or error"),
@@ -60,6 +61,7 @@ class Settings:
     ws_frame_events: int = 500
     ws_frame_bytes: int = 256 * 1024
     ws_max_subscriptions: int = 100
+    ws_direct_writes: str = "auto"
     heartbeat: float = 15.0
     log_format: str = "console"
     log_level: str = "info"
@@ -152,6 +154,8 @@ def load_settings(
     settings = Settings(**{k: _convert(k, v) for k, v in values.items()})
     if not 1 <= settings.port <= 65535:
         raise ConfigError(f"port must be between 1 and 65535, got {settings.port}; pass --port or set RUNWATCH_PORT")
+    if settings.ws_direct_writes not in ("auto", "off"):
+        raise ConfigError(f"ws_direct_writes must be auto or off, got {settings.ws_direct_writes!r}")
     if settings.log_format not in ("console", "json"):
         raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
     for name in (

@@ -123,6 +123,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
+#: The two ways a frame reaches a WebSocket client: written straight to uvicorn's transport (``auto``,
+#: for a caught-up watcher) or always through the ASGI send (``off``). Send-path tests run on both.
+FRAME_PATHS = {"direct": "auto", "asgi": "off"}
+
+
+@pytest.fixture(params=list(FRAME_PATHS))
+def frame_path(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of each frame path in turn (``RUNWATCH_WS_DIRECT_WRITES``), for ``make_server``."""
+    return {"RUNWATCH_WS_DIRECT_WRITES": FRAME_PATHS[request.param]}
+
+
+@pytest.fixture(scope="session")
+def asgi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A shared server that sends every frame through the ASGI send (direct writes off)."""
+    srv = Server(tmp_path_factory.mktemp("asgi"), {"RUNWATCH_WS_DIRECT_WRITES": "off"}).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=list(FRAME_PATHS))
+def server_each_path(request: pytest.FixtureRequest) -> Server:
+    """The shared server (direct writes) and the shared ASGI-only one in turn."""
+    return request.getfixturevalue("server" if request.param == "direct" else "asgi_server")
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator:
     """Start dedicated servers with their own settings; all are stopped after the test."""
