@@ -27,9 +27,22 @@ def free_port() -> int:
 
 
 class Server:
-    """One ``runwatch serve`` subprocess; ``env`` overrides settings (``RUNWATCH_*``)."""
+    """One ``runwatch serve`` subprocess; ``env`` overrides settings (``RUNWATCH_*``).
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    ``program`` is the command that is ``runwatch`` (default: this interpreter, run from the repository).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        *,
+        program: list[str] | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
+        self.program = program or [sys.executable, "-m", "runwatch.api.cli"]
+        self.cwd = cwd
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,17 +59,8 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runwatch.api.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-            ],
-            cwd=ROOT,
+            [*self.program, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            cwd=self.cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
