@@ -19,6 +19,7 @@ from runwatch.agents.agent import Agent, AgentRegistry
 from runwatch.agents.bus import Bus
 from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from runwatch.agents.events import RunFinished, RunQueued, RunStarted, RunStatus, Totals
+from runwatch.agents.redact import Redactor
 from runwatch.agents.runner import Runner, RunStats, StepLimitReached
 from runwatch.agents.store import Store
 
@@ -57,7 +58,9 @@ class Supervisor:
         max_queued: int = 100,
         run_timeout: float = 600.0,
         offline: bool = False,
+        secrets: tuple[str, ...] = (),
     ) -> None:
+        self._redact = Redactor(secrets)  # error texts from outside may echo a key: scrubbed before events
         self._bus = bus
         self._store = store
         self._registry = registry
@@ -140,6 +143,7 @@ class Supervisor:
                 log.exception("run.crashed")
                 error = f"{type(exc).__name__}: {exc}"
             finally:
+                error = self._redact(error) if error else error
                 stats = handle.stats
                 duration = round(time.monotonic() - started, 4) if started is not None else 0.0
                 handle.status = RunStatus(status)

@@ -13,6 +13,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
+from runwatch.agents.redact import mask_url
 from runwatch.api import __version__
 from runwatch.api.config import Settings
 from runwatch.api.http_errors import EXCEPTION_HANDLERS
@@ -44,7 +45,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             "runwatch.ready",
             url=rt.settings.public_url,
             model=rt.settings.default_model,
-            endpoint="offline model (built in)" if rt.settings.offline else rt.settings.model_base_url,
+            endpoint="offline model (built in)" if rt.settings.offline else mask_url(rt.settings.model_base_url),
             database=str(rt.settings.database),
             agents=[a.name for a in rt.registry],
         )

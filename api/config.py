@@ -37,6 +37,7 @@ ENV: dict[str, tuple[str, str]] = {
     "ws_max_subscriptions": ("RUNWATCH_WS_MAX_SUBSCRIPTIONS", "subscriptions one connection may hold"),
     "ws_message_rate": ("RUNWATCH_WS_MESSAGE_RATE", "client messages a second one connection may send"),
     "ws_message_burst": ("RUNWATCH_WS_MESSAGE_BURST", "client messages one connection may send at once"),
+    "ws_direct_writes": ("RUNWATCH_WS_DIRECT_WRITES", "auto: frames straight to uvicorn's sockets; off: ASGI only"),
     "heartbeat": ("RUNWATCH_HEARTBEAT", "seconds of silence before a heartbeat; pings use it too"),
     "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
     "log_level": ("RUNWATCH_LOG_LEVEL", "debug, info, warning or error"),
@@ -48,7 +49,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("runwatch-data")
-    openai_base_url: str | None = None
+    openai_base_url: str | None = field(default=None, repr=False)  # it may hold user:password
     openai_api_key: str | None = field(default=None, repr=False)
     model: str | None = None
     agents: list[str] = field(default_factory=list)
@@ -68,6 +69,7 @@ class Settings:
     ws_max_subscriptions: int = 100
     ws_message_rate: float = 200.0
     ws_message_burst: int = 1_000
+    ws_direct_writes: str = "auto"
     heartbeat: float = 15.0
     log_format: str = "console"
     log_level: str = "info"
@@ -97,6 +99,13 @@ class Settings:
         if self.offline:
             return self.public_url + "/v1"
         return self.openai_base_url or "https://api.openai.com/v1"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be shown: the endpoint's API key and the password in its URL."""
+        from runwatch.agents.redact import endpoint_secrets
+
+        return endpoint_secrets(self.openai_base_url, self.openai_api_key)
 
     @property
     def database(self) -> Path:
@@ -151,6 +160,10 @@ def load_settings(
             values[name] = environ[var]
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     settings = Settings(**{k: _convert(k, v) for k, v in values.items()})
+    if not 1 <= settings.port <= 65535:
+        raise ConfigError(f"port must be between 1 and 65535, got {settings.port}; pass --port or set RUNWATCH_PORT")
+    if settings.ws_direct_writes not in ("auto", "off"):
+        raise ConfigError(f"ws_direct_writes must be auto or off, got {settings.ws_direct_writes!r}")
     if settings.log_format not in ("console", "json"):
         raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
     for name in (

@@ -8,6 +8,9 @@ the cost. Here a frame's bytes (RFC 6455 header + payload) are made once and the
 This reaches past ASGI into uvicorn's ``websockets-sansio`` protocol, so it is opt-in by
 recognition: ``direct_writer`` returns a writer only for that protocol with no extension (no
 permessage-deflate) on the connection, and ``None`` otherwise; callers then use the ASGI send.
+Every attribute a write reads is checked when the connection is recognised, and should uvicorn
+still surprise us, a write that raises demotes its connection to the ASGI send for good (logged
+once). ``RUNWATCH_WS_DIRECT_WRITES=off`` turns the whole thing off.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
 
 #: Where ``expose_server_send`` leaves the server's own ``send`` in a WebSocket scope.
 SCOPE_KEY = "runwatch.server_send"
@@ -51,34 +58,52 @@ class DirectWriter:
 
     ``write`` refuses (returns False) whenever the ASGI send would not write at once: the socket's
     buffer is over its high-water mark, a close was sent, the client left. The caller then takes
-    the ASGI path, which waits. Frames never interleave: each write is one whole frame.
+    the ASGI path, which waits. Frames never interleave: each write is one whole frame. A write
+    that raises demotes the writer: it logs why, once, and refuses from then on.
     """
 
-    __slots__ = ("_open", "_protocol", "_transport", "_writable", "_ws")
+    __slots__ = ("_conn", "_demoted", "_open", "_protocol", "_transport", "_writable", "_ws")
 
-    def __init__(self, protocol: Any, open_state: Any) -> None:
+    def __init__(self, protocol: Any, open_state: Any, conn: str = "") -> None:
         self._protocol = protocol
         self._ws = protocol.conn
         self._transport = protocol.transport
         self._writable: asyncio.Event = protocol.writable
         self._open = open_state
+        self._conn = conn
+        self._demoted = False
+
+    @property
+    def demoted(self) -> bool:
+        """True once a write failed: this connection's frames all go through the ASGI send."""
+        return self._demoted
 
     def write(self, frame: bytes) -> bool:
-        p = self._protocol
-        if (
-            p.close_sent
-            or p.disconnected
-            or not self._writable.is_set()
-            or self._ws.state is not self._open
-            or self._transport.is_closing()
-        ):
+        if self._demoted:
             return False
-        self._transport.write(frame)
+        try:
+            p = self._protocol
+            if (
+                p.close_sent
+                or p.disconnected
+                or not self._writable.is_set()
+                or self._ws.state is not self._open
+                or self._transport.is_closing()
+            ):
+                return False
+            self._transport.write(frame)
+        except Exception as exc:
+            self._demoted = True
+            log.warning("ws.direct_writes_demoted", conn=self._conn, error=repr(exc))
+            return False
         return True
 
 
-def direct_writer(scope: Scope) -> DirectWriter | None:
-    """A ``DirectWriter`` for this accepted WebSocket, if its server is one we know how to write to."""
+def direct_writer(scope: Scope, conn: str = "") -> DirectWriter | None:
+    """A ``DirectWriter`` for this accepted WebSocket, if its server is one we know how to write to.
+
+    ``conn`` names the connection in the writer's log line.
+    """
     send = scope.get(SCOPE_KEY)
     protocol = getattr(send, "__self__", None)
     try:
@@ -88,14 +113,20 @@ def direct_writer(scope: Scope) -> DirectWriter | None:
         return None
     if not isinstance(protocol, WebSocketsSansIOProtocol):
         return None
-    conn = getattr(protocol, "conn", None)
+    ws = getattr(protocol, "conn", None)
+    transport = getattr(protocol, "transport", None)
     if (
-        conn is None
-        or getattr(conn, "extensions", None)
+        ws is None
+        or getattr(ws, "extensions", None)
+        or not isinstance(getattr(ws, "state", None), State)
         or not getattr(protocol, "handshake_complete", False)
         or getattr(protocol, "initial_response", None) is not None
+        or not isinstance(getattr(protocol, "close_sent", None), bool)
+        or not isinstance(getattr(protocol, "disconnected", None), bool)
         or not isinstance(getattr(protocol, "writable", None), asyncio.Event)
-        or getattr(protocol, "transport", None) is None
+        or transport is None
+        or not callable(getattr(transport, "write", None))
+        or not callable(getattr(transport, "is_closing", None))
     ):
         return None
-    return DirectWriter(protocol, State.OPEN)
+    return DirectWriter(protocol, State.OPEN, conn)

@@ -1,16 +1,21 @@
 """structlog, configured once at start-up: pretty console for development, JSON lines for production.
 
 Modules just call ``structlog.get_logger()``; ``run_id``, ``agent`` and ``conn`` are bound with
-contextvars where the work happens. Keys that look like secrets are masked in every line.
+contextvars where the work happens. Keys that look like secrets are masked in every line, and
+every value is scrubbed of secrets (``RedactSecrets``): the configured ones, URL credentials,
+bearer tokens and ``sk-…`` keys, tracebacks included.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
+
+from runwatch.agents.redact import Redactor
 
 _SECRET_WORDS = ("key", "token", "secret", "password", "authorization")
 
@@ -26,7 +31,36 @@ def mask_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return event_dict
 
 
-def configure_logging(fmt: str = "console", level: str = "info") -> None:
+class RedactSecrets:
+    """A processor that scrubs every string in a line (nested ones too) with a ``Redactor``.
+
+    Put it after ``format_exc_info``, so tracebacks are text by then and get scrubbed as well.
+    """
+
+    __slots__ = ("_redact",)
+
+    def __init__(self, redact: Redactor) -> None:
+        self._redact = redact
+
+    def __call__(self, _: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        return {name: self._scrub(value) for name, value in event_dict.items()}
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._redact(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._scrub(v) for v in value]
+        text = str(value)  # rendered as text anyway; keep the object unless it holds a secret
+        scrubbed = self._redact(text)
+        return value if scrubbed == text else scrubbed
+
+
+def configure_logging(fmt: str = "console", level: str = "info", secrets: Iterable[str | None] = ()) -> None:
+    """Configure structlog and the standard library's logging once; ``secrets`` never appear in a line."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -38,8 +72,9 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         mask_secrets,
     ]
+    redact = RedactSecrets(Redactor(secrets))
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, redact, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
@@ -48,7 +83,12 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact,
+                renderer,
+            ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )

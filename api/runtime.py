@@ -70,6 +70,7 @@ class Runtime:
             max_queued=settings.max_queued,
             run_timeout=settings.run_timeout,
             offline=settings.offline,
+            secrets=settings.secrets,
         )
         self.service = RunService(
             bus=self.bus, store=self.store, supervisor=self.supervisor, max_input_bytes=settings.max_input_bytes

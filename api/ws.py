@@ -31,7 +31,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     settings = rt.settings
     conn_id = secrets.token_hex(4)
     await socket.accept()
-    writer = direct_writer(socket.scope)
+    writer = direct_writer(socket.scope, conn_id) if settings.ws_direct_writes == "auto" else None
     conn = Connection(
         conn_id,
         socket.send,

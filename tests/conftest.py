@@ -27,9 +27,22 @@ def free_port() -> int:
 
 
 class Server:
-    """One ``runwatch serve`` subprocess; ``env`` overrides settings (``RUNWATCH_*``)."""
+    """One ``runwatch serve`` subprocess; ``env`` overrides settings (``RUNWATCH_*``).
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    ``program`` is the command that is ``runwatch`` (default: this interpreter, run from the repository).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        *,
+        program: list[str] | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
+        self.program = program or [sys.executable, "-m", "runwatch.api.cli"]
+        self.cwd = cwd
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,17 +59,8 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runwatch.api.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-            ],
-            cwd=ROOT,
+            [*self.program, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            cwd=self.cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -121,6 +125,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("shared")).start()
     yield srv
     srv.stop()
+
+
+#: The two ways a frame reaches a WebSocket client: written straight to uvicorn's transport (``auto``,
+#: for a caught-up watcher) or always through the ASGI send (``off``). Send-path tests run on both.
+FRAME_PATHS = {"direct": "auto", "asgi": "off"}
+
+
+@pytest.fixture(params=list(FRAME_PATHS))
+def frame_path(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of each frame path in turn (``RUNWATCH_WS_DIRECT_WRITES``), for ``make_server``."""
+    return {"RUNWATCH_WS_DIRECT_WRITES": FRAME_PATHS[request.param]}
+
+
+@pytest.fixture(scope="session")
+def asgi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A shared server that sends every frame through the ASGI send (direct writes off)."""
+    srv = Server(tmp_path_factory.mktemp("asgi"), {"RUNWATCH_WS_DIRECT_WRITES": "off"}).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=list(FRAME_PATHS))
+def server_each_path(request: pytest.FixtureRequest) -> Server:
+    """The shared server (direct writes) and the shared ASGI-only one in turn."""
+    return request.getfixturevalue("server" if request.param == "direct" else "asgi_server")
 
 
 @pytest.fixture

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import yaml
 
 from runwatch.agents.errors import HTTP_STATUS, ResyncReason
 from runwatch.agents.events import AnyEvent
 from runwatch.api import asyncapi
 from runwatch.api.protocol import CLIENT_TYPES, CloseCode, ErrorCode
+from tests.conftest import ROOT, Server
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = ROOT / "docs"
 
 
 def test_the_committed_asyncapi_document_matches_the_code():
@@ -26,3 +33,30 @@ def test_protocol_md_documents_every_message_event_and_code():
     missing += [c.value for c in ErrorCode if f"| `{c.value}`".ljust(27) + f"| {HTTP_STATUS[c]} |" not in text]
     missing += [str(int(c)) for c in CloseCode if f"| {int(c)} |" not in text]
     assert not missing, f"docs/protocol.md does not mention {missing}"
+
+
+def test_the_readme_agent_example_runs_as_written(tmp_path):
+    """``my_agents.py`` from the README, served by the README's command, in the folder that holds it."""
+    readme = (ROOT / "README.md").read_text()
+    module = re.search(r"```python\n(# my_agents\.py\n.*?)```", readme, re.DOTALL)
+    assert module, "the README's my_agents.py example is gone"
+    (tmp_path / "my_agents.py").write_text(module[1])
+    command = next(line for line in readme.splitlines() if "RUNWATCH_AGENTS=my_agents runwatch serve" in line)
+    words = shlex.split(command, comments=True)
+    env = dict(word.split("=", 1) for word in words if "=" in word)
+    assert [word for word in words if "=" not in word] == ["runwatch", "serve"]
+    installed = Path(sys.executable).with_name("runwatch")
+    runwatch = str(installed) if installed.exists() else shutil.which("runwatch")
+    assert runwatch, "runwatch is not installed (pip install -e .)"
+    server = Server(tmp_path / "data", env, program=[runwatch], cwd=tmp_path).start()
+    try:
+        agents = {a["name"]: a for a in httpx.get(server.url + "/api/agents", timeout=10).json()}
+        assert agents["analyst"]["tools"] == ["fetch_report"]
+        try_it = next(line for line in readme.splitlines() if "runwatch run analyst 'call fetch_report" in line)
+        args = shlex.split(re.search(r"`(runwatch run analyst [^`]+)`", try_it)[1])[1:]
+        result = subprocess.run(
+            [runwatch, *args, "--url", server.url], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+        assert result.returncode == 0 and '"revenue": 1234000' in result.stderr, result.stderr
+    finally:
+        server.stop()

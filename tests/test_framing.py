@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from types import SimpleNamespace
 
 import pytest
+from structlog.testing import capture_logs
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 from websockets.streams import StreamReader
 
 from runwatch.agents.bus import MemoryBus
 from runwatch.agents.events import Token
-from runwatch.api.framing import text_frame
+from runwatch.agents.history import History
+from runwatch.api.connection import Connection
+from runwatch.api.framing import DirectWriter, text_frame
 from runwatch.api.lane import FastLane
 from tests.watcher import eventually
 
@@ -80,3 +86,91 @@ async def test_runwatch_serve_writes_live_frames_directly(make_server):
     assert direct_frames()[0] > 0
     connected = [line for line in server.log_lines() if line.get("event") == "ws.connected"]
     assert [line["direct_writes"] for line in connected] == [True]
+
+
+class _BrokenTransport:
+    """A transport whose ``write`` fails, as it might if uvicorn changed under us."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        raise RuntimeError("this transport changed")
+
+
+def _uvicorn_like_protocol(transport: _BrokenTransport) -> SimpleNamespace:
+    writable = asyncio.Event()
+    writable.set()
+    return SimpleNamespace(
+        conn=SimpleNamespace(state=State.OPEN),
+        transport=transport,
+        writable=writable,
+        close_sent=False,
+        disconnected=False,
+    )
+
+
+async def test_a_direct_write_that_raises_demotes_the_connection_and_the_frame_goes_by_asgi():
+    bus = MemoryBus()
+    transport = _BrokenTransport()
+    writer = DirectWriter(_uvicorn_like_protocol(transport), State.OPEN, conn="c1")
+    texts: list[str] = []
+    arrived = asyncio.Condition()
+
+    async def asgi_send(message: dict) -> None:
+        async with arrived:
+            texts.append(message["text"])
+            arrived.notify_all()
+
+    async def until_sent(count: int) -> None:
+        async with arrived:
+            await asyncio.wait_for(arrived.wait_for(lambda: len(texts) >= count), 5)
+
+    conn = Connection(
+        "c1",
+        asgi_send,
+        bus=bus,
+        history=History(bus, None),  # type: ignore[arg-type]  # every read here is from the bus
+        max_lag=100,
+        send_timeout=10,
+        frame_events=100,
+        frame_bytes=65536,
+        heartbeat=60,
+        lane=FastLane(),
+        writer=writer,
+    )
+    sender = conn.start()
+    await bus.publish(Token(run_id="r", text="first"))
+    conn.subscribe("r", 0)
+    await until_sent(1)  # by the sender task: the subscription is caught up (live) now
+    with capture_logs() as logs:
+        await bus.publish(Token(run_id="r", text="second"))  # the fast lane tries the direct writer
+        await until_sent(2)
+    sender.cancel()
+    assert transport.writes == 1 and writer.demoted
+    assert json.loads(texts[1])["text"] == "second"  # not lost: the ASGI send carried it
+    assert writer.write(b"frame") is False and transport.writes == 1
+    assert [(line["event"], line["conn"]) for line in logs] == [("ws.direct_writes_demoted", "c1")]
+    assert conn.direct_frames == 0 and conn.frames_sent == 2
+
+
+async def test_runwatch_serve_with_direct_writes_off_sends_every_frame_through_asgi(make_server):
+    server = make_server({"RUNWATCH_WS_DIRECT_WRITES": "off"})
+    run = await server.start_run({"tokens": 20, "rate": 200})
+    watcher = await server.watcher()
+    await watcher.subscribe(run)
+    events = await watcher.until_finished(run)
+    await watcher.close()
+    assert sum(e.get("deltas", 0) for e in events if e["type"] == "token") == 20
+
+    async def disconnected() -> list[dict]:
+        return [line for line in server.log_lines() if line.get("event") == "ws.disconnected"]
+
+    await eventually(disconnected)
+    assert [line["direct_frames"] for line in await disconnected()] == [0]
+    connected = [line for line in server.log_lines() if line.get("event") == "ws.connected"]
+    assert [line["direct_writes"] for line in connected] == [False]

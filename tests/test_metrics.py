@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import ROOT
 from tests.watcher import text_of
 
 #: family name → its label names (besides le / quantile). Types in the comment column of the README.
@@ -57,6 +60,37 @@ async def test_metric_names_and_label_sets_are_stable(server):
         found = {k for s in ours[name].samples for k in s.labels} - {"le", "quantile"}
         assert ours[name].samples and found == labels, f"{name}: {found} != {labels}"
     assert set(ours) <= set(EXPECTED) | {"runwatch_http_requests_in_progress", "runwatch_http_requests_error"}
+
+
+def _readme_metrics() -> dict[str, tuple[str, set[str]]]:
+    """The README's metrics table: exposed name → (type, label names)."""
+    section = (ROOT / "README.md").read_text().split("## Metrics, logs and ops", 1)[1]
+    rows = [line for line in section.split("\n\n", 3)[2].splitlines() if line.startswith("| `runwatch_")]
+    table: dict[str, tuple[str, set[str]]] = {}
+    for row in rows:
+        names, kinds, labels, _ = (cell.strip() for cell in row.strip("|").split("|"))
+        kinds_each = [k.strip() for k in kinds.split(",")]
+        for i, name in enumerate(re.findall(r"`(runwatch_\w+)`", names)):
+            table[name] = (kinds_each[min(i, len(kinds_each) - 1)], set(re.findall(r"`(\w+)`", labels)))
+    return table
+
+
+async def test_the_readme_metrics_table_names_every_metric_served_with_its_type_and_labels(server):
+    await server.start_run("what is 1+1?")
+    families = await _families(server)
+    served = {
+        f.name + ("_total" if f.type == "counter" else ""): (
+            f.type,
+            {k for sample in f.samples for k in sample.labels} - {"le", "quantile"},
+        )
+        for f in families.values()
+        if f.name.startswith("runwatch_")
+    }
+    documented = _readme_metrics()
+    assert set(served) - set(documented) == set(), "add these to the README's metrics table"
+    assert {name: documented[name] for name in served} == served
+    # Litestar counts 5xx answers in runwatch_http_requests_error_total, served once there has been one.
+    assert set(documented) - set(served) == {"runwatch_http_requests_error_total"}
 
 
 async def test_no_label_carries_a_run_id_or_free_text(server):

@@ -28,8 +28,8 @@ async def _connections(srv) -> int:
         return (await c.get("/api/health")).json()["connections"]
 
 
-async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything(make_server):
-    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "1"})
+async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything(make_server, frame_path):
+    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "1"} | frame_path)
     fast, stalled, run = await _fast_and_stalled(srv)
 
     events = await fast.until_finished(run, timeout=60)
@@ -52,8 +52,8 @@ async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything
     await fast.close()
 
 
-async def test_a_watcher_that_falls_behind_gets_resync_and_resumes_from_it(make_server):
-    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "60"})
+async def test_a_watcher_that_falls_behind_gets_resync_and_resumes_from_it(make_server, frame_path):
+    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "60"} | frame_path)
     fast, lagging, run = await _fast_and_stalled(srv)
     everything = await fast.until_finished(run, timeout=60)
 
@@ -78,9 +78,9 @@ async def test_a_watcher_that_falls_behind_gets_resync_and_resumes_from_it(make_
     await lagging.close()
 
 
-async def test_watchers_that_leave_mid_stream_harm_no_one(make_server):
+async def test_watchers_that_leave_mid_stream_harm_no_one(make_server, frame_path):
     """Closing cleanly or dropping the TCP connection while frames are written straight to it."""
-    srv = make_server({"RUNWATCH_COALESCE_MS": "0"})
+    srv = make_server({"RUNWATCH_COALESCE_MS": "0"} | frame_path)
     run = await srv.start_run({"tokens": 3_000, "rate": 1_500})
     stayers = [await srv.watcher() for _ in range(2)]
     leavers = [await srv.watcher() for _ in range(4)]

@@ -13,7 +13,8 @@ from tests.watcher import assert_contiguous, eventually, text_of
 SCENARIO = {"tokens": 200, "rate": 400, "tool_calls": 2, "tool_seconds": 0.3}
 
 
-async def test_two_watchers_get_identical_ordered_events(server):
+async def test_two_watchers_get_identical_ordered_events(server_each_path):
+    server = server_each_path
     a, b = await server.watcher(), await server.watcher()
     run = await server.start_run(SCENARIO)
     await a.subscribe(run)
@@ -139,9 +140,9 @@ async def test_backlog_arrives_as_arrays_of_events_in_one_frame(make_server):
     await w.close()
 
 
-async def test_frames_stop_taking_events_at_ws_frame_bytes(make_server):
+async def test_frames_stop_taking_events_at_ws_frame_bytes(make_server, frame_path):
     """Live and replayed alike; an event bigger than the limit travels alone."""
-    srv = make_server({"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_FRAME_BYTES": "4096"})
+    srv = make_server({"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_FRAME_BYTES": "4096"} | frame_path)
     small = await srv.start_run({"tokens": 300, "token_chars": 100, "rate": 0, "ttft": 0.5})
     big = await srv.start_run({"tokens": 20, "token_chars": 6000, "rate": 0, "ttft": 0.5})
     live = await srv.watcher()
@@ -242,7 +243,8 @@ async def test_rest_replay_pages_through_all_events(server):
     await w.close()
 
 
-async def test_many_watchers_on_many_runs_all_see_everything(server):
+async def test_many_watchers_on_many_runs_all_see_everything(server_each_path):
+    server = server_each_path
     runs = [await server.start_run({"tokens": 80, "rate": 800}) for _ in range(4)]
     watchers = [await server.watcher() for _ in range(6)]
     for w in watchers:

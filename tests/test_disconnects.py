@@ -1,0 +1,109 @@
+"""No client, however it leaves, ends the server: writes to a gone peer are errors, never SIGPIPE.
+
+Each test leaves mid-response the rudest way a client can: it shuts its socket down while the
+server is writing (so the server's next writes meet a reset connection), then asks the server for
+its health. The server must still be the same live process, answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import httpx
+import pytest
+
+from tests.conftest import Server
+from tests.watcher import eventually
+
+#: How many times each test walks out on the server; a write after a reset is a race, so more than once.
+ROUNDS = 2
+
+
+def _request(method: str, path: str, body: bytes = b"") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+    return (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _read_then_walk_out(server: Server, request: bytes, nbytes: int = 1024) -> None:
+    """Send ``request``, read ``nbytes`` of the response, then shut the socket down mid-read."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", server.port))
+        await loop.sock_sendall(sock, request)
+        got = 0
+        while got < nbytes:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+            assert chunk, "the server closed before sending enough"
+            got += len(chunk)
+        sock.shutdown(socket.SHUT_RDWR)
+    finally:
+        sock.close()
+
+
+async def _assert_alive(server: Server) -> dict:
+    assert server.proc is not None
+    try:
+        async with server.client() as c:
+            health = (await c.get("/api/health")).json()
+    except httpx.TransportError:
+        health = {}
+    assert server.proc.poll() is None, f"runwatch exited with {server.proc.wait(5)}"
+    assert health["status"] == "ok"
+    return health
+
+
+async def _no_offline_streams(server: Server) -> bool:
+    return (await _assert_alive(server))["offline_streams"] == 0
+
+
+@pytest.fixture
+def srv(make_server) -> Server:
+    return make_server()
+
+
+async def test_cancelling_a_run_at_full_speed_leaves_the_server_running(srv):
+    # The run's own model stream (the offline model, over HTTP) is cut while it is being written.
+    run = await srv.start_run({"tokens": 3_000_000, "rate": 0})
+    async with srv.client() as c:
+
+        async def streaming() -> bool:
+            page = (await c.get(f"/api/runs/{run}/events", params={"limit": 5})).json()
+            return any(e["type"] == "token" for e in page["events"])
+
+        await eventually(streaming, timeout=10)
+        assert (await c.post(f"/api/runs/{run}/cancel")).status_code == 202
+    await eventually(lambda: _no_offline_streams(srv), timeout=20)
+
+
+async def test_a_streaming_chat_completion_client_that_leaves_mid_read_leaves_the_server_running(srv):
+    content = json.dumps({"tokens": 1_000_000, "rate": 0})
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": content}], "stream": True})
+    for _ in range(ROUNDS):
+        await _read_then_walk_out(srv, _request("POST", "/v1/chat/completions", body.encode()))
+        await eventually(lambda: _no_offline_streams(srv), timeout=10)
+
+
+async def test_an_sse_client_that_leaves_mid_stream_leaves_the_server_running(srv):
+    run = await srv.start_run({"tokens": 20_000, "token_chars": 200, "rate": 0})
+    watcher = await srv.watcher()
+    await watcher.subscribe(run)
+    await watcher.until_finished(run, timeout=30)
+    await watcher.close()
+    for _ in range(ROUNDS):
+        await _read_then_walk_out(srv, _request("GET", f"/api/runs/{run}/stream"), nbytes=64 * 1024)
+        await _assert_alive(srv)
+
+
+async def test_a_replay_client_that_leaves_mid_response_leaves_the_server_running(srv):
+    run = await srv.start_run({"tokens": 20_000, "token_chars": 200, "rate": 0})
+    watcher = await srv.watcher()
+    await watcher.subscribe(run)
+    await watcher.until_finished(run, timeout=30)
+    await watcher.close()
+    for _ in range(ROUNDS):
+        await _read_then_walk_out(srv, _request("GET", f"/api/runs/{run}/events?limit=5000"), nbytes=64 * 1024)
+        await _assert_alive(srv)
