@@ -14,7 +14,6 @@ from websockets.streams import StreamReader
 
 from runwatch.agents.bus import MemoryBus
 from runwatch.agents.events import Token
-from runwatch.agents.history import History
 from runwatch.api.connection import Connection
 from runwatch.api.framing import DirectWriter, text_frame
 from runwatch.api.lane import FastLane
@@ -134,7 +133,6 @@ async def test_a_direct_write_that_raises_demotes_the_connection_and_the_frame_g
         "c1",
         asgi_send,
         bus=bus,
-        history=History(bus, None),  # type: ignore[arg-type]  # every read here is from the bus
         max_lag=100,
         send_timeout=10,
         frame_events=100,
