@@ -9,7 +9,9 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_202_ACCEPTED
+from msgspec import UNSET, UnsetType
 
+from runwatch.agents.errors import EmptyInput
 from runwatch.agents.events import RunStatus
 from runwatch.agents.store import RunPage, RunSummary
 from runwatch.agents.store.sqlite import MAX_POSITION
@@ -19,7 +21,8 @@ from runwatch.api.runtime import Runtime
 
 class StartRun(msgspec.Struct, forbid_unknown_fields=True):
     agent: str
-    input: str = ""
+    #: What the agent should do; required and not blank (``empty_input`` otherwise).
+    input: str | UnsetType = UNSET
 
 
 class RunAccepted(msgspec.Struct):
@@ -63,6 +66,8 @@ class RunsController(Controller):
 
     @post("/runs", status_code=HTTP_202_ACCEPTED, summary="Start a run")
     async def start_run(self, data: StartRun, rt: Runtime) -> RunAccepted:
+        if data.input is UNSET:
+            raise EmptyInput("input is missing: say what the agent should do")
         handle = await rt.service.start(data.agent, data.input)
         return RunAccepted(
             id=handle.id,

@@ -41,9 +41,10 @@ async def run_stream(
 ) -> ServerSentEvent:
     header = request.headers.get("last-event-id")
     if header is not None:
-        if not header.isascii() or not header.isdigit() or len(header.lstrip("0")) > 19:
+        digits = header.lstrip("0") or "0"  # int() refuses over 4300 digits, even zeros
+        if not header.isascii() or not header.isdigit() or len(digits) > 19:
             raise BadRequest("Last-Event-ID must be the seq of the last event you received")
-        after = int(header)
+        after = int(digits)
     cursor = (await rt.service.resume(run_id, after or 0)).after
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
