@@ -7,8 +7,10 @@ from typing import Any
 
 import msgspec
 from litestar import post
+from litestar.dto import DTOConfig, MsgspecDTO
 from litestar.response import Response, Stream
 
+from runwatch.agents.errors import BadRequest, ErrorCode
 from runwatch.agents.offline_model import plan_reply, stream_reply
 from runwatch.api.runtime import Runtime
 
@@ -65,7 +67,29 @@ class ChatRequest(msgspec.Struct):
     stream_options: StreamOptions | None = None
 
 
-@post("/v1/chat/completions", status_code=200, tags=["offline model"], summary="The offline model (OpenAI-compatible)")
+class StrictChatRequest(MsgspecDTO[ChatRequest]):
+    """Decode the body straight to a ``ChatRequest``, strictly: Litestar's own conversion is lenient
+    (``0`` would pass for ``false``) and the offline model should refuse what OpenAI refuses."""
+
+    config = DTOConfig(max_nested_depth=4)
+
+    def decode_bytes(self, value: bytes) -> ChatRequest:
+        try:
+            return msgspec.json.decode(value, type=ChatRequest)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"invalid chat completion request: {exc}") from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON) from None
+
+
+@post(
+    "/v1/chat/completions",
+    status_code=200,
+    dto=StrictChatRequest,
+    return_dto=None,
+    tags=["offline model"],
+    summary="The offline model (OpenAI-compatible)",
+)
 async def chat_completions(data: ChatRequest, rt: Runtime) -> Stream | Response:
     messages: list[dict[str, Any]] = msgspec.to_builtins(data.messages)
     tool_names = {t.function.name for t in data.tools}
