@@ -10,8 +10,9 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import SerializationException, ValidationException
+from litestar.openapi import ResponseSpec
 
-from runwatch.agents.errors import BadRequest, ErrorCode, QueueFull, RunwatchError
+from runwatch.agents.errors import HTTP_STATUS, BadRequest, ErrorCode, QueueFull, RunwatchError
 
 log = structlog.get_logger()
 
@@ -31,6 +32,18 @@ def runwatch_error(request: Request[Any, Any, Any], exc: RunwatchError) -> Respo
     headers = {"Retry-After": str(RETRY_AFTER)} if isinstance(exc, QueueFull) else None
     body = ErrorBody(status_code=exc.http_status, detail=exc.message, code=exc.code)
     return Response(body, status_code=exc.http_status, headers=headers)
+
+
+def error_responses(*codes: ErrorCode) -> dict[int, ResponseSpec]:
+    """The OpenAPI ``responses`` of a handler that can fail with ``codes``: one ``ErrorBody`` per status,
+    described by its codes. Every handler with parameters or a body can also answer ``bad_request``."""
+    by_status: dict[int, list[str]] = {400: [ErrorCode.BAD_REQUEST.value]}
+    for code in codes:
+        by_status.setdefault(HTTP_STATUS[code], []).append(code.value)
+    return {
+        status: ResponseSpec(ErrorBody, description="code: " + ", ".join(names), generate_examples=False)
+        for status, names in sorted(by_status.items())
+    }
 
 
 class JSONRequest(Request[Any, Any, Any]):

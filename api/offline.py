@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import post
 from litestar.dto import DTOConfig, MsgspecDTO
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Response, Stream
 
 from runwatch.agents.errors import BadRequest, ErrorCode
 from runwatch.agents.offline_model import plan_reply, stream_reply
+from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
 
 #: At full speed, chunks are written in groups of this many SSE events per HTTP body write.
@@ -82,6 +86,16 @@ class StrictChatRequest(MsgspecDTO[ChatRequest]):
             raise BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON) from None
 
 
+@dataclass
+class _JSONOrEventStream(Operation):
+    """The operation's 200 is JSON or, when ``stream`` is true, an event stream: ``ResponseSpec`` names one type."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/event-stream"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+
+
 @post(
     "/v1/chat/completions",
     status_code=200,
@@ -89,6 +103,15 @@ class StrictChatRequest(MsgspecDTO[ChatRequest]):
     return_dto=None,
     tags=["offline model"],
     summary="The offline model (OpenAI-compatible)",
+    operation_class=_JSONOrEventStream,
+    responses={
+        200: ResponseSpec(
+            dict[str, Any],
+            description="One chat.completion (JSON), or chat.completion.chunk events (SSE) when stream is true",
+            generate_examples=False,
+        ),
+        **error_responses(ErrorCode.BAD_JSON),
+    },
 )
 async def chat_completions(data: ChatRequest, rt: Runtime) -> Stream | Response:
     messages: list[dict[str, Any]] = msgspec.to_builtins(data.messages)

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from litestar import Request, get
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from runwatch.agents.errors import BadRequest
-from runwatch.agents.store.sqlite import MAX_POSITION
+from runwatch.agents.errors import BadRequest, ErrorCode
+from runwatch.api.http_errors import error_responses
+from runwatch.api.runs import MAX_AFTER
 from runwatch.api.runtime import Runtime
 
 PAGE = 500
@@ -32,12 +34,25 @@ class _Wake:
         self.event.set()
 
 
-@get("/api/runs/{run_id:str}/stream", tags=["runs"], summary="Follow a run over Server-Sent Events")
+@get(
+    "/api/runs/{run_id:str}/stream",
+    tags=["runs"],
+    summary="Follow a run over Server-Sent Events",
+    responses={
+        200: ResponseSpec(
+            str,
+            media_type="text/event-stream",
+            description="One SSE event per run event: id is its seq, data its JSON; ends after run.finished",
+            generate_examples=False,
+        ),
+        **error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.AFTER_BEYOND_HEAD),
+    },
+)
 async def run_stream(
     run_id: str,
     request: Request,
     rt: Runtime,
-    after: Annotated[int | None, Parameter(ge=0, le=MAX_POSITION)] = None,
+    after: Annotated[int | None, Parameter(ge=0, le=MAX_AFTER)] = None,
 ) -> ServerSentEvent:
     header = request.headers.get("last-event-id")
     if header is not None:
