@@ -93,7 +93,8 @@ class _JSONOrEventStream(Operation):
     def __post_init__(self) -> None:
         ok = (self.responses or {}).get("200")
         if isinstance(ok, OpenAPIResponse) and ok.content is not None:
-            ok.content["text/event-stream"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+            data = Schema(type=OpenAPIType.OBJECT, properties={"data": Schema(type=OpenAPIType.STRING)})
+            ok.content["text/event-stream"] = OpenAPIMediaType(schema=data)
 
 
 @post(

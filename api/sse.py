@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import msgspec
 from litestar import Request, get
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
@@ -22,6 +23,14 @@ from runwatch.api.runs import MAX_AFTER
 from runwatch.api.runtime import Runtime
 
 PAGE = 500
+
+
+class SSEEvent(msgspec.Struct):
+    """One Server-Sent Event as a client parses it (the OpenAPI schema of an event-stream's items)."""
+
+    data: str
+    id: str | None = None
+    event: str = "message"
 
 
 class _Wake:
@@ -40,7 +49,7 @@ class _Wake:
     summary="Follow a run over Server-Sent Events",
     responses={
         200: ResponseSpec(
-            str,
+            SSEEvent,
             media_type="text/event-stream",
             description="One SSE event per run event: id is its seq, data its JSON; ends after run.finished",
             generate_examples=False,
@@ -52,7 +61,7 @@ async def run_stream(
     run_id: str,
     request: Request,
     rt: Runtime,
-    after: Annotated[int | None, Parameter(ge=0, le=MAX_AFTER)] = None,
+    after: Annotated[int, Parameter(ge=0, le=MAX_AFTER)] = 0,
 ) -> ServerSentEvent:
     header = request.headers.get("last-event-id")
     if header is not None:
@@ -60,7 +69,7 @@ async def run_stream(
         if not header.isascii() or not header.isdigit() or len(digits) > 19:
             raise BadRequest("Last-Event-ID must be the seq of the last event you received")
         after = int(digits)
-    cursor = (await rt.service.resume(run_id, after or 0)).after
+    cursor = (await rt.service.resume(run_id, after)).after
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         nonlocal cursor
