@@ -16,7 +16,7 @@ from litestar.static_files import create_static_files_router
 from runwatch.agents.redact import mask_url
 from runwatch.api import __version__
 from runwatch.api.config import Settings
-from runwatch.api.http_errors import EXCEPTION_HANDLERS
+from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
 from runwatch.api.observability import http_metrics, metrics
 from runwatch.api.offline import chat_completions
 from runwatch.api.runs import RunsController
@@ -70,5 +70,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         request_max_body_size=1024 * 1024,
         middleware=[http_metrics.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JSONRequest,
         logging_config=None,
     )

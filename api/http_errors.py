@@ -1,5 +1,6 @@
 """REST's answer to a failure: a ``RunwatchError`` becomes its HTTP status and a JSON body with its
-code; anything unexpected is logged with its traceback and answers a plain 500."""
+code; a request Litestar cannot decode or validate becomes the same body with ``bad_json`` or
+``bad_request``; anything unexpected is logged with its traceback and answers a plain 500."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response
+from litestar.exceptions import SerializationException, ValidationException
+from litestar.openapi import ResponseSpec
 
-from runwatch.agents.errors import ErrorCode, QueueFull, RunwatchError
+from runwatch.agents.errors import HTTP_STATUS, BadRequest, ErrorCode, QueueFull, RunwatchError
 
 log = structlog.get_logger()
 
@@ -31,10 +34,55 @@ def runwatch_error(request: Request[Any, Any, Any], exc: RunwatchError) -> Respo
     return Response(body, status_code=exc.http_status, headers=headers)
 
 
+def error_responses(*codes: ErrorCode) -> dict[int, ResponseSpec]:
+    """The OpenAPI ``responses`` of a handler that can fail with ``codes``: one ``ErrorBody`` per status,
+    described by its codes. Every handler with parameters or a body can also answer ``bad_request``."""
+    by_status: dict[int, list[str]] = {400: [ErrorCode.BAD_REQUEST.value]}
+    for code in codes:
+        by_status.setdefault(HTTP_STATUS[code], []).append(code.value)
+    return {
+        status: ResponseSpec(ErrorBody, description="code: " + ", ".join(names), generate_examples=False)
+        for status, names in sorted(by_status.items())
+    }
+
+
+class JSONRequest(Request[Any, Any, Any]):
+    """A request whose JSON body fails as one ``bad_json`` error, whatever is wrong with it.
+
+    Litestar turns malformed JSON into a 400 itself, but lets invalid UTF-8 (``UnicodeDecodeError``)
+    and deep nesting (``RecursionError``) through as 500s.
+    """
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except SerializationException as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON) from None
+        except UnicodeDecodeError:
+            raise BadRequest("the request body is not valid UTF-8", code=ErrorCode.BAD_JSON) from None
+        except RecursionError:
+            raise BadRequest("the request body's JSON is nested too deeply", code=ErrorCode.BAD_JSON) from None
+
+
+def validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
+    """A body or parameter of the wrong shape: every problem, each with where it is, in one sentence."""
+    problems = []
+    for item in exc.extra if isinstance(exc.extra, list) else ():
+        source = str(getattr(item.get("source"), "value", item.get("source") or "request"))
+        where = f"{source} `{item['key']}`" if item.get("key") else source
+        problems.append(f"{where}: {item.get('message', 'invalid')}")
+    detail = "invalid request: " + ("; ".join(problems) or exc.detail)
+    return Response(ErrorBody(status_code=400, detail=detail, code=ErrorCode.BAD_REQUEST), status_code=400)
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.error("http.failed", method=request.method, path=request.url.path, error=repr(exc), exc_info=exc)
     body = ErrorBody(status_code=500, detail="internal server error; see the server log", code=ErrorCode.INTERNAL)
     return Response(body, status_code=500)
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {RunwatchError: runwatch_error, 500: internal_error}
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    RunwatchError: runwatch_error,
+    ValidationException: validation_error,
+    500: internal_error,
+}

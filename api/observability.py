@@ -25,7 +25,7 @@ http_metrics = PrometheusConfig(
 )
 
 
-@get("/metrics", tags=["ops"], summary="Prometheus metrics", sync_to_thread=False)
+@get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain", sync_to_thread=False)
 def metrics(rt: Runtime) -> Response[bytes]:
     body = generate_latest(rt.metrics_registry) + generate_latest(REGISTRY)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post
-from litestar.params import Parameter
+from litestar import Controller, get, post, route
+from litestar.enums import HttpMethod
+from litestar.openapi import ResponseSpec
+from litestar.params import BodyKwarg, Parameter
 from litestar.response import Response
-from litestar.status_codes import HTTP_202_ACCEPTED
+from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from runwatch.agents.errors import ErrorCode
 from runwatch.agents.events import RunStatus
 from runwatch.agents.store import RunPage, RunSummary
-from runwatch.agents.store.sqlite import MAX_POSITION
 from runwatch.api import __version__
+from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
+
+#: The largest ``after`` a client may send: positions are JSON numbers, exact in every client up to 2**53 - 1
+#: (a float-typed schema bound past that rounds above what the server accepts).
+MAX_AFTER = 2**53 - 1
 
 
 class StartRun(msgspec.Struct, forbid_unknown_fields=True):
     agent: str
-    input: str = ""
+    #: What the agent should do. The pattern is documentation: the run service refuses a blank input
+    #: with ``empty_input`` and a sentence saying so, clearer than a regex mismatch.
+    input: Annotated[str, BodyKwarg(pattern=r"\S", description="What the agent should do; not blank")]
 
 
 class RunAccepted(msgspec.Struct):
@@ -30,6 +39,16 @@ class RunAccepted(msgspec.Struct):
     offline: bool
     events: str
     stream: str
+
+
+class EventsPage(msgspec.Struct):
+    run_id: str
+    #: The run's events in seq order, each as the WebSocket ``event`` messages carry them.
+    events: list[dict[str, Any]]
+    #: The seq to pass as ``after`` for the next page.
+    next_after: int
+    #: True when the page is full: ask again from ``next_after``.
+    more: bool
 
 
 class Cancelling(msgspec.Struct):
@@ -61,7 +80,26 @@ class RunsController(Controller):
     path = "/api"
     tags = ["runs"]
 
-    @post("/runs", status_code=HTTP_202_ACCEPTED, summary="Start a run")
+    @route("/runs", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
+    async def allow_runs(self) -> Response[None]:
+        # Litestar's own OPTIONS answer for a path with two handlers names only the first one's method
+        # (its closure holds the first route built), so say them all here. A controller registers its
+        # handlers sorted by name: this one's sorts first, so no route of this path is built without it.
+        return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"})
+
+    @post(
+        "/runs",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Start a run",
+        responses=error_responses(
+            ErrorCode.BAD_JSON,
+            ErrorCode.EMPTY_INPUT,
+            ErrorCode.INPUT_TOO_LARGE,
+            ErrorCode.UNKNOWN_AGENT,
+            ErrorCode.QUEUE_FULL,
+            ErrorCode.SHUTTING_DOWN,
+        ),
+    )
     async def start_run(self, data: StartRun, rt: Runtime) -> RunAccepted:
         handle = await rt.service.start(data.agent, data.input)
         return RunAccepted(
@@ -74,7 +112,7 @@ class RunsController(Controller):
             stream=f"/api/runs/{handle.id}/stream",
         )
 
-    @get("/runs", summary="List runs, newest first")
+    @get("/runs", summary="List runs, newest first", responses=error_responses())
     async def list_runs(
         self,
         rt: Runtime,
@@ -85,16 +123,23 @@ class RunsController(Controller):
     ) -> RunPage:
         return await rt.service.list(status=status.value if status else None, agent=agent, limit=limit, cursor=cursor)
 
-    @get("/runs/{run_id:str}", summary="One run's summary")
+    @get("/runs/{run_id:str}", summary="One run's summary", responses=error_responses(ErrorCode.UNKNOWN_RUN))
     async def get_run(self, run_id: str, rt: Runtime) -> RunSummary:
         return await rt.service.get(run_id)
 
-    @get("/runs/{run_id:str}/events", summary="Replay a run's events after a seq, a page at a time")
+    @get(
+        "/runs/{run_id:str}/events",
+        summary="Replay a run's events after a seq, a page at a time",
+        responses={
+            200: ResponseSpec(EventsPage, description="A page of events", generate_examples=False),
+            **error_responses(ErrorCode.UNKNOWN_RUN),
+        },
+    )
     async def run_events(
         self,
         run_id: str,
         rt: Runtime,
-        after: Annotated[int, Parameter(ge=0, le=MAX_POSITION)] = 0,
+        after: Annotated[int, Parameter(ge=0, le=MAX_AFTER)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=5000)] = 1000,
     ) -> Response[bytes]:
         items = await rt.service.events(run_id, after, limit)
@@ -112,7 +157,12 @@ class RunsController(Controller):
         )
         return Response(body, media_type="application/json")
 
-    @post("/runs/{run_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel a run")
+    @post(
+        "/runs/{run_id:str}/cancel",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Cancel a run",
+        responses=error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.ALREADY_FINISHED),
+    )
     async def cancel_run(self, run_id: str, rt: Runtime) -> Cancelling:
         status = await rt.service.cancel(run_id)
         return Cancelling(id=run_id, status="cancelled" if status is RunStatus.CANCELLED else "cancelling")

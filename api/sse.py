@@ -10,16 +10,27 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import msgspec
 from litestar import Request, get
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
-from runwatch.agents.errors import BadRequest
-from runwatch.agents.store.sqlite import MAX_POSITION
+from runwatch.agents.errors import BadRequest, ErrorCode
+from runwatch.api.http_errors import error_responses
+from runwatch.api.runs import MAX_AFTER
 from runwatch.api.runtime import Runtime
 
 PAGE = 500
+
+
+class SSEEvent(msgspec.Struct):
+    """One Server-Sent Event as a client parses it (the OpenAPI schema of an event-stream's items)."""
+
+    data: str
+    id: str | None = None
+    event: str = "message"
 
 
 class _Wake:
@@ -32,19 +43,33 @@ class _Wake:
         self.event.set()
 
 
-@get("/api/runs/{run_id:str}/stream", tags=["runs"], summary="Follow a run over Server-Sent Events")
+@get(
+    "/api/runs/{run_id:str}/stream",
+    tags=["runs"],
+    summary="Follow a run over Server-Sent Events",
+    responses={
+        200: ResponseSpec(
+            SSEEvent,
+            media_type="text/event-stream",
+            description="One SSE event per run event: id is its seq, data its JSON; ends after run.finished",
+            generate_examples=False,
+        ),
+        **error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.AFTER_BEYOND_HEAD),
+    },
+)
 async def run_stream(
     run_id: str,
     request: Request,
     rt: Runtime,
-    after: Annotated[int | None, Parameter(ge=0, le=MAX_POSITION)] = None,
+    after: Annotated[int, Parameter(ge=0, le=MAX_AFTER)] = 0,
 ) -> ServerSentEvent:
     header = request.headers.get("last-event-id")
     if header is not None:
-        if not header.isascii() or not header.isdigit() or len(header.lstrip("0")) > 19:
+        digits = header.lstrip("0") or "0"  # int() refuses over 4300 digits, even zeros
+        if not header.isascii() or not header.isdigit() or len(digits) > 19:
             raise BadRequest("Last-Event-ID must be the seq of the last event you received")
-        after = int(header)
-    cursor = (await rt.service.resume(run_id, after or 0)).after
+        after = int(digits)
+    cursor = (await rt.service.resume(run_id, after)).after
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         nonlocal cursor
