@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from runwatch.api import __version__
@@ -39,15 +42,42 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=serve)
 
 
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+def _listen_problem(host: str, port: int) -> str | None:
+    """Why ``serve`` could not listen on ``host:port``, as one line that says what to do; None if it can."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        return f"{host!r} is not an address or a known host name; pass --host or set RUNWATCH_HOST"
+    with socket.socket(family, kind) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+            s.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use; pass --port or set RUNWATCH_PORT"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return (
+                    f"{host} is not an address of this machine; pass --host (127.0.0.1, or 0.0.0.0 for every "
+                    "interface) or set RUNWATCH_HOST"
+                )
+            if exc.errno == errno.EACCES:
+                return f"no permission to listen on port {port}; pass --port (1024 or above) or set RUNWATCH_PORT"
+            return f"cannot listen on {host}:{port} ({exc.strerror}); pass --host and --port"
+    return None
+
+
+def _data_dir_problem(path: Path) -> str | None:
+    """Why the data folder cannot hold the database, as one line that says what to do; None if it can."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return (
+            f"cannot use {str(path)!r} as the data folder ({exc.strerror or exc}); pass --data-dir or set "
+            "RUNWATCH_DATA_DIR to a folder you can write"
+        )
+    return None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -74,13 +104,11 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
-    if not _port_free(settings.host, settings.port):
-        print(
-            f"runwatch: {settings.host}:{settings.port} is already in use; pass --port or set RUNWATCH_PORT",
-            file=sys.stderr,
-        )
+    problem = _data_dir_problem(settings.data_dir) or _listen_problem(settings.host, settings.port)
+    if problem:
+        print(f"runwatch: {problem}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, settings.secrets)
     try:
         runtime = Runtime(settings)
     except ConfigError as exc:
@@ -113,6 +141,11 @@ def serve(args: argparse.Namespace) -> int:
                 except RuntimeError:
                     pass
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Watchers get the runs' final events and a 1001 before uvicorn closes them (with 1012).
+            await runtime.drain()
+            await super().shutdown(sockets)
 
     Server(config).run()
     return 0
@@ -221,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.func is not serve:
-        # `runwatch run … | head` ends quietly. Never for the server: a peer that closes its socket
-        # while a write is under way would kill the process (uvloop writes without MSG_NOSIGNAL).
+        # Client commands print to pipes (`runwatch agents | head`): end quietly when the reader goes.
+        # Never for `serve`: there SIGPIPE would let any client that hangs up kill the server.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     return args.func(args)
 
