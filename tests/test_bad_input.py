@@ -114,3 +114,93 @@ async def test_a_full_queue_answers_429(make_server):
         assert (await c.post("/api/runs", json=body)).status_code == 202
         r = await c.post("/api/runs", json=body)
         assert r.status_code == 429 and r.headers["retry-after"] == "5" and "queued" in r.json()["detail"]
+
+
+USER = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code", "words"),
+    [
+        ("/api/runs", b'{"agent": "demo", "input": "\xff\xfe"}', "bad_json", "not valid UTF-8"),
+        ("/api/runs", b"[" * 100_000 + b"]" * 100_000, "bad_json", "nested too deeply"),
+        ("/api/runs", b'{"agent": "demo", "input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "bad_json", "nested"),
+        (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [USER], "tools": [{"function": "x"}]},
+            "bad_request",
+            "$.tools[0].function",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [USER, {"role": "assistant", "tool_calls": "abc"}]},
+            "bad_request",
+            "$.messages[1].tool_calls",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [USER, {"role": "assistant", "tool_calls": [1, 2]}]},
+            "bad_request",
+            "$.messages[1].tool_calls[0]",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "m", "messages": [USER, {"role": "tool", "tool_call_id": ["c1"], "content": "x"}]},
+            "bad_request",
+            "$.messages[1].tool_call_id",
+        ),
+        ("/v1/chat/completions", b"\xff" * 10, "bad_json", "not valid JSON"),
+    ],
+)
+async def test_a_malformed_body_is_a_400_with_a_code_and_a_reason(server, path, body, code, words):
+    async with server.client() as c:
+        if isinstance(body, bytes):
+            r = await c.post(path, content=body, headers={"content-type": "application/json"})
+        else:
+            r = await c.post(path, json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == code and words in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "headers"),
+    [
+        ("/api/runs/{run}/events", {"after": "1" * 26}, {}),
+        ("/api/runs/{run}/stream", {}, {"last-event-id": "1" * 26}),
+        ("/api/runs/{run}/stream", {"after": "1" * 26}, {}),
+        ("/api/runs", {"cursor": "1" * 26}, {}),
+    ],
+)
+async def test_a_position_past_any_integer_is_a_400(server, path, params, headers):
+    run = await server.start_run({"tokens": 1})
+    async with server.client() as c:
+        r = await c.get(path.format(run=run), params=params, headers=headers)
+    assert r.status_code == 400 and r.json()["code"] == "bad_request", r.text
+
+
+async def test_a_cursor_of_two_to_the_63_lists_runs(server):
+    run = await server.start_run({"tokens": 1})
+    async with server.client() as c:
+        r = await c.get("/api/runs", params={"cursor": str(2**63)})
+    assert r.status_code == 200 and run in [x["id"] for x in r.json()["runs"]]
+
+
+async def test_a_last_event_id_of_5000_zeros_replays_from_the_start(server):
+    run = await server.start_run({"tokens": 1})
+    async with server.client() as c:
+        r = await c.get(f"/api/runs/{run}/stream", headers={"last-event-id": "0" * 5000})
+    assert r.status_code == 200 and r.text.startswith("id: 1\r\n"), r.text[:200]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"agent": "demo", "input": ""}, "input is empty"),
+        ({"agent": "demo", "input": "  \n"}, "input is empty"),
+        ({"agent": "demo"}, "missing required field `input`"),
+    ],
+)
+async def test_an_empty_or_missing_input_is_a_400_saying_so(server, body, words):
+    async with server.client() as c:
+        r = await c.post("/api/runs", json=body)
+    assert r.status_code == 400 and words in r.json()["detail"], r.text

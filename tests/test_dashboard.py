@@ -98,6 +98,26 @@ def test_start_a_run_from_the_form_and_watch_tokens_and_a_tool_card(server, open
     page.screenshot(path=str(ARTIFACTS / "run-view.png"), full_page=True)
 
 
+def test_an_empty_input_is_refused_by_the_form_with_a_reason(server, open_page):
+    page = open_page(server.url + "/")
+    expect(page.locator("#start-agent")).to_have_value("demo")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.fill("#start-input", "   ")
+    page.click("form.start button[type=submit]")
+    expect(page.locator("p.error-text")).to_have_text("The input is empty: say what the agent should do.")
+    expect(page.locator("#start-input")).to_be_focused()
+    assert posts == [] and "#/runs/" not in page.url
+
+
+def test_a_refused_start_shows_the_servers_reason(server, open_page):
+    page = open_page(server.url + "/")
+    expect(page.locator("#start-agent")).to_have_value("demo")
+    page.fill("#start-input", "x" * (256 * 1024 + 1))
+    page.click("form.start button[type=submit]")
+    expect(page.locator("p.error-text")).to_contain_text("the limit is 262144 (RUNWATCH_MAX_INPUT_BYTES) (HTTP 413)")
+
+
 def test_a_second_page_on_the_same_run_shows_the_same_text(server, open_page):
     run = start_run(server, {"tokens": 200, "rate": 100})
     first = open_page(f"{server.url}/#/runs/{run}")

@@ -143,6 +143,12 @@ export function runsView(root, live, params) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     formError.textContent = "";
+    if (!input.value.trim()) {
+      // The server refuses it too (400 empty_input); say so before asking.
+      formError.textContent = "The input is empty: say what the agent should do.";
+      input.focus();
+      return;
+    }
     const button = form.querySelector("button");
     button.disabled = true;
     try {
