@@ -220,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if args.func is not serve:
+        # `runwatch run … | head` ends quietly. Never for the server: a peer that closes its socket
+        # while a write is under way would kill the process (uvloop writes without MSG_NOSIGNAL).
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     return args.func(args)
 
 
