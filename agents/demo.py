@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import datetime as dt
+import math
 import operator
 import time
 import zoneinfo
@@ -28,32 +29,75 @@ _OPS = {
     ast.UAdd: operator.pos,
 }
 
+#: The largest integer the calculator holds, in bits (about 1,233 decimal digits). Big-integer
+#: arithmetic holds the GIL even in a worker thread, so an unbounded ``**`` would freeze the
+#: server; with every operand under this bound, only ``**`` can grow fast, and it is estimated first.
+MAX_INT_BITS = 4096
+#: The longest expression the calculator reads (a longer one could nest deep enough to recurse
+#: without end).
+MAX_EXPRESSION_CHARS = 1000
 
-def _evaluate(node: ast.AST) -> float:
+Number = int | float
+
+
+def _too_large() -> ToolError:
+    return ToolError(
+        f"the result is too large: the calculator keeps integers under {MAX_INT_BITS} bits and floats finite"
+    )
+
+
+def _checked(value: object) -> Number:
+    """``value`` if it is a number the calculator may hold, else a ``ToolError``."""
+    if isinstance(value, int):
+        if value.bit_length() > MAX_INT_BITS:
+            raise _too_large()
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _too_large()
+        return value
+    raise ToolError("the result is not a real number")
+
+
+def _power(base: Number, exponent: Number) -> Number:
+    """``base ** exponent``, refused before computing when the integer result would pass the bound."""
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        if exponent * math.log2(abs(base)) >= MAX_INT_BITS:
+            raise _too_large()
+    return base**exponent
+
+
+def _evaluate(node: ast.AST) -> Number:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return node.value
+        return _checked(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 100:
-            raise ToolError("exponent too large")
-        return _OPS[type(node.op)](left, right)
+        if isinstance(node.op, ast.Pow):
+            return _checked(_power(left, right))
+        return _checked(_OPS[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
-        return _OPS[type(node.op)](_evaluate(node.operand))
+        return _checked(_OPS[type(node.op)](_evaluate(node.operand)))
     raise ToolError("only numbers and + - * / // % ** ( ) are allowed")
 
 
-def calculator(expression: str) -> float:
+def calculator(expression: str) -> Number:
     """Evaluate an arithmetic expression such as "(2 + 3) * 4" and return the number."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ToolError(f"the expression is longer than {MAX_EXPRESSION_CHARS} characters")
     try:
         tree = ast.parse(expression, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         raise ToolError(f"not an arithmetic expression: {expression!r}") from None
     try:
         return _evaluate(tree)
     except ZeroDivisionError:
         raise ToolError("division by zero") from None
+    except OverflowError:
+        raise _too_large() from None
+    except RecursionError:
+        raise ToolError("the expression is nested too deeply") from None
 
 
 def clock(timezone: str = "UTC") -> str:

@@ -81,7 +81,7 @@ def test_tool_arguments_are_validated_with_a_clear_error():
 
 def test_calculator_refuses_anything_but_arithmetic():
     assert calculator("(2 + 3) * 4") == 20
-    for bad in ("__import__('os')", "2 ** 1000", "1/0"):
+    for bad in ("__import__('os')", "2 ** 5000", "1/0"):
         with pytest.raises(ToolError):
             calculator(bad)
 
