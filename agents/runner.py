@@ -69,15 +69,33 @@ class _Call:
     arguments: str = ""
 
 
-def _to_json_value(value: Any) -> Any:
-    return msgspec.to_builtins(value, enc_hook=repr)
+def _encode_result(value: Any) -> tuple[Any, bytes]:
+    """A tool's return value as JSON builtins and as the JSON the model gets; ``ToolError`` if it
+    cannot be encoded."""
+    try:
+        result = msgspec.to_builtins(value, enc_hook=repr)
+        encoded = msgspec.json.encode(result)
+    except Exception as exc:  # a huge int, a NaN key, a __repr__ that raises: all the model's to know
+        raise ToolError(f"the tool's result cannot be encoded as JSON: {type(exc).__name__}: {exc}") from None
+    return result, encoded
 
 
-def _event_result(value: Any) -> Any:
-    encoded = msgspec.json.encode(value)
+def _event_result(result: Any, encoded: bytes) -> Any:
     if len(encoded) <= MAX_EVENT_RESULT_BYTES:
-        return value
+        return result
     return encoded[:MAX_EVENT_RESULT_BYTES].decode(errors="ignore") + f"… [{len(encoded)} bytes in all]"
+
+
+def _error_content(error: str) -> str:
+    return msgspec.json.encode({"error": error}).decode()
+
+
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    """The first exception inside ``group`` that is not itself a group."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 def _parse_arguments(raw: str) -> Any:
@@ -118,12 +136,26 @@ class Runner:
                     ],
                 }
             )
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._call_tool(run_id, agent, c, stats)) for c in calls]
+            results = await self._call_tools(run_id, agent, calls, stats)
             messages.extend(
-                {"role": "tool", "tool_call_id": c.id, "content": t.result()} for c, t in zip(calls, tasks, strict=True)
+                {"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)
             )
         raise StepLimitReached(f"reached the agent's max_steps ({agent.max_steps}) without a final answer")
+
+    async def _call_tools(self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats) -> list[str]:
+        """Run a step's tool calls concurrently; their contents for the model, in call order.
+
+        ``_call_tool`` raises nothing but ``CancelledError``, which a task group does not wrap;
+        should anything else escape, the run reports that exception itself, not the group.
+        """
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._call_tool(run_id, agent, c, stats)) for c in calls]
+        except BaseExceptionGroup as failed:
+            if len(failed.exceptions) > 1:
+                log.error("tools.failed", errors=[repr(e) for e in failed.exceptions])
+            raise _leaf(failed) from None
+        return [t.result() for t in tasks]
 
     async def _step(
         self, run_id: str, index: int, agent: Agent, model: str, messages: list[dict[str, Any]], stats: RunStats
@@ -199,7 +231,19 @@ class Runner:
         return "".join(parts), ordered
 
     async def _call_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
-        """Run one tool call and return the tool message content for the model."""
+        """Run one tool call and return the tool message content for the model.
+
+        Raises nothing but ``CancelledError``: a failing tool, bad arguments, a result that cannot
+        be encoded all become an error the model reads.
+        """
+        try:
+            return await self._run_tool(run_id, agent, call, stats)
+        except Exception as exc:  # publishing failed; the tool's own failures are handled in _run_tool
+            log.exception("tool.publish_failed", tool=call.name, call_id=call.id)
+            return _error_content(f"{type(exc).__name__}: {exc}")
+
+    async def _run_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
+        """``tool.started``, the call, ``tool.finished`` — published however the call ends."""
         stats.tool_calls += 1
         await self._emit(
             ToolStarted(run_id=run_id, call_id=call.id, tool=call.name, arguments=_parse_arguments(call.arguments))
@@ -207,12 +251,14 @@ class Runner:
         started = time.perf_counter()
         ctx = ToolContext(run_id, call.id, self._emit)
         result: Any = None
+        encoded = b"null"
         error: str | None = None
         try:
             tool = agent.tool(call.name)
             if tool is None:
                 raise ToolError(f"unknown tool {call.name!r}; tools: {', '.join(agent.tool_names) or 'none'}")
-            result = _to_json_value(await tool.call(tool.decode_arguments(call.arguments), ctx))
+            value = await tool.call(tool.decode_arguments(call.arguments), ctx)
+            result, encoded = _encode_result(value)
         except ToolError as exc:
             error = str(exc)
         except asyncio.CancelledError:
@@ -226,16 +272,17 @@ class Runner:
                 await ctx.run_cleanups()
             except Exception as exc:
                 log.warning("tool.cleanup_failed", tool=call.name, call_id=call.id, error=repr(exc))
-            await self._emit(
-                ToolFinished(
-                    run_id=run_id,
-                    call_id=call.id,
-                    tool=call.name,
-                    result=_event_result(result),
-                    duration=round(time.perf_counter() - started, 4),
-                    error=error,
+            finally:
+                await self._emit(
+                    ToolFinished(
+                        run_id=run_id,
+                        call_id=call.id,
+                        tool=call.name,
+                        result=None if error is not None else _event_result(result, encoded),
+                        duration=round(time.perf_counter() - started, 4),
+                        error=error,
+                    )
                 )
-            )
         if error is not None:
-            return msgspec.json.encode({"error": error}).decode()
-        return msgspec.json.encode(result).decode()
+            return _error_content(error)
+        return encoded.decode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -13,12 +14,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from openai import AsyncOpenAI
 
-from runwatch.agents.demo import file_tools
+from runwatch.agents.agent import Agent
+from runwatch.agents.demo import file_tools, wait
+from runwatch.agents.runner import Runner, RunStats
 from runwatch.agents.tools import ToolError
 from tests.conftest import Server
+from tests.watcher import text_of
 
 SECRET = "the-secret-outside-the-files-folder"
+
+MODULE = textwrap.dedent('''
+    from runwatch.agents import Agent
+
+    def huge() -> int:
+        """A number too long for JSON (Python will not write an int of over 4,300 digits)."""
+        return 10**5000
+
+    unsendable = Agent(name="unsendable", instructions="Use your tool.", tools=[huge], max_steps=3)
+''')
 
 
 async def _run(srv: Server, text: str, agent: str = "demo") -> list[dict]:
@@ -53,6 +68,46 @@ async def test_a_runaway_power_is_a_tool_error_at_once_while_health_stays_fast(s
     assert call["duration"] < 0.5
     assert max(latencies) < 1.0, f"/api/health took {max(latencies):.2f} s"
     assert events[-1]["status"] == "succeeded"
+
+
+@pytest.fixture(scope="module")
+def unsendable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("unsendable")
+    (folder / "unsendable_agents.py").write_text(MODULE)
+    srv = Server(folder / "data", {"RUNWATCH_AGENTS": "unsendable_agents", "PYTHONPATH": str(folder)}).start()
+    yield srv
+    srv.stop()
+
+
+async def test_a_result_that_cannot_be_encoded_as_json_is_a_tool_error_the_model_sees(unsendable):
+    events = await _run(unsendable, "call huge {}", agent="unsendable")
+    call = _finished_tools(events)[0]
+    assert call["result"] is None and call["error"].startswith("the tool's result cannot be encoded as JSON")
+    assert "cannot be encoded as JSON" in text_of(events)  # the offline model quotes what the tool said
+    assert events[-1]["status"] == "succeeded" and events[-1]["error"] is None
+
+
+async def test_every_tool_started_gets_its_tool_finished_when_the_result_cannot_be_encoded(unsendable):
+    events = await _run(unsendable, "call huge {} call huge {}", agent="unsendable")
+    started = [e["call_id"] for e in events if e["type"] == "tool.started"]
+    finished = [e["call_id"] for e in _finished_tools(events)]
+    assert len(started) == 2 and finished == started
+
+
+async def test_an_exception_escaping_a_tool_call_is_reported_as_itself_not_as_a_task_group(server):
+    class Leaky(Runner):
+        async def _call_tool(self, *args: object) -> str:
+            raise RuntimeError("disk on fire")
+
+    async def emit(event: object) -> None:
+        pass
+
+    async with AsyncOpenAI(base_url=server.url + "/v1", api_key="offline", max_retries=0) as client:
+        runner = Leaky(client, emit)
+        agent = Agent(name="leaky", instructions=".", tools=[wait])
+        scenario = json.dumps({"tokens": 1, "tool_calls": 2, "parallel": True})
+        with pytest.raises(RuntimeError, match=r"^disk on fire$"):
+            await runner.run("run-leaky", agent, scenario, "runwatch-offline", RunStats())
 
 
 @pytest.fixture(scope="module")
