@@ -37,7 +37,15 @@ TIME_SLICE = 0.002
 MAX_EVENT_RESULT_BYTES = 64 * 1024
 
 
-class StepLimitReached(Exception):
+class LimitExceeded(Exception):
+    """A run went past one of its limits; the message says which and names the setting."""
+
+
+class StepLimitReached(LimitExceeded):
+    pass
+
+
+class OutputTooLarge(LimitExceeded):
     pass
 
 
@@ -69,14 +77,19 @@ class _Call:
     arguments: str = ""
 
 
-def _encode_result(value: Any) -> tuple[Any, bytes]:
+def _encode_result(value: Any, limit: int | None) -> tuple[Any, bytes]:
     """A tool's return value as JSON builtins and as the JSON the model gets; ``ToolError`` if it
-    cannot be encoded."""
+    cannot be encoded or is over ``limit`` bytes."""
     try:
         result = msgspec.to_builtins(value, enc_hook=repr)
         encoded = msgspec.json.encode(result)
     except Exception as exc:  # a huge int, a NaN key, a __repr__ that raises: all the model's to know
         raise ToolError(f"the tool's result cannot be encoded as JSON: {type(exc).__name__}: {exc}") from None
+    if limit is not None and len(encoded) > limit:
+        raise ToolError(
+            f"the tool's result is {len(encoded)} bytes of JSON, over the limit of {limit} bytes "
+            "(setting max_tool_result_bytes, RUNWATCH_MAX_TOOL_RESULT_BYTES)"
+        )
     return result, encoded
 
 
@@ -90,12 +103,36 @@ def _error_content(error: str) -> str:
     return msgspec.json.encode({"error": error}).decode()
 
 
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
 def _leaf(group: BaseExceptionGroup) -> BaseException:
     """The first exception inside ``group`` that is not itself a group."""
     first: BaseException = group
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
     return first
+
+
+class _Text:
+    """A step's streamed text: small parts joined into larger pieces as they come, so a long answer
+    of short tokens does not hold one string object per token."""
+
+    __slots__ = ("_parts", "_pieces")
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._pieces: list[str] = []
+
+    def append(self, text: str) -> None:
+        self._parts.append(text)
+        if len(self._parts) >= 1024:
+            self._pieces.append("".join(self._parts))
+            self._parts.clear()
+
+    def __str__(self) -> str:
+        return "".join(self._pieces) + "".join(self._parts)
 
 
 def _parse_arguments(raw: str) -> Any:
@@ -106,15 +143,30 @@ def _parse_arguments(raw: str) -> Any:
 
 
 class Runner:
-    """Runs agents against one model endpoint; stateless between runs."""
+    """Runs agents against one model endpoint; stateless between runs.
+
+    ``max_output_bytes`` bounds one model step's streamed output (text and tool-call arguments,
+    UTF-8): past it the stream is closed and the run fails with ``OutputTooLarge``.
+    ``max_tool_result_bytes`` bounds a tool result's JSON: past it the model gets an error instead.
+    ``None`` means no limit.
+    """
 
     def __init__(
-        self, client: AsyncOpenAI, emit: Emit, *, coalesce_window: float = 0.025, time_slice: float = TIME_SLICE
+        self,
+        client: AsyncOpenAI,
+        emit: Emit,
+        *,
+        coalesce_window: float = 0.025,
+        time_slice: float = TIME_SLICE,
+        max_output_bytes: int | None = None,
+        max_tool_result_bytes: int | None = None,
     ) -> None:
         self._client = client
         self._emit = emit
         self._window = coalesce_window
         self._slice = time_slice
+        self._max_output = max_output_bytes
+        self._max_tool_result = max_tool_result_bytes
 
     async def run(self, run_id: str, agent: Agent, user_input: str, model: str, stats: RunStats) -> str:
         """Drive the run to the model's final answer and return that answer's text."""
@@ -164,7 +216,9 @@ class Runner:
         stats.steps += 1
         started = time.perf_counter()
         ttft: float | None = None
-        parts: list[str] = []
+        text = _Text()
+        size = 0
+        limit = self._max_output
         calls: dict[int, _Call] = {}
         usage = Usage()
         finish_reason = "error"
@@ -193,15 +247,22 @@ class Runner:
                         if ttft is None and (delta.content or delta.tool_calls):
                             ttft = round(time.perf_counter() - started, 4)
                         if delta.content:
-                            parts.append(delta.content)
+                            size += _utf8_size(delta.content)
+                            if limit is not None and size > limit:
+                                raise self._output_too_large(index)
+                            text.append(delta.content)
                             await coalescer.add(delta.content)
                         for tc in delta.tool_calls or ():
                             call = calls.setdefault(tc.index, _Call())
                             if tc.id:
                                 call.id = tc.id
                             if tc.function is not None:
-                                call.name += tc.function.name or ""
-                                call.arguments += tc.function.arguments or ""
+                                name, arguments = tc.function.name or "", tc.function.arguments or ""
+                                size += _utf8_size(name) + _utf8_size(arguments)
+                                if limit is not None and size > limit:
+                                    raise self._output_too_large(index)
+                                call.name += name
+                                call.arguments += arguments
                         if choice.finish_reason:
                             finish_reason = choice.finish_reason
         except asyncio.CancelledError:
@@ -228,13 +289,19 @@ class Runner:
         ordered = [calls[i] for i in sorted(calls)]
         for n, call in enumerate(ordered):
             call.id = call.id or f"call_{index}_{n}"
-        return "".join(parts), ordered
+        return str(text), ordered
+
+    def _output_too_large(self, index: int) -> OutputTooLarge:
+        return OutputTooLarge(
+            f"the model's output in step {index} passed the limit of {self._max_output} bytes "
+            "(setting max_output_bytes, RUNWATCH_MAX_OUTPUT_BYTES)"
+        )
 
     async def _call_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
         """Run one tool call and return the tool message content for the model.
 
         Raises nothing but ``CancelledError``: a failing tool, bad arguments, a result that cannot
-        be encoded all become an error the model reads.
+        be encoded or is too large all become an error the model reads.
         """
         try:
             return await self._run_tool(run_id, agent, call, stats)
@@ -258,7 +325,7 @@ class Runner:
             if tool is None:
                 raise ToolError(f"unknown tool {call.name!r}; tools: {', '.join(agent.tool_names) or 'none'}")
             value = await tool.call(tool.decode_arguments(call.arguments), ctx)
-            result, encoded = _encode_result(value)
+            result, encoded = _encode_result(value, self._max_tool_result)
         except ToolError as exc:
             error = str(exc)
         except asyncio.CancelledError:

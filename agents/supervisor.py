@@ -18,7 +18,7 @@ import structlog
 from runwatch.agents.agent import AgentRegistry
 from runwatch.agents.bus import Bus
 from runwatch.agents.events import RunFinished, RunQueued, RunStarted, RunStatus, Totals
-from runwatch.agents.runner import Runner, RunStats, StepLimitReached
+from runwatch.agents.runner import LimitExceeded, Runner, RunStats
 from runwatch.agents.store import Store
 
 log = structlog.get_logger()
@@ -39,6 +39,10 @@ class RunAlreadyFinished(Exception):
 
 
 class ShuttingDown(Exception):
+    pass
+
+
+class InputTooLarge(ValueError):
     pass
 
 
@@ -74,6 +78,7 @@ class Supervisor:
         max_queued: int = 100,
         run_timeout: float = 600.0,
         offline: bool = False,
+        max_input_bytes: int | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -85,6 +90,7 @@ class Supervisor:
         self._max_queued = max_queued
         self._run_timeout = run_timeout
         self._offline = offline
+        self._max_input = max_input_bytes
         self._runs: dict[str, RunHandle] = {}
         self._closing = False
 
@@ -97,10 +103,15 @@ class Supervisor:
         return sum(1 for h in self._runs.values() if h.status is RunStatus.QUEUED)
 
     async def start(self, agent_name: str, user_input: str, *, tenant: str = "default") -> RunHandle:
-        """Admit a run; raises ``UnknownAgent``, ``QueueFull`` or ``ShuttingDown``."""
+        """Admit a run; raises ``UnknownAgent``, ``InputTooLarge``, ``QueueFull`` or ``ShuttingDown``."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again once it is back")
         agent = self._registry.get(agent_name)
+        if self._max_input is not None and len(user_input.encode(errors="replace")) > self._max_input:
+            raise InputTooLarge(
+                f"the run's input is over the limit of {self._max_input} bytes "
+                "(setting max_input_bytes, RUNWATCH_MAX_INPUT_BYTES)"
+            )
         if len(self._runs) >= self._max_running + self._max_queued:
             raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish or raise max_queued")
         handle = RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
@@ -143,7 +154,7 @@ class Supervisor:
                 asyncio.current_task().uncancel()
             except TimeoutError:
                 error = f"timed out after {timeout:g} s"
-            except StepLimitReached as exc:
+            except LimitExceeded as exc:
                 error = str(exc)
             except openai.APIConnectionError as exc:
                 error = f"cannot reach the model endpoint: {exc}; check OPENAI_BASE_URL"

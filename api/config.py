@@ -27,6 +27,9 @@ ENV: dict[str, tuple[str, str]] = {
     "max_queued": ("RUNWATCH_MAX_QUEUED", "runs waiting for a slot before new ones get 429"),
     "run_timeout": ("RUNWATCH_RUN_TIMEOUT", "seconds a run may take (agents may set their own)"),
     "log_capacity": ("RUNWATCH_LOG_CAPACITY", "events of a live run kept in memory for fast replay"),
+    "max_input_bytes": ("RUNWATCH_MAX_INPUT_BYTES", "largest run input (UTF-8); bigger answers 413"),
+    "max_output_bytes": ("RUNWATCH_MAX_OUTPUT_BYTES", "most output one model step may stream; more fails the run"),
+    "max_tool_result_bytes": ("RUNWATCH_MAX_TOOL_RESULT_BYTES", "largest tool result (JSON); bigger is a tool error"),
     "ws_max_message_bytes": ("RUNWATCH_WS_MAX_MESSAGE_BYTES", "largest client frame; bigger closes 1009"),
     "ws_max_lag": ("RUNWATCH_WS_MAX_LAG", "events a live watcher may fall behind before resync"),
     "ws_send_timeout": ("RUNWATCH_WS_SEND_TIMEOUT", "seconds a frame may wait to be taken before 1013"),
@@ -54,6 +57,14 @@ class Settings:
     max_queued: int = 100
     run_timeout: float = 600.0
     log_capacity: int = 10_000
+    #: 256 KiB ≈ 64k tokens: more than a task prompt needs; the input travels in ``run.queued`` to
+    #: every watcher of the runs feed and into the store.
+    max_input_bytes: int = 256 * 1024
+    #: 4 MiB ≈ 1M tokens: several times the longest answer today's models write in one call, while a
+    #: runaway stream stops before it fills the store.
+    max_output_bytes: int = 4 * 1024 * 1024
+    #: 1 MiB ≈ 250k tokens: beyond any context window the result is sent back into.
+    max_tool_result_bytes: int = 1024 * 1024
     ws_max_message_bytes: int = 64 * 1024
     ws_max_lag: int = 2_000
     ws_send_timeout: float = 10.0
@@ -152,6 +163,9 @@ def load_settings(
         "ws_frame_bytes",
         "log_capacity",
         "ws_max_lag",
+        "max_input_bytes",
+        "max_output_bytes",
+        "max_tool_result_bytes",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")

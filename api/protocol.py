@@ -96,6 +96,7 @@ class ErrorCode(enum.StrEnum):
     QUEUE_FULL = "queue_full"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     SHUTTING_DOWN = "shutting_down"
+    INPUT_TOO_LARGE = "input_too_large"
 
 
 class CloseCode(enum.IntEnum):

@@ -14,7 +14,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from runwatch.agents.agent import UnknownAgent
 from runwatch.agents.events import RunStatus
 from runwatch.agents.store import RunPage, RunSummary
-from runwatch.agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
+from runwatch.agents.supervisor import InputTooLarge, QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from runwatch.api import __version__
 from runwatch.api.runtime import Runtime
 
@@ -81,6 +81,8 @@ class RunsController(Controller):
             handle = await rt.supervisor.start(data.agent, data.input)
         except UnknownAgent as exc:
             raise ClientException(str(exc), status_code=422) from None
+        except InputTooLarge as exc:
+            raise ClientException(str(exc), status_code=413) from None
         except QueueFull as exc:
             raise TooManyRuns(str(exc), headers={"Retry-After": "5"}) from None
         except ShuttingDown as exc:

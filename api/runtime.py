@@ -50,7 +50,13 @@ class Runtime:
             registry=self.metrics_registry,
         )
         self.metrics_registry.register(LiveGauges(self))
-        self.runner = Runner(self.client, self.bus.publish, coalesce_window=settings.coalesce_ms / 1000)
+        self.runner = Runner(
+            self.client,
+            self.bus.publish,
+            coalesce_window=settings.coalesce_ms / 1000,
+            max_output_bytes=settings.max_output_bytes,
+            max_tool_result_bytes=settings.max_tool_result_bytes,
+        )
         self.supervisor = Supervisor(
             bus=self.bus,
             store=self.store,
@@ -61,6 +67,7 @@ class Runtime:
             max_queued=settings.max_queued,
             run_timeout=settings.run_timeout,
             offline=settings.offline,
+            max_input_bytes=settings.max_input_bytes,
         )
         #: Set when shutdown begins: SSE streams end and WebSocket connections close with 1001.
         self.closing = asyncio.Event()

@@ -17,7 +17,7 @@ from litestar.exceptions import WebSocketDisconnect
 from runwatch.agents.agent import UnknownAgent
 from runwatch.agents.bus import LIFECYCLE
 from runwatch.agents.events import RunStatus
-from runwatch.agents.supervisor import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
+from runwatch.agents.supervisor import InputTooLarge, QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from runwatch.api import __version__
 from runwatch.api.connection import Connection, SlowConsumer
 from runwatch.api.framing import direct_writer
@@ -90,6 +90,8 @@ async def _handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
                 handle = await rt.supervisor.start(agent, text_input)
             except UnknownAgent as exc:
                 raise ProtocolError(ErrorCode.UNKNOWN_AGENT, str(exc), mid) from None
+            except InputTooLarge as exc:
+                raise ProtocolError(ErrorCode.INPUT_TOO_LARGE, str(exc), mid) from None
             except QueueFull as exc:
                 raise ProtocolError(ErrorCode.QUEUE_FULL, str(exc), mid) from None
             except ShuttingDown as exc:
