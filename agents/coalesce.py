@@ -13,7 +13,8 @@ from typing import Any
 from runwatch.agents.events import Token
 
 #: A token event is published early once its text reaches this many characters, however young the
-#: window: one event stays small enough to share, to send and to hold, whatever the model's speed.
+#: window, and no token event holds more (a longer delta is split): one event stays small enough to
+#: share, to send and to hold, whatever the model's speed or chunk size.
 MAX_EVENT_CHARS = 16_384
 
 
@@ -46,20 +47,32 @@ class TokenCoalescer:
         self.deltas = 0
 
     async def add(self, text: str) -> None:
+        """Buffer (or publish) one delta; a delta longer than ``max_chars`` is split across events,
+        which count it once, in the event where it begins."""
         if not text:
             return
         self.deltas += 1
+        count = 1
         if self._window <= 0:
-            await self._publish(text)
+            for start in range(0, len(text), self._max_chars):
+                await self._publish(text[start : start + self._max_chars], count)
+                count = 0
             return
-        self._parts.append(text)
-        self._count += 1
-        self._chars += len(text)
-        if self._chars >= self._max_chars:
+        while self._chars + len(text) >= self._max_chars:
+            room = self._max_chars - self._chars
+            self._parts.append(text[:room])
+            self._count += count
+            self._chars += room
+            count = 0
+            text = text[room:]
             await self.flush()
-        elif self._timer is None:
-            self._sleeping = True
-            self._timer = asyncio.create_task(self._flush_after_window())
+        if text:
+            self._parts.append(text)
+            self._count += count
+            self._chars += len(text)
+            if self._timer is None:
+                self._sleeping = True
+                self._timer = asyncio.create_task(self._flush_after_window())
 
     async def _flush_after_window(self) -> None:
         await asyncio.sleep(self._window)

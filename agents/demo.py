@@ -5,7 +5,11 @@ from __future__ import annotations
 import ast
 import asyncio
 import datetime as dt
+import errno
+import math
 import operator
+import os
+import stat
 import time
 import zoneinfo
 from pathlib import Path
@@ -28,32 +32,75 @@ _OPS = {
     ast.UAdd: operator.pos,
 }
 
+#: The largest integer the calculator holds, in bits (about 1,233 decimal digits). Big-integer
+#: arithmetic holds the GIL even in a worker thread, so an unbounded ``**`` would freeze the
+#: server; with every operand under this bound, only ``**`` can grow fast, and it is estimated first.
+MAX_INT_BITS = 4096
+#: The longest expression the calculator reads (a longer one could nest deep enough to recurse
+#: without end).
+MAX_EXPRESSION_CHARS = 1000
 
-def _evaluate(node: ast.AST) -> float:
+Number = int | float
+
+
+def _too_large() -> ToolError:
+    return ToolError(
+        f"the result is too large: the calculator keeps integers under {MAX_INT_BITS} bits and floats finite"
+    )
+
+
+def _checked(value: object) -> Number:
+    """``value`` if it is a number the calculator may hold, else a ``ToolError``."""
+    if isinstance(value, int):
+        if value.bit_length() > MAX_INT_BITS:
+            raise _too_large()
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _too_large()
+        return value
+    raise ToolError("the result is not a real number")
+
+
+def _power(base: Number, exponent: Number) -> Number:
+    """``base ** exponent``, refused before computing when the integer result would pass the bound."""
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        if exponent * math.log2(abs(base)) >= MAX_INT_BITS:
+            raise _too_large()
+    return base**exponent
+
+
+def _evaluate(node: ast.AST) -> Number:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return node.value
+        return _checked(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 100:
-            raise ToolError("exponent too large")
-        return _OPS[type(node.op)](left, right)
+        if isinstance(node.op, ast.Pow):
+            return _checked(_power(left, right))
+        return _checked(_OPS[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
-        return _OPS[type(node.op)](_evaluate(node.operand))
+        return _checked(_OPS[type(node.op)](_evaluate(node.operand)))
     raise ToolError("only numbers and + - * / // % ** ( ) are allowed")
 
 
-def calculator(expression: str) -> float:
+def calculator(expression: str) -> Number:
     """Evaluate an arithmetic expression such as "(2 + 3) * 4" and return the number."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ToolError(f"the expression is longer than {MAX_EXPRESSION_CHARS} characters")
     try:
         tree = ast.parse(expression, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         raise ToolError(f"not an arithmetic expression: {expression!r}") from None
     try:
         return _evaluate(tree)
     except ZeroDivisionError:
         raise ToolError("division by zero") from None
+    except OverflowError:
+        raise _too_large() from None
+    except RecursionError:
+        raise ToolError("the expression is nested too deeply") from None
 
 
 def clock(timezone: str = "UTC") -> str:
@@ -82,29 +129,82 @@ async def wait(seconds: float, ctx: ToolContext) -> dict[str, float]:
     return {"waited": round(time.monotonic() - started, 3)}
 
 
-def file_tools(root: Path) -> list[Tool]:
-    """``list_files`` and ``read_file`` confined to ``root``: paths resolving outside it are refused."""
-    root = root.resolve()
+def _components(path: str) -> list[str]:
+    """The names to walk from the files folder to ``path``; refuses absolute paths and ``..``."""
+    names = [name for name in path.split("/") if name not in ("", ".")]
+    if path.startswith("/") or ".." in names:
+        raise ToolError(f"{path!r} is outside the files folder: give a path inside it, without '..'")
+    return names
 
-    def inside(path: str) -> Path:
-        target = (root / path).resolve()
-        if target != root and root not in target.parents:
-            raise ToolError(f"{path!r} is outside the files folder")
-        return target
+
+def _open_at(dir_fd: int, name: str, flags: int, path: str) -> int:
+    """Open ``name`` in the folder ``dir_fd`` without following a link, or raise a ``ToolError``."""
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise ToolError(f"no file or folder {path!r}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ToolError(f"{path!r} is a link; links are not followed") from None
+        if exc.errno == errno.ENOTDIR:
+            raise ToolError(f"{path!r} goes through a file or a link where a folder should be") from None
+        raise ToolError(f"cannot open {path!r}: {exc.strerror}") from None
+
+
+def _open_folder(root: Path, names: list[str], path: str) -> int:
+    """An fd of the folder ``root/names…``, walked one component at a time, never through a link."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names:
+            child = _open_at(fd, name, os.O_RDONLY | os.O_DIRECTORY, path)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def file_tools(root: Path) -> list[Tool]:
+    """``list_files`` and ``read_file`` confined to ``root``.
+
+    Paths are walked from an fd of ``root`` one component at a time, each opened with
+    ``O_NOFOLLOW``; ``..`` and absolute paths are refused, and a file must be a regular file with
+    one link. A symlink or hard link pointing out — even one swapped in between a check and a
+    read — is never followed.
+    """
+    root = root.resolve()
 
     def list_files(path: str = ".") -> list[str]:
         """List the files in a folder of the sandboxed files area."""
-        folder = inside(path)
-        if not folder.is_dir():
-            raise ToolError(f"{path!r} is not a folder")
-        return sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+        fd = _open_folder(root, _components(path), path)
+        try:
+            with os.scandir(fd) as entries:
+                return sorted(e.name + ("/" if e.is_dir(follow_symlinks=False) else "") for e in entries)
+        finally:
+            os.close(fd)
 
     def read_file(path: str) -> str:
         """Read a text file from the sandboxed files area (at most 64 KiB)."""
-        target = inside(path)
-        if not target.is_file():
-            raise ToolError(f"no file {path!r}")
-        data = target.read_bytes()[:MAX_FILE_BYTES]
+        names = _components(path)
+        if not names:
+            raise ToolError(f"{path!r} is a folder, not a file")
+        folder = _open_folder(root, names[:-1], path)
+        try:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+            fd = _open_at(folder, names[-1], os.O_RDONLY | os.O_NONBLOCK, path)
+        finally:
+            os.close(folder)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ToolError(f"{path!r} is not a plain file")
+            if info.st_nlink != 1:
+                raise ToolError(f"{path!r} has other hard links; such files are not read")
+            with os.fdopen(fd, "rb", closefd=False) as file:
+                data = file.read(MAX_FILE_BYTES)
+        finally:
+            os.close(fd)
         return data.decode("utf-8", errors="replace")
 
     return [Tool(list_files), Tool(read_file)]

@@ -6,7 +6,8 @@ behaviour is known. The user message decides the script:
 * a JSON scenario ``{"tokens": N, "rate": R, "tool_calls": K, "tool_seconds": S}`` makes K calls
   of the ``wait`` tool (S seconds each; ``"parallel": true`` asks for all K in one step), then
   streams N tokens at R tokens/s (0 = as fast as possible; ``"token_chars": C`` pads each token;
-  ``"ttft": S`` waits S seconds before the first token);
+  ``"ttft": S`` waits S seconds before the first token; tokens are made as they are sent, so a
+  scenario of millions of tokens costs no memory up front);
 * ``call NAME {json arguments}`` in the text (once or more) calls those tools, whatever agent
   offers them — handy for trying your own agents without a key;
 * any other text gets a plausible answer that first uses the demo tools the request offers.
@@ -18,9 +19,10 @@ endpoint that serves them lives in ``api``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,10 @@ WORDS = (
     "the agent streams every token as it is written while watchers follow along live and nothing "
     "is lost when they reconnect because each event carries its sequence number"
 ).split()
+#: The most characters a scenario may pad one token to (a larger ``token_chars`` is not a scenario).
+MAX_TOKEN_CHARS = 1024 * 1024
+#: Padded words are made once per stream while they fit in this many characters, else per token.
+_PADDED_CACHE_CHARS = 1024 * 1024
 
 
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,9 +54,16 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     ttft: float = 0.0
 
 
+def scenario_tokens(tokens: int, token_chars: int = 0) -> Iterator[str]:
+    """The token deltas a scenario answer of ``tokens`` tokens streams, made one at a time."""
+    if token_chars * len(WORDS) <= _PADDED_CACHE_CHARS:
+        return itertools.islice(itertools.cycle([(w + " ").ljust(token_chars, ".") for w in WORDS]), tokens)
+    return ((WORDS[i % len(WORDS)] + " ").ljust(token_chars, ".") for i in range(tokens))
+
+
 def scenario_text(tokens: int, token_chars: int = 0) -> list[str]:
-    """The exact token deltas a scenario answer of ``tokens`` tokens streams."""
-    return [(WORDS[i % len(WORDS)] + " ").ljust(token_chars, ".") for i in range(tokens)]
+    """The exact token deltas a scenario answer of ``tokens`` tokens streams, as a list (for tests)."""
+    return list(scenario_tokens(tokens, token_chars))
 
 
 def parse_scenario(text: str) -> Scenario | None:
@@ -71,6 +84,7 @@ def parse_scenario(text: str) -> Scenario | None:
             scenario.ttft,
         )
         < 0
+        or scenario.token_chars > MAX_TOKEN_CHARS
     ):
         return None
     return scenario
@@ -81,7 +95,8 @@ class Reply:
     """One assistant turn: tool calls to make, or text to stream at ``rate`` tokens/s."""
 
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    tokens: list[str] = field(default_factory=list)
+    #: Read once, as the reply streams: a scenario's tokens are generated, not held.
+    tokens: Iterable[str] = ()
     rate: float = 0.0
     #: Seconds to wait before the first token.
     delay: float = 0.0
@@ -194,7 +209,7 @@ def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
     if remaining > 0:
         batch = remaining if scenario.parallel else 1
         return Reply(tool_calls=[("wait", {"seconds": scenario.tool_seconds})] * batch)
-    return Reply(tokens=scenario_text(scenario.tokens, scenario.token_chars), rate=scenario.rate, delay=scenario.ttft)
+    return Reply(tokens=scenario_tokens(scenario.tokens, scenario.token_chars), rate=scenario.rate, delay=scenario.ttft)
 
 
 def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -203,25 +218,26 @@ def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
 
 async def stream_reply(
     reply: Reply, *, model: str, messages: list[dict[str, Any]], include_usage: bool
-) -> AsyncIterator[dict[str, Any]]:
-    """The reply as OpenAI ``chat.completion.chunk`` dicts, paced at ``reply.rate`` tokens/s."""
+) -> AsyncIterator[bytes]:
+    """The reply as OpenAI ``chat.completion.chunk`` objects in JSON, paced at ``reply.rate`` tokens/s.
+
+    A token's chunk is two constant byte strings around the token's JSON, so a full-speed stream
+    costs little per token.
+    """
     ident = f"chatcmpl-offline-{time.time_ns():x}"
     created = int(time.time())
+    encode = msgspec.json.encode
+    head = encode({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model})[:-1]
+    head += b',"choices":[{"index":0,"delta":'
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return head + encode(delta) + b',"finish_reason":' + encode(finish) + b"}]}"
 
     yield chunk({"role": "assistant", "content": ""})
     completion_tokens = 0
     if reply.tool_calls:
         for i, (name, args) in enumerate(reply.tool_calls):
-            arguments = msgspec.json.encode(args).decode()
+            arguments = encode(args).decode()
             yield chunk(
                 {
                     "tool_calls": [
@@ -243,26 +259,29 @@ async def stream_reply(
         if reply.delay > 0:
             await asyncio.sleep(reply.delay)
         start = time.monotonic()
-        for i, token in enumerate(reply.tokens):
+        token_head, token_tail = head + b'{"content":', b'},"finish_reason":null}]}'
+        for token in reply.tokens:
             if reply.rate > 0:
-                delay = start + i / reply.rate - time.monotonic()
+                delay = start + completion_tokens / reply.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            yield chunk({"content": token})
-        completion_tokens = len(reply.tokens)
+            yield token_head + encode(token) + token_tail
+            completion_tokens += 1
         finish = "stop"
     yield chunk({}, finish)
     if include_usage:
         prompt_tokens = _estimate_tokens(messages)
-        yield {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        yield encode(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )

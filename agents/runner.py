@@ -37,7 +37,15 @@ TIME_SLICE = 0.002
 MAX_EVENT_RESULT_BYTES = 64 * 1024
 
 
-class StepLimitReached(Exception):
+class LimitExceeded(Exception):
+    """A run went past one of its limits; the message says which and names the setting."""
+
+
+class StepLimitReached(LimitExceeded):
+    pass
+
+
+class OutputTooLarge(LimitExceeded):
     pass
 
 
@@ -69,15 +77,62 @@ class _Call:
     arguments: str = ""
 
 
-def _to_json_value(value: Any) -> Any:
-    return msgspec.to_builtins(value, enc_hook=repr)
+def _encode_result(value: Any, limit: int | None) -> tuple[Any, bytes]:
+    """A tool's return value as JSON builtins and as the JSON the model gets; ``ToolError`` if it
+    cannot be encoded or is over ``limit`` bytes."""
+    try:
+        result = msgspec.to_builtins(value, enc_hook=repr)
+        encoded = msgspec.json.encode(result)
+    except Exception as exc:  # a huge int, a NaN key, a __repr__ that raises: all the model's to know
+        raise ToolError(f"the tool's result cannot be encoded as JSON: {type(exc).__name__}: {exc}") from None
+    if limit is not None and len(encoded) > limit:
+        raise ToolError(
+            f"the tool's result is {len(encoded)} bytes of JSON, over the limit of {limit} bytes "
+            "(setting max_tool_result_bytes, RUNWATCH_MAX_TOOL_RESULT_BYTES)"
+        )
+    return result, encoded
 
 
-def _event_result(value: Any) -> Any:
-    encoded = msgspec.json.encode(value)
+def _event_result(result: Any, encoded: bytes) -> Any:
     if len(encoded) <= MAX_EVENT_RESULT_BYTES:
-        return value
+        return result
     return encoded[:MAX_EVENT_RESULT_BYTES].decode(errors="ignore") + f"… [{len(encoded)} bytes in all]"
+
+
+def _error_content(error: str) -> str:
+    return msgspec.json.encode({"error": error}).decode()
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    """The first exception inside ``group`` that is not itself a group."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
+class _Text:
+    """A step's streamed text: small parts joined into larger pieces as they come, so a long answer
+    of short tokens does not hold one string object per token."""
+
+    __slots__ = ("_parts", "_pieces")
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._pieces: list[str] = []
+
+    def append(self, text: str) -> None:
+        self._parts.append(text)
+        if len(self._parts) >= 1024:
+            self._pieces.append("".join(self._parts))
+            self._parts.clear()
+
+    def __str__(self) -> str:
+        return "".join(self._pieces) + "".join(self._parts)
 
 
 def _parse_arguments(raw: str) -> Any:
@@ -88,15 +143,30 @@ def _parse_arguments(raw: str) -> Any:
 
 
 class Runner:
-    """Runs agents against one model endpoint; stateless between runs."""
+    """Runs agents against one model endpoint; stateless between runs.
+
+    ``max_output_bytes`` bounds one model step's streamed output (text and tool-call arguments,
+    UTF-8): past it the stream is closed and the run fails with ``OutputTooLarge``.
+    ``max_tool_result_bytes`` bounds a tool result's JSON: past it the model gets an error instead.
+    ``None`` means no limit.
+    """
 
     def __init__(
-        self, client: AsyncOpenAI, emit: Emit, *, coalesce_window: float = 0.025, time_slice: float = TIME_SLICE
+        self,
+        client: AsyncOpenAI,
+        emit: Emit,
+        *,
+        coalesce_window: float = 0.025,
+        time_slice: float = TIME_SLICE,
+        max_output_bytes: int | None = None,
+        max_tool_result_bytes: int | None = None,
     ) -> None:
         self._client = client
         self._emit = emit
         self._window = coalesce_window
         self._slice = time_slice
+        self._max_output = max_output_bytes
+        self._max_tool_result = max_tool_result_bytes
 
     async def run(self, run_id: str, agent: Agent, user_input: str, model: str, stats: RunStats) -> str:
         """Drive the run to the model's final answer and return that answer's text."""
@@ -118,12 +188,26 @@ class Runner:
                     ],
                 }
             )
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._call_tool(run_id, agent, c, stats)) for c in calls]
+            results = await self._call_tools(run_id, agent, calls, stats)
             messages.extend(
-                {"role": "tool", "tool_call_id": c.id, "content": t.result()} for c, t in zip(calls, tasks, strict=True)
+                {"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)
             )
         raise StepLimitReached(f"reached the agent's max_steps ({agent.max_steps}) without a final answer")
+
+    async def _call_tools(self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats) -> list[str]:
+        """Run a step's tool calls concurrently; their contents for the model, in call order.
+
+        ``_call_tool`` raises nothing but ``CancelledError``, which a task group does not wrap;
+        should anything else escape, the run reports that exception itself, not the group.
+        """
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._call_tool(run_id, agent, c, stats)) for c in calls]
+        except BaseExceptionGroup as failed:
+            if len(failed.exceptions) > 1:
+                log.error("tools.failed", errors=[repr(e) for e in failed.exceptions])
+            raise _leaf(failed) from None
+        return [t.result() for t in tasks]
 
     async def _step(
         self, run_id: str, index: int, agent: Agent, model: str, messages: list[dict[str, Any]], stats: RunStats
@@ -132,7 +216,9 @@ class Runner:
         stats.steps += 1
         started = time.perf_counter()
         ttft: float | None = None
-        parts: list[str] = []
+        text = _Text()
+        size = 0
+        limit = self._max_output
         calls: dict[int, _Call] = {}
         usage = Usage()
         finish_reason = "error"
@@ -161,15 +247,22 @@ class Runner:
                         if ttft is None and (delta.content or delta.tool_calls):
                             ttft = round(time.perf_counter() - started, 4)
                         if delta.content:
-                            parts.append(delta.content)
+                            size += _utf8_size(delta.content)
+                            if limit is not None and size > limit:
+                                raise self._output_too_large(index)
+                            text.append(delta.content)
                             await coalescer.add(delta.content)
                         for tc in delta.tool_calls or ():
                             call = calls.setdefault(tc.index, _Call())
                             if tc.id:
                                 call.id = tc.id
                             if tc.function is not None:
-                                call.name += tc.function.name or ""
-                                call.arguments += tc.function.arguments or ""
+                                name, arguments = tc.function.name or "", tc.function.arguments or ""
+                                size += _utf8_size(name) + _utf8_size(arguments)
+                                if limit is not None and size > limit:
+                                    raise self._output_too_large(index)
+                                call.name += name
+                                call.arguments += arguments
                         if choice.finish_reason:
                             finish_reason = choice.finish_reason
         except asyncio.CancelledError:
@@ -196,10 +289,28 @@ class Runner:
         ordered = [calls[i] for i in sorted(calls)]
         for n, call in enumerate(ordered):
             call.id = call.id or f"call_{index}_{n}"
-        return "".join(parts), ordered
+        return str(text), ordered
+
+    def _output_too_large(self, index: int) -> OutputTooLarge:
+        return OutputTooLarge(
+            f"the model's output in step {index} passed the limit of {self._max_output} bytes "
+            "(setting max_output_bytes, RUNWATCH_MAX_OUTPUT_BYTES)"
+        )
 
     async def _call_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
-        """Run one tool call and return the tool message content for the model."""
+        """Run one tool call and return the tool message content for the model.
+
+        Raises nothing but ``CancelledError``: a failing tool, bad arguments, a result that cannot
+        be encoded or is too large all become an error the model reads.
+        """
+        try:
+            return await self._run_tool(run_id, agent, call, stats)
+        except Exception as exc:  # publishing failed; the tool's own failures are handled in _run_tool
+            log.exception("tool.publish_failed", tool=call.name, call_id=call.id)
+            return _error_content(f"{type(exc).__name__}: {exc}")
+
+    async def _run_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
+        """``tool.started``, the call, ``tool.finished`` — published however the call ends."""
         stats.tool_calls += 1
         await self._emit(
             ToolStarted(run_id=run_id, call_id=call.id, tool=call.name, arguments=_parse_arguments(call.arguments))
@@ -207,12 +318,14 @@ class Runner:
         started = time.perf_counter()
         ctx = ToolContext(run_id, call.id, self._emit)
         result: Any = None
+        encoded = b"null"
         error: str | None = None
         try:
             tool = agent.tool(call.name)
             if tool is None:
                 raise ToolError(f"unknown tool {call.name!r}; tools: {', '.join(agent.tool_names) or 'none'}")
-            result = _to_json_value(await tool.call(tool.decode_arguments(call.arguments), ctx))
+            value = await tool.call(tool.decode_arguments(call.arguments), ctx)
+            result, encoded = _encode_result(value, self._max_tool_result)
         except ToolError as exc:
             error = str(exc)
         except asyncio.CancelledError:
@@ -226,16 +339,17 @@ class Runner:
                 await ctx.run_cleanups()
             except Exception as exc:
                 log.warning("tool.cleanup_failed", tool=call.name, call_id=call.id, error=repr(exc))
-            await self._emit(
-                ToolFinished(
-                    run_id=run_id,
-                    call_id=call.id,
-                    tool=call.name,
-                    result=_event_result(result),
-                    duration=round(time.perf_counter() - started, 4),
-                    error=error,
+            finally:
+                await self._emit(
+                    ToolFinished(
+                        run_id=run_id,
+                        call_id=call.id,
+                        tool=call.name,
+                        result=None if error is not None else _event_result(result, encoded),
+                        duration=round(time.perf_counter() - started, 4),
+                        error=error,
+                    )
                 )
-            )
         if error is not None:
-            return msgspec.json.encode({"error": error}).decode()
-        return msgspec.json.encode(result).decode()
+            return _error_content(error)
+        return encoded.decode()

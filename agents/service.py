@@ -54,7 +54,7 @@ class RunService:
         size = len(user_input.encode())
         if size > self.max_input_bytes:
             raise InputTooLarge(
-                f"input is {size} bytes; the limit is {self.max_input_bytes} (RUNWATCH_MAX_INPUT_BYTES)"
+                f"input is {size} bytes; the limit is {self.max_input_bytes} bytes (RUNWATCH_MAX_INPUT_BYTES)"
             )
         handle = await self.supervisor.start(agent, user_input, tenant=tenant)
         await self.store.flush()

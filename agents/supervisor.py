@@ -20,7 +20,7 @@ from runwatch.agents.bus import Bus
 from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from runwatch.agents.events import RunFinished, RunQueued, RunStarted, RunStatus, Totals
 from runwatch.agents.redact import Redactor
-from runwatch.agents.runner import Runner, RunStats, StepLimitReached
+from runwatch.agents.runner import LimitExceeded, Runner, RunStats
 from runwatch.agents.store import Store
 
 log = structlog.get_logger()
@@ -133,7 +133,7 @@ class Supervisor:
                 asyncio.current_task().uncancel()
             except TimeoutError:
                 error = f"timed out after {timeout:g} s"
-            except StepLimitReached as exc:
+            except LimitExceeded as exc:
                 error = str(exc)
             except openai.APIConnectionError as exc:
                 error = f"cannot reach the model endpoint: {exc}; check OPENAI_BASE_URL"

@@ -29,6 +29,8 @@ ENV: dict[str, tuple[str, str]] = {
     "log_capacity": ("RUNWATCH_LOG_CAPACITY", "events of a live run kept in memory for fast replay"),
     "bus_memory_mb": ("RUNWATCH_BUS_MEMORY_MB", "MiB all in-memory run logs may hold; finished runs leave first"),
     "max_input_bytes": ("RUNWATCH_MAX_INPUT_BYTES", "largest run input; a bigger one answers 413"),
+    "max_output_bytes": ("RUNWATCH_MAX_OUTPUT_BYTES", "most output one model step may stream; more fails the run"),
+    "max_tool_result_bytes": ("RUNWATCH_MAX_TOOL_RESULT_BYTES", "largest tool result (JSON); bigger is a tool error"),
     "ws_max_message_bytes": ("RUNWATCH_WS_MAX_MESSAGE_BYTES", "largest client frame; bigger closes 1009"),
     "ws_max_lag": ("RUNWATCH_WS_MAX_LAG", "events a live watcher may fall behind before resync"),
     "ws_send_timeout": ("RUNWATCH_WS_SEND_TIMEOUT", "seconds a frame may wait to be taken before 1013"),
@@ -60,7 +62,14 @@ class Settings:
     run_timeout: float = 600.0
     log_capacity: int = 10_000
     bus_memory_mb: float = 256.0
+    #: 256 KiB ≈ 64k tokens: more than a task prompt needs; the input travels in ``run.queued`` to
+    #: every watcher of the runs feed and into the store.
     max_input_bytes: int = 256 * 1024
+    #: 4 MiB ≈ 1M tokens: several times the longest answer today's models write in one call, while a
+    #: runaway stream stops before it fills the store.
+    max_output_bytes: int = 4 * 1024 * 1024
+    #: 1 MiB ≈ 250k tokens: beyond any context window the result is sent back into.
+    max_tool_result_bytes: int = 1024 * 1024
     ws_max_message_bytes: int = 64 * 1024
     ws_max_lag: int = 2_000
     ws_send_timeout: float = 10.0
@@ -177,6 +186,8 @@ def load_settings(
         "max_input_bytes",
         "ws_message_rate",
         "ws_message_burst",
+        "max_output_bytes",
+        "max_tool_result_bytes",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")

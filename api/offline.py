@@ -128,7 +128,7 @@ async def chat_completions(data: ChatRequest, rt: Runtime) -> Stream | Response:
         try:
             group: list[bytes] = []
             async for chunk in chunks:
-                group.append(b"data: " + msgspec.json.encode(chunk) + b"\n\n")
+                group.append(b"data: " + chunk + b"\n\n")
                 if reply.rate > 0 or len(group) >= _GROUP:
                     yield b"".join(group)
                     group.clear()
@@ -140,10 +140,11 @@ async def chat_completions(data: ChatRequest, rt: Runtime) -> Stream | Response:
     return Stream(sse(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
-async def _complete(chunks: AsyncIterator[dict[str, Any]]) -> bytes:
+async def _complete(chunks: AsyncIterator[bytes]) -> bytes:
     """Fold the chunks into one non-streaming ``chat.completion`` object."""
     text, calls, finish, usage, head = [], {}, "stop", None, {}
-    async for chunk in chunks:
+    async for encoded in chunks:
+        chunk = msgspec.json.decode(encoded)
         head = head or chunk
         usage = chunk.get("usage") or usage
         for choice in chunk["choices"]:

@@ -59,7 +59,13 @@ class Runtime:
             registry=self.metrics_registry,
         )
         self.metrics_registry.register(LiveGauges(self))
-        self.runner = Runner(self.client, self.bus.publish, coalesce_window=settings.coalesce_ms / 1000)
+        self.runner = Runner(
+            self.client,
+            self.bus.publish,
+            coalesce_window=settings.coalesce_ms / 1000,
+            max_output_bytes=settings.max_output_bytes,
+            max_tool_result_bytes=settings.max_tool_result_bytes,
+        )
         self.supervisor = Supervisor(
             bus=self.bus,
             store=self.store,

@@ -65,7 +65,13 @@ def _runwatch(env: dict[str, str], core: str) -> Running:
     port = free_port()
     data = tempfile.mkdtemp(prefix="runwatch-bench-")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))}
-    full_env |= {"RUNWATCH_LOG_LEVEL": "warning", "RUNWATCH_MAX_RUNNING": "64", **env}
+    # The slow-consumer runs stream 4.5 MB in one step, over the 4 MiB default of max_output_bytes.
+    full_env |= {
+        "RUNWATCH_LOG_LEVEL": "warning",
+        "RUNWATCH_MAX_RUNNING": "64",
+        "RUNWATCH_MAX_OUTPUT_BYTES": str(64 * 2**20),
+        **env,
+    }
     proc = subprocess.Popen(
         pinned(core, [sys.executable, "-m", "runwatch.api.cli", "serve", "--port", str(port), "--data-dir", data]),
         cwd=ROOT,

@@ -127,3 +127,17 @@ async def test_a_run_over_its_timeout_fails_with_a_clear_error(make_server):
     final = (await w.until_finished(run, timeout=5))[-1]
     assert final["status"] == "failed" and final["error"] == "timed out after 1 s"
     await w.close()
+
+
+async def test_cancelling_a_full_speed_run_leaves_the_server_up(make_server):
+    """The model stream is closed while the server is writing it: the write fails, the process lives."""
+    srv = make_server()
+    w = await srv.watcher()
+    run = await srv.start_run({"tokens": 1_000_000, "rate": 0})
+    await w.subscribe(run)
+    await w.wait_for(lambda m: m.get("run_id") == run and m.get("type") == "token")
+    _, events = await _cancel_and_time(srv, w, run)
+    assert events[-1]["status"] == "cancelled"
+    assert (await _health(srv))["status"] == "ok"
+    assert srv.proc.poll() is None
+    await w.close()

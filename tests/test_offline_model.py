@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from openai import AsyncOpenAI
@@ -89,3 +90,27 @@ async def test_ttft_delays_the_first_token(client):
         if chunk.choices and chunk.choices[0].delta.content:
             break
     assert time.monotonic() - started >= 0.4
+
+
+def _rss(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+
+
+async def test_a_scenario_of_millions_of_tokens_is_generated_as_it_streams(make_server):
+    """Built up front, three million tokens cost the server about 200 MB before the first one is sent."""
+    srv = make_server()
+    before = _rss(srv.proc.pid)
+    async with AsyncOpenAI(base_url=srv.url + "/v1", api_key="offline") as c:
+        stream = await c.chat.completions.create(
+            model=OFFLINE_MODEL, messages=[{"role": "user", "content": json.dumps({"tokens": 3_000_000})}], stream=True
+        )
+        received = 0
+        async for chunk in stream:
+            received += bool(chunk.choices and chunk.choices[0].delta.content)
+            if received == 20_000:
+                break
+        grown = _rss(srv.proc.pid) - before
+        await stream.close()
+    assert received == 20_000
+    assert grown < 50 * 2**20, f"the server grew by {grown / 2**20:.0f} MiB"

@@ -9,8 +9,14 @@ from __future__ import annotations
 from runwatch.agents.offline_model import scenario_text
 from tests.watcher import assert_contiguous, eventually, text_of
 
-BIG_RUN = {"tokens": 8_000, "token_chars": 1_000}
-SETTINGS = {"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_MAX_LAG": "200", "RUNWATCH_WS_FRAME_EVENTS": "50"}
+# The first token waits a moment, so both watchers are caught up (live) before the burst starts.
+BIG_RUN = {"tokens": 8_000, "token_chars": 1_000, "ttft": 0.5}
+SETTINGS = {
+    "RUNWATCH_COALESCE_MS": "0",
+    "RUNWATCH_WS_MAX_LAG": "200",
+    "RUNWATCH_WS_FRAME_EVENTS": "50",
+    "RUNWATCH_MAX_OUTPUT_BYTES": str(16 * 2**20),  # the ~8 MB answer is over the 4 MiB default
+}
 
 
 async def _fast_and_stalled(srv) -> tuple:

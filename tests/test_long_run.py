@@ -1,0 +1,37 @@
+"""A three-million-token run at full speed: the server stays responsive and the run completes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+TOKENS = 3_000_000
+
+
+#: 4-5 minutes on two shared cores: the openai SDK spends ~85 µs of CPU building each chunk's object.
+@pytest.mark.timeout(900)
+async def test_a_three_million_token_run_at_full_speed_keeps_health_under_a_second(make_server):
+    # The answer is about 17.9 MB of text, over the 4 MiB default of one step's output.
+    srv = make_server({"RUNWATCH_MAX_OUTPUT_BYTES": str(32 * 2**20)})
+    feed = await srv.watcher()
+    await feed.subscribe("*")
+    run = await srv.start_run({"tokens": TOKENS, "rate": 0})
+    finished = asyncio.create_task(
+        feed.wait_for(lambda m: m.get("run_id") == run and m.get("type") == "run.finished", timeout=300)
+    )
+    latencies: list[float] = []
+    async with srv.client() as c:
+        while not finished.done():
+            started = time.monotonic()
+            assert (await c.get("/api/health", timeout=5)).json()["status"] == "ok"
+            latencies.append(time.monotonic() - started)
+            await asyncio.wait({finished}, timeout=0.1)  # the polling interval, cut short by the run's end
+    final = await finished
+    await feed.close()
+    assert final["status"] == "succeeded", final["error"]
+    assert final["totals"]["output_tokens"] == TOKENS
+    assert len(latencies) > 10
+    assert max(latencies) < 1.0, f"/api/health took up to {max(latencies):.2f} s"
+    assert srv.proc.poll() is None
