@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import time
+from collections.abc import Callable
+from functools import partial
 
 import structlog
 from openai import AsyncOpenAI
@@ -25,6 +29,29 @@ log = structlog.get_logger()
 
 #: At shutdown, how long connected watchers are given to receive the runs' final events.
 DRAIN_SECONDS = 2.0
+#: After the bus has let go of this many bytes, the allocator is asked to return free memory to
+#: the system (at most every ``TRIM_SECONDS``): glibc keeps freed blocks of event-sized objects.
+TRIM_BYTES = 32 * 1024 * 1024
+TRIM_SECONDS = 5.0
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return partial(libc.malloc_trim, 0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Give memory freed by evicted run logs back to the system (glibc's ``malloc_trim``)."""
+    if _TRIM is not None:
+        started = time.perf_counter()
+        _TRIM()
+        log.debug("memory.trimmed", took=round(time.perf_counter() - started, 4))
 
 
 class Runtime:
@@ -102,14 +129,21 @@ class Runtime:
         self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
 
     async def _watch_connections(self) -> None:
-        """One timer for every WebSocket: heartbeats and stuck sends (see ``Connection.tick``)."""
+        """One timer for every WebSocket: heartbeats and stuck sends (see ``Connection.tick``); and,
+        every few seconds, memory the bus let go of handed back to the system."""
         s = self.settings
         interval = max(0.05, min(1.0, s.heartbeat / 3, s.ws_send_timeout / 4))
+        trimmed, next_trim = self.bus.freed, time.monotonic() + TRIM_SECONDS
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.tick(now)
+            if now >= next_trim:
+                next_trim = now + TRIM_SECONDS
+                if self.bus.freed - trimmed >= TRIM_BYTES:
+                    trimmed = self.bus.freed
+                    release_free_memory()
 
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the live ones now; once they have ended, set ``closing``.

@@ -126,13 +126,18 @@ class RecentLog:
 
     Positions start at 1. ``head`` is the last appended position, ``visible`` the last one readers
     may see (appended and durable). ``read`` and ``trim`` are slices of one list: O(k) in the items
-    they touch. ``size`` is the bytes held (event JSON plus a fixed overhead per item).
+    they touch. ``size`` estimates the bytes held: an event's JSON twice (the encoded bytes, and the
+    event object's own copy of its text and fields, which is as big) plus a fixed overhead.
     """
 
     __slots__ = ("_capacity", "_items", "first", "head", "size", "visible")
 
-    #: Bytes an item costs beyond its JSON: the ``Published`` object, its list slot, the Struct.
+    #: Bytes an item costs beyond its data: the ``Published`` object, its list slot, the Struct.
     OVERHEAD = 200
+
+    @classmethod
+    def cost(cls, item: Published) -> int:
+        return 2 * len(item.data) + cls.OVERHEAD
 
     def __init__(self, capacity: int, head: int = 0) -> None:
         if capacity < 1:
@@ -151,7 +156,7 @@ class RecentLog:
         """Append ``item`` at ``head + 1``; returns the bytes the log grew by (negative if it shrank)."""
         self.head += 1
         self._items.append(item)
-        grown = len(item.data) + self.OVERHEAD
+        grown = self.cost(item)
         self.size += grown
         if len(self._items) > self._capacity:
             # Drop an eighth at once, so that appending to a full log stays O(1) on average.
@@ -166,7 +171,7 @@ class RecentLog:
         dropped = self._items[:count]
         del self._items[:count]
         self.first += count
-        freed = sum(len(p.data) for p in dropped) + count * self.OVERHEAD
+        freed = sum(self.cost(p) for p in dropped)
         self.size -= freed
         return freed
 

@@ -53,6 +53,8 @@ class MemoryBus:
         #: Finished runs whose logs are still held, oldest first.
         self._finished: dict[str, asyncio.TimerHandle | None] = {}
         self._bytes = 0
+        #: Bytes the logs have let go of so far (evictions and trims): a hint for the allocator.
+        self.freed = 0
         self._watchers: dict[str, set[Watcher]] = {}
         self._sinks: list[Sink] = []
         self._failed: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -168,6 +170,8 @@ class MemoryBus:
 
     def _grow(self, delta: int) -> None:
         self._bytes += delta
+        if delta < 0:
+            self.freed -= delta
         if self._bytes > self._memory_bytes:
             self._shed()
 
@@ -181,7 +185,9 @@ class MemoryBus:
         for ring in sorted(self._logs.values(), key=lambda r: r.size, reverse=True):
             if self._bytes <= target:
                 return
-            self._bytes -= ring.trim(max(1, len(ring) // 2))
+            freed = ring.trim(max(1, len(ring) // 2))
+            self._bytes -= freed
+            self.freed += freed
 
     def _retire(self, run_id: str) -> None:
         self._finished[run_id] = asyncio.get_running_loop().call_later(self._retain_seconds, self._evict, run_id)
@@ -201,6 +207,7 @@ class MemoryBus:
             return
         del self._logs[run_id]
         self._bytes -= ring.size
+        self.freed += ring.size
 
     # -- reading --------------------------------------------------------------------------------
 
