@@ -160,8 +160,11 @@ class Runner:
         time_slice: float = TIME_SLICE,
         max_output_bytes: int | None = None,
         max_tool_result_bytes: int | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self._client = client
+        #: Scrubs secrets from a tool's error text before it becomes an event (and reaches the model).
+        self._redact = redact
         self._emit = emit
         self._window = coalesce_window
         self._slice = time_slice
@@ -327,12 +330,12 @@ class Runner:
             value = await tool.call(tool.decode_arguments(call.arguments), ctx)
             result, encoded = _encode_result(value, self._max_tool_result)
         except ToolError as exc:
-            error = str(exc)
+            error = self._redact(str(exc))
         except asyncio.CancelledError:
             error = "cancelled"
             raise
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = self._redact(f"{type(exc).__name__}: {exc}")
             log.warning("tool.crashed", tool=call.name, call_id=call.id, error=error)
         finally:
             try:

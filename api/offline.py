@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +133,10 @@ async def chat_completions(data: ChatRequest, rt: Runtime) -> Stream | Response:
                 if reply.rate > 0 or len(group) >= _GROUP:
                     yield b"".join(group)
                     group.clear()
+                    if reply.rate <= 0:
+                        # A write to a socket with room returns at once: without this, a full-speed
+                        # stream would keep the event loop (cancels, health, fan-out) until it fills.
+                        await asyncio.sleep(0)
             group.append(b"data: [DONE]\n\n")
             yield b"".join(group)
         finally:

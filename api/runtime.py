@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from runwatch.agents.agent import AgentRegistry, load_agents
 from runwatch.agents.bus import MemoryBus
 from runwatch.agents.demo import demo_agent
+from runwatch.agents.redact import Redactor
 from runwatch.agents.runner import Runner
 from runwatch.agents.service import RunService
 from runwatch.agents.store import SQLiteStore
@@ -92,6 +93,7 @@ class Runtime:
             coalesce_window=settings.coalesce_ms / 1000,
             max_output_bytes=settings.max_output_bytes,
             max_tool_result_bytes=settings.max_tool_result_bytes,
+            redact=Redactor(settings.secrets),
         )
         self.supervisor = Supervisor(
             bus=self.bus,

@@ -138,3 +138,40 @@ def test_the_log_processor_scrubs_every_value_nested_ones_and_tracebacks_too():
         "headers": {"sent": ["Bearer ***"]},
         "exception": 'Traceback (most recent call last):\n  ...\nError: "sk-***"',
     }
+
+
+LEAKY_MODULE = """
+import os
+from runwatch.agents import Agent
+
+
+def leak() -> str:
+    \"\"\"Fails with a message that carries the server's key, as a careless tool might.\"\"\"
+    raise RuntimeError(f"auth failed with key {os.environ['OPENAI_API_KEY']} and Bearer eyJ0eXAi.eyJzdWIi.sig123")
+
+
+leaky = Agent(name="leaky", instructions="Call leak.", tools=[leak], max_steps=2)
+"""
+
+
+async def test_a_tool_error_that_echoes_the_key_is_scrubbed_before_it_becomes_an_event(make_server, tmp_path):
+    model = make_server()  # its offline model answers the other server, which has a key configured
+    (tmp_path / "leaky_agents.py").write_text(LEAKY_MODULE)
+    key = "sk-test-TOOLLEAK1234567890"
+    srv = make_server(
+        {
+            "OPENAI_BASE_URL": model.url + "/v1",
+            "OPENAI_API_KEY": key,
+            "RUNWATCH_MODEL": "runwatch-offline",
+            "RUNWATCH_AGENTS": "leaky_agents",
+            "PYTHONPATH": str(tmp_path),
+        }
+    )
+    w = await srv.watcher()
+    run = await srv.start_run("call leak {}", agent="leaky")
+    await w.subscribe(run)
+    events = await w.until_finished(run)
+    finished = next(e for e in events if e["type"] == "tool.finished")
+    assert finished["error"].startswith("RuntimeError: auth failed with key")
+    assert key not in json.dumps(events) and "eyJzdWIi" not in json.dumps(events)
+    assert key not in srv.logs()
