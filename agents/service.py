@@ -124,11 +124,22 @@ class RunService:
         return self.bus.head(run_id) > 0 or await self.store.get_run(run_id) is not None
 
     async def events(self, run_id: str, after: int, limit: int) -> list[Published]:
-        """Up to ``limit`` events of a run after ``after``, gap-free; ``UnknownRun`` if there is none."""
+        """Up to ``limit`` events of a run after ``after``, gap-free; ``UnknownRun`` if there is none.
+
+        The runs feed is not a run: it is followed over the WebSocket only (``subscribe "*"``).
+        """
+        if run_id == LIFECYCLE:
+            raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
         items = await self.bus.read(run_id, after, limit)
         if not items and not await self.exists(run_id):
             raise UnknownRun(f"no run {run_id!r}")
         return items
+
+    async def resume_run(self, run_id: str, after: int) -> int:
+        """Where a replay of a run (SSE) starts: ``after``, checked. Raises ``UnknownRun``, ``AfterBeyondHead``."""
+        if run_id == LIFECYCLE:
+            raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
+        return (await self.resume(run_id, after)).after
 
     async def resume(self, stream: str, after: int, epoch: str | None = None) -> Resume:
         """Check where a subscription to a run (or the runs feed ``"*"``) may start.

@@ -106,6 +106,10 @@ class Supervisor:
             )
         )
         handle.task = asyncio.create_task(self._execute(handle, user_input), name=f"run-{handle.id}")
+        if self._closing:  # shutdown began while run.queued was being published: it must not escape
+            handle.cancel_requested = True
+            handle.cancel_reason = "the server shut down"
+            handle.task.cancel()
         return handle
 
     async def _execute(self, handle: RunHandle, user_input: str) -> None:

@@ -130,9 +130,9 @@ class Connection:
         self._metrics = metrics
         self.subscriptions: dict[str, Subscription] = {}
         self._outbox: deque[str] = deque()
-        #: Set while the outbox has room for more replies (see ``MAX_OUTBOX``).
-        self.room = asyncio.Event()
-        self.room.set()
+        #: While the outbox is full: resolved when the sender has made room (see ``MAX_OUTBOX``).
+        #: Made only when needed — an idle connection should cost as little memory as possible.
+        self._room: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         #: True while the sender waits with nothing to do and is not woken: only then may ``notify``
@@ -234,9 +234,15 @@ class Connection:
     def post(self, message: str) -> None:
         """Queue a control message (ack, error) ahead of events; the receive loop waits for ``room``."""
         self._outbox.append(message)
-        if len(self._outbox) >= MAX_OUTBOX:
-            self.room.clear()
         self._wake_sender()
+
+    async def room(self) -> None:
+        """Return once the outbox has room for more replies."""
+        if len(self._outbox) < MAX_OUTBOX:
+            return
+        if self._room is None:
+            self._room = asyncio.get_running_loop().create_future()
+        await self._room
 
     def subscribe(self, stream: str, after: int) -> None:
         """Start (or restart) following ``stream`` after position ``after``."""
@@ -320,7 +326,10 @@ class Connection:
         frame = _Frame()
         while self._outbox:
             frame.add_message(self._outbox.popleft())
-        self.room.set()
+        if self._room is not None:
+            if not self._room.done():
+                self._room.set_result(None)
+            self._room = None
         budget = self._frame_budget
         more = False
         for sub in list(self.subscriptions.values()):
@@ -359,8 +368,8 @@ class Connection:
     async def _read(self, sub: Subscription, budget: int) -> list[Published]:
         batch = self._bus.recent(sub.stream, sub.cursor, budget)
         if batch is None:
-            if sub.live or sub.stream == LIFECYCLE:
-                sub.overflowed = True  # fell out of the live log: the client must resync
+            if sub.stream == LIFECYCLE or (sub.live and self._bus.head(sub.stream) > 0):
+                sub.overflowed = True  # fell out of the live log it follows: the client must resync
                 self._wake_sender()
                 return []
             return await self._bus.read(sub.stream, sub.cursor, budget)

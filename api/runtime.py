@@ -159,7 +159,10 @@ class Runtime:
     async def _stop_runs(self) -> None:
         try:
             await self.supervisor.shutdown(timeout=DRAIN_SECONDS * 2)
-            await self.store.flush()  # every final event is now visible to its watchers
+            try:  # every final event is then visible to its watchers (unless the disk is stuck)
+                await asyncio.wait_for(self.store.flush(), DRAIN_SECONDS)
+            except TimeoutError:
+                log.error("runtime.final_events_not_durable", timeout=DRAIN_SECONDS)
         finally:
             self.drain_deadline = time.monotonic() + DRAIN_SECONDS
             self.closing.set()

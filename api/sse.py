@@ -69,7 +69,7 @@ async def run_stream(
         if not header.isascii() or not header.isdigit() or len(digits) > 19:
             raise BadRequest("Last-Event-ID must be the seq of the last event you received")
         after = int(digits)
-    cursor = (await rt.service.resume(run_id, after)).after
+    cursor = await rt.service.resume_run(run_id, after)
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         nonlocal cursor

@@ -90,7 +90,6 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         for task in (sender, receiver, closing):
             task.cancel()
         conn.close()
-        rt.connections.discard(conn)
         rt.metrics.ws_closed.labels(CLOSE_REASONS.get(close_code, "error")).inc()
         if close_code == CloseCode.TRY_AGAIN_LATER:
             rt.metrics.slow_consumers.labels("disconnect").inc()
@@ -99,6 +98,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
                 await asyncio.wait_for(socket.close(code=close_code, reason=reason), 1.0)
             except Exception:
                 pass
+        rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
         log.info(
             "ws.disconnected",
             conn=conn_id,
@@ -125,7 +125,7 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> tuple[Cl
     limit = settings.ws_max_message_bytes
     rate = MessageRate(settings.ws_message_rate, settings.ws_message_burst)
     while True:
-        await conn.room.wait()  # a client that sends faster than it reads waits here
+        await conn.room()  # a client that sends faster than it reads waits here
         event = await socket.receive()
         if event["type"] == "websocket.disconnect":
             code = event.get("code")

@@ -115,7 +115,9 @@ def test_a_refused_start_shows_the_servers_reason(server, open_page):
     expect(page.locator("#start-agent")).to_have_value("demo")
     page.fill("#start-input", "x" * (256 * 1024 + 1))
     page.click("form.start button[type=submit]")
-    expect(page.locator("p.error-text")).to_contain_text("the limit is 262144 (RUNWATCH_MAX_INPUT_BYTES) (HTTP 413)")
+    expect(page.locator("p.error-text")).to_contain_text(
+        "the limit is 262144 bytes (RUNWATCH_MAX_INPUT_BYTES) (HTTP 413)"
+    )
 
 
 def test_a_second_page_on_the_same_run_shows_the_same_text(server, open_page):

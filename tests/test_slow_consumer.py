@@ -9,8 +9,9 @@ from __future__ import annotations
 from runwatch.agents.offline_model import scenario_text
 from tests.watcher import assert_contiguous, eventually, text_of
 
-# The first token waits a moment, so both watchers are caught up (live) before the burst starts.
-BIG_RUN = {"tokens": 8_000, "token_chars": 1_000, "ttft": 0.5}
+# The first token waits a moment, so both watchers are caught up (live) before the stream starts;
+# 4 s of streaming gives the stalled watcher's blocked send many publishes to fall behind on.
+BIG_RUN = {"tokens": 8_000, "token_chars": 1_000, "ttft": 0.5, "rate": 2_000}
 SETTINGS = {
     "RUNWATCH_COALESCE_MS": "0",
     "RUNWATCH_WS_MAX_LAG": "200",

@@ -94,8 +94,9 @@ class Bus(Protocol):
         ...
 
     async def read(self, stream: str, after: int, limit: int) -> list[Published]:
-        """Visible events of a run with seq > ``after``, at most ``limit``, in order, gap-free:
-        from memory while it holds them, else from the journal."""
+        """Visible events of ``stream`` after position ``after``, at most ``limit``, in order, gap-free:
+        a run's from memory while it holds them, else from the journal. The runs feed lives in memory
+        only: for a position it no longer holds this raises ``LookupError`` (the reader must resync)."""
         ...
 
     def recent(self, stream: str, after: int, limit: int) -> list[Published] | None:

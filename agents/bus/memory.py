@@ -58,6 +58,7 @@ class MemoryBus:
         self._watchers: dict[str, set[Watcher]] = {}
         self._sinks: list[Sink] = []
         self._failed: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._opening = asyncio.Lock()
         if journal is not None:
             journal.on_durable(self._on_durable)
 
@@ -81,7 +82,7 @@ class MemoryBus:
     @property
     def memory_used(self) -> int:
         """Bytes held by every run log and the feed (the figure ``memory_bytes`` bounds)."""
-        return self._bytes + self._feed.size
+        return self._bytes
 
     def epoch_of(self, stream: str) -> str:
         return self.feed_epoch if stream == LIFECYCLE else self.epoch
@@ -119,13 +120,18 @@ class MemoryBus:
         return published
 
     async def _open_log(self, run_id: str, *, new: bool) -> RecentLog:
-        head = 0
-        if not new and self._journal is not None:
-            head = await self._journal.head(run_id)
-        ring = self._logs.get(run_id)  # another publish of this run may have opened it meanwhile
-        if ring is None:
-            ring = self._logs[run_id] = RecentLog(self._log_capacity, head)
-        return ring
+        if new or self._journal is None:
+            ring = self._logs[run_id] = RecentLog(self._log_capacity)
+            return ring
+        # A run this bus does not hold (a dead process's run being finished): its position comes
+        # from the journal. One such open at a time, so two publishes of that run cannot both
+        # read the same durable head; a log evicted meanwhile was durable, so its head is exact.
+        async with self._opening:
+            ring = self._logs.get(run_id)
+            if ring is None:
+                head = await self._journal.head(run_id)
+                ring = self._logs[run_id] = RecentLog(self._log_capacity, head)
+            return ring
 
     def _on_durable(self, batch: Sequence[Published]) -> None:
         """Make a durable batch visible: advance each run's visible head, extend the feed, wake."""
@@ -140,12 +146,14 @@ class MemoryBus:
             if p.type in LIFECYCLE_TYPES:
                 position = feed.head + 1
                 data = b'{"feed":%d,' % position + p.data[1:]
-                feed.append(Published(p.run_id, position, p.type, data, p.event))
+                self._bytes += feed.append(Published(p.run_id, position, p.type, data, p.event))
                 feed.visible = feed.head
         for run_id, head in runs.items():
             self._notify(run_id, head)
         if feed.head != feed_head:
             self._notify(LIFECYCLE, feed.head)
+            if self._bytes > self._memory_bytes:
+                self._shed()
 
     def _notify(self, stream: str, head: int) -> None:
         watchers = self._watchers.get(stream)
@@ -182,7 +190,7 @@ class MemoryBus:
             if self._bytes <= target:
                 return
             self._evict(run_id)
-        for ring in sorted(self._logs.values(), key=lambda r: r.size, reverse=True):
+        for ring in sorted([*self._logs.values(), self._feed], key=lambda r: r.size, reverse=True):
             if self._bytes <= target:
                 return
             freed = ring.trim(max(1, len(ring) // 2))
@@ -190,9 +198,14 @@ class MemoryBus:
             self.freed += freed
 
     def _retire(self, run_id: str) -> None:
+        earlier = self._finished.pop(run_id, None)
+        if earlier is not None:
+            earlier.cancel()
         self._finished[run_id] = asyncio.get_running_loop().call_later(self._retain_seconds, self._evict, run_id)
-        while len(self._finished) > self._max_retained:
-            self._evict(next(iter(self._finished)))
+        # The oldest go; one not durable yet is put back at the end (see ``_evict``), so evict only
+        # as many as are over, once each.
+        for oldest in list(self._finished)[: len(self._finished) - self._max_retained]:
+            self._evict(oldest)
 
     def _evict(self, run_id: str) -> None:
         handle = self._finished.pop(run_id, None)
@@ -221,7 +234,9 @@ class MemoryBus:
         items = self.recent(stream, after, limit)
         if items is not None:
             return items
-        if stream == LIFECYCLE or self._journal is None:
+        if stream == LIFECYCLE:
+            raise LookupError("the runs feed no longer holds that position; reload the runs list")
+        if self._journal is None:
             return []
         return await self._journal.events(stream, after, limit)
 

@@ -78,6 +78,12 @@ def _row_to_summary(row: tuple) -> RunSummary:
     )
 
 
+_INSERT_EVENTS = "INSERT OR IGNORE INTO events (run_id, seq, type, data) VALUES "
+#: Events per INSERT statement (4 parameters each: under SQLite's oldest limit of 999).
+_ROWS = 200
+#: How long closing waits for pending writes before it gives up on them (a stalled disk).
+CLOSE_TIMEOUT = 10.0
+
 #: SQLite integers are signed 64-bit: a position past this can hold nothing.
 MAX_POSITION = 2**63 - 1
 
@@ -157,15 +163,19 @@ class SQLiteStore:
         return db
 
     async def close(self) -> None:
-        await self.flush()
+        try:
+            await asyncio.wait_for(self.flush(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.error("store.close_abandoned_writes", events=self.unwritten, timeout=CLOSE_TIMEOUT)
         if self._writer is not None:
             self._writer.cancel()
             try:
                 await self._writer
             except asyncio.CancelledError:
                 pass
-        self._reader_pool.shutdown(wait=True)
-        self._writer_pool.shutdown(wait=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._reader_pool.shutdown, True)
+        await loop.run_in_executor(None, self._writer_pool.shutdown, True)
         for db in self._connections:
             db.close()
         self._connections.clear()
@@ -215,8 +225,8 @@ class SQLiteStore:
                     try:
                         await self._write_call(self._write_batch, batch)
                         break
-                    except sqlite3.Error as exc:
-                        log.error("store.write_failed", error=str(exc), events=len(batch), retry_in=1.0)
+                    except Exception as exc:  # a full disk, a lock held outside: keep the batch, retry
+                        log.error("store.write_failed", error=repr(exc), events=len(batch), retry_in=1.0)
                         await asyncio.sleep(1.0)
                 self._written += len(batch)
                 for callback in self._durable:
@@ -233,10 +243,14 @@ class SQLiteStore:
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
         db.execute("BEGIN")
         try:
-            db.executemany(
-                "INSERT OR IGNORE INTO events (run_id, seq, type, data) VALUES (?, ?, ?, ?)",
-                [(p.run_id, p.seq, p.type, p.data) for p in batch],
-            )
+            # Multi-row inserts: one statement step (one GIL round trip for this thread) per
+            # _ROWS events, not one per event, so a busy event loop cannot stretch a commit.
+            for start in range(0, len(batch), _ROWS):
+                rows = batch[start : start + _ROWS]
+                db.execute(
+                    _INSERT_EVENTS + ",".join(["(?, ?, ?, ?)"] * len(rows)),
+                    [v for p in rows for v in (p.run_id, p.seq, p.type, p.data)],
+                )
             for p in batch:
                 ev = p.event
                 c = counts[p.run_id]

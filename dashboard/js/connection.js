@@ -152,7 +152,6 @@ export class Live {
         this.sendSubscribe(event.run_id, sub); // a gap: ask again from what we have
       }
     }
-    if (feed && event.type.startsWith("run.")) for (const handler of feed.handlers) handler(event);
   }
 
   request(message) {
