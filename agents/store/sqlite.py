@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -113,33 +114,37 @@ class SQLiteStore:
         self.epoch = ""
         self._max_pending = max_pending
         self._max_pending_bytes = max_pending_bytes
+        #: Appended, not yet taken by the writer thread; guarded by ``_lock``.
         self._pending: list[Published] = []
-        self._pending_bytes = 0
+        self._lock = threading.Lock()
+        self._has_work = threading.Condition(self._lock)
+        self._stopping = False
         self._appended = 0
         self._written = 0
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runwatch-sqlite-write")
+        #: Bytes appended and not yet durable (pending or being written).
+        self._unwritten_bytes = 0
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="runwatch-sqlite-read")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._db: sqlite3.Connection | None = None
-        self._wake = asyncio.Event()
-        self._progress = asyncio.Condition()
-        self._writer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: threading.Thread | None = None
+        #: (target, future): resolved once ``_written`` reaches target.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._durable: list[Callable[[Sequence[Published]], None]] = []
-
-    async def _write_call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, fn, *args)
 
     async def _read_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn, *args)
 
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            await self._write_call(self._open)
+            await self._loop.run_in_executor(None, self._open)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open the database {self.path}: {exc}") from exc
-        self._writer = asyncio.create_task(self._write_loop(), name="runwatch-store-writer")
+        self._writer = threading.Thread(target=self._write_loop, name="runwatch-sqlite-write", daemon=True)
+        self._writer.start()
 
     def _open(self) -> None:
         db = self._connect()
@@ -167,15 +172,13 @@ class SQLiteStore:
             await asyncio.wait_for(self.flush(), CLOSE_TIMEOUT)
         except TimeoutError:
             log.error("store.close_abandoned_writes", events=self.unwritten, timeout=CLOSE_TIMEOUT)
-        if self._writer is not None:
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
+        with self._lock:
+            self._stopping = True
+            self._has_work.notify()
         loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            await loop.run_in_executor(None, self._writer.join, CLOSE_TIMEOUT)
         await loop.run_in_executor(None, self._reader_pool.shutdown, True)
-        await loop.run_in_executor(None, self._writer_pool.shutdown, True)
         for db in self._connections:
             db.close()
         self._connections.clear()
@@ -184,18 +187,19 @@ class SQLiteStore:
     # -- writing (the journal) -----------------------------------------------------------------
 
     def append(self, published: Published) -> None:
-        self._pending.append(published)
-        self._pending_bytes += len(published.data)
+        with self._lock:
+            self._pending.append(published)
+            if len(self._pending) == 1:
+                self._has_work.notify()
         self._appended += 1
-        self._wake.set()
+        self._unwritten_bytes += len(published.data)
 
     def on_durable(self, callback: Callable[[Sequence[Published]], None]) -> None:
         self._durable.append(callback)
 
     async def ready(self) -> None:
-        while len(self._pending) > self._max_pending or self._pending_bytes > self._max_pending_bytes:
-            async with self._progress:
-                await self._progress.wait()
+        while self.unwritten > self._max_pending or self._unwritten_bytes > self._max_pending_bytes:
+            await self._wait_written(self._written + 1)
 
     @property
     def pending(self) -> int:
@@ -209,33 +213,61 @@ class SQLiteStore:
 
     async def flush(self) -> None:
         """Return once everything appended before the call is durable."""
-        target = self._appended
+        await self._wait_written(self._appended)
+
+    async def _wait_written(self, target: int) -> None:
         if self._written >= target:
             return
-        async with self._progress:
-            await self._progress.wait_for(lambda: self._written >= target)
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        await future
 
-    async def _write_loop(self) -> None:
+    def _write_loop(self) -> None:
+        """The writer thread: take everything pending, commit it as one transaction, hand it back.
+
+        It hands each committed batch to the event loop with one ``call_soon_threadsafe``, so an
+        event becomes visible one loop iteration after its commit, however busy the loop is.
+        """
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch, self._pending, self._pending_bytes = self._pending, [], 0
-                while True:
-                    try:
-                        await self._write_call(self._write_batch, batch)
-                        break
-                    except Exception as exc:  # a full disk, a lock held outside: keep the batch, retry
-                        log.error("store.write_failed", error=repr(exc), events=len(batch), retry_in=1.0)
-                        await asyncio.sleep(1.0)
-                self._written += len(batch)
-                for callback in self._durable:
-                    try:
-                        callback(batch)
-                    except Exception:
-                        log.exception("store.durable_callback_failed")
-                async with self._progress:
-                    self._progress.notify_all()
+            with self._lock:
+                while not self._pending and not self._stopping:
+                    self._has_work.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+            while True:
+                try:
+                    self._write_batch(batch)
+                    break
+                except Exception as exc:  # a full disk, a lock held outside: keep the batch, retry
+                    log.error("store.write_failed", error=repr(exc), events=len(batch), retry_in=1.0)
+                    time.sleep(1.0)
+                    if self._stopping and self._loop is not None and self._loop.is_closed():
+                        return
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(self._committed, batch)
+            except RuntimeError:  # the loop is gone (the process is ending): nothing to tell
+                return
+
+    def _committed(self, batch: list[Published]) -> None:
+        """On the event loop: a batch is durable. Count it, tell the bus, wake whoever waited."""
+        self._written += len(batch)
+        self._unwritten_bytes -= sum(len(p.data) for p in batch)
+        for callback in self._durable:
+            try:
+                callback(batch)
+            except Exception:
+                log.exception("store.durable_callback_failed")
+        if self._waiters:
+            waiting = []
+            for target, future in self._waiters:
+                if target <= self._written:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    waiting.append((target, future))
+            self._waiters = waiting
 
     def _write_batch(self, batch: list[Published]) -> None:
         db = self._db
