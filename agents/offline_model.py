@@ -6,6 +6,7 @@ behaviour is known. The user message decides the script:
 * a JSON scenario ``{"tokens": N, "rate": R, "tool_calls": K, "tool_seconds": S}`` makes K calls
   of the ``wait`` tool (S seconds each; ``"parallel": true`` asks for all K in one step), then
   streams N tokens at R tokens/s (0 = as fast as possible; ``"token_chars": C`` pads each token;
+  ``"chunk_tokens": K`` sends K tokens per chunk;
   ``"ttft": S`` waits S seconds before the first token; tokens are made as they are sent, so a
   scenario of millions of tokens costs no memory up front);
 * ``call NAME {json arguments}`` in the text (once or more) calls those tools, whatever agent
@@ -52,6 +53,8 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     token_chars: int = 0
     #: Seconds before the answer's first token (a model's time to first token).
     ttft: float = 0.0
+    #: Tokens per streamed chunk (real models send one; more makes huge answers quick to stream).
+    chunk_tokens: int = 1
 
 
 def scenario_tokens(tokens: int, token_chars: int = 0) -> Iterator[str]:
@@ -85,6 +88,7 @@ def parse_scenario(text: str) -> Scenario | None:
         )
         < 0
         or scenario.token_chars > MAX_TOKEN_CHARS
+        or scenario.chunk_tokens < 1
     ):
         return None
     return scenario
@@ -100,6 +104,8 @@ class Reply:
     rate: float = 0.0
     #: Seconds to wait before the first token.
     delay: float = 0.0
+    #: Tokens per streamed chunk.
+    chunk_tokens: int = 1
 
 
 def _content(message: dict[str, Any]) -> str:
@@ -209,7 +215,12 @@ def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
     if remaining > 0:
         batch = remaining if scenario.parallel else 1
         return Reply(tool_calls=[("wait", {"seconds": scenario.tool_seconds})] * batch)
-    return Reply(tokens=scenario_tokens(scenario.tokens, scenario.token_chars), rate=scenario.rate, delay=scenario.ttft)
+    return Reply(
+        tokens=scenario_tokens(scenario.tokens, scenario.token_chars),
+        rate=scenario.rate,
+        delay=scenario.ttft,
+        chunk_tokens=scenario.chunk_tokens,
+    )
 
 
 def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -260,13 +271,14 @@ async def stream_reply(
             await asyncio.sleep(reply.delay)
         start = time.monotonic()
         token_head, token_tail = head + b'{"content":', b'},"finish_reason":null}]}'
-        for token in reply.tokens:
+        tokens = iter(reply.tokens)
+        while piece := list(itertools.islice(tokens, reply.chunk_tokens)):
             if reply.rate > 0:
                 delay = start + completion_tokens / reply.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            yield token_head + encode(token) + token_tail
-            completion_tokens += 1
+            yield token_head + encode(piece[0] if len(piece) == 1 else "".join(piece)) + token_tail
+            completion_tokens += len(piece)
         finish = "stop"
     yield chunk({}, finish)
     if include_usage:
