@@ -118,6 +118,15 @@ class Server:
             assert r.status_code == 202, r.text
             return r.json()["id"]
 
+    async def run_to_end(self, user_input: str | dict, agent: str = "demo") -> list[dict]:
+        """Start a run, watch it from its first event to ``run.finished``, and return its events."""
+        w = await self.watcher()
+        run = await self.start_run(user_input, agent=agent)
+        await w.subscribe(run)
+        events = await w.until_finished(run)
+        await w.close()
+        return events
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:

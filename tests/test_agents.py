@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 
 import pytest
@@ -46,15 +45,6 @@ def srv(tmp_path_factory):
     server.stop()
 
 
-async def _run(srv, agent: str, text: str) -> list[dict]:
-    w = await srv.watcher()
-    run = await srv.start_run(text, agent=agent)
-    await w.subscribe(run)
-    events = await w.until_finished(run)
-    await w.close()
-    return events
-
-
 async def test_user_agents_are_listed_beside_the_demo(srv):
     async with srv.client() as c:
         agents = {a["name"]: a for a in (await c.get("/api/agents")).json()}
@@ -63,7 +53,7 @@ async def test_user_agents_are_listed_beside_the_demo(srv):
 
 
 async def test_a_sync_tool_reports_progress_from_its_thread(srv):
-    events = await _run(srv, "tooly", 'call slow_upper {"text": "quiet"}')
+    events = await srv.run_to_end(agent="tooly", user_input='call slow_upper {"text": "quiet"}')
     statuses = [e for e in events if e["type"] == "status"]
     assert [(s["message"], s["progress"]) for s in statuses] == [("starting", 0.0), ("halfway", 0.5)]
     finished = next(e for e in events if e["type"] == "tool.finished")
@@ -73,7 +63,9 @@ async def test_a_sync_tool_reports_progress_from_its_thread(srv):
 
 
 async def test_tool_errors_and_crashes_go_back_to_the_model_and_the_run_goes_on(srv):
-    events = await _run(srv, "tooly", 'call picky {"n": 3} call broken {} call picky {"n": "x"} call nope {}')
+    events = await srv.run_to_end(
+        agent="tooly", user_input='call picky {"n": 3} call broken {} call picky {"n": "x"} call nope {}'
+    )
     results = [(e["tool"], e["error"]) for e in events if e["type"] == "tool.finished"]
     assert results[0] == ("picky", "n must be even")
     assert results[1] == ("broken", "RuntimeError: disk on fire")
@@ -82,16 +74,14 @@ async def test_tool_errors_and_crashes_go_back_to_the_model_and_the_run_goes_on(
 
 
 async def test_an_agent_stops_at_max_steps(srv):
-    events = await _run(srv, "brief", 'call picky {"n": 2}')
+    events = await srv.run_to_end(agent="brief", user_input='call picky {"n": 2}')
     final = events[-1]
     assert final["status"] == "failed" and final["error"] == "reached the agent's max_steps (1) without a final answer"
     assert [e["type"] for e in events].count("tool.finished") == 1
 
 
 async def test_parallel_tool_calls_run_concurrently(server):
-    events = await _run(
-        server, "demo", json.dumps({"tokens": 1, "tool_calls": 3, "tool_seconds": 0.5, "parallel": True})
-    )
+    events = await server.run_to_end({"tokens": 1, "tool_calls": 3, "tool_seconds": 0.5, "parallel": True})
     started = [e for e in events if e["type"] == "tool.started"]
     finished = [e for e in events if e["type"] == "tool.finished"]
     assert len(started) == len(finished) == 3

@@ -87,23 +87,25 @@ async def test_a_streaming_chat_completion_client_that_leaves_mid_read_leaves_th
         await eventually(lambda: _no_offline_streams(srv), timeout=10)
 
 
-async def test_an_sse_client_that_leaves_mid_stream_leaves_the_server_running(srv):
+async def _finished_big_run(srv) -> str:
+    """A finished run of 20,000 tokens of 200 characters (4 MB): more than one read of its replay."""
     run = await srv.start_run({"tokens": 20_000, "token_chars": 200, "rate": 0})
     watcher = await srv.watcher()
     await watcher.subscribe(run)
     await watcher.until_finished(run, timeout=30)
     await watcher.close()
+    return run
+
+
+async def test_an_sse_client_that_leaves_mid_stream_leaves_the_server_running(srv):
+    run = await _finished_big_run(srv)
     for _ in range(ROUNDS):
         await _read_then_walk_out(srv, _request("GET", f"/api/runs/{run}/stream"), nbytes=64 * 1024)
         await _assert_alive(srv)
 
 
 async def test_a_replay_client_that_leaves_mid_response_leaves_the_server_running(srv):
-    run = await srv.start_run({"tokens": 20_000, "token_chars": 200, "rate": 0})
-    watcher = await srv.watcher()
-    await watcher.subscribe(run)
-    await watcher.until_finished(run, timeout=30)
-    await watcher.close()
+    run = await _finished_big_run(srv)
     for _ in range(ROUNDS):
         await _read_then_walk_out(srv, _request("GET", f"/api/runs/{run}/events?limit=5000"), nbytes=64 * 1024)
         await _assert_alive(srv)

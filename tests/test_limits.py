@@ -26,15 +26,6 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-async def _run(srv: Server, text: str | dict) -> list[dict]:
-    w = await srv.watcher()
-    run = await srv.start_run(text)
-    await w.subscribe(run)
-    events = await w.until_finished(run)
-    await w.close()
-    return events
-
-
 async def test_an_input_over_the_limit_answers_413_naming_the_setting(limited):
     async with limited.client() as c:
         r = await c.post("/api/runs", json={"agent": "demo", "input": "é" * 513})  # 1,026 bytes of UTF-8
@@ -51,7 +42,7 @@ async def test_a_websocket_start_over_the_input_limit_answers_input_too_large(li
 
 
 async def test_a_step_over_the_output_limit_stops_the_stream_and_fails_the_run(limited):
-    events = await _run(limited, {"tokens": 1_000_000, "rate": 0})
+    events = await limited.run_to_end({"tokens": 1_000_000, "rate": 0})
     final = events[-1]
     assert final["status"] == "failed"
     assert final["error"] == (
@@ -70,7 +61,7 @@ async def test_a_step_over_the_output_limit_stops_the_stream_and_fails_the_run(l
 
 
 async def test_a_tool_result_over_the_limit_is_a_tool_error_the_model_sees(limited):
-    events = await _run(limited, 'call read_file {"path": "README.txt"}')  # 154 bytes of text
+    events = await limited.run_to_end('call read_file {"path": "README.txt"}')  # 154 bytes of text
     call = next(e for e in events if e["type"] == "tool.finished")
     assert call["result"] is None
     assert call["error"].startswith("the tool's result is 158 bytes of JSON, over the limit of 100 bytes")
@@ -82,7 +73,7 @@ async def test_a_tool_result_over_the_limit_is_a_tool_error_the_model_sees(limit
 @pytest.mark.parametrize("coalesce_ms", ["25", "0"])
 async def test_no_token_event_holds_more_than_the_cap_and_the_text_is_unchanged(make_server, coalesce_ms):
     srv = make_server({"RUNWATCH_COALESCE_MS": coalesce_ms})
-    events = await _run(srv, json.dumps({"tokens": 5, "token_chars": 100_000}))
+    events = await srv.run_to_end(json.dumps({"tokens": 5, "token_chars": 100_000}))
     tokens = [e for e in events if e["type"] == "token"]
     assert max(len(t["text"]) for t in tokens) <= MAX_EVENT_CHARS
     assert text_of(events) == "".join(scenario_text(5, 100_000))

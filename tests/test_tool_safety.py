@@ -36,15 +36,6 @@ MODULE = textwrap.dedent('''
 ''')
 
 
-async def _run(srv: Server, text: str, agent: str = "demo") -> list[dict]:
-    w = await srv.watcher()
-    run = await srv.start_run(text, agent=agent)
-    await w.subscribe(run)
-    events = await w.until_finished(run)
-    await w.close()
-    return events
-
-
 def _finished_tools(events: list[dict]) -> list[dict]:
     return [e for e in events if e["type"] == "tool.finished"]
 
@@ -80,7 +71,7 @@ def unsendable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 async def test_a_result_that_cannot_be_encoded_as_json_is_a_tool_error_the_model_sees(unsendable):
-    events = await _run(unsendable, "call huge {}", agent="unsendable")
+    events = await unsendable.run_to_end("call huge {}", agent="unsendable")
     call = _finished_tools(events)[0]
     assert call["result"] is None and call["error"].startswith("the tool's result cannot be encoded as JSON")
     assert "cannot be encoded as JSON" in text_of(events)  # the offline model quotes what the tool said
@@ -88,7 +79,7 @@ async def test_a_result_that_cannot_be_encoded_as_json_is_a_tool_error_the_model
 
 
 async def test_every_tool_started_gets_its_tool_finished_when_the_result_cannot_be_encoded(unsendable):
-    events = await _run(unsendable, "call huge {} call huge {}", agent="unsendable")
+    events = await unsendable.run_to_end("call huge {} call huge {}", agent="unsendable")
     started = [e["call_id"] for e in events if e["type"] == "tool.started"]
     finished = [e["call_id"] for e in _finished_tools(events)]
     assert len(started) == 2 and finished == started
@@ -130,7 +121,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
 
 async def test_a_symlink_pointing_out_of_the_files_folder_is_refused(sandbox):
     srv, _ = sandbox
-    events = await _run(srv, 'call read_file {"path": "link-out.txt"}')
+    events = await srv.run_to_end('call read_file {"path": "link-out.txt"}')
     call = _finished_tools(events)[0]
     assert call["error"] == "'link-out.txt' is a link; links are not followed"
     assert SECRET not in json.dumps(events)
@@ -138,7 +129,9 @@ async def test_a_symlink_pointing_out_of_the_files_folder_is_refused(sandbox):
 
 async def test_a_folder_symlinked_out_of_the_files_folder_is_neither_listed_nor_read(sandbox):
     srv, _ = sandbox
-    events = await _run(srv, 'call list_files {"path": "folder-out"} call read_file {"path": "folder-out/secret.txt"}')
+    events = await srv.run_to_end(
+        'call list_files {"path": "folder-out"} call read_file {"path": "folder-out/secret.txt"}'
+    )
     listed, read = _finished_tools(events)
     assert listed["result"] is None and "link" in listed["error"]
     assert read["result"] is None and "link" in read["error"]
@@ -147,7 +140,7 @@ async def test_a_folder_symlinked_out_of_the_files_folder_is_neither_listed_nor_
 
 async def test_a_hard_link_to_a_file_outside_is_refused(sandbox):
     srv, _ = sandbox
-    events = await _run(srv, 'call read_file {"path": "hard-link.txt"}')
+    events = await srv.run_to_end('call read_file {"path": "hard-link.txt"}')
     call = _finished_tools(events)[0]
     assert call["error"] == "'hard-link.txt' has other hard links; such files are not read"
     assert SECRET not in json.dumps(events)
