@@ -91,8 +91,8 @@ async def run_stream(
                     continue
                 if closing:
                     return
-                summary = await rt.store.get_run(run_id)
-                if summary is not None and summary.status.finished and cursor >= summary.last_seq:
+                summary = await rt.service.get(run_id)  # known: resume_run checked it
+                if summary.status.finished and cursor >= summary.last_seq:
                     return
                 try:
                     await asyncio.wait_for(wake.event.wait(), rt.settings.heartbeat)
