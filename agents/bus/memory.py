@@ -146,14 +146,12 @@ class MemoryBus:
             if p.type in LIFECYCLE_TYPES:
                 position = feed.head + 1
                 data = b'{"feed":%d,' % position + p.data[1:]
-                self._bytes += feed.append(Published(p.run_id, position, p.type, data, p.event))
+                self._grow(feed.append(Published(p.run_id, position, p.type, data, p.event)))
                 feed.visible = feed.head
         for run_id, head in runs.items():
             self._notify(run_id, head)
         if feed.head != feed_head:
             self._notify(LIFECYCLE, feed.head)
-            if self._bytes > self._memory_bytes:
-                self._shed()
 
     def _notify(self, stream: str, head: int) -> None:
         watchers = self._watchers.get(stream)
