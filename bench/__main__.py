@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import runs as model_streams
 from bench import servers
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,6 +70,9 @@ LABELS = {
     "runwatch": "runwatch, coalescing 25 ms",
     "runwatch-nocoalesce": "runwatch, coalescing off",
 }
+
+
+PARTS = ["fanout", "idle", "slow", "runs"]
 
 
 def median_of(results: list[dict], key: str) -> float | None:
@@ -208,29 +212,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat: under 2 minutes")
     parser.add_argument("--watchers", type=int, help="watcher connections (default 1000; quick 200)")
-    parser.add_argument("--runs", type=int, help="runs followed by every watcher (default 4; quick 2)")
+    parser.add_argument("--streams", type=int, help="fan-out: runs followed by every watcher (default 4; quick 2)")
     parser.add_argument("--tokens", type=int, help="tokens per run (default 2000; quick 500)")
     parser.add_argument("--repeats", type=int, help="repeats per system; medians are reported (default 3)")
-    parser.add_argument("--only", choices=["fanout", "idle", "slow"], action="append", help="run only these parts")
+    parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts")
+    parser.add_argument(
+        "--runs", action="store_true", help="only the model-stream benchmark (many runs per process), as --only runs"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results")
     args = parser.parse_args()
     quick = args.quick
     params = {
         "watchers": args.watchers or (200 if quick else 1000),
-        "runs": args.runs or (2 if quick else 4),
+        "runs": args.streams or (2 if quick else 4),
         "tokens": args.tokens or (500 if quick else 2000),
         "repeats": args.repeats or (1 if quick else 3),
         "idle_counts": [1000] if quick else [1000, 5000],
         "slow_watchers": 100 if quick else 300,
         "slow_tokens": 3000,
     }
-    parts = args.only or ["fanout", "idle", "slow"]
+    parts = ["runs"] if args.runs else args.only or PARTS
     started = time.monotonic()
     res: dict[str, Any] = {"params": params, "machine": machine()}
     if "fanout" in parts:
         res["fanout"] = fanout(params["watchers"], params["runs"], params["tokens"], params["repeats"])
     if "idle" in parts:
         res["idle"] = idle(params["idle_counts"])
+    if "runs" in parts:
+        workloads = model_streams.QUICK_WORKLOADS if quick else model_streams.WORKLOADS
+        res["model_streams"] = model_streams.run_all(workloads, params["repeats"], progress)
     if "slow" in parts:
         res["slow"] = slow(params["slow_watchers"], 1, params["slow_tokens"], params["repeats"])
     res["seconds"] = round(time.monotonic() - started, 1)
@@ -238,6 +248,8 @@ def main() -> None:
     args.json.write_text(json.dumps(res, indent=2))
     if "fanout" in res:
         print(report(res))
+    if "model_streams" in res:
+        print(model_streams.report(res["model_streams"]))
     progress(f"done in {res['seconds']} s; raw results in {args.json}")
 
 

@@ -106,9 +106,14 @@ def runwatch(model: Running, *, coalesce_ms: float, env: dict[str, str] | None =
     )
 
 
+def npm_install() -> None:
+    """The Node peers' packages (bench/peers/package.json), installed on first use."""
+    if not all((PEERS / "node_modules" / name).exists() for name in ("ws", "ai", "@ai-sdk/openai", "openai")):
+        subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
+
+
 def node_rooms() -> Running:
-    if not (PEERS / "node_modules" / "ws").exists():
-        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
+    npm_install()
     port = free_port()
     proc = subprocess.Popen(
         pinned(SERVER_CORE, ["node", str(PEERS / "node_rooms.js"), str(port)]),
