@@ -1,7 +1,8 @@
 """The agent loop: stream a chat completion, run the tools it asks for, feed results back, repeat.
 
-Talks to any OpenAI-compatible endpoint through the official ``openai`` SDK. Cancellation is
-the asyncio kind: cancelling the run's task closes the HTTP stream to the model (``async with``
+Talks to any OpenAI-compatible endpoint through the official ``openai`` SDK, whose raw stream is
+decoded by ``model_stream`` (the SDK's per-chunk models cost more than the rest of a run).
+Cancellation is the asyncio kind: cancelling the run's task closes the HTTP stream to the model (``async with``
 on the stream) or cancels running tool tasks (their cleanups run), and every started step or
 tool call still gets its ``*.finished`` event.
 """
@@ -19,8 +20,9 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 
+from runwatch.agents import model_stream
 from runwatch.agents.agent import Agent
-from runwatch.agents.coalesce import TokenCoalescer
+from runwatch.agents.coalesce import TokenCoalescer, WindowClock
 from runwatch.agents.events import Event, StepFinished, StepStarted, ToolFinished, ToolStarted, Usage
 from runwatch.agents.tools import ToolContext, ToolError
 
@@ -167,6 +169,8 @@ class Runner:
         self._redact = redact
         self._emit = emit
         self._window = coalesce_window
+        #: Every run's token windows on one timer (made on first use, inside the event loop).
+        self._clock: WindowClock | None = None
         self._slice = time_slice
         self._max_output = max_output_bytes
         self._max_tool_result = max_tool_result_bytes
@@ -226,48 +230,53 @@ class Runner:
         usage = Usage()
         finish_reason = "error"
         failure: str | None = None
-        coalescer = TokenCoalescer(run_id, self._emit, self._window)
+        if self._clock is None and self._window > 0:
+            self._clock = WindowClock(self._window)
+        coalescer = TokenCoalescer(run_id, self._emit, self._window, clock=self._clock)
         kwargs: dict[str, Any] = {}
         if specs := agent.tool_specs():
             kwargs["tools"] = specs
         try:
-            stream = await self._client.chat.completions.create(
+            request = self._client.chat.completions.with_streaming_response.create(
                 model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
             )
-            async with stream:
+            async with request as response:
                 slice_ends = time.perf_counter() + self._slice
-                async for chunk in stream:
-                    if time.perf_counter() > slice_ends:
-                        await asyncio.sleep(0)
-                        slice_ends = time.perf_counter() + self._slice
-                    if chunk.usage is not None:
-                        usage = Usage(
-                            input_tokens=chunk.usage.prompt_tokens or 0,
-                            output_tokens=chunk.usage.completion_tokens or 0,
-                        )
-                    for choice in chunk.choices:
-                        delta = choice.delta
-                        if ttft is None and (delta.content or delta.tool_calls):
-                            ttft = round(time.perf_counter() - started, 4)
-                        if delta.content:
-                            size += _utf8_size(delta.content)
-                            if limit is not None and size > limit:
-                                raise self._output_too_large(index)
-                            text.append(delta.content)
-                            await coalescer.add(delta.content)
-                        for tc in delta.tool_calls or ():
-                            call = calls.setdefault(tc.index, _Call())
-                            if tc.id:
-                                call.id = tc.id
-                            if tc.function is not None:
-                                name, arguments = tc.function.name or "", tc.function.arguments or ""
-                                size += _utf8_size(name) + _utf8_size(arguments)
+                async for batch in model_stream.chunks(response.http_response):
+                    for chunk in batch:
+                        if time.perf_counter() > slice_ends:
+                            await asyncio.sleep(0)
+                            slice_ends = time.perf_counter() + self._slice
+                        if chunk.usage is not None:
+                            usage = Usage(
+                                input_tokens=chunk.usage.prompt_tokens or 0,
+                                output_tokens=chunk.usage.completion_tokens or 0,
+                            )
+                        for choice in chunk.choices or ():
+                            delta = choice.delta
+                            if delta.content:
+                                if ttft is None:
+                                    ttft = round(time.perf_counter() - started, 4)
+                                size += _utf8_size(delta.content)
                                 if limit is not None and size > limit:
                                     raise self._output_too_large(index)
-                                call.name += name
-                                call.arguments += arguments
-                        if choice.finish_reason:
-                            finish_reason = choice.finish_reason
+                                text.append(delta.content)
+                                await coalescer.add(delta.content)
+                            for tc in delta.tool_calls or ():
+                                if ttft is None:
+                                    ttft = round(time.perf_counter() - started, 4)
+                                call = calls.setdefault(tc.index, _Call())
+                                if tc.id:
+                                    call.id = tc.id
+                                if tc.function is not None:
+                                    name, arguments = tc.function.name or "", tc.function.arguments or ""
+                                    size += _utf8_size(name) + _utf8_size(arguments)
+                                    if limit is not None and size > limit:
+                                        raise self._output_too_large(index)
+                                    call.name += name
+                                    call.arguments += arguments
+                            if choice.finish_reason:
+                                finish_reason = choice.finish_reason
         except asyncio.CancelledError:
             finish_reason = "cancelled"
             raise

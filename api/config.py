@@ -22,6 +22,10 @@ ENV: dict[str, tuple[str, str]] = {
     "model": ("RUNWATCH_MODEL", "default model of agents that name none"),
     "agents": ("RUNWATCH_AGENTS", "comma-separated modules whose Agent objects are loaded"),
     "files_dir": ("RUNWATCH_FILES_DIR", "folder the demo agent's file tools may read"),
+    "model_transport": (
+        "RUNWATCH_MODEL_TRANSPORT",
+        "HTTP transport to the model: aiohttp (cheaper per chunk) or httpx",
+    ),
     "coalesce_ms": ("RUNWATCH_COALESCE_MS", "token coalescing window in ms (0 = off)"),
     "max_running": ("RUNWATCH_MAX_RUNNING", "runs executing at once"),
     "max_queued": ("RUNWATCH_MAX_QUEUED", "runs waiting for a slot before new ones get 429"),
@@ -56,6 +60,9 @@ class Settings:
     model: str | None = None
     agents: list[str] = field(default_factory=list)
     files_dir: Path | None = None
+    #: The openai SDK's transport: ``aiohttp`` (its DefaultAioHttpClient) reads a stream for a
+    #: fraction of what ``httpx`` (its default) costs per chunk (bench/README.md).
+    model_transport: str = "aiohttp"
     coalesce_ms: float = 25.0
     max_running: int = 8
     max_queued: int = 100
@@ -173,6 +180,8 @@ def load_settings(
         raise ConfigError(f"port must be between 1 and 65535, got {settings.port}; pass --port or set RUNWATCH_PORT")
     if settings.ws_direct_writes not in ("auto", "off"):
         raise ConfigError(f"ws_direct_writes must be auto or off, got {settings.ws_direct_writes!r}")
+    if settings.model_transport not in ("aiohttp", "httpx"):
+        raise ConfigError(f"model_transport must be aiohttp or httpx, got {settings.model_transport!r}")
     if settings.log_format not in ("console", "json"):
         raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
     for name in (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
@@ -141,6 +141,10 @@ class Metrics:
         )
         # -- bus
         self.published = Counter("runwatch_bus_events_published", "Events published, by type.", ["type"], registry=r)
+        #: The children counted for every token event, looked up once: ``labels()`` takes a lock
+        #: and builds its key on every call, a cost per streamed token of every run.
+        self._published_by_type: dict[str, Any] = {}
+        self._output_tokens: dict[str, Any] = {}
         self.publish_to_send = LoopHistogram(
             "runwatch_bus_publish_to_send_seconds",
             "From an event's publish to the WebSocket send of the frame carrying it (oldest event of each frame).",
@@ -192,14 +196,20 @@ class Metrics:
     def accept(self, published: Published) -> None:
         event = published.event
         kind = published.type
-        self.published.labels(kind).inc()
+        counter = self._published_by_type.get(kind)
+        if counter is None:
+            counter = self._published_by_type[kind] = self.published.labels(kind)
+        counter.inc()
         if event is None or kind == "status":
             return
         if kind == "token":
             # Counted live, so token rates move while a long answer streams; topped up to the
             # model's own usage figure at step end.
             _, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, True))
-            self.tokens.labels(model, "output").inc(event.deltas)
+            output = self._output_tokens.get(model)
+            if output is None:
+                output = self._output_tokens[model] = self.tokens.labels(model, "output")
+            output.inc(event.deltas)
             self._streamed[event.run_id] = self._streamed.get(event.run_id, 0) + event.deltas
         elif kind == "step.finished":
             _, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, True))

@@ -9,9 +9,10 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from urllib.parse import urlsplit
 
 import structlog
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 from prometheus_client import CollectorRegistry
 
 from runwatch.agents.agent import AgentRegistry, load_agents
@@ -58,6 +59,12 @@ def release_free_memory() -> None:
         log.debug("memory.trimmed", took=round(time.perf_counter() - started, 4))
 
 
+def _use_aiohttp(settings: Settings) -> bool:
+    """The aiohttp transport unless httpx is asked for, or the endpoint's URL carries credentials:
+    aiohttp refuses a request with both those and the SDK's ``Authorization`` header."""
+    return settings.model_transport == "aiohttp" and urlsplit(settings.model_base_url).username is None
+
+
 class Runtime:
     """The composition root: the only place that names concrete backends."""
 
@@ -83,7 +90,9 @@ class Runtime:
             base_url=settings.model_base_url,
             api_key=settings.openai_api_key or "offline",
             max_retries=0 if settings.offline else 2,
+            http_client=DefaultAioHttpClient() if _use_aiohttp(settings) else None,
         )
+        _ = self.client.chat.completions  # the SDK imports it on first use: now, not in the first run
         self.metrics_registry = CollectorRegistry()
         self.metrics = Metrics(
             agents={a.name: (a.model or settings.default_model, a.tool_names) for a in self.registry},

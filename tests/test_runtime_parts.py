@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from runwatch.agents import Agent, Tool, ToolContext, ToolError
-from runwatch.agents.coalesce import TokenCoalescer
+from runwatch.agents.coalesce import TokenCoalescer, WindowClock
 from runwatch.agents.demo import calculator, file_tools
 from runwatch.api.config import ConfigError, load_settings
 
@@ -56,6 +56,64 @@ async def test_coalescer_with_window_zero_publishes_every_delta():
         await c.add(part)
     await c.flush()
     assert out == ["x", "y", "z"]
+
+
+async def test_coalescers_of_many_runs_share_one_clock_task():
+    out: list[tuple[str, str]] = []
+    both = asyncio.Event()
+
+    async def emit(token):
+        out.append((token.run_id, token.text))
+        if len(out) == 2:
+            both.set()
+
+    clock = WindowClock(0.02)
+    a, b = (TokenCoalescer(run, emit, 0.02, clock=clock) for run in ("a", "b"))
+    await a.add("x")
+    await b.add("y")
+    await a.add("z")
+    clocks = [t for t in asyncio.all_tasks() if t.get_name() == "token-window-clock"]
+    assert len(clocks) == 1  # not a timer task per window
+    await asyncio.wait_for(both.wait(), 5)
+    assert sorted(out) == [("a", "xz"), ("b", "y")]
+    await asyncio.wait_for(clocks[0], 5)  # the queue is empty: the clock's task ends
+
+
+async def test_flush_waits_for_a_window_the_clock_is_publishing():
+    """A run's next event must not overtake tokens the clock is still publishing."""
+    out: list[str] = []
+    release = asyncio.Event()
+    publishing = asyncio.Event()
+
+    async def emit(token):
+        publishing.set()
+        await release.wait()  # a publish held back (by backpressure, say)
+        out.append(token.text)
+
+    c = TokenCoalescer("r", emit, 0.01)
+    await c.add("held")
+    await asyncio.wait_for(publishing.wait(), 5)
+    flushing = asyncio.create_task(c.flush())
+    await asyncio.sleep(0.05)
+    assert not flushing.done()
+    release.set()
+    await asyncio.wait_for(flushing, 5)
+    assert out == ["held"]
+
+
+async def test_a_publish_that_fails_when_a_window_closes_fails_the_next_add():
+    failed = asyncio.Event()
+
+    async def emit(token):
+        failed.set()
+        raise RuntimeError("the bus is closed")
+
+    c = TokenCoalescer("r", emit, 0.01)
+    await c.add("lost")
+    await asyncio.wait_for(failed.wait(), 5)
+    await asyncio.sleep(0)  # the clock records the failure after emit raises
+    with pytest.raises(RuntimeError, match="the bus is closed"):
+        await c.add("next")
 
 
 def test_tool_schema_comes_from_hints_and_docstring():
@@ -127,3 +185,13 @@ def test_unknown_config_keys_are_refused(tmp_path):
     config.write_text("prot = 1\n")
     with pytest.raises(ConfigError, match="unknown settings prot"):
         load_settings(config_file=config, environ={})
+
+
+def test_the_model_transport_is_aiohttp_unless_httpx_is_asked_for_or_the_url_has_credentials():
+    from runwatch.api.runtime import _use_aiohttp
+
+    assert _use_aiohttp(load_settings(environ={}))
+    assert not _use_aiohttp(load_settings(environ={"RUNWATCH_MODEL_TRANSPORT": "httpx"}))
+    assert not _use_aiohttp(load_settings(environ={"OPENAI_BASE_URL": "http://u:p@127.0.0.1:1/v1"}))
+    with pytest.raises(ConfigError, match="model_transport must be aiohttp or httpx"):
+        load_settings(environ={"RUNWATCH_MODEL_TRANSPORT": "curl"})
