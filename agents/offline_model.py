@@ -23,7 +23,7 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,13 +227,54 @@ def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(len(_content(m)) for m in messages) // 4 + 4 * len(messages)
 
 
+class TextStream:
+    """A text answer's chunks, made one at a time as they fall due: ``start + sent / rate``.
+
+    ``take`` returns the next chunk's JSON (``chunk_tokens`` tokens) or ``None`` once all are sent.
+    Whoever streams it paces it: ``stream_reply`` with a sleep per chunk, or a pacer that serves
+    many streams on one timer (``api/offline_pacer.py``).
+    """
+
+    __slots__ = ("_head", "_per_chunk", "_tail", "_tokens", "rate", "sent", "start")
+
+    def __init__(self, tokens: Iterable[str], rate: float, per_chunk: int, head: bytes, tail: bytes) -> None:
+        self._tokens = iter(tokens)
+        self._per_chunk = per_chunk
+        self._head = head
+        self._tail = tail
+        self.rate = rate
+        self.sent = 0
+        self.start = time.monotonic()
+
+    def due_at(self) -> float:
+        return self.start + self.sent / self.rate if self.rate > 0 else 0.0
+
+    def take(self) -> bytes | None:
+        if self._per_chunk == 1:
+            token = next(self._tokens, None)
+            if token is None:
+                return None
+            self.sent += 1
+            return self._head + msgspec.json.encode(token) + self._tail
+        piece = list(itertools.islice(self._tokens, self._per_chunk))
+        if not piece:
+            return None
+        self.sent += len(piece)
+        return self._head + msgspec.json.encode("".join(piece)) + self._tail
+
+
+#: Streams a paced ``TextStream`` itself (and returns once it is done, or leaves what it could not).
+Pace = Callable[[TextStream], Awaitable[None]]
+
+
 async def stream_reply(
-    reply: Reply, *, model: str, messages: list[dict[str, Any]], include_usage: bool
+    reply: Reply, *, model: str, messages: list[dict[str, Any]], include_usage: bool, pace: Pace | None = None
 ) -> AsyncIterator[bytes]:
     """The reply as OpenAI ``chat.completion.chunk`` objects in JSON, paced at ``reply.rate`` tokens/s.
 
     A token's chunk is two constant byte strings around the token's JSON, so a full-speed stream
-    costs little per token.
+    costs little per token. ``pace``, when given, streams a paced text answer's tokens its own
+    way; whatever it leaves is streamed here.
     """
     ident = f"chatcmpl-offline-{time.time_ns():x}"
     created = int(time.time())
@@ -269,16 +310,21 @@ async def stream_reply(
     else:
         if reply.delay > 0:
             await asyncio.sleep(reply.delay)
-        start = time.monotonic()
-        token_head, token_tail = head + b'{"content":', b'},"finish_reason":null}]}'
-        tokens = iter(reply.tokens)
-        while piece := list(itertools.islice(tokens, reply.chunk_tokens)):
+        text = TextStream(
+            reply.tokens, reply.rate, reply.chunk_tokens, head + b'{"content":', b'},"finish_reason":null}]}'
+        )
+        if pace is not None and reply.rate > 0:
+            await pace(text)
+        while True:
             if reply.rate > 0:
-                delay = start + completion_tokens / reply.rate - time.monotonic()
+                delay = text.due_at() - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            yield token_head + encode(piece[0] if len(piece) == 1 else "".join(piece)) + token_tail
-            completion_tokens += len(piece)
+            piece = text.take()
+            if piece is None:
+                break
+            yield piece
+        completion_tokens = text.sent
         finish = "stop"
     yield chunk({}, finish)
     if include_usage:

@@ -23,7 +23,7 @@ import structlog
 
 log = structlog.get_logger()
 
-#: Where ``expose_server_send`` leaves the server's own ``send`` in a WebSocket scope.
+#: Where ``expose_server_send`` leaves the server's own ``send`` in a WebSocket or HTTP scope.
 SCOPE_KEY = "runwatch.server_send"
 
 Scope = MutableMapping[str, Any]
@@ -31,10 +31,11 @@ ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitabl
 
 
 def expose_server_send(app: ASGIApp) -> ASGIApp:
-    """Wrap an ASGI app so WebSocket handlers can find the server's ``send`` (frameworks wrap theirs)."""
+    """Wrap an ASGI app so handlers can find the server's ``send`` (frameworks wrap theirs): the
+    WebSocket fan-out and the offline model's pacer (``offline_pacer.py``) write past it."""
 
     async def wrapped(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
+        if scope["type"] in ("websocket", "http"):
             scope[SCOPE_KEY] = send
         await app(scope, receive, send)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
-from litestar import post
+from litestar import Request, post
 from litestar.dto import DTOConfig, MsgspecDTO
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
@@ -115,12 +116,18 @@ class _JSONOrEventStream(Operation):
         **error_responses(ErrorCode.BAD_JSON),
     },
 )
-async def chat_completions(data: ChatRequest, rt: Runtime) -> Stream | Response:
+async def chat_completions(data: ChatRequest, rt: Runtime, request: Request) -> Stream | Response:
     messages: list[dict[str, Any]] = msgspec.to_builtins(data.messages)
     tool_names = {t.function.name for t in data.tools}
     reply = plan_reply(messages, tool_names)
     include_usage = data.stream_options is not None and data.stream_options.include_usage
-    chunks = stream_reply(reply, model=data.model, messages=messages, include_usage=include_usage or not data.stream)
+    chunks = stream_reply(
+        reply,
+        model=data.model,
+        messages=messages,
+        include_usage=include_usage or not data.stream,
+        pace=partial(rt.pacer.stream, request.scope) if data.stream else None,
+    )
     if not data.stream:
         return Response(await _complete(chunks), media_type="application/json")
 

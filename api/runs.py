@@ -74,6 +74,8 @@ class Health(msgspec.Struct):
     queued: int
     connections: int
     offline_streams: int
+    #: Of those, how many the pacer writes straight to their sockets (api/offline_pacer.py).
+    offline_paced: int
 
 
 class RunsController(Controller):
@@ -191,4 +193,5 @@ class RunsController(Controller):
             queued=rt.supervisor.queued,
             connections=len(rt.connections),
             offline_streams=rt.offline_streams,
+            offline_paced=rt.pacer.streams,
         )

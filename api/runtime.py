@@ -26,6 +26,7 @@ from runwatch.agents.supervisor import Supervisor
 from runwatch.api.config import ConfigError, Settings
 from runwatch.api.lane import FastLane
 from runwatch.api.metrics import LiveGauges, Metrics
+from runwatch.api.offline_pacer import Pacer
 
 log = structlog.get_logger()
 
@@ -131,6 +132,8 @@ class Runtime:
         self.sse_streams: set = set()
         #: Offline model streams being served right now (so tests can see cancel closes them).
         self.offline_streams = 0
+        #: Paced offline-model streams, on one timer (api/offline_pacer.py).
+        self.pacer = Pacer()
         self._watchdog: asyncio.Task[None] | None = None
         self.fast_lane = FastLane()
         self._shutdown: asyncio.Future[None] | None = None

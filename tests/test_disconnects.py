@@ -87,6 +87,15 @@ async def test_a_streaming_chat_completion_client_that_leaves_mid_read_leaves_th
         await eventually(lambda: _no_offline_streams(srv), timeout=10)
 
 
+async def test_a_paced_chat_completion_client_that_leaves_mid_read_leaves_the_server_running(srv):
+    # Paced streams are written by the offline model's pacer, straight to the socket.
+    content = json.dumps({"tokens": 1_000_000, "rate": 2000, "token_chars": 64})
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": content}], "stream": True})
+    for _ in range(ROUNDS):
+        await _read_then_walk_out(srv, _request("POST", "/v1/chat/completions", body.encode()))
+        await eventually(lambda: _no_offline_streams(srv), timeout=10)
+
+
 async def _finished_big_run(srv) -> str:
     """A finished run of 20,000 tokens of 200 characters (4 MB): more than one read of its replay."""
     run = await srv.start_run({"tokens": 20_000, "token_chars": 200, "rate": 0})

@@ -92,6 +92,35 @@ async def test_ttft_delays_the_first_token(client):
     assert time.monotonic() - started >= 0.4
 
 
+async def test_paced_streams_are_written_by_the_pacer_at_their_rate(server, client):
+    """Many paced streams at once: each gets all its tokens, in order, no faster than its rate."""
+    import asyncio
+    import time
+
+    import httpx
+
+    async def one(tokens: int) -> tuple[str, float]:
+        started = time.monotonic()
+        chunks = await _stream(client, [{"role": "user", "content": json.dumps({"tokens": tokens, "rate": 40})}])
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[-1].usage.completion_tokens == tokens
+        return text, time.monotonic() - started
+
+    streams = asyncio.gather(*(one(12 + i) for i in range(20)))
+    async with httpx.AsyncClient(base_url=server.url) as http:
+
+        async def all_paced() -> None:  # every stream in the pacer's hands at once, not one at a time
+            while (await http.get("/api/health")).json()["offline_paced"] < 20:  # noqa: ASYNC110 (polling a server)
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(all_paced(), 10)
+        results = await streams
+        assert (await http.get("/api/health")).json()["offline_paced"] == 0
+    for i, (text, took) in enumerate(results):
+        assert text == "".join(scenario_text(12 + i))
+        assert took >= (12 + i) / 40 - 0.05  # paced: the pacer may send a token 3 ms early, no more
+
+
 def _rss(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024

@@ -1,0 +1,145 @@
+"""Paced offline-model streams, all on one timer, written straight to their sockets.
+
+Served through ASGI, every token of a paced stream (``"rate": 50``) cost its own task wake-up, a
+sleep, two generators, Litestar's streaming response, two middleware ``send`` wrappers and
+uvicorn's ``send``: with hundreds of runs streaming, the offline model cost as much CPU as the
+runs reading it. Here one task sleeps until the next token falls due, of whichever stream, and
+writes every due token of every stream as one HTTP chunk straight to that stream's transport.
+
+Like ``framing.py`` for WebSocket frames, this reaches past ASGI into uvicorn (its httptools
+protocol), so it is opt-in by recognition: ``http_cycle`` answers the connection only when it is
+one we know how to write to, with a chunked response started and not complete; otherwise the
+stream goes the ASGI way. The response's head, its first chunk and its end still go through
+ASGI; only the tokens in between are written here, in order, between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from typing import Any
+
+import structlog
+
+from runwatch.agents.offline_model import TextStream
+from runwatch.api.framing import SCOPE_KEY, Scope
+
+log = structlog.get_logger()
+
+#: A stream whose socket is not taking writes (its reader is slow) is looked at again this much later.
+RETRY_SECONDS = 0.005
+
+
+def http_cycle(scope: Scope) -> Any | None:
+    """uvicorn's httptools request cycle behind this HTTP scope, if its response can be written to
+    directly now: a chunked response, started, not complete, its client still there."""
+    send = scope.get(SCOPE_KEY)
+    cycle = getattr(send, "__self__", None)
+    try:
+        from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+    except ImportError:  # uvicorn built without httptools
+        return None
+    if not isinstance(cycle, RequestResponseCycle):
+        return None
+    transport = getattr(cycle, "transport", None)
+    flow = getattr(cycle, "flow", None)
+    if (
+        getattr(cycle, "chunked_encoding", None) is not True
+        or getattr(cycle, "response_started", None) is not True
+        or getattr(cycle, "response_complete", None) is not False
+        or getattr(cycle, "disconnected", None) is not False
+        or not isinstance(getattr(flow, "write_paused", None), bool)
+        or transport is None
+        or not callable(getattr(transport, "write", None))
+        or not callable(getattr(transport, "is_closing", None))
+    ):
+        return None
+    return cycle
+
+
+class _Paced:
+    __slots__ = ("cycle", "done", "stopped", "text")
+
+    def __init__(self, cycle: Any, text: TextStream, done: asyncio.Future[None]) -> None:
+        self.cycle = cycle
+        self.text = text
+        self.done = done
+        self.stopped = False
+
+    def write_due(self, now: float) -> float | None:
+        """Write every chunk due by ``now`` as one HTTP chunk; when to come back, or ``None`` when done."""
+        cycle, text = self.cycle, self.text
+        if self.stopped or cycle.disconnected or cycle.response_complete or cycle.transport.is_closing():
+            return None
+        if cycle.flow.write_paused:
+            return now + RETRY_SECONDS
+        parts: list[bytes] = []
+        more = True
+        while text.due_at() <= now:
+            chunk = text.take()
+            if chunk is None:
+                more = False
+                break
+            parts.append(b"data: " + chunk + b"\n\n")
+        if parts:
+            body = b"".join(parts)
+            cycle.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        return text.due_at() if more else None
+
+
+class Pacer:
+    """Streams many ``TextStream`` s to their sockets from one task, each token when it falls due,
+    or up to ``slack`` early: the streams due within it share one wake-up (at 10 runs x 100 tok/s,
+    3 ms instead of 1 cut the model's CPU per token from 43 to 31 µs; nearly all of it was waking up).
+    """
+
+    def __init__(self, *, slack: float = 0.003) -> None:
+        self._slack = slack
+        self._heap: list[tuple[float, int, _Paced]] = []
+        self._order = itertools.count()
+        self._task: asyncio.Task[None] | None = None
+        self.streams = 0
+
+    async def stream(self, scope: Scope, text: TextStream) -> None:
+        """Stream ``text`` straight to this scope's socket, if it can be; returns when done, or at
+        once (leaving the tokens to the caller) when it cannot. Cancelling stops the stream."""
+        cycle = http_cycle(scope)
+        if cycle is None:
+            return
+        loop = asyncio.get_running_loop()
+        paced = _Paced(cycle, text, loop.create_future())
+        heapq.heappush(self._heap, (text.due_at(), next(self._order), paced))
+        self.streams += 1
+        if self._task is None:
+            self._task = loop.create_task(self._run(), name="offline-pacer")
+        try:
+            await paced.done
+        finally:
+            paced.stopped = True
+            self.streams -= 1
+
+    async def _run(self) -> None:
+        heap = self._heap
+        try:
+            while heap:
+                delay = heap[0][0] - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                now = time.monotonic() + self._slack
+                while heap and heap[0][0] <= now:
+                    _, order, paced = heapq.heappop(heap)
+                    try:
+                        again = paced.write_due(now)
+                    except Exception as exc:  # the transport refused: this stream ends, the others go on
+                        log.warning("offline.pacer_write_failed", error=repr(exc))
+                        again = None
+                        if not paced.done.done():
+                            paced.done.set_exception(exc)
+                    if again is not None:
+                        heapq.heappush(heap, (again, order, paced))
+                    elif not paced.done.done():
+                        paced.done.set_result(None)
+        finally:
+            self._task = None
