@@ -31,8 +31,9 @@ log = structlog.get_logger()
 Emit = Callable[[Event], Awaitable[Any]]
 
 #: How long one run may go on parsing stream chunks that are already buffered before it lets the
-#: event loop run everything else (fan-out, coalescing timers, other runs): a model streaming at
-#: full speed must not hold back the delivery of what it has already said.
+#: event loop run everything else (fan-out, coalescing timers, other runs), and waits until what it
+#: published is visible (``settle``): a model streaming at full speed must not hold back the
+#: delivery of what it has already said, nor run ahead of it.
 TIME_SLICE = 0.002
 
 #: Tool results larger than this (as JSON) are cut in the event; the model still gets all of it.
@@ -144,6 +145,10 @@ def _parse_arguments(raw: str) -> Any:
         return raw
 
 
+async def _next_turn(run_id: str) -> None:
+    await asyncio.sleep(0)
+
+
 class Runner:
     """Runs agents against one model endpoint; stateless between runs.
 
@@ -163,11 +168,15 @@ class Runner:
         max_output_bytes: int | None = None,
         max_tool_result_bytes: int | None = None,
         redact: Callable[[str], str] = str,
+        settle: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         #: Scrubs secrets from a tool's error text before it becomes an event (and reaches the model).
         self._redact = redact
         self._emit = emit
+        #: Awaited between time slices: the bus's ``settled`` keeps a run streaming at full speed
+        #: at most one slice ahead of its watchers; without a bus, one turn of the event loop.
+        self._settle = settle or _next_turn
         self._window = coalesce_window
         #: Every run's token windows on one timer (made on first use, inside the event loop).
         self._clock: WindowClock | None = None
@@ -245,7 +254,7 @@ class Runner:
                 async for batch in model_stream.chunks(response.http_response):
                     for chunk in batch:
                         if time.perf_counter() > slice_ends:
-                            await asyncio.sleep(0)
+                            await self._settle(run_id)
                             slice_ends = time.perf_counter() + self._slice
                         if chunk.usage is not None:
                             usage = Usage(

@@ -107,6 +107,7 @@ class Runtime:
             max_output_bytes=settings.max_output_bytes,
             max_tool_result_bytes=settings.max_tool_result_bytes,
             redact=Redactor(settings.secrets),
+            settle=self.bus.settled,
         )
         self.supervisor = Supervisor(
             bus=self.bus,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from runwatch.agents.bus import LIFECYCLE, MemoryBus, RecentLog
@@ -150,6 +152,23 @@ async def test_with_a_journal_nothing_is_visible_before_it_is_durable(tmp_path):
     await store.flush()
     assert bus.head("a") == 1 and watcher.wakes == [("a", 1)]
     assert [p.seq for p in await store.events("a", 0, 10)] == [1]
+    await store.close()
+
+
+async def test_settled_returns_once_what_a_run_published_is_visible_and_its_watchers_woken(tmp_path):
+    store = SQLiteStore(tmp_path / "j.sqlite3")
+    await store.open()
+    bus = MemoryBus(journal=store)
+    watcher = Recorder()
+    bus.watch("a", watcher)
+    await bus.publish(RunQueued(run_id="a", agent="demo", input="hi", model="m"))
+    for i in range(3):
+        await bus.publish(Token(run_id="a", text=str(i)))
+    assert bus.head("a") < 4
+    await asyncio.wait_for(bus.settled("a"), 5)
+    assert bus.head("a") == 4 and watcher.wakes[-1] == ("a", 4)
+    await asyncio.wait_for(bus.settled("a"), 5)  # nothing in flight: one turn of the loop
+    await asyncio.wait_for(bus.settled("unknown"), 5)
     await store.close()
 
 

@@ -93,6 +93,15 @@ class Bus(Protocol):
         """
         ...
 
+    async def settled(self, run_id: str) -> None:
+        """Return once every event of ``run_id`` published so far is visible (durable, announced to
+        its watchers), and never before the event loop has run other work once.
+
+        A producer that publishes faster than events become visible (a model streaming at full
+        speed) awaits this between bursts, so it runs at most one burst ahead of its watchers.
+        """
+        ...
+
     async def read(self, stream: str, after: int, limit: int) -> list[Published]:
         """Visible events of ``stream`` after position ``after``, at most ``limit``, in order, gap-free:
         a run's from memory while it holds them, else from the journal. The runs feed lives in memory

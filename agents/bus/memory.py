@@ -59,6 +59,8 @@ class MemoryBus:
         self._sinks: list[Sink] = []
         self._failed: weakref.WeakSet[Any] = weakref.WeakSet()
         self._opening = asyncio.Lock()
+        #: Producers waiting in ``settled``: run → (the head they wait for, their future).
+        self._settling: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         if journal is not None:
             journal.on_durable(self._on_durable)
 
@@ -68,6 +70,11 @@ class MemoryBus:
         return None
 
     async def close(self) -> None:
+        for waiting in self._settling.values():
+            for _, future in waiting:
+                if not future.done():
+                    future.set_result(None)
+        self._settling.clear()
         for handle in self._finished.values():
             if handle is not None:
                 handle.cancel()
@@ -153,6 +160,15 @@ class MemoryBus:
         if feed.head != feed_head:
             self._notify(LIFECYCLE, feed.head)
 
+    async def settled(self, run_id: str) -> None:
+        ring = self._logs.get(run_id)
+        if ring is None or ring.visible >= ring.head:
+            await asyncio.sleep(0)
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._settling.setdefault(run_id, []).append((ring.head, future))
+        await future
+
     def _notify(self, stream: str, head: int) -> None:
         watchers = self._watchers.get(stream)
         if watchers:
@@ -161,6 +177,14 @@ class MemoryBus:
                     watcher.notify(stream, head)
                 except Exception as exc:
                     self._report(watcher, "bus.watcher_failed", exc)
+        # Producers resume after the watchers' sends, which were scheduled first.
+        if self._settling and stream in self._settling:
+            waiting = [(target, f) for target, f in self._settling.pop(stream) if not f.done()]
+            for target, future in waiting:
+                if target <= head:
+                    future.set_result(None)
+            if still := [(t, f) for t, f in waiting if not f.done()]:
+                self._settling[stream] = still
 
     def _report(self, what: Any, event: str, exc: Exception) -> None:
         """Log a failing watcher or sink once (with its traceback); the bus goes on without waiting."""
