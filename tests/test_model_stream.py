@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -103,9 +104,10 @@ WRITES = {
 
 @asynccontextmanager
 async def scripted_endpoint(
-    script: Callable[[int], bytes], writes: Callable[[bytes], list[bytes]]
+    script: Callable[[int], bytes], writes: Callable[[bytes], list[bytes]], *, gzip: bool = False
 ) -> AsyncIterator[str]:
-    """An OpenAI-compatible endpoint on loopback that answers request N with ``script(N)`` as SSE."""
+    """An OpenAI-compatible endpoint on loopback that answers request N with ``script(N)`` as SSE
+    (gzip-encoded if asked: a proxy may compress an event stream)."""
     served = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -116,7 +118,10 @@ async def scripted_endpoint(
         )
         await reader.readexactly(length)
         body, served = script(served), served + 1
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+        encoding = b""
+        if gzip:
+            body, encoding = zlib.compress(body, wbits=31), b"content-encoding: gzip\r\n"
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n%sconnection: close\r\n\r\n" % encoding)
         for part in writes(body):
             writer.write(part)
             await writer.drain()
@@ -166,6 +171,14 @@ async def test_text_tool_call_deltas_and_usage_come_through_however_the_stream_i
     assert [s.finish_reason for s in steps] == ["tool_calls", "stop"]
     assert [(s.usage.input_tokens, s.usage.output_tokens) for s in steps] == [(7, 5), (20, 3)]
     assert all(s.ttft is not None and s.ttft <= s.duration for s in steps)
+    assert [e.text for e in events if isinstance(e, Token)] == ["Héllo", ", ", "world"]
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_a_compressed_stream_is_decoded_before_it_is_read(transport):
+    async with scripted_endpoint(_tool_call_then_text, WRITES["chunks split across reads"], gzip=True) as url:
+        events, answer = await _run(url, transport, Agent(name="a", instructions=".", tools=[echo]))
+    assert answer == "Héllo, world"
     assert [e.text for e in events if isinstance(e, Token)] == ["Héllo", ", ", "world"]
 
 
