@@ -109,6 +109,30 @@ async def sample_rss(pid: int, started: float, samples: list[tuple[float, int]],
         await asyncio.sleep(SAMPLE_SECONDS)
 
 
+def memory_map(pid: int) -> dict[str, float]:
+    """The process's resident memory by kind of mapping (``/proc/PID/smaps``), in MiB: glibc's main
+    heap, its threads' arenas (anonymous mappings in 64 MiB reservations), other anonymous memory
+    (Python's own arenas, large blocks), and files (code, the SQLite database and its WAL)."""
+    kinds = {"heap": 0, "thread arenas": 0, "other anonymous": 0, "files": 0}
+    kind, start, end = "", 0, 0
+    for line in open(f"/proc/{pid}/smaps"):
+        head = line.split()
+        if "-" in head[0] and not head[0].endswith(":"):
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            name = head[5] if len(head) > 5 else ""
+            if name == "[heap]":
+                kind = "heap"
+            elif name.startswith("/"):
+                kind = "files"
+            elif start % (64 << 20) == 0 or (end - start) % (64 << 20) == 0:
+                kind = "thread arenas"
+            else:
+                kind = "other anonymous"
+        elif head[0] == "Rss:":
+            kinds[kind] += int(head[1]) * 1024
+    return {k: round(mib(v), 1) for k, v in kinds.items()}
+
+
 async def soak(server: servers.Running, minutes: float) -> int:
     sockets = await asyncio.gather(*(connect(server.ws_url) for _ in range(WATCHERS)))
     await asyncio.gather(*(ws.recv() for ws in sockets))  # every watcher has its hello
@@ -118,6 +142,7 @@ async def soak(server: servers.Running, minutes: float) -> int:
     await asyncio.sleep(2.0)  # let the connections' allocations settle before the baseline
     baseline = rss_bytes(server.pid)
     print(f"baseline rss {mib(baseline):.1f} MiB with {WATCHERS} watchers connected, before any run", flush=True)
+    print(f"baseline by kind (MiB): {memory_map(server.pid)}", flush=True)
     started = time.monotonic()
     samples: list[tuple[float, int]] = []
     state = {"runs": 0}
@@ -135,6 +160,7 @@ async def soak(server: servers.Running, minutes: float) -> int:
     finally:
         sampler.cancel()
     final = rss_bytes(server.pid)
+    print(f"final by kind (MiB): {memory_map(server.pid)}")
     await asyncio.gather(*(f.ws.close() for f in followers), return_exceptions=True)
     failed = [x for f in followers for x in f.failed]
     peak = max(rss for _, rss in samples)
