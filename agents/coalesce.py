@@ -10,6 +10,7 @@ task wake-up per token event.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -45,7 +46,10 @@ class WindowClock:
     def open(self, coalescer: TokenCoalescer, generation: int) -> None:
         self._queue.append((time.monotonic() + self.window, coalescer, generation))
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="token-window-clock")
+            # A context of its own: not the first run's (its log fields), whose task created it.
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="token-window-clock", context=contextvars.Context()
+            )
 
     async def _run(self) -> None:
         queue = self._queue
@@ -99,8 +103,7 @@ class TokenCoalescer:
     async def add(self, text: str) -> None:
         """Buffer (or publish) one delta; a delta longer than ``max_chars`` is split across events,
         which count it once, in the event where it begins."""
-        if self._failed is not None:
-            raise self._failed
+        self._raise_failure()
         if not text:
             return
         self.deltas += 1
@@ -146,9 +149,14 @@ class TokenCoalescer:
             if self._closed is None:
                 self._closed = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._closed)
-        if self._failed is not None:
-            raise self._failed
+        self._raise_failure()
         await self._publish_buffer()
+
+    def _raise_failure(self) -> None:
+        """A publish that failed when a window closed, raised once, in the run's own task."""
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
 
     async def _publish_buffer(self) -> None:
         if self._parts:

@@ -10,11 +10,31 @@ what the runner reads. Errors the stream reports are raised as the SDK raises th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import openai
+
+#: After ``[DONE]``, how long the rest of the body (the HTTP end of the stream) is read for, so the
+#: connection goes back to the pool instead of being closed.
+DRAIN_SECONDS = 0.5
+
+
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """The exceptions a stream's reads raise for a timeout, and for any other failed read: the
+    SDK's own lists, which it maps to ``APITimeoutError`` / ``APIConnectionError`` in its streams."""
+    try:
+        from openai._httpx2 import request_exceptions, timeout_exceptions
+    except ImportError:  # an SDK on httpx
+        import httpx
+
+        return (httpx.TimeoutException,), (httpx.RequestError,)
+    return timeout_exceptions(), request_exceptions()
+
+
+_TIMEOUTS, _READ_ERRORS = _transport_errors()
 
 #: The largest server-sent event the decoder holds while it waits for the event's end; a stream
 #: that sends more without one is broken (or hostile) and is failed instead of buffered.
@@ -30,7 +50,7 @@ class FunctionDelta(msgspec.Struct, gc=False):
 
 
 class ToolCallDelta(msgspec.Struct, gc=False):
-    index: int = 0
+    index: int | None = 0
     id: str | None = None
     function: FunctionDelta | None = None
 
@@ -41,7 +61,7 @@ class Delta(msgspec.Struct, gc=False):
 
 
 class Choice(msgspec.Struct, gc=False):
-    delta: Delta = msgspec.field(default_factory=Delta)
+    delta: Delta | None = None
     finish_reason: str | None = None
     index: int = 0
 
@@ -71,24 +91,27 @@ class SSEDecoder:
     ``data`` are skipped; several ``data`` lines join with LF (the SSE specification).
     """
 
-    __slots__ = ("_buffer", "_limit")
+    __slots__ = ("_after_cr", "_buffer", "_limit")
 
     def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
         self._buffer = b""
         self._limit = limit
+        #: The last read ended in CR, taken as a line end: an LF that starts the next is its pair.
+        self._after_cr = False
 
     def feed(self, data: bytes) -> list[tuple[bytes | None, bytes]]:
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]
+        self._after_cr = data.endswith(b"\r")
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         return self._decode(self._buffer + data if self._buffer else data)
 
     def end(self) -> list[tuple[bytes | None, bytes]]:
-        """The stream has ended: what is complete once a held CR is taken as a line end."""
-        return self._decode(self._buffer[:-1] + b"\n") if self._buffer.endswith(b"\r") else []
+        """The stream has ended; an event it did not end is dropped, as the SSE specification says."""
+        return []
 
     def _decode(self, buffer: bytes) -> list[tuple[bytes | None, bytes]]:
-        if b"\r" in buffer:
-            held = buffer.endswith(b"\r")  # maybe half a CRLF: decide when the next read comes
-            body = buffer[:-1] if held else buffer
-            buffer = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
         *blocks, rest = buffer.split(b"\n\n")
         if len(rest) > self._limit:
             raise ValueError(f"an event of the model's stream is over {self._limit} bytes without an end")
@@ -141,8 +164,14 @@ async def chunks(response: Any) -> AsyncIterator[list[Chunk]]:
     # stream itself, without httpx's two generators (decoding, re-chunking) around every read.
     encoded = response.headers.get("content-encoding", "identity") != "identity"
     reads = aiter(response.aiter_bytes() if encoded else response.stream)
+    done = False
     while not ended:
-        data = await anext(reads, None)
+        try:
+            data = await anext(reads, None)
+        except _TIMEOUTS as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        except _READ_ERRORS as exc:
+            raise openai.APIConnectionError(request=request) from exc
         try:
             events = decoder.end() if data is None else decoder.feed(data)
         except ValueError as exc:
@@ -152,7 +181,7 @@ async def chunks(response: Any) -> AsyncIterator[list[Chunk]]:
         failure: openai.APIError | None = None
         for name, payload in events:
             if payload.startswith(b"[DONE]"):
-                ended = True
+                ended = done = True
                 break
             if name is not None and name != b"message":
                 if name == b"error":
@@ -174,3 +203,10 @@ async def chunks(response: Any) -> AsyncIterator[list[Chunk]]:
             yield batch  # what came before a failure in the same read is the run's all the same
         if failure is not None:
             raise failure
+    if done:
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for _ in reads:
+                    pass
+        except (TimeoutError, *_TIMEOUTS, *_READ_ERRORS):
+            pass  # the connection is closed instead of reused: nothing lost

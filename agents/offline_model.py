@@ -230,12 +230,13 @@ def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
 class TextStream:
     """A text answer's chunks, made one at a time as they fall due: ``start + sent / rate``.
 
-    ``take`` returns the next chunk's JSON (``chunk_tokens`` tokens) or ``None`` once all are sent.
-    Whoever streams it paces it: ``stream_reply`` with a sleep per chunk, or a pacer that serves
-    many streams on one timer (``api/offline_pacer.py``).
+    ``take`` returns the next chunk's JSON (``chunk_tokens`` tokens); ``done`` says there is none
+    left, known one chunk ahead, so the answer's end is sent with its last token, not one token
+    interval later. Whoever streams it paces it: ``stream_reply`` with a sleep per chunk, or a
+    pacer that serves many streams on one timer (``api/offline_pacer.py``).
     """
 
-    __slots__ = ("_head", "_per_chunk", "_tail", "_tokens", "rate", "sent", "start")
+    __slots__ = ("_head", "_next", "_per_chunk", "_tail", "_tokens", "rate", "sent", "start")
 
     def __init__(self, tokens: Iterable[str], rate: float, per_chunk: int, head: bytes, tail: bytes) -> None:
         self._tokens = iter(tokens)
@@ -245,22 +246,28 @@ class TextStream:
         self.rate = rate
         self.sent = 0
         self.start = time.monotonic()
+        self._next = self._piece()
+
+    @property
+    def done(self) -> bool:
+        return self._next is None
 
     def due_at(self) -> float:
         return self.start + self.sent / self.rate if self.rate > 0 else 0.0
 
-    def take(self) -> bytes | None:
+    def _piece(self) -> list[str] | None:
         if self._per_chunk == 1:
             token = next(self._tokens, None)
-            if token is None:
-                return None
-            self.sent += 1
-            return self._head + msgspec.json.encode(token) + self._tail
-        piece = list(itertools.islice(self._tokens, self._per_chunk))
-        if not piece:
-            return None
+            return None if token is None else [token]
+        return list(itertools.islice(self._tokens, self._per_chunk)) or None
+
+    def take(self) -> bytes:
+        """The next chunk; only while not ``done``."""
+        piece = self._next
+        assert piece is not None, "take() after the last chunk"
+        self._next = self._piece()
         self.sent += len(piece)
-        return self._head + msgspec.json.encode("".join(piece)) + self._tail
+        return self._head + msgspec.json.encode(piece[0] if len(piece) == 1 else "".join(piece)) + self._tail
 
 
 #: Streams a paced ``TextStream`` itself (and returns once it is done, or leaves what it could not).
@@ -315,15 +322,12 @@ async def stream_reply(
         )
         if pace is not None and reply.rate > 0:
             await pace(text)
-        while True:
+        while not text.done:
             if reply.rate > 0:
                 delay = text.due_at() - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            piece = text.take()
-            if piece is None:
-                break
-            yield piece
+            yield text.take()
         completion_tokens = text.sent
         finish = "stop"
     yield chunk({}, finish)

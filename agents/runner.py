@@ -145,6 +145,9 @@ def _parse_arguments(raw: str) -> Any:
         return raw
 
 
+_NO_DELTA = model_stream.Delta()
+
+
 async def _next_turn(run_id: str) -> None:
     await asyncio.sleep(0)
 
@@ -262,7 +265,7 @@ class Runner:
                                 output_tokens=chunk.usage.completion_tokens or 0,
                             )
                         for choice in chunk.choices or ():
-                            delta = choice.delta
+                            delta = choice.delta or _NO_DELTA
                             if delta.content:
                                 if ttft is None:
                                     ttft = round(time.perf_counter() - started, 4)
@@ -274,7 +277,7 @@ class Runner:
                             for tc in delta.tool_calls or ():
                                 if ttft is None:
                                     ttft = round(time.perf_counter() - started, 4)
-                                call = calls.setdefault(tc.index, _Call())
+                                call = calls.setdefault(tc.index or 0, _Call())
                                 if tc.id:
                                     call.id = tc.id
                                 if tc.function is not None:
@@ -286,6 +289,7 @@ class Runner:
                                     call.arguments += arguments
                             if choice.finish_reason:
                                 finish_reason = choice.finish_reason
+            await coalescer.flush()  # a publish that fails here fails the step, like any other
         except asyncio.CancelledError:
             finish_reason = "cancelled"
             raise
@@ -293,7 +297,10 @@ class Runner:
             failure = error_type(exc)
             raise
         finally:
-            await coalescer.flush()
+            try:
+                await coalescer.flush()
+            except Exception as exc:  # the step is already failing or cancelled: that stays its reason
+                log.warning("tokens.flush_failed", run_id=run_id, error=repr(exc))
             stats.input_tokens += usage.input_tokens
             stats.output_tokens += usage.output_tokens
             await self._emit(

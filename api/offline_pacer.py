@@ -16,6 +16,7 @@ ASGI; only the tokens in between are written here, in order, between them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import time
@@ -76,17 +77,12 @@ class _Paced:
         if cycle.flow.write_paused:
             return now + RETRY_SECONDS
         parts: list[bytes] = []
-        more = True
-        while text.due_at() <= now:
-            chunk = text.take()
-            if chunk is None:
-                more = False
-                break
-            parts.append(b"data: " + chunk + b"\n\n")
+        while not text.done and text.due_at() <= now:
+            parts.append(b"data: " + text.take() + b"\n\n")
         if parts:
             body = b"".join(parts)
             cycle.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
-        return text.due_at() if more else None
+        return None if text.done else text.due_at()
 
 
 class Pacer:
@@ -100,6 +96,9 @@ class Pacer:
         self._heap: list[tuple[float, int, _Paced]] = []
         self._order = itertools.count()
         self._task: asyncio.Task[None] | None = None
+        #: While the task sleeps: what wakes it, and when it would wake by itself.
+        self._wake: asyncio.Future[None] | None = None
+        self._wake_at = 0.0
         self.streams = 0
 
     async def stream(self, scope: Scope, text: TextStream) -> None:
@@ -110,10 +109,13 @@ class Pacer:
             return
         loop = asyncio.get_running_loop()
         paced = _Paced(cycle, text, loop.create_future())
-        heapq.heappush(self._heap, (text.due_at(), next(self._order), paced))
+        due = text.due_at()
+        heapq.heappush(self._heap, (due, next(self._order), paced))
         self.streams += 1
         if self._task is None:
-            self._task = loop.create_task(self._run(), name="offline-pacer")
+            self._task = loop.create_task(self._run(), name="offline-pacer", context=contextvars.Context())
+        elif self._wake is not None and due < self._wake_at and not self._wake.done():
+            self._wake.set_result(None)  # due before the task would wake: wake it now
         try:
             await paced.done
         finally:
@@ -123,10 +125,18 @@ class Pacer:
     async def _run(self) -> None:
         heap = self._heap
         try:
+            loop = asyncio.get_running_loop()
             while heap:
                 delay = heap[0][0] - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if delay > self._slack:
+                    self._wake, self._wake_at = loop.create_future(), heap[0][0]
+                    timer = loop.call_later(delay, _wake, self._wake)
+                    try:
+                        await self._wake
+                    finally:
+                        timer.cancel()
+                        self._wake = None
+                    continue  # the first in line may have changed
                 now = time.monotonic() + self._slack
                 while heap and heap[0][0] <= now:
                     _, order, paced = heapq.heappop(heap)
@@ -143,3 +153,8 @@ class Pacer:
                         paced.done.set_result(None)
         finally:
             self._task = None
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -233,3 +233,57 @@ async def test_a_status_error_is_raised_as_the_sdk_raises_it():
     assert isinstance(answer, openai.RateLimitError)
     step = next(e for e in events if isinstance(e, StepFinished))
     assert step.error_type == "rate_limited"
+
+
+@asynccontextmanager
+async def keep_alive_endpoint(script: Callable[[int], bytes], *, cut: bool = False) -> AsyncIterator[tuple[str, list]]:
+    """An endpoint that keeps connections alive: each answer is one chunk of chunked encoding, its
+    end sent 2 ms later (as a server does once the stream's generator is done); ``cut`` aborts the
+    connection instead of ending the first answer. Yields the URL and the list of connections made."""
+    connections: list = []
+    served = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        connections.append(writer)
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = next(
+                int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+            body, served = script(served), served + 1
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            writer.write(b"%x\r\n%s\r\n" % (len(body), body))
+            await writer.drain()
+            if cut:
+                writer.transport.abort()
+                return
+            await asyncio.sleep(0.002)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", connections
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_the_connection_is_reused_for_the_next_step_after_done(transport):
+    async with keep_alive_endpoint(_tool_call_then_text) as (url, connections):
+        _, answer = await _run(url, transport, Agent(name="a", instructions=".", tools=[echo]))
+    assert answer == "Héllo, world"
+    assert len(connections) == 1  # the body's end was read after [DONE], so the connection went back
+
+
+def _partial(step: int) -> bytes:
+    return _chunk({"content": "partial"})
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_a_connection_cut_mid_stream_is_a_connection_error(transport):
+    async with keep_alive_endpoint(_partial, cut=True) as (url, _):
+        events, answer = await _run(url, transport, Agent(name="a", instructions="."))
+    assert isinstance(answer, openai.APIConnectionError)
+    step = next(e for e in events if isinstance(e, StepFinished))
+    assert (step.finish_reason, step.error_type) == ("error", "connection")
+    assert [e.text for e in events if isinstance(e, Token)] == ["partial"]

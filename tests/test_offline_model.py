@@ -121,6 +121,36 @@ async def test_paced_streams_are_written_by_the_pacer_at_their_rate(server, clie
         assert took >= (12 + i) / 40 - 0.05  # paced: the pacer may send a token 3 ms early, no more
 
 
+async def test_a_paced_stream_ends_with_its_last_token_not_one_interval_later(client):
+    import time
+
+    started = time.monotonic()
+    chunks = await _stream(client, [{"role": "user", "content": json.dumps({"tokens": 2, "rate": 2})}])
+    took = time.monotonic() - started
+    assert chunks[-1].usage.completion_tokens == 2
+    assert 0.45 <= took < 0.9  # tokens at 0 and 0.5 s; the end right after the last, not at 1.0 s
+
+
+async def test_a_fast_stream_is_not_held_back_by_a_slow_one_the_pacer_sleeps_for(client):
+    """The pacer sleeps until its first stream's next token; a new stream due sooner wakes it."""
+    import asyncio
+    import time
+
+    slow = asyncio.create_task(_stream(client, [{"role": "user", "content": json.dumps({"tokens": 3, "rate": 1})}]))
+    await asyncio.sleep(0.1)  # the slow stream is in the pacer, which sleeps for ~0.9 s
+    started = time.monotonic()
+    stream = await client.chat.completions.create(
+        model=OFFLINE_MODEL, messages=[{"role": "user", "content": json.dumps({"tokens": 5, "rate": 100})}], stream=True
+    )
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    first_token = time.monotonic() - started
+    await stream.close()
+    await slow
+    assert first_token < 0.4, f"the fast stream's first token took {first_token:.2f} s"
+
+
 def _rss(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
