@@ -84,8 +84,23 @@ def _row_to_summary(row: tuple) -> RunSummary:
 
 
 _INSERT_EVENTS = "INSERT OR IGNORE INTO events (run_id, seq, type, data) VALUES "
-#: Events per INSERT statement (4 parameters each: under SQLite's oldest limit of 999).
-_ROWS = 200
+#: Events per INSERT statement (4 parameters each: under SQLite's oldest limit of 999), largest
+#: first. A batch is cut into statements of these sizes only, so the connection's statement cache
+#: holds every shape for good: with one shape per batch size (1 to 200) it prepared and dropped
+#: statements on every commit, churning the writer thread's malloc arena.
+_SHAPES = (200, 100, 50, 20, 10, 5, 2, 1)
+_INSERTS = {n: _INSERT_EVENTS + ",".join(["(?, ?, ?, ?)"] * n) for n in _SHAPES}
+
+
+def _cut(count: int) -> list[int]:
+    """``count`` rows as statement sizes from ``_SHAPES``, largest first (47 → 20, 20, 5, 2)."""
+    sizes = []
+    for shape in _SHAPES:
+        while count >= shape:
+            sizes.append(shape)
+            count -= shape
+    return sizes
+
 #: How long closing waits for pending writes before it gives up on them (a stalled disk).
 CLOSE_TIMEOUT = 10.0
 
@@ -279,14 +294,13 @@ class SQLiteStore:
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         db.execute("BEGIN")
         try:
-            # Multi-row inserts: one statement step (one GIL round trip for this thread) per
-            # _ROWS events, not one per event, so a busy event loop cannot stretch a commit.
-            for start in range(0, len(batch), _ROWS):
-                rows = batch[start : start + _ROWS]
-                db.execute(
-                    _INSERT_EVENTS + ",".join(["(?, ?, ?, ?)"] * len(rows)),
-                    [v for p in rows for v in (p.run_id, p.seq, p.type, p.data)],
-                )
+            # Multi-row inserts: one statement step (one GIL round trip for this thread) per up to
+            # 200 events, not one per event, so a busy event loop cannot stretch a commit.
+            start = 0
+            for size in _cut(len(batch)):
+                rows = batch[start : start + size]
+                start += size
+                db.execute(_INSERTS[size], [v for p in rows for v in (p.run_id, p.seq, p.type, p.data)])
             for p in batch:
                 if p.type == "token":
                     continue
