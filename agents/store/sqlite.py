@@ -101,6 +101,7 @@ def _cut(count: int) -> list[int]:
             count -= shape
     return sizes
 
+
 #: How long closing waits for pending writes before it gives up on them (a stalled disk).
 CLOSE_TIMEOUT = 10.0
 
