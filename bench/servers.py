@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,6 +36,8 @@ class Running:
     port: int
     ws_url: str
     http_url: str | None = None
+    #: The server's data folder, removed when it stops (a soak writes gigabytes to it).
+    data_dir: str | None = None
 
     @property
     def pid(self) -> int:
@@ -47,6 +50,8 @@ class Running:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -84,7 +89,7 @@ def _runwatch(env: dict[str, str], core: str) -> Running:
     while httpx.get(f"http://127.0.0.1:{port}/api/health").status_code != 200:
         if time.monotonic() > deadline:
             raise RuntimeError("runwatch not healthy")
-    return Running("runwatch", proc, port, f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}")
+    return Running("runwatch", proc, port, f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}", data)
 
 
 def model_server() -> Running:
