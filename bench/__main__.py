@@ -27,16 +27,8 @@ def progress(message: str) -> None:
 
 
 def loadgen(spec: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        servers.pinned(servers.LOAD_CORE, [sys.executable, "-m", "bench.loadgen", json.dumps(spec)]),
-        cwd=servers.ROOT,
-        capture_output=True,
-        text=True,
-        timeout=spec.get("timeout", 600) + 120,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    argv = [sys.executable, "-m", "bench.loadgen", json.dumps(spec)]
+    return servers.run_json("load generator", servers.LOAD_CORE, argv, spec.get("timeout", 600) + 120)
 
 
 def with_server(start: Callable[[], tuple[servers.Running, list[servers.Running]]], spec: dict[str, Any]) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 from typing import Any
 
@@ -38,15 +37,7 @@ def _peer(kind: str, base: str, runs: int, tokens: int, rate: float) -> dict[str
         argv = ["node", str(servers.PEERS / "stream_consumer.mjs"), kind[5:], base]
     else:
         argv = [sys.executable, str(servers.PEERS / "py_stream_consumer.py"), base]
-    out = subprocess.run(
-        servers.pinned(servers.SERVER_CORE, [*argv, str(runs), str(tokens), str(rate)]),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{kind} failed:\n{out.stderr[-3000:]}")
-    raw = json.loads(out.stdout.strip().splitlines()[-1])
+    raw = servers.run_json(kind, servers.SERVER_CORE, [*argv, str(runs), str(tokens), str(rate)], 600)
     nominal = tokens / rate
     ttft = raw["ttft_s"]
     return {
@@ -73,16 +64,8 @@ def _runwatch(model: servers.Running, runs: int, tokens: int, rate: float, watch
             "rate": rate,
             "watch": watch,
         }
-        out = subprocess.run(
-            servers.pinned(servers.LOAD_CORE, [sys.executable, "-m", "bench.rundriver", json.dumps(spec)]),
-            cwd=servers.ROOT,
-            capture_output=True,
-            text=True,
-            timeout=720,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"runwatch driver failed:\n{out.stderr[-3000:]}")
-        result = json.loads(out.stdout.strip().splitlines()[-1])
+        argv = [sys.executable, "-m", "bench.rundriver", json.dumps(spec)]
+        result = servers.run_json("runwatch driver", servers.LOAD_CORE, argv, 720)
         result["complete"] = result["succeeded"] == runs
         return result
     finally:

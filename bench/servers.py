@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -11,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -27,6 +29,15 @@ def free_port() -> int:
 
 def pinned(core: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", core, *argv] if os.cpu_count() and os.cpu_count() > 1 else argv
+
+
+def run_json(name: str, core: str, argv: list[str], timeout: float) -> Any:
+    """Run a measuring process pinned to ``core`` (from the repository root) and decode the JSON
+    of its last output line; its stderr's tail in the error if it fails."""
+    out = subprocess.run(pinned(core, argv), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @dataclass
