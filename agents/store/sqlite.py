@@ -15,92 +15,11 @@ from typing import Any
 
 import structlog
 
-from runwatch.agents.events import Published, RunStatus
+from runwatch.agents.events import Published
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
+from runwatch.agents.store.schema import INSERTS, RUN_COLUMNS, SCHEMA, cut, row_to_summary
 
 log = structlog.get_logger()
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    num INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    agent TEXT NOT NULL,
-    tenant TEXT NOT NULL DEFAULT 'default',
-    input TEXT NOT NULL DEFAULT '',
-    model TEXT NOT NULL DEFAULT '',
-    offline INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL,
-    error TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    tool_calls INTEGER NOT NULL DEFAULT 0,
-    steps INTEGER NOT NULL DEFAULT 0,
-    -- unused: a run's last seq is read from events (kept so older databases open unchanged)
-    last_seq INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, num);
-CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, num);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-"""
-
-_RUN_COLUMNS = (
-    "id, agent, tenant, input, model, offline, status, error, created_at, started_at, finished_at,"
-    " input_tokens, output_tokens, tool_calls, steps,"
-    # Read from the events, not kept in the row: updating a run's row for every committed batch of
-    # its tokens cost the writer a second statement (and page) per batch and run.
-    " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
-)
-
-
-def _row_to_summary(row: tuple) -> RunSummary:
-    return RunSummary(
-        id=row[0],
-        agent=row[1],
-        tenant=row[2],
-        input=row[3],
-        model=row[4],
-        offline=bool(row[5]),
-        status=RunStatus(row[6]),
-        error=row[7],
-        created_at=row[8],
-        started_at=row[9],
-        finished_at=row[10],
-        input_tokens=row[11],
-        output_tokens=row[12],
-        tool_calls=row[13],
-        steps=row[14],
-        last_seq=row[15],
-    )
-
-
-_INSERT_EVENTS = "INSERT OR IGNORE INTO events (run_id, seq, type, data) VALUES "
-#: Events per INSERT statement (4 parameters each: under SQLite's oldest limit of 999), largest
-#: first. A batch is cut into statements of these sizes only, so the connection's statement cache
-#: holds every shape for good: with one shape per batch size (1 to 200) it prepared and dropped
-#: statements on every commit, churning the writer thread's malloc arena.
-_SHAPES = (200, 100, 50, 20, 10, 5, 2, 1)
-_INSERTS = {n: _INSERT_EVENTS + ",".join(["(?, ?, ?, ?)"] * n) for n in _SHAPES}
-
-
-def _cut(count: int) -> list[int]:
-    """``count`` rows as statement sizes from ``_SHAPES``, largest first (47 → 20, 20, 5, 2)."""
-    sizes = []
-    for shape in _SHAPES:
-        while count >= shape:
-            sizes.append(shape)
-            count -= shape
-    return sizes
-
 
 #: How long closing waits for pending writes before it gives up on them (a stalled disk).
 CLOSE_TIMEOUT = 10.0
@@ -170,7 +89,7 @@ class SQLiteStore:
         db = self._connect()
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
         (self.epoch,) = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
         self._db = db
@@ -298,10 +217,10 @@ class SQLiteStore:
             # Multi-row inserts: one statement step (one GIL round trip for this thread) per up to
             # 200 events, not one per event, so a busy event loop cannot stretch a commit.
             start = 0
-            for size in _cut(len(batch)):
+            for size in cut(len(batch)):
                 rows = batch[start : start + size]
                 start += size
-                db.execute(_INSERTS[size], [v for p in rows for v in (p.run_id, p.seq, p.type, p.data)])
+                db.execute(INSERTS[size], [v for p in rows for v in (p.run_id, p.seq, p.type, p.data)])
             for p in batch:
                 if p.type == "token":
                     continue
@@ -366,10 +285,10 @@ class SQLiteStore:
 
     async def get_run(self, run_id: str) -> RunSummary | None:
         row = await self._read_call(self._select_run, run_id)
-        return _row_to_summary(row) if row else None
+        return row_to_summary(row) if row else None
 
     def _select_run(self, run_id: str) -> tuple | None:
-        return self._reader().execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return self._reader().execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
 
     async def list_runs(
         self,
@@ -388,7 +307,7 @@ class SQLiteStore:
         if cursor is not None:
             where.append("num < ?")
             args.append(min(int(cursor), MAX_POSITION))
-        sql = f"SELECT {_RUN_COLUMNS}, num FROM runs"
+        sql = f"SELECT {RUN_COLUMNS}, num FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY num DESC LIMIT ?"
@@ -396,13 +315,13 @@ class SQLiteStore:
         rows = await self._read_call(self._select_many, sql, args)
         more = len(rows) > limit
         rows = rows[:limit]
-        return RunPage(runs=[_row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None)
+        return RunPage(runs=[row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None)
 
     def _select_many(self, sql: str, args: list) -> list[tuple]:
         return self._reader().execute(sql, args).fetchall()
 
     async def unfinished_runs(self) -> list[RunSummary]:
         rows = await self._read_call(
-            self._select_many, f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')", []
+            self._select_many, f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')", []
         )
-        return [_row_to_summary(r) for r in rows]
+        return [row_to_summary(r) for r in rows]
