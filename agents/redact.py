@@ -31,6 +31,17 @@ def mask_url(url: str) -> str:
     return _URL_CREDENTIALS.sub(rf"\1{MASK}@", url)
 
 
+def url_password(url: str | None) -> tuple[str, ...]:
+    """The password in a URL (a database's, Redis's), as written and unquoted; none if it has none."""
+    if not url:
+        return ()
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ()
+    return tuple(dict.fromkeys([password, unquote(password)])) if password else ()
+
+
 def endpoint_secrets(base_url: str | None, api_key: str | None) -> tuple[str, ...]:
     """The secrets of a model endpoint's settings: its API key and the password in its URL."""
     found = [api_key]

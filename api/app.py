@@ -46,7 +46,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             url=rt.settings.public_url,
             model=rt.settings.default_model,
             endpoint="offline model (built in)" if rt.settings.offline else mask_url(rt.settings.model_base_url),
-            database=str(rt.settings.database),
+            database=mask_url(rt.settings.database_url or "") if rt.settings.postgres else str(rt.settings.database),
+            broker=mask_url(rt.settings.redis_url) if rt.settings.redis_url else "memory",
+            instance=rt.settings.instance,
             agents=[a.name for a in rt.registry],
         )
         try:

@@ -33,6 +33,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
     p.add_argument("--data-dir", help="folder of the SQLite database (default ./runwatch-data)")
     p.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
+    p.add_argument(
+        "--database", help="postgresql://user@host/db, or an SQLite path (also RUNWATCH_DATABASE_URL; default SQLite)"
+    )
+    p.add_argument("--redis", help="redis://host:port/db: broker, run queue and control in Redis (RUNWATCH_REDIS_URL)")
+    p.add_argument("--instance", help="this instance's name (default: host name and pid; RUNWATCH_INSTANCE)")
     p.add_argument("--model", help="default model name (also RUNWATCH_MODEL)")
     p.add_argument("--agents", help="comma-separated modules to load Agent objects from")
     p.add_argument("--coalesce-ms", type=float, help="token coalescing window in ms, 0 = off (default 25)")
@@ -92,6 +97,9 @@ def serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "data_dir": args.data_dir,
+        "database_url": args.database,
+        "redis_url": args.redis,
+        "instance": args.instance,
         "model": args.model,
         "agents": args.agents,
         "coalesce_ms": args.coalesce_ms,
@@ -148,6 +156,46 @@ def serve(args: argparse.Namespace) -> int:
             await super().shutdown(sockets)
 
     Server(config).run()
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Bring the database's schema up to date (``serve`` does it too, at start)."""
+    import asyncio
+
+    from runwatch.agents.store import PostgresStore, SQLiteStore, StoreUnavailable
+    from runwatch.agents.store.migrations import latest
+    from runwatch.api.logs import configure_logging
+
+    try:
+        settings = load_settings({"database_url": args.database, "data_dir": args.data_dir}, config_file=args.config)
+    except ConfigError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("console", "warning", settings.secrets)
+
+    async def apply() -> str:
+        if not settings.postgres:
+            store = SQLiteStore(settings.database)
+            await store.open()  # its schema is created in place, as it was always
+            await store.close()
+            return f"SQLite database {settings.database} is ready"
+        from runwatch.agents.store.migrations import migrate as apply_migrations
+
+        pg = PostgresStore(settings.database_url or "")
+        await pg.open()
+        try:
+            async with pg.pool.acquire() as conn:
+                await apply_migrations(conn)
+        finally:
+            await pg.close()
+        return f"PostgreSQL database is at schema version {latest()}"
+
+    try:
+        print(asyncio.run(apply()))
+    except StoreUnavailable as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -233,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"runwatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
+    p = sub.add_parser(
+        "migrate",
+        help="create or upgrade the database schema",
+        description="Apply the store's schema migrations (serve applies them at start too). Safe to run "
+        "while instances are running, and from several places at once: migrations take a database lock.",
+    )
+    p.add_argument("--database", help="postgresql://user@host/db or an SQLite path (also RUNWATCH_DATABASE_URL)")
+    p.add_argument("--data-dir", help="folder of the default SQLite database (default ./runwatch-data)")
+    p.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
+    p.set_defaults(func=migrate)
     url_help = "server URL (default http://127.0.0.1:8000)"
     p = sub.add_parser(
         "run",

@@ -7,6 +7,7 @@ and ``Settings.__repr__`` never shows them.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +18,17 @@ ENV: dict[str, tuple[str, str]] = {
     "host": ("RUNWATCH_HOST", "address to listen on"),
     "port": ("RUNWATCH_PORT", "port to listen on"),
     "data_dir": ("RUNWATCH_DATA_DIR", "folder of the SQLite database"),
+    "database_url": (
+        "RUNWATCH_DATABASE_URL",
+        "postgresql://… selects PostgreSQL; a path or sqlite:///path an SQLite file (default: in the data folder)",
+    ),
+    "redis_url": ("RUNWATCH_REDIS_URL", "redis://… turns on the Redis broker, run queue and control channel"),
+    "redis_prefix": ("RUNWATCH_REDIS_PREFIX", "prefix of every Redis key (deployments sharing one Redis differ)"),
+    "redis_retain_seconds": ("RUNWATCH_REDIS_RETAIN_SECONDS", "seconds a finished run's stream stays in Redis"),
+    "instance": ("RUNWATCH_INSTANCE", "this instance's name among many (default: host name and pid)"),
+    "lease_seconds": ("RUNWATCH_LEASE_SECONDS", "a dead instance's runs are taken over within this"),
+    "drain_seconds": ("RUNWATCH_DRAIN_SECONDS", "on SIGTERM, seconds running runs may go on before they stop"),
+    "retention_days": ("RUNWATCH_RETENTION_DAYS", "finished runs older than this are deleted (0 = keep all)"),
     "openai_base_url": ("OPENAI_BASE_URL", "OpenAI-compatible endpoint; unset with no key = offline model"),
     "openai_api_key": ("OPENAI_API_KEY", "API key of that endpoint (env or config file only)"),
     "model": ("RUNWATCH_MODEL", "default model of agents that name none"),
@@ -55,6 +67,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("runwatch-data")
+    database_url: str | None = field(default=None, repr=False)  # it may hold a password
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "runwatch:"
+    #: An hour: long enough for watchers of a just-finished run to replay it from Redis.
+    redis_retain_seconds: float = 3600.0
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_seconds: float = 10.0
+    drain_seconds: float = 0.0
+    retention_days: float = 30.0
     openai_base_url: str | None = field(default=None, repr=False)  # it may hold user:password
     openai_api_key: str | None = field(default=None, repr=False)
     model: str | None = None
@@ -119,13 +140,23 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """What must never be shown: the endpoint's API key and the password in its URL."""
-        from runwatch.agents.redact import endpoint_secrets
+        from runwatch.agents.redact import endpoint_secrets, url_password
 
-        return endpoint_secrets(self.openai_base_url, self.openai_api_key)
+        found = endpoint_secrets(self.openai_base_url, self.openai_api_key)
+        return tuple(dict.fromkeys([*found, *url_password(self.database_url), *url_password(self.redis_url)]))
+
+    @property
+    def postgres(self) -> bool:
+        """The store is PostgreSQL (``database_url`` is a ``postgresql://`` URL)."""
+        return (self.database_url or "").startswith(("postgresql://", "postgres://"))
 
     @property
     def database(self) -> Path:
-        return self.data_dir / "runwatch.sqlite3"
+        """The SQLite file: ``database_url`` as a path or ``sqlite:///path``, else in the data folder."""
+        url = self.database_url
+        if not url or self.postgres:
+            return self.data_dir / "runwatch.sqlite3"
+        return Path(url.removeprefix("sqlite://")).expanduser() if url.startswith("sqlite://") else Path(url)
 
 
 class ConfigError(ValueError):
@@ -182,6 +213,19 @@ def load_settings(
         raise ConfigError(f"ws_direct_writes must be auto or off, got {settings.ws_direct_writes!r}")
     if settings.model_transport not in ("aiohttp", "httpx"):
         raise ConfigError(f"model_transport must be aiohttp or httpx, got {settings.model_transport!r}")
+    if settings.database_url and "://" in settings.database_url:
+        if not settings.postgres and not settings.database_url.startswith("sqlite://"):
+            raise ConfigError(
+                "database_url must be postgresql://user@host/db, sqlite:///path or a path; "
+                "check RUNWATCH_DATABASE_URL or --database"
+            )
+    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis_url must be redis://host:port/db (or rediss://); check RUNWATCH_REDIS_URL or --redis")
+    if settings.lease_seconds < 1:
+        raise ConfigError("lease_seconds must be at least 1")
+    for name in ("drain_seconds", "retention_days", "redis_retain_seconds"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must be 0 or more")
     if settings.log_format not in ("console", "json"):
         raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
     for name in (

@@ -19,9 +19,10 @@ from runwatch.agents.agent import AgentRegistry, load_agents
 from runwatch.agents.bus import MemoryBus
 from runwatch.agents.demo import demo_agent
 from runwatch.agents.redact import Redactor
+from runwatch.agents.retention import Retention
 from runwatch.agents.runner import Runner
 from runwatch.agents.service import RunService
-from runwatch.agents.store import SQLiteStore
+from runwatch.agents.store import PostgresStore, SQLiteStore, Store
 from runwatch.agents.supervisor import Supervisor
 from runwatch.api.config import ConfigError, Settings
 from runwatch.api.lane import FastLane
@@ -71,7 +72,10 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = SQLiteStore(settings.database)
+        self.store: Store = (
+            PostgresStore(settings.database_url or "") if settings.postgres else SQLiteStore(settings.database)
+        )
+        self.retention = Retention(self.store, settings.retention_days)
         self.bus = MemoryBus(
             journal=self.store,
             log_capacity=settings.log_capacity,
@@ -149,6 +153,7 @@ class Runtime:
         await self.bus.start()
         await self.service.recover()
         self.bus.add_sink(self.metrics)
+        self.retention.start()
         self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
 
     async def _watch_connections(self) -> None:
@@ -203,6 +208,7 @@ class Runtime:
         await self.drain()
         if self._watchdog is not None:
             self._watchdog.cancel()
+        await self.retention.close()
         await self.bus.close()
         await self.store.close()
         await self.client.close()

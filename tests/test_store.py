@@ -1,6 +1,8 @@
-"""The store contract, run over every backend (SQLite today; PostgreSQL joins the parameter list)."""
+"""The store contract, run over every backend: SQLite and PostgreSQL (a database of the test's own)."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -16,15 +18,23 @@ from runwatch.agents.events import (
     Totals,
     Usage,
 )
-from runwatch.agents.store import SQLiteStore
+from runwatch.agents.store import PostgresStore, SQLiteStore
+from tests.services import postgres_database
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(request, tmp_path):
-    s = SQLiteStore(tmp_path / "runs.sqlite3", max_pending=100)
-    await s.open()
-    yield s
-    await s.close()
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "runs.sqlite3", max_pending=100)
+        await s.open()
+        yield s
+        await s.close()
+        return
+    async with postgres_database() as url:
+        s = PostgresStore(url, max_pending=100)
+        await s.open()
+        yield s
+        await s.close()
 
 
 @pytest.fixture
@@ -122,3 +132,52 @@ async def test_a_full_write_buffer_applies_backpressure_and_loses_nothing(store,
     await store.flush()
     assert 0 < Probe.most <= 101  # bound 100, plus the one event whose publish is waiting
     assert len(await store.events("big", 0, 10_000)) == 5_005
+
+
+async def test_retention_deletes_finished_runs_and_their_events_only(store, bus):
+    await _run(bus, "old")
+    await _run(bus, "live", finish=False)
+    await store.flush()
+    assert await store.delete_finished(before=0.0) == 0  # nothing finished before 1970
+    assert await store.delete_finished(before=9e9) == 1
+    assert await store.get_run("old") is None and await store.events("old", 0, 100) == []
+    assert (await store.get_run("live")).status == "running" and await store.head("live") == 7
+
+
+async def test_a_retried_batch_changes_nothing_twice(store, bus):
+    await _run(bus, "r1")
+    await store.flush()
+    again = await store.events("r1", 0, 100)
+    for p in again:  # the same events written again, as after an acknowledgement that got lost
+        store.append(Published(p.run_id, p.seq, p.type, p.data))
+    await store.flush()
+    summary = await store.get_run("r1")
+    assert summary.steps == 1 and summary.tool_calls == 1 and summary.input_tokens == 7
+    assert [p.data for p in await store.events("r1", 0, 100)] == [p.data for p in again]
+
+
+async def test_postgres_keeps_its_epoch_and_two_instances_migrate_one_database_at_once():
+    from runwatch.agents.store.migrations import latest
+
+    async with postgres_database() as url:
+        stores = [PostgresStore(url) for _ in range(3)]
+        await asyncio.gather(*(s.open() for s in stores))  # three instances starting together
+        assert len({s.epoch for s in stores}) == 1
+        async with stores[0].pool.acquire() as conn:
+            versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == list(range(1, latest() + 1))
+        for s in stores:
+            await s.close()
+        again = PostgresStore(url)
+        await again.open()
+        assert again.epoch == stores[0].epoch
+        await again.close()
+
+
+async def test_an_unreachable_postgres_is_a_clear_error():
+    from runwatch.agents.store import StoreUnavailable
+    from tests.conftest import free_port
+
+    s = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
+    with pytest.raises(StoreUnavailable, match="RUNWATCH_DATABASE_URL"):
+        await s.open()

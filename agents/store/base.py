@@ -78,3 +78,8 @@ class Store(Journal, Protocol):
     async def unfinished_runs(self) -> list[RunSummary]:
         """Runs left queued or running (by a process that died): the caller finishes them."""
         ...
+
+    async def delete_finished(self, before: float, limit: int = 1_000) -> int:
+        """Retention: delete up to ``limit`` runs that finished before ``before`` (epoch seconds),
+        oldest first, with all their events; returns how many. Live runs are never touched."""
+        ...

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from runwatch.agents.events import Published
+from runwatch.agents.events import Published, decode
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.schema import INSERTS, RUN_COLUMNS, SCHEMA, cut, row_to_summary
 
@@ -214,17 +214,21 @@ class SQLiteStore:
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         db.execute("BEGIN")
         try:
-            # Multi-row inserts: one statement step (one GIL round trip for this thread) per up to
-            # 200 events, not one per event, so a busy event loop cannot stretch a commit.
+            # Tokens in multi-row inserts: one statement step (one GIL round trip for this thread)
+            # per up to 200 events, not one per event, so a busy event loop cannot stretch a commit.
+            tokens = [p for p in batch if p.type == "token"]
             start = 0
-            for size in cut(len(batch)):
-                rows = batch[start : start + size]
+            for size in cut(len(tokens)):
+                rows = tokens[start : start + size]
                 start += size
                 db.execute(INSERTS[size], [v for p in rows for v in (p.run_id, p.seq, p.type, p.data)])
             for p in batch:
                 if p.type == "token":
                     continue
-                ev = p.event
+                # One by one, to know which are new: a batch written again changes no summary twice.
+                if not db.execute(INSERTS[1], (p.run_id, p.seq, p.type, p.data)).rowcount:
+                    continue
+                ev = p.event if p.event is not None else decode(p.data)
                 c = counts[p.run_id]
                 if p.type == "run.queued":
                     db.execute(
@@ -325,3 +329,25 @@ class SQLiteStore:
             self._select_many, f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')", []
         )
         return [row_to_summary(r) for r in rows]
+
+    async def delete_finished(self, before: float, limit: int = 1_000) -> int:
+        """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""
+        return await self._read_call(self._delete_finished, before, limit)
+
+    def _delete_finished(self, before: float, limit: int) -> int:
+        db = self._reader()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM runs WHERE finished_at < ? ORDER BY finished_at LIMIT ?", (before, limit)
+                ).fetchall()
+            ]
+            db.executemany("DELETE FROM events WHERE run_id = ?", [(i,) for i in ids])
+            db.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(ids)

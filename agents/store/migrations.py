@@ -1,0 +1,79 @@
+"""The PostgreSQL store's schema, as numbered migrations applied once each, in order, under a lock.
+
+Append a migration; never edit one that has shipped. ``migrate`` takes a transaction-scoped advisory
+lock first, so instances starting at once apply each migration exactly once (the others wait,
+then find it applied).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger()
+
+#: ``pg_advisory_xact_lock`` key of runwatch's migrations (any fixed 64-bit number; "runwatch" in ASCII).
+LOCK_KEY = 0x72756E7761746368
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "runs, events and meta",
+        """
+        CREATE TABLE runs (
+            num BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id TEXT UNIQUE NOT NULL,
+            agent TEXT NOT NULL,
+            tenant TEXT NOT NULL DEFAULT 'default',
+            input TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            offline BOOLEAN NOT NULL DEFAULT false,
+            status TEXT NOT NULL,
+            error TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            started_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION,
+            input_tokens BIGINT NOT NULL DEFAULT 0,
+            output_tokens BIGINT NOT NULL DEFAULT 0,
+            tool_calls BIGINT NOT NULL DEFAULT 0,
+            steps BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE INDEX runs_by_status ON runs (status, num);
+        CREATE INDEX runs_by_agent ON runs (agent, num);
+        CREATE INDEX runs_by_tenant ON runs (tenant, num);
+        CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+        CREATE TABLE events (
+            run_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            type TEXT NOT NULL,
+            data BYTEA NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        );
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
+    ),
+]
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply every migration the database lacks; returns the versions applied now (maybe none)."""
+    applied_now: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            log.info("store.migrated", version=version, name=name)
+            applied_now.append(version)
+    return applied_now
+
+
+def latest() -> int:
+    return MIGRATIONS[-1][0]

@@ -1,0 +1,301 @@
+"""PostgreSQL store (asyncpg): the shared store of many instances; batched, idempotent writes.
+
+asyncpg, not psycopg 3: it speaks PostgreSQL's binary protocol natively on asyncio and prepares
+statements once per connection, so one batch of any size is one round trip of ``unnest`` arrays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+
+from runwatch.agents.events import Published, decode
+from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
+from runwatch.agents.store.migrations import migrate
+from runwatch.agents.store.schema import row_to_summary
+
+log = structlog.get_logger()
+
+CLOSE_TIMEOUT = 10.0
+#: Most events one transaction writes; a bigger backlog is written as several.
+MAX_BATCH = 5_000
+MAX_POSITION = 2**63 - 1
+
+_RUN_COLUMNS = (
+    "id, agent, tenant, input, model, offline, status, error, created_at, started_at, finished_at,"
+    " input_tokens, output_tokens, tool_calls, steps,"
+    " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
+)
+_INSERT = (
+    "INSERT INTO events (run_id, seq, type, data)"
+    " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[]) ON CONFLICT DO NOTHING"
+)
+
+
+class PostgresStore:
+    """The bus's journal and the run summaries, in PostgreSQL.
+
+    Writes: ``append`` queues; one writer task commits what is pending (up to ``MAX_BATCH`` events)
+    in one transaction and then calls ``on_durable``. Idempotent: events are keyed by
+    ``(run_id, seq)`` and inserted ``ON CONFLICT DO NOTHING``; run summaries change only for events
+    that this commit actually inserted, so a batch retried after a lost acknowledgement changes
+    nothing twice. A failing write (the database restarting) is retried every second, the batch
+    kept; producers wait once ``max_pending`` events or ``max_pending_bytes`` are unwritten.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_pending: int = 50_000,
+        max_pending_bytes: int = 64 * 1024 * 1024,
+        pool_size: int = 4,
+    ) -> None:
+        self.url = url
+        self.epoch = ""
+        self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pending: list[Published] = []
+        self._has_work = asyncio.Event()
+        self._appended = 0
+        self._written = 0
+        self._unwritten_bytes = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._durable: list[Callable[[Sequence[Published]], None]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "the store is not open"
+        return self._pool
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._pool_size, timeout=10)
+            async with self._pool.acquire() as conn:
+                await migrate(conn)
+                await conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT DO NOTHING", secrets.token_hex(8)
+                )
+                self.epoch = await conn.fetchval("SELECT value FROM meta WHERE key = 'epoch'")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
+            raise StoreUnavailable(f"cannot open the PostgreSQL database: {exc}; check RUNWATCH_DATABASE_URL") from exc
+        self._writer = asyncio.create_task(self._write_loop(), name="runwatch-postgres-write")
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.flush(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.error("store.close_abandoned_writes", events=self.unwritten, timeout=CLOSE_TIMEOUT)
+        self._stopping = True
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # -- writing (the journal) -----------------------------------------------------------------
+
+    def append(self, published: Published) -> None:
+        self._pending.append(published)
+        self._appended += 1
+        self._unwritten_bytes += len(published.data)
+        self._has_work.set()
+
+    def on_durable(self, callback: Callable[[Sequence[Published]], None]) -> None:
+        self._durable.append(callback)
+
+    async def ready(self) -> None:
+        while self.unwritten > self._max_pending or self._unwritten_bytes > self._max_pending_bytes:
+            await self._wait_written(self._written + 1)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def unwritten(self) -> int:
+        return self._appended - self._written
+
+    async def flush(self) -> None:
+        await self._wait_written(self._appended)
+
+    async def _wait_written(self, target: int) -> None:
+        if self._written >= target:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._has_work.wait()
+            self._has_work.clear()
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                while True:
+                    try:
+                        async with self.pool.acquire() as conn:
+                            await self._write_batch(conn, batch)
+                        break
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                        log.error("store.write_failed", error=repr(exc), events=len(batch), retry_in=1.0)
+                        await asyncio.sleep(1.0)
+                self._committed(batch)
+
+    def _committed(self, batch: list[Published]) -> None:
+        self._written += len(batch)
+        self._unwritten_bytes -= sum(len(p.data) for p in batch)
+        for callback in self._durable:
+            try:
+                callback(batch)
+            except Exception:
+                log.exception("store.durable_callback_failed")
+        if self._waiters:
+            waiting = []
+            for target, future in self._waiters:
+                if target <= self._written:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    waiting.append((target, future))
+            self._waiters = waiting
+
+    async def _write_batch(self, conn: asyncpg.Connection, batch: list[Published]) -> None:
+        tokens = [p for p in batch if p.type == "token"]
+        others = [p for p in batch if p.type != "token"]
+        async with conn.transaction():
+            if tokens:
+                await conn.execute(_INSERT, *_columns(tokens))
+            if not others:
+                return
+            inserted = {(r[0], r[1]) for r in await conn.fetch(_INSERT + " RETURNING run_id, seq", *_columns(others))}
+            counts: dict[str, list[int]] = {}
+            for p in others:
+                if (p.run_id, p.seq) not in inserted:
+                    continue  # written before: a retried batch
+                ev = p.event if p.event is not None else decode(p.data)
+                if p.type == "run.queued":
+                    await conn.execute(
+                        "INSERT INTO runs (id, agent, tenant, input, model, offline, status, created_at)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) ON CONFLICT (id) DO NOTHING",
+                        p.run_id,
+                        ev.agent,
+                        ev.tenant,
+                        ev.input,
+                        ev.model,
+                        ev.offline,
+                        ev.ts,
+                    )
+                elif p.type == "run.started":
+                    await conn.execute(
+                        "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2",
+                        ev.ts,
+                        p.run_id,
+                    )
+                elif p.type == "run.finished":
+                    await conn.execute(
+                        "UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4",
+                        ev.status,
+                        ev.error,
+                        ev.ts,
+                        p.run_id,
+                    )
+                elif p.type == "step.finished":
+                    c = counts.setdefault(p.run_id, [0, 0, 0, 0])
+                    c[0] += ev.usage.input_tokens
+                    c[1] += ev.usage.output_tokens
+                    c[3] += 1
+                elif p.type == "tool.finished":
+                    counts.setdefault(p.run_id, [0, 0, 0, 0])[2] += 1
+            if counts:
+                await conn.executemany(
+                    "UPDATE runs SET input_tokens = input_tokens + $1, output_tokens = output_tokens + $2,"
+                    " tool_calls = tool_calls + $3, steps = steps + $4 WHERE id = $5",
+                    [(*c, run_id) for run_id, c in counts.items()],
+                )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def head(self, run_id: str) -> int:
+        return await self.pool.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = $1", run_id)
+
+    async def events(self, run_id: str, after: int, limit: int) -> list[Published]:
+        if after >= MAX_POSITION:
+            return []
+        rows = await self.pool.fetch(
+            "SELECT seq, type, data FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            run_id,
+            after,
+            limit,
+        )
+        return [Published(run_id, r[0], r[1], r[2]) for r in rows]
+
+    async def get_run(self, run_id: str) -> RunSummary | None:
+        row = await self.pool.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+        return row_to_summary(tuple(row)) if row else None
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("status", status), ("agent", agent), ("tenant", tenant)):
+            if value is not None:
+                args.append(value)
+                where.append(f"{column} = ${len(args)}")
+        if cursor is not None:
+            args.append(min(int(cursor), MAX_POSITION))
+            where.append(f"num < ${len(args)}")
+        sql = f"SELECT {_RUN_COLUMNS}, num FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        args.append(limit + 1)
+        sql += f" ORDER BY num DESC LIMIT ${len(args)}"
+        rows = [tuple(r) for r in await self.pool.fetch(sql, *args)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return RunPage(runs=[row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None)
+
+    async def unfinished_runs(self) -> list[RunSummary]:
+        rows = await self.pool.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')")
+        return [row_to_summary(tuple(r)) for r in rows]
+
+    async def delete_finished(self, before: float, limit: int = 1_000) -> int:
+        """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            ids = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT id FROM runs WHERE finished_at < $1 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    before,
+                    limit,
+                )
+            ]
+            if ids:
+                await conn.execute("DELETE FROM events WHERE run_id = ANY($1::text[])", ids)
+                await conn.execute("DELETE FROM runs WHERE id = ANY($1::text[])", ids)
+        return len(ids)
+
+
+def _columns(batch: Sequence[Published]) -> tuple[list[str], list[int], list[str], list[bytes]]:
+    return [p.run_id for p in batch], [p.seq for p in batch], [p.type for p in batch], [p.data for p in batch]

@@ -1,0 +1,119 @@
+"""The machine's real PostgreSQL and Redis, one private database or key prefix per test; and a Redis
+server of a test's own, for tests that must stop or restart it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import redis
+import redis.asyncio
+
+from tests.conftest import free_port
+
+#: The machine's servers (the CI machine runs both on loopback); overridable for other setups.
+POSTGRES = os.environ.get("RUNWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("RUNWATCH_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@contextlib.asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A new, empty database; dropped (connections and all) afterwards. Yields its URL."""
+    name = f"runwatch_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES + "/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"{POSTGRES}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def new_prefix() -> str:
+    return f"rwtest-{secrets.token_hex(5)}:"
+
+
+def drop_prefix(url: str, prefix: str) -> int:
+    """Delete every key under ``prefix``; returns how many there were."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        return len(keys)
+    finally:
+        client.close()
+
+
+async def keys_under(url: str, prefix: str) -> list[bytes]:
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        return [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
+    finally:
+        await client.aclose()
+
+
+class OwnRedis:
+    """A ``redis-server`` on a free port, with no persistence: stopping it loses everything, as a
+    Redis without persistence does when it restarts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OwnRedis:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (Debian package redis-server)"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=self.folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.02)  # polling a process that is starting up
+        raise RuntimeError("redis-server did not come up")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextlib.contextmanager
+def own_redis(folder: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(folder).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    """Await ``predicate()`` (sync or async) becoming true, checking every 20 ms, up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
