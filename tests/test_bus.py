@@ -1,14 +1,18 @@
-"""The bus contract, run over every backend (memory today; Redis joins the parameter list)."""
+"""The bus contract. Without a journal: the memory bus. With one (the durability guarantees): the
+memory bus on SQLite and the Redis bus on PostgreSQL, each test on a database and key prefix of its own."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from runwatch.agents.bus import LIFECYCLE, MemoryBus, RecentLog
+from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.events import Published, RunFinished, RunQueued, Token, decode
-from runwatch.agents.store import SQLiteStore
+from runwatch.agents.store import PostgresStore, SQLiteStore
+from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
 
 
 @pytest.fixture(params=["memory"])
@@ -17,6 +21,36 @@ async def bus(request):
     await b.start()
     yield b
     await b.close()
+
+
+@pytest.fixture(params=["memory+sqlite", "redis+postgres"])
+async def backend(request, tmp_path):
+    """``(store, new_bus)``: a store, and a factory of started buses that journal to it (one per
+    instance); everything is closed and removed afterwards."""
+    buses = []
+    prefix = new_prefix()
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "memory+sqlite":
+            store = SQLiteStore(tmp_path / "j.sqlite3")
+        else:
+            store = PostgresStore(await stack.enter_async_context(postgres_database()))
+        await store.open()
+
+        async def new_bus():
+            bus = (
+                MemoryBus(journal=store)
+                if request.param == "memory+sqlite"
+                else RedisBus(REDIS, journal=store, prefix=prefix)
+            )
+            await bus.start()
+            buses.append(bus)
+            return bus
+
+        yield store, new_bus
+        for bus in buses:
+            await bus.close()
+        await store.close()
+    drop_prefix(REDIS, prefix)
 
 
 class Recorder:
@@ -140,10 +174,9 @@ def test_recent_log_reads_slices_and_trims_the_oldest_first():
     assert ring.read(10, 10) == []
 
 
-async def test_with_a_journal_nothing_is_visible_before_it_is_durable(tmp_path):
-    store = SQLiteStore(tmp_path / "j.sqlite3")
-    await store.open()
-    bus = MemoryBus(journal=store)
+async def test_with_a_journal_nothing_is_visible_before_it_is_durable(backend):
+    store, new_bus = backend
+    bus = await new_bus()
     watcher = Recorder()
     bus.watch("a", watcher)
     published = await bus.publish(RunQueued(run_id="a", agent="demo", input="hi", model="m"))
@@ -152,13 +185,11 @@ async def test_with_a_journal_nothing_is_visible_before_it_is_durable(tmp_path):
     await store.flush()
     assert bus.head("a") == 1 and watcher.wakes == [("a", 1)]
     assert [p.seq for p in await store.events("a", 0, 10)] == [1]
-    await store.close()
 
 
-async def test_settled_returns_once_what_a_run_published_is_visible_and_its_watchers_woken(tmp_path):
-    store = SQLiteStore(tmp_path / "j.sqlite3")
-    await store.open()
-    bus = MemoryBus(journal=store)
+async def test_settled_returns_once_what_a_run_published_is_visible_and_its_watchers_woken(backend):
+    _, new_bus = backend
+    bus = await new_bus()
     watcher = Recorder()
     bus.watch("a", watcher)
     await bus.publish(RunQueued(run_id="a", agent="demo", input="hi", model="m"))
@@ -169,17 +200,14 @@ async def test_settled_returns_once_what_a_run_published_is_visible_and_its_watc
     assert bus.head("a") == 4 and watcher.wakes[-1] == ("a", 4)
     await asyncio.wait_for(bus.settled("a"), 5)  # nothing in flight: one turn of the loop
     await asyncio.wait_for(bus.settled("unknown"), 5)
-    await store.close()
 
 
-async def test_a_run_the_bus_does_not_hold_continues_from_the_journal(tmp_path):
-    store = SQLiteStore(tmp_path / "j.sqlite3")
-    await store.open()
-    first = MemoryBus(journal=store)
+async def test_a_run_the_bus_does_not_hold_continues_from_the_journal(backend):
+    store, new_bus = backend
+    first = await new_bus()
     for i in range(3):
         await first.publish(Token(run_id="a", text=str(i)))
     await store.flush()
-    second = MemoryBus(journal=store)  # a new process: the run's log is not in its memory
+    second = await new_bus()  # another process: the run's log is not in its memory
     marker = await second.publish(RunFinished(run_id="a", status="failed", error="interrupted"))
     assert marker.seq == 4 and second.epoch == first.epoch == store.epoch
-    await store.close()

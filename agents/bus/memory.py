@@ -142,21 +142,29 @@ class MemoryBus:
 
     def _on_durable(self, batch: Sequence[Published]) -> None:
         """Make a durable batch visible: advance each run's visible head, extend the feed, wake."""
+        self._show(batch)
+        self._extend_feed(batch)
+
+    def _show(self, batch: Sequence[Published]) -> None:
+        """Advance the visible head of each run in ``batch`` and wake its watchers."""
         runs: dict[str, int] = {}
-        feed = self._feed
-        feed_head = feed.head
         for p in batch:
             ring = self._logs.get(p.run_id)
             if ring is not None and p.seq > ring.visible:
                 ring.visible = p.seq
             runs[p.run_id] = p.seq
+        for run_id, head in runs.items():
+            self._notify(run_id, head)
+
+    def _extend_feed(self, batch: Sequence[Published]) -> None:
+        feed = self._feed
+        feed_head = feed.head
+        for p in batch:
             if p.type in LIFECYCLE_TYPES:
                 position = feed.head + 1
                 data = b'{"feed":%d,' % position + p.data[1:]
                 self._grow(feed.append(Published(p.run_id, position, p.type, data, p.event)))
                 feed.visible = feed.head
-        for run_id, head in runs.items():
-            self._notify(run_id, head)
         if feed.head != feed_head:
             self._notify(LIFECYCLE, feed.head)
 

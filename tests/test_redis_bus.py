@@ -1,0 +1,156 @@
+"""The Redis bus between instances: several ``RedisBus`` instances, each with its own PostgreSQL
+store on one database, sharing the machine's Redis under a key prefix of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio
+
+from runwatch.agents.bus import LIFECYCLE
+from runwatch.agents.bus.redis import RedisBus
+from runwatch.agents.events import RunFinished, RunQueued, RunStarted, Token
+from runwatch.agents.store import PostgresStore
+from tests.services import REDIS, drop_prefix, new_prefix, postgres_database, wait_until
+
+
+class Wakes:
+    def __init__(self) -> None:
+        self.heads: list[int] = []
+
+    def notify(self, stream: str, head: int) -> None:
+        self.heads.append(head)
+
+
+@pytest.fixture
+async def instances():
+    """``new_instance(**kwargs)`` → a started ``RedisBus`` with a store of its own; all closed after."""
+    made: list[tuple[RedisBus, PostgresStore]] = []
+    prefix = new_prefix()
+    async with postgres_database() as url:
+
+        async def new_instance(**kwargs) -> RedisBus:
+            store = PostgresStore(url)
+            await store.open()
+            bus = RedisBus(REDIS, journal=store, prefix=prefix, **kwargs)
+            await bus.start()
+            bus.store = store  # for the tests' own reads
+            made.append((bus, store))
+            return bus
+
+        new_instance.prefix = prefix
+        yield new_instance
+        for bus, store in made:
+            await bus.close()
+            await store.close()
+    drop_prefix(REDIS, prefix)
+
+
+async def _settle(bus: RedisBus) -> None:
+    await bus.store.flush()
+    await bus._wait_sent(bus._queued)
+
+
+async def test_a_watcher_on_another_instance_gets_every_event_in_order_with_the_same_bytes(instances):
+    a, b = await instances(), await instances()
+    wakes = Wakes()
+    b.watch("r", wakes)
+    await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    sent = [await a.publish(Token(run_id="r", text=str(i))) for i in range(50)]
+    await wait_until(lambda: b.head("r") == 51, 5, "the follower to reach seq 51")
+    got = await b.read("r", 0, 100)
+    assert [p.seq for p in got] == list(range(1, 52))
+    assert [p.data for p in got[1:]] == [p.data for p in sent]
+    assert wakes.heads == sorted(wakes.heads) and wakes.heads[-1] == 51
+
+
+async def test_joining_a_live_run_merges_history_and_live_without_gap_or_duplicate(instances):
+    a, b = await instances(), await instances()
+    await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    for i in range(30):
+        await a.publish(Token(run_id="r", text=str(i)))
+    await _settle(a)
+    b.watch("r", Wakes())
+    await wait_until(lambda: b.head("r") == 31, 5, "the follower to learn the head")
+    for i in range(30):
+        await a.publish(Token(run_id="r", text=str(30 + i)))
+    await wait_until(lambda: b.head("r") == 61, 5, "the live events")
+    cursor, seen = 0, []
+    while batch := await b.read("r", cursor, 7):  # history from the Stream, then memory
+        seen += [p.seq for p in batch]
+        cursor = batch[-1].seq
+    assert seen == list(range(1, 62))
+
+
+async def test_a_message_lost_by_pub_sub_is_repaired_from_the_stream_never_passed_on(instances):
+    a, b = await instances(), await instances()
+    b.watch("r", Wakes())
+    await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    await wait_until(lambda: b.head("r") == 1, 5, "the follower")
+    channel = instances.prefix + "ch:r"
+    await b._pubsub.unsubscribe(channel)  # the follower misses what comes next, as PUB/SUB may
+    for i in range(5):
+        await a.publish(Token(run_id="r", text=str(i)))
+    await _settle(a)
+    await b._pubsub.subscribe(channel)
+    await asyncio.sleep(0.1)  # let the subscription take effect before the next publish
+    await a.publish(Token(run_id="r", text="after the gap"))
+    await wait_until(lambda: b.head("r") == 7, 5, "the gap to be repaired")
+    assert [p.seq for p in b.recent("r", 0, 100)] == list(range(1, 8))
+
+
+async def test_the_runs_feed_is_one_sequence_on_every_instance(instances):
+    a, b = await instances(), await instances()
+    await a.publish(RunQueued(run_id="r1", agent="demo", input="hi", model="m"))
+    await _settle(a)
+    await b.publish(RunQueued(run_id="r2", agent="demo", input="hi", model="m"))
+    await _settle(b)
+    await a.publish(RunStarted(run_id="r1", agent="demo"))
+    await a.publish(Token(run_id="r1", text="not a lifecycle event"))
+    for bus in (a, b):
+        await wait_until(lambda bus=bus: bus.head(LIFECYCLE) == 3, 5, "the feed")
+    seen = [[(p.seq, p.run_id, p.type, p.data) for p in bus.recent(LIFECYCLE, 0, 10)] for bus in (a, b)]
+    assert seen[0] == seen[1] and [s[:3] for s in seen[0]][:2] == [(1, "r1", "run.queued"), (2, "r2", "run.queued")]
+    assert a.feed_epoch == b.feed_epoch
+    late = await instances()  # an instance started later reads the feed from Redis
+    assert [p.seq for p in await late.read(LIFECYCLE, 0, 10)] == [1, 2, 3]
+
+
+async def test_a_run_handed_to_another_instance_continues_at_the_next_position(instances):
+    a, b = await instances(), await instances()
+    wakes = Wakes()
+    a.watch("r", wakes)
+    await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    await a.release("r")  # queued: the instance that takes it from the queue publishes next
+    started = await b.publish(RunStarted(run_id="r", agent="demo"))
+    await b.publish(Token(run_id="r", text="x"))
+    assert started.seq == 2
+    await wait_until(lambda: a.head("r") == 3, 5, "the first instance to follow the new owner")
+    assert [p.type for p in a.recent("r", 0, 10)] == ["run.queued", "run.started", "token"]
+
+
+async def test_when_redis_loses_a_run_readers_get_it_from_the_store(instances):
+    a, b = await instances(), await instances()
+    await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    for i in range(10):
+        await a.publish(Token(run_id="r", text=str(i)))
+    await _settle(a)
+    drop_prefix(REDIS, instances.prefix)  # what a Redis restarted without persistence holds: nothing
+    assert [p.seq for p in await b.read("r", 0, 100)] == list(range(1, 12))
+    assert await b.position("r") == 11
+
+
+async def test_finished_runs_leave_redis_after_the_retention_and_live_ones_are_bounded(instances):
+    a = await instances(retain_seconds=30, live_seconds=600)
+    for i in range(20):
+        await a.publish(RunQueued(run_id=f"r{i}", agent="demo", input="hi", model="m"))
+        await a.publish(Token(run_id=f"r{i}", text="x"))
+        if i % 2 == 0:
+            await a.publish(RunFinished(run_id=f"r{i}", status="succeeded"))
+    await _settle(a)
+    client = redis.asyncio.Redis.from_url(REDIS)
+    ttls = {i: await client.ttl(instances.prefix + f"log:r{i}") for i in range(20)}
+    await client.aclose()
+    assert all(0 < ttls[i] <= 30 for i in range(0, 20, 2)), ttls
+    assert all(30 < ttls[i] <= 600 for i in range(1, 20, 2)), ttls
