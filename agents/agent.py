@@ -26,6 +26,10 @@ class Agent:
     max_steps: int = 10
     #: Seconds a run may take, queue time excluded; ``None``: the server's default.
     timeout: float | None = None
+    #: When its instance stops mid-run (dies, or drains at shutdown), another instance — or this one,
+    #: restarted — continues the run from its last finished step instead of failing it
+    #: ``interrupted``. Its tools must then tolerate an unfinished call being made again.
+    resumable: bool = False
     _tools: dict[str, Tool] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -30,6 +30,8 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     RATE_LIMITED = "rate_limited"
     SHUTTING_DOWN = "shutting_down"
+    #: The broker (Redis) is unreachable: runs cannot be queued or cancelled elsewhere right now.
+    UNAVAILABLE = "unavailable"
     # -- the server's own fault
     INTERNAL = "internal"
 
@@ -52,6 +54,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: 429,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SHUTTING_DOWN: 503,
+    ErrorCode.UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
 }
 
@@ -151,3 +154,7 @@ class QueueFull(RunwatchError):
 
 class ShuttingDown(RunwatchError):
     code = ErrorCode.SHUTTING_DOWN
+
+
+class Unavailable(RunwatchError):
+    code = ErrorCode.UNAVAILABLE

@@ -47,6 +47,17 @@ class RunQueued(Event, tag="run.queued"):
 class RunStarted(Event, tag="run.started"):
     agent: str
     queue_wait: float = 0.0
+    #: The instance executing the run (``RUNWATCH_INSTANCE``).
+    instance: str = ""
+
+
+class RunResumed(Event, tag="run.resumed"):
+    """The run goes on after its instance stopped (died, or handed it over at shutdown): ``instance``
+    continues it from step ``step``, rebuilt from the stored events. Output of a step that had not
+    finished before is superseded: that step runs again from its start."""
+
+    instance: str
+    step: int
 
 
 class StepStarted(Event, tag="step.started"):
@@ -110,7 +121,16 @@ class RunFinished(Event, tag="run.finished"):
 
 
 AnyEvent = (
-    RunQueued | RunStarted | StepStarted | Token | ToolStarted | ToolFinished | StepFinished | Status | RunFinished
+    RunQueued
+    | RunStarted
+    | RunResumed
+    | StepStarted
+    | Token
+    | ToolStarted
+    | ToolFinished
+    | StepFinished
+    | Status
+    | RunFinished
 )
 
 LIFECYCLE_TYPES = frozenset({"run.queued", "run.started", "run.finished"})

@@ -24,6 +24,7 @@ from runwatch.agents import model_stream
 from runwatch.agents.agent import Agent
 from runwatch.agents.coalesce import TokenCoalescer, WindowClock
 from runwatch.agents.events import Event, StepFinished, StepStarted, ToolFinished, ToolStarted, Usage
+from runwatch.agents.resume import Resumed
 from runwatch.agents.tools import ToolContext, ToolError
 
 log = structlog.get_logger()
@@ -187,13 +188,39 @@ class Runner:
         self._max_output = max_output_bytes
         self._max_tool_result = max_tool_result_bytes
 
-    async def run(self, run_id: str, agent: Agent, user_input: str, model: str, stats: RunStats) -> str:
-        """Drive the run to the model's final answer and return that answer's text."""
+    async def run(
+        self,
+        run_id: str,
+        agent: Agent,
+        user_input: str,
+        model: str,
+        stats: RunStats,
+        resumed: Resumed | None = None,
+    ) -> str:
+        """Drive the run to the model's final answer and return that answer's text.
+
+        With ``resumed`` (see ``agents.resume``), continue a run another instance began: its
+        finished steps and tool calls are taken as they were, the rest runs.
+        """
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": agent.instructions},
             {"role": "user", "content": user_input},
         ]
-        for index in range(agent.max_steps):
+        first = 0
+        if resumed is not None:
+            messages += resumed.messages
+            first = resumed.next_step
+            stats.input_tokens, stats.output_tokens = resumed.input_tokens, resumed.output_tokens
+            stats.tool_calls, stats.steps = resumed.tool_calls, resumed.steps
+            if resumed.answer is not None and not resumed.pending:
+                return resumed.answer
+            if resumed.pending:
+                calls = [_Call(c.id, c.name, c.arguments) for c in resumed.pending]
+                results = await self._call_tools(run_id, agent, calls, stats)
+                messages.extend(
+                    {"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)
+                )
+        for index in range(first, agent.max_steps):
             text, calls = await self._step(run_id, index, agent, model, messages, stats)
             if not calls:
                 return text

@@ -7,7 +7,6 @@ cross-instance routing plug in here, once.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import structlog
@@ -15,7 +14,7 @@ import structlog
 from runwatch.agents.bus import LIFECYCLE
 from runwatch.agents.bus.memory import MemoryBus
 from runwatch.agents.errors import AfterBeyondHead, EmptyInput, InputTooLarge, ResyncReason, UnknownRun
-from runwatch.agents.events import Published, RunFinished, RunStatus, Totals
+from runwatch.agents.events import Published, RunStatus
 from runwatch.agents.store import RunPage, RunSummary, Store
 from runwatch.agents.supervisor import RunHandle, Supervisor
 
@@ -65,31 +64,16 @@ class RunService:
         return await self.supervisor.cancel(run_id)
 
     async def recover(self) -> list[Published]:
-        """Finish the runs a dead process left queued or running: ``failed``, error ``interrupted``.
+        """Take over the runs a dead process left queued or running (one process, no Redis): a
+        resumable agent's run continues here; the others end ``failed``, error ``interrupted``.
 
-        Their ``run.finished`` takes the next position after everything that process made durable,
-        which is everything any watcher was shown.
+        Their events take the next positions after everything that process made durable, which is
+        everything any watcher was shown.
         """
         finished = []
-        now = time.time()
         for run in await self.store.unfinished_runs():
-            since = run.started_at or run.created_at
-            published = await self.bus.publish(
-                RunFinished(
-                    run_id=run.id,
-                    status="failed",
-                    error="interrupted",
-                    totals=Totals(
-                        input_tokens=run.input_tokens,
-                        output_tokens=run.output_tokens,
-                        tool_calls=run.tool_calls,
-                        steps=run.steps,
-                        duration=round(max(0.0, now - since), 3),
-                    ),
-                )
-            )
-            log.warning("run.interrupted", run_id=run.id, seq=published.seq)
-            finished.append(published)
+            if (published := await self.supervisor.take_over(run)) is not None:
+                finished.append(published)
         await self.store.flush()
         return finished
 

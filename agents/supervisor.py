@@ -10,18 +10,30 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 import structlog
 
 from runwatch.agents.agent import Agent, AgentRegistry
 from runwatch.agents.bus import Bus
-from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
-from runwatch.agents.events import RunFinished, RunQueued, RunStarted, RunStatus, Totals
+from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownAgent, UnknownRun
+from runwatch.agents.events import (
+    Published,
+    RunFinished,
+    RunQueued,
+    RunResumed,
+    RunStarted,
+    RunStatus,
+    Totals,
+    decode,
+)
 from runwatch.agents.redact import Redactor
+from runwatch.agents.resume import Resumed, rebuild
 from runwatch.agents.runner import LimitExceeded, Runner, RunStats
-from runwatch.agents.store import Store
+from runwatch.agents.store import RunSummary, Store
 
 log = structlog.get_logger()
 
@@ -43,6 +55,8 @@ class RunHandle:
     cancel_reason: str | None = None
     queued_at: float = field(default_factory=time.monotonic)
     stats: RunStats = field(default_factory=RunStats)
+    #: Stopped to be continued elsewhere (a drain handing a resumable run over): no ``run.finished``.
+    handed_over: bool = False
 
 
 class Supervisor:
@@ -59,7 +73,11 @@ class Supervisor:
         run_timeout: float = 600.0,
         offline: bool = False,
         secrets: tuple[str, ...] = (),
+        instance: str = "",
+        drain_seconds: float = 0.0,
     ) -> None:
+        self.instance = instance
+        self._drain_seconds = drain_seconds
         self._redact = Redactor(secrets)  # error texts from outside may echo a key: scrubbed before events
         self._bus = bus
         self._store = store
@@ -112,7 +130,15 @@ class Supervisor:
             handle.task.cancel()
         return handle
 
-    async def _execute(self, handle: RunHandle, user_input: str) -> None:
+    def _slot(self, handle: RunHandle | None = None) -> AbstractAsyncContextManager[Any]:
+        """Held while a run executes: one of ``max_running`` slots."""
+        return self._slots
+
+    async def _ended(self, handle: RunHandle) -> None:
+        """Called once a run's task is over (its ``run.finished`` durable, unless handed over)."""
+        return None
+
+    async def _execute(self, handle: RunHandle, user_input: str, resumed: Resumed | None = None) -> None:
         agent = self._registry.get(handle.agent)
         timeout = agent.timeout or self._run_timeout
         started: float | None = None
@@ -120,17 +146,26 @@ class Supervisor:
         error: str | None = None
         with structlog.contextvars.bound_contextvars(run_id=handle.id, agent=handle.agent):
             try:
-                async with self._slots:
+                async with self._slot(handle):
                     handle.status = RunStatus.RUNNING
                     started = time.monotonic()
-                    await self._bus.publish(
-                        RunStarted(
-                            run_id=handle.id, agent=handle.agent, queue_wait=round(started - handle.queued_at, 4)
+                    if resumed is None:
+                        await self._bus.publish(
+                            RunStarted(
+                                run_id=handle.id,
+                                agent=handle.agent,
+                                queue_wait=round(started - handle.queued_at, 4),
+                                instance=self.instance,
+                            )
                         )
-                    )
-                    log.info("run.started", model=handle.model)
+                        log.info("run.started", model=handle.model)
+                    else:
+                        await self._bus.publish(
+                            RunResumed(run_id=handle.id, instance=self.instance, step=resumed.next_step)
+                        )
+                        log.info("run.resumed", model=handle.model, step=resumed.next_step)
                     async with asyncio.timeout(timeout):
-                        await self._runner.run(handle.id, agent, user_input, handle.model, handle.stats)
+                        await self._runner.run(handle.id, agent, user_input, handle.model, handle.stats, resumed)
                 status = "succeeded"
             except asyncio.CancelledError:
                 status, error = "cancelled", handle.cancel_reason
@@ -147,6 +182,12 @@ class Supervisor:
                 log.exception("run.crashed")
                 error = f"{type(exc).__name__}: {exc}"
             finally:
+                if handle.handed_over:
+                    await self._store.flush()
+                    self._runs.pop(handle.id, None)
+                    await self._ended(handle)
+                    log.info("run.handed_over")
+                    return  # noqa: B012 -- a handed-over run has no end here: another instance goes on
                 error = self._redact(error) if error else error
                 stats = handle.stats
                 duration = round(time.monotonic() - started, 4) if started is not None else 0.0
@@ -171,7 +212,49 @@ class Supervisor:
                     await self._store.flush()
                 finally:
                     self._runs.pop(handle.id, None)
+                    await self._ended(handle)
                 log.info("run.finished", status=status, error=error, duration=duration)
+
+    async def history(self, run_id: str) -> list[Published]:
+        """Every stored event of a run, in order."""
+        events: list[Published] = []
+        while batch := await self._store.events(run_id, events[-1].seq if events else 0, 1_000):
+            events += batch
+        return events
+
+    async def take_over(self, run: RunSummary) -> Published | None:
+        """Continue a run whose instance stopped (died, or was restarted): a resumable agent's run
+        goes on here from its stored events (``run.resumed``); any other ends ``failed``, error
+        ``interrupted``, at the next position after everything that instance made durable."""
+        try:
+            agent = self._registry.get(run.agent)
+        except UnknownAgent:
+            agent = None
+        history = await self.history(run.id) if agent is not None and agent.resumable else []
+        resumed = rebuild(history) if history else None
+        if agent is not None and resumed is not None and not resumed.finished and not self._closing:
+            handle = RunHandle(id=run.id, agent=agent.name, model=run.model or agent.model or self._default_model)
+            self._runs[handle.id] = handle
+            user_input = next((decode(p.data).input for p in history if p.type == "run.queued"), run.input)
+            handle.task = asyncio.create_task(self._execute(handle, user_input, resumed), name=f"run-{handle.id}")
+            return None
+        since = run.started_at or run.created_at
+        published = await self._bus.publish(
+            RunFinished(
+                run_id=run.id,
+                status="failed",
+                error="interrupted",
+                totals=Totals(
+                    input_tokens=run.input_tokens,
+                    output_tokens=run.output_tokens,
+                    tool_calls=run.tool_calls,
+                    steps=run.steps,
+                    duration=round(max(0.0, time.time() - since), 3),
+                ),
+            )
+        )
+        log.warning("run.interrupted", run_id=run.id, seq=published.seq)
+        return published
 
     async def cancel(self, run_id: str) -> RunStatus:
         """Ask a run to stop; returns ``CANCELLED`` if it already was, else ``RUNNING``/``QUEUED``.
@@ -198,16 +281,26 @@ class Supervisor:
         return handle.status
 
     async def shutdown(self, timeout: float = 10.0) -> None:
-        """Refuse new runs, cancel the live ones and wait for their ``run.finished`` events."""
+        """Refuse new runs; let running ones go on for ``drain_seconds``; then stop the rest (see
+        ``_stop_rest``) and wait for their ``run.finished`` events."""
         self._closing = True
-        tasks = [h.task for h in self._runs.values() if h.task is not None]
-        for handle in self._runs.values():
-            handle.cancel_requested = True
-            handle.cancel_reason = "the server shut down"
-        for task in tasks:
-            task.cancel()
+        if self._drain_seconds > 0:
+            tasks = [h.task for h in self._runs.values() if h.task is not None]
+            if tasks:
+                log.info("supervisor.draining", runs=len(tasks), seconds=self._drain_seconds)
+                await asyncio.wait(tasks, timeout=self._drain_seconds)
+        tasks = [h.task for h in self._runs.values() if h.task is not None and not h.task.done()]
+        self._stop_rest()
         if tasks:
             log.info("supervisor.cancelling_runs", runs=len(tasks))
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             if pending:
                 log.error("supervisor.runs_did_not_stop", runs=len(pending), timeout=timeout)
+
+    def _stop_rest(self) -> None:
+        """Cancel every run still going, as ``cancelled`` with the reason that the server shut down."""
+        for handle in self._runs.values():
+            if handle.task is not None and not handle.task.done():
+                handle.cancel_requested = True
+                handle.cancel_reason = "the server shut down"
+                handle.task.cancel()

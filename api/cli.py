@@ -85,6 +85,37 @@ def _data_dir_problem(path: Path) -> str | None:
     return None
 
 
+def _backends_problem(database_url: str | None, postgres: bool, redis_url: str | None) -> str | None:
+    """Why the configured PostgreSQL or Redis cannot be reached, as one line; None if both can."""
+    import asyncio
+
+    from runwatch.agents.redact import mask_url
+
+    async def check() -> str | None:
+        if postgres and database_url:
+            import asyncpg
+
+            try:
+                conn = await asyncpg.connect(database_url, timeout=5)
+                await conn.close()
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                return f"cannot reach PostgreSQL at {mask_url(database_url)} ({exc}); check RUNWATCH_DATABASE_URL"
+        if redis_url:
+            import redis.asyncio
+            from redis.exceptions import RedisError
+
+            client = redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=5)
+            try:
+                await client.ping()
+            except (OSError, RedisError) as exc:
+                return f"cannot reach Redis at {mask_url(redis_url)} ({exc}); check RUNWATCH_REDIS_URL"
+            finally:
+                await client.aclose()
+        return None
+
+    return asyncio.run(check())
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -112,7 +143,11 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
-    problem = _data_dir_problem(settings.data_dir) or _listen_problem(settings.host, settings.port)
+    problem = (
+        _data_dir_problem(settings.data_dir)
+        or _listen_problem(settings.host, settings.port)
+        or _backends_problem(settings.database_url, settings.postgres, settings.redis_url)
+    )
     if problem:
         print(f"runwatch: {problem}", file=sys.stderr)
         return 2

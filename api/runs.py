@@ -66,6 +66,7 @@ class AgentInfo(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
+    #: ``ok``; ``unavailable`` (answered with 503: see ``problem``); ``closing`` (shutting down).
     status: str
     version: str
     offline: bool
@@ -76,6 +77,10 @@ class Health(msgspec.Struct):
     offline_streams: int
     #: Of those, how many the pacer writes straight to their sockets (api/offline_pacer.py).
     offline_paced: int
+    #: This instance's name (``RUNWATCH_INSTANCE``).
+    instance: str = ""
+    #: Why the instance is not ready (the broker is unreachable), or null.
+    problem: str | None = None
 
 
 class RunsController(Controller):
@@ -100,6 +105,7 @@ class RunsController(Controller):
             ErrorCode.UNKNOWN_AGENT,
             ErrorCode.QUEUE_FULL,
             ErrorCode.SHUTTING_DOWN,
+            ErrorCode.UNAVAILABLE,
         ),
     )
     async def start_run(self, data: StartRun, rt: Runtime) -> RunAccepted:
@@ -183,9 +189,12 @@ class RunsController(Controller):
         ]
 
     @get("/health", summary="Liveness and load", tags=["ops"])
-    async def health(self, rt: Runtime) -> Health:
-        return Health(
-            status="closing" if rt.closing.is_set() else "ok",
+    async def health(self, rt: Runtime) -> Response[Health]:
+        problem = rt.ready_problem
+        health = Health(
+            status="closing" if rt.closing.is_set() else "unavailable" if problem else "ok",
+            problem=problem,
+            instance=rt.settings.instance,
             version=__version__,
             offline=rt.settings.offline,
             model=rt.settings.default_model,
@@ -195,3 +204,4 @@ class RunsController(Controller):
             offline_streams=rt.offline_streams,
             offline_paced=rt.pacer.streams,
         )
+        return Response(health, status_code=503 if problem else 200)

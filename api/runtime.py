@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -17,9 +18,12 @@ from prometheus_client import CollectorRegistry
 
 from runwatch.agents.agent import AgentRegistry, load_agents
 from runwatch.agents.bus import MemoryBus
+from runwatch.agents.bus.redis import RedisBus
+from runwatch.agents.cluster import ClusterSupervisor
 from runwatch.agents.demo import demo_agent
 from runwatch.agents.redact import Redactor
 from runwatch.agents.retention import Retention
+from runwatch.agents.run_queue import RunQueue
 from runwatch.agents.runner import Runner
 from runwatch.agents.service import RunService
 from runwatch.agents.store import PostgresStore, SQLiteStore, Store
@@ -76,10 +80,17 @@ class Runtime:
             PostgresStore(settings.database_url or "") if settings.postgres else SQLiteStore(settings.database)
         )
         self.retention = Retention(self.store, settings.retention_days)
-        self.bus = MemoryBus(
-            journal=self.store,
-            log_capacity=settings.log_capacity,
-            memory_bytes=int(settings.bus_memory_mb * 1024 * 1024),
+        memory = {"log_capacity": settings.log_capacity, "memory_bytes": int(settings.bus_memory_mb * 1024 * 1024)}
+        self.bus: MemoryBus = (
+            RedisBus(
+                settings.redis_url,
+                journal=self.store,
+                prefix=settings.redis_prefix,
+                retain_seconds=settings.redis_retain_seconds,
+                **memory,
+            )
+            if settings.redis_url
+            else MemoryBus(journal=self.store, **memory)
         )
         self.registry = AgentRegistry([demo_agent(settings.files_dir)])
         for module in settings.agents:
@@ -113,18 +124,34 @@ class Runtime:
             redact=Redactor(settings.secrets),
             settle=self.bus.settled,
         )
-        self.supervisor = Supervisor(
-            bus=self.bus,
-            store=self.store,
-            registry=self.registry,
-            runner=self.runner,
-            default_model=settings.default_model,
-            max_running=settings.max_running,
-            max_queued=settings.max_queued,
-            run_timeout=settings.run_timeout,
-            offline=settings.offline,
-            secrets=settings.secrets,
-        )
+        supervising: dict[str, Any] = {
+            "bus": self.bus,
+            "store": self.store,
+            "registry": self.registry,
+            "runner": self.runner,
+            "default_model": settings.default_model,
+            "max_running": settings.max_running,
+            "max_queued": settings.max_queued,
+            "run_timeout": settings.run_timeout,
+            "offline": settings.offline,
+            "secrets": settings.secrets,
+            "instance": settings.instance,
+            "drain_seconds": settings.drain_seconds,
+        }
+        if isinstance(self.bus, RedisBus):
+            queue = RunQueue(
+                self.bus.redis,
+                prefix=settings.redis_prefix,
+                instance=settings.instance,
+                lease_seconds=settings.lease_seconds,
+            )
+            self.supervisor: Supervisor = ClusterSupervisor(
+                queue=queue, lease_seconds=settings.lease_seconds, **supervising
+            )
+            self.bus.on_control = self.supervisor.on_control
+            self.bus.on_lost.append(self._broker_lost)
+        else:
+            self.supervisor = Supervisor(**supervising)
         self.service = RunService(
             bus=self.bus, store=self.store, supervisor=self.supervisor, max_input_bytes=settings.max_input_bytes
         )
@@ -141,6 +168,9 @@ class Runtime:
         self.pacer = Pacer()
         self._watchdog: asyncio.Task[None] | None = None
         self.fast_lane = FastLane()
+        #: Set when the broker's connection is lost: every WebSocket closes 1012 (reconnect), then
+        #: a new event is made for the connections that come after.
+        self.broker_lost = asyncio.Event()
         self._shutdown: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
@@ -151,7 +181,10 @@ class Runtime:
         sys.setswitchinterval(SWITCH_INTERVAL)
         await self.store.open()
         await self.bus.start()
-        await self.service.recover()
+        if isinstance(self.supervisor, ClusterSupervisor):
+            await self.supervisor.open()  # takes over dead instances' runs by their leases
+        else:
+            await self.service.recover()
         self.bus.add_sink(self.metrics)
         self.retention.start()
         self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
@@ -172,6 +205,15 @@ class Runtime:
                 if self.bus.freed - trimmed >= TRIM_BYTES:
                     trimmed = self.bus.freed
                     release_free_memory()
+
+    def _broker_lost(self) -> None:
+        lost, self.broker_lost = self.broker_lost, asyncio.Event()
+        lost.set()
+
+    @property
+    def ready_problem(self) -> str | None:
+        """Why this instance cannot serve everything now (the broker is unreachable), or None."""
+        return getattr(self.bus, "problem", None) if isinstance(self.bus, RedisBus) else None
 
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the live ones now; once they have ended, set ``closing``.
@@ -209,6 +251,8 @@ class Runtime:
         if self._watchdog is not None:
             self._watchdog.cancel()
         await self.retention.close()
+        if isinstance(self.supervisor, ClusterSupervisor):
+            await self.supervisor.close()
         await self.bus.close()
         await self.store.close()
         await self.client.close()

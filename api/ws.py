@@ -69,9 +69,14 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     sender = conn.start()
     receiver = asyncio.create_task(_receive(socket, conn, rt), name=f"ws-recv-{conn_id}")
     closing = asyncio.create_task(rt.closing.wait())
+    lost = asyncio.create_task(rt.broker_lost.wait())
     try:
-        done, _ = await asyncio.wait({sender, receiver, closing}, return_when=asyncio.FIRST_COMPLETED)
-        if closing in done:
+        done, _ = await asyncio.wait({sender, receiver, closing, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if lost in done and closing not in done:
+            # The broker is gone: runs elsewhere cannot be followed from here. Reconnect (to any
+            # instance) with your last seq; nothing published was lost.
+            close_code, reason = CloseCode.SERVICE_RESTART, "broker unavailable; reconnect"
+        elif closing in done:
             close_code, reason = CloseCode.GOING_AWAY, "server shutdown"
             await _drain(conn, sender, deadline=rt.drain_deadline)
         elif sender in done and conn.cut_off is not None:
@@ -87,7 +92,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
                 log.error("ws.failed", conn=conn_id, error=repr(exc), exc_info=exc)
                 close_code, reason = CloseCode.INTERNAL_ERROR, "error"
     finally:
-        for task in (sender, receiver, closing):
+        for task in (sender, receiver, closing, lost):
             task.cancel()
         conn.close()
         rt.metrics.ws_closed.labels(CLOSE_REASONS.get(close_code, "error")).inc()

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import broker, servers
 from bench import runs as model_streams
-from bench import servers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,7 +64,7 @@ LABELS = {
 }
 
 
-PARTS = ["fanout", "idle", "slow", "runs"]
+PARTS = ["fanout", "idle", "slow", "runs", "broker"]
 
 
 def median_of(results: list[dict], key: str) -> float | None:
@@ -211,6 +211,11 @@ def main() -> None:
     parser.add_argument(
         "--runs", action="store_true", help="only the model-stream benchmark (many runs per process), as --only runs"
     )
+    parser.add_argument(
+        "--broker",
+        choices=["redis"],
+        help="only the broker benchmark: the Redis broker and PostgreSQL beside memory and SQLite, as --only broker",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results")
     args = parser.parse_args()
     quick = args.quick
@@ -222,8 +227,11 @@ def main() -> None:
         "idle_counts": [1000] if quick else [1000, 5000],
         "slow_watchers": 100 if quick else 300,
         "slow_tokens": 3000,
+        "persist_events": 50_000 if quick else 200_000,
+        "list_runs": 100_000,
+        "memory_runs": 200 if quick else 1000,
     }
-    parts = ["runs"] if args.runs else args.only or PARTS
+    parts = ["runs"] if args.runs else ["broker"] if args.broker else args.only or PARTS
     started = time.monotonic()
     res: dict[str, Any] = {"params": params, "machine": machine()}
     if "fanout" in parts:
@@ -233,6 +241,8 @@ def main() -> None:
     if "runs" in parts:
         workloads = model_streams.QUICK_WORKLOADS if quick else model_streams.WORKLOADS
         res["model_streams"] = model_streams.run_all(workloads, params["repeats"], progress)
+    if "broker" in parts:
+        res["broker"] = broker.run_all(params, loadgen, progress)
     if "slow" in parts:
         res["slow"] = slow(params["slow_watchers"], 1, params["slow_tokens"], params["repeats"])
     res["seconds"] = round(time.monotonic() - started, 1)
@@ -242,6 +252,8 @@ def main() -> None:
         print(report(res))
     if "model_streams" in res:
         print(model_streams.report(res["model_streams"]))
+    if "broker" in res:
+        print(broker.report(res["broker"], params))
     progress(f"done in {res['seconds']} s; raw results in {args.json}")
 
 

@@ -144,8 +144,15 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     pid, watchers_n, runs_n, tokens = spec["server_pid"], spec["watchers"], spec["runs"], spec["tokens"]
     stall_n = int(watchers_n * spec.get("stall_fraction", 0.0))
     stalled = set(range(stall_n))
-    url = spec["ws_url"]
-    sockets = await _open_all(url, watchers_n, stalled)
+    # Several instances (the Redis broker): watchers are spread over them in turn, and each one's
+    # CPU is measured; runs are started through the first.
+    urls = spec.get("ws_urls") or [spec["ws_url"]]
+    pids = spec.get("server_pids") or [pid]
+    sockets = []
+    for n, url in enumerate(urls):
+        share = len(range(n, watchers_n, len(urls)))
+        sockets += await _open_all(url, share, {i for i in stalled if i < share})
+    instance_of = [n for n, url in enumerate(urls) for _ in range(len(range(n, watchers_n, len(urls))))]
     watchers = [Watcher(ws, runs_n, stalled=i in stalled) for i, ws in enumerate(sockets)]
 
     probe: asyncio.Task[list[float]] | None = None
@@ -189,7 +196,8 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     for w in watchers:
         if not w.stalled:
             w.follow()
-    cpu0, t0, rss0 = cpu_seconds(pid), time.monotonic(), rss_bytes(pid)
+    cpus0 = [cpu_seconds(p) for p in pids]
+    cpu0, t0, rss0 = sum(cpus0), time.monotonic(), rss_bytes(pid)
     own0 = time.process_time()
     peak = rss0
     if start_streams is not None:
@@ -201,7 +209,8 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.25)
-    cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    cpus1 = [cpu_seconds(p) for p in pids]
+    cpu1, t1 = sum(cpus1), time.monotonic()
     own = time.process_time() - own0
     reads: list[float] = []
     if probe is not None:
@@ -236,7 +245,19 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     delivered = sum(t.tokens for t in tallies)
     frames = sum(t.frames for t in tallies)
     cpu = cpu1 - cpu0
+    per_instance = []
+    for n in range(len(pids)):
+        got = sum(w.tally.tokens for w, i in zip(watchers, instance_of, strict=True) if i == n and not w.stalled)
+        spent = cpus1[n] - cpus0[n]
+        per_instance.append(
+            {
+                "cpu_s": round(spent, 3),
+                "delivered_tokens": got,
+                "cpu_us_per_token": round(spent * 1e6 / got, 4) if got else None,
+            }
+        )
     return {
+        **({"instances": per_instance} if len(pids) > 1 else {}),
         "watchers": watchers_n,
         "runs": runs_n,
         "tokens": tokens,

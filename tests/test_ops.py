@@ -46,4 +46,17 @@ def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
     compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert any(m.endswith(":" + provider["providers"][0]["options"]["path"] + ":ro") for m in mounts)
-    assert {"runwatch", "prometheus", "grafana"} <= set(compose["services"])
+    assert {"runwatch-1", "runwatch-2", "proxy", "redis", "postgres", "prometheus", "grafana"} <= set(
+        compose["services"]
+    )
+
+
+def test_the_compose_replicas_share_redis_and_postgres_behind_the_proxy():
+    compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
+    replicas = [compose["services"][name] for name in ("runwatch-1", "runwatch-2")]
+    for replica in replicas:
+        assert replica["environment"]["RUNWATCH_REDIS_URL"].startswith("redis://redis:")
+        assert replica["environment"]["RUNWATCH_DATABASE_URL"].startswith("postgresql://")
+    assert replicas[0]["environment"]["RUNWATCH_INSTANCE"] != replicas[1]["environment"]["RUNWATCH_INSTANCE"]
+    nginx = (OPS / "nginx.conf").read_text()
+    assert "server runwatch-1:8000;" in nginx and "server runwatch-2:8000;" in nginx and "Upgrade" in nginx

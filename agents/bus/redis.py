@@ -126,6 +126,10 @@ class RedisBus(MemoryBus):
         self.healthy = False
         self.problem: str | None = "not connected to Redis yet"
         self.on_lost: list[Callable[[], None]] = []
+        #: Messages on the deployment's control channel (cancel requests, queue wake-ups) go here.
+        self.control_channel = prefix + "control"
+        self.on_control: Callable[[bytes], None] | None = None
+        self._control = self.control_channel.encode()
         self._dropped_reported = False
 
     @property
@@ -161,7 +165,7 @@ class RedisBus(MemoryBus):
         epoch = (await self._redis.get(self._prefix + "feed:epoch")).decode()
         head = int(await self._redis.get(self._prefix + "feed:seq") or 0)
         pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self._prefix + "feed:ch")
+        await pubsub.subscribe(self._prefix + "feed:ch", self.control_channel)
         self._pubsub = pubsub
         if epoch != self.feed_epoch or head < self._feed.head:
             self._reset_feed(epoch, head)
@@ -172,6 +176,8 @@ class RedisBus(MemoryBus):
         self.healthy, self.problem = True, None
         self._connected.set()
         log.info("redis.connected", feed_epoch=epoch, feed_head=head)
+        if self.on_control is not None:
+            self.on_control(b"queued")  # jobs queued while we were away
 
     def _reset_feed(self, epoch: str, head: int) -> None:
         self._bytes -= self._feed.size
@@ -411,7 +417,10 @@ class RedisBus(MemoryBus):
             channel: bytes = message["channel"]
             data: bytes = message["data"]
             try:
-                if channel.endswith(b"feed:ch"):
+                if channel == self._control:
+                    if self.on_control is not None:
+                        self.on_control(data)
+                elif channel.endswith(b"feed:ch"):
                     self._on_feed(data)
                 else:
                     self._on_run(channel[len(self._pre) + 3 :].decode(), data)

@@ -85,6 +85,14 @@ export function runView(root, live, runId) {
         Object.assign(state, { startedAt: event.ts, status: "running" });
         mark("header");
         break;
+      case "run.resumed":
+        // The instance executing the run stopped; another goes on. An unfinished step runs again.
+        for (const step of state.steps.values()) if (step.end === null) Object.assign(step, { end: event.ts, finish: "interrupted", error: "interrupted" });
+        state.messages.push({ ...event, message: `resumed on ${event.instance} from step ${event.step}: text after this point repeats the interrupted step` });
+        pendingText += "\n\n";
+        mark("messages");
+        mark("timeline");
+        break;
       case "step.started":
         state.steps.set(event.index, { start: event.ts, end: null, model: event.model });
         mark("timeline");

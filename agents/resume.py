@@ -1,0 +1,115 @@
+"""Rebuilding a run's conversation from its stored events, to continue it on another instance.
+
+Steps that finished are kept as they were: the assistant's text and tool calls, and the results
+of every tool call that finished. A step that had not finished is dropped and runs again; tool
+calls of a finished step that had not finished are made again. Nothing that finished runs twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from runwatch.agents.events import (
+    Published,
+    RunFinished,
+    StepFinished,
+    StepStarted,
+    Token,
+    ToolFinished,
+    ToolStarted,
+    decode,
+)
+
+
+@dataclass
+class Call:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class Resumed:
+    """Where a run continues: ``messages`` after the system and user ones, the next step's index,
+    the tool calls of the last finished step still to be made, and the totals so far."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    next_step: int = 0
+    pending: list[Call] = field(default_factory=list)
+    #: The final answer, when the last finished step had one (the run only lacks its end).
+    answer: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tool_calls: int = 0
+    steps: int = 0
+    finished: bool = False
+
+
+def _content(ev: ToolFinished) -> str:
+    if ev.error is not None:
+        return msgspec.json.encode({"error": ev.error}).decode()
+    return msgspec.json.encode(ev.result).decode()
+
+
+def rebuild(history: Sequence[Published]) -> Resumed:
+    out = Resumed()
+    text: list[str] = []
+    step_open = False
+    calls: dict[str, Call] = {}  # the last finished step's calls, in call order
+    results: dict[str, str] = {}
+    for p in history:
+        ev = p.event if p.event is not None else decode(p.data)
+        if isinstance(ev, StepStarted):
+            _close_tools(out, calls, results)
+            step_open, text = True, []
+            out.next_step = ev.index
+        elif isinstance(ev, Token) and step_open:
+            text.append(ev.text)
+        elif isinstance(ev, StepFinished):
+            step_open = False
+            if ev.finish_reason in ("error", "cancelled"):
+                continue  # runs again
+            out.steps += 1
+            out.input_tokens += ev.usage.input_tokens
+            out.output_tokens += ev.usage.output_tokens
+            out.next_step = ev.index + 1
+            answer = "".join(text)
+            out.messages.append({"role": "assistant", "content": answer or None})
+            out.answer = answer if ev.finish_reason != "tool_calls" else None
+        elif isinstance(ev, ToolStarted):
+            arguments = ev.arguments if isinstance(ev.arguments, str) else msgspec.json.encode(ev.arguments).decode()
+            calls[ev.call_id] = Call(ev.call_id, ev.tool, arguments)
+        elif isinstance(ev, ToolFinished) and ev.call_id in calls and ev.error != "cancelled":
+            results[ev.call_id] = _content(ev)
+        elif isinstance(ev, RunFinished):
+            out.finished = True
+    _close_tools(out, calls, results)
+    return out
+
+
+def _close_tools(out: Resumed, calls: dict[str, Call], results: dict[str, str]) -> None:
+    """Attach the last finished step's tool calls to its assistant message; keep the unfinished ones."""
+    if not calls:
+        return
+    assistant = out.messages[-1] if out.messages and out.messages[-1]["role"] == "assistant" else None
+    if assistant is None:  # tool events without a finished step: cannot happen, the step ends first
+        calls.clear()
+        results.clear()
+        return
+    assistant["tool_calls"] = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls.values()
+    ]
+    out.answer = None
+    out.pending = []
+    for c in calls.values():
+        if c.id in results:
+            out.tool_calls += 1
+            out.messages.append({"role": "tool", "tool_call_id": c.id, "content": results[c.id]})
+        else:
+            out.pending.append(c)
+    calls.clear()
+    results.clear()

@@ -1,0 +1,157 @@
+"""The shared run queue and run leases, in Redis: each step one Lua script, so atomic.
+
+Keys (under the deployment's prefix): ``queue`` (sorted set of run ids, oldest first), ``jobs``
+(hash: run id → the job), ``leases`` (sorted set: run id → lease expiry in Redis-clock ms),
+``owners`` (hash: run id → instance). Taking a job moves it from the queue to a lease in the same
+step, so a run is never both queued and owned, never owned twice, and never lost between the two.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import redis.asyncio as aioredis
+
+_NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+
+_TAKE = (
+    _NOW
+    + """
+local popped = redis.call('ZPOPMIN', KEYS[1])
+if #popped == 0 then return false end
+local run = popped[1]
+local job = redis.call('HGET', KEYS[2], run)
+redis.call('HDEL', KEYS[2], run)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), run)
+redis.call('HSET', KEYS[4], run, ARGV[1])
+return job
+"""
+)
+
+_REMOVE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+_RENEW = (
+    _NOW
+    + """
+local lost = {}
+for i = 3, #ARGV do
+  local owner = redis.call('HGET', KEYS[2], ARGV[i])
+  if owner == ARGV[1] or not owner then  -- ours, or forgotten by a Redis that restarted: ours again
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[i])
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+)
+
+_CLAIM = (
+    _NOW
+    + """
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if expiry and tonumber(expiry) > now then return 0 end
+if not expiry and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+)
+
+_EXPIRED = _NOW + "return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)"
+
+_RELEASE = """
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A run waiting for an instance: everything needed to execute it. ``resume``: it ran before
+    (handed over at a drain) and continues from its stored events."""
+
+    run_id: str
+    agent: str
+    input: str
+    model: str
+    tenant: str = "default"
+    resume: bool = False
+    #: When it was queued (epoch seconds): the run's ``queue_wait``.
+    queued_at: float = 0.0
+
+
+class RunQueue:
+    """The queue, leases and owners of one deployment (``prefix``), as seen by instance ``instance``."""
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str, instance: str, lease_seconds: float) -> None:
+        self._r = client
+        self.instance = instance
+        self.lease_ms = int(lease_seconds * 1000)
+        self._queue, self._jobs = prefix + "queue", prefix + "jobs"
+        self._leases, self._owners = prefix + "leases", prefix + "owners"
+        self.control = prefix + "control"
+        self._take = client.register_script(_TAKE)
+        self._remove = client.register_script(_REMOVE)
+        self._renew = client.register_script(_RENEW)
+        self._claim = client.register_script(_CLAIM)
+        self._expired = client.register_script(_EXPIRED)
+        self._release = client.register_script(_RELEASE)
+        self._counter = prefix + "queue:n"
+
+    async def push(self, job: Job) -> None:
+        """Queue ``job`` behind every job queued before it, and wake the instances."""
+        n = await self._r.incr(self._counter)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hset(self._jobs, job.run_id, msgspec.json.encode(job))
+            pipe.zadd(self._queue, {job.run_id: n})
+            pipe.publish(self.control, b"queued")
+            await pipe.execute()
+
+    async def take(self) -> Job | None:
+        """The oldest queued job, now leased to this instance; None if the queue is empty."""
+        raw = await self._take(
+            keys=[self._queue, self._jobs, self._leases, self._owners], args=[self.instance, self.lease_ms]
+        )
+        return msgspec.json.decode(raw, type=Job) if raw else None
+
+    async def remove(self, run_id: str) -> bool:
+        """Take ``run_id`` out of the queue if it is still there (nobody took it): True if so."""
+        return bool(await self._remove(keys=[self._queue, self._jobs], args=[run_id]))
+
+    async def size(self) -> int:
+        return await self._r.zcard(self._queue)
+
+    async def renew(self, run_ids: list[str]) -> list[str]:
+        """Extend this instance's leases; returns the runs whose lease it no longer holds."""
+        if not run_ids:
+            return []
+        lost = await self._renew(keys=[self._leases, self._owners], args=[self.instance, self.lease_ms, *run_ids])
+        return [r.decode() for r in lost]
+
+    async def expired(self) -> list[str]:
+        """Runs whose owner stopped renewing its lease (it died, or lost Redis for a lease)."""
+        return [r.decode() for r in await self._expired(keys=[self._leases])]
+
+    async def claim(self, run_id: str) -> bool:
+        """Take over ``run_id`` if its lease expired (or it never had one and nobody owns it)."""
+        return bool(await self._claim(keys=[self._leases, self._owners], args=[self.instance, run_id, self.lease_ms]))
+
+    async def release(self, run_id: str) -> None:
+        """Give up this instance's lease of ``run_id`` (it finished, or was handed over)."""
+        await self._release(keys=[self._leases, self._owners], args=[self.instance, run_id])
+
+    async def owner(self, run_id: str) -> str | None:
+        owner = await self._r.hget(self._owners, run_id)
+        return owner.decode() if owner else None
+
+    async def queued(self, run_id: str) -> bool:
+        return await self._r.zscore(self._queue, run_id) is not None
+
+    async def send_cancel(self, run_id: str) -> None:
+        await self._r.publish(self.control, b"cancel " + run_id.encode())

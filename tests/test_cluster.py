@@ -1,0 +1,192 @@
+"""Many instances: three ``runwatch serve`` processes sharing the machine's Redis (a key prefix of
+the test's own) and PostgreSQL (a database of the test's own). No sticky sessions: any instance
+runs, streams, resumes and cancels any run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import Server
+from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
+from tests.watcher import assert_contiguous, eventually, text_of
+
+LEASE = 2.0
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    """``start(n)`` → n started instances on one Redis prefix and one PostgreSQL database."""
+    servers: list[Server] = []
+    prefix = new_prefix()
+    async with postgres_database() as url:
+        env = {
+            "RUNWATCH_REDIS_URL": REDIS,
+            "RUNWATCH_REDIS_PREFIX": prefix,
+            "RUNWATCH_DATABASE_URL": url,
+            "RUNWATCH_LEASE_SECONDS": str(LEASE),
+            "RUNWATCH_AGENTS": "tests.agents_resumable",
+        }
+
+        def start(n: int, **extra: str) -> list[Server]:
+            new = []
+            for i in range(n):
+                name = f"i{len(servers)}"
+                server = Server(tmp_path / name, env | {"RUNWATCH_INSTANCE": name} | extra)
+                servers.append(server)
+                new.append(server)
+            for server in new:
+                server.start()
+            return new
+
+        yield start
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop()
+    drop_prefix(REDIS, prefix)
+
+
+def by_name(servers: list[Server], name: str) -> Server:
+    return next(s for s in servers if s.env["RUNWATCH_INSTANCE"] == name)
+
+
+async def started_on(server: Server, run_id: str) -> str:
+    """The instance executing ``run_id``, from its ``run.started`` event."""
+    w = await server.watcher()
+    await w.subscribe(run_id)
+    started = await w.wait_for(lambda m: m.get("run_id") == run_id and m.get("type") == "run.started")
+    await w.close()
+    return started["instance"]
+
+
+async def test_a_watcher_on_one_instance_follows_a_run_executing_on_another_token_by_token(cluster):
+    servers = cluster(3)
+    run_id = await servers[0].start_run({"tokens": 200, "rate": 200})
+    owner = await started_on(servers[0], run_id)
+    other = next(s for s in servers if s.env["RUNWATCH_INSTANCE"] != owner)
+    w = await other.watcher()
+    await w.subscribe(run_id)
+    events = await w.until_finished(run_id)
+    assert_contiguous(events)
+    assert events[-1]["status"] == "succeeded" and len(text_of(events).split()) == 200
+    async with other.client() as c:
+        replay = (await c.get(f"/api/runs/{run_id}/events", params={"limit": 1000})).json()
+    assert [e["seq"] for e in replay["events"]] == [e["seq"] for e in events]
+
+
+async def test_cancel_through_any_instance_ends_the_run_within_a_second(cluster):
+    servers = cluster(3)
+    run_id = await servers[0].start_run({"tokens": 100_000, "rate": 50})
+    owner = await started_on(servers[0], run_id)
+    third = next(s for s in servers[1:] if s.env["RUNWATCH_INSTANCE"] != owner)
+    w = await servers[0].watcher()
+    await w.subscribe(run_id)
+    await w.wait_for(lambda m: m.get("type") == "token")
+    asked = time.monotonic()
+    async with third.client() as c:
+        r = await c.post(f"/api/runs/{run_id}/cancel")
+    assert r.status_code == 202, r.text
+    finished = await w.wait_for(lambda m: m.get("type") == "run.finished", timeout=5)
+    assert time.monotonic() - asked < 1.0 and finished["status"] == "cancelled"
+    assert_contiguous(w.events(run_id))
+
+
+async def test_a_queued_run_is_cancelled_from_any_instance(cluster):
+    (a, b) = cluster(2, RUNWATCH_MAX_RUNNING="1")
+    blockers = [await a.start_run({"tokens": 100_000, "rate": 20}) for _ in range(2)]
+    queued = await a.start_run({"tokens": 5})
+    async with b.client() as c:
+        assert (await c.post(f"/api/runs/{queued}/cancel")).status_code == 202
+        summary = (await c.get(f"/api/runs/{queued}")).json()
+        assert summary["status"] == "cancelled"
+        for run_id in blockers:
+            await c.post(f"/api/runs/{run_id}/cancel")
+
+
+async def _kill_owner_mid_run(servers: list[Server], agent: str, text: dict) -> tuple[str, Server, list[dict]]:
+    """Start a run, kill -9 its instance mid-stream; returns (run id, a survivor, events seen so far)."""
+    run_id = await servers[0].start_run(text, agent=agent)
+    owner = by_name(servers, await started_on(servers[0], run_id))
+    survivor = next(s for s in servers if s is not owner)
+    w = await survivor.watcher()
+    await w.subscribe(run_id)
+    await w.wait_for(lambda m: m.get("type") == "token" and len(w.events(run_id)) > 20)
+    owner.proc.send_signal(signal.SIGKILL)
+    owner.proc.wait()
+    owner._log.close()
+    return run_id, survivor, w
+
+
+async def test_a_killed_instance_s_run_ends_interrupted_within_the_lease(cluster):
+    servers = cluster(3)
+    run_id, survivor, w = await _kill_owner_mid_run(servers, "fragile", {"tokens": 100_000, "rate": 100})
+    killed = time.monotonic()
+    await w.close()  # the survivor's watcher may have been cut when the owner went: read it afresh
+    w = await survivor.watcher()
+    await w.subscribe(run_id)
+    finished = await w.wait_for(lambda m: m.get("type") == "run.finished", timeout=LEASE * 4)
+    assert time.monotonic() - killed < LEASE * 2 + 1
+    assert finished["status"] == "failed" and finished["error"] == "interrupted"
+    assert_contiguous(w.events(run_id))
+
+
+async def test_a_resumable_run_is_finished_by_another_instance_with_every_token_in_order(cluster):
+    servers = cluster(3)
+    scenario = {"tokens": 400, "rate": 150}
+    run_id, survivor, w = await _kill_owner_mid_run(servers, "steady", scenario)
+    events = await w.until_finished(run_id, timeout=30)
+    assert_contiguous(events)
+    assert events[-1]["status"] == "succeeded", events[-1]
+    resumed = [i for i, e in enumerate(events) if e["type"] == "run.resumed"]
+    assert len(resumed) == 1
+    after = events[resumed[0] :]
+    assert len(text_of(after).split()) == 400  # the interrupted step ran again, whole
+    assert events[resumed[0]]["instance"] != events[1]["instance"]
+
+
+async def test_a_watcher_resumes_on_another_instance_with_no_gap_and_no_duplicate(cluster):
+    a, b = cluster(2)
+    run_id = await a.start_run({"tokens": 300, "rate": 300})
+    first = await a.watcher()
+    await first.subscribe(run_id)
+    await first.wait_for(lambda m: m.get("type") == "token" and m["seq"] > 30)
+    await first.close()
+    seen = first.events(run_id)
+    second = await b.watcher()
+    await second.subscribe(run_id, after=seen[-1]["seq"])
+    rest = await second.until_finished(run_id)
+    assert_contiguous(seen + rest)
+    assert len(text_of(seen + rest).split()) == 300
+
+
+async def test_two_hundred_runs_started_through_three_instances_run_exactly_once_each(cluster):
+    servers = cluster(3)
+    async with httpx.AsyncClient(timeout=10) as c:
+
+        async def start(i: int) -> str:
+            r = await c.post(
+                servers[i % 3].url + "/api/runs", json={"agent": "demo", "input": json.dumps({"tokens": 5})}
+            )
+            assert r.status_code == 202, r.text
+            return r.json()["id"]
+
+        ids = await asyncio.gather(*(start(i) for i in range(200)))
+
+        async def all_finished() -> bool:
+            page = (await c.get(servers[0].url + "/api/runs", params={"limit": 500, "status": "succeeded"})).json()
+            return len(page["runs"]) == 200
+
+        await eventually(all_finished, timeout=60)
+        executed: dict[str, int] = {}
+        for run_id in ids:
+            events = (await c.get(servers[1].url + f"/api/runs/{run_id}/events", params={"limit": 100})).json()
+            types = [e["type"] for e in events["events"]]
+            assert types.count("run.started") == 1 and types.count("run.finished") == 1, types
+            owner = next(e["instance"] for e in events["events"] if e["type"] == "run.started")
+            executed[owner] = executed.get(owner, 0) + 1
+    assert sum(executed.values()) == 200 and len(executed) == 3, executed
