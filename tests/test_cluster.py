@@ -35,7 +35,7 @@ async def cluster(tmp_path):
 
         def start(n: int, **extra: str) -> list[Server]:
             new = []
-            for i in range(n):
+            for _ in range(n):
                 name = f"i{len(servers)}"
                 server = Server(tmp_path / name, env | {"RUNWATCH_INSTANCE": name} | extra)
                 servers.append(server)
@@ -138,7 +138,7 @@ async def test_a_killed_instance_s_run_ends_interrupted_within_the_lease(cluster
 async def test_a_resumable_run_is_finished_by_another_instance_with_every_token_in_order(cluster):
     servers = cluster(3)
     scenario = {"tokens": 400, "rate": 150}
-    run_id, survivor, w = await _kill_owner_mid_run(servers, "steady", scenario)
+    run_id, _, w = await _kill_owner_mid_run(servers, "steady", scenario)
     events = await w.until_finished(run_id, timeout=30)
     assert_contiguous(events)
     assert events[-1]["status"] == "succeeded", events[-1]
