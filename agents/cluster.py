@@ -22,7 +22,6 @@ from redis.exceptions import RedisError
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.errors import QueueFull, ShuttingDown, Unavailable
 from runwatch.agents.events import RunFinished, RunQueued, RunStatus, Totals
-from runwatch.agents.resume import rebuild
 from runwatch.agents.run_queue import Job, RunQueue
 from runwatch.agents.supervisor import RunHandle, Supervisor, new_run_id
 
@@ -143,19 +142,10 @@ class ClusterSupervisor(Supervisor):
         handle.queued_at = time.monotonic() - max(0.0, time.time() - job.queued_at)
         self._runs[handle.id] = handle
         self._held.add(handle.id)
-        handle.task = asyncio.create_task(self._run_job(handle, job), name=f"run-{handle.id}")
+        handle.task = asyncio.create_task(self._execute(handle, job.input, resume=job.resume), name=f"run-{handle.id}")
         if self._cancelled.pop(job.run_id, 0) > time.monotonic():
             handle.cancel_requested = True
             handle.task.cancel()
-
-    async def _run_job(self, handle: RunHandle, job: Job) -> None:
-        resumed = None
-        if job.resume:
-            try:
-                resumed = rebuild(await self.history(job.run_id))
-            except asyncio.CancelledError:
-                resumed = rebuild([])
-        await self._execute(handle, job.input, resumed)
 
     @contextlib.asynccontextmanager
     async def _held_slot(self, run_id: str) -> AsyncIterator[None]:

@@ -92,7 +92,9 @@ class RunQueue:
     def __init__(self, client: aioredis.Redis, *, prefix: str, instance: str, lease_seconds: float) -> None:
         self._r = client
         self.instance = instance
-        self.lease_ms = int(lease_seconds * 1000)
+        # A lease lasts 3/4 of ``lease_seconds`` and is renewed every quarter (see ClusterSupervisor):
+        # it survives two missed renewals, and a dead owner's runs are claimed within lease_seconds.
+        self.lease_ms = int(lease_seconds * 750)
         self._queue, self._jobs = prefix + "queue", prefix + "jobs"
         self._leases, self._owners = prefix + "leases", prefix + "owners"
         self.control = prefix + "control"

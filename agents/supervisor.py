@@ -138,7 +138,11 @@ class Supervisor:
         """Called once a run's task is over (its ``run.finished`` durable, unless handed over)."""
         return None
 
-    async def _execute(self, handle: RunHandle, user_input: str, resumed: Resumed | None = None) -> None:
+    async def _execute(
+        self, handle: RunHandle, user_input: str, resumed: Resumed | None = None, *, resume: bool = False
+    ) -> None:
+        """Run ``handle`` to its ``run.finished``. ``resume``: continue it from its stored events
+        (read here, inside the run's task, so a cancel while reading them ends the run as usual)."""
         agent = self._registry.get(handle.agent)
         timeout = agent.timeout or self._run_timeout
         started: float | None = None
@@ -149,6 +153,8 @@ class Supervisor:
                 async with self._slot(handle):
                     handle.status = RunStatus.RUNNING
                     started = time.monotonic()
+                    if resume and resumed is None:
+                        resumed = rebuild(await self.history(handle.id))
                     if resumed is None:
                         await self._bus.publish(
                             RunStarted(

@@ -16,7 +16,7 @@ def runwatch(*args: str, env: dict | None = None, timeout: float = 60) -> subpro
     )
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["run"], ["agents"]])
+@pytest.mark.parametrize("command", [[], ["serve"], ["run"], ["agents"], ["migrate"]])
 def test_every_command_has_help(command):
     result = runwatch(*command, "--help")
     assert result.returncode == 0 and "usage: runwatch" in result.stdout
@@ -70,3 +70,29 @@ def test_run_against_no_server_explains(tmp_path):
 def test_agents_lists_them(server):
     result = runwatch("agents", "--url", server.url)
     assert result.returncode == 0 and result.stdout.startswith("demo")
+
+
+async def test_migrate_brings_a_new_postgresql_database_to_the_latest_schema():
+    import asyncpg
+
+    from runwatch.agents.store.migrations import latest
+    from tests.services import postgres_database
+
+    async with postgres_database() as url:
+        first = runwatch("migrate", "--database", url)
+        again = runwatch("migrate", "--database", url)  # nothing left to do: the same answer
+        assert first.returncode == again.returncode == 0, first.stderr
+        assert f"schema version {latest()}" in first.stdout
+        conn = await asyncpg.connect(url)
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+        await conn.close()
+        assert versions == list(range(1, latest() + 1))
+
+
+def test_an_unreachable_database_or_redis_is_named_with_the_setting_to_check(tmp_path):
+    port = free_port()
+    bad_db = runwatch("serve", "--data-dir", str(tmp_path), "--database", f"postgresql://u:hunter22@127.0.0.1:{port}/x")
+    bad_redis = runwatch("serve", "--data-dir", str(tmp_path), "--redis", f"redis://:hunter22@127.0.0.1:{port}/0")
+    assert bad_db.returncode == 2 and "RUNWATCH_DATABASE_URL" in bad_db.stderr
+    assert bad_redis.returncode == 2 and "RUNWATCH_REDIS_URL" in bad_redis.stderr
+    assert "hunter22" not in bad_db.stderr + bad_redis.stderr  # passwords are masked

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.watcher import assert_contiguous
+from tests.watcher import assert_contiguous, text_of
 
 
 async def test_history_survives_a_restart(make_server, tmp_path):
@@ -44,6 +44,28 @@ async def test_runs_alive_when_the_process_died_are_marked_failed_interrupted(ma
     assert_contiguous(events)
     assert events[-1]["type"] == "run.finished" and events[-1]["error"] == "interrupted"
     assert any(line.get("event") == "run.interrupted" for line in again.log_lines())
+
+
+async def test_a_resumable_agent_s_run_continues_after_the_process_died(make_server, tmp_path):
+    env = {"RUNWATCH_AGENTS": "tests.agents_resumable"}
+    srv = make_server(data_dir=tmp_path / "data", env=env)
+    w = await srv.watcher()
+    run = await srv.start_run({"tokens": 300, "rate": 100}, agent="steady")
+    await w.subscribe(run)
+    await w.wait_for(lambda m: m.get("run_id") == run and m.get("type") == "token" and m["seq"] > 10)
+    srv.stop(signal.SIGKILL)
+    seen = w.events(run)
+
+    again = make_server(data_dir=tmp_path / "data", env=env)  # one process, no Redis: it goes on here
+    late = await again.watcher()
+    await late.subscribe(run, after=seen[-1]["seq"])
+    rest = await late.until_finished(run, timeout=30)
+    events = seen + rest
+    assert_contiguous(events)
+    assert rest[-1]["status"] == "succeeded"
+    resumed = next(i for i, e in enumerate(events) if e["type"] == "run.resumed")
+    assert len(text_of(events[resumed:]).split()) == 300
+    await late.close()
 
 
 async def test_sigterm_cancels_running_runs_delivers_their_end_and_records_them(make_server, tmp_path):

@@ -29,7 +29,9 @@ from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runwatch.agents.bus.base import LIFECYCLE, Journal, RecentLog, Watcher
 from runwatch.agents.bus.memory import MemoryBus
@@ -43,6 +45,11 @@ STREAM_MAXLEN = 2_000
 #: Redis path only (they are durable in the store, where followers repairing a gap find them).
 MAX_OUTBOX = 100_000
 MAX_OUTBOX_BYTES = 64 * 1024 * 1024
+#: Connections to Redis per instance (the subscriber's included); more callers wait their turn.
+REDIS_CONNECTIONS = 32
+#: Events of a run's recent history loaded into memory when this instance starts owning or
+#: following it, so that watchers joining then replay it from memory rather than each from Redis.
+PRELOAD = 500
 #: Events one script call sends.
 SCRIPT_BATCH = 500
 #: Messages of a followed run held back while a gap before them is repaired; past it, the follower
@@ -110,7 +117,12 @@ class RedisBus(MemoryBus):
         self._retain = int(max(1, retain_seconds))
         self._live = int(max(self._retain, live_seconds))
         self._feed_capacity = feed_capacity
-        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        # A bounded pool whose users wait for a free connection (rather than fail) when a thousand
+        # watchers read history at once; one connection stays with the subscriber.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_CONNECTIONS, timeout=10, socket_connect_timeout=2, socket_timeout=5
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._pubsub: aioredis.client.PubSub | None = None
         self._script = self._redis.register_script(_PUBLISH)
         self._follows: dict[str, _Follow] = {}
@@ -256,10 +268,12 @@ class RedisBus(MemoryBus):
                     args += (p.run_id, p.seq, p.type, p.data)
                 try:
                     await self._script(args=args)
-                except (RedisError, OSError) as exc:
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                     if self._connected.is_set():
                         self._lost(exc)  # the receive loop reconnects
                     continue
+                except RedisError as exc:  # refused (a full Redis: OOM): durable in the store, skipped here
+                    log.error("redis.publish_refused", error=repr(exc), events=len(batch))
                 del self._outbox[: len(batch)]
                 self._outbox_bytes -= sum(len(p.data) for p in batch)
                 self._count_sent(len(batch))
@@ -328,6 +342,35 @@ class RedisBus(MemoryBus):
             if ring.head != head:
                 self._drop_log(run_id)  # ``MemoryBus._open_log`` opens it afresh at the store's head
 
+    async def _open_log(self, run_id: str, *, new: bool) -> RecentLog:
+        """A run this instance starts owning: its log continues from the store's head, with its
+        recent history in memory."""
+        if new:
+            return await super()._open_log(run_id, new=True)
+        async with self._opening:
+            ring = self._logs.get(run_id)
+            if ring is None:
+                head = await self._journal.head(run_id)  # type: ignore[union-attr]
+                ring = await self._ring_ending_at(run_id, head)
+                self._install(run_id, ring)
+            return ring
+
+    def _install(self, run_id: str, ring: RecentLog) -> None:
+        self._logs[run_id] = ring
+        self._grow(ring.size)
+
+    async def _ring_ending_at(self, run_id: str, head: int) -> RecentLog:
+        """A log whose last position is ``head``, holding up to ``PRELOAD`` events before it."""
+        start = max(0, head - min(PRELOAD, self._log_capacity))
+        tail = await self._read_durable(run_id, start, head - start) if head else []
+        if not tail or tail[0].seq != start + 1 or tail[-1].seq != head:
+            tail = []
+        ring = RecentLog(self._log_capacity, head - len(tail))
+        for p in tail:
+            ring.append(p)
+        ring.visible = ring.head
+        return ring
+
     # -- following runs owned elsewhere -----------------------------------------------------------
 
     def watch(self, stream: str, watcher: Watcher) -> None:
@@ -354,8 +397,16 @@ class RedisBus(MemoryBus):
         if follow is None:
             return  # unwatched meanwhile
         if stream not in self._logs:
-            ring = self._logs[stream] = RecentLog(self._log_capacity, head)
-            ring.visible = head
+            try:
+                ring = await self._ring_ending_at(stream, head)
+            except (RedisError, OSError) as exc:
+                log.warning("redis.follow_failed", run_id=stream, error=repr(exc))
+                self._follows.pop(stream, None)
+                return
+            if self._follows.get(stream) is not follow:
+                return  # unwatched, or taken over, meanwhile
+            if stream not in self._logs:
+                self._install(stream, ring)
         follow.ready = True
         for seq in sorted(follow.held):
             self._apply(stream, follow.held.pop(seq))
