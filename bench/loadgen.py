@@ -166,7 +166,7 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
             # The simulated time to first token gives every watcher time to subscribe before tokens flow.
             scenario = {
                 "tokens": tokens,
-                "rate": 0,
+                "rate": spec.get("rate", 0),
                 "ttft": spec.get("setup_seconds", 3),
                 "token_chars": spec.get("token_chars", 0),
             }
