@@ -69,6 +69,10 @@ class AgentRegistry:
             known = ", ".join(sorted(self._agents)) or "none"
             raise UnknownAgent(f"unknown agent {name!r}; known agents: {known}") from None
 
+    def find(self, name: str) -> Agent | None:
+        """The agent of that name, or None (another instance may have agents this one lacks)."""
+        return self._agents.get(name)
+
     def __iter__(self):
         return iter(self._agents.values())
 

@@ -1,11 +1,15 @@
 """Runs on many instances: a supervisor that queues runs in Redis and executes what it takes.
 
 Any instance admits a run (``run.queued``) and queues it; any instance with a free slot takes the
-next one and owns it under a lease it renews every quarter lease. Cancel reaches the owner over
-the control channel. When an owner stops renewing (it died), another instance claims the lease
-within ``lease_seconds`` and continues the run if its agent is resumable, or ends it ``failed``,
-``interrupted``. Runs left with neither a lease nor a place in the queue (every instance died,
-or Redis lost them) are claimed the same way by a periodic sweep of the store.
+next one and owns it under a lease it renews every quarter of ``lease_seconds``. Cancel reaches the
+owner over the control channel. When an owner stops renewing (it died), another instance claims
+the lease within ``lease_seconds``: a resumable agent's run is queued again to be continued from
+its stored events; any other ends ``failed``, ``interrupted``. Runs left with neither a lease nor a
+place in the queue (every instance died, or Redis lost them) are claimed by a sweep of the store.
+
+An owner that cannot renew its leases stops its runs itself (``fence``) before another instance
+may claim them, and a position the store refuses (another instance wrote it) stops the run here
+at once: one run is never published by two instances.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ log = structlog.get_logger()
 ORPHAN_SWEEP_SECONDS = 30.0
 #: A cancel for a run not (yet) here is remembered this long, in case its job is being taken now.
 CANCEL_MEMORY_SECONDS = 10.0
+#: The longest a run may take to be admitted (written, then queued) before a sweep may end it.
+ADMIT_SECONDS = 300.0
+#: An owner stops a run itself once its lease has not been renewed for this share of
+#: ``lease_seconds``; leases last 3/4 of it, so it stops before anyone else may claim the run.
+FENCE_AFTER = 0.6
+
+_REDIS_ERRORS = (RedisError, OSError)
 
 
 class ClusterSupervisor(Supervisor):
@@ -45,6 +56,9 @@ class ClusterSupervisor(Supervisor):
         self._grace_until = 0.0
         self._cancelled: dict[str, float] = {}
         self._held: set[str] = set()  # runs whose slot the taker acquired for them
+        #: run id → when (monotonic) its lease was last written: taken or renewed.
+        self._leased_at: dict[str, float] = {}
+        bus.on_fenced.append(self._on_fenced)
 
     @property
     def queued(self) -> int:
@@ -75,9 +89,9 @@ class ClusterSupervisor(Supervisor):
                 self._cancelled = {r: t for r, t in self._cancelled.items() if t > now} | {
                     run_id: now + CANCEL_MEMORY_SECONDS
                 }
-            elif handle.task is not None and not handle.task.done() and not handle.cancel_requested:
+            elif not handle.cancel_requested:
                 handle.cancel_requested = True
-                handle.task.cancel()
+                self._cancel_soon(handle)
                 log.info("run.cancel_requested", run_id=run_id, by="control")
 
     # -- admitting and taking -------------------------------------------------------------------
@@ -86,10 +100,14 @@ class ClusterSupervisor(Supervisor):
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again on another instance")
         agent = self._registry.get(agent_name)
+        handle = RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
         try:
             if await self._queue.size() >= self._max_queued:
                 raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish")
-            handle = RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
+            await self._queue.admitting(handle.id, ADMIT_SECONDS)
+        except _REDIS_ERRORS as exc:
+            raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
+        try:
             await self._bus.publish(
                 RunQueued(
                     run_id=handle.id,
@@ -100,52 +118,70 @@ class ClusterSupervisor(Supervisor):
                     offline=self._offline,
                 )
             )
-            # Durable and in Redis before any instance can take it and publish its next event.
-            await self._redis_bus.release(handle.id)
-            await self._queue.push(
-                Job(
-                    run_id=handle.id,
-                    agent=agent.name,
-                    input=user_input,
-                    model=handle.model,
-                    tenant=tenant,
-                    queued_at=time.time(),
+            try:
+                # Durable and in Redis before any instance can take it and publish its next event.
+                async with asyncio.timeout(10):
+                    await self._store.flush()
+                    await self._redis_bus.sent()
+                await self._queue.push(
+                    Job(
+                        run_id=handle.id,
+                        agent=agent.name,
+                        input=user_input,
+                        model=handle.model,
+                        tenant=tenant,
+                        queued_at=time.time(),
+                    )
                 )
-            )
-        except (RedisError, OSError) as exc:
-            raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
+            except (*_REDIS_ERRORS, TimeoutError) as exc:
+                # Not queued, so nobody will run it: it ends here, where its log still is.
+                await self._bus.publish(
+                    RunFinished(
+                        run_id=handle.id, status="failed", error="could not be queued: the broker is unreachable"
+                    )
+                )
+                await self._store.flush()
+                raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
+        finally:
+            self._redis_bus.disown(handle.id)  # whoever takes it publishes next
+            self._released(handle.id)
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self._queue.admitted(handle.id)
         return handle
 
     async def _take_loop(self) -> None:
         while not self._closing:
             await self._slots.acquire()
-            job = None
+            taken = None
             try:
-                while job is None and not self._closing:
+                while taken is None and not self._closing:
                     self._wake.clear()
+                    asked = time.monotonic()
                     try:
-                        job = await self._queue.take()
-                    except (RedisError, OSError):
+                        taken = await self._queue.take()
+                    except _REDIS_ERRORS:
                         await asyncio.sleep(0.5)
                         continue
-                    if job is None:
+                    if taken is None:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), 1.0)
             finally:
-                if job is None:
+                if taken is None:
                     self._slots.release()
-            if job is not None:
-                self._launch(job)
+            if taken is not None:
+                self._launch(*taken, leased_at=asked)
 
-    def _launch(self, job: Job) -> None:
+    def _launch(self, job: Job, cancelled: bool, *, leased_at: float) -> None:
+        self._redis_bus.unfence(job.run_id)
         handle = RunHandle(id=job.run_id, agent=job.agent, model=job.model)
         handle.queued_at = time.monotonic() - max(0.0, time.time() - job.queued_at)
         self._runs[handle.id] = handle
         self._held.add(handle.id)
+        self._leased_at[handle.id] = leased_at
         handle.task = asyncio.create_task(self._execute(handle, job.input, resume=job.resume), name=f"run-{handle.id}")
-        if self._cancelled.pop(job.run_id, 0) > time.monotonic():
+        if cancelled or self._cancelled.pop(job.run_id, 0) > time.monotonic():
             handle.cancel_requested = True
-            handle.task.cancel()
+            self._cancel_soon(handle)
 
     @contextlib.asynccontextmanager
     async def _held_slot(self, run_id: str) -> AsyncIterator[None]:
@@ -160,26 +196,36 @@ class ClusterSupervisor(Supervisor):
             return self._held_slot(handle.id)
         return self._slots
 
+    def _released(self, run_id: str) -> None:
+        if self.on_released is not None:
+            self.on_released(run_id)
+
     async def _ended(self, handle: RunHandle) -> None:
+        self._leased_at.pop(handle.id, None)
+        if handle.handed_over:
+            self._released(handle.id)
         try:
             if handle.handed_over and handle.cancel_reason == "handed over":
-                # Drained: queued again for another instance (before our lease goes: never neither).
+                # Drained: its events in Redis first, then queued again for another instance, and
+                # only then is our lease given up (so it is never without both).
+                await self._redis_bus.release(handle.id)
+                summary = await self._store.get_run(handle.id)
                 await self._queue.push(
                     Job(
                         run_id=handle.id,
                         agent=handle.agent,
-                        input=(await self._input_of(handle.id)),
+                        input=summary.input if summary is not None else "",
                         model=handle.model,
+                        tenant=summary.tenant if summary is not None else "default",
                         resume=True,
+                        queued_at=time.time(),
                     )
                 )
+            elif handle.handed_over:
+                return  # another instance owns it: its lease is not ours to give up
             await self._queue.release(handle.id)
-        except (RedisError, OSError) as exc:
+        except (*_REDIS_ERRORS, TimeoutError) as exc:
             log.warning("run.release_failed", run_id=handle.id, error=repr(exc))  # the lease runs out instead
-
-    async def _input_of(self, run_id: str) -> str:
-        summary = await self._store.get_run(run_id)
-        return summary.input if summary is not None else ""
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -189,7 +235,13 @@ class ClusterSupervisor(Supervisor):
         while True:
             await asyncio.sleep(period)
             try:
-                await self._renew()
+                async with asyncio.timeout(period):
+                    await self._renew()
+            except (*_REDIS_ERRORS, TimeoutError) as exc:
+                log.warning("leases.renew_failed", error=repr(exc))
+                self._grace_until = time.monotonic() + self._lease
+            self._fence_stale()
+            try:
                 if not self._redis_bus.healthy:
                     self._grace_until = time.monotonic() + self._lease
                     continue
@@ -201,33 +253,73 @@ class ClusterSupervisor(Supervisor):
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + ORPHAN_SWEEP_SECONDS
                     await self._sweep_orphans()
-            except (RedisError, OSError) as exc:
+            except _REDIS_ERRORS as exc:
                 log.warning("leases.redis_failed", error=repr(exc))
                 self._grace_until = time.monotonic() + self._lease
             except Exception:
                 log.exception("leases.failed")
 
+    def _live(self) -> list[RunHandle]:
+        return [h for h in self._runs.values() if h.task is not None and not h.task.done() and not h.handed_over]
+
     async def _renew(self) -> None:
-        mine = [run_id for run_id, h in self._runs.items() if h.task is not None and not h.task.done()]
-        for run_id in await self._queue.renew(mine):
-            handle = self._runs.get(run_id)
-            if handle is not None and handle.task is not None and not handle.task.done():
-                # Another instance holds it now (we were cut off longer than a lease): it goes on there.
-                log.error("run.lease_lost", run_id=run_id)
-                handle.handed_over = True
-                handle.cancel_reason = "lease lost"
-                handle.task.cancel()
+        started = time.monotonic()
+        mine = [h.id for h in self._live()]
+        lost = set(await self._queue.renew(mine))
+        for run_id in mine:
+            if run_id in lost:
+                if (handle := self._runs.get(run_id)) is not None:
+                    self._stop_here(handle, "lease lost")
+            elif run_id in self._leased_at:
+                self._leased_at[run_id] = started
         self._queued_now = await self._queue.size()
 
+    def _fence_stale(self) -> None:
+        """Stop every run whose lease may have run out: before anyone else may claim it."""
+        limit = time.monotonic() - FENCE_AFTER * self._lease
+        for handle in self._live():
+            if self._leased_at.get(handle.id, limit) < limit:
+                self._stop_here(handle, "lease lost")
+
+    def _on_fenced(self, run_id: str) -> None:
+        handle = self._runs.get(run_id)
+        if handle is not None and not handle.handed_over:
+            self._stop_here(handle, "position conflict")
+
+    def _stop_here(self, handle: RunHandle, reason: str) -> None:
+        """Stop executing a run another instance may own now: no further event of it from here."""
+        log.error("run.stopped_here", run_id=handle.id, reason=reason)
+        handle.handed_over = True
+        handle.cancel_reason = reason
+        self._redis_bus.fence(handle.id)
+        self._cancel_soon(handle)
+
     async def _recover(self, run_id: str) -> None:
+        """A run whose owner is gone, now leased to us: queued again to be resumed, or ended."""
         summary = await self._store.get_run(run_id)
         if summary is None or summary.status.finished:
             await self._queue.release(run_id)
             return
         log.warning("run.owner_gone", run_id=run_id, status=summary.status.value)
-        if await self.take_over(summary) is not None:  # ended ``interrupted``
+        agent = self._registry.find(summary.agent)
+        if agent is not None and agent.resumable and not self._closing:
+            await self._queue.push(
+                Job(
+                    run_id=run_id,
+                    agent=agent.name,
+                    input=summary.input,
+                    model=summary.model,
+                    tenant=summary.tenant,
+                    resume=True,
+                    queued_at=time.time(),
+                )
+            )
+        else:
+            self._redis_bus.unfence(run_id)
+            await self.take_over(summary)  # ``failed``, ``interrupted``
             await self._store.flush()
-            await self._queue.release(run_id)
+            self._redis_bus.disown(run_id)
+        await self._queue.release(run_id)
 
     async def _sweep_orphans(self) -> None:
         now = time.time()
@@ -235,6 +327,8 @@ class ClusterSupervisor(Supervisor):
             if run.id in self._runs or now - run.created_at < self._lease:
                 continue
             if await self._queue.queued(run.id) or await self._queue.owner(run.id) is not None:
+                continue
+            if await self._queue.is_admitting(run.id):
                 continue
             if await self._queue.claim(run.id):
                 await self._recover(run.id)
@@ -248,25 +342,27 @@ class ClusterSupervisor(Supervisor):
             if await self._queue.remove(run_id):  # still queued: nobody else will ever publish to it
                 await self._bus.publish(RunFinished(run_id=run_id, status="cancelled", totals=Totals()))
                 await self._store.flush()
+                self._redis_bus.disown(run_id)
                 log.info("run.cancelled_in_queue", run_id=run_id)
                 return RunStatus.QUEUED
             if await self._queue.owner(run_id) is not None:
                 await self._queue.send_cancel(run_id)
                 return RunStatus.RUNNING
-        except (RedisError, OSError) as exc:
+            if await self._queue.is_admitting(run_id):
+                await self._queue.request_cancel(run_id)  # whoever takes it cancels it at once
+                return RunStatus.QUEUED
+        except _REDIS_ERRORS as exc:
             raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
         return await super().cancel(run_id)
 
     def _stop_rest(self) -> None:
         """Resumable runs are handed over (queued again, to be continued elsewhere); others cancelled."""
-        for handle in self._runs.values():
-            if handle.task is None or handle.task.done():
-                continue
-            agent = self._registry.get(handle.agent)
-            if agent.resumable:
+        for handle in self._live():
+            agent = self._registry.find(handle.agent)
+            if agent is not None and agent.resumable:
                 handle.handed_over = True
                 handle.cancel_reason = "handed over"
             else:
                 handle.cancel_requested = True
                 handle.cancel_reason = "the server shut down"
-            handle.task.cancel()
+            self._cancel_soon(handle)

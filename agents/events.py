@@ -58,6 +58,7 @@ class RunResumed(Event, tag="run.resumed"):
 
     instance: str
     step: int
+    agent: str = ""
 
 
 class StepStarted(Event, tag="step.started"):

@@ -16,14 +16,19 @@ _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] /
 _TAKE = (
     _NOW
     + """
-local popped = redis.call('ZPOPMIN', KEYS[1])
-if #popped == 0 then return false end
-local run = popped[1]
-local job = redis.call('HGET', KEYS[2], run)
-redis.call('HDEL', KEYS[2], run)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), run)
-redis.call('HSET', KEYS[4], run, ARGV[1])
-return job
+while true do
+  local popped = redis.call('ZPOPMIN', KEYS[1])
+  if #popped == 0 then return false end
+  local run = popped[1]
+  local job = redis.call('HGET', KEYS[2], run)
+  if job then
+    redis.call('HDEL', KEYS[2], run)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), run)
+    redis.call('HSET', KEYS[4], run, ARGV[1])
+    local cancelled = redis.call('EXISTS', ARGV[3] .. run)
+    return {job, cancelled}
+  end
+end
 """
 )
 
@@ -39,7 +44,9 @@ _RENEW = (
 local lost = {}
 for i = 3, #ARGV do
   local owner = redis.call('HGET', KEYS[2], ARGV[i])
-  if owner == ARGV[1] or not owner then  -- ours, or forgotten by a Redis that restarted: ours again
+  -- Ours, or forgotten by a Redis that restarted (then ours again: other instances wait a whole
+  -- lease after reconnecting before they claim anything, and this renewal comes first).
+  if owner == ARGV[1] or not owner then
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[i])
   else
@@ -105,6 +112,8 @@ class RunQueue:
         self._expired = client.register_script(_EXPIRED)
         self._release = client.register_script(_RELEASE)
         self._counter = prefix + "queue:n"
+        self._cancel = prefix + "cancel:"
+        self._admitting = prefix + "admitting:"
 
     async def push(self, job: Job) -> None:
         """Queue ``job`` behind every job queued before it, and wake the instances."""
@@ -115,12 +124,16 @@ class RunQueue:
             pipe.publish(self.control, b"queued")
             await pipe.execute()
 
-    async def take(self) -> Job | None:
-        """The oldest queued job, now leased to this instance; None if the queue is empty."""
-        raw = await self._take(
-            keys=[self._queue, self._jobs, self._leases, self._owners], args=[self.instance, self.lease_ms]
+    async def take(self) -> tuple[Job, bool] | None:
+        """The oldest queued job, now leased to this instance, and whether a cancel is waiting for
+        it (asked while it was being admitted); None if the queue is empty."""
+        taken = await self._take(
+            keys=[self._queue, self._jobs, self._leases, self._owners],
+            args=[self.instance, self.lease_ms, self._cancel],
         )
-        return msgspec.json.decode(raw, type=Job) if raw else None
+        if not taken:
+            return None
+        return msgspec.json.decode(taken[0], type=Job), bool(taken[1])
 
     async def remove(self, run_id: str) -> bool:
         """Take ``run_id`` out of the queue if it is still there (nobody took it): True if so."""
@@ -154,6 +167,22 @@ class RunQueue:
 
     async def queued(self, run_id: str) -> bool:
         return await self._r.zscore(self._queue, run_id) is not None
+
+    async def admitting(self, run_id: str, seconds: float) -> None:
+        """Mark ``run_id`` as being admitted (``run.queued`` written, not queued yet) for up to
+        ``seconds``: the sweep for runs without a lease or a place in the queue leaves it alone."""
+        await self._r.set(self._admitting + run_id, self.instance, ex=max(1, int(seconds)))
+
+    async def admitted(self, run_id: str) -> None:
+        await self._r.delete(self._admitting + run_id)
+
+    async def is_admitting(self, run_id: str) -> bool:
+        return bool(await self._r.exists(self._admitting + run_id))
+
+    async def request_cancel(self, run_id: str, seconds: float = 600) -> None:
+        """Remember a cancel for a run that is neither queued nor owned yet (being admitted): the
+        instance that takes its job cancels it at once."""
+        await self._r.set(self._cancel + run_id, b"1", ex=int(seconds))
 
     async def send_cancel(self, run_id: str) -> None:
         await self._r.publish(self.control, b"cancel " + run_id.encode())

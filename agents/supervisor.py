@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,8 @@ import openai
 import structlog
 
 from runwatch.agents.agent import Agent, AgentRegistry
-from runwatch.agents.bus import Bus
-from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownAgent, UnknownRun
+from runwatch.agents.bus import Bus, Fenced
+from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from runwatch.agents.events import (
     Published,
     RunFinished,
@@ -78,6 +79,9 @@ class Supervisor:
     ) -> None:
         self.instance = instance
         self._drain_seconds = drain_seconds
+        #: Called with a run's id when this process stops dealing with it without its ending here
+        #: (queued for another instance, or handed over): metrics forget it.
+        self.on_released: Callable[[str], None] | None = None
         self._redact = Redactor(secrets)  # error texts from outside may echo a key: scrubbed before events
         self._bus = bus
         self._store = store
@@ -127,8 +131,18 @@ class Supervisor:
         if self._closing:  # shutdown began while run.queued was being published: it must not escape
             handle.cancel_requested = True
             handle.cancel_reason = "the server shut down"
-            handle.task.cancel()
+            self._cancel_soon(handle)
         return handle
+
+    def _cancel_soon(self, handle: RunHandle) -> None:
+        """Cancel the run's task once it has started: a task cancelled before its first step never
+        runs its body, so it would publish no ``run.finished`` and give no slot back."""
+        asyncio.get_running_loop().call_soon(self._cancel_now, handle)
+
+    @staticmethod
+    def _cancel_now(handle: RunHandle) -> None:
+        if handle.task is not None and not handle.task.done():
+            handle.task.cancel()
 
     def _slot(self, handle: RunHandle | None = None) -> AbstractAsyncContextManager[Any]:
         """Held while a run executes: one of ``max_running`` slots."""
@@ -167,7 +181,9 @@ class Supervisor:
                         log.info("run.started", model=handle.model)
                     else:
                         await self._bus.publish(
-                            RunResumed(run_id=handle.id, instance=self.instance, step=resumed.next_step)
+                            RunResumed(
+                                run_id=handle.id, instance=self.instance, step=resumed.next_step, agent=handle.agent
+                            )
                         )
                         log.info("run.resumed", model=handle.model, step=resumed.next_step)
                     async with asyncio.timeout(timeout):
@@ -176,6 +192,10 @@ class Supervisor:
             except asyncio.CancelledError:
                 status, error = "cancelled", handle.cancel_reason
                 asyncio.current_task().uncancel()
+            except Fenced:
+                status = "cancelled"  # another instance owns the run now (see ``handed_over``)
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    task.uncancel()
             except TimeoutError:
                 error = f"timed out after {timeout:g} s"
             except LimitExceeded as exc:
@@ -232,10 +252,7 @@ class Supervisor:
         """Continue a run whose instance stopped (died, or was restarted): a resumable agent's run
         goes on here from its stored events (``run.resumed``); any other ends ``failed``, error
         ``interrupted``, at the next position after everything that instance made durable."""
-        try:
-            agent = self._registry.get(run.agent)
-        except UnknownAgent:
-            agent = None
+        agent = self._registry.find(run.agent)
         history = await self.history(run.id) if agent is not None and agent.resumable else []
         resumed = rebuild(history) if history else None
         if agent is not None and resumed is not None and not resumed.finished and not self._closing:
@@ -282,7 +299,7 @@ class Supervisor:
             raise RunAlreadyFinished(run_id, summary.status)
         if not handle.cancel_requested:
             handle.cancel_requested = True
-            handle.task.cancel()
+            self._cancel_soon(handle)
             log.info("run.cancel_requested", run_id=run_id)
         return handle.status
 
@@ -309,4 +326,4 @@ class Supervisor:
             if handle.task is not None and not handle.task.done():
                 handle.cancel_requested = True
                 handle.cancel_reason = "the server shut down"
-                handle.task.cancel()
+                self._cancel_soon(handle)

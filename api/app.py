@@ -48,6 +48,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             endpoint="offline model (built in)" if rt.settings.offline else mask_url(rt.settings.model_base_url),
             database=mask_url(rt.settings.database_url or "") if rt.settings.postgres else str(rt.settings.database),
             broker=mask_url(rt.settings.redis_url) if rt.settings.redis_url else "memory",
+            **({"redis_prefix": rt.settings.redis_prefix} if rt.settings.redis_url else {}),
             instance=rt.settings.instance,
             agents=[a.name for a in rt.registry],
         )

@@ -218,13 +218,17 @@ def migrate(args: argparse.Namespace) -> int:
         from runwatch.agents.store.migrations import migrate as apply_migrations
 
         pg = PostgresStore(settings.database_url or "")
-        await pg.open()
+        await pg.open()  # applies what is missing, under the migrations' lock
         try:
             async with pg.pool.acquire() as conn:
                 await apply_migrations(conn)
+                rows = await conn.fetch("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
         finally:
             await pg.close()
-        return f"PostgreSQL database is at schema version {latest()}"
+        applied = "\n".join(
+            f"  {r['version']:>3}  {r['name']}  (applied {r['applied_at']:%Y-%m-%d %H:%M:%S %Z})" for r in rows
+        )
+        return f"PostgreSQL database is at schema version {latest()}:\n{applied}"
 
     try:
         print(asyncio.run(apply()))

@@ -234,22 +234,40 @@ class Metrics:
             agent = self._agent(event.agent)
             self._runs[event.run_id] = (agent, self._model(event.model), False)
             self.runs_queued.labels(agent).inc()
-        elif kind == "run.started":
-            agent, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, False))
-            self._runs[event.run_id] = (agent, model, True)
-            self.runs_queued.labels(agent).dec()
-            self.runs_active.labels(agent).inc()
-            self.queue_wait.labels(agent).observe(event.queue_wait)
+        elif kind in ("run.started", "run.resumed"):
+            # With many instances, a run may have been queued by another one (its agent then comes
+            # from this event, its model from its steps).
+            known = self._runs.get(event.run_id)
+            agent = known[0] if known is not None else self._agent(event.agent)
+            if known is not None and not known[2]:
+                self.runs_queued.labels(agent).dec()
+            if known is None or not known[2]:
+                self.runs_active.labels(agent).inc()
+            self._runs[event.run_id] = (agent, known[1] if known is not None else OTHER, True)
+            if kind == "run.started":
+                self.queue_wait.labels(agent).observe(event.queue_wait)
+        elif kind == "step.started":
+            known = self._runs.get(event.run_id)
+            if known is not None and known[1] == OTHER:
+                self._runs[event.run_id] = (known[0], self._model(event.model), known[2])
         elif kind == "run.finished":
-            agent, _, started = self._runs.pop(event.run_id, (OTHER, OTHER, False))
+            agent, _, started = self._runs.pop(event.run_id, (OTHER, OTHER, None))
             self._streamed.pop(event.run_id, None)
-            (self.runs_active if started else self.runs_queued).labels(agent).dec()
+            if started is not None:  # unknown here: queued and ended elsewhere, or a dead process's
+                (self.runs_active if started else self.runs_queued).labels(agent).dec()
             self.runs_finished.labels(agent, event.status).inc()
             if started:
                 self.run_duration.labels(agent).observe(event.totals.duration)
 
     async def ready(self) -> None:
         return None
+
+    def released(self, run_id: str) -> None:
+        """This instance no longer deals with ``run_id`` (queued for another, or handed over)."""
+        known = self._runs.pop(run_id, None)
+        self._streamed.pop(run_id, None)
+        if known is not None:
+            (self.runs_active if known[2] else self.runs_queued).labels(known[0]).dec()
 
 
 class LoopHistogram(Collector):

@@ -149,6 +149,7 @@ class Runtime:
                 queue=queue, lease_seconds=settings.lease_seconds, **supervising
             )
             self.bus.on_control = self.supervisor.on_control
+            self.supervisor.on_released = self.metrics.released
             self.bus.on_lost.append(self._broker_lost)
         else:
             self.supervisor = Supervisor(**supervising)

@@ -154,3 +154,43 @@ async def test_finished_runs_leave_redis_after_the_retention_and_live_ones_are_b
     await client.aclose()
     assert all(0 < ttls[i] <= 30 for i in range(0, 20, 2)), ttls
     assert all(30 < ttls[i] <= 600 for i in range(1, 20, 2)), ttls
+
+
+async def test_a_watcher_arriving_while_the_owner_opens_the_run_never_makes_it_reuse_a_position(instances):
+    a, b = await instances(), await instances()
+    await b.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    await b.release("r")  # queued by b; a takes it and publishes next
+    opening = asyncio.create_task(a.publish(RunStarted(run_id="r", agent="demo")))
+    await asyncio.sleep(0)  # a is reading the run's head from the store
+    a.watch("r", Wakes())
+    started = await opening
+    token = await a.publish(Token(run_id="r", text="x"))
+    assert (started.seq, token.seq) == (2, 3)
+    await _settle(a)
+    assert [p.type for p in await a.store.events("r", 0, 10)] == ["run.queued", "run.started", "token"]
+
+
+async def test_a_fenced_instance_cannot_publish_to_the_run(instances):
+    from runwatch.agents.bus import Fenced
+
+    a = await instances()
+    await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    a.fence("r")
+    with pytest.raises(Fenced):
+        await a.publish(Token(run_id="r", text="x"))
+    a.unfence("r")  # taken again, legitimately
+    assert (await a.publish(Token(run_id="r", text="y"))).seq == 2
+
+
+async def test_a_redis_prefix_serves_one_database_only(instances):
+    from runwatch.agents.bus.redis import StoreMismatch
+
+    await instances()  # the prefix now belongs to the fixture's database
+    async with postgres_database() as other_url:
+        other = PostgresStore(other_url)
+        await other.open()
+        stray = RedisBus(REDIS, journal=other, prefix=instances.prefix)
+        with pytest.raises(StoreMismatch, match="RUNWATCH_DATABASE_URL"):
+            await stray.start()
+        await stray.close()
+        await other.close()

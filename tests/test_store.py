@@ -181,3 +181,33 @@ async def test_an_unreachable_postgres_is_a_clear_error():
     s = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
     with pytest.raises(StoreUnavailable, match="RUNWATCH_DATABASE_URL"):
         await s.open()
+
+
+async def test_postgres_refuses_positions_another_instance_wrote_and_says_so():
+    async with postgres_database() as url:
+        first, second = PostgresStore(url), PostgresStore(url)
+        await first.open()
+        await second.open()
+        conflicts, shown = [], []
+        second.on_conflict(conflicts.append)
+        second.on_durable(lambda batch: shown.extend(batch))
+        for seq in (1, 2, 3):
+            first.append(Published("r", seq, "token", b'{"owner":"first","seq":%d}' % seq))
+        await first.flush()
+        # A stale owner writes the same positions with its own content, and one more after them.
+        for seq in (3, 4):
+            second.append(Published("r", seq, "token", b'{"owner":"second","seq":%d}' % seq))
+        second.append(Published("other", 1, "token", b'{"owner":"second"}'))
+        await second.flush()
+        assert conflicts == ["r"] and [(p.run_id, p.seq) for p in shown] == [("other", 1)]
+        events = await first.events("r", 0, 10)
+        assert [p.data for p in events] == [b'{"owner":"first","seq":%d}' % s for s in (1, 2, 3)]
+        await first.close()
+        await second.close()
+
+
+async def test_a_nul_character_in_an_input_is_stored_not_a_stuck_writer(store, bus):
+    await bus.publish(RunQueued(run_id="nul", agent="demo", input="a\x00b", model="m"))
+    await asyncio.wait_for(store.flush(), 5)
+    assert (await store.get_run("nul")).input in ("a\x00b", "a\ufffdb")  # PostgreSQL text holds no NUL
+    assert len(await store.events("nul", 0, 10)) == 1

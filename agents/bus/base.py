@@ -22,6 +22,12 @@ from typing import Protocol
 
 from runwatch.agents.events import Event, Published
 
+
+class Fenced(RuntimeError):
+    """This process may no longer publish to the run: another instance owns it now (its lease ran
+    out here, or the store refused a position this process wrote)."""
+
+
 #: The stream name of the runs feed: every run's ``run.*`` events, in the order they became visible.
 LIFECYCLE = "*"
 
@@ -65,6 +71,11 @@ class Journal(Protocol):
         ...
 
     def on_durable(self, callback: Durable) -> None: ...
+
+    def on_conflict(self, callback: Callable[[str], None]) -> None:
+        """``callback(run_id)`` when another writer already holds positions this process wrote for
+        the run (several instances on one database): those events are not made durable."""
+        ...
 
     async def head(self, run_id: str) -> int:
         """The last durable seq of ``run_id`` (0 if none)."""

@@ -69,6 +69,7 @@ class PostgresStore:
         self._unwritten_bytes = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._durable: list[Callable[[Sequence[Published]], None]] = []
+        self._conflicts: list[Callable[[str], None]] = []
         self._writer: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -117,6 +118,12 @@ class PostgresStore:
     def on_durable(self, callback: Callable[[Sequence[Published]], None]) -> None:
         self._durable.append(callback)
 
+    def on_conflict(self, callback: Callable[[str], None]) -> None:
+        """``callback(run_id)`` when the database already holds *other* events at positions this
+        process wrote for the run: another instance owns it. Those events are not made durable
+        (nor shown): they and the rest of the run's events in that batch are left out."""
+        self._conflicts.append(callback)
+
     async def ready(self) -> None:
         while self.unwritten > self._max_pending or self._unwritten_bytes > self._max_pending_bytes:
             await self._wait_written(self._written + 1)
@@ -146,24 +153,32 @@ class PostgresStore:
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
+                conflicts: set[str] = set()
                 while True:
                     try:
                         async with self.pool.acquire() as conn:
-                            await self._write_batch(conn, batch)
+                            conflicts = await self._write_batch(conn, batch)
                         break
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                         log.error("store.write_failed", error=repr(exc), events=len(batch), retry_in=1.0)
                         await asyncio.sleep(1.0)
-                self._committed(batch)
+                self._committed(batch, conflicts)
 
-    def _committed(self, batch: list[Published]) -> None:
+    def _committed(self, batch: list[Published], conflicts: set[str]) -> None:
         self._written += len(batch)
         self._unwritten_bytes -= sum(len(p.data) for p in batch)
+        durable = [p for p in batch if p.run_id not in conflicts] if conflicts else batch
         for callback in self._durable:
             try:
-                callback(batch)
+                callback(durable)
             except Exception:
                 log.exception("store.durable_callback_failed")
+        for run_id in conflicts:
+            for conflict in self._conflicts:
+                try:
+                    conflict(run_id)
+                except Exception:
+                    log.exception("store.conflict_callback_failed")
         if self._waiters:
             waiting = []
             for target, future in self._waiters:
@@ -174,29 +189,49 @@ class PostgresStore:
                     waiting.append((target, future))
             self._waiters = waiting
 
-    async def _write_batch(self, conn: asyncpg.Connection, batch: list[Published]) -> None:
-        tokens = [p for p in batch if p.type == "token"]
-        others = [p for p in batch if p.type != "token"]
+    async def _write_batch(self, conn: asyncpg.Connection, batch: list[Published]) -> set[str]:
+        """Write ``batch`` in one transaction; returns the runs whose positions another writer holds."""
         async with conn.transaction():
-            if tokens:
-                await conn.execute(_INSERT, *_columns(tokens))
+            inserted = {(r[0], r[1]) for r in await conn.fetch(_INSERT + " RETURNING run_id, seq", *_columns(batch))}
+            conflicts: set[str] = set()
+            if len(inserted) < len(batch):
+                # Written before: by this process (a retried batch: the same bytes) or by another
+                # instance that owns the run now (other bytes: a conflict).
+                ours = [p for p in batch if (p.run_id, p.seq) not in inserted]
+                stored = {
+                    (r[0], r[1]): r[2]
+                    for r in await conn.fetch(
+                        "SELECT e.run_id, e.seq, e.data FROM events e"
+                        " JOIN unnest($1::text[], $2::bigint[]) AS k(run_id, seq) USING (run_id, seq)",
+                        [p.run_id for p in ours],
+                        [p.seq for p in ours],
+                    )
+                }
+                conflicts = {p.run_id for p in ours if stored.get((p.run_id, p.seq)) != p.data}
+            if conflicts:
+                # The run is another instance's now: nothing of ours in this batch stays for it.
+                mine = [p for p in batch if p.run_id in conflicts and (p.run_id, p.seq) in inserted]
+                await conn.execute(
+                    "DELETE FROM events WHERE (run_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
+                    [p.run_id for p in mine],
+                    [p.seq for p in mine],
+                )
+                inserted -= {(p.run_id, p.seq) for p in mine}
+            others = [p for p in batch if p.type != "token" and (p.run_id, p.seq) in inserted]
             if not others:
-                return
-            inserted = {(r[0], r[1]) for r in await conn.fetch(_INSERT + " RETURNING run_id, seq", *_columns(others))}
+                return conflicts
             counts: dict[str, list[int]] = {}
             for p in others:
-                if (p.run_id, p.seq) not in inserted:
-                    continue  # written before: a retried batch
                 ev = p.event if p.event is not None else decode(p.data)
                 if p.type == "run.queued":
                     await conn.execute(
                         "INSERT INTO runs (id, agent, tenant, input, model, offline, status, created_at)"
                         " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) ON CONFLICT (id) DO NOTHING",
                         p.run_id,
-                        ev.agent,
-                        ev.tenant,
-                        ev.input,
-                        ev.model,
+                        _text(ev.agent),
+                        _text(ev.tenant),
+                        _text(ev.input),
+                        _text(ev.model),
                         ev.offline,
                         ev.ts,
                     )
@@ -210,7 +245,7 @@ class PostgresStore:
                     await conn.execute(
                         "UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4",
                         ev.status,
-                        ev.error,
+                        _text(ev.error) if ev.error is not None else None,
                         ev.ts,
                         p.run_id,
                     )
@@ -227,6 +262,7 @@ class PostgresStore:
                     " tool_calls = tool_calls + $3, steps = steps + $4 WHERE id = $5",
                     [(*c, run_id) for run_id, c in counts.items()],
                 )
+            return conflicts
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -295,6 +331,11 @@ class PostgresStore:
                 await conn.execute("DELETE FROM events WHERE run_id = ANY($1::text[])", ids)
                 await conn.execute("DELETE FROM runs WHERE id = ANY($1::text[])", ids)
         return len(ids)
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD in the summary (the event keeps it)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _columns(batch: Sequence[Published]) -> tuple[list[str], list[int], list[str], list[bytes]]:

@@ -136,6 +136,9 @@ class SQLiteStore:
     def on_durable(self, callback: Callable[[Sequence[Published]], None]) -> None:
         self._durable.append(callback)
 
+    def on_conflict(self, callback: Callable[[str], None]) -> None:
+        """Never called: one process owns an SQLite file, so no other writer holds its positions."""
+
     async def ready(self) -> None:
         while self.unwritten > self._max_pending or self._unwritten_bytes > self._max_pending_bytes:
             await self._wait_written(self._written + 1)
