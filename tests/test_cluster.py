@@ -216,3 +216,15 @@ async def test_two_hundred_runs_started_through_three_instances_run_exactly_once
             owner = next(e["instance"] for e in events["events"] if e["type"] == "run.started")
             executed[owner] = executed.get(owner, 0) + 1
     assert sum(executed.values()) == 200 and len(executed) == 3, executed
+    # Runs queued on one instance and run on another leave no instance's gauges off.
+    async with httpx.AsyncClient(timeout=10) as c:
+        for server in servers:
+            metrics = (await c.get(server.url + "/metrics")).text
+            gauges = [
+                float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith(("runwatch_runs_active{", "runwatch_runs_queued{"))
+            ]
+            assert gauges and all(g == 0 for g in gauges), [
+                line for line in metrics.splitlines() if line.startswith("runwatch_runs_")
+            ]
