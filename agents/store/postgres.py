@@ -71,6 +71,8 @@ class PostgresStore:
         self._durable: list[Callable[[Sequence[Published]], None]] = []
         self._conflicts: list[Callable[[str], None]] = []
         self._writer: asyncio.Task[None] | None = None
+        #: The writer's own connection: a thousand readers queueing for the pool never delay a commit.
+        self._conn: asyncpg.Connection | None = None
         self._stopping = False
 
     @property
@@ -103,6 +105,9 @@ class PostgresStore:
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -156,11 +161,15 @@ class PostgresStore:
                 conflicts: set[str] = set()
                 while True:
                     try:
-                        async with self.pool.acquire() as conn:
-                            conflicts = await self._write_batch(conn, batch)
+                        if self._conn is None or self._conn.is_closed():
+                            self._conn = await asyncpg.connect(self.url, timeout=10)
+                        conflicts = await self._write_batch(self._conn, batch)
                         break
                     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                         log.error("store.write_failed", error=repr(exc), events=len(batch), retry_in=1.0)
+                        if self._conn is not None and not isinstance(exc, asyncpg.PostgresError):
+                            self._conn.terminate()
+                            self._conn = None
                         await asyncio.sleep(1.0)
                 self._committed(batch, conflicts)
 
