@@ -58,6 +58,8 @@ class ClusterSupervisor(Supervisor):
         self._held: set[str] = set()  # runs whose slot the taker acquired for them
         #: run id → when (monotonic) its lease was last written: taken or renewed.
         self._leased_at: dict[str, float] = {}
+        #: Runs being handed over at a drain: their leases are renewed until they are queued again.
+        self._handing: set[str] = set()
         bus.on_fenced.append(self._on_fenced)
 
     @property
@@ -71,6 +73,7 @@ class ClusterSupervisor(Supervisor):
         self._loops = [
             asyncio.create_task(self._take_loop(), name="runwatch-take"),
             asyncio.create_task(self._lease_loop(), name="runwatch-leases"),
+            asyncio.create_task(self._fence_loop(), name="runwatch-fence"),
         ]
 
     async def close(self) -> None:
@@ -173,6 +176,10 @@ class ClusterSupervisor(Supervisor):
 
     def _launch(self, job: Job, cancelled: bool, *, leased_at: float) -> None:
         self._redis_bus.unfence(job.run_id)
+        if self._registry.find(job.agent) is None:
+            self._slots.release()
+            self._redis_bus.spawn(self._reject(job), f"reject-{job.run_id}")
+            return
         handle = RunHandle(id=job.run_id, agent=job.agent, model=job.model)
         handle.queued_at = time.monotonic() - max(0.0, time.time() - job.queued_at)
         self._runs[handle.id] = handle
@@ -182,6 +189,17 @@ class ClusterSupervisor(Supervisor):
         if cancelled or self._cancelled.pop(job.run_id, 0) > time.monotonic():
             handle.cancel_requested = True
             self._cancel_soon(handle)
+
+    async def _reject(self, job: Job) -> None:
+        """A job for an agent this instance does not have: the run ends, saying why."""
+        error = f"instance {self.instance} has no agent {job.agent!r}; every instance needs the same RUNWATCH_AGENTS"
+        log.error("run.unknown_agent", run_id=job.run_id, agent=job.agent)
+        try:
+            await self._bus.publish(RunFinished(run_id=job.run_id, status="failed", error=error))
+            await self._store.flush()
+        finally:
+            self._redis_bus.disown(job.run_id)
+            await self._queue.release(job.run_id)
 
     @contextlib.asynccontextmanager
     async def _held_slot(self, run_id: str) -> AsyncIterator[None]:
@@ -201,29 +219,35 @@ class ClusterSupervisor(Supervisor):
             self.on_released(run_id)
 
     async def _ended(self, handle: RunHandle) -> None:
-        self._leased_at.pop(handle.id, None)
+        if self._runs.get(handle.id) is None:  # (not taken here again meanwhile)
+            self._leased_at.pop(handle.id, None)
         if handle.handed_over:
             self._released(handle.id)
         try:
             if handle.handed_over and handle.cancel_reason == "handed over":
                 # Drained: its events in Redis first, then queued again for another instance, and
-                # only then is our lease given up (so it is never without both).
-                await self._redis_bus.release(handle.id)
-                summary = await self._store.get_run(handle.id)
-                await self._queue.push(
-                    Job(
-                        run_id=handle.id,
-                        agent=handle.agent,
-                        input=summary.input if summary is not None else "",
-                        model=handle.model,
-                        tenant=summary.tenant if summary is not None else "default",
-                        resume=True,
-                        queued_at=time.time(),
+                # only then is our lease (renewed meanwhile) given up: it is never without both.
+                self._handing.add(handle.id)
+                try:
+                    await self._redis_bus.release(handle.id)
+                    summary = await self._store.get_run(handle.id)
+                    await self._queue.requeue(
+                        Job(
+                            run_id=handle.id,
+                            agent=handle.agent,
+                            input=summary.input if summary is not None else "",
+                            model=handle.model,
+                            tenant=summary.tenant if summary is not None else "default",
+                            resume=True,
+                            queued_at=time.time(),
+                        )
                     )
-                )
-            elif handle.handed_over:
-                return  # another instance owns it: its lease is not ours to give up
-            await self._queue.release(handle.id)
+                finally:
+                    self._handing.discard(handle.id)
+                    self._redis_bus.disown(handle.id)
+            elif not handle.handed_over:
+                await self._queue.release(handle.id)
+            # (stopped here: another instance owns it, its lease is not ours to give up)
         except (*_REDIS_ERRORS, TimeoutError) as exc:
             log.warning("run.release_failed", run_id=handle.id, error=repr(exc))  # the lease runs out instead
 
@@ -240,7 +264,6 @@ class ClusterSupervisor(Supervisor):
             except (*_REDIS_ERRORS, TimeoutError) as exc:
                 log.warning("leases.renew_failed", error=repr(exc))
                 self._grace_until = time.monotonic() + self._lease
-            self._fence_stale()
             try:
                 if not self._redis_bus.healthy:
                     self._grace_until = time.monotonic() + self._lease
@@ -259,12 +282,18 @@ class ClusterSupervisor(Supervisor):
             except Exception:
                 log.exception("leases.failed")
 
+    async def _fence_loop(self) -> None:
+        """On a timer of its own, so a renewal that hangs cannot delay it past the lease."""
+        while True:
+            await asyncio.sleep(max(0.05, self._lease / 8))
+            self._fence_stale()
+
     def _live(self) -> list[RunHandle]:
         return [h for h in self._runs.values() if h.task is not None and not h.task.done() and not h.handed_over]
 
     async def _renew(self) -> None:
         started = time.monotonic()
-        mine = [h.id for h in self._live()]
+        mine = [h.id for h in self._live()] + [r for r in self._handing if r not in self._runs]
         lost = set(await self._queue.renew(mine))
         for run_id in mine:
             if run_id in lost:
@@ -303,7 +332,7 @@ class ClusterSupervisor(Supervisor):
         log.warning("run.owner_gone", run_id=run_id, status=summary.status.value)
         agent = self._registry.find(summary.agent)
         if agent is not None and agent.resumable and not self._closing:
-            await self._queue.push(
+            await self._queue.requeue(
                 Job(
                     run_id=run_id,
                     agent=agent.name,
@@ -314,10 +343,12 @@ class ClusterSupervisor(Supervisor):
                     queued_at=time.time(),
                 )
             )
-        else:
-            self._redis_bus.unfence(run_id)
+            return
+        self._redis_bus.unfence(run_id)
+        try:
             await self.take_over(summary)  # ``failed``, ``interrupted``
             await self._store.flush()
+        finally:
             self._redis_bus.disown(run_id)
         await self._queue.release(run_id)
 
@@ -340,9 +371,12 @@ class ClusterSupervisor(Supervisor):
             return await super().cancel(run_id)
         try:
             if await self._queue.remove(run_id):  # still queued: nobody else will ever publish to it
-                await self._bus.publish(RunFinished(run_id=run_id, status="cancelled", totals=Totals()))
-                await self._store.flush()
-                self._redis_bus.disown(run_id)
+                self._redis_bus.unfence(run_id)
+                try:
+                    await self._bus.publish(RunFinished(run_id=run_id, status="cancelled", totals=Totals()))
+                    await self._store.flush()
+                finally:
+                    self._redis_bus.disown(run_id)
                 log.info("run.cancelled_in_queue", run_id=run_id)
                 return RunStatus.QUEUED
             if await self._queue.owner(run_id) is not None:

@@ -45,8 +45,9 @@ local lost = {}
 for i = 3, #ARGV do
   local owner = redis.call('HGET', KEYS[2], ARGV[i])
   -- Ours, or forgotten by a Redis that restarted (then ours again: other instances wait a whole
-  -- lease after reconnecting before they claim anything, and this renewal comes first).
-  if owner == ARGV[1] or not owner then
+  -- lease after reconnecting before they claim anything, and this renewal comes first) -- but
+  -- not one released by whoever held it last (the marker says so, for a few leases).
+  if owner == ARGV[1] or (not owner and redis.call('EXISTS', KEYS[3] .. ARGV[i]) == 0) then
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[i])
   else
@@ -75,6 +76,19 @@ _RELEASE = """
 if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[1] then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3] .. ARGV[2], ARGV[1], 'PX', tonumber(ARGV[3]) * 4)
+return 1
+"""
+
+
+_REQUEUE = """
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3] .. ARGV[2], ARGV[1], 'PX', tonumber(ARGV[3]) * 4)
+redis.call('HSET', KEYS[5], ARGV[2], ARGV[4])
+redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), ARGV[2])
+redis.call('PUBLISH', KEYS[7], 'queued')
 return 1
 """
 
@@ -111,9 +125,11 @@ class RunQueue:
         self._claim = client.register_script(_CLAIM)
         self._expired = client.register_script(_EXPIRED)
         self._release = client.register_script(_RELEASE)
+        self._requeue = client.register_script(_REQUEUE)
         self._counter = prefix + "queue:n"
         self._cancel = prefix + "cancel:"
         self._admitting = prefix + "admitting:"
+        self._released = prefix + "released:"
 
     async def push(self, job: Job) -> None:
         """Queue ``job`` behind every job queued before it, and wake the instances."""
@@ -146,7 +162,9 @@ class RunQueue:
         """Extend this instance's leases; returns the runs whose lease it no longer holds."""
         if not run_ids:
             return []
-        lost = await self._renew(keys=[self._leases, self._owners], args=[self.instance, self.lease_ms, *run_ids])
+        lost = await self._renew(
+            keys=[self._leases, self._owners, self._released], args=[self.instance, self.lease_ms, *run_ids]
+        )
         return [r.decode() for r in lost]
 
     async def expired(self) -> list[str]:
@@ -159,7 +177,24 @@ class RunQueue:
 
     async def release(self, run_id: str) -> None:
         """Give up this instance's lease of ``run_id`` (it finished, or was handed over)."""
-        await self._release(keys=[self._leases, self._owners], args=[self.instance, run_id])
+        await self._release(
+            keys=[self._leases, self._owners, self._released], args=[self.instance, run_id, self.lease_ms]
+        )
+
+    async def requeue(self, job: Job) -> bool:
+        """Give up this instance's lease of ``job.run_id`` and queue it again, in one step (so it is
+        never without both, and a take of it, here or elsewhere, is never undone); False if this
+        instance no longer held the lease."""
+        return bool(
+            await self._requeue(
+                keys=[self._leases, self._owners, self._released, self._queue, self._jobs, self._counter, self.control],
+                args=[self.instance, job.run_id, self.lease_ms, msgspec.json.encode(job)],
+            )
+        )
+
+    async def holds(self, run_id: str) -> bool:
+        """Whether this instance holds ``run_id``'s lease."""
+        return await self.owner(run_id) == self.instance
 
     async def owner(self, run_id: str) -> str | None:
         owner = await self._r.hget(self._owners, run_id)

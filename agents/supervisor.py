@@ -210,7 +210,8 @@ class Supervisor:
             finally:
                 if handle.handed_over:
                     await self._store.flush()
-                    self._runs.pop(handle.id, None)
+                    if self._runs.get(handle.id) is handle:
+                        del self._runs[handle.id]
                     await self._ended(handle)
                     log.info("run.handed_over")
                     return  # noqa: B012 -- a handed-over run has no end here: another instance goes on
@@ -237,7 +238,8 @@ class Supervisor:
                 try:
                     await self._store.flush()
                 finally:
-                    self._runs.pop(handle.id, None)
+                    if self._runs.get(handle.id) is handle:  # (not taken here again meanwhile)
+                        del self._runs[handle.id]
                     await self._ended(handle)
                 log.info("run.finished", status=status, error=error, duration=duration)
 

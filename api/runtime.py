@@ -254,7 +254,11 @@ class Runtime:
         await self.retention.close()
         if isinstance(self.supervisor, ClusterSupervisor):
             await self.supervisor.close()
-        await self.bus.close()
-        await self.store.close()
+        # Each part gets a bounded time: a broker or database that hangs must not hold the exit.
+        for name, close, seconds in (("bus", self.bus.close, 6.0), ("store", self.store.close, 6.0)):
+            try:
+                await asyncio.wait_for(close(), seconds)
+            except TimeoutError:
+                log.error("runtime.close_timed_out", part=name, seconds=seconds)
         await self.client.close()
         log.info("runtime.stopped")

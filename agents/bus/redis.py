@@ -62,7 +62,9 @@ PRELOAD = 500
 #: Events one script call sends.
 SCRIPT_BATCH = 500
 #: How long ``release`` may wait for a run's events to be durable and in Redis.
-RELEASE_TIMEOUT = 10.0
+RELEASE_TIMEOUT = 5.0
+#: Runs remembered as fenced (no longer ours to publish); the oldest are forgotten first.
+MAX_FENCED = 10_000
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -101,7 +103,7 @@ class RedisBus(Following, MemoryBus):
         #: Runs whose positions this instance assigns; ``_owning``: being opened to be owned.
         self._owned: set[str] = set()
         self._owning: set[str] = set()
-        self._fenced: set[str] = set()
+        self._fenced: dict[str, None] = {}  # insertion-ordered: the oldest leave first
         #: Durable events not yet sent to Redis, oldest first.
         self._outbox: list[Published] = []
         self._outbox_bytes = 0
@@ -129,6 +131,10 @@ class RedisBus(Following, MemoryBus):
     def redis(self) -> aioredis.Redis:
         return self._redis
 
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``coro`` in the background, kept and closed with the bus; what it raises is logged."""
+        self._spawn(coro, name)
+
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Run ``coro`` in the background, keeping a reference and logging what it raises."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -151,7 +157,7 @@ class RedisBus(Following, MemoryBus):
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self._wait_sent(self._queued), 5.0)
+            await asyncio.wait_for(self._wait_sent(self._queued), 3.0)
         except (TimeoutError, RedisError):
             log.warning("redis.close_unsent", events=len(self._outbox))
         for task in [*self._tasks, *self._background]:
@@ -187,7 +193,7 @@ class RedisBus(Following, MemoryBus):
             await self._repair_feed(head)
         self.healthy, self.problem = True, None
         self._connected.set()
-        for stream in [s for s in self._watchers if s != LIFECYCLE and s not in self._logs]:
+        for stream in [s for s in self._watchers if s != LIFECYCLE and s not in self._logs and s not in self._owning]:
             self._start_follow(stream)
         log.info("redis.connected", feed_epoch=epoch, feed_head=head, prefix=self._prefix)
         if self.on_control is not None:
@@ -337,17 +343,31 @@ class RedisBus(Following, MemoryBus):
     def fence(self, run_id: str) -> None:
         """Refuse further publishes to ``run_id`` from this instance (``Fenced``) until ``unfence``;
         its producers waiting in ``settled`` are released, and its log here is disowned."""
-        self._fenced.add(run_id)
+        self._fenced[run_id] = None
+        while len(self._fenced) > MAX_FENCED:  # the oldest: long taken over, finished elsewhere
+            del self._fenced[next(iter(self._fenced))]
+        refuse = getattr(self._journal, "refuse", None)
+        if refuse is not None:
+            refuse(run_id)  # what it still has of ours for the run is not written
         for _, future in self._settling.pop(run_id, []):
             if not future.done():
                 future.set_result(None)
         ring = self._logs.get(run_id)
         if ring is not None and ring.visible < ring.head:
             self._drop_log(run_id)  # holds positions the store refused or may refuse: not ours to show
+            self._owned.discard(run_id)
+            if run_id in self._watchers:
+                self._start_follow(run_id)
+            return
         self.disown(run_id)
 
     def unfence(self, run_id: str) -> None:
-        self._fenced.discard(run_id)
+        """This instance holds the run again (took its job, claimed its lease, or removed it from
+        the queue): it may publish to it."""
+        self._fenced.pop(run_id, None)
+        accept = getattr(self._journal, "accept", None)
+        if accept is not None:
+            accept(run_id)
 
     def _on_conflict(self, run_id: str) -> None:
         """The store holds other events at positions this instance gave out: another instance

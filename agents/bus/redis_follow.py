@@ -158,11 +158,12 @@ class Following:
         self._apply(run_id, published)
 
     def _hold(self: RedisBus, run_id: str, follow: Follow, published: Published) -> None:
-        if len(follow.held) < MAX_HELD:
-            follow.held[published.seq] = published
-        elif not follow.overflowed:
-            follow.overflowed = True  # the repair reads on to the run's head instead
-            log.warning("redis.follow_overflow", run_id=run_id, held=len(follow.held))
+        if len(follow.held) >= MAX_HELD:
+            # Too much held: let it all go; the repair reads on from the store to the run's head.
+            follow.held.clear()
+            follow.overflowed = True
+            log.warning("redis.follow_overflow", run_id=run_id, held=MAX_HELD)
+        follow.held[published.seq] = published
 
     def _apply(self: RedisBus, run_id: str, published: Published) -> None:
         ring = self._logs.get(run_id)
@@ -207,22 +208,33 @@ class Following:
         self._notify(run_id, ring.visible)
 
     async def _repair(self: RedisBus, run_id: str) -> None:
-        """Fill the gap before the held messages from the Stream or the store, then apply them."""
-        try:
-            await self._catch_up(run_id)
-        except Exception as exc:  # Redis or the store failing: the next message past a gap tries again
-            log.warning("redis.repair_failed", run_id=run_id, error=repr(exc))
-        follow = self._follows.get(run_id)
-        if follow is None:
-            return
+        """Fill the gap before the held messages from the Stream or the store, then apply them.
+        Messages let go meanwhile (an overflow) make it read on; a failure is tried again."""
+        while True:
+            follow = self._follows.get(run_id)
+            if follow is None:
+                return
+            follow.overflowed = False
+            try:
+                await self._catch_up(run_id)
+            except Exception as exc:  # Redis or the store failing: again in a moment
+                log.warning("redis.repair_failed", run_id=run_id, error=repr(exc), retry_in=FOLLOW_RETRY_SECONDS)
+                await asyncio.sleep(FOLLOW_RETRY_SECONDS)
+                continue
+            if self._follows.get(run_id) is not follow:
+                return
+            if not follow.overflowed:
+                break
         follow.repairing = False
-        follow.overflowed = False
         ring = self._logs.get(run_id)
         if ring is not None:
             for seq in [s for s in follow.held if s <= ring.head]:
                 del follow.held[seq]
         if follow.held and ring is not None and min(follow.held) == ring.head + 1:
             self._apply_held(run_id)
+        elif follow.held:  # a message past a gap arrived while this read: read again
+            follow.repairing = True
+            self._spawn(self._repair(run_id), f"repair-{run_id}")
 
     async def _catch_up(self: RedisBus, run_id: str) -> None:
         """Read what is durable after this log's head up to the first held message (or to the

@@ -21,7 +21,7 @@ from runwatch.agents.store.schema import row_to_summary
 
 log = structlog.get_logger()
 
-CLOSE_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 4.0
 #: Most events one transaction writes; a bigger backlog is written as several.
 MAX_BATCH = 5_000
 MAX_POSITION = 2**63 - 1
@@ -70,6 +70,8 @@ class PostgresStore:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._durable: list[Callable[[Sequence[Published]], None]] = []
         self._conflicts: list[Callable[[str], None]] = []
+        #: Runs another instance owns now: their events from this process are not written.
+        self._refused: set[str] = set()
         self._writer: asyncio.Task[None] | None = None
         #: The writer's own connection: a thousand readers queueing for the pool never delay a commit.
         self._conn: asyncpg.Connection | None = None
@@ -123,6 +125,13 @@ class PostgresStore:
     def on_durable(self, callback: Callable[[Sequence[Published]], None]) -> None:
         self._durable.append(callback)
 
+    def refuse(self, run_id: str) -> None:
+        """Write nothing more of ``run_id`` from this process (pending events included), until ``accept``."""
+        self._refused.add(run_id)
+
+    def accept(self, run_id: str) -> None:
+        self._refused.discard(run_id)
+
     def on_conflict(self, callback: Callable[[str], None]) -> None:
         """``callback(run_id)`` when the database already holds *other* events at positions this
         process wrote for the run: another instance owns it. Those events are not made durable
@@ -158,6 +167,11 @@ class PostgresStore:
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
+                if self._refused and (refused := [p for p in batch if p.run_id in self._refused]):
+                    self._committed(refused, {p.run_id for p in refused})  # counted, never written
+                    batch = [p for p in batch if p.run_id not in self._refused]
+                    if not batch:
+                        continue
                 conflicts: set[str] = set()
                 while True:
                     try:
@@ -165,7 +179,7 @@ class PostgresStore:
                             self._conn = await asyncpg.connect(self.url, timeout=10)
                         conflicts = await self._write_batch(self._conn, batch)
                         break
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    except Exception as exc:  # the database restarting, a bug: the batch is kept and tried again
                         log.error("store.write_failed", error=repr(exc), events=len(batch), retry_in=1.0)
                         if self._conn is not None and not isinstance(exc, asyncpg.PostgresError):
                             self._conn.terminate()
@@ -177,12 +191,14 @@ class PostgresStore:
         self._written += len(batch)
         self._unwritten_bytes -= sum(len(p.data) for p in batch)
         durable = [p for p in batch if p.run_id not in conflicts] if conflicts else batch
-        for callback in self._durable:
-            try:
-                callback(durable)
-            except Exception:
-                log.exception("store.durable_callback_failed")
-        for run_id in conflicts:
+        if durable:
+            for callback in self._durable:
+                try:
+                    callback(durable)
+                except Exception:
+                    log.exception("store.durable_callback_failed")
+        for run_id in conflicts - self._refused:
+            self._refused.add(run_id)
             for conflict in self._conflicts:
                 try:
                     conflict(run_id)
