@@ -370,20 +370,21 @@ class ClusterSupervisor(Supervisor):
         if run_id in self._runs:
             return await super().cancel(run_id)
         try:
-            if await self._queue.remove(run_id):  # still queued: nobody else will ever publish to it
+            outcome = await self._queue.cancel(run_id)
+            if outcome == "removed":  # it was queued; now leased to us: nobody else publishes to it
                 self._redis_bus.unfence(run_id)
                 try:
                     await self._bus.publish(RunFinished(run_id=run_id, status="cancelled", totals=Totals()))
                     await self._store.flush()
                 finally:
                     self._redis_bus.disown(run_id)
+                    await self._queue.release(run_id)
                 log.info("run.cancelled_in_queue", run_id=run_id)
                 return RunStatus.QUEUED
-            if await self._queue.owner(run_id) is not None:
+            if outcome == "owned":
                 await self._queue.send_cancel(run_id)
                 return RunStatus.RUNNING
-            if await self._queue.is_admitting(run_id):
-                await self._queue.request_cancel(run_id)  # whoever takes it cancels it at once
+            if outcome == "admitting":
                 return RunStatus.QUEUED
         except _REDIS_ERRORS as exc:
             raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None

@@ -32,11 +32,25 @@ end
 """
 )
 
-_REMOVE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
+_CANCEL = (
+    _NOW
+    + """
+-- Still queued: out of the queue and leased to the caller, who ends it.
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZADD', KEYS[6], now + tonumber(ARGV[4]), ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+  return 'removed'
+end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'owned' end
+-- Being admitted: whoever takes its job cancels it at once.
+if redis.call('EXISTS', KEYS[4] .. ARGV[1]) == 1 then
+  redis.call('SET', KEYS[5] .. ARGV[1], '1', 'EX', ARGV[2])
+  return 'admitting'
+end
+return 'none'
 """
+)
 
 _RENEW = (
     _NOW
@@ -120,7 +134,7 @@ class RunQueue:
         self._leases, self._owners = prefix + "leases", prefix + "owners"
         self.control = prefix + "control"
         self._take = client.register_script(_TAKE)
-        self._remove = client.register_script(_REMOVE)
+        self._cancel_script = client.register_script(_CANCEL)
         self._renew = client.register_script(_RENEW)
         self._claim = client.register_script(_CLAIM)
         self._expired = client.register_script(_EXPIRED)
@@ -151,9 +165,15 @@ class RunQueue:
             return None
         return msgspec.json.decode(taken[0], type=Job), bool(taken[1])
 
-    async def remove(self, run_id: str) -> bool:
-        """Take ``run_id`` out of the queue if it is still there (nobody took it): True if so."""
-        return bool(await self._remove(keys=[self._queue, self._jobs], args=[run_id]))
+    async def cancel(self, run_id: str) -> str:
+        """One atomic step of a cancel: ``removed`` (it was queued; now out of the queue and leased
+        to this instance, which ends it), ``owned`` (an instance executes it: tell it), ``admitting``
+        (being admitted: the instance that takes it cancels it at once), or ``none``."""
+        answer = await self._cancel_script(
+            keys=[self._queue, self._jobs, self._owners, self._admitting, self._cancel, self._leases],
+            args=[run_id, 600, self.instance, self.lease_ms],
+        )
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     async def size(self) -> int:
         return await self._r.zcard(self._queue)
@@ -213,11 +233,6 @@ class RunQueue:
 
     async def is_admitting(self, run_id: str) -> bool:
         return bool(await self._r.exists(self._admitting + run_id))
-
-    async def request_cancel(self, run_id: str, seconds: float = 600) -> None:
-        """Remember a cancel for a run that is neither queued nor owned yet (being admitted): the
-        instance that takes its job cancels it at once."""
-        await self._r.set(self._cancel + run_id, b"1", ex=int(seconds))
 
     async def send_cancel(self, run_id: str) -> None:
         await self._r.publish(self.control, b"cancel " + run_id.encode())

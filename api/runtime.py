@@ -251,14 +251,18 @@ class Runtime:
         await self.drain()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        await self.retention.close()
-        if isinstance(self.supervisor, ClusterSupervisor):
-            await self.supervisor.close()
         # Each part gets a bounded time: a broker or database that hangs must not hold the exit.
-        for name, close, seconds in (("bus", self.bus.close, 6.0), ("store", self.store.close, 6.0)):
+        parts: list[tuple[str, Callable[[], Any], float]] = [("retention", self.retention.close, 1.0)]
+        if isinstance(self.supervisor, ClusterSupervisor):
+            parts.append(("supervisor", self.supervisor.close, 2.0))
+        parts += [
+            ("bus", self.bus.close, 2.0),
+            ("store", self.store.close, 4.0),
+            ("model client", self.client.close, 1.0),
+        ]
+        for name, close, seconds in parts:
             try:
                 await asyncio.wait_for(close(), seconds)
             except TimeoutError:
                 log.error("runtime.close_timed_out", part=name, seconds=seconds)
-        await self.client.close()
         log.info("runtime.stopped")

@@ -53,32 +53,41 @@ async def supervisor():
     drop_prefix(REDIS, prefix)
 
 
-async def _taken(sup: ClusterSupervisor, run_id: str) -> None:
-    """Queue a job for ``run_id`` and take it, as the take loop does (its slot acquired)."""
-    await sup._queue.push(Job(run_id=run_id, agent="a", input="hi", model="m", queued_at=time.time()))
-    job, cancelled = await sup._queue.take()
+async def _take(sup: ClusterSupervisor, *, cancelled: bool = False) -> str:
+    """Take the queued job and launch it, as the take loop does (its slot acquired); its run id."""
+    job, waiting_cancel = await sup._queue.take()
     await sup._slots.acquire()
-    sup._launch(job, cancelled, leased_at=time.monotonic())
+    sup._launch(job, cancelled or waiting_cancel, leased_at=time.monotonic())
+    return job.run_id
 
 
 async def test_a_run_cancelled_the_moment_it_is_taken_still_ends_and_gives_its_slot_back(supervisor):
     sup, _, store = supervisor
-    handle = await sup.start("a", "hi")
-    await sup._queue.remove(handle.id)  # taken by hand below instead of by the take loop
-    await sup._queue.push(Job(run_id=handle.id, agent="a", input="hi", model="m", queued_at=time.time()))
-    job, _ = await sup._queue.take()
-    await sup._slots.acquire()
-    sup._launch(job, True, leased_at=time.monotonic())  # a cancel was waiting for it
+    handle = await sup.start("a", "hi")  # queued; no take loop runs here: the test takes it
+    assert await _take(sup, cancelled=True) == handle.id  # a cancel was waiting for it
     await asyncio.wait_for(sup._runs[handle.id].task, 5)
     assert (await store.get_run(handle.id)).status == "cancelled"
     assert sup._slots._value == 1 and handle.id not in sup._runs
 
 
+async def test_a_cancel_while_a_run_is_queued_ends_it_there_and_one_while_admitting_waits_for_its_take(supervisor):
+    sup, _, store = supervisor
+    queued = await sup.start("a", "hi")
+    assert await sup.cancel(queued.id) == "queued"
+    assert (await store.get_run(queued.id)).status == "cancelled"
+    assert await sup._queue.size() == 0 and await sup._queue.owner(queued.id) is None
+    # A run still being admitted (its job not queued yet): the cancel waits for whoever takes it.
+    await sup._queue.admitting("r-admitting", 60)
+    assert await sup._queue.cancel("r-admitting") == "admitting"
+    await sup._queue.push(Job(run_id="r-admitting", agent="a", input="hi", model="m", queued_at=time.time()))
+    job, cancelled = await sup._queue.take()
+    assert job.run_id == "r-admitting" and cancelled
+
+
 async def test_an_owner_whose_lease_may_have_run_out_stops_the_run_without_ending_it(supervisor):
     sup, bus, store = supervisor
     handle = await sup.start("a", "hi")
-    await sup._queue.remove(handle.id)
-    await _taken(sup, handle.id)
+    await _take(sup)
     run = sup._runs[handle.id]
     sup._leased_at[handle.id] = time.monotonic() - FENCE_AFTER * LEASE - 0.1  # not renewed for too long
     sup._fence_stale()

@@ -21,7 +21,7 @@ from runwatch.agents.store.schema import row_to_summary
 
 log = structlog.get_logger()
 
-CLOSE_TIMEOUT = 4.0
+CLOSE_TIMEOUT = 3.0
 #: Most events one transaction writes; a bigger backlog is written as several.
 MAX_BATCH = 5_000
 MAX_POSITION = 2**63 - 1
