@@ -286,7 +286,11 @@ def _show(event: dict[str, Any]) -> str | None:
         print(f"← {event['tool']} {outcome} ({event['duration']:.2f} s)", file=sys.stderr)
     elif kind == "status":
         print(f"  … {event['message']}", file=sys.stderr)
+    elif kind == "run.resumed":
+        print(f"\n[resumed on {event['instance']} from step {event['step']}]", file=sys.stderr)
     elif kind == "run.finished":
+        sys.stdout.write("\n")  # the answer's last line ends, before the shell's prompt
+        sys.stdout.flush()
         totals = event["totals"]
         print(
             f"\n[{event['status']}{': ' + event['error'] if event['error'] else ''}] "
@@ -312,6 +316,13 @@ def list_agents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_url() -> str:
+    """Where the client commands find a server: ``RUNWATCH_URL``, else this machine on ``RUNWATCH_PORT``."""
+    import os
+
+    return os.environ.get("RUNWATCH_URL") or f"http://127.0.0.1:{os.environ.get('RUNWATCH_PORT') or 8000}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runwatch",
@@ -330,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder of the default SQLite database (default ./runwatch-data)")
     p.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
     p.set_defaults(func=migrate)
-    url_help = "server URL (default http://127.0.0.1:8000)"
+    url_help = "server URL (default $RUNWATCH_URL, else http://127.0.0.1:$RUNWATCH_PORT, port 8000)"
     p = sub.add_parser(
         "run",
         help="start a run and follow it in the terminal",
@@ -338,12 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("agent", help="agent name, e.g. demo")
     p.add_argument("input", help="the input text, or a JSON scenario for the offline model")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    p.add_argument("--url", default=_default_url(), help=url_help)
     p.set_defaults(func=run_agent)
     p = sub.add_parser(
         "agents", help="list the agents a server can run", description="List the agents of a running server."
     )
-    p.add_argument("--url", default="http://127.0.0.1:8000", help=url_help)
+    p.add_argument("--url", default=_default_url(), help=url_help)
     p.set_defaults(func=list_agents)
     return parser
 

@@ -59,7 +59,17 @@ def test_run_follows_a_run_to_its_end(server):
     result = runwatch("run", "demo", "what is 3 * 4?", "--url", server.url)
     assert result.returncode == 0, result.stderr
     assert "→ calculator" in result.stderr and "[succeeded]" in result.stderr
-    assert "12" in result.stdout
+    assert "12" in result.stdout and result.stdout.endswith("\n")
+
+
+def test_client_commands_find_the_server_from_the_environment(server):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
+    by_url = runwatch("agents", env=env | {"RUNWATCH_URL": server.url})
+    by_port = runwatch("agents", env=env | {"RUNWATCH_PORT": str(server.port)})
+    for result in (by_url, by_port):
+        assert result.returncode == 0 and result.stdout.startswith("demo"), result.stderr
 
 
 def test_run_against_no_server_explains(tmp_path):
