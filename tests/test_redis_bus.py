@@ -48,8 +48,7 @@ async def instances():
 
 
 async def _settle(bus: RedisBus) -> None:
-    await bus.store.flush()
-    await bus._wait_sent(bus._queued)
+    await bus.sent()
 
 
 async def test_a_watcher_on_another_instance_gets_every_event_in_order_with_the_same_bytes(instances):

@@ -17,6 +17,7 @@ costs one encode plus one wake-up per watcher, and a watcher costs one cursor, n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -26,6 +27,36 @@ from runwatch.agents.events import Event, Published
 class Fenced(RuntimeError):
     """This process may no longer publish to the run: another instance owns it now (its lease ran
     out here, or the store refused a position this process wrote)."""
+
+
+class Watermark:
+    """A count that only grows, and the futures waiting for it to reach their targets (what a
+    writer has written, what a sender has sent): ``advance`` it, ``await reached(target)``."""
+
+    __slots__ = ("_waiters", "value")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def advance(self, count: int) -> None:
+        self.value += count
+        if self._waiters:
+            waiting = []
+            for target, future in self._waiters:
+                if target <= self.value:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    waiting.append((target, future))
+            self._waiters = waiting
+
+    async def reached(self, target: int) -> None:
+        if self.value >= target:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, future))
+        await future
 
 
 #: The stream name of the runs feed: every run's ``run.*`` events, in the order they became visible.

@@ -39,7 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from runwatch.agents.bus.base import LIFECYCLE, Fenced, Journal, RecentLog
+from runwatch.agents.bus.base import LIFECYCLE, Fenced, Journal, RecentLog, Watermark
 from runwatch.agents.bus.memory import MemoryBus
 from runwatch.agents.bus.redis_follow import Follow, Following
 from runwatch.agents.bus.redis_scripts import PUBLISH
@@ -108,8 +108,7 @@ class RedisBus(Following, MemoryBus):
         self._outbox: list[Published] = []
         self._outbox_bytes = 0
         self._queued = 0
-        self._sent = 0
-        self._sent_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._sent = Watermark()
         self._has_news = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -157,7 +156,7 @@ class RedisBus(Following, MemoryBus):
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self._wait_sent(self._queued), 3.0)
+            await asyncio.wait_for(self._sent.reached(self._queued), 3.0)
         except (TimeoutError, RedisError):
             log.warning("redis.close_unsent", events=len(self._outbox))
         for task in [*self._tasks, *self._background]:
@@ -314,7 +313,7 @@ class RedisBus(Following, MemoryBus):
     async def sent(self) -> None:
         """Return once everything published so far is durable and in Redis."""
         await self._journal_flush()
-        await self._wait_sent(self._queued)
+        await self._sent.reached(self._queued)
 
     async def release(self, run_id: str) -> None:
         """Stop owning ``run_id`` (another instance publishes its next events), once what it
@@ -399,7 +398,7 @@ class RedisBus(Following, MemoryBus):
         drop = max(len(self._outbox) - MAX_OUTBOX, len(self._outbox) // 8, 1)
         dropped, self._outbox[:drop] = self._outbox[:drop], []
         self._outbox_bytes -= sum(len(p.data) for p in dropped)
-        self._count_sent(len(dropped))
+        self._sent.advance(len(dropped))
         if not self._dropped_reported:
             self._dropped_reported = True
             log.error("redis.outbox_full", dropped=len(dropped), hint="followers read them from the store")
@@ -436,26 +435,7 @@ class RedisBus(Following, MemoryBus):
                     continue
                 except RedisError as exc:  # refused (a full Redis: OOM): durable in the store, skipped here
                     log.error("redis.publish_refused", error=repr(exc), events=len(batch))
-                self._count_sent(len(batch))
-
-    def _count_sent(self, n: int) -> None:
-        self._sent += n
-        if self._sent_waiters:
-            still = []
-            for target, future in self._sent_waiters:
-                if target <= self._sent:
-                    if not future.done():
-                        future.set_result(None)
-                else:
-                    still.append((target, future))
-            self._sent_waiters = still
-
-    async def _wait_sent(self, target: int) -> None:
-        if self._sent >= target:
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._sent_waiters.append((target, future))
-        await future
+                self._sent.advance(len(batch))
 
     def _drop_log(self, run_id: str) -> None:
         ring = self._logs.pop(run_id, None)

@@ -16,6 +16,7 @@ import structlog
 
 from runwatch.agents.events import Published, decode
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
+from runwatch.agents.store.buffer import WriteBuffer
 from runwatch.agents.store.migrations import migrate
 from runwatch.agents.store.schema import row_to_summary
 
@@ -37,7 +38,7 @@ _INSERT = (
 )
 
 
-class PostgresStore:
+class PostgresStore(WriteBuffer):
     """The bus's journal and the run summaries, in PostgreSQL.
 
     Writes: ``append`` queues; one writer task commits what is pending (up to ``MAX_BATCH`` events)
@@ -56,19 +57,12 @@ class PostgresStore:
         max_pending_bytes: int = 64 * 1024 * 1024,
         pool_size: int = 4,
     ) -> None:
+        super().__init__(max_pending=max_pending, max_pending_bytes=max_pending_bytes)
         self.url = url
         self.epoch = ""
-        self._max_pending = max_pending
-        self._max_pending_bytes = max_pending_bytes
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._pending: list[Published] = []
         self._has_work = asyncio.Event()
-        self._appended = 0
-        self._written = 0
-        self._unwritten_bytes = 0
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._durable: list[Callable[[Sequence[Published]], None]] = []
         self._conflicts: list[Callable[[str], None]] = []
         #: Runs another instance owns now: their events from this process are not written.
         self._refused: set[str] = set()
@@ -118,12 +112,8 @@ class PostgresStore:
 
     def append(self, published: Published) -> None:
         self._pending.append(published)
-        self._appended += 1
-        self._unwritten_bytes += len(published.data)
+        self._count(published)
         self._has_work.set()
-
-    def on_durable(self, callback: Callable[[Sequence[Published]], None]) -> None:
-        self._durable.append(callback)
 
     def refuse(self, run_id: str) -> None:
         """Write nothing more of ``run_id`` from this process (pending events included), until ``accept``."""
@@ -137,28 +127,6 @@ class PostgresStore:
         process wrote for the run: another instance owns it. Those events are not made durable
         (nor shown): they and the rest of the run's events in that batch are left out."""
         self._conflicts.append(callback)
-
-    async def ready(self) -> None:
-        while self.unwritten > self._max_pending or self._unwritten_bytes > self._max_pending_bytes:
-            await self._wait_written(self._written + 1)
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    @property
-    def unwritten(self) -> int:
-        return self._appended - self._written
-
-    async def flush(self) -> None:
-        await self._wait_written(self._appended)
-
-    async def _wait_written(self, target: int) -> None:
-        if self._written >= target:
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((target, future))
-        await future
 
     async def _write_loop(self) -> None:
         while True:
@@ -188,15 +156,7 @@ class PostgresStore:
                 self._committed(batch, conflicts)
 
     def _committed(self, batch: list[Published], conflicts: set[str]) -> None:
-        self._written += len(batch)
-        self._unwritten_bytes -= sum(len(p.data) for p in batch)
-        durable = [p for p in batch if p.run_id not in conflicts] if conflicts else batch
-        if durable:
-            for callback in self._durable:
-                try:
-                    callback(durable)
-                except Exception:
-                    log.exception("store.durable_callback_failed")
+        self._done(batch, [p for p in batch if p.run_id not in conflicts] if conflicts else batch)
         for run_id in conflicts - self._refused:
             self._refused.add(run_id)
             for conflict in self._conflicts:
@@ -204,15 +164,6 @@ class PostgresStore:
                     conflict(run_id)
                 except Exception:
                     log.exception("store.conflict_callback_failed")
-        if self._waiters:
-            waiting = []
-            for target, future in self._waiters:
-                if target <= self._written:
-                    if not future.done():
-                        future.set_result(None)
-                else:
-                    waiting.append((target, future))
-            self._waiters = waiting
 
     async def _write_batch(self, conn: asyncpg.Connection, batch: list[Published]) -> set[str]:
         """Write ``batch`` in one transaction; returns the runs whose positions another writer holds."""

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import structlog
 
 from runwatch.agents.events import Published, decode
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
+from runwatch.agents.store.buffer import WriteBuffer
 from runwatch.agents.store.schema import INSERTS, RUN_COLUMNS, SCHEMA, cut, row_to_summary
 
 log = structlog.get_logger()
@@ -28,7 +29,7 @@ CLOSE_TIMEOUT = 10.0
 MAX_POSITION = 2**63 - 1
 
 
-class SQLiteStore:
+class SQLiteStore(WriteBuffer):
     """The embedded store, and the bus's journal.
 
     Writes: ``append`` adds to a pending list; one writer thread commits everything pending in one
@@ -49,28 +50,19 @@ class SQLiteStore:
         max_pending_bytes: int = 64 * 1024 * 1024,
         readers: int = 2,
     ) -> None:
+        super().__init__(max_pending=max_pending, max_pending_bytes=max_pending_bytes)
         self.path = Path(path)
         self.epoch = ""
-        self._max_pending = max_pending
-        self._max_pending_bytes = max_pending_bytes
-        #: Appended, not yet taken by the writer thread; guarded by ``_lock``.
-        self._pending: list[Published] = []
+        # ``_pending`` is guarded by ``_lock``: the writer thread takes from it.
         self._lock = threading.Lock()
         self._has_work = threading.Condition(self._lock)
         self._stopping = False
-        self._appended = 0
-        self._written = 0
-        #: Bytes appended and not yet durable (pending or being written).
-        self._unwritten_bytes = 0
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="runwatch-sqlite-read")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._db: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: threading.Thread | None = None
-        #: (target, future): resolved once ``_written`` reaches target.
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._durable: list[Callable[[Sequence[Published]], None]] = []
 
     async def _read_call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn, *args)
@@ -130,39 +122,10 @@ class SQLiteStore:
             self._pending.append(published)
             if len(self._pending) == 1:
                 self._has_work.notify()
-        self._appended += 1
-        self._unwritten_bytes += len(published.data)
-
-    def on_durable(self, callback: Callable[[Sequence[Published]], None]) -> None:
-        self._durable.append(callback)
+        self._count(published)
 
     def on_conflict(self, callback: Callable[[str], None]) -> None:
         """Never called: one process owns an SQLite file, so no other writer holds its positions."""
-
-    async def ready(self) -> None:
-        while self.unwritten > self._max_pending or self._unwritten_bytes > self._max_pending_bytes:
-            await self._wait_written(self._written + 1)
-
-    @property
-    def pending(self) -> int:
-        """Events waiting for the next batch."""
-        return len(self._pending)
-
-    @property
-    def unwritten(self) -> int:
-        """Events appended and not yet durable (pending, or in the batch being written)."""
-        return self._appended - self._written
-
-    async def flush(self) -> None:
-        """Return once everything appended before the call is durable."""
-        await self._wait_written(self._appended)
-
-    async def _wait_written(self, target: int) -> None:
-        if self._written >= target:
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((target, future))
-        await future
 
     def _write_loop(self) -> None:
         """The writer thread: take everything pending, commit it as one transaction, hand it back.
@@ -194,22 +157,7 @@ class SQLiteStore:
 
     def _committed(self, batch: list[Published]) -> None:
         """On the event loop: a batch is durable. Count it, tell the bus, wake whoever waited."""
-        self._written += len(batch)
-        self._unwritten_bytes -= sum(len(p.data) for p in batch)
-        for callback in self._durable:
-            try:
-                callback(batch)
-            except Exception:
-                log.exception("store.durable_callback_failed")
-        if self._waiters:
-            waiting = []
-            for target, future in self._waiters:
-                if target <= self._written:
-                    if not future.done():
-                        future.set_result(None)
-                else:
-                    waiting.append((target, future))
-            self._waiters = waiting
+        self._done(batch, batch)
 
     def _write_batch(self, batch: list[Published]) -> None:
         db = self._db
