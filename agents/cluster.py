@@ -25,9 +25,10 @@ from redis.exceptions import RedisError
 
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.errors import QueueFull, ShuttingDown, Unavailable
-from runwatch.agents.events import RunFinished, RunQueued, RunStatus, Totals
+from runwatch.agents.events import RunFinished, RunStatus, Totals
 from runwatch.agents.run_queue import Job, RunQueue
-from runwatch.agents.supervisor import RunHandle, Supervisor, new_run_id
+from runwatch.agents.store import RunSummary
+from runwatch.agents.supervisor import RunHandle, Supervisor
 
 log = structlog.get_logger()
 
@@ -103,7 +104,7 @@ class ClusterSupervisor(Supervisor):
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again on another instance")
         agent = self._registry.get(agent_name)
-        handle = RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
+        handle = self._new_handle(agent)
         try:
             if await self._queue.size() >= self._max_queued:
                 raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish")
@@ -111,16 +112,7 @@ class ClusterSupervisor(Supervisor):
         except _REDIS_ERRORS as exc:
             raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
         try:
-            await self._bus.publish(
-                RunQueued(
-                    run_id=handle.id,
-                    agent=agent.name,
-                    input=user_input,
-                    model=handle.model,
-                    tenant=tenant,
-                    offline=self._offline,
-                )
-            )
+            await self._publish_queued(handle, user_input, tenant)
             try:
                 # Durable and in Redis before any instance can take it and publish its next event.
                 async with asyncio.timeout(10):
@@ -231,17 +223,7 @@ class ClusterSupervisor(Supervisor):
                 try:
                     await self._redis_bus.release(handle.id)
                     summary = await self._store.get_run(handle.id)
-                    await self._queue.requeue(
-                        Job(
-                            run_id=handle.id,
-                            agent=handle.agent,
-                            input=summary.input if summary is not None else "",
-                            model=handle.model,
-                            tenant=summary.tenant if summary is not None else "default",
-                            resume=True,
-                            queued_at=time.time(),
-                        )
-                    )
+                    await self._requeue_to_resume(handle.id, handle.agent, handle.model, summary)
                 finally:
                     self._handing.discard(handle.id)
                     self._redis_bus.disown(handle.id)
@@ -250,6 +232,20 @@ class ClusterSupervisor(Supervisor):
             # (stopped here: another instance owns it, its lease is not ours to give up)
         except (*_REDIS_ERRORS, TimeoutError) as exc:
             log.warning("run.release_failed", run_id=handle.id, error=repr(exc))  # the lease runs out instead
+
+    async def _requeue_to_resume(self, run_id: str, agent: str, model: str, summary: RunSummary | None) -> None:
+        """Give up our lease of a run and queue it again, to be continued from its stored events."""
+        await self._queue.requeue(
+            Job(
+                run_id=run_id,
+                agent=agent,
+                input=summary.input if summary is not None else "",
+                model=model,
+                tenant=summary.tenant if summary is not None else "default",
+                resume=True,
+                queued_at=time.time(),
+            )
+        )
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -332,17 +328,7 @@ class ClusterSupervisor(Supervisor):
         log.warning("run.owner_gone", run_id=run_id, status=summary.status.value)
         agent = self._registry.find(summary.agent)
         if agent is not None and agent.resumable and not self._closing:
-            await self._queue.requeue(
-                Job(
-                    run_id=run_id,
-                    agent=agent.name,
-                    input=summary.input,
-                    model=summary.model,
-                    tenant=summary.tenant,
-                    resume=True,
-                    queued_at=time.time(),
-                )
-            )
+            await self._requeue_to_resume(run_id, agent.name, summary.model, summary)
             return
         self._redis_bus.unfence(run_id)
         try:

@@ -115,24 +115,31 @@ class Supervisor:
         agent = self._registry.get(agent_name)
         if len(self._runs) >= self._max_running + self._max_queued:
             raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish or raise max_queued")
-        handle = RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
+        handle = self._new_handle(agent)
         self._runs[handle.id] = handle
-        await self._bus.publish(
-            RunQueued(
-                run_id=handle.id,
-                agent=agent.name,
-                input=user_input,
-                model=handle.model,
-                tenant=tenant,
-                offline=self._offline,
-            )
-        )
+        await self._publish_queued(handle, user_input, tenant)
         handle.task = asyncio.create_task(self._execute(handle, user_input), name=f"run-{handle.id}")
         if self._closing:  # shutdown began while run.queued was being published: it must not escape
             handle.cancel_requested = True
             handle.cancel_reason = "the server shut down"
             self._cancel_soon(handle)
         return handle
+
+    def _new_handle(self, agent: Agent) -> RunHandle:
+        return RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
+
+    async def _publish_queued(self, handle: RunHandle, user_input: str, tenant: str) -> None:
+        """The run's first event, ``run.queued``: what was asked, of which agent, for whom."""
+        await self._bus.publish(
+            RunQueued(
+                run_id=handle.id,
+                agent=handle.agent,
+                input=user_input,
+                model=handle.model,
+                tenant=tenant,
+                offline=self._offline,
+            )
+        )
 
     def _cancel_soon(self, handle: RunHandle) -> None:
         """Cancel the run's task once it has started: a task cancelled before its first step never
