@@ -216,10 +216,7 @@ class Runner:
                 return resumed.answer
             if resumed.pending:
                 calls = [_Call(c.id, c.name, c.arguments) for c in resumed.pending]
-                results = await self._call_tools(run_id, agent, calls, stats)
-                messages.extend(
-                    {"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)
-                )
+                messages += await self._tool_messages(run_id, agent, calls, stats)
         for index in range(first, agent.max_steps):
             text, calls = await self._step(run_id, index, agent, model, messages, stats)
             if not calls:
@@ -234,11 +231,15 @@ class Runner:
                     ],
                 }
             )
-            results = await self._call_tools(run_id, agent, calls, stats)
-            messages.extend(
-                {"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)
-            )
+            messages += await self._tool_messages(run_id, agent, calls, stats)
         raise StepLimitReached(f"reached the agent's max_steps ({agent.max_steps}) without a final answer")
+
+    async def _tool_messages(
+        self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats
+    ) -> list[dict[str, Any]]:
+        """Make a step's tool calls; the ``tool`` messages the model gets back, in call order."""
+        results = await self._call_tools(run_id, agent, calls, stats)
+        return [{"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)]
 
     async def _call_tools(self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats) -> list[str]:
         """Run a step's tool calls concurrently; their contents for the model, in call order.
