@@ -39,11 +39,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from runwatch.agents.bus.base import LIFECYCLE, Fenced, Journal, RecentLog, Watermark
+from runwatch.agents.bus.base import LIFECYCLE, Journal, RecentLog, Watermark
 from runwatch.agents.bus.memory import MemoryBus
 from runwatch.agents.bus.redis_follow import Follow, Following
+from runwatch.agents.bus.redis_owner import Owning
 from runwatch.agents.bus.redis_scripts import PUBLISH
-from runwatch.agents.events import Event, Published
+from runwatch.agents.events import Published
 
 log = structlog.get_logger()
 
@@ -56,20 +57,13 @@ MAX_OUTBOX_BYTES = 64 * 1024 * 1024
 #: Connections to Redis per instance for commands and reads (the subscriber's included); more
 #: callers wait their turn. Publishing has a connection of its own, so reads never delay it.
 REDIS_CONNECTIONS = 32
-#: Events of a run's recent history loaded into memory when this instance starts owning or
-#: following it, so that watchers joining then replay it from memory rather than each from Redis.
-PRELOAD = 500
 #: Events one script call sends.
 SCRIPT_BATCH = 500
-#: How long ``release`` may wait for a run's events to be durable and in Redis.
-RELEASE_TIMEOUT = 5.0
-#: Runs remembered as fenced (no longer ours to publish); the oldest are forgotten first.
-MAX_FENCED = 10_000
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-class RedisBus(Following, MemoryBus):
+class RedisBus(Owning, Following, MemoryBus):
     """See the module docstring. ``healthy`` is False while Redis is unreachable (``problem`` says
     why); ``on_lost`` callbacks run once each time the connection is lost; ``on_fenced`` ones when
     the store refuses this instance's position in a run (another instance owns it now)."""
@@ -242,147 +236,7 @@ class RedisBus(Following, MemoryBus):
                 log.error("redis.store_mismatch", error=str(exc))
                 delay = 5.0
 
-    # -- publishing and ownership -----------------------------------------------------------------
-
-    async def publish(self, event: Event) -> Published:
-        run_id = event.run_id
-        if run_id in self._fenced:
-            raise Fenced(f"this instance no longer owns run {run_id}")
-        if run_id in self._follows and run_id not in self._owned:
-            await self._take_over(run_id)
-        return await super().publish(event)
-
-    async def _open_log(self, run_id: str, *, new: bool) -> RecentLog:
-        """A run this instance starts owning: a new one, or one whose log continues from the
-        store's head, with its recent history in memory."""
-        self._owning.add(run_id)
-        try:
-            if new:
-                ring = await super()._open_log(run_id, new=True)
-            else:
-                async with self._opening:
-                    ring = self._logs.get(run_id)
-                    if ring is None:
-                        # Our own writes to it still pending (from before a fence) count: wait for them.
-                        await self._journal_flush()
-                        head = await self._journal.head(run_id)  # type: ignore[union-attr]
-                        ring = await self._ring_ending_at(run_id, head)
-                        self._install(run_id, ring)
-            self._owned.add(run_id)
-            return ring
-        finally:
-            self._owning.discard(run_id)
-
-    async def _take_over(self, run_id: str) -> None:
-        """Start owning a run followed until now: its log continues from the store's head."""
-        async with self._opening:
-            if run_id not in self._follows or run_id in self._owned:
-                return
-            self._unfollow(run_id, keep_log=True)
-            ring = self._logs.get(run_id)
-            if ring is None:
-                return
-            await self._journal_flush()
-            head = await self._journal.head(run_id)  # type: ignore[union-attr]
-            while ring.head < head:
-                items = await self._read_durable(run_id, ring.head, head - ring.head)
-                if not items:
-                    break
-                self._append_all(run_id, items)
-            if ring.head == head:
-                self._owned.add(run_id)
-            else:
-                self._drop_log(run_id)  # ``_open_log`` opens it afresh at the store's head
-
-    def _install(self, run_id: str, ring: RecentLog) -> None:
-        self._logs[run_id] = ring
-        self._grow(ring.size)
-
-    async def _ring_ending_at(self, run_id: str, head: int) -> RecentLog:
-        """A log whose last position is ``head``, holding up to ``PRELOAD`` events before it."""
-        start = max(0, head - min(PRELOAD, self._log_capacity))
-        tail = await self._read_durable(run_id, start, head - start) if head else []
-        if not tail or tail[0].seq != start + 1 or tail[-1].seq != head:
-            tail = []
-        ring = RecentLog(self._log_capacity, head - len(tail))
-        for p in tail:
-            ring.append(p)
-        ring.visible = ring.head
-        return ring
-
-    async def sent(self) -> None:
-        """Return once everything published so far is durable and in Redis."""
-        await self._journal_flush()
-        await self._sent.reached(self._queued)
-
-    async def release(self, run_id: str) -> None:
-        """Stop owning ``run_id`` (another instance publishes its next events), once what it
-        published is durable and in Redis; keep following it if anyone here watches it.
-        Raises ``TimeoutError`` if that takes longer than ``RELEASE_TIMEOUT``."""
-        async with asyncio.timeout(RELEASE_TIMEOUT):
-            await self.sent()
-        self.disown(run_id)
-
-    def disown(self, run_id: str) -> None:
-        """Stop owning ``run_id`` now: follow it from Redis if anyone here watches it, else forget it."""
-        self._owned.discard(run_id)
-        if run_id not in self._logs:
-            return
-        if run_id in self._watchers and self.healthy:
-            follow = self._follows[run_id] = Follow()
-            follow.ready = True
-            self._spawn(self._refollow(run_id), f"refollow-{run_id}")
-        else:
-            self._drop_log(run_id)
-
-    async def _refollow(self, run_id: str) -> None:
-        await self._subscribe(run_id)
-        await self._catch_up(run_id)  # what the next owner published before the subscription took effect
-
-    def fence(self, run_id: str) -> None:
-        """Refuse further publishes to ``run_id`` from this instance (``Fenced``) until ``unfence``;
-        its producers waiting in ``settled`` are released, and its log here is disowned."""
-        self._fenced[run_id] = None
-        while len(self._fenced) > MAX_FENCED:  # the oldest: long taken over, finished elsewhere
-            del self._fenced[next(iter(self._fenced))]
-        refuse = getattr(self._journal, "refuse", None)
-        if refuse is not None:
-            refuse(run_id)  # what it still has of ours for the run is not written
-        for _, future in self._settling.pop(run_id, []):
-            if not future.done():
-                future.set_result(None)
-        ring = self._logs.get(run_id)
-        if ring is not None and ring.visible < ring.head:
-            self._drop_log(run_id)  # holds positions the store refused or may refuse: not ours to show
-            self._owned.discard(run_id)
-            if run_id in self._watchers:
-                self._start_follow(run_id)
-            return
-        self.disown(run_id)
-
-    def unfence(self, run_id: str) -> None:
-        """This instance holds the run again (took its job, claimed its lease, or removed it from
-        the queue): it may publish to it."""
-        self._fenced.pop(run_id, None)
-        accept = getattr(self._journal, "accept", None)
-        if accept is not None:
-            accept(run_id)
-
-    def _on_conflict(self, run_id: str) -> None:
-        """The store holds other events at positions this instance gave out: another instance
-        owns the run. Stop publishing it; the supervisor stops executing it."""
-        log.error("run.position_conflict", run_id=run_id, hint="another instance owns this run now")
-        self.fence(run_id)
-        for callback in self.on_fenced:
-            try:
-                callback(run_id)
-            except Exception:
-                log.exception("redis.on_fenced_failed")
-
-    async def _journal_flush(self) -> None:
-        flush = getattr(self._journal, "flush", None)
-        if flush is not None:
-            await flush()
+    # -- publishing to Redis ----------------------------------------------------------------------
 
     def _on_durable(self, batch: Sequence[Published]) -> None:
         """Durable: visible to this instance's watchers now, and on its way to Redis."""
