@@ -25,8 +25,9 @@ from redis.exceptions import RedisError
 
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.errors import QueueFull, ShuttingDown, Unavailable
-from runwatch.agents.events import RunFinished, RunStatus, Totals
-from runwatch.agents.run_queue import Job, RunQueue
+from runwatch.agents.events import RunCancelRequested, RunFinished, RunStatus, Totals
+from runwatch.agents.identity import Actor
+from runwatch.agents.run_queue import Job, RunQueue, parse_cancel
 from runwatch.agents.store import RunSummary
 from runwatch.agents.supervisor import RunHandle, Supervisor
 
@@ -53,6 +54,8 @@ class ClusterSupervisor(Supervisor):
         self._lease = lease_seconds
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        #: Cancels asked for over the control channel, publishing their ``run.cancel_requested``.
+        self._tasks: set[asyncio.Task[None]] = set()
         self._queued_now = 0
         self._grace_until = 0.0
         self._cancelled: dict[str, float] = {}
@@ -86,7 +89,7 @@ class ClusterSupervisor(Supervisor):
         if message == b"queued":
             self._wake.set()
         elif message.startswith(b"cancel "):
-            run_id = message[7:].decode()
+            run_id, by = parse_cancel(message)
             handle = self._runs.get(run_id)
             if handle is None:
                 now = time.monotonic()
@@ -94,13 +97,16 @@ class ClusterSupervisor(Supervisor):
                     run_id: now + CANCEL_MEMORY_SECONDS
                 }
             elif not handle.cancel_requested:
-                handle.cancel_requested = True
-                self._cancel_soon(handle)
-                log.info("run.cancel_requested", run_id=run_id, by="control")
+                handle.cancel_requested = True  # now: a second request must not publish again
+                task = asyncio.create_task(self._request_cancel(handle, by), name=f"cancel-{run_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     # -- admitting and taking -------------------------------------------------------------------
 
-    async def start(self, agent_name: str, user_input: str, *, tenant: str = "default") -> RunHandle:
+    async def start(
+        self, agent_name: str, user_input: str, *, tenant: str = "default", by: Actor | None = None
+    ) -> RunHandle:
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again on another instance")
         agent = self._registry.get(agent_name)
@@ -112,7 +118,7 @@ class ClusterSupervisor(Supervisor):
         except _REDIS_ERRORS as exc:
             raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
         try:
-            await self._publish_queued(handle, user_input, tenant)
+            await self._publish_queued(handle, user_input, tenant, by)
             try:
                 # Durable and in Redis before any instance can take it and publish its next event.
                 async with asyncio.timeout(10):
@@ -352,14 +358,15 @@ class ClusterSupervisor(Supervisor):
 
     # -- cancel and shutdown --------------------------------------------------------------------
 
-    async def cancel(self, run_id: str) -> RunStatus:
+    async def cancel(self, run_id: str, by: Actor | None = None) -> RunStatus:
         if run_id in self._runs:
-            return await super().cancel(run_id)
+            return await super().cancel(run_id, by)
         try:
             outcome = await self._queue.cancel(run_id)
             if outcome == "removed":  # it was queued; now leased to us: nobody else publishes to it
                 self._redis_bus.unfence(run_id)
                 try:
+                    await self._bus.publish(RunCancelRequested(run_id=run_id, by=by))
                     await self._bus.publish(RunFinished(run_id=run_id, status="cancelled", totals=Totals()))
                     await self._store.flush()
                 finally:
@@ -368,13 +375,13 @@ class ClusterSupervisor(Supervisor):
                 log.info("run.cancelled_in_queue", run_id=run_id)
                 return RunStatus.QUEUED
             if outcome == "owned":
-                await self._queue.send_cancel(run_id)
+                await self._queue.send_cancel(run_id, by)
                 return RunStatus.RUNNING
             if outcome == "admitting":
                 return RunStatus.QUEUED
         except _REDIS_ERRORS as exc:
             raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
-        return await super().cancel(run_id)
+        return await super().cancel(run_id, by)
 
     def _stop_rest(self) -> None:
         """Resumable runs are handed over (queued again, to be continued elsewhere); others cancelled."""

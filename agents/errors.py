@@ -20,8 +20,15 @@ class ErrorCode(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     EMPTY_INPUT = "empty_input"
     INPUT_TOO_LARGE = "input_too_large"
+    # -- who is asking
+    #: No credential, or one that is forged, expired, revoked or for another issuer or audience.
+    UNAUTHENTICATED = "unauthenticated"
+    #: A known principal whose role does not allow this (or a request that failed the CSRF or Origin check).
+    FORBIDDEN = "forbidden"
     # -- understood, but refused
     UNKNOWN_RUN = "unknown_run"
+    #: ``DELETE /api/keys/{id}`` of a key that does not exist or is already revoked.
+    UNKNOWN_KEY = "unknown_key"
     NOT_SUBSCRIBED = "not_subscribed"
     UNKNOWN_AGENT = "unknown_agent"
     ALREADY_FINISHED = "already_finished"
@@ -45,7 +52,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.EMPTY_INPUT: 400,
     ErrorCode.INPUT_TOO_LARGE: 413,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
     ErrorCode.UNKNOWN_RUN: 404,
+    ErrorCode.UNKNOWN_KEY: 404,
     ErrorCode.NOT_SUBSCRIBED: 404,
     ErrorCode.UNKNOWN_AGENT: 422,
     ErrorCode.ALREADY_FINISHED: 409,
@@ -75,6 +85,11 @@ class CloseCode(enum.IntEnum):
     SERVICE_RESTART = 1012
     #: Slow consumer (a frame was not taken within the send timeout) or a message flood. Reconnect.
     TRY_AGAIN_LATER = 1013
+    #: No valid credential at the handshake, or the credential expired (or was revoked) while the
+    #: socket was open. Terminal: log in again (or get a fresh token) before reconnecting.
+    UNAUTHENTICATED = 4401
+    #: The principal may not use the socket (or this origin). Terminal.
+    FORBIDDEN = 4403
 
 
 #: Close code → the ``reason`` label of ``runwatch_ws_connections_closed_total``.
@@ -86,6 +101,8 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.MESSAGE_TOO_BIG: "message_too_big",
     CloseCode.POLICY_VIOLATION: "flood",
     CloseCode.INTERNAL_ERROR: "error",
+    CloseCode.UNAUTHENTICATED: "unauthenticated",
+    CloseCode.FORBIDDEN: "forbidden",
 }
 
 
@@ -126,6 +143,25 @@ class EmptyInput(BadRequest):
 
 class InputTooLarge(BadRequest):
     code = ErrorCode.INPUT_TOO_LARGE
+
+
+class Unauthenticated(RunwatchError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class Forbidden(RunwatchError):
+    code = ErrorCode.FORBIDDEN
+
+
+class RateLimited(RunwatchError):
+    """Over a limit; ``retry_after`` says in how many seconds the next attempt can succeed."""
+
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after: float, kind: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.kind = kind
 
 
 class UnknownRun(RunwatchError, LookupError):

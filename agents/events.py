@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from runwatch.agents.identity import Actor
+
 
 class RunStatus(enum.StrEnum):
     QUEUED = "queued"
@@ -42,6 +44,14 @@ class RunQueued(Event, tag="run.queued"):
     model: str
     tenant: str = "default"
     offline: bool = False
+    #: Who started the run (absent when authentication is off).
+    by: Actor | None = None
+
+
+class RunCancelRequested(Event, tag="run.cancel_requested"):
+    """Someone asked the run to stop; its ``run.finished`` (``cancelled``) follows."""
+
+    by: Actor | None = None
 
 
 class RunStarted(Event, tag="run.started"):
@@ -123,6 +133,7 @@ class RunFinished(Event, tag="run.finished"):
 
 AnyEvent = (
     RunQueued
+    | RunCancelRequested
     | RunStarted
     | RunResumed
     | StepStarted

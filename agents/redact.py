@@ -2,7 +2,8 @@
 
 A ``Redactor`` scrubs text of the secrets it was given (the model endpoint's API key, the password
 in its URL) and of anything shaped like one wherever it came from: credentials in a URL
-(``http://user:pass@host``), ``Bearer``/``Basic`` authorization values and ``sk-…`` API keys.
+(``http://user:pass@host``), ``Bearer``/``Basic`` authorization values, ``sk-…`` API keys, and
+runwatch's own keys, codes and tickets (``rw_…``, ``rwc_…``, ``rwt_…``) and JWTs.
 Upstream errors echo such things ("Incorrect API key provided: Bearer sk-…"), so every error text
 from outside passes through one before it becomes an event, and every log line through the
 log processor in ``runwatch.api.logs``.
@@ -22,6 +23,10 @@ _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]+@")
 _AUTHORIZATION = re.compile(r"(?i)\b(bearer|basic)(\s+)(?=[\w.~+/=-]*[0-9=])[\w.~+/=-]{8,}")
 #: API keys in the ``sk-…`` shape (OpenAI, and the many endpoints that copy it).
 _API_KEY = re.compile(r"\bsk-[\w-]{8,}")
+#: runwatch's own credentials: API keys (``rw_``), login codes (``rwc_``), tickets (``rwt_``).
+_RUNWATCH_CREDENTIAL = re.compile(r"\b(rw[ct]?_)[\w-]{16,}")
+#: A JWT (three base64url parts, the first a JSON header).
+_JWT = re.compile(r"\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*")
 #: Shorter configured secrets are not scrubbed word by word: they would mangle ordinary text.
 _MIN_SECRET = 4
 
@@ -71,4 +76,8 @@ class Redactor:
         if "://" in text:
             text = _URL_CREDENTIALS.sub(rf"\1{MASK}@", text)
         text = _AUTHORIZATION.sub(rf"\1\2{MASK}", text)
+        if "rw" in text:
+            text = _RUNWATCH_CREDENTIAL.sub(rf"\1{MASK}", text)
+        if "eyJ" in text:
+            text = _JWT.sub(MASK, text)
         return _API_KEY.sub(f"sk-{MASK}", text)

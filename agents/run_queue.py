@@ -11,6 +11,8 @@ from __future__ import annotations
 import msgspec
 import redis.asyncio as aioredis
 
+from runwatch.agents.identity import Actor
+
 _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
 _TAKE = (
@@ -234,5 +236,21 @@ class RunQueue:
     async def is_admitting(self, run_id: str) -> bool:
         return bool(await self._r.exists(self._admitting + run_id))
 
-    async def send_cancel(self, run_id: str) -> None:
-        await self._r.publish(self.control, b"cancel " + run_id.encode())
+    async def send_cancel(self, run_id: str, by: Actor | None = None) -> None:
+        """Ask the run's owner to cancel it: ``cancel <run id>[ <who, JSON>]`` on the control channel."""
+        message = b"cancel " + run_id.encode()
+        if by is not None:
+            message += b" " + msgspec.json.encode(by)
+        await self._r.publish(self.control, message)
+
+
+def parse_cancel(message: bytes) -> tuple[str, Actor | None]:
+    """The run id and the requester of a ``cancel`` control message (see ``send_cancel``)."""
+    run_id, _, by = message[7:].partition(b" ")
+    actor = None
+    if by:
+        try:
+            actor = msgspec.json.decode(by, type=Actor)
+        except msgspec.DecodeError:
+            actor = None
+    return run_id.decode(), actor

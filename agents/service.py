@@ -13,10 +13,22 @@ import structlog
 
 from runwatch.agents.bus import LIFECYCLE
 from runwatch.agents.bus.memory import MemoryBus
-from runwatch.agents.errors import AfterBeyondHead, EmptyInput, InputTooLarge, ResyncReason, UnknownRun
-from runwatch.agents.events import Published, RunStatus
+from runwatch.agents.errors import (
+    AfterBeyondHead,
+    EmptyInput,
+    InputTooLarge,
+    RateLimited,
+    ResyncReason,
+    UnknownRun,
+)
+from runwatch.agents.events import Published, RunStatus, decode
+from runwatch.agents.identity import NOBODY, Principal
+from runwatch.agents.limits import Limiter, MemoryLimiter
 from runwatch.agents.store import RunPage, RunSummary, Store
 from runwatch.agents.supervisor import RunHandle, Supervisor
+
+#: Runs whose tenant the runs feed's filter remembers (``tenant_of``); past this, it starts afresh.
+TENANT_CACHE = 50_000
 
 log = structlog.get_logger()
 
@@ -33,19 +45,35 @@ class Resume:
 
 class RunService:
     def __init__(
-        self, *, bus: MemoryBus, store: Store, supervisor: Supervisor, max_input_bytes: int = 256 * 1024
+        self,
+        *,
+        bus: MemoryBus,
+        store: Store,
+        supervisor: Supervisor,
+        max_input_bytes: int = 256 * 1024,
+        limiter: Limiter | None = None,
+        runs_per_minute: float = 60.0,
+        tenant_max_active: int = 100,
     ) -> None:
         self.bus = bus
         self.store = store
         self.supervisor = supervisor
         self.max_input_bytes = max_input_bytes
+        self.limiter: Limiter = limiter or MemoryLimiter()
+        self.runs_per_minute = runs_per_minute
+        self.tenant_max_active = tenant_max_active
+        #: Called with the kind of limit (``runs_per_minute``, ``tenant_active``) each time one refuses.
+        self.on_limited: list = []
+        self._tenants: dict[str, str] = {}
 
     # -- commands ---------------------------------------------------------------------------------
 
-    async def start(self, agent: str, user_input: str, *, tenant: str = "default") -> RunHandle:
-        """Admit a run. Returns once its ``run.queued`` is durable, so it can be read at once.
+    async def start(self, agent: str, user_input: str, principal: Principal = NOBODY) -> RunHandle:
+        """Admit a run for ``principal``'s tenant. Returns once its ``run.queued`` is durable, so it
+        can be read at once.
 
-        Raises ``EmptyInput``, ``InputTooLarge``, ``UnknownAgent``, ``QueueFull``, ``ShuttingDown``.
+        Raises ``EmptyInput``, ``InputTooLarge``, ``UnknownAgent``, ``RateLimited``, ``QueueFull``,
+        ``ShuttingDown``.
         """
         self.supervisor.agent(agent)  # an unknown agent is the first thing to say
         if not user_input.strip():
@@ -55,13 +83,42 @@ class RunService:
             raise InputTooLarge(
                 f"input is {size} bytes; the limit is {self.max_input_bytes} bytes (RUNWATCH_MAX_INPUT_BYTES)"
             )
-        handle = await self.supervisor.start(agent, user_input, tenant=tenant)
+        await self._check_limits(principal)
+        by = None if principal.source == "off" else principal.actor
+        handle = await self.supervisor.start(agent, user_input, tenant=principal.tenant, by=by)
         await self.store.flush()
         return handle
 
-    async def cancel(self, run_id: str) -> RunStatus:
-        """``RUNNING``/``QUEUED`` (cancelling now) or ``CANCELLED`` (it already was): see ``Supervisor.cancel``."""
-        return await self.supervisor.cancel(run_id)
+    async def _check_limits(self, principal: Principal) -> None:
+        if principal.source != "off":
+            wait = await self.limiter.take_run(principal.id, self.runs_per_minute)
+            if wait > 0:
+                self._limited("runs_per_minute")
+                raise RateLimited(
+                    f"at most {self.runs_per_minute:g} runs a minute may be started by {principal.id}; "
+                    f"try again in {wait:.1f} s",
+                    retry_after=wait,
+                    kind="runs_per_minute",
+                )
+        active = await self.store.count_active(principal.tenant)
+        if active >= self.tenant_max_active:
+            self._limited("tenant_active")
+            raise RateLimited(
+                f"tenant {principal.tenant!r} has {active} runs queued or running, its limit "
+                f"(RUNWATCH_TENANT_MAX_ACTIVE); wait for some to finish",
+                retry_after=5,
+                kind="tenant_active",
+            )
+
+    def _limited(self, kind: str) -> None:
+        for callback in self.on_limited:
+            callback(kind)
+
+    async def cancel(self, run_id: str, principal: Principal = NOBODY) -> RunStatus:
+        """``RUNNING``/``QUEUED`` (cancelling now) or ``CANCELLED`` (it already was): see ``Supervisor.cancel``.
+        A run of another tenant is an ``UnknownRun``."""
+        await self.get(run_id, principal)
+        return await self.supervisor.cancel(run_id, None if principal.source == "off" else principal.actor)
 
     async def recover(self) -> list[Published]:
         """Take over the runs a dead process left queued or running (one process, no Redis): a
@@ -79,11 +136,34 @@ class RunService:
 
     # -- reads ------------------------------------------------------------------------------------
 
-    async def get(self, run_id: str) -> RunSummary:
+    async def get(self, run_id: str, principal: Principal = NOBODY) -> RunSummary:
+        """The run's summary; ``UnknownRun`` if there is none, or it is of a tenant ``principal``
+        may not see (the same answer, word for word: no existence oracle)."""
         summary = await self.store.get_run(run_id)
-        if summary is None:
+        if summary is None or not principal.sees(summary.tenant):
             raise UnknownRun(f"no run {run_id!r}")
+        self._remember(run_id, summary.tenant)
         return summary
+
+    def _remember(self, run_id: str, tenant: str) -> None:
+        if len(self._tenants) >= TENANT_CACHE:
+            self._tenants.clear()
+        self._tenants[run_id] = tenant
+
+    async def tenant_of(self, p: Published) -> str | None:
+        """The tenant of the run a runs-feed entry is about (None if the run is gone)."""
+        tenant = self._tenants.get(p.run_id)
+        if tenant is None:
+            if p.type == "run.queued":
+                event = p.event if p.event is not None else decode(p.data)
+                tenant = event.tenant
+            else:
+                summary = await self.store.get_run(p.run_id)
+                if summary is None:
+                    return None
+                tenant = summary.tenant
+            self._remember(p.run_id, tenant)
+        return tenant
 
     async def list(
         self,
@@ -104,28 +184,37 @@ class RunService:
         page.feed_epoch = self.bus.feed_epoch
         return page
 
-    async def exists(self, run_id: str) -> bool:
-        return self.bus.head(run_id) > 0 or await self.store.get_run(run_id) is not None
+    async def visible(self, run_id: str, principal: Principal) -> bool:
+        """The run exists and ``principal`` may see it."""
+        tenant = self._tenants.get(run_id)
+        if tenant is None:
+            summary = await self.store.get_run(run_id)
+            if summary is None:
+                return False
+            tenant = summary.tenant
+            self._remember(run_id, tenant)
+        return principal.sees(tenant)
 
-    async def events(self, run_id: str, after: int, limit: int) -> list[Published]:
+    async def events(self, run_id: str, after: int, limit: int, principal: Principal = NOBODY) -> list[Published]:
         """Up to ``limit`` events of a run after ``after``, gap-free; ``UnknownRun`` if there is none.
 
         The runs feed is not a run: it is followed over the WebSocket only (``subscribe "*"``).
         """
         if run_id == LIFECYCLE:
             raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
-        items = await self.bus.read(run_id, after, limit)
-        if not items and not await self.exists(run_id):
+        if not await self.visible(run_id, principal):
             raise UnknownRun(f"no run {run_id!r}")
-        return items
+        return await self.bus.read(run_id, after, limit)
 
-    async def resume_run(self, run_id: str, after: int) -> int:
+    async def resume_run(self, run_id: str, after: int, principal: Principal = NOBODY) -> int:
         """Where a replay of a run (SSE) starts: ``after``, checked. Raises ``UnknownRun``, ``AfterBeyondHead``."""
         if run_id == LIFECYCLE:
             raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
-        return (await self.resume(run_id, after)).after
+        return (await self.resume(run_id, after, principal=principal)).after
 
-    async def resume(self, stream: str, after: int, epoch: str | None = None) -> Resume:
+    async def resume(
+        self, stream: str, after: int, epoch: str | None = None, *, principal: Principal = NOBODY
+    ) -> Resume:
         """Check where a subscription to a run (or the runs feed ``"*"``) may start.
 
         Raises ``UnknownRun`` or ``AfterBeyondHead``; returns a ``Resume`` with ``resync`` when the
@@ -133,9 +222,9 @@ class RunService:
         """
         if stream == LIFECYCLE:
             return self._resume_feed(after, epoch)
+        if not await self.visible(stream, principal):
+            raise UnknownRun(f"no run {stream!r}")
         if epoch is not None and epoch != self.bus.epoch:
-            if not await self.exists(stream):
-                raise UnknownRun(f"no run {stream!r}")
             return Resume(0, self.bus.epoch, ResyncReason.EPOCH_CHANGED)
         head = self.bus.head(stream)
         if after > head or head == 0:

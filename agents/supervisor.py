@@ -23,6 +23,7 @@ from runwatch.agents.bus import Bus, Fenced
 from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
 from runwatch.agents.events import (
     Published,
+    RunCancelRequested,
     RunFinished,
     RunQueued,
     RunResumed,
@@ -31,6 +32,7 @@ from runwatch.agents.events import (
     Totals,
     decode,
 )
+from runwatch.agents.identity import Actor
 from runwatch.agents.redact import Redactor
 from runwatch.agents.resume import Resumed, rebuild
 from runwatch.agents.runner import LimitExceeded, Runner, RunStats
@@ -108,7 +110,9 @@ class Supervisor:
         """The agent of that name; raises ``UnknownAgent`` listing the known ones."""
         return self._registry.get(name)
 
-    async def start(self, agent_name: str, user_input: str, *, tenant: str = "default") -> RunHandle:
+    async def start(
+        self, agent_name: str, user_input: str, *, tenant: str = "default", by: Actor | None = None
+    ) -> RunHandle:
         """Admit a run; raises ``UnknownAgent``, ``QueueFull`` or ``ShuttingDown``."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again once it is back")
@@ -117,7 +121,7 @@ class Supervisor:
             raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish or raise max_queued")
         handle = self._new_handle(agent)
         self._runs[handle.id] = handle
-        await self._publish_queued(handle, user_input, tenant)
+        await self._publish_queued(handle, user_input, tenant, by)
         handle.task = asyncio.create_task(self._execute(handle, user_input), name=f"run-{handle.id}")
         if self._closing:  # shutdown began while run.queued was being published: it must not escape
             handle.cancel_requested = True
@@ -128,7 +132,7 @@ class Supervisor:
     def _new_handle(self, agent: Agent) -> RunHandle:
         return RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
 
-    async def _publish_queued(self, handle: RunHandle, user_input: str, tenant: str) -> None:
+    async def _publish_queued(self, handle: RunHandle, user_input: str, tenant: str, by: Actor | None) -> None:
         """The run's first event, ``run.queued``: what was asked, of which agent, for whom."""
         await self._bus.publish(
             RunQueued(
@@ -138,6 +142,7 @@ class Supervisor:
                 model=handle.model,
                 tenant=tenant,
                 offline=self._offline,
+                by=by,
             )
         )
 
@@ -288,9 +293,10 @@ class Supervisor:
         log.warning("run.interrupted", run_id=run.id, seq=published.seq)
         return published
 
-    async def cancel(self, run_id: str) -> RunStatus:
+    async def cancel(self, run_id: str, by: Actor | None = None) -> RunStatus:
         """Ask a run to stop; returns ``CANCELLED`` if it already was, else ``RUNNING``/``QUEUED``.
 
+        The first request publishes ``run.cancel_requested`` (with ``by``) before the run ends.
         Idempotent: repeating it — even after the run ended cancelled — changes nothing. Raises
         ``UnknownRun``, or ``RunAlreadyFinished`` for a run that ended otherwise.
         """
@@ -307,10 +313,17 @@ class Supervisor:
                 return RunStatus.CANCELLED
             raise RunAlreadyFinished(run_id, summary.status)
         if not handle.cancel_requested:
-            handle.cancel_requested = True
-            self._cancel_soon(handle)
-            log.info("run.cancel_requested", run_id=run_id)
+            await self._request_cancel(handle, by)
         return handle.status
+
+    async def _request_cancel(self, handle: RunHandle, by: Actor | None) -> None:
+        """Mark ``handle`` cancelled, say who asked (``run.cancel_requested``), then stop its task."""
+        handle.cancel_requested = True
+        log.info("run.cancel_requested", run_id=handle.id, by=by.id if by else None)
+        try:
+            await self._bus.publish(RunCancelRequested(run_id=handle.id, by=by))
+        finally:
+            self._cancel_soon(handle)
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Refuse new runs; let running ones go on for ``drain_seconds``; then stop the rest (see

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
 from litestar import Litestar
+from litestar.config.allowed_hosts import AllowedHostsConfig
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
 from runwatch.agents.redact import mask_url
 from runwatch.api import __version__
+from runwatch.api.auth.bootstrap import admin_key_path, ensure_admin_key, login_url, remember_local
+from runwatch.api.auth.oidc import oidc_callback, oidc_login
+from runwatch.api.auth.routes import AuthController, KeysController
+from runwatch.api.auth.web import AuthMiddleware
 from runwatch.api.config import Settings
 from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
 from runwatch.api.observability import http_metrics, metrics
 from runwatch.api.offline import chat_completions
-from runwatch.api.runs import RunsController
+from runwatch.api.runs import RunsController, health
 from runwatch.api.runtime import Runtime
 from runwatch.api.sse import run_stream
 from runwatch.api.ws import ws_endpoint
@@ -35,12 +43,24 @@ def _runtime(state: State) -> Runtime:
     return state.runtime
 
 
+async def _login_banner(rt: Runtime) -> None:
+    """The local admin key (made on first start) and the one-time login URL, printed."""
+    key = await ensure_admin_key(rt.credentials, rt.settings.data_dir)
+    remember_local(rt.settings.port, key)
+    url = await login_url(rt.auth, rt.credentials, key, rt.settings.public_url)
+    # Printed, not logged: the code logs its first user in (once, within the hour), as Jupyter's
+    # token URL does; log lines never carry a credential.
+    sys.stderr.write(
+        f"\n    Open the dashboard (this link logs you in once, within the hour):\n        {url}\n"
+        f"    The admin API key is in {admin_key_path(rt.settings.data_dir)} (runwatch run finds it there).\n\n"
+    )
+    sys.stderr.flush()
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     rt = runtime or Runtime(settings)
 
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await rt.start()
+    async def announce() -> None:
         log.info(
             "runwatch.ready",
             url=rt.settings.public_url,
@@ -51,13 +71,24 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             **({"redis_prefix": rt.settings.redis_prefix} if rt.settings.redis_url else {}),
             instance=rt.settings.instance,
             agents=[a.name for a in rt.registry],
+            auth="on" if rt.settings.auth_on else "OFF: anyone who reaches the port may read and start runs",
         )
+        if rt.settings.auth_on:
+            await _login_banner(rt)
+        else:
+            log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await rt.start(before_runs=announce)
         try:
             yield
         finally:
             await rt.stop()
 
-    handlers: list = [RunsController, run_stream, ws_endpoint, metrics]
+    handlers: list = [RunsController, AuthController, KeysController, health, run_stream, ws_endpoint, metrics]
+    if settings.oidc_issuer:
+        handlers += [oidc_login, oidc_callback]
     if settings.offline:
         handlers.append(chat_completions)
     if DASHBOARD.is_dir():
@@ -71,7 +102,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
         request_max_body_size=1024 * 1024,
-        middleware=[http_metrics.middleware],
+        middleware=[http_metrics.middleware, DefineMiddleware(AuthMiddleware, exclude=["^/v1/"])],
+        allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.allowed_hosts) if settings.allowed_hosts else None,
+        cors_config=(
+            CORSConfig(
+                allow_origins=settings.cors_origins,
+                allow_credentials=False,
+                allow_headers=["authorization", "content-type"],
+            )
+            if settings.cors_origins
+            else None
+        ),
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JSONRequest,
         logging_config=None,

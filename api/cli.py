@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runwatch.api import __version__
+from runwatch.api.cli_keys import keys_parser
 from runwatch.api.config import ENV, ConfigError, load_settings
 
 EPILOG = "Every setting can also come from the environment or a TOML file (--config):\n" + "\n".join(
@@ -238,10 +239,43 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The credential client commands send: ``--token``, ``RUNWATCH_TOKEN``, or the local admin key
+    ``serve`` keeps in its data folder (``--data-dir``, ``RUNWATCH_DATA_DIR``, ./runwatch-data) or
+    left for this user's client commands of a server on this machine."""
+    import os
+    from urllib.parse import urlsplit
+
+    from runwatch.api.auth.bootstrap import local_key, read_admin_key
+
+    if args.token:
+        return args.token
+    if os.environ.get("RUNWATCH_TOKEN"):
+        return os.environ["RUNWATCH_TOKEN"]
+    key = read_admin_key(Path(args.data_dir or os.environ.get("RUNWATCH_DATA_DIR") or "runwatch-data"))
+    url = urlsplit(args.url)
+    if key is None and url.hostname in ("127.0.0.1", "localhost", "::1"):
+        key = local_key(url.port or 80)
+    return key
+
+
 def _client(args: argparse.Namespace):
     import httpx
 
-    return httpx.Client(base_url=args.url, timeout=httpx.Timeout(10.0, read=None))
+    token = _token(args)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=args.url, timeout=httpx.Timeout(10.0, read=None), headers=headers)
+
+
+def _refused(r: Any) -> str:
+    """What to tell the user when the server refused a client command's request."""
+    try:
+        detail = r.json().get("detail", r.text)
+    except ValueError:
+        detail = r.text
+    if r.status_code == 401:
+        return f"{detail}\n  pass --token or set RUNWATCH_TOKEN (a key from `runwatch keys create`, or a JWT)"
+    return detail
 
 
 def run_agent(args: argparse.Namespace) -> int:
@@ -252,7 +286,7 @@ def run_agent(args: argparse.Namespace) -> int:
         with _client(args) as client:
             r = client.post("/api/runs", json={"agent": args.agent, "input": args.input})
             if r.status_code != 202:
-                print(f"runwatch: {r.json().get('detail', r.text)}", file=sys.stderr)
+                print(f"runwatch: {_refused(r)}", file=sys.stderr)
                 return 2
             run = r.json()
             print(f"run {run['id']} ({run['agent']}, model {run['model']}) — Ctrl-C cancels it", file=sys.stderr)
@@ -265,7 +299,7 @@ def run_agent(args: argparse.Namespace) -> int:
                         event = json.loads(line[5:])
                         status = _show(event) or status
             except KeyboardInterrupt:
-                client.post(f"/api/runs/{run['id']}/cancel")
+                client.post(f"/api/runs/{run['id']}/cancel", json={})
                 print("\ncancelled", file=sys.stderr)
                 return 130
     except httpx.ConnectError:
@@ -307,7 +341,11 @@ def list_agents(args: argparse.Namespace) -> int:
 
     try:
         with _client(args) as client:
-            agents = client.get("/api/agents").json()
+            r = client.get("/api/agents")
+            if r.status_code != 200:
+                print(f"runwatch: {_refused(r)}", file=sys.stderr)
+                return 2
+            agents = r.json()
     except httpx.ConnectError:
         print(f"runwatch: cannot connect to {args.url}; is `runwatch serve` running?", file=sys.stderr)
         return 2
@@ -321,6 +359,12 @@ def _default_url() -> str:
     import os
 
     return os.environ.get("RUNWATCH_URL") or f"http://127.0.0.1:{os.environ.get('RUNWATCH_PORT') or 8000}"
+
+
+def _client_options(p: argparse.ArgumentParser, url_help: str) -> None:
+    p.add_argument("--url", default=_default_url(), help=url_help)
+    p.add_argument("--token", help="API key or JWT to send (default $RUNWATCH_TOKEN, else the local admin key)")
+    p.add_argument("--data-dir", help="where to find the local admin key (default $RUNWATCH_DATA_DIR, ./runwatch-data)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,13 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("agent", help="agent name, e.g. demo")
     p.add_argument("input", help="the input text, or a JSON scenario for the offline model")
-    p.add_argument("--url", default=_default_url(), help=url_help)
+    _client_options(p, url_help)
     p.set_defaults(func=run_agent)
     p = sub.add_parser(
         "agents", help="list the agents a server can run", description="List the agents of a running server."
     )
-    p.add_argument("--url", default=_default_url(), help=url_help)
+    _client_options(p, url_help)
     p.set_defaults(func=list_agents)
+    keys_parser(sub)
     return parser
 
 

@@ -57,6 +57,30 @@ ENV: dict[str, tuple[str, str]] = {
     "ws_message_burst": ("RUNWATCH_WS_MESSAGE_BURST", "client messages one connection may send at once"),
     "ws_direct_writes": ("RUNWATCH_WS_DIRECT_WRITES", "auto: frames straight to uvicorn's sockets; off: ASGI only"),
     "heartbeat": ("RUNWATCH_HEARTBEAT", "seconds of silence before a heartbeat; pings use it too"),
+    "auth": ("RUNWATCH_AUTH", "on (default): every request needs a principal; off: none do (tests and demos only)"),
+    "jwt_secret": ("RUNWATCH_JWT_SECRET", "HS256 secret of the JWTs to accept (env or config file only)"),
+    "jwt_jwks": ("RUNWATCH_JWT_JWKS", "URL or file of the JWKS whose RS256/ES256 keys sign the JWTs to accept"),
+    "jwt_issuer": ("RUNWATCH_JWT_ISSUER", "required iss of JWTs"),
+    "jwt_audience": ("RUNWATCH_JWT_AUDIENCE", "required aud of JWTs"),
+    "jwt_tenant_claim": ("RUNWATCH_JWT_TENANT_CLAIM", "JWT claim naming the tenant"),
+    "jwt_roles_claim": ("RUNWATCH_JWT_ROLES_CLAIM", "JWT claim listing the roles (viewer, operator, admin)"),
+    "oidc_issuer": ("RUNWATCH_OIDC_ISSUER", "OpenID Connect provider for dashboard logins (its issuer URL)"),
+    "oidc_client_id": ("RUNWATCH_OIDC_CLIENT_ID", "runwatch's client id at that provider"),
+    "oidc_client_secret": ("RUNWATCH_OIDC_CLIENT_SECRET", "its client secret (env or config file only)"),
+    "oidc_scopes": ("RUNWATCH_OIDC_SCOPES", "scopes asked for at login"),
+    "session_hours": ("RUNWATCH_SESSION_HOURS", "hours a dashboard login lasts"),
+    "session_secret": ("RUNWATCH_SESSION_SECRET", "signs session cookies (default: made once, kept in the database)"),
+    "metrics_token": ("RUNWATCH_METRICS_TOKEN", "bearer token Prometheus scrapes /metrics with"),
+    "metrics_open": ("RUNWATCH_METRICS_OPEN", "true: /metrics needs no token (only behind a private network)"),
+    "allowed_origins": (
+        "RUNWATCH_ALLOWED_ORIGINS",
+        "comma-separated origins (besides ours) whose pages may connect",
+    ),
+    "allowed_hosts": ("RUNWATCH_ALLOWED_HOSTS", "comma-separated Host names to answer (default: any)"),
+    "cors_origins": ("RUNWATCH_CORS_ORIGINS", "comma-separated origins CORS allows (default: none, CORS off)"),
+    "runs_per_minute": ("RUNWATCH_RUNS_PER_MINUTE", "runs one principal may start a minute"),
+    "tenant_max_active": ("RUNWATCH_TENANT_MAX_ACTIVE", "runs one tenant may have queued or running at once"),
+    "ws_connections_per_principal": ("RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL", "WebSockets one principal may hold"),
     "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
     "log_level": ("RUNWATCH_LOG_LEVEL", "debug, info, warning or error"),
 }
@@ -108,6 +132,27 @@ class Settings:
     ws_message_burst: int = 1_000
     ws_direct_writes: str = "auto"
     heartbeat: float = 15.0
+    auth: str = "on"
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_jwks: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_tenant_claim: str = "tenant"
+    jwt_roles_claim: str = "roles"
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
+    oidc_scopes: str = "openid profile email"
+    session_hours: float = 12.0
+    session_secret: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_open: bool = False
+    allowed_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list)
+    runs_per_minute: float = 60.0
+    tenant_max_active: int = 100
+    ws_connections_per_principal: int = 50
     log_format: str = "console"
     log_level: str = "info"
 
@@ -143,7 +188,12 @@ class Settings:
         from runwatch.agents.redact import endpoint_secrets, url_password
 
         found = endpoint_secrets(self.openai_base_url, self.openai_api_key)
-        return tuple(dict.fromkeys([*found, *url_password(self.database_url), *url_password(self.redis_url)]))
+        own = [s for s in (self.jwt_secret, self.session_secret, self.metrics_token, self.oidc_client_secret) if s]
+        return tuple(dict.fromkeys([*found, *url_password(self.database_url), *url_password(self.redis_url), *own]))
+
+    @property
+    def auth_on(self) -> bool:
+        return self.auth == "on"
 
     @property
     def postgres(self) -> bool:
@@ -173,6 +223,14 @@ def _convert(name: str, value: Any) -> Any:
             return float(value)
         if kind in ("Path", "Path | None"):
             return Path(value).expanduser() if value not in (None, "") else None
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
         if kind == "list[str]":
             items = value.split(",") if isinstance(value, str) else list(value)
             return [s.strip() for s in items if s.strip()]
@@ -226,6 +284,17 @@ def load_settings(
     for name in ("drain_seconds", "retention_days", "redis_retain_seconds"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must be 0 or more")
+    if settings.auth not in ("on", "off"):
+        raise ConfigError(f"auth must be on or off, got {settings.auth!r}; check RUNWATCH_AUTH")
+    if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < 32:
+        raise ConfigError("RUNWATCH_JWT_SECRET must be at least 32 bytes (HS256 wants a key as long as its hash)")
+    if settings.oidc_issuer and not settings.oidc_client_id:
+        raise ConfigError("RUNWATCH_OIDC_ISSUER needs RUNWATCH_OIDC_CLIENT_ID (and usually a client secret)")
+    if settings.session_hours <= 0:
+        raise ConfigError("session_hours must be more than 0")
+    for origin in settings.allowed_origins + settings.cors_origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ConfigError(f"origin {origin!r} must look like https://host[:port]; check RUNWATCH_ALLOWED_ORIGINS")
     if settings.log_format not in ("console", "json"):
         raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
     for name in (
@@ -241,6 +310,9 @@ def load_settings(
         "ws_message_burst",
         "max_output_bytes",
         "max_tool_result_bytes",
+        "runs_per_minute",
+        "tenant_max_active",
+        "ws_connections_per_principal",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")

@@ -29,7 +29,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -151,6 +151,14 @@ class Connection:
         self._frames_seen = 0
         #: Why the watchdog cut this connection off, if it did.
         self.cut_off: str | None = None
+        #: Set by ``end``: the close code and reason the endpoint closes with.
+        self.ended: tuple[int, str] | None = None
+        #: Who is watching (``runwatch.agents.identity.Principal``), set by the endpoint; with
+        #: ``feed_tenant`` set, the runs feed shows this connection only that tenant's runs.
+        self.principal: Any = None
+        self.feed_tenant: str | None = None
+        #: ``RunService.tenant_of``: the tenant of the run a feed entry is about.
+        self.tenant_of: Callable[[Published], Awaitable[str | None]] | None = None
         self.frames_sent = 0
         self.events_sent = 0
         self.bytes_sent = 0
@@ -170,7 +178,7 @@ class Connection:
         sub = self.subscriptions.get(stream)
         if sub is None:
             return
-        if self._idle and self._writer is not None and sub.live:
+        if self._idle and self._writer is not None and sub.live and not self._filtered(stream):
             self._marked = True
             self._lane.mark(self)
             if sub.cursor == head - 1:
@@ -187,6 +195,11 @@ class Connection:
         self._idle = False  # so ``notify`` needs one flag to know the sender is idle and not woken
         self._wake.set()
 
+    def _filtered(self, stream: str) -> bool:
+        """This connection sees only some entries of ``stream`` (the runs feed, for one tenant):
+        its frames are its own, never the fast lane's shared ones."""
+        return self.feed_tenant is not None and stream == LIFECYCLE
+
     def unmark(self) -> None:
         self._marked = self._dirty = False
 
@@ -198,7 +211,7 @@ class Connection:
         subs: list[Subscription] = []
         count = 0
         for sub in self.subscriptions.values():
-            if not sub.live or sub.overflowed:
+            if not sub.live or sub.overflowed or self._filtered(sub.stream):
                 self._wake_sender()
                 return
             head = self._bus.head(sub.stream)
@@ -274,9 +287,19 @@ class Connection:
         self._sender = asyncio.create_task(self._run_sender(), name=f"ws-send-{self.id}")
         return self._sender
 
+    def end(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` (the endpoint does, once the sender has stopped)."""
+        if self.ended is None and self.cut_off is None and self._sender is not None:
+            self.ended = (code, reason)
+            self._sender.cancel()
+
     def tick(self, now: float) -> None:
         """The watchdog's visit: flush counters; cut off a send stuck past the timeout, or post a heartbeat."""
         self.flush_metrics()
+        expires = getattr(self.principal, "expires_at", None)
+        if expires is not None and time.time() >= expires:
+            self.end(4401, "credential expired; reconnect with a fresh one")
+            return
         if self.frames_sent != self._frames_seen:
             self._frames_seen = self.frames_sent
             self._last_send = now
@@ -356,14 +379,23 @@ class Connection:
             batch = await self._read(sub, budget)
             if self.subscriptions.get(sub.stream) is not sub or not batch:
                 continue  # nothing new, or unsubscribed/replaced while we read the store
-            fitted = _fit(batch, self._frame_bytes - frame.size, at_least_one=frame.events == 0)
+            shown = await self._own(sub, batch)
+            fitted = _fit(shown, self._frame_bytes - frame.size, at_least_one=frame.events == 0)
             if fitted:
                 frame.add_events(sub, fitted)
-            if len(fitted) < len(batch):
+            if len(fitted) < len(shown):
                 return frame, True
+            sub.cursor = batch[-1].seq  # past entries of other tenants too
             more = more or len(batch) == budget
             budget -= len(batch)
         return frame, more
+
+    async def _own(self, sub: Subscription, batch: list[Published]) -> list[Published]:
+        """What of ``batch`` this watcher may see: all of a run's log; of the runs feed, with
+        ``feed_tenant`` set, only the entries about that tenant's runs."""
+        if not self._filtered(sub.stream) or self.tenant_of is None:
+            return batch
+        return [p for p in batch if await self.tenant_of(p) == self.feed_tenant]
 
     async def _read(self, sub: Subscription, budget: int) -> list[Published]:
         batch = self._bus.recent(sub.stream, sub.cursor, budget)

@@ -10,9 +10,12 @@ import time
 
 from runwatch.agents.errors import ErrorCode, RunwatchError
 from runwatch.agents.events import RunStatus
+from runwatch.agents.identity import Role
+from runwatch.api.auth.authenticator import AuthFailed
 from runwatch.api.connection import Connection
 from runwatch.api.protocol import (
     Ack,
+    Auth,
     Cancel,
     Ping,
     Pong,
@@ -68,6 +71,7 @@ async def handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
         raise
     rt.metrics.ws_received.labels(message.__struct_config__.tag).inc()
     mid = message.id
+    principal = conn.principal
     try:
         match message:
             case Subscribe(run=run, after=after, epoch=epoch):
@@ -77,27 +81,54 @@ async def handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
                     raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {run!r}", mid)
                 conn.post(encode(Ack(id=mid, run=run)))
             case Cancel(run=run):
-                status = await rt.service.cancel(run)
+                _require(principal, Role.OPERATOR, "cancel", mid)
+                status = await rt.service.cancel(run, principal)
                 done = status is RunStatus.CANCELLED
                 conn.post(encode(Ack(id=mid, run=run, status="cancelled" if done else "cancelling")))
             case Start(agent=agent, input=text_input):
-                handle = await rt.service.start(agent, text_input)
+                _require(principal, Role.OPERATOR, "start", mid)
+                handle = await rt.service.start(agent, text_input, principal)
                 conn.post(encode(Ack(id=mid, run=handle.id, status="queued")))
             case Ping():
                 conn.post(encode(Pong(id=mid)))
+            case Auth(token=token):
+                await _reauthenticate(conn, rt, token, mid)
     except ProtocolError:
         raise
     except RunwatchError as exc:
         raise ProtocolError.of(exc, mid) from None
 
 
+def _require(principal, role: Role, action: str, mid: object) -> None:
+    if not principal.can(role):
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"{action} needs the {role.value} role; you are {principal.role}", mid)
+
+
+async def _reauthenticate(conn: Connection, rt: Runtime, token: str, mid: object) -> None:
+    """A fresh token for the same principal, before the current one expires: the socket stays open."""
+    if not rt.settings.auth_on:
+        conn.post(encode(Ack(id=mid)))
+        return
+    try:
+        fresh = await rt.auth.bearer(token)
+    except AuthFailed as exc:
+        raise ProtocolError(ErrorCode.UNAUTHENTICATED, exc.message, mid) from None
+    current = conn.principal
+    if (fresh.id, fresh.tenant) != (current.id, current.tenant):
+        raise ProtocolError(ErrorCode.FORBIDDEN, "the token is for another principal; open a new connection", mid)
+    conn.principal = fresh
+    conn.feed_tenant = fresh.scope
+    conn.post(encode(Ack(id=mid)))
+
+
 async def _subscribe(conn: Connection, rt: Runtime, run: str, after: int, epoch: str | None, mid: object) -> None:
     limit = rt.settings.ws_max_subscriptions
     if run not in conn.subscriptions and len(conn.subscriptions) >= limit:
+        rt.metrics.limited("ws_subscriptions")
         raise ProtocolError(
             ErrorCode.TOO_MANY_SUBSCRIPTIONS, f"at most {limit} subscriptions per connection; unsubscribe first", mid
         )
-    resume = await rt.service.resume(run, after, epoch)
+    resume = await rt.service.resume(run, after, epoch, principal=conn.principal)
     if resume.resync is not None:
         conn.unsubscribe(run)
         conn.post(encode(Resync(id=mid, run=run, after=resume.after, epoch=resume.epoch, reason=resume.resync)))

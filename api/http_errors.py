@@ -4,6 +4,7 @@ code; a request Litestar cannot decode or validate becomes the same body with ``
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -12,7 +13,7 @@ from litestar import Request, Response
 from litestar.exceptions import SerializationException, ValidationException
 from litestar.openapi import ResponseSpec
 
-from runwatch.agents.errors import HTTP_STATUS, BadRequest, ErrorCode, QueueFull, RunwatchError
+from runwatch.agents.errors import HTTP_STATUS, BadRequest, ErrorCode, QueueFull, RateLimited, RunwatchError
 
 log = structlog.get_logger()
 
@@ -29,7 +30,13 @@ class ErrorBody(msgspec.Struct):
 
 
 def runwatch_error(request: Request[Any, Any, Any], exc: RunwatchError) -> Response[ErrorBody]:
-    headers = {"Retry-After": str(RETRY_AFTER)} if isinstance(exc, QueueFull) else None
+    headers: dict[str, str] | None = None
+    if isinstance(exc, QueueFull):
+        headers = {"Retry-After": str(RETRY_AFTER)}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    elif exc.code == ErrorCode.UNAUTHENTICATED:
+        headers = {"WWW-Authenticate": 'Bearer realm="runwatch"'}
     body = ErrorBody(status_code=exc.http_status, detail=exc.message, code=exc.code)
     return Response(body, status_code=exc.http_status, headers=headers)
 

@@ -53,6 +53,29 @@ _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _RATE = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 
+#: The ``kind`` label of ``runwatch_rate_limited_total``: each limit that can refuse.
+LIMIT_KINDS = ("runs_per_minute", "tenant_active", "ws_messages", "ws_connections", "ws_subscriptions")
+#: The ``reason`` label of ``runwatch_auth_failures_total``.
+AUTH_FAILURE_REASONS = (
+    "missing",
+    "malformed",
+    "bad_signature",
+    "bad_algorithm",
+    "expired",
+    "not_yet_valid",
+    "wrong_issuer",
+    "wrong_audience",
+    "unknown_key",
+    "revoked",
+    "no_role",
+    "no_tenant",
+    "bad_session",
+    "bad_ticket",
+    "bad_code",
+    "origin",
+)
+
+
 class Metrics:
     """All of runwatch's own metrics. Also a bus ``Sink``: ``accept`` sees every event."""
 
@@ -85,6 +108,13 @@ class Metrics:
             "runwatch_ws_slow_consumers", "Watchers cut off for being slow, by action.", ["action"], registry=r
         )
         self.sse_opened = Counter("runwatch_sse_streams_opened", "SSE streams opened.", registry=r)
+        # -- identity and limits
+        self.rate_limited = Counter(
+            "runwatch_rate_limited", "Requests and messages refused by a limit, by limit.", ["kind"], registry=r
+        )
+        self.auth_failures = Counter(
+            "runwatch_auth_failures", "Credentials refused (or missing), by reason.", ["reason"], registry=r
+        )
         # -- runs
         self.runs_active = Gauge("runwatch_runs_active", "Runs executing now.", ["agent"], registry=r)
         self.runs_queued = Gauge("runwatch_runs_queued", "Runs waiting for a slot.", ["agent"], registry=r)
@@ -153,9 +183,19 @@ class Metrics:
         )
         self._preset()
 
+    def auth_failure(self, reason: str) -> None:
+        self.auth_failures.labels(reason).inc()
+
+    def limited(self, kind: str) -> None:
+        self.rate_limited.labels(kind).inc()
+
     def _preset(self) -> None:
         for reason in CLOSE_REASONS:
             self.ws_closed.labels(reason)
+        for kind in LIMIT_KINDS:
+            self.rate_limited.labels(kind)
+        for reason in AUTH_FAILURE_REASONS:
+            self.auth_failures.labels(reason)
         for action in SLOW_CONSUMER_ACTIONS:
             self.slow_consumers.labels(action)
         for kind in CLIENT_MESSAGE_TYPES:

@@ -7,12 +7,17 @@ used because runwatch never forks request workers. See README, "Metrics".
 
 from __future__ import annotations
 
-from litestar import get
+from litestar import Request, get
 from litestar.enums import ScopeType
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.response import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from runwatch.agents.errors import ErrorCode, Unauthenticated
+from runwatch.agents.identity import Role
+from runwatch.api.auth.tokens import same_secret
+from runwatch.api.auth.web import principal_of
+from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
 
 #: HTTP request counts and latencies (``runwatch_http_*``), labelled by route template, not path.
@@ -25,7 +30,28 @@ http_metrics = PrometheusConfig(
 )
 
 
-@get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain", sync_to_thread=False)
-def metrics(rt: Runtime) -> Response[bytes]:
+def _may_scrape(request: Request, rt: Runtime) -> None:
+    """``/metrics`` answers the scrape token (``RUNWATCH_METRICS_TOKEN``), an admin, or anyone when
+    ``RUNWATCH_METRICS_OPEN`` (or authentication) is off."""
+    s = rt.settings
+    if s.metrics_open or not s.auth_on:
+        return
+    header = request.headers.get("authorization", "")
+    if s.metrics_token and header.lower().startswith("bearer ") and same_secret(header[7:].strip(), s.metrics_token):
+        return
+    principal = principal_of(request, rt.metrics) if request.scope.get("user") is None else request.user
+    if not principal.can(Role.ADMIN):
+        raise Unauthenticated("scrape /metrics with 'Authorization: Bearer <RUNWATCH_METRICS_TOKEN>'")
+
+
+@get(
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics (the scrape token, or an admin)",
+    media_type="text/plain",
+    responses=error_responses(ErrorCode.UNAUTHENTICATED),
+)
+async def metrics(request: Request, rt: Runtime) -> Response[bytes]:
+    _may_scrape(request, rt)
     body = generate_latest(rt.metrics_registry) + generate_latest(REGISTRY)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -51,8 +51,14 @@ class Ping(ClientMessage, tag="ping"):
     pass
 
 
-AnyClientMessage = Subscribe | Unsubscribe | Cancel | Start | Ping
-CLIENT_TYPES = frozenset({"subscribe", "unsubscribe", "cancel", "start", "ping"})
+class Auth(ClientMessage, tag="auth"):
+    """A fresh token (or key) for the connection's principal, sent before the current one expires."""
+
+    token: Annotated[str, msgspec.Meta(max_length=16_384)]
+
+
+AnyClientMessage = Subscribe | Unsubscribe | Cancel | Start | Ping | Auth
+CLIENT_TYPES = frozenset({"subscribe", "unsubscribe", "cancel", "start", "ping", "auth"})
 
 
 # -- server → client (events themselves are sent as-is) -------------------------------------
@@ -64,6 +70,10 @@ class Hello(msgspec.Struct, tag_field="type", tag="hello", kw_only=True):
     offline: bool
     heartbeat: float
     max_message_bytes: int
+    #: Who this connection is (``id``, ``name``, ``tenant``, ``role``), and when its credential
+    #: expires (epoch seconds; null if never): send ``auth`` with a fresh token before then.
+    principal: dict[str, str] | None = None
+    expires_at: float | None = None
 
 
 class Ack(msgspec.Struct, tag_field="type", tag="ack", kw_only=True, omit_defaults=True):

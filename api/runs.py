@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post, route
+from litestar import Controller, Request, get, post, route
 from litestar.enums import HttpMethod
 from litestar.openapi import ResponseSpec
 from litestar.params import BodyKwarg, Parameter
@@ -14,8 +14,10 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from runwatch.agents.errors import ErrorCode
 from runwatch.agents.events import RunStatus
+from runwatch.agents.identity import Role
 from runwatch.agents.store import RunPage, RunSummary
 from runwatch.api import __version__
+from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
 
@@ -65,27 +67,34 @@ class AgentInfo(msgspec.Struct):
     max_steps: int
 
 
-class Health(msgspec.Struct):
+class Health(msgspec.Struct, omit_defaults=True):
+    """Without a principal only ``status``, ``version`` and ``problem`` are answered."""
+
     #: ``ok``; ``unavailable`` (answered with 503: see ``problem``); ``closing`` (shutting down).
     status: str
     version: str
-    offline: bool
-    model: str
-    running: int
-    queued: int
-    connections: int
-    offline_streams: int
+    offline: bool | None = None
+    model: str | None = None
+    running: int | None = None
+    queued: int | None = None
+    connections: int | None = None
+    offline_streams: int | None = None
     #: Of those, how many the pacer writes straight to their sockets (api/offline_pacer.py).
-    offline_paced: int
+    offline_paced: int | None = None
     #: This instance's name (``RUNWATCH_INSTANCE``).
-    instance: str = ""
+    instance: str | None = None
     #: Why the instance is not ready (the broker is unreachable), or null.
     problem: str | None = None
+
+
+#: Every answer a handler that needs a principal can give besides its own.
+AUTH_ERRORS = (ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN)
 
 
 class RunsController(Controller):
     path = "/api"
     tags = ["runs"]
+    guards = [requires(Role.VIEWER)]
 
     @route("/runs", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
     async def allow_runs(self) -> Response[None]:
@@ -106,10 +115,13 @@ class RunsController(Controller):
             ErrorCode.QUEUE_FULL,
             ErrorCode.SHUTTING_DOWN,
             ErrorCode.UNAVAILABLE,
+            ErrorCode.RATE_LIMITED,
+            *AUTH_ERRORS,
         ),
+        guards=[requires(Role.OPERATOR)],
     )
-    async def start_run(self, data: StartRun, rt: Runtime) -> RunAccepted:
-        handle = await rt.service.start(data.agent, data.input)
+    async def start_run(self, data: StartRun, request: Request, rt: Runtime) -> RunAccepted:
+        handle = await rt.service.start(data.agent, data.input, request.user)
         return RunAccepted(
             id=handle.id,
             agent=handle.agent,
@@ -120,37 +132,53 @@ class RunsController(Controller):
             stream=f"/api/runs/{handle.id}/stream",
         )
 
-    @get("/runs", summary="List runs, newest first", responses=error_responses())
+    @get(
+        "/runs",
+        summary="List runs of your tenant (an admin: of all, or of ?tenant=), newest first",
+        responses=error_responses(*AUTH_ERRORS),
+    )
     async def list_runs(
         self,
+        request: Request,
         rt: Runtime,
         status: RunStatus | None = None,
         agent: str | None = None,
+        tenant: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Parameter(pattern=r"^\d{1,19}$")] = None,
     ) -> RunPage:
-        return await rt.service.list(status=status.value if status else None, agent=agent, limit=limit, cursor=cursor)
+        scope = request.user.scope
+        if scope is not None:
+            tenant = scope  # only an admin may look at another tenant's runs
+        return await rt.service.list(
+            status=status.value if status else None, agent=agent, tenant=tenant, limit=limit, cursor=cursor
+        )
 
-    @get("/runs/{run_id:str}", summary="One run's summary", responses=error_responses(ErrorCode.UNKNOWN_RUN))
-    async def get_run(self, run_id: str, rt: Runtime) -> RunSummary:
-        return await rt.service.get(run_id)
+    @get(
+        "/runs/{run_id:str}",
+        summary="One run's summary",
+        responses=error_responses(ErrorCode.UNKNOWN_RUN, *AUTH_ERRORS),
+    )
+    async def get_run(self, run_id: str, request: Request, rt: Runtime) -> RunSummary:
+        return await rt.service.get(run_id, request.user)
 
     @get(
         "/runs/{run_id:str}/events",
         summary="Replay a run's events after a seq, a page at a time",
         responses={
             200: ResponseSpec(EventsPage, description="A page of events", generate_examples=False),
-            **error_responses(ErrorCode.UNKNOWN_RUN),
+            **error_responses(ErrorCode.UNKNOWN_RUN, *AUTH_ERRORS),
         },
     )
     async def run_events(
         self,
         run_id: str,
+        request: Request,
         rt: Runtime,
         after: Annotated[int, Parameter(ge=0, le=MAX_AFTER)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=5000)] = 1000,
     ) -> Response[bytes]:
-        items = await rt.service.events(run_id, after, limit)
+        items = await rt.service.events(run_id, after, limit, request.user)
         last = items[-1].seq if items else after
         body = (
             b'{"run_id":'
@@ -169,10 +197,11 @@ class RunsController(Controller):
         "/runs/{run_id:str}/cancel",
         status_code=HTTP_202_ACCEPTED,
         summary="Cancel a run",
-        responses=error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.ALREADY_FINISHED),
+        responses=error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.ALREADY_FINISHED, *AUTH_ERRORS),
+        guards=[requires(Role.OPERATOR)],
     )
-    async def cancel_run(self, run_id: str, rt: Runtime) -> Cancelling:
-        status = await rt.service.cancel(run_id)
+    async def cancel_run(self, run_id: str, request: Request, rt: Runtime) -> Cancelling:
+        status = await rt.service.cancel(run_id, request.user)
         return Cancelling(id=run_id, status="cancelled" if status is RunStatus.CANCELLED else "cancelling")
 
     @get("/agents", summary="The agents this server can run", tags=["agents"])
@@ -188,20 +217,25 @@ class RunsController(Controller):
             for a in rt.registry
         ]
 
-    @get("/health", summary="Liveness and load", tags=["ops"])
-    async def health(self, rt: Runtime) -> Response[Health]:
-        problem = rt.ready_problem
-        health = Health(
-            status="closing" if rt.closing.is_set() else "unavailable" if problem else "ok",
-            problem=problem,
-            instance=rt.settings.instance,
-            version=__version__,
-            offline=rt.settings.offline,
-            model=rt.settings.default_model,
-            running=rt.supervisor.running,
-            queued=rt.supervisor.queued,
-            connections=len(rt.connections),
-            offline_streams=rt.offline_streams,
-            offline_paced=rt.pacer.streams,
-        )
-        return Response(health, status_code=503 if problem else 200)
+
+@get("/api/health", summary="Liveness and load (without a principal: status and version only)", tags=["ops"])
+async def health(request: Request, rt: Runtime) -> Response[Health]:
+    problem = rt.ready_problem
+    status = "closing" if rt.closing.is_set() else "unavailable" if problem else "ok"
+    code = 503 if problem else 200
+    if request.scope.get("user") is None:
+        return Response(Health(status=status, version=__version__, problem=problem), status_code=code)
+    health = Health(
+        status=status,
+        problem=problem,
+        instance=rt.settings.instance,
+        version=__version__,
+        offline=rt.settings.offline,
+        model=rt.settings.default_model,
+        running=rt.supervisor.running,
+        queued=rt.supervisor.queued,
+        connections=len(rt.connections),
+        offline_streams=rt.offline_streams,
+        offline_paced=rt.pacer.streams,
+    )
+    return Response(health, status_code=code)

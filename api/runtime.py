@@ -7,7 +7,7 @@ import ctypes
 import ctypes.util
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,13 +21,17 @@ from runwatch.agents.bus import MemoryBus
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.cluster import ClusterSupervisor
 from runwatch.agents.demo import demo_agent
+from runwatch.agents.limits import Limiter, MemoryLimiter, RedisLimiter
 from runwatch.agents.redact import Redactor
 from runwatch.agents.retention import Retention
 from runwatch.agents.run_queue import RunQueue
 from runwatch.agents.runner import Runner
 from runwatch.agents.service import RunService
 from runwatch.agents.store import PostgresStore, SQLiteStore, Store
+from runwatch.agents.store.credentials import Credentials, PostgresCredentials, SQLiteCredentials
 from runwatch.agents.supervisor import Supervisor
+from runwatch.api.auth.authenticator import Authenticator
+from runwatch.api.auth.provider import Provider
 from runwatch.api.config import ConfigError, Settings
 from runwatch.api.lane import FastLane
 from runwatch.api.metrics import LiveGauges, Metrics
@@ -44,6 +48,8 @@ TRIM_BYTES = 32 * 1024 * 1024
 TRIM_SECONDS = 5.0
 #: The interpreter's thread switch interval while serving (see ``Runtime.start``).
 SWITCH_INTERVAL = 0.0005
+#: How often open sockets' keys are checked for revocation, and their connection leases renewed.
+PRINCIPAL_CHECK_SECONDS = 5.0
 
 
 def _malloc_trim() -> Callable[[], object] | None:
@@ -78,6 +84,11 @@ class Runtime:
         self.settings = settings
         self.store: Store = (
             PostgresStore(settings.database_url or "") if settings.postgres else SQLiteStore(settings.database)
+        )
+        self.credentials: Credentials = (
+            PostgresCredentials(settings.database_url or "")
+            if settings.postgres
+            else SQLiteCredentials(settings.database)
         )
         self.retention = Retention(self.store, settings.retention_days)
         memory = {"log_capacity": settings.log_capacity, "memory_bytes": int(settings.bus_memory_mb * 1024 * 1024)}
@@ -115,6 +126,18 @@ class Runtime:
             registry=self.metrics_registry,
         )
         self.metrics_registry.register(LiveGauges(self))
+        self.auth = Authenticator(settings, self.credentials, self.metrics.auth_failure)
+        #: The OpenID provider of dashboard logins, when one is configured.
+        self.oidc: Provider | None = (
+            Provider(
+                settings.oidc_issuer,
+                settings.oidc_client_id or "",
+                settings.oidc_client_secret,
+                settings.oidc_scopes,
+            )
+            if settings.oidc_issuer
+            else None
+        )
         self.runner = Runner(
             self.client,
             self.bus.publish,
@@ -153,9 +176,21 @@ class Runtime:
             self.bus.on_lost.append(self._broker_lost)
         else:
             self.supervisor = Supervisor(**supervising)
-        self.service = RunService(
-            bus=self.bus, store=self.store, supervisor=self.supervisor, max_input_bytes=settings.max_input_bytes
+        self.limiter: Limiter = (
+            RedisLimiter(self.bus.redis, prefix=settings.redis_prefix, instance=settings.instance)
+            if isinstance(self.bus, RedisBus)
+            else MemoryLimiter()
         )
+        self.service = RunService(
+            bus=self.bus,
+            store=self.store,
+            supervisor=self.supervisor,
+            max_input_bytes=settings.max_input_bytes,
+            limiter=self.limiter,
+            runs_per_minute=settings.runs_per_minute,
+            tenant_max_active=settings.tenant_max_active,
+        )
+        self.service.on_limited.append(self.metrics.limited)
         #: Set once shutdown has stopped the runs (their final events are visible): SSE streams
         #: end, WebSocket connections deliver what they owe (until ``drain_deadline``) and close 1001.
         self.closing = asyncio.Event()
@@ -174,14 +209,20 @@ class Runtime:
         self.broker_lost = asyncio.Event()
         self._shutdown: asyncio.Future[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, before_runs: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Open everything; ``before_runs`` is awaited once the stores and the bus are up, before
+        runs left by a dead process are taken over (they start streaming at once)."""
         # The store's writer thread hands each batch back through the GIL a dozen times (every
         # SQLite call releases it). With the event loop busy, each hand-back waits out the switch
         # interval, 5 ms by default, which made a commit (so the visibility of every event) take
         # ~60 ms at full load; at 0.5 ms it takes a few. A lone loop thread pays nothing for it.
         sys.setswitchinterval(SWITCH_INTERVAL)
         await self.store.open()
+        await self.credentials.open()  # after the store: its migrations make the tables
+        await self.auth.start()
         await self.bus.start()
+        if before_runs is not None:
+            await before_runs()
         if isinstance(self.supervisor, ClusterSupervisor):
             await self.supervisor.open()  # takes over dead instances' runs by their leases
         else:
@@ -196,16 +237,35 @@ class Runtime:
         s = self.settings
         interval = max(0.05, min(1.0, s.heartbeat / 3, s.ws_send_timeout / 4))
         trimmed, next_trim = self.bus.freed, time.monotonic() + TRIM_SECONDS
+        next_check, checking = time.monotonic() + PRINCIPAL_CHECK_SECONDS, None
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.tick(now)
+            if now >= next_check and (checking is None or checking.done()):
+                next_check = now + PRINCIPAL_CHECK_SECONDS
+                checking = asyncio.create_task(self._check_principals(), name="runwatch-principal-check")
             if now >= next_trim:
                 next_trim = now + TRIM_SECONDS
                 if self.bus.freed - trimmed >= TRIM_BYTES:
                     trimmed = self.bus.freed
                     release_free_memory()
+
+    async def _check_principals(self) -> None:
+        """Close (4401) the sockets whose API key was revoked; renew the others' connection leases."""
+        if not self.settings.auth_on:
+            return
+        conns = [c for c in self.connections if c.principal is not None]
+        try:
+            keys = sorted({c.principal.key_id for c in conns if c.principal.key_id})
+            revoked = await self.credentials.revoked(keys) if keys else set()
+            for conn in conns:
+                if conn.principal.key_id in revoked:
+                    conn.end(4401, "the key was revoked")
+            await self.limiter.renew_connections([(c.principal.id, c.id) for c in conns])
+        except Exception as exc:  # the database or Redis away: try again at the next check
+            log.warning("auth.check_failed", error=repr(exc))
 
     def _broker_lost(self) -> None:
         lost, self.broker_lost = self.broker_lost, asyncio.Event()
@@ -258,6 +318,7 @@ class Runtime:
         parts += [
             ("bus", self.bus.close, 2.0),
             ("store", self.store.close, 4.0),
+            ("credentials", self.credentials.close, 1.0),
             ("model client", self.client.close, 1.0),
         ]
         for name, close, seconds in parts:

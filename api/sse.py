@@ -18,8 +18,10 @@ from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
 from runwatch.agents.errors import BadRequest, ErrorCode
+from runwatch.agents.identity import Role
+from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import error_responses
-from runwatch.api.runs import MAX_AFTER
+from runwatch.api.runs import AUTH_ERRORS, MAX_AFTER
 from runwatch.api.runtime import Runtime
 
 PAGE = 500
@@ -54,8 +56,9 @@ class _Wake:
             description="One SSE event per run event: id is its seq, data its JSON; ends after run.finished",
             generate_examples=False,
         ),
-        **error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.AFTER_BEYOND_HEAD),
+        **error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.AFTER_BEYOND_HEAD, *AUTH_ERRORS),
     },
+    guards=[requires(Role.VIEWER)],
 )
 async def run_stream(
     run_id: str,
@@ -69,7 +72,7 @@ async def run_stream(
         if not header.isascii() or not header.isdigit() or len(digits) > 19:
             raise BadRequest("Last-Event-ID must be the seq of the last event you received")
         after = int(digits)
-    cursor = await rt.service.resume_run(run_id, after)
+    cursor = await rt.service.resume_run(run_id, after, request.user)
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         nonlocal cursor

@@ -16,7 +16,10 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from runwatch.agents.errors import CLOSE_REASONS, CloseCode, ErrorCode
+from runwatch.agents.identity import Principal
 from runwatch.api import __version__
+from runwatch.api.auth.authenticator import AuthFailed
+from runwatch.api.auth.web import origin_allowed
 from runwatch.api.connection import Connection
 from runwatch.api.dispatch import MessageRate, handle
 from runwatch.api.framing import direct_writer
@@ -26,11 +29,46 @@ from runwatch.api.runtime import Runtime
 log = structlog.get_logger()
 
 
+async def _admit(socket: WebSocket, rt: Runtime, conn_id: str) -> Principal | None:
+    """Check the handshake: a page on another origin is refused before the upgrade (HTTP 403); a
+    missing or refused credential, or too many sockets of one principal, is closed right after it
+    (4401, 1013) so that the client can read why. Returns the principal, or None if closed."""
+    if not origin_allowed(socket.headers, rt.settings):
+        rt.metrics.auth_failure("origin")
+        log.warning("ws.origin_refused", conn=conn_id, origin=socket.headers.get("origin", "")[:200])
+        await socket.close(code=CloseCode.FORBIDDEN, reason="origin not allowed")
+        return None
+    await socket.accept()
+    principal = socket.scope.get("user")
+    if principal is None:
+        failure = socket.scope.get("auth")
+        if failure is None:
+            rt.metrics.auth_failure("missing")
+        reason = failure.message if isinstance(failure, AuthFailed) else "sign in: no credential was sent"
+        await _refuse(socket, CloseCode.UNAUTHENTICATED, reason[:120])
+        return None
+    limit = rt.settings.ws_connections_per_principal
+    if principal.source != "off" and not await rt.limiter.open_connection(principal.id, conn_id, limit):
+        rt.metrics.limited("ws_connections")
+        await _refuse(socket, CloseCode.TRY_AGAIN_LATER, f"at most {limit} connections per principal")
+        return None
+    return principal
+
+
+async def _refuse(socket: WebSocket, code: CloseCode, reason: str) -> None:
+    try:
+        await asyncio.wait_for(socket.close(code=code, reason=reason), 1.0)
+    except Exception:
+        pass
+
+
 @websocket("/ws")
 async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     settings = rt.settings
     conn_id = secrets.token_hex(4)
-    await socket.accept()
+    principal = await _admit(socket, rt, conn_id)
+    if principal is None:
+        return
     writer = direct_writer(socket.scope, conn_id) if settings.ws_direct_writes == "auto" else None
     conn = Connection(
         conn_id,
@@ -45,6 +83,9 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         lane=rt.fast_lane,
         writer=writer,
     )
+    conn.principal = principal
+    conn.feed_tenant = principal.scope
+    conn.tenant_of = rt.service.tenant_of
     rt.connections.add(conn)
     rt.metrics.ws_opened.inc()
     opened = time.monotonic()
@@ -52,6 +93,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     log.info(
         "ws.connected",
         conn=conn_id,
+        principal=principal.id,
         client=socket.client.host if socket.client else None,
         direct_writes=writer is not None,
     )
@@ -63,6 +105,13 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
                 offline=settings.offline,
                 heartbeat=settings.heartbeat,
                 max_message_bytes=settings.ws_max_message_bytes,
+                principal={
+                    "id": principal.id,
+                    "name": principal.name,
+                    "tenant": principal.tenant,
+                    "role": principal.role.value,
+                },
+                expires_at=principal.expires_at,
             )
         )
     )
@@ -79,6 +128,9 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         elif closing in done:
             close_code, reason = CloseCode.GOING_AWAY, "server shutdown"
             await _drain(conn, sender, deadline=rt.drain_deadline)
+        elif sender in done and conn.ended is not None:
+            close_code, reason = CloseCode(conn.ended[0]), conn.ended[1]
+            log.info("ws.ended", conn=conn_id, principal=principal.id, code=int(close_code), reason=reason)
         elif sender in done and conn.cut_off is not None:
             close_code, reason = CloseCode.TRY_AGAIN_LATER, "slow consumer"
             log.warning("ws.slow_consumer", conn=conn_id, error=conn.cut_off)
@@ -104,6 +156,11 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
             except Exception:
                 pass
         rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
+        if principal.source != "off":
+            try:
+                await asyncio.wait_for(rt.limiter.close_connection(principal.id, conn_id), 1.0)
+            except Exception:  # Redis away: the lease runs out by itself (agents/limits.py)
+                pass
         log.info(
             "ws.disconnected",
             conn=conn_id,
@@ -146,6 +203,7 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> tuple[Cl
             if rate.flooding:
                 return CloseCode.POLICY_VIOLATION, "message flood"
             if rate.refused == 1:
+                rt.metrics.limited("ws_messages")
                 conn.post(
                     encode(
                         Error(

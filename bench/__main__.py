@@ -34,7 +34,15 @@ def loadgen(spec: dict[str, Any]) -> dict[str, Any]:
 def with_server(start: Callable[[], tuple[servers.Running, list[servers.Running]]], spec: dict[str, Any]) -> dict:
     server, extra = start()
     try:
-        return loadgen({**spec, "server_pid": server.pid, "ws_url": server.ws_url, "http_url": server.http_url})
+        return loadgen(
+            {
+                **spec,
+                "server_pid": server.pid,
+                "ws_url": server.ws_url,
+                "http_url": server.http_url,
+                "token": server.token,
+            }
+        )
     finally:
         for s in [server, *extra]:
             s.stop()
@@ -55,12 +63,15 @@ SYSTEMS: dict[str, tuple[str, Callable[[], tuple[servers.Running, list[servers.R
     "websockets": ("rooms", lambda: (servers.py_rooms(), [])),
     "runwatch": ("runwatch", runwatch_with(25)),
     "runwatch-nocoalesce": ("runwatch", runwatch_with(0)),
+    # Authentication is at connect, not per frame: the same fan-out with it off (RUNWATCH_AUTH=off).
+    "runwatch-authoff": ("runwatch", runwatch_with(25, {"RUNWATCH_AUTH": "off"})),
 }
 LABELS = {
     "node": "Node `ws` rooms (seed design)",
     "websockets": "Python `websockets` broadcast()",
     "runwatch": "runwatch, coalescing 25 ms",
     "runwatch-nocoalesce": "runwatch, coalescing off",
+    "runwatch-authoff": "runwatch, coalescing 25 ms, authentication off",
 }
 
 
@@ -168,6 +179,10 @@ def report(res: dict[str, Any]) -> str:
             f["runwatch-nocoalesce"]["cpu_us_per_frame"], f["websockets"]["cpu_us_per_frame"]
         ),
     }
+    if "runwatch-authoff" in f:
+        ratios["runwatch CPU per token, authentication on / off (target ≤ 1.05)"] = ratio(
+            f["runwatch"]["cpu_us_per_token"], f["runwatch-authoff"]["cpu_us_per_token"]
+        )
     if "idle" in res:
         for count, r in res["idle"]["runwatch"].items():
             ratios[f"runwatch RSS per idle connection at {count}, KiB (target ≤ 32)"] = r["kib_per_connection"]

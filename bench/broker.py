@@ -106,6 +106,7 @@ def fanout(
                                 "ws_url": started[0].ws_url,
                                 "ws_urls": [s.ws_url for s in started],
                                 "http_url": started[0].http_url,
+                                "token": started[0].token,
                             }
                         )
                     )

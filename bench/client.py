@@ -23,6 +23,17 @@ from websockets.uri import parse_uri
 OnMessage = Callable[[bytes, float], None]
 
 
+#: Headers every handshake sends (the server's key: see ``use_token``).
+AUTH: dict[str, str] = {}
+
+
+def use_token(token: str | None) -> None:
+    """Authenticate every connection and HTTP call of this process with ``token`` (none: auth off)."""
+    AUTH.clear()
+    if token:
+        AUTH["Authorization"] = f"Bearer {token}"
+
+
 class Client(asyncio.Protocol):
     def __init__(self, url: str) -> None:
         loop = asyncio.get_running_loop()
@@ -41,7 +52,10 @@ class Client(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._ws.send_request(self._ws.connect())
+        request = self._ws.connect()
+        for name, value in AUTH.items():
+            request.headers[name] = value
+        self._ws.send_request(request)
         self._flush()
 
     def data_received(self, data: bytes) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from bench.client import Client, connect
+from bench.client import AUTH, Client, connect, use_token
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -157,7 +157,7 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
 
     probe: asyncio.Task[list[float]] | None = None
     if spec["protocol"] == "runwatch":
-        async with httpx.AsyncClient(base_url=spec["http_url"], timeout=30) as c:
+        async with httpx.AsyncClient(base_url=spec["http_url"], timeout=30, headers=AUTH) as c:
             # An unrelated, finished run whose history is read over REST while the others stream.
             r = await c.post("/api/runs", json={"agent": "demo", "input": json.dumps({"tokens": 50})})
             other = r.json()["id"]
@@ -292,7 +292,7 @@ async def _probe_reads(url: str, run: str) -> list[float]:
 
     Ends when cancelled; the latencies gathered so far are returned (the caller cancels it)."""
     took: list[float] = []
-    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=AUTH) as c:
         try:
             while True:
                 t = time.perf_counter()
@@ -325,6 +325,7 @@ async def run_idle(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    use_token(spec.get("token"))
     runner = run_idle if spec.get("mode") == "idle" else run_stream
     result = asyncio.run(runner(spec))
     sys.stdout.write(json.dumps(result) + "\n")

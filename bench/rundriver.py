@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from bench.client import connect
+from bench.client import AUTH, connect, use_token
 from bench.loadgen import Watcher, _open_all, _percentile, cpu_seconds
 
 
@@ -51,7 +51,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
     pid, runs_n, tokens, rate = spec["server_pid"], spec["runs"], spec["tokens"], spec["rate"]
     scenario = json.dumps({"tokens": tokens, "rate": rate})
     limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(base_url=spec["http_url"], timeout=60, limits=limits) as c:
+    async with httpx.AsyncClient(base_url=spec["http_url"], timeout=60, limits=limits, headers=AUTH) as c:
         page = (await c.get("/api/runs", params={"limit": 1})).json()
         finished: dict[str, str] = {}
         all_done = asyncio.Event()
@@ -140,6 +140,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    use_token(spec.get("token"))
     sys.stdout.write(json.dumps(asyncio.run(drive(spec))) + "\n")
 
 

@@ -59,6 +59,7 @@ def _runwatch(model: servers.Running, runs: int, tokens: int, rate: float, watch
             "server_pid": server.pid,
             "http_url": server.http_url,
             "ws_url": server.ws_url,
+            "token": server.token,
             "runs": runs,
             "tokens": tokens,
             "rate": rate,

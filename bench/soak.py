@@ -22,7 +22,7 @@ import httpx
 import msgspec
 
 from bench import servers
-from bench.client import Client, connect
+from bench.client import AUTH, Client, connect, use_token
 from bench.loadgen import rss_bytes
 
 WATCHERS = 50
@@ -134,6 +134,7 @@ def memory_map(pid: int) -> dict[str, float]:
 
 
 async def soak(server: servers.Running, minutes: float) -> int:
+    use_token(server.token)
     sockets = await asyncio.gather(*(connect(server.ws_url) for _ in range(WATCHERS)))
     await asyncio.gather(*(ws.recv() for ws in sockets))  # every watcher has its hello
     followers = [Follower(ws) for ws in sockets]
@@ -149,7 +150,7 @@ async def soak(server: servers.Running, minutes: float) -> int:
     sampler = asyncio.create_task(sample_rss(server.pid, started, samples, state))
     batches = 0
     try:
-        async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=30, headers=AUTH) as http:
             while time.monotonic() - started < minutes * 60:
                 batches += 1
                 await run_batch(http, followers, batches * RUNS_PER_BATCH)

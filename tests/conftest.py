@@ -32,6 +32,9 @@ class Server:
     ``program`` is the command that is ``runwatch`` (default: this interpreter, run from the repository).
     """
 
+    #: Each started server's URL → its local admin key (so a browser test can log in to it).
+    tokens: dict[str, str] = {}
+
     def __init__(
         self,
         data_dir: Path,
@@ -50,10 +53,14 @@ class Server:
         self.env = (
             {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))}
             | {"RUNWATCH_LOG_FORMAT": "json"}
+            # Tests of other behaviours start many runs as one principal: quotas are tested on their own.
+            | {"RUNWATCH_RUNS_PER_MINUTE": "100000", "RUNWATCH_TENANT_MAX_ACTIVE": "100000"}
             | (env or {})
         )
         self.log_path = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        #: The local admin key the server made in its data folder (None with authentication off).
+        self.token: str | None = None
 
     def start(self, timeout: float = 20.0) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +78,10 @@ class Server:
                 raise RuntimeError(f"runwatch exited with {self.proc.returncode}:\n{self.logs()}")
             try:
                 if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                    key = self.data_dir / "admin.key"
+                    self.token = key.read_text().strip() if key.exists() else None
+                    if self.token:
+                        Server.tokens[self.url] = self.token
                     return self
             except httpx.TransportError:
                 pass
@@ -105,11 +116,20 @@ class Server:
                 pass
         return out
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=10)
+    @property
+    def auth(self) -> dict[str, str]:
+        """The header that authenticates as the local admin (empty with authentication off)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def watcher(self, **kwargs) -> Watcher:
-        return await Watcher.connect(self.ws_url, **kwargs)
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        """An HTTP client of the local admin, or of ``token``."""
+        headers = {"Authorization": f"Bearer {token}"} if token else self.auth
+        return httpx.AsyncClient(base_url=self.url, timeout=10, headers=headers)
+
+    async def watcher(self, token: str | None = None, **kwargs) -> Watcher:
+        """A WebSocket watcher of the local admin, or of ``token``."""
+        headers = {"Authorization": f"Bearer {token}"} if token else self.auth
+        return await Watcher.connect(self.ws_url, additional_headers=headers, **kwargs)
 
     async def start_run(self, user_input: str | dict, agent: str = "demo") -> str:
         text = user_input if isinstance(user_input, str) else json.dumps(user_input)

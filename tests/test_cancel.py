@@ -13,7 +13,7 @@ CANCEL_BUDGET = 1.0
 async def _cancel_and_time(server, watcher, run: str) -> tuple[float, list[dict]]:
     started = time.monotonic()
     async with server.client() as c:
-        r = await c.post(f"/api/runs/{run}/cancel")
+        r = await c.post(f"/api/runs/{run}/cancel", json={})
         assert r.status_code == 202 and r.json() == {"id": run, "status": "cancelling"}
     events = await watcher.until_finished(run, timeout=5)
     return time.monotonic() - started, events
@@ -69,10 +69,11 @@ async def test_cancel_while_queued(make_server):
     await w.wait_for(lambda m: m.get("run_id") == queued and m.get("type") == "run.queued")
     elapsed, events = await _cancel_and_time(srv, w, queued)
     assert elapsed < CANCEL_BUDGET
-    assert [e["type"] for e in events] == ["run.queued", "run.finished"]
+    assert [e["type"] for e in events] == ["run.queued", "run.cancel_requested", "run.finished"]
+    assert events[1]["by"]["id"].startswith("key:")  # who asked: the local admin's key
     assert events[-1]["status"] == "cancelled"
     async with srv.client() as c:
-        assert (await c.post(f"/api/runs/{blocker}/cancel")).status_code == 202
+        assert (await c.post(f"/api/runs/{blocker}/cancel", json={})).status_code == 202
     await w.close()
 
 
@@ -81,10 +82,10 @@ async def test_cancel_is_idempotent(server):
     run = await server.start_run({"tokens": 100_000, "rate": 20})
     await w.subscribe(run)
     async with server.client() as c:
-        replies = await asyncio.gather(*(c.post(f"/api/runs/{run}/cancel") for _ in range(3)))
+        replies = await asyncio.gather(*(c.post(f"/api/runs/{run}/cancel", json={}) for _ in range(3)))
         assert [r.status_code for r in replies] == [202] * 3
         await w.until_finished(run, timeout=5)
-        again = await c.post(f"/api/runs/{run}/cancel")
+        again = await c.post(f"/api/runs/{run}/cancel", json={})
         assert again.status_code == 202 and again.json() == {"id": run, "status": "cancelled"}
     assert sum(e["type"] == "run.finished" for e in w.events(run)) == 1
     await w.close()
@@ -96,7 +97,7 @@ async def test_cancelling_a_run_that_ended_otherwise_answers_409_and_unknown_404
     await w.subscribe(run)
     await w.until_finished(run)
     async with server.client() as c:
-        r = await c.post(f"/api/runs/{run}/cancel")
+        r = await c.post(f"/api/runs/{run}/cancel", json={})
         assert r.status_code == 409 and r.json()["detail"] == f"run {run} already finished (succeeded)"
         assert (await c.post("/api/runs/no-such-run/cancel")).status_code == 404
     await w.close()

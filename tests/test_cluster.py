@@ -192,7 +192,7 @@ async def test_a_watcher_resumes_on_another_instance_with_no_gap_and_no_duplicat
 
 async def test_two_hundred_runs_started_through_three_instances_run_exactly_once_each(cluster):
     servers = cluster(3)
-    async with httpx.AsyncClient(timeout=10) as c:
+    async with httpx.AsyncClient(timeout=10, headers=servers[0].auth) as c:  # one admin key works on all
 
         async def start(i: int) -> str:
             r = await c.post(
@@ -217,7 +217,7 @@ async def test_two_hundred_runs_started_through_three_instances_run_exactly_once
             executed[owner] = executed.get(owner, 0) + 1
     assert sum(executed.values()) == 200 and len(executed) == 3, executed
     # Runs queued on one instance and run on another leave no instance's gauges off.
-    async with httpx.AsyncClient(timeout=10) as c:
+    async with httpx.AsyncClient(timeout=10, headers=servers[0].auth) as c:
         for server in servers:
             metrics = (await c.get(server.url + "/metrics")).text
             gauges = [

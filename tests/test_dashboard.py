@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from runwatch.agents.offline_model import scenario_text
+from tests.conftest import Server
 
 CHROMIUM = os.environ.get("RUNWATCH_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -45,8 +46,15 @@ def open_page(browser: Browser) -> Iterator:
     """Open pages; any uncaught script error on one of them fails the test."""
     pages: list[tuple[Page, list[str]]] = []
 
-    def make(url: str, *, color_scheme: str = "light") -> Page:
+    def make(url: str, *, color_scheme: str = "light", login: str | None = None, as_admin: bool = True) -> Page:
+        """A page on ``url``; logged in first (as the server's local admin) unless ``as_admin`` is off.
+        ``login`` names the server when ``url`` is empty (the test navigates later)."""
         context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=color_scheme)
+        origin = "/".join((login or url).split("/", 3)[:3])
+        token = Server.tokens.get(origin)
+        if as_admin and token:
+            r = context.request.post(origin + "/api/login", data={"key": token})
+            assert r.ok, r.text()
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -63,7 +71,7 @@ def open_page(browser: Browser) -> Iterator:
 
 def start_run(server, user_input: str | dict, agent: str = "demo") -> str:
     text = user_input if isinstance(user_input, str) else json.dumps(user_input)
-    r = httpx.post(server.url + "/api/runs", json={"agent": agent, "input": text})
+    r = httpx.post(server.url + "/api/runs", json={"agent": agent, "input": text}, headers=server.auth)
     assert r.status_code == 202, r.text
     return r.json()["id"]
 
@@ -164,7 +172,7 @@ def test_a_dropped_websocket_resumes_without_duplicated_text(server, open_page):
     def proxy(ws):
         routes.append((ws, ws.connect_to_server()))
 
-    page = open_page("")
+    page = open_page("", login=server.url)
     page.route_web_socket(re.compile(r".*/ws$"), proxy)
     run = start_run(server, {"tokens": 300, "rate": 100})
     page.goto(f"{server.url}/#/runs/{run}")
@@ -224,7 +232,7 @@ def test_the_runs_list_updates_live(make_server, open_page):
 
 def test_a_run_started_while_the_list_loads_appears_in_it(make_server, open_page):
     srv = make_server()
-    page = open_page("")
+    page = open_page("", login=srv.url)
     # A slow path to the WebSocket (a proxy, a busy network): the socket opens 1.5 s after the page.
     page.add_init_script("""
         const RealWebSocket = window.WebSocket;
@@ -266,7 +274,7 @@ def test_a_run_started_while_the_list_loads_appears_in_it(make_server, open_page
 
 
 def test_without_websockets_the_view_falls_back_to_sse(server, open_page):
-    page = open_page("")
+    page = open_page("", login=server.url)
     # A proxy that refuses the upgrade: every WebSocket closes before it opens.
     page.add_init_script("""
         window.WebSocket = class {
@@ -285,7 +293,7 @@ def test_without_websockets_the_view_falls_back_to_sse(server, open_page):
 
 
 def test_a_100k_token_run_does_not_freeze_the_page(server, open_page):
-    page = open_page("")
+    page = open_page("", login=server.url)
     run = start_run(server, {"tokens": 100_000, "rate": 0})
     page.goto(f"{server.url}/#/runs/{run}")
     page.evaluate("""() => {

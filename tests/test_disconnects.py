@@ -21,8 +21,10 @@ from tests.watcher import eventually
 ROUNDS = 2
 
 
-def _request(method: str, path: str, body: bytes = b"") -> bytes:
+def _request(method: str, path: str, body: bytes = b"", token: str | None = None) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+    if token:
+        head += f"authorization: Bearer {token}\r\n"
     return (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
@@ -109,12 +111,14 @@ async def _finished_big_run(srv) -> str:
 async def test_an_sse_client_that_leaves_mid_stream_leaves_the_server_running(srv):
     run = await _finished_big_run(srv)
     for _ in range(ROUNDS):
-        await _read_then_walk_out(srv, _request("GET", f"/api/runs/{run}/stream"), nbytes=64 * 1024)
+        await _read_then_walk_out(srv, _request("GET", f"/api/runs/{run}/stream", token=srv.token), nbytes=64 * 1024)
         await _assert_alive(srv)
 
 
 async def test_a_replay_client_that_leaves_mid_response_leaves_the_server_running(srv):
     run = await _finished_big_run(srv)
     for _ in range(ROUNDS):
-        await _read_then_walk_out(srv, _request("GET", f"/api/runs/{run}/events?limit=5000"), nbytes=64 * 1024)
+        await _read_then_walk_out(
+            srv, _request("GET", f"/api/runs/{run}/events?limit=5000", token=srv.token), nbytes=64 * 1024
+        )
         await _assert_alive(srv)

@@ -50,7 +50,7 @@ def test_the_readme_agent_example_runs_as_written(tmp_path):
     assert runwatch, "runwatch is not installed (pip install -e .)"
     server = Server(tmp_path / "data", env, program=[runwatch], cwd=tmp_path).start()
     try:
-        agents = {a["name"]: a for a in httpx.get(server.url + "/api/agents", timeout=10).json()}
+        agents = {a["name"]: a for a in httpx.get(server.url + "/api/agents", timeout=10, headers=server.auth).json()}
         assert agents["analyst"]["tools"] == ["fetch_report"]
         try_it = next(line for line in readme.splitlines() if "runwatch run analyst 'call fetch_report" in line)
         args = shlex.split(re.search(r"`(runwatch run analyst [^`]+)`", try_it)[1])[1:]

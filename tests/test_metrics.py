@@ -23,6 +23,8 @@ EXPECTED = {
     "runwatch_ws_events_sent": set(),
     "runwatch_ws_messages_received": {"type"},
     "runwatch_ws_slow_consumers": {"action"},
+    "runwatch_rate_limited": {"kind"},
+    "runwatch_auth_failures": {"reason"},
     "runwatch_sse_streams_opened": set(),
     "runwatch_runs_active": {"agent"},
     "runwatch_runs_queued": {"agent"},

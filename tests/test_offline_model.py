@@ -97,8 +97,6 @@ async def test_paced_streams_are_written_by_the_pacer_at_their_rate(server, clie
     import asyncio
     import time
 
-    import httpx
-
     async def one(tokens: int) -> tuple[str, float]:
         started = time.monotonic()
         chunks = await _stream(client, [{"role": "user", "content": json.dumps({"tokens": tokens, "rate": 40})}])
@@ -107,7 +105,7 @@ async def test_paced_streams_are_written_by_the_pacer_at_their_rate(server, clie
         return text, time.monotonic() - started
 
     streams = asyncio.gather(*(one(12 + i) for i in range(20)))
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    async with server.client() as http:
 
         async def all_paced() -> None:  # every stream in the pacer's hands at once, not one at a time
             while (await http.get("/api/health")).json()["offline_paced"] < 20:  # noqa: ASYNC110 (polling a server)

@@ -13,10 +13,17 @@ OPS = Path(__file__).resolve().parent.parent / "ops"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
-def test_promtool_checks_the_rules_and_the_config():
+def test_promtool_checks_the_rules_and_the_config(tmp_path):
+    # The committed config, with the scrape token file compose mounts made here (promtool reads it).
+    config = yaml.safe_load((OPS / "prometheus" / "prometheus.yml").read_text())
+    assert config["scrape_configs"][0]["authorization"]["credentials_file"].endswith("runwatch-metrics-token")
+    (tmp_path / "runwatch-metrics-token").write_text("token")
+    config["scrape_configs"][0]["authorization"]["credentials_file"] = str(tmp_path / "runwatch-metrics-token")
+    config["rule_files"] = [str(OPS / "prometheus" / "alerts.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     for args in (
         ["check", "rules", str(OPS / "prometheus" / "alerts.yml")],
-        ["check", "config", str(OPS / "prometheus" / "prometheus.yml")],
+        ["check", "config", str(tmp_path / "prometheus.yml")],
     ):
         result = subprocess.run([PROMTOOL, *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -99,7 +99,7 @@ def test_the_wheel_installs_beside_the_openai_agents_sdk_and_serves_the_dashboar
             r = httpx.get(server.url + path, timeout=10)
             assert r.status_code == 200 and kind in r.headers["content-type"], (path, r.status_code)
             assert r.content == (DASHBOARD / name).read_bytes(), path
-        health = httpx.get(server.url + "/api/health", timeout=10).json()
+        health = httpx.get(server.url + "/api/health", timeout=10, headers=server.auth).json()
         assert health["status"] == "ok" and health["offline"] is True
     finally:
         server.stop()

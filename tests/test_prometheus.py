@@ -48,11 +48,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Pr
     if not Path(PROMETHEUS).exists():
         pytest.fail(f"no Prometheus at {PROMETHEUS}: install Debian's prometheus (apt-get install prometheus)")
     folder = tmp_path_factory.mktemp("prometheus")
-    runwatch = Server(folder / "runwatch", {"RUNWATCH_HEARTBEAT": "2"}).start()
+    token = "scrape-token-of-the-prometheus-test"
+    runwatch = Server(folder / "runwatch", {"RUNWATCH_HEARTBEAT": "2", "RUNWATCH_METRICS_TOKEN": token}).start()
     config = yaml.safe_load((OPS / "prometheus" / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(OPS / "prometheus" / "alerts.yml")]
     config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{runwatch.port}"]}]
+    (folder / "metrics-token").write_text(token)
+    config["scrape_configs"][0]["authorization"]["credentials_file"] = str(folder / "metrics-token")
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     log = (folder / "prometheus.log").open("wb")

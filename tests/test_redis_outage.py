@@ -34,7 +34,7 @@ async def test_a_redis_restart_loses_nothing_and_watchers_are_told_to_reconnect(
                 async with httpx.AsyncClient() as c:
                     health = await c.get(a.url + "/api/health")
                     assert health.status_code == 503 and "Redis" in health.json()["problem"]
-                    refused = await c.post(a.url + "/api/runs", json={"agent": "demo", "input": "hi"})
+                    refused = await c.post(a.url + "/api/runs", json={"agent": "demo", "input": "hi"}, headers=a.auth)
                     assert refused.status_code == 503 and refused.json()["code"] == "unavailable"
 
                 redis_server.start()  # same port, empty

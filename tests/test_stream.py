@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
-
 from runwatch.agents.offline_model import scenario_text
 from tests.watcher import assert_contiguous, eventually, text_of
 
@@ -231,7 +229,7 @@ async def test_rest_replay_pages_through_all_events(server):
     w = await server.watcher()
     await w.subscribe(run)
     live = await w.until_finished(run)
-    async with httpx.AsyncClient(base_url=server.url) as c:
+    async with server.client() as c:
         pages, after = [], 0
         while True:
             body = (await c.get(f"/api/runs/{run}/events", params={"after": after, "limit": 25})).json()
@@ -263,7 +261,8 @@ async def test_a_dead_connection_is_found_by_heartbeat_and_cleaned_up(make_serve
     reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
     writer.write(
         b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        + f"Authorization: Bearer {srv.token}\r\n".encode()
+        + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from tests.watcher import assert_contiguous
@@ -80,7 +79,7 @@ async def test_an_oversized_frame_is_logged_and_counted_as_1009(make_server):
     w = await srv.watcher()
     await w.send({"type": "start", "agent": "demo", "input": "x" * 5000})
     assert (await w.wait_closed()).code == 1009
-    async with httpx.AsyncClient(base_url=srv.url) as c:
+    async with srv.client() as c:
         text = (await c.get("/metrics")).text
     assert 'runwatch_ws_connections_closed_total{reason="message_too_big"} 1.0' in text
     lines = [x for x in srv.log_lines() if x.get("event") == "ws.disconnected"]

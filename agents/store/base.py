@@ -75,6 +75,10 @@ class Store(Journal, Protocol):
         cursor: str | None = None,
     ) -> RunPage: ...
 
+    async def count_active(self, tenant: str) -> int:
+        """How many of ``tenant``'s runs are queued or running (for its quota)."""
+        ...
+
     async def unfinished_runs(self) -> list[RunSummary]:
         """Runs left queued or running (by a process that died): the caller finishes them."""
         ...

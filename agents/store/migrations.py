@@ -52,6 +52,28 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
+    (
+        2,
+        "credentials, server secrets, active runs by tenant",
+        """
+        CREATE TABLE credentials (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            hash TEXT UNIQUE NOT NULL,
+            tenant TEXT NOT NULL,
+            role TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION,
+            revoked_at DOUBLE PRECISION,
+            used_at DOUBLE PRECISION,
+            principal TEXT
+        );
+        CREATE INDEX credentials_by_kind ON credentials (kind, created_at);
+        CREATE TABLE server_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE INDEX runs_active ON runs (tenant) WHERE status IN ('queued', 'running');
+        """,
+    ),
 ]
 
 

@@ -292,6 +292,11 @@ class PostgresStore(WriteBuffer):
         rows = await self.pool.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')")
         return [row_to_summary(tuple(r)) for r in rows]
 
+    async def count_active(self, tenant: str) -> int:
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
+        )
+
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:
         """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""
         async with self.pool.acquire() as conn, conn.transaction():

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, num);
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, num);
 CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, num);
+CREATE INDEX IF NOT EXISTS runs_active ON runs (tenant) WHERE status IN ('queued', 'running');
 CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (

@@ -281,6 +281,14 @@ class SQLiteStore(WriteBuffer):
         )
         return [row_to_summary(r) for r in rows]
 
+    async def count_active(self, tenant: str) -> int:
+        rows = await self._read_call(
+            self._select_many,
+            "SELECT count(*) FROM runs WHERE tenant = ? AND status IN ('queued', 'running')",
+            [tenant],
+        )
+        return rows[0][0]
+
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:
         """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""
         return await self._read_call(self._delete_finished, before, limit)

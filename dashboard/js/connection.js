@@ -4,15 +4,21 @@
 // page resubscribes from there, and events at or below it are dropped, so views never see a
 // duplicate or a gap. When the WebSocket cannot connect at all, runs are followed over SSE
 // (resuming the same way) and the runs list is polled, while the WebSocket keeps being retried.
+// A close with 4401 (no, expired or revoked credential) or 4403 (forbidden) is final: the page
+// stops, and `onAuthLost` shows the login page.
 
 const BASE_DELAY = 500;
 const MAX_DELAY = 15000;
 const SSE_AFTER_FAILURES = 3;
+const AUTH_CLOSE_CODES = new Set([4401, 4403]);
 
 export class Live {
-  constructor({ onState = () => {}, onHello = () => {} } = {}) {
+  constructor({ onState = () => {}, onHello = () => {}, onAuthLost = () => {}, onStreamRefused = () => {} } = {}) {
     this.onState = onState;
     this.onHello = onHello;
+    this.onAuthLost = onAuthLost; // (code, reason): the server ended the socket for good
+    this.onStreamRefused = onStreamRefused; // an SSE stream was refused (maybe 401): check the session
+    this.closed = false;
     this.subs = new Map(); // run id or "*" -> {last, handlers:Set, source?: EventSource}
     this.pending = new Map(); // message id -> {resolve, reject}
     this.nextId = 1;
@@ -38,6 +44,7 @@ export class Live {
 
   connect() {
     clearTimeout(this.retryTimer);
+    if (this.closed) return;
     let ws;
     try {
       ws = new WebSocket(this.url());
@@ -66,16 +73,37 @@ export class Live {
       }
       for (const item of Array.isArray(data) ? data : [data]) this.dispatch(item);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
       clearTimeout(this.watchdogTimer);
       for (const { reject } of this.pending.values()) reject(new Error("connection lost"));
       this.pending.clear();
+      if (AUTH_CLOSE_CODES.has(event?.code)) {
+        this.close();
+        this.onAuthLost(event.code, event.reason || "");
+        return;
+      }
       if (!opened) this.failures++;
       if (!this.everOpened && this.failures >= SSE_AFTER_FAILURES) this.enterSse();
       this.scheduleReconnect();
     };
+  }
+
+  // Stop for good: no reconnecting, no SSE, no polling (logged out, or the session ended).
+  close() {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.watchdogTimer);
+    this.leaveSse();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, "logged out");
+    for (const { reject } of this.pending.values()) reject(new Error("connection closed"));
+    this.pending.clear();
+    this.subs.clear();
+    this.pollers.clear();
+    this.setState("closed", "signed out");
   }
 
   // Exponential backoff with full jitter, so a restarted server is not hit by every page at once.
@@ -216,7 +244,7 @@ export class Live {
   }
 
   enterSse() {
-    if (this.mode === "sse") return;
+    if (this.mode === "sse" || this.closed) return;
     this.setState("sse", "live over SSE (WebSocket unavailable)");
     for (const [run, sub] of this.subs) this.followOverSse(run, sub);
     this.pollTimer = setInterval(() => this.pollers.forEach((fn) => fn()), 3000);
@@ -240,6 +268,10 @@ export class Live {
       const event = JSON.parse(message.data);
       this.deliver(event);
       if (event.type === "run.finished") source.close();
+    };
+    source.onerror = () => {
+      // Closed (not reconnecting): the server refused the stream, e.g. 401 after the session ended.
+      if (source.readyState === EventSource.CLOSED && sub.source === source) this.onStreamRefused();
     };
   }
 }

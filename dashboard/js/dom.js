@@ -66,15 +66,34 @@ export function truncatedPre(text, limit = 1500) {
   return h("div", {}, pre, button);
 }
 
-export async function api(path, options = {}) {
-  const response = await fetch(path, {
-    headers: { "content-type": "application/json" },
-    ...options,
-  });
-  const body = await response.json().catch(() => ({}));
+// What to do when the server says "unauthenticated" (401): auth.js shows the login page.
+let unauthenticated = () => {};
+export function onUnauthenticated(fn) {
+  unauthenticated = fn;
+}
+
+// An error answer of the API: `status` (HTTP), `code` (e.g. "forbidden") and the server's `detail`.
+export class ApiError extends Error {
+  constructor(status, body, statusText) {
+    const detail = body?.detail || statusText || "request failed";
+    super(`${detail} (HTTP ${status})`);
+    Object.assign(this, { status, code: body?.code ?? null, detail });
+  }
+}
+
+// JSON in, JSON out. State-changing requests always carry a JSON body ({} when there is nothing
+// to send): the server refuses cookie-authenticated ones that are not JSON (CSRF). A 401 also
+// calls the unauthenticated handler, unless `authRedirect: false` (the login calls themselves).
+export async function api(path, { authRedirect = true, headers = {}, ...options } = {}) {
+  const method = (options.method || "GET").toUpperCase();
+  const init = { ...options, method, headers: { "content-type": "application/json", ...headers } };
+  if (method !== "GET" && method !== "HEAD" && init.body === undefined) init.body = "{}";
+  const response = await fetch(path, init);
+  const body = response.status === 204 ? {} : await response.json().catch(() => ({}));
   if (!response.ok) {
-    const detail = body.detail || response.statusText;
-    throw new Error(`${detail} (HTTP ${response.status})`);
+    const error = new ApiError(response.status, body, response.statusText);
+    if (response.status === 401 && authRedirect) unauthenticated(error);
+    throw error;
   }
   return body;
 }

@@ -4,16 +4,22 @@
 // streaming thousands of tokens a second costs one render per frame. The answer is rendered
 // incrementally: finished blocks become Markdown once, the open tail is a text node we append to.
 
+import { canOperate } from "./auth.js";
 import { api, clock, h, number, pretty, seconds, truncatedPre } from "./dom.js";
 import { lastBlockBoundary, renderMarkdown } from "./markdown.js";
 import { renderTimeline } from "./timeline.js";
 
-export function runView(root, live, runId) {
+// Who did something, from an event's `by` ({id, name} or null).
+const actor = (by) => by?.name || by?.id || "";
+
+// `me`: who is logged in (/api/me); a viewer gets no cancel button.
+export function runView(root, live, runId, me = null) {
+  const operator = canOperate(me);
   const state = {
     summary: null, status: "loading", agent: "", model: "", input: "", offline: false, error: null,
     queuedAt: null, startedAt: null, finishedAt: null,
     tokensIn: 0, tokensOut: 0, streamedDeltas: 0, steps: new Map(), tools: new Map(), messages: [],
-    cancelling: false, clockOffset: 0, lastSeq: 0,
+    cancelling: false, clockOffset: 0, lastSeq: 0, startedBy: "", cancelRequest: null,
   };
   let pendingText = "";
   let tail = "";
@@ -23,6 +29,7 @@ export function runView(root, live, runId) {
   const title = h("h1", { text: `Run ${runId}` });
   const statusEl = h("span", { id: "run-status", class: "status queued", role: "status", "aria-live": "polite", text: "loading" });
   const meta = h("span", { class: "muted" });
+  const who = h("p", { id: "run-by", class: "muted run-by", hidden: true });
   const cancelButton = h("button", { id: "cancel-run", class: "danger", type: "button", text: "Cancel run", hidden: true });
   const counters = h("div", { class: "counters" });
   const inputEl = h("p", { class: "input-text" });
@@ -46,7 +53,7 @@ export function runView(root, live, runId) {
     h("p", {}, h("a", { href: "#/", text: "← all runs" })),
     h("section", { class: "panel" },
       h("div", { class: "run-head" }, title, statusEl, meta, h("span", { class: "spacer" }), cancelButton),
-      counters, inputEl, errorEl),
+      who, counters, inputEl, errorEl),
     h("section", { class: "panel", "aria-label": "Answer" }, h("h2", { text: "Answer" }), answer),
     h("section", { class: "panel", "aria-label": "Timeline" }, h("h2", { text: "Timeline" }), timeline),
     h("section", { class: "panel", "aria-label": "Tool calls" }, h("h2", { text: "Tool calls" }), tools),
@@ -79,8 +86,19 @@ export function runView(root, live, runId) {
     switch (event.type) {
       case "run.queued":
         Object.assign(state, { agent: event.agent, model: event.model, input: event.input, offline: event.offline, queuedAt: event.ts, status: "queued" });
+        state.startedBy = actor(event.by);
         mark("header");
         break;
+      case "run.cancel_requested": {
+        // Someone (maybe on another page) asked the run to stop; its run.finished follows.
+        const name = actor(event.by);
+        state.cancelRequest = { by: name };
+        if (state.finishedAt === null) state.cancelling = true;
+        state.messages.push({ ts: event.ts, message: name ? `Cancel requested by ${name}` : "Cancel requested" });
+        mark("messages");
+        mark("header");
+        break;
+      }
       case "run.started":
         Object.assign(state, { startedAt: event.ts, status: "running" });
         mark("header");
@@ -151,7 +169,11 @@ export function runView(root, live, runId) {
     statusEl.className = `status ${shown}`;
     statusEl.textContent = state.cancelling ? "cancelling…" : state.status;
     meta.textContent = [state.agent, state.model, state.offline ? "offline model" : null].filter(Boolean).join(" · ");
-    cancelButton.hidden = !["queued", "running"].includes(state.status);
+    cancelButton.hidden = !operator || !["queued", "running"].includes(state.status);
+    const byLines = [state.startedBy && `Started by ${state.startedBy}`,
+      state.cancelRequest && (state.cancelRequest.by ? `Cancel requested by ${state.cancelRequest.by}` : "Cancel requested")];
+    who.textContent = byLines.filter(Boolean).join(" · ");
+    who.hidden = !who.textContent;
     cancelButton.disabled = state.cancelling;
     inputEl.textContent = state.input;
     errorEl.textContent = state.error ?? "";

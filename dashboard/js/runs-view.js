@@ -1,5 +1,6 @@
 // The runs list: newest first, live status from the runs feed ("*"), filters, and a start form.
 
+import { canOperate } from "./auth.js";
 import { api, clock, h, number, seconds } from "./dom.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
@@ -21,7 +22,9 @@ function summaryFromEvent(event, row) {
   return run;
 }
 
-export function runsView(root, live, params) {
+// `me`: who is logged in (/api/me); a viewer gets no start form.
+export function runsView(root, live, params, me = null) {
+  const operator = canOperate(me);
   const filters = { status: params.get("status") || "", agent: params.get("agent") || "" };
   const runs = new Map(); // id -> summary, kept in list order separately
   let order = [];
@@ -29,7 +32,7 @@ export function runsView(root, live, params) {
   let agents = [];
 
   const tbody = h("tbody", {});
-  const empty = h("p", { class: "muted", hidden: true, text: "No runs yet. Start one above." });
+  const empty = h("p", { class: "muted", hidden: true, text: operator ? "No runs yet. Start one above." : "No runs yet." });
   const more = h("button", { type: "button", hidden: true, text: "Load more", onclick: () => load(false) });
   const statusSelect = h("select", { id: "filter-status", "aria-label": "Filter by status" },
     h("option", { value: "", text: "all statuses" }), STATUSES.map((s) => h("option", { value: s, text: s })));
@@ -42,10 +45,11 @@ export function runsView(root, live, params) {
   statusSelect.value = filters.status;
 
   root.replaceChildren(
-    h("section", { class: "panel" }, h("h1", { text: "Start a run" }), form, formError),
+    ...(operator ? [h("section", { class: "panel" }, h("h1", { text: "Start a run" }), form, formError)] : []),
     h("section", { class: "panel" },
-      h("h2", { text: "Runs" }),
+      h(operator ? "h2" : "h1", { text: "Runs" }),
       h("div", { class: "filters" }, statusSelect, agentSelect),
+      !operator && formError, // load errors still need a place
       h("table", { class: "runs" },
         h("thead", {}, h("tr", {}, ["Status", "Agent", "Input", "Started", "Duration", "Tokens", "Tools"].map((t) =>
           h("th", { scope: "col", class: ["Tokens", "Tools", "Duration"].includes(t) ? "num" : null, text: t })))),

@@ -1,0 +1,83 @@
+"""Who is asking: a principal (a key, a token's subject, a dashboard session), its tenant and its role.
+
+Roles are ordered: ``viewer`` reads and watches its tenant's runs; ``operator`` also starts and
+cancels them; ``admin`` does everything, in every tenant, and manages keys. Every run belongs to
+the tenant of whoever started it; a principal sees a run only if it is of its tenant (or it is an
+admin) — anything else answers exactly as an unknown run would.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+#: The tenant of runs started with authentication off, and of admins whose credential names none.
+DEFAULT_TENANT = "default"
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def includes(self, other: Role) -> bool:
+        """This role may do everything ``other`` may."""
+        return self.rank >= other.rank
+
+    @classmethod
+    def highest(cls, names: object) -> Role | None:
+        """The highest role among ``names`` (a list of strings, or one string); None if none is known."""
+        items = [names] if isinstance(names, str) else names if isinstance(names, list | tuple) else []
+        known = [cls(n) for n in items if isinstance(n, str) and n in cls._value2member_map_]
+        return max(known, key=lambda r: r.rank) if known else None
+
+
+_RANKS = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
+
+
+class Actor(msgspec.Struct, kw_only=True, frozen=True):
+    """Who did something, as events carry it: the principal's id and display name (no secret)."""
+
+    id: str
+    name: str = ""
+
+
+class Principal(msgspec.Struct, kw_only=True, frozen=True):
+    """An authenticated caller. ``id`` is stable and safe to log (``key:<key id>``, ``jwt:<sub>``…);
+    nothing here is secret."""
+
+    id: str
+    name: str
+    tenant: str
+    role: Role
+    #: How it authenticated: ``key``, ``jwt``, ``session`` (dashboard cookie), ``ticket`` or ``off``.
+    source: str
+    #: The API key behind it (directly or through a session), so revoking the key ends it.
+    key_id: str | None = None
+    #: When its credential expires (epoch seconds); a WebSocket is closed 4401 then.
+    expires_at: float | None = None
+
+    def can(self, role: Role) -> bool:
+        return self.role.includes(role)
+
+    def sees(self, tenant: str) -> bool:
+        """May read runs of ``tenant``."""
+        return self.role is Role.ADMIN or tenant == self.tenant
+
+    @property
+    def scope(self) -> str | None:
+        """The tenant lists are limited to, or None for every tenant (an admin)."""
+        return None if self.role is Role.ADMIN else self.tenant
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(id=self.id, name=self.name)
+
+
+#: The principal of every request when authentication is off (``RUNWATCH_AUTH=off``).
+NOBODY = Principal(id="anonymous", name="anonymous", tenant=DEFAULT_TENANT, role=Role.ADMIN, source="off")

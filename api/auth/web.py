@@ -1,0 +1,112 @@
+"""Authentication on Litestar: a middleware that finds every request's principal, the guards that
+say which role a handler needs, and the Origin and CSRF checks.
+
+The middleware never refuses by itself: it records the principal (or why the credential presented
+was refused) and the handler's guard decides, so a refusal is the same ``ErrorBody`` on every
+route, and a WebSocket can be accepted and then closed with a code browsers can read (4401).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from runwatch.agents.errors import Forbidden, Unauthenticated
+from runwatch.agents.identity import NOBODY, Principal, Role
+from runwatch.api.auth.authenticator import AuthFailed
+from runwatch.api.config import Settings
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class AuthMiddleware(AbstractAuthenticationMiddleware):
+    """Sets ``connection.user`` to the ``Principal`` (or None) and ``connection.auth`` to the
+    ``AuthFailed`` of a refused credential (or None). The offline model's ``/v1/`` is excluded: it
+    holds no run data, and the runs themselves call it."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, exclude_http_methods=(), **kwargs)
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        rt = connection.app.state.runtime
+        if not rt.settings.auth_on:
+            return AuthenticationResult(user=NOBODY, auth=None)
+        if connection.scope["path"] == "/metrics" and rt.settings.metrics_token:
+            return AuthenticationResult(user=None, auth=None)  # the scrape token: see observability.py
+        ticket = connection.query_params.get("ticket") if connection.scope["type"] == "websocket" else None
+        try:
+            principal = await rt.auth.authenticate(connection.headers, connection.cookies, ticket)
+        except AuthFailed as exc:
+            return AuthenticationResult(user=None, auth=exc)
+        return AuthenticationResult(user=principal, auth=None)
+
+
+def principal_of(connection: ASGIConnection, metrics: Any = None) -> Principal:
+    """The connection's principal; raises ``Unauthenticated`` saying what was wrong."""
+    principal = connection.scope.get("user")
+    if principal is not None:
+        return principal
+    failure = connection.scope.get("auth")
+    if isinstance(failure, AuthFailed):
+        raise Unauthenticated(failure.message)
+    if metrics is not None:
+        metrics.auth_failures.labels("missing").inc()
+    raise Unauthenticated(
+        "sign in: send 'Authorization: Bearer <key or token>' (or log in on the dashboard); "
+        "on the server's machine, `runwatch run` finds the local admin key by itself"
+    )
+
+
+def requires(role: Role):
+    """A guard: the request needs a principal with ``role`` (or a higher one); a cookie session's
+    state-changing request must also pass the CSRF check."""
+
+    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+        rt = connection.app.state.runtime
+        principal = principal_of(connection, rt.metrics)
+        if not principal.can(role):
+            raise Forbidden(f"this needs the {role.value} role; {principal.id} is {principal.role.value}")
+        if connection.scope["type"] == "http" and connection.scope["method"] in UNSAFE_METHODS:
+            check_csrf(connection, rt.settings, principal)
+
+    guard.__name__ = f"requires_{role.value}"
+    return guard
+
+
+def check_csrf(connection: ASGIConnection, settings: Settings, principal: Principal) -> None:
+    """Refuse a state-changing request a browser could have been made to send from another site.
+
+    Every such request must be JSON (``Content-Type: application/json``): a cross-site form or
+    ``text/plain`` POST cannot set that without a CORS preflight, which is refused. Requests the
+    browser's cookie authenticates must also come from an allowed origin (``Origin``, else
+    ``Sec-Fetch-Site``). The cookie itself is ``SameSite=Strict`` besides.
+    """
+    headers = connection.headers
+    length = headers.get("content-length")
+    has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if (has_body or principal.source == "session") and content_type != "application/json":
+        raise Forbidden("state-changing requests must be JSON: send 'Content-Type: application/json'")
+    if principal.source == "session" or principal.source == "off":
+        if not origin_allowed(headers, settings):
+            raise Forbidden("this request comes from a page on another origin; it is refused (CSRF)")
+        if headers.get("sec-fetch-site") == "cross-site":
+            raise Forbidden("this request comes from another site; it is refused (CSRF)")
+
+
+def origin_allowed(headers: Any, settings: Settings) -> bool:
+    """A request with no ``Origin`` (not a browser's), or from our own origin (the ``Host`` it was
+    sent to), or from one of ``RUNWATCH_ALLOWED_ORIGINS``."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    if "*" in settings.allowed_origins or origin in settings.allowed_origins:
+        return True
+    host = headers.get("host")
+    if origin == "null" or not host:
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()

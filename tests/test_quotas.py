@@ -1,0 +1,120 @@
+"""Limits and quotas: runs started per minute per principal, runs active per tenant, sockets per
+principal. They refuse with 429 + Retry-After (or close 1013), recover, count in metrics, and hold
+across instances when Redis is on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import Server
+from tests.identity import make_key
+from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
+
+QUICK = '{"tokens": 1}'
+LONG = '{"tokens": 100000, "rate": 50}'
+
+
+async def _start(client: httpx.AsyncClient, text: str = QUICK) -> httpx.Response:
+    return await client.post("/api/runs", json={"agent": "demo", "input": text})
+
+
+async def _limited(server: Server, kind: str) -> float:
+    async with server.client() as c:
+        text = (await c.get("/metrics")).text
+    line = next(x for x in text.splitlines() if x.startswith(f'runwatch_rate_limited_total{{kind="{kind}"}}'))
+    return float(line.split()[-1])
+
+
+async def test_runs_per_minute_refuses_with_retry_after_then_recovers(make_server):
+    srv = make_server({"RUNWATCH_RUNS_PER_MINUTE": "30"})  # a burst of 30, then one every 2 s
+    key = await make_key(srv, "acme", "operator")
+    async with srv.client(key) as c:
+        for _ in range(30):
+            assert (await _start(c)).status_code == 202
+        refused = await _start(c)
+        assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
+        wait = int(refused.headers["retry-after"])
+        assert 1 <= wait <= 2
+        async with srv.client() as other:  # another principal is not held back by this one
+            assert (await _start(other)).status_code == 202
+        w = await srv.watcher(key)  # the WebSocket start shares the same budget
+        assert (await w.request({"type": "start", "agent": "demo", "input": QUICK}))["code"] == "rate_limited"
+        await asyncio.sleep(wait)
+        assert (await _start(c)).status_code == 202
+        await w.close()
+    assert await _limited(srv, "runs_per_minute") == 2
+
+
+async def test_a_tenant_may_have_so_many_runs_active_at_once(make_server):
+    srv = make_server({"RUNWATCH_TENANT_MAX_ACTIVE": "2"})
+    key = await make_key(srv, "acme", "operator")
+    async with srv.client(key) as c:
+        runs = [(await _start(c, LONG)).json()["id"] for _ in range(2)]
+        refused = await _start(c, LONG)
+        assert refused.status_code == 429 and "acme" in refused.json()["detail"]
+        async with srv.client() as admin:  # the default tenant has its own quota
+            assert (await _start(admin)).status_code == 202
+        w = await srv.watcher(key)
+        await w.subscribe(runs[0])
+        await c.post(f"/api/runs/{runs[0]}/cancel", json={})
+        await w.until_finished(runs[0])
+        assert (await _start(c, QUICK)).status_code == 202
+        await c.post(f"/api/runs/{runs[1]}/cancel", json={})
+        await w.close()
+    assert await _limited(srv, "tenant_active") == 1
+
+
+async def test_one_principal_may_hold_so_many_sockets(make_server):
+    srv = make_server({"RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL": "2"})
+    first, second = await srv.watcher(), await srv.watcher()
+    third = await srv.watcher()
+    closed = await third.wait_closed()
+    assert closed.code == 1013 and "connections" in closed.reason
+    await first.close()
+    fourth = await srv.watcher()  # a socket closed frees its place
+    await fourth.send({"type": "ping", "id": 1})
+    await fourth.wait_for(lambda m: m.get("type") == "pong")
+    for w in (second, fourth):
+        await w.close()
+    assert await _limited(srv, "ws_connections") == 1
+
+
+@pytest.fixture
+async def two_instances(tmp_path):
+    prefix = new_prefix()
+    servers: list[Server] = []
+    async with postgres_database() as url:
+        env = {
+            "RUNWATCH_REDIS_URL": REDIS,
+            "RUNWATCH_REDIS_PREFIX": prefix,
+            "RUNWATCH_DATABASE_URL": url,
+            "RUNWATCH_RUNS_PER_MINUTE": "20",
+            "RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL": "2",
+        }
+        for name in ("a", "b"):
+            servers.append(Server(tmp_path / name, env | {"RUNWATCH_INSTANCE": name}).start())
+        yield servers
+        for s in servers:
+            s.stop()
+    drop_prefix(REDIS, prefix)
+
+
+async def test_limits_hold_across_two_instances_on_redis(two_instances):
+    a, b = two_instances
+    key = await make_key(a, "acme", "operator")  # one principal, known to both (one database)
+    async with a.client(key) as on_a, b.client(key) as on_b:
+        started = time.monotonic()
+        codes = [(await _start(on_a if i % 2 else on_b)).status_code for i in range(20)]
+        assert codes == [202] * 20
+        assert time.monotonic() - started < 3  # (well within the refill of 3 s per run)
+        assert (await _start(on_a)).status_code == 429
+        assert (await _start(on_b)).status_code == 429
+    sockets = [await a.watcher(key), await b.watcher(key)]
+    extra = await b.watcher(key)
+    assert (await extra.wait_closed()).code == 1013
+    for w in sockets:
+        await w.close()
