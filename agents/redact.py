@@ -3,7 +3,7 @@
 A ``Redactor`` scrubs text of the secrets it was given (the model endpoint's API key, the password
 in its URL) and of anything shaped like one wherever it came from: credentials in a URL
 (``http://user:pass@host``), ``Bearer``/``Basic`` authorization values, ``sk-…`` API keys, and
-runwatch's own keys, codes and tickets (``rw_…``, ``rwc_…``, ``rwt_…``) and JWTs.
+runwatch's own keys, sessions, codes and tickets (``rw_…``, ``rws_``, ``rwc_…``, ``rwt_…``) and JWTs.
 Upstream errors echo such things ("Incorrect API key provided: Bearer sk-…"), so every error text
 from outside passes through one before it becomes an event, and every log line through the
 log processor in ``runwatch.api.logs``.
@@ -23,8 +23,8 @@ _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]+@")
 _AUTHORIZATION = re.compile(r"(?i)\b(bearer|basic)(\s+)(?=[\w.~+/=-]*[0-9=])[\w.~+/=-]{8,}")
 #: API keys in the ``sk-…`` shape (OpenAI, and the many endpoints that copy it).
 _API_KEY = re.compile(r"\bsk-[\w-]{8,}")
-#: runwatch's own credentials: API keys (``rw_``), login codes (``rwc_``), tickets (``rwt_``).
-_RUNWATCH_CREDENTIAL = re.compile(r"\b(rw[ct]?_)[\w-]{16,}")
+#: runwatch's own credentials: API keys (``rw_``), sessions (``rws_``), login codes (``rwc_``), tickets (``rwt_``).
+_RUNWATCH_CREDENTIAL = re.compile(r"\b(rw[cst]?_)[\w-]{16,}")
 #: A JWT (three base64url parts, the first a JSON header).
 _JWT = re.compile(r"\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*")
 #: Shorter configured secrets are not scrubbed word by word: they would mangle ordinary text.

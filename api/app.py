@@ -19,7 +19,13 @@ from litestar.static_files import create_static_files_router
 
 from runwatch.agents.redact import mask_url
 from runwatch.api import __version__
-from runwatch.api.auth.bootstrap import admin_key_path, ensure_admin_key, login_url, remember_local
+from runwatch.api.auth.bootstrap import (
+    admin_key_path,
+    ensure_admin_key,
+    forget_local,
+    login_url,
+    remember_local,
+)
 from runwatch.api.auth.oidc import oidc_callback, oidc_login
 from runwatch.api.auth.routes import AuthController, KeysController
 from runwatch.api.auth.web import AuthMiddleware
@@ -43,10 +49,19 @@ def _runtime(state: State) -> Runtime:
     return state.runtime
 
 
-async def _login_banner(rt: Runtime) -> None:
-    """The local admin key (made on first start) and the one-time login URL, printed."""
+async def _login_banner(rt: Runtime) -> str:
+    """The local admin key (made on first start) and, printed, the one-time login URL; returns the key."""
     key = await ensure_admin_key(rt.credentials, rt.settings.data_dir)
     remember_local(rt.settings.port, key)
+    link = rt.settings.login_link
+    if link == "off" or (link == "auto" and not sys.stderr.isatty()):
+        # Not on a terminal (a container's log, a service manager's journal): logs are read by
+        # more people than the one starting the server. `runwatch keys` makes credentials there.
+        sys.stderr.write(
+            f"runwatch: the admin API key is in {admin_key_path(rt.settings.data_dir)}; "
+            "RUNWATCH_LOGIN_LINK=on prints a one-time dashboard login link here\n"
+        )
+        return key
     url = await login_url(rt.auth, rt.credentials, key, rt.settings.public_url)
     # Printed, not logged: the code logs its first user in (once, within the hour), as Jupyter's
     # token URL does; log lines never carry a credential.
@@ -55,10 +70,13 @@ async def _login_banner(rt: Runtime) -> None:
         f"    The admin API key is in {admin_key_path(rt.settings.data_dir)} (runwatch run finds it there).\n\n"
     )
     sys.stderr.flush()
+    return key
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     rt = runtime or Runtime(settings)
+
+    local_key: list[str] = []
 
     async def announce() -> None:
         log.info(
@@ -74,7 +92,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             auth="on" if rt.settings.auth_on else "OFF: anyone who reaches the port may read and start runs",
         )
         if rt.settings.auth_on:
-            await _login_banner(rt)
+            local_key.append(await _login_banner(rt))
         else:
             log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
 
@@ -85,6 +103,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             yield
         finally:
             await rt.stop()
+            for key in local_key:
+                forget_local(rt.settings.port, key)
 
     handlers: list = [RunsController, AuthController, KeysController, health, run_stream, ws_endpoint, metrics]
     if settings.oidc_issuer:

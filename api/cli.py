@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import signal
 import socket
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runwatch.api import __version__
+from runwatch.api.cli_client import client_options, list_agents, run_agent
 from runwatch.api.cli_keys import keys_parser
 from runwatch.api.config import ENV, ConfigError, load_settings
 
@@ -75,7 +75,7 @@ def _listen_problem(host: str, port: int) -> str | None:
 def _data_dir_problem(path: Path) -> str | None:
     """Why the data folder cannot hold the database, as one line that says what to do; None if it can."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # (a new one: this user's only)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
@@ -239,134 +239,6 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    """The credential client commands send: ``--token``, ``RUNWATCH_TOKEN``, or the local admin key
-    ``serve`` keeps in its data folder (``--data-dir``, ``RUNWATCH_DATA_DIR``, ./runwatch-data) or
-    left for this user's client commands of a server on this machine."""
-    import os
-    from urllib.parse import urlsplit
-
-    from runwatch.api.auth.bootstrap import local_key, read_admin_key
-
-    if args.token:
-        return args.token
-    if os.environ.get("RUNWATCH_TOKEN"):
-        return os.environ["RUNWATCH_TOKEN"]
-    key = read_admin_key(Path(args.data_dir or os.environ.get("RUNWATCH_DATA_DIR") or "runwatch-data"))
-    url = urlsplit(args.url)
-    if key is None and url.hostname in ("127.0.0.1", "localhost", "::1"):
-        key = local_key(url.port or 80)
-    return key
-
-
-def _client(args: argparse.Namespace):
-    import httpx
-
-    token = _token(args)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=args.url, timeout=httpx.Timeout(10.0, read=None), headers=headers)
-
-
-def _refused(r: Any) -> str:
-    """What to tell the user when the server refused a client command's request."""
-    try:
-        detail = r.json().get("detail", r.text)
-    except ValueError:
-        detail = r.text
-    if r.status_code == 401:
-        return f"{detail}\n  pass --token or set RUNWATCH_TOKEN (a key from `runwatch keys create`, or a JWT)"
-    return detail
-
-
-def run_agent(args: argparse.Namespace) -> int:
-    """Start a run and print it as it happens: tokens inline, tools and status on their own lines."""
-    import httpx
-
-    try:
-        with _client(args) as client:
-            r = client.post("/api/runs", json={"agent": args.agent, "input": args.input})
-            if r.status_code != 202:
-                print(f"runwatch: {_refused(r)}", file=sys.stderr)
-                return 2
-            run = r.json()
-            print(f"run {run['id']} ({run['agent']}, model {run['model']}) — Ctrl-C cancels it", file=sys.stderr)
-            status = "failed"
-            try:
-                with client.stream("GET", run["stream"]) as stream:
-                    for line in stream.iter_lines():
-                        if not line.startswith("data:"):
-                            continue
-                        event = json.loads(line[5:])
-                        status = _show(event) or status
-            except KeyboardInterrupt:
-                client.post(f"/api/runs/{run['id']}/cancel", json={})
-                print("\ncancelled", file=sys.stderr)
-                return 130
-    except httpx.ConnectError:
-        print(f"runwatch: cannot connect to {args.url}; is `runwatch serve` running?", file=sys.stderr)
-        return 2
-    return 0 if status == "succeeded" else 1
-
-
-def _show(event: dict[str, Any]) -> str | None:
-    kind = event["type"]
-    if kind == "token":
-        sys.stdout.write(event["text"])
-        sys.stdout.flush()
-    elif kind == "tool.started":
-        print(f"\n→ {event['tool']}({json.dumps(event['arguments'])})", file=sys.stderr)
-    elif kind == "tool.finished":
-        outcome = f"error: {event['error']}" if event["error"] else json.dumps(event["result"])[:200]
-        print(f"← {event['tool']} {outcome} ({event['duration']:.2f} s)", file=sys.stderr)
-    elif kind == "status":
-        print(f"  … {event['message']}", file=sys.stderr)
-    elif kind == "run.resumed":
-        print(f"\n[resumed on {event['instance']} from step {event['step']}]", file=sys.stderr)
-    elif kind == "run.finished":
-        sys.stdout.write("\n")  # the answer's last line ends, before the shell's prompt
-        sys.stdout.flush()
-        totals = event["totals"]
-        print(
-            f"\n[{event['status']}{': ' + event['error'] if event['error'] else ''}] "
-            f"{totals['output_tokens']} tokens out, {totals['tool_calls']} tool calls, "
-            f"{totals['duration']:.2f} s",
-            file=sys.stderr,
-        )
-        return event["status"]
-    return None
-
-
-def list_agents(args: argparse.Namespace) -> int:
-    import httpx
-
-    try:
-        with _client(args) as client:
-            r = client.get("/api/agents")
-            if r.status_code != 200:
-                print(f"runwatch: {_refused(r)}", file=sys.stderr)
-                return 2
-            agents = r.json()
-    except httpx.ConnectError:
-        print(f"runwatch: cannot connect to {args.url}; is `runwatch serve` running?", file=sys.stderr)
-        return 2
-    for a in agents:
-        print(f"{a['name']:<16} {a['model']:<20} tools: {', '.join(a['tools']) or '-'}  {a['description']}")
-    return 0
-
-
-def _default_url() -> str:
-    """Where the client commands find a server: ``RUNWATCH_URL``, else this machine on ``RUNWATCH_PORT``."""
-    import os
-
-    return os.environ.get("RUNWATCH_URL") or f"http://127.0.0.1:{os.environ.get('RUNWATCH_PORT') or 8000}"
-
-
-def _client_options(p: argparse.ArgumentParser, url_help: str) -> None:
-    p.add_argument("--url", default=_default_url(), help=url_help)
-    p.add_argument("--token", help="API key or JWT to send (default $RUNWATCH_TOKEN, else the local admin key)")
-    p.add_argument("--data-dir", help="where to find the local admin key (default $RUNWATCH_DATA_DIR, ./runwatch-data)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runwatch",
@@ -393,12 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("agent", help="agent name, e.g. demo")
     p.add_argument("input", help="the input text, or a JSON scenario for the offline model")
-    _client_options(p, url_help)
+    client_options(p, url_help)
     p.set_defaults(func=run_agent)
     p = sub.add_parser(
         "agents", help="list the agents a server can run", description="List the agents of a running server."
     )
-    _client_options(p, url_help)
+    client_options(p, url_help)
     p.set_defaults(func=list_agents)
     keys_parser(sub)
     return parser

@@ -69,7 +69,14 @@ ENV: dict[str, tuple[str, str]] = {
     "oidc_client_secret": ("RUNWATCH_OIDC_CLIENT_SECRET", "its client secret (env or config file only)"),
     "oidc_scopes": ("RUNWATCH_OIDC_SCOPES", "scopes asked for at login"),
     "session_hours": ("RUNWATCH_SESSION_HOURS", "hours a dashboard login lasts"),
-    "session_secret": ("RUNWATCH_SESSION_SECRET", "signs session cookies (default: made once, kept in the database)"),
+    "login_link": (
+        "RUNWATCH_LOGIN_LINK",
+        "print a one-time dashboard login link at start: auto (on a terminal), on, off",
+    ),
+    "session_secret": (
+        "RUNWATCH_SESSION_SECRET",
+        "signs the OIDC login state cookie (default: in the database)",
+    ),
     "metrics_token": ("RUNWATCH_METRICS_TOKEN", "bearer token Prometheus scrapes /metrics with"),
     "metrics_open": ("RUNWATCH_METRICS_OPEN", "true: /metrics needs no token (only behind a private network)"),
     "allowed_origins": (
@@ -144,6 +151,7 @@ class Settings:
     oidc_client_secret: str | None = field(default=None, repr=False)
     oidc_scopes: str = "openid profile email"
     session_hours: float = 12.0
+    login_link: str = "auto"
     session_secret: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
     metrics_open: bool = False
@@ -288,6 +296,13 @@ def load_settings(
         raise ConfigError(f"auth must be on or off, got {settings.auth!r}; check RUNWATCH_AUTH")
     if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < 32:
         raise ConfigError("RUNWATCH_JWT_SECRET must be at least 32 bytes (HS256 wants a key as long as its hash)")
+    if settings.login_link not in ("auto", "on", "off"):
+        raise ConfigError(f"login_link must be auto, on or off, got {settings.login_link!r}")
+    if (settings.jwt_secret or settings.jwt_jwks) and not (settings.jwt_issuer and settings.jwt_audience):
+        raise ConfigError(
+            "JWTs are accepted only from a named issuer for a named audience: set RUNWATCH_JWT_ISSUER and "
+            "RUNWATCH_JWT_AUDIENCE (another application's tokens from the same provider must not work here)"
+        )
     if settings.oidc_issuer and not settings.oidc_client_id:
         raise ConfigError("RUNWATCH_OIDC_ISSUER needs RUNWATCH_OIDC_CLIENT_ID (and usually a client secret)")
     if settings.session_hours <= 0:

@@ -37,6 +37,7 @@ from runwatch.agents.bus import LIFECYCLE, MemoryBus
 from runwatch.agents.events import Published
 from runwatch.api.framing import DirectWriter
 from runwatch.api.lane import FastLane, FrameKey, SharedFrame
+from runwatch.api.outgoing import Frame, Subscription, fit
 from runwatch.api.protocol import Heartbeat, Resync, ResyncReason, encode
 
 if TYPE_CHECKING:
@@ -48,57 +49,6 @@ log = structlog.get_logger()
 #: the client's messages until the sender has made room (``room``): a client that sends faster than
 #: it reads is slowed down, not cut off; one that stops reading is cut off by the send timeout.
 MAX_OUTBOX = 256
-
-
-class Subscription:
-    __slots__ = ("cursor", "live", "overflowed", "stream")
-
-    def __init__(self, stream: str, cursor: int) -> None:
-        self.stream = stream
-        self.cursor = cursor
-        #: True once caught up with the bus's live log; only then does ``max_lag`` apply.
-        self.live = False
-        self.overflowed = False
-
-
-def _fit(batch: list[Published], room: int, *, at_least_one: bool) -> list[Published]:
-    """The head of ``batch`` that fits in ``room`` bytes (one event at least, if asked)."""
-    size = 0
-    for i, p in enumerate(batch):
-        size += len(p.data)
-        if size > room:
-            return batch[: max(i, 1 if at_least_one else 0)]
-    return batch
-
-
-class _Frame:
-    """One outgoing frame being assembled: its items, payload bytes, events, oldest publish time."""
-
-    __slots__ = ("events", "items", "oldest", "size")
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self.size = 0
-        self.events = 0
-        self.oldest: float | None = None
-
-    def add_message(self, text: str) -> None:
-        self.items.append(text)
-        self.size += len(text)
-
-    def add_events(self, sub: Subscription, batch: list[Published]) -> None:
-        """Take ``batch`` (consecutive, non-empty) into the frame and move ``sub``'s cursor past it."""
-        sub.cursor = batch[-1].seq
-        for p in batch:
-            self.items.append(p.text)
-            self.size += len(p.data)
-        self.events += len(batch)
-        first = batch[0].event
-        if first is not None and (self.oldest is None or first.ts < self.oldest):
-            self.oldest = first.ts
-
-    def text(self) -> str:
-        return self.items[0] if len(self.items) == 1 else "[" + ",".join(self.items) + "]"
 
 
 class Connection:
@@ -178,7 +128,7 @@ class Connection:
         sub = self.subscriptions.get(stream)
         if sub is None:
             return
-        if self._idle and self._writer is not None and sub.live and not self._filtered(stream):
+        if self._idle and self._writer is not None and sub.live and not sub.filtered:
             self._marked = True
             self._lane.mark(self)
             if sub.cursor == head - 1:
@@ -195,11 +145,6 @@ class Connection:
         self._idle = False  # so ``notify`` needs one flag to know the sender is idle and not woken
         self._wake.set()
 
-    def _filtered(self, stream: str) -> bool:
-        """This connection sees only some entries of ``stream`` (the runs feed, for one tenant):
-        its frames are its own, never the fast lane's shared ones."""
-        return self.feed_tenant is not None and stream == LIFECYCLE
-
     def unmark(self) -> None:
         self._marked = self._dirty = False
 
@@ -211,7 +156,7 @@ class Connection:
         subs: list[Subscription] = []
         count = 0
         for sub in self.subscriptions.values():
-            if not sub.live or sub.overflowed or self._filtered(sub.stream):
+            if not sub.live or sub.overflowed or sub.filtered:
                 self._wake_sender()
                 return
             head = self._bus.head(sub.stream)
@@ -236,7 +181,7 @@ class Connection:
         self.direct_frames += 1
         self._delivered(frame)
 
-    def _delivered(self, frame: _Frame | SharedFrame) -> None:
+    def _delivered(self, frame: Frame | SharedFrame) -> None:
         """Account for a frame the client's socket took, whichever path sent it."""
         self.frames_sent += 1
         self.events_sent += frame.events
@@ -258,8 +203,11 @@ class Connection:
         await self._room
 
     def subscribe(self, stream: str, after: int) -> None:
-        """Start (or restart) following ``stream`` after position ``after``."""
-        self.subscriptions[stream] = Subscription(stream, after)
+        """Start (or restart) following ``stream`` after position ``after``. This connection sees
+        only its tenant's entries of the runs feed (``feed_tenant``): those frames are its own,
+        never the fast lane's shared ones."""
+        sub = self.subscriptions[stream] = Subscription(stream, after)
+        sub.filtered = self.feed_tenant is not None and stream == LIFECYCLE
         self._bus.watch(stream, self)
         self._wake_sender()
 
@@ -334,7 +282,7 @@ class Connection:
                 if not more:
                     break
 
-    async def _send(self, frame: _Frame) -> None:
+    async def _send(self, frame: Frame) -> None:
         # The ASGI send itself: it runs inline and only suspends while the client's window is full.
         self._send_started = time.monotonic()
         try:
@@ -343,10 +291,10 @@ class Connection:
             self._send_started = None
         self._delivered(frame)
 
-    async def _collect(self) -> tuple[_Frame, bool]:
+    async def _collect(self) -> tuple[Frame, bool]:
         """Up to ``frame_events`` events and about ``frame_bytes`` bytes, after any control messages;
         and whether more is waiting. An event bigger than ``frame_bytes`` goes in a frame of its own."""
-        frame = _Frame()
+        frame = Frame()
         while self._outbox:
             frame.add_message(self._outbox.popleft())
         if self._room is not None:
@@ -380,7 +328,7 @@ class Connection:
             if self.subscriptions.get(sub.stream) is not sub or not batch:
                 continue  # nothing new, or unsubscribed/replaced while we read the store
             shown = await self._own(sub, batch)
-            fitted = _fit(shown, self._frame_bytes - frame.size, at_least_one=frame.events == 0)
+            fitted = fit(shown, self._frame_bytes - frame.size, at_least_one=frame.events == 0)
             if fitted:
                 frame.add_events(sub, fitted)
             if len(fitted) < len(shown):
@@ -393,7 +341,7 @@ class Connection:
     async def _own(self, sub: Subscription, batch: list[Published]) -> list[Published]:
         """What of ``batch`` this watcher may see: all of a run's log; of the runs feed, with
         ``feed_tenant`` set, only the entries about that tenant's runs."""
-        if not self._filtered(sub.stream) or self.tenant_of is None:
+        if not sub.filtered or self.tenant_of is None:
             return batch
         return [p for p in batch if await self.tenant_of(p) == self.feed_tenant]
 

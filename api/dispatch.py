@@ -114,8 +114,12 @@ async def _reauthenticate(conn: Connection, rt: Runtime, token: str, mid: object
     except AuthFailed as exc:
         raise ProtocolError(ErrorCode.UNAUTHENTICATED, exc.message, mid) from None
     current = conn.principal
-    if (fresh.id, fresh.tenant) != (current.id, current.tenant):
-        raise ProtocolError(ErrorCode.FORBIDDEN, "the token is for another principal; open a new connection", mid)
+    if (fresh.id, fresh.tenant, fresh.role) != (current.id, current.tenant, current.role):
+        # Another principal, or the same one with another role or tenant: what this socket follows
+        # was checked against the old one. Open a new connection for it.
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN, "the token is for another principal, role or tenant; open a new connection", mid
+        )
     conn.principal = fresh
     conn.feed_tenant = fresh.scope
     conn.post(encode(Ack(id=mid)))

@@ -7,6 +7,7 @@ Every SSE event is one run event: ``id`` is its seq, ``data`` its JSON. The stre
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -72,7 +73,15 @@ async def run_stream(
         if not header.isascii() or not header.isdigit() or len(digits) > 19:
             raise BadRequest("Last-Event-ID must be the seq of the last event you received")
         after = int(digits)
-    cursor = await rt.service.resume_run(run_id, after, request.user)
+    principal = request.user
+    cursor = await rt.service.resume_run(run_id, after, principal)
+
+    async def still_allowed() -> bool:
+        """The stream's credential has neither expired nor been revoked (checked between pages and
+        at each heartbeat; a key's revocation is seen within seconds, as on the WebSocket)."""
+        if principal.expires_at is not None and time.time() >= principal.expires_at:
+            return False
+        return principal.key_id is None or not await rt.auth.is_revoked(principal.key_id)
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         nonlocal cursor
@@ -89,10 +98,10 @@ async def run_stream(
                     yield ServerSentEventMessage(data=p.text, id=p.seq)
                 if items:
                     cursor = items[-1].seq
-                    if items[-1].type == "run.finished":
+                    if items[-1].type == "run.finished" or not await still_allowed():
                         return
                     continue
-                if closing:
+                if closing or not await still_allowed():
                     return
                 summary = await rt.service.get(run_id)  # known: resume_run checked it
                 if summary.status.finished and cursor >= summary.last_seq:

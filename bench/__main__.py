@@ -63,19 +63,16 @@ SYSTEMS: dict[str, tuple[str, Callable[[], tuple[servers.Running, list[servers.R
     "websockets": ("rooms", lambda: (servers.py_rooms(), [])),
     "runwatch": ("runwatch", runwatch_with(25)),
     "runwatch-nocoalesce": ("runwatch", runwatch_with(0)),
-    # Authentication is at connect, not per frame: the same fan-out with it off (RUNWATCH_AUTH=off).
-    "runwatch-authoff": ("runwatch", runwatch_with(25, {"RUNWATCH_AUTH": "off"})),
 }
 LABELS = {
     "node": "Node `ws` rooms (seed design)",
     "websockets": "Python `websockets` broadcast()",
     "runwatch": "runwatch, coalescing 25 ms",
     "runwatch-nocoalesce": "runwatch, coalescing off",
-    "runwatch-authoff": "runwatch, coalescing 25 ms, authentication off",
 }
 
 
-PARTS = ["fanout", "idle", "slow", "runs", "broker"]
+PARTS = ["fanout", "idle", "slow", "runs", "broker", "auth"]
 
 
 def median_of(results: list[dict], key: str) -> float | None:
@@ -109,6 +106,53 @@ def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dic
             "complete": all(r["complete"] for r in results),
         }
     return out
+
+
+#: Tokens a second of each run in the authentication benchmark.
+AUTH_RATE = 400
+
+
+def auth(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
+    """Authentication happens at connect, not per frame: the fan-out with it on (every watcher and
+    request with the server's admin key) and off (``RUNWATCH_AUTH=off``), interleaved — on, off,
+    on, off … — so that the machine's drift falls on both alike. The runs are paced (400 tokens/s,
+    as a fast model streams), not at full speed: a full-speed burst coalesces into a number of
+    frames that varies ±30% from one run to the next, and CPU with it, which would drown a 5%
+    difference; paced, every run makes the same frames, for long enough (10 s) that the process CPU
+    clock's 10 ms ticks do not decide it either."""
+    systems = {"on": runwatch_with(25), "off": runwatch_with(25, {"RUNWATCH_AUTH": "off"})}
+    results: dict[str, list[dict]] = {"on": [], "off": []}
+    for i in range(repeats):
+        for mode, start in systems.items():
+            progress(f"authentication {mode}: {watchers} watchers x {runs} runs x {tokens} tokens ({i + 1}/{repeats})")
+            spec = {"protocol": "runwatch", "watchers": watchers, "runs": runs, "tokens": tokens, "rate": AUTH_RATE}
+            results[mode].append(with_server(start, spec))
+    return {
+        mode: {
+            "runs": rs,
+            **{k: median_of(rs, k) for k in ("cpu_us_per_token", "server_cpu_s", "latency_p99_ms", "elapsed_s")},
+        }
+        for mode, rs in results.items()
+    }
+
+
+def auth_report(a: dict[str, Any], p: dict[str, Any]) -> str:
+    lines = [
+        f"### Authentication on and off: {p['watchers']} watchers x {p['runs']} runs x {p['auth_tokens']} tokens"
+        f" at {AUTH_RATE}/s, interleaved, median of {p['auth_repeats']}",
+        "",
+        "| authentication | CPU µs per delivered token | server CPU s | p99 ms |",
+        "|---|---:|---:|---:|",
+    ]
+    for mode in ("on", "off"):
+        row = a[mode]
+        lines.append(f"| {mode} | {row['cpu_us_per_token']} | {row['server_cpu_s']} | {row['latency_p99_ms']} |")
+    lines += [
+        "",
+        f"runwatch CPU per token, authentication on / off (target ≤ 1.05): "
+        f"{ratio(a['on']['cpu_us_per_token'], a['off']['cpu_us_per_token'])}",
+    ]
+    return "\n".join(lines)
 
 
 def idle(counts: list[int]) -> dict[str, dict]:
@@ -179,10 +223,7 @@ def report(res: dict[str, Any]) -> str:
             f["runwatch-nocoalesce"]["cpu_us_per_frame"], f["websockets"]["cpu_us_per_frame"]
         ),
     }
-    if "runwatch-authoff" in f:
-        ratios["runwatch CPU per token, authentication on / off (target ≤ 1.05)"] = ratio(
-            f["runwatch"]["cpu_us_per_token"], f["runwatch-authoff"]["cpu_us_per_token"]
-        )
+
     if "idle" in res:
         for count, r in res["idle"]["runwatch"].items():
             ratios[f"runwatch RSS per idle connection at {count}, KiB (target ≤ 32)"] = r["kib_per_connection"]
@@ -245,6 +286,8 @@ def main() -> None:
         "persist_events": 50_000 if quick else 200_000,
         "list_runs": 100_000,
         "memory_runs": 200 if quick else 1000,
+        "auth_tokens": 1200 if quick else 4000,
+        "auth_repeats": 1 if quick else 5,
     }
     parts = ["runs"] if args.runs else ["broker"] if args.broker else args.only or PARTS
     started = time.monotonic()
@@ -258,6 +301,8 @@ def main() -> None:
         res["model_streams"] = model_streams.run_all(workloads, params["repeats"], progress)
     if "broker" in parts:
         res["broker"] = broker.run_all(params, loadgen, progress)
+    if "auth" in parts:
+        res["auth"] = auth(params["watchers"], params["runs"], params["auth_tokens"], params["auth_repeats"])
     if "slow" in parts:
         res["slow"] = slow(params["slow_watchers"], 1, params["slow_tokens"], params["repeats"])
     res["seconds"] = round(time.monotonic() - started, 1)
@@ -269,6 +314,8 @@ def main() -> None:
         print(model_streams.report(res["model_streams"]))
     if "broker" in res:
         print(broker.report(res["broker"], params))
+    if "auth" in res:
+        print(auth_report(res["auth"], params))
     progress(f"done in {res['seconds']} s; raw results in {args.json}")
 
 

@@ -97,6 +97,8 @@ def _runwatch(env: dict[str, str], core: str) -> Running:
         # A load generator is one principal starting hundreds of runs: no quota in its way.
         "RUNWATCH_RUNS_PER_MINUTE": "1000000",
         "RUNWATCH_TENANT_MAX_ACTIVE": "1000000",
+        # ... and every watcher connects as that principal too.
+        "RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL": "1000000",
         **env,
     }
     proc = subprocess.Popen(

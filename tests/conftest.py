@@ -55,6 +55,9 @@ class Server:
             | {"RUNWATCH_LOG_FORMAT": "json"}
             # Tests of other behaviours start many runs as one principal: quotas are tested on their own.
             | {"RUNWATCH_RUNS_PER_MINUTE": "100000", "RUNWATCH_TENANT_MAX_ACTIVE": "100000"}
+            # The login link goes to the test's log (a test reads its code); a port's key is left
+            # for client commands under the test's own folder, not the user's home.
+            | {"RUNWATCH_LOGIN_LINK": "on", "XDG_DATA_HOME": str(data_dir / "xdg")}
             | (env or {})
         )
         self.log_path = data_dir / f"server-{self.port}.log"

@@ -231,6 +231,8 @@ async def test_a_token_expiring_on_an_open_socket_closes_it_4401_unless_refreshe
     assert (await staying.request({"type": "auth", "token": fresh}))["type"] == "ack"
     other = token("grace", roles=["viewer"])
     assert (await staying.request({"type": "auth", "token": other}))["code"] == "forbidden"
+    promoted = token("frank", roles=["admin"])  # the same subject with another role: a new socket
+    assert (await staying.request({"type": "auth", "token": promoted}))["code"] == "forbidden"
     started = time.monotonic()
     closed = await closing.wait_closed(timeout=10)
     assert closed.code == 4401 and time.monotonic() - started < 6
@@ -248,6 +250,8 @@ async def test_metrics_need_the_scrape_token(make_server):
         ok = await c.get("/metrics", headers=bearer("scrape-me-please-0123456789"))
     assert ok.status_code == 200 and "runwatch_auth_failures_total" in ok.text
     assert 'runwatch_auth_failures_total{reason="missing"}' in ok.text
+    async with srv.client() as admin:  # an admin may look too
+        assert (await admin.get("/metrics")).status_code == 200
 
 
 async def test_auth_off_says_so_loudly_and_needs_nothing(make_server):
@@ -281,6 +285,10 @@ async def test_no_key_token_cookie_or_ticket_appears_in_any_log_line_event_or_me
     async with secure.client() as admin:
         events = [(await admin.get(f"/api/runs/{run}/events")).text for run in runs]
         metrics = (await admin.get("/metrics")).text
+    async with secure.client(key) as c:
+        key_principal = (await c.get("/api/me")).json()["id"]
+    started_by = {line.get("principal") for line in secure.log_lines() if line.get("run_id") == runs[0]}
+    assert key_principal in started_by  # log lines carry who: the principal's id, never its key
     logs = secure.logs()
     banner = logs.count("?code=")  # the one-time login URL is printed once at start (not a log line)
     assert banner == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,15 @@ def runwatch(*args: str, env: dict | None = None, timeout: float = 60) -> subpro
     )
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["run"], ["agents"], ["migrate"]])
+def same_user(server, **extra: str) -> dict[str, str]:
+    """The environment of another terminal of the user who started ``server`` (no RUNWATCH_ settings)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
+    return env | {"XDG_DATA_HOME": server.env["XDG_DATA_HOME"]} | extra
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["serve"], ["run"], ["agents"], ["migrate"], ["keys"], ["keys", "create"], ["keys", "revoke"]]
+)
 def test_every_command_has_help(command):
     result = runwatch(*command, "--help")
     assert result.returncode == 0 and "usage: runwatch" in result.stdout
@@ -30,6 +39,12 @@ def test_serve_help_lists_every_environment_variable():
 def test_a_bad_setting_says_what_is_wrong(tmp_path):
     result = runwatch("serve", "--data-dir", str(tmp_path), env={"RUNWATCH_MAX_RUNNING": "many", "PATH": ""})
     assert result.returncode == 2 and "max_running must be int" in result.stderr
+
+
+def test_jwts_need_a_named_issuer_and_audience(tmp_path):
+    env = {**os.environ, "RUNWATCH_JWT_SECRET": "x" * 40}
+    result = runwatch("serve", "--data-dir", str(tmp_path), "--port", str(free_port()), env=env)
+    assert result.returncode == 2 and "RUNWATCH_JWT_ISSUER and RUNWATCH_JWT_AUDIENCE" in result.stderr
 
 
 def test_a_port_in_use_says_what_to_do(server, tmp_path):
@@ -56,16 +71,14 @@ def test_a_setting_serve_cannot_use_is_one_line_that_says_what_to_do(flags, says
 
 
 def test_run_follows_a_run_to_its_end(server):
-    result = runwatch("run", "demo", "what is 3 * 4?", "--url", server.url)
+    result = runwatch("run", "demo", "what is 3 * 4?", "--url", server.url, env=same_user(server))
     assert result.returncode == 0, result.stderr
     assert "→ calculator" in result.stderr and "[succeeded]" in result.stderr
     assert "12" in result.stdout and result.stdout.endswith("\n")
 
 
 def test_client_commands_find_the_server_from_the_environment(server):
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
+    env = same_user(server)
     by_url = runwatch("agents", env=env | {"RUNWATCH_URL": server.url})
     by_port = runwatch("agents", env=env | {"RUNWATCH_PORT": str(server.port)})
     for result in (by_url, by_port):
@@ -78,8 +91,35 @@ def test_run_against_no_server_explains(tmp_path):
 
 
 def test_agents_lists_them(server):
-    result = runwatch("agents", "--url", server.url)
+    result = runwatch("agents", "--url", server.url, env=same_user(server))
     assert result.returncode == 0 and result.stdout.startswith("demo")
+
+
+def test_client_commands_take_a_token_and_say_what_to_do_without_one(server, tmp_path):
+    elsewhere = same_user(server, XDG_DATA_HOME=str(tmp_path))  # another user: no local key to find
+    refused = runwatch("agents", "--url", server.url, env=elsewhere)
+    assert refused.returncode == 2 and "pass --token or set RUNWATCH_TOKEN" in refused.stderr
+    with_flag = runwatch("agents", "--url", server.url, "--token", server.token, env=elsewhere)
+    with_env = runwatch("agents", "--url", server.url, env=elsewhere | {"RUNWATCH_TOKEN": server.token})
+    assert with_flag.returncode == with_env.returncode == 0, with_flag.stderr
+
+
+def test_keys_are_created_shown_once_listed_and_revoked(server, tmp_path):
+    data = ["--data-dir", str(server.data_dir)]
+    made = runwatch("keys", "create", "--tenant", "acme", "--role", "viewer", "--name", "dash", *data)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert key.startswith("rw_") and "shown this once" in made.stderr
+    key_id = made.stderr.split()[1].rstrip(":")
+    listed = runwatch("keys", "list", *data).stdout
+    assert key_id in listed and "acme" in listed and "viewer" in listed and key not in listed
+    ok = runwatch("agents", "--url", server.url, "--token", key)
+    assert ok.returncode == 0, ok.stderr
+    assert runwatch("keys", "revoke", key_id, *data).returncode == 0
+    assert "revoked" in runwatch("keys", "list", *data).stdout
+    assert runwatch("keys", "revoke", key_id, *data).returncode == 1  # not twice
+    bad = runwatch("keys", "create", "--tenant", "no spaces", "--role", "viewer", *data)
+    assert bad.returncode == 2 and "--tenant" in bad.stderr
 
 
 async def test_migrate_brings_a_new_postgresql_database_to_the_latest_schema():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -54,8 +55,10 @@ def test_the_readme_agent_example_runs_as_written(tmp_path):
         assert agents["analyst"]["tools"] == ["fetch_report"]
         try_it = next(line for line in readme.splitlines() if "runwatch run analyst 'call fetch_report" in line)
         args = shlex.split(re.search(r"`(runwatch run analyst [^`]+)`", try_it)[1])[1:]
+        # Another terminal of the same user: it finds the server's admin key by the server's port.
+        env = {**os.environ, "XDG_DATA_HOME": server.env["XDG_DATA_HOME"]}
         result = subprocess.run(
-            [runwatch, *args, "--url", server.url], capture_output=True, text=True, timeout=60, cwd=tmp_path
+            [runwatch, *args, "--url", server.url], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env
         )
         assert result.returncode == 0 and '"revenue": 1234000' in result.stderr, result.stderr
     finally:

@@ -111,3 +111,37 @@ async def test_the_own_origin_may_connect_with_the_session_cookie(site):
         hello = await ws.recv()
     assert '"role":"admin"' in hello
     await client.aclose()
+
+
+async def test_log_out_ends_the_session_everywhere_not_just_in_this_browser(site):
+    client = await _logged_in(site)
+    stolen = client.cookies["runwatch_session"]
+    assert (await client.post("/api/logout", json={})).status_code == 204
+    async with httpx.AsyncClient(base_url=site.url, cookies={"runwatch_session": stolen}) as thief:
+        r = await thief.get("/api/runs")
+    assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["rws_made-up-by-someone-who-has-no-session-000000", "a.\u00e9", "x" * 5000, "rws_\u2603"],
+    ids=["forged", "non-ascii", "huge", "snowman"],
+)
+async def test_a_bad_session_cookie_is_refused_cleanly(site, cookie):
+    raw = f"runwatch_session={cookie}".encode()
+    async with httpx.AsyncClient(base_url=site.url) as c:
+        r = await c.get("/api/runs", headers={"cookie": raw})
+        health = await c.get("/api/health", headers={"cookie": raw})
+    assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+    assert health.status_code == 200
+
+
+async def test_a_ticket_is_not_used_up_by_a_handshake_from_a_refused_origin(site):
+    async with site.client() as c:
+        ticket = (await c.post("/api/ws-ticket", json={})).json()["ticket"]
+    url = f"{site.ws_url}?ticket={ticket}"
+    with pytest.raises(websockets.InvalidStatus):
+        await websockets.connect(url, origin="https://evil.example")
+    async with websockets.connect(url) as ws:  # the rightful holder still can
+        assert '"hello"' in await ws.recv()

@@ -1,5 +1,6 @@
-"""Credentials: API keys (long-lived), one-time login codes and WebSocket tickets (single use), and
-the server secrets every instance shares — kept in the same database as the runs.
+"""Credentials: API keys (long-lived), dashboard sessions (until they expire or log out), one-time
+login codes and WebSocket tickets (single use), and the server secrets every instance shares —
+kept in the same database as the runs.
 
 Only a SHA-256 hash of each secret is stored: the secret is shown once, when it is made. Lookups
 are by that hash. ``consume`` is atomic (one ``UPDATE … RETURNING``): of two instances presenting
@@ -18,8 +19,8 @@ from typing import Protocol
 import asyncpg
 import msgspec
 
-#: What a credential is: an API key, a one-time login code, a WebSocket ticket.
-KINDS = ("key", "code", "ticket")
+#: What a credential is: an API key, a dashboard session, a one-time login code, a WebSocket ticket.
+KINDS = ("key", "session", "code", "ticket")
 
 
 class Credential(msgspec.Struct, kw_only=True):
@@ -65,8 +66,12 @@ class Credentials(Protocol):
         """Store a new credential under the hash of its secret."""
         ...
 
-    async def find(self, secret_hash: str, now: float) -> Credential | None:
-        """The API key with that hash, if it is neither revoked nor expired."""
+    async def find(self, secret_hash: str, now: float, kind: str = "key") -> Credential | None:
+        """The API key (or dashboard session) with that hash, if it is neither revoked nor expired."""
+        ...
+
+    async def revoke_secret(self, secret_hash: str, kind: str, now: float) -> None:
+        """Revoke the credential with that hash (a dashboard session, at log out)."""
         ...
 
     async def consume(self, secret_hash: str, kind: str, now: float) -> Credential | None:
@@ -108,8 +113,8 @@ CREATE INDEX IF NOT EXISTS credentials_by_kind ON credentials (kind, created_at)
 CREATE TABLE IF NOT EXISTS server_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-#: Used and expired codes and tickets are deleted this long after they expire.
-PURGE_AFTER = 3600.0
+#: Expired sessions, codes and tickets are deleted this long after they expire.
+PURGE_AFTER = 60.0
 
 
 class SQLiteCredentials:
@@ -154,13 +159,19 @@ class SQLiteCredentials:
             (c.id, c.kind, secret_hash, c.tenant, c.role, c.name, c.created_at, c.expires_at, c.principal),
         )
 
-    async def find(self, secret_hash: str, now: float) -> Credential | None:
+    async def find(self, secret_hash: str, now: float, kind: str = "key") -> Credential | None:
         rows = await self._call(
-            f"SELECT {_COLUMNS} FROM credentials WHERE hash = ? AND kind = 'key' AND revoked_at IS NULL"
+            f"SELECT {_COLUMNS} FROM credentials WHERE hash = ? AND kind = ? AND revoked_at IS NULL"
             " AND (expires_at IS NULL OR expires_at > ?)",
-            (secret_hash, now),
+            (secret_hash, kind, now),
         )
         return _row(rows[0]) if rows else None
+
+    async def revoke_secret(self, secret_hash: str, kind: str, now: float) -> None:
+        await self._call(
+            "UPDATE credentials SET revoked_at = ? WHERE hash = ? AND kind = ? AND revoked_at IS NULL",
+            (now, secret_hash, kind),
+        )
 
     async def consume(self, secret_hash: str, kind: str, now: float) -> Credential | None:
         rows = await self._call(
@@ -236,14 +247,23 @@ class PostgresCredentials:
             c.principal,
         )
 
-    async def find(self, secret_hash: str, now: float) -> Credential | None:
+    async def find(self, secret_hash: str, now: float, kind: str = "key") -> Credential | None:
         return _row(
             await self._db.fetchrow(
-                f"SELECT {_COLUMNS} FROM credentials WHERE hash = $1 AND kind = 'key' AND revoked_at IS NULL"
+                f"SELECT {_COLUMNS} FROM credentials WHERE hash = $1 AND kind = $3 AND revoked_at IS NULL"
                 " AND (expires_at IS NULL OR expires_at > $2)",
                 secret_hash,
                 now,
+                kind,
             )
+        )
+
+    async def revoke_secret(self, secret_hash: str, kind: str, now: float) -> None:
+        await self._db.execute(
+            "UPDATE credentials SET revoked_at = $1 WHERE hash = $2 AND kind = $3 AND revoked_at IS NULL",
+            now,
+            secret_hash,
+            kind,
         )
 
     async def consume(self, secret_hash: str, kind: str, now: float) -> Credential | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sqlite3
 import threading
@@ -79,6 +80,9 @@ class SQLiteStore(WriteBuffer):
 
     def _open(self) -> None:
         db = self._connect()
+        # Runs' inputs and answers, and the credentials' hashes: for this user's eyes only (the WAL
+        # and shared-memory files SQLite makes beside it take the same mode).
+        os.chmod(self.path, 0o600)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)

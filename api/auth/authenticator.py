@@ -24,6 +24,7 @@ from runwatch.api.auth.jwt import JWTVerifier, TokenRefused
 from runwatch.api.auth.tokens import (
     CODE_PREFIX,
     KEY_PREFIX,
+    SESSION_PREFIX,
     TICKET_PREFIX,
     Signer,
     hash_secret,
@@ -50,10 +51,17 @@ class AuthFailed(Exception):
         self.message = message
 
 
+def _json(text: str | None) -> Any:
+    try:
+        return msgspec.json.decode(text) if text else None
+    except msgspec.DecodeError:
+        return None
+
+
 def _principal(data: Any) -> Principal | None:
     try:
         return msgspec.convert(data, Principal)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, TypeError):
         return None
 
 
@@ -143,32 +151,41 @@ class Authenticator:
             expires_at=float(claims["exp"]) if source == "jwt" else None,
         )
 
-    async def key(self, secret: str) -> Principal:
+    async def _stored(self, secret: str, kind: str) -> Principal | None:
+        """The principal of a stored key or session, looked up at most every ``KEY_CACHE_SECONDS``."""
         digest = hash_secret(secret)
         now = time.monotonic()
         cached = self._keys.get(digest)
         if cached is None or now - cached[1] > KEY_CACHE_SECONDS:
-            record = await self.credentials.find(digest, time.time())
-            principal = None if record is None else key_principal(record)
+            record = await self.credentials.find(digest, time.time(), kind)
+            principal = None
+            if record is not None:
+                principal = key_principal(record) if kind == "key" else _principal(_json(record.principal))
             if len(self._keys) >= KEY_CACHE_SIZE:
                 self._keys.clear()
             cached = self._keys[digest] = (principal, now)
-        if cached[0] is None:
+        principal = cached[0]
+        if principal is not None and principal.expires_at is not None and principal.expires_at <= time.time():
+            return None
+        return principal
+
+    async def key(self, secret: str) -> Principal:
+        principal = await self._stored(secret, "key")
+        if principal is None:
             raise self.failed("unknown_key", "this API key is unknown or revoked")
-        return cached[0]
+        return principal
 
     async def session(self, cookie: str) -> Principal:
-        value = self.signer.verify(cookie)
-        principal = _principal(value) if value is not None else None
+        principal = await self._stored(cookie, "session") if cookie.startswith(SESSION_PREFIX) else None
         if principal is None:
-            raise self.failed("bad_session", "the session is invalid or has expired; log in again")
+            raise self.failed("bad_session", "the session has ended or expired; log in again")
         if principal.key_id is not None and await self.is_revoked(principal.key_id):
             raise self.failed("revoked", "the key this session was made with has been revoked; log in again")
         return principal
 
     async def ticket(self, ticket: str) -> Principal:
         record = await self.credentials.consume(hash_secret(ticket), "ticket", time.time())
-        principal = _principal(msgspec.json.decode(record.principal)) if record and record.principal else None
+        principal = _principal(_json(record.principal)) if record else None
         if principal is None:
             raise self.failed("bad_ticket", "the ticket is unknown, used or expired; get a new one")
         return principal
@@ -185,27 +202,36 @@ class Authenticator:
 
     # -- what it makes ----------------------------------------------------------------------------
 
-    def make_session(self, principal: Principal) -> tuple[str, Principal]:
-        """A session cookie for ``principal`` and the principal it stands for (expiring no later
-        than the credential it was made from)."""
+    async def make_session(self, principal: Principal) -> tuple[str, Principal]:
+        """A dashboard session for ``principal``: the cookie's value (a random secret; only its
+        hash is stored, so neither reading the database nor knowing a server secret makes one) and
+        the principal it stands for, expiring no later than the credential it was made from."""
         expires = time.time() + self.settings.session_hours * 3600
         if principal.expires_at is not None:
             expires = min(expires, principal.expires_at)
         session = msgspec.structs.replace(principal, source="session", expires_at=expires)
-        return self.signer.sign(msgspec.to_builtins(session), expires), session
+        secret = await self._issue("session", SESSION_PREFIX, session, expires - time.time())
+        return secret, session
+
+    async def end_session(self, cookie: str) -> None:
+        """Log out: the session works nowhere from now on (other instances: within the key cache's seconds)."""
+        digest = hash_secret(cookie)
+        self._keys.pop(digest, None)
+        await self.credentials.revoke_secret(digest, "session", time.time())
 
     async def make_ticket(self, principal: Principal) -> str:
         """A single-use WebSocket ticket for ``principal``, valid ``TICKET_SECONDS``."""
-        return await self._single_use("ticket", TICKET_PREFIX, principal, TICKET_SECONDS)
+        return await self._issue("ticket", TICKET_PREFIX, principal, TICKET_SECONDS)
 
     async def make_code(self, principal: Principal) -> str:
         """A one-time login code for ``principal`` (the dashboard URL ``serve`` prints)."""
-        return await self._single_use("code", CODE_PREFIX, principal, CODE_SECONDS)
+        return await self._issue("code", CODE_PREFIX, principal, CODE_SECONDS)
 
-    async def _single_use(self, kind: str, prefix: str, principal: Principal, seconds: float) -> str:
+    async def _issue(self, kind: str, prefix: str, principal: Principal, seconds: float) -> str:
+        """A new stored credential of ``kind`` standing for ``principal``, valid ``seconds``."""
         secret = new_secret(prefix)
         now = time.time()
-        source = "ticket" if kind == "ticket" else principal.source
+        source = "ticket" if kind == "ticket" else "session" if kind == "session" else principal.source
         await self.credentials.add(
             Credential(
                 id=new_id(kind[0] + "_"),
@@ -223,7 +249,7 @@ class Authenticator:
 
     async def code(self, code: str) -> Principal:
         record = await self.credentials.consume(hash_secret(code), "code", time.time())
-        principal = _principal(msgspec.json.decode(record.principal)) if record and record.principal else None
+        principal = _principal(_json(record.principal)) if record else None
         if principal is None:
             raise self.failed("bad_code", "this login code is unknown, used or expired")
         return principal

@@ -48,6 +48,16 @@ def remember_local(port: int, key: str) -> None:
         pass
 
 
+def forget_local(port: int, key: str) -> None:
+    """At shutdown: take the key back, so that whatever listens on the port next does not get it."""
+    path = local_servers() / f"{port}.key"
+    try:
+        if path.read_text().strip() == key:
+            path.unlink()
+    except OSError:
+        pass
+
+
 def local_key(port: int) -> str | None:
     """The admin key a local server on ``port`` left for this user, if any."""
     try:

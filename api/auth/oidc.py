@@ -26,6 +26,8 @@ from litestar.response import Redirect, Response
 from runwatch.agents.errors import BadRequest, Unauthenticated
 from runwatch.api.auth.authenticator import SESSION_COOKIE, AuthFailed
 from runwatch.api.auth.provider import Provider
+from runwatch.api.auth.tokens import same_secret
+from runwatch.api.auth.web import is_https
 from runwatch.api.runtime import Runtime
 
 log = structlog.get_logger()
@@ -41,7 +43,12 @@ def _challenge(verifier: str) -> str:
 
 
 def _redirect_uri(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/api/oidc/callback"
+    """Where the provider sends the browser back: this server as the browser reached it (behind a
+    TLS proxy, https)."""
+    base = str(request.base_url).rstrip("/")
+    if is_https(request) and base.startswith("http://"):
+        base = "https://" + base.removeprefix("http://")
+    return base + "/api/oidc/callback"
 
 
 def _provider(rt: Runtime) -> Provider:
@@ -76,7 +83,7 @@ async def oidc_login(request: Request, rt: Runtime) -> Redirect:
         path="/api/oidc",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=is_https(request),
     )
     return Redirect(f"{config['authorization_endpoint']}?{query}", cookies=[cookie])
 
@@ -90,7 +97,7 @@ async def oidc_callback(request: Request, rt: Runtime) -> Response[str]:
     try:
         if request.query_params.get("error"):
             raise AuthFailed("oidc", f"the identity provider said: {request.query_params.get('error')}")
-        if flow is None or not secrets.compare_digest(str(flow.get("state", "")), state) or not code:
+        if flow is None or not same_secret(str(flow.get("state", "")), state) or not code:
             raise AuthFailed("oidc", "this login was not started here, or took too long; start again")
         tokens = await provider.exchange(code, str(flow["verifier"]), _redirect_uri(request))
         claims = await provider.verify(str(tokens.get("id_token", "")), str(flow["nonce"]))
@@ -101,7 +108,7 @@ async def oidc_callback(request: Request, rt: Runtime) -> Response[str]:
         raise Unauthenticated(exc.message) from None
     except httpx.HTTPError as exc:
         raise Unauthenticated(f"the identity provider cannot be reached: {exc}") from None
-    value, session = rt.auth.make_session(principal)
+    value, session = await rt.auth.make_session(principal)
     log.info("auth.oidc_login", principal=principal.id)
     cookies = [
         Cookie(
@@ -111,7 +118,7 @@ async def oidc_callback(request: Request, rt: Runtime) -> Response[str]:
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=is_https(request),
         ),
         Cookie(key=FLOW_COOKIE, value="", max_age=0, path="/api/oidc", httponly=True, samesite="lax"),
     ]

@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from runwatch.agents.errors import BadRequest, ErrorCode, Forbidden, RunwatchError, Unauthenticated
 from runwatch.agents.identity import Principal, Role
 from runwatch.api.auth.authenticator import SESSION_COOKIE, TICKET_SECONDS, AuthFailed, create_key
-from runwatch.api.auth.web import check_csrf, origin_allowed, principal_of, requires
+from runwatch.api.auth.web import check_csrf, is_https, origin_allowed, principal_of, requires
 from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
 
@@ -112,8 +112,8 @@ class AuthController(Controller):
                 principal = await rt.auth.bearer(data.key if data.key is not None else data.token or "")
         except AuthFailed as exc:
             raise Unauthenticated(exc.message) from None
-        value, session = rt.auth.make_session(principal)
-        secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+        value, session = await rt.auth.make_session(principal)
+        secure = is_https(request)
         cookie = Cookie(
             key=SESSION_COOKIE,
             value=value,
@@ -145,6 +145,9 @@ class AuthController(Controller):
         principal = request.scope.get("user")
         if principal is not None:
             check_csrf(request, rt.settings, principal)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie and rt.settings.auth_on:
+            await rt.auth.end_session(cookie)
 
     @get("/me", summary="Who this request is", responses=error_responses(ErrorCode.UNAUTHENTICATED))
     async def whoami(self, request: Request, rt: Runtime) -> Me:

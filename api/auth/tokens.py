@@ -15,6 +15,7 @@ import msgspec
 #: never mistaken for a JWT.
 KEY_PREFIX = "rw_"
 CODE_PREFIX = "rwc_"
+SESSION_PREFIX = "rws_"
 TICKET_PREFIX = "rwt_"
 
 
@@ -24,8 +25,8 @@ def new_secret(prefix: str) -> str:
 
 
 def new_id(prefix: str) -> str:
-    """A public identifier, safe to log and show: ``k_3f9a1c07``."""
-    return prefix + secrets.token_hex(4)
+    """A public identifier, safe to log and show: ``k_3f9a1c07d2e4b6a8``."""
+    return prefix + secrets.token_hex(8)
 
 
 def hash_secret(secret: str) -> str:
@@ -58,7 +59,7 @@ class Signer:
     def verify(self, signed: str, now: float | None = None) -> dict | None:
         """The value, if ``signed`` was made here and has not expired; else None."""
         payload, _, mac = signed.partition(".")
-        if not mac or not hmac.compare_digest(mac, self._mac(payload)):
+        if not mac or not signed.isascii() or not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
             return None
         try:
             data = msgspec.json.decode(_unb64(payload))
@@ -72,4 +73,5 @@ class Signer:
 
 
 def same_secret(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time equality of two secrets (any text: compared as UTF-8 bytes)."""
+    return hmac.compare_digest(given.encode(errors="replace"), expected.encode(errors="replace"))

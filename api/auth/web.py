@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -18,7 +19,10 @@ from litestar.middleware.authentication import AbstractAuthenticationMiddleware,
 from runwatch.agents.errors import Forbidden, Unauthenticated
 from runwatch.agents.identity import NOBODY, Principal, Role
 from runwatch.api.auth.authenticator import AuthFailed
+from runwatch.api.auth.tokens import same_secret
 from runwatch.api.config import Settings
+
+log = structlog.get_logger()
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -33,15 +37,26 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         rt = connection.app.state.runtime
-        if not rt.settings.auth_on:
+        settings = rt.settings
+        if not settings.auth_on:
             return AuthenticationResult(user=NOBODY, auth=None)
-        if connection.scope["path"] == "/metrics" and rt.settings.metrics_token:
-            return AuthenticationResult(user=None, auth=None)  # the scrape token: see observability.py
-        ticket = connection.query_params.get("ticket") if connection.scope["type"] == "websocket" else None
+        headers = connection.headers
+        if connection.scope["path"] == "/metrics" and settings.metrics_token:
+            header = headers.get("authorization", "")
+            if header[:7].lower() == "bearer " and same_secret(header[7:].strip(), settings.metrics_token):
+                return AuthenticationResult(user=None, auth=None)  # the scrape token: see observability.py
+        ticket = None
+        if connection.scope["type"] == "websocket" and origin_allowed(headers, settings):
+            ticket = connection.query_params.get("ticket")  # (a refused origin must not use one up)
         try:
-            principal = await rt.auth.authenticate(connection.headers, connection.cookies, ticket)
+            principal = await rt.auth.authenticate(headers, connection.cookies, ticket)
         except AuthFailed as exc:
             return AuthenticationResult(user=None, auth=exc)
+        except Exception as exc:  # a credential nobody expected (bytes where text should be …)
+            log.warning("auth.unreadable_credential", error=type(exc).__name__)
+            return AuthenticationResult(user=None, auth=rt.auth.failed("malformed", "the credential cannot be read"))
+        if principal is not None:
+            structlog.contextvars.bind_contextvars(principal=principal.id)
         return AuthenticationResult(user=principal, auth=None)
 
 
@@ -96,6 +111,11 @@ def check_csrf(connection: ASGIConnection, settings: Settings, principal: Princi
             raise Forbidden("this request comes from a page on another origin; it is refused (CSRF)")
         if headers.get("sec-fetch-site") == "cross-site":
             raise Forbidden("this request comes from another site; it is refused (CSRF)")
+
+
+def is_https(connection: ASGIConnection) -> bool:
+    """Whether the client reached us over TLS (directly, or through a proxy saying so)."""
+    return connection.url.scheme in ("https", "wss") or connection.headers.get("x-forwarded-proto") == "https"
 
 
 def origin_allowed(headers: Any, settings: Settings) -> bool:
