@@ -123,3 +123,16 @@ def test_single_sign_on_logs_in_through_the_identity_provider(make_server, open_
     page.click("button[type=submit]:has-text('Authorize')")
     expect(page.locator("#whoami")).to_contain_text("Olivia O.", timeout=10_000)
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
+
+
+def test_a_refused_single_sign_on_returns_to_the_login_page_saying_why(make_server, open_page, idp):
+    srv = make_server(
+        {"RUNWATCH_OIDC_ISSUER": idp, "RUNWATCH_OIDC_CLIENT_ID": "runwatch", "RUNWATCH_OIDC_CLIENT_SECRET": "s"}
+    )
+    page = open_page(srv.url + "/", as_admin=False)
+    page.click("#login-oidc")
+    page.fill("input[name=sub]", "nadia")  # known to the provider, but with no role here
+    page.click("button[type=submit]:has-text('Authorize')")
+    expect(page.locator("#login")).to_be_visible(timeout=10_000)
+    expect(page.locator("#login-error")).to_contain_text("role")
+    assert "login_error" not in page.url

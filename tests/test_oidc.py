@@ -59,7 +59,7 @@ async def test_a_callback_with_another_state_is_refused(sso):
         back = await _authorize(start.headers["location"], "olivia")
         forged = back.replace("state=", "state=x")
         r = await browser.get(forged)
-        assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+        assert r.status_code == 401 and "login_error=" in r.text and "start again" in r.text
         assert (await browser.get("/api/me")).status_code == 401
 
 
@@ -67,7 +67,7 @@ async def test_a_provider_user_without_tenant_or_role_is_not_let_in(sso):
     async with httpx.AsyncClient(base_url=sso.url) as browser:
         start = await browser.get("/api/oidc/login")
         r = await browser.get(await _authorize(start.headers["location"], "nadia"))
-        assert r.status_code == 401 and "role" in r.json()["detail"]
+        assert r.status_code == 401 and "role" in r.text
 
 
 async def test_the_login_page_learns_that_sso_is_there(sso, server):

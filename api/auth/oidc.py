@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import secrets
 import time
 from urllib.parse import urlencode
@@ -23,7 +24,7 @@ from litestar import Request, get
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Response
 
-from runwatch.agents.errors import BadRequest, Unauthenticated
+from runwatch.agents.errors import BadRequest
 from runwatch.api.auth.authenticator import SESSION_COOKIE, AuthFailed
 from runwatch.api.auth.provider import Provider
 from runwatch.api.auth.tokens import same_secret
@@ -49,6 +50,19 @@ def _redirect_uri(request: Request) -> str:
     if is_https(request) and base.startswith("http://"):
         base = "https://" + base.removeprefix("http://")
     return base + "/api/oidc/callback"
+
+
+def _back_to_login(message: str) -> Response[str]:
+    """A refused single sign-on: 401, and a page that takes the browser back to the login page,
+    which shows why (``/?login_error=…``)."""
+    target = "/?" + urlencode({"login_error": message[:300]})
+    page = (
+        f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(target)}">'
+        f"<title>runwatch: not logged in</title><p>{html.escape(message)}</p>"
+        f'<p><a href="{html.escape(target)}">Back to the login page</a>'
+    )
+    gone = Cookie(key=FLOW_COOKIE, value="", max_age=0, path="/api/oidc", httponly=True, samesite="lax")
+    return Response(page, status_code=401, media_type="text/html", cookies=[gone])
 
 
 def _provider(rt: Runtime) -> Provider:
@@ -105,9 +119,9 @@ async def oidc_callback(request: Request, rt: Runtime) -> Response[str]:
     except AuthFailed as exc:
         rt.metrics.auth_failure(exc.reason if exc.reason in ("no_role", "no_tenant") else "oidc")
         log.warning("auth.oidc_failed", reason=exc.reason, error=exc.message)
-        raise Unauthenticated(exc.message) from None
+        return _back_to_login(exc.message)
     except httpx.HTTPError as exc:
-        raise Unauthenticated(f"the identity provider cannot be reached: {exc}") from None
+        return _back_to_login(f"the identity provider cannot be reached: {exc}")
     value, session = await rt.auth.make_session(principal)
     log.info("auth.oidc_login", principal=principal.id)
     cookies = [

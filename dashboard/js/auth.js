@@ -42,6 +42,16 @@ function takeCodeFromUrl() {
   return code;
 }
 
+// A refused single sign-on comes back as `?login_error=…`: say why on the login page.
+function takeLoginErrorFromUrl() {
+  const url = new URL(location.href);
+  const message = url.searchParams.get("login_error");
+  if (message === null) return null;
+  url.searchParams.delete("login_error");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  return message;
+}
+
 function renderIdentity(me) {
   const whoami = $("whoami");
   whoami.hidden = !me;
@@ -128,6 +138,8 @@ export function startAuth({ start, stop }) {
   fetch("/api/login").then((r) => r.json()).then((how) => { $("login-sso").hidden = !how.oidc; }).catch(() => {});
 
   async function boot() {
+    const refused = takeLoginErrorFromUrl();
+    if (refused !== null) return showLogin({ message: refused });
     const code = takeCodeFromUrl();
     if (code !== null) return logIn({ code });
     let who;
