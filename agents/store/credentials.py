@@ -19,12 +19,11 @@ from typing import Protocol
 import asyncpg
 import msgspec
 
-#: What a credential is: an API key, a dashboard session, a one-time login code, a WebSocket ticket.
-KINDS = ("key", "session", "code", "ticket")
-
 
 class Credential(msgspec.Struct, kw_only=True):
     id: str
+    #: What it is: ``key`` (an API key), ``session`` (the dashboard's), ``code`` (a one-time login
+    #: code) or ``ticket`` (a WebSocket ticket).
     kind: str
     tenant: str
     role: str

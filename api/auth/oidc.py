@@ -25,10 +25,10 @@ from litestar.datastructures import Cookie
 from litestar.response import Redirect, Response
 
 from runwatch.agents.errors import BadRequest
-from runwatch.api.auth.authenticator import SESSION_COOKIE, AuthFailed
+from runwatch.api.auth.authenticator import AuthFailed
 from runwatch.api.auth.provider import Provider
 from runwatch.api.auth.tokens import same_secret
-from runwatch.api.auth.web import is_https
+from runwatch.api.auth.web import is_https, session_cookie
 from runwatch.api.runtime import Runtime
 
 log = structlog.get_logger()
@@ -125,15 +125,7 @@ async def oidc_callback(request: Request, rt: Runtime) -> Response[str]:
     value, session = await rt.auth.make_session(principal)
     log.info("auth.oidc_login", principal=principal.id)
     cookies = [
-        Cookie(
-            key=SESSION_COOKIE,
-            value=value,
-            max_age=max(1, int((session.expires_at or 0) - time.time())),
-            path="/",
-            httponly=True,
-            samesite="strict",
-            secure=is_https(request),
-        ),
+        session_cookie(request, value, session),
         Cookie(key=FLOW_COOKIE, value="", max_age=0, path="/api/oidc", httponly=True, samesite="lax"),
     ]
     # A page of ours moves on to the dashboard: a redirect would still count as the provider's

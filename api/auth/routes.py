@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from runwatch.agents.errors import BadRequest, ErrorCode, Forbidden, RunwatchError, Unauthenticated
 from runwatch.agents.identity import Principal, Role
 from runwatch.api.auth.authenticator import SESSION_COOKIE, TICKET_SECONDS, AuthFailed, create_key
-from runwatch.api.auth.web import check_csrf, is_https, origin_allowed, principal_of, requires
+from runwatch.api.auth.web import check_csrf, origin_allowed, principal_of, requires, session_cookie
 from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
 
@@ -113,17 +113,7 @@ class AuthController(Controller):
         except AuthFailed as exc:
             raise Unauthenticated(exc.message) from None
         value, session = await rt.auth.make_session(principal)
-        secure = is_https(request)
-        cookie = Cookie(
-            key=SESSION_COOKIE,
-            value=value,
-            max_age=max(1, int((session.expires_at or 0) - time.time())),
-            path="/",
-            httponly=True,
-            samesite="strict",
-            secure=secure,
-        )
-        return Response(me(session, True), cookies=[cookie])
+        return Response(me(session, True), cookies=[session_cookie(request, value, session)])
 
     @route("/login", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
     async def allow_login(self) -> Response[None]:

@@ -8,17 +8,19 @@ route, and a WebSocket can be accepted and then closed with a code browsers can 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from runwatch.agents.errors import Forbidden, Unauthenticated
 from runwatch.agents.identity import NOBODY, Principal, Role
-from runwatch.api.auth.authenticator import AuthFailed
+from runwatch.api.auth.authenticator import SESSION_COOKIE, AuthFailed
 from runwatch.api.auth.tokens import same_secret
 from runwatch.api.config import Settings
 
@@ -116,6 +118,20 @@ def check_csrf(connection: ASGIConnection, settings: Settings, principal: Princi
 def is_https(connection: ASGIConnection) -> bool:
     """Whether the client reached us over TLS (directly, or through a proxy saying so)."""
     return connection.url.scheme in ("https", "wss") or connection.headers.get("x-forwarded-proto") == "https"
+
+
+def session_cookie(connection: ASGIConnection, value: str, session: Principal) -> Cookie:
+    """The dashboard's session cookie: HttpOnly, SameSite=Strict, Secure over TLS, gone when the
+    session expires."""
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=value,
+        max_age=max(1, int((session.expires_at or 0) - time.time())),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(connection),
+    )
 
 
 def origin_allowed(headers: Any, settings: Settings) -> bool:
