@@ -13,6 +13,6 @@ Import what you need to define agents from here::
 """
 
 from runwatch.agents.agent import Agent, AgentRegistry, UnknownAgent, load_agents
-from runwatch.agents.tools import Tool, ToolContext, ToolError
+from runwatch.agents.tools import Tool, ToolContext, ToolError, tool
 
-__all__ = ["Agent", "AgentRegistry", "Tool", "ToolContext", "ToolError", "UnknownAgent", "load_agents"]
+__all__ = ["Agent", "AgentRegistry", "Tool", "ToolContext", "ToolError", "UnknownAgent", "load_agents", "tool"]

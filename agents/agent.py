@@ -30,6 +30,8 @@ class Agent:
     #: restarted — continues the run from its last finished step instead of failing it
     #: ``interrupted``. Its tools must then tolerate an unfinished call being made again.
     resumable: bool = False
+    #: Every tool call of this agent waits for a person's approval (tools may also ask on their own).
+    approval: bool = False
     _tools: dict[str, Tool] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +46,13 @@ class Agent:
 
     def tool(self, name: str) -> Tool | None:
         return self._tools.get(name)
+
+    def approval_reason(self, tool: Tool, arguments: dict[str, Any]) -> str | None:
+        """Why a call of ``tool`` with ``arguments`` needs approval, or None if it does not."""
+        reason = tool.approval_reason(arguments)
+        if reason is None and self.approval:
+            reason = f"agent {self.name} asks approval for every tool call"
+        return reason
 
     def tool_specs(self) -> list[dict[str, Any]]:
         return [t.spec() for t in self._tools.values()]

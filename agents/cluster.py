@@ -105,12 +105,18 @@ class ClusterSupervisor(Supervisor):
     # -- admitting and taking -------------------------------------------------------------------
 
     async def start(
-        self, agent_name: str, user_input: str, *, tenant: str = "default", by: Actor | None = None
+        self,
+        agent_name: str,
+        user_input: str,
+        *,
+        tenant: str = "default",
+        by: Actor | None = None,
+        thread: str = "",
     ) -> RunHandle:
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again on another instance")
         agent = self._registry.get(agent_name)
-        handle = self._new_handle(agent)
+        handle = self._new_handle(agent, thread)
         try:
             if await self._queue.size() >= self._max_queued:
                 raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish")
@@ -132,6 +138,7 @@ class ClusterSupervisor(Supervisor):
                         model=handle.model,
                         tenant=tenant,
                         queued_at=time.time(),
+                        thread=handle.thread,
                     )
                 )
             except (*_REDIS_ERRORS, TimeoutError) as exc:
@@ -178,7 +185,7 @@ class ClusterSupervisor(Supervisor):
             self._slots.release()
             self._redis_bus.spawn(self._reject(job), f"reject-{job.run_id}")
             return
-        handle = RunHandle(id=job.run_id, agent=job.agent, model=job.model)
+        handle = RunHandle(id=job.run_id, agent=job.agent, model=job.model, thread=job.thread or job.run_id)
         handle.queued_at = time.monotonic() - max(0.0, time.time() - job.queued_at)
         self._runs[handle.id] = handle
         self._held.add(handle.id)
@@ -250,6 +257,7 @@ class ClusterSupervisor(Supervisor):
                 tenant=summary.tenant if summary is not None else "default",
                 resume=True,
                 queued_at=time.time(),
+                thread=summary.thread if summary is not None else "",
             )
         )
 

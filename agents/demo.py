@@ -1,4 +1,5 @@
-"""The built-in ``demo`` agent and its offline tools: calculator, clock, sandboxed files, wait."""
+"""The built-in ``demo`` agent and its offline tools: calculator, clock, sandboxed files, wait, and
+``deploy``, which pretends to deploy and always needs a person's approval."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import zoneinfo
 from pathlib import Path
 
 from runwatch.agents.agent import Agent
-from runwatch.agents.tools import Tool, ToolContext, ToolError
+from runwatch.agents.tools import Tool, ToolContext, ToolError, tool
 
 SAMPLE_FILES = Path(__file__).parent / "sample_files"
 MAX_FILE_BYTES = 64 * 1024
@@ -129,6 +130,24 @@ async def wait(seconds: float, ctx: ToolContext) -> dict[str, float]:
     return {"waited": round(time.monotonic() - started, 3)}
 
 
+#: Seconds ``deploy`` takes, in ``DEPLOY_STAGES`` equal parts.
+DEPLOY_SECONDS = 0.6
+DEPLOY_STAGES = ("building", "uploading", "switching traffic")
+
+
+@tool(approval=True)
+async def deploy(version: str, ctx: ToolContext, environment: str = "staging") -> dict[str, str]:
+    """Deploy a version of the service to an environment (pretend: nothing leaves this machine)."""
+    if not version.strip() or len(version) > 64:
+        raise ToolError("give a version of 1 to 64 characters, such as 1.4.2")
+    if environment not in ("staging", "production"):
+        raise ToolError('environment must be "staging" or "production"')
+    for n, stage in enumerate(DEPLOY_STAGES):
+        await ctx.status(f"{stage} {version} for {environment}", progress=round(n / len(DEPLOY_STAGES), 3))
+        await asyncio.sleep(DEPLOY_SECONDS / len(DEPLOY_STAGES))
+    return {"deployed": version, "environment": environment}
+
+
 def _components(path: str) -> list[str]:
     """The names to walk from the files folder to ``path``; refuses absolute paths and ``..``."""
     names = [name for name in path.split("/") if name not in ("", ".")]
@@ -213,11 +232,11 @@ def file_tools(root: Path) -> list[Tool]:
 def demo_agent(files_dir: Path | None = None) -> Agent:
     return Agent(
         name="demo",
-        description="Shows multi-step tool use: arithmetic, the time, reading files, waiting.",
+        description="Shows multi-step tool use: arithmetic, the time, reading files, waiting, and an approved deploy.",
         instructions=(
-            "You are a helpful assistant. Use the tools for arithmetic, the time, files and waiting; "
-            "then answer briefly."
+            "You are a helpful assistant. Use the tools for arithmetic, the time, files and waiting, "
+            "and deploy when asked to (a person approves each deploy); then answer briefly."
         ),
-        tools=[calculator, clock, wait, *file_tools(files_dir or SAMPLE_FILES)],
+        tools=[calculator, clock, wait, deploy, *file_tools(files_dir or SAMPLE_FILES)],
         max_steps=12,
     )

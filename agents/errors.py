@@ -30,6 +30,18 @@ class ErrorCode(enum.StrEnum):
     #: ``DELETE /api/keys/{id}`` of a key that does not exist or is already revoked.
     UNKNOWN_KEY = "unknown_key"
     NOT_SUBSCRIBED = "not_subscribed"
+    #: No such approval in that run (or the run is not waiting for it here).
+    UNKNOWN_APPROVAL = "unknown_approval"
+    #: ``GET /api/threads/{id}`` or ``thread`` of a start naming no thread of yours.
+    UNKNOWN_THREAD = "unknown_thread"
+    #: Another decision on that approval came first (or it expired).
+    ALREADY_DECIDED = "already_decided"
+    #: Edited arguments of an approval that the tool's schema refuses.
+    INVALID_ARGUMENTS = "invalid_arguments"
+    #: A message to a run that has not started yet.
+    NOT_STARTED = "not_started"
+    #: The thread has an active run and the start said ``"if_busy": "reject"`` (the default).
+    THREAD_BUSY = "thread_busy"
     UNKNOWN_AGENT = "unknown_agent"
     ALREADY_FINISHED = "already_finished"
     AFTER_BEYOND_HEAD = "after_beyond_head"
@@ -57,6 +69,12 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNKNOWN_RUN: 404,
     ErrorCode.UNKNOWN_KEY: 404,
     ErrorCode.NOT_SUBSCRIBED: 404,
+    ErrorCode.UNKNOWN_APPROVAL: 404,
+    ErrorCode.UNKNOWN_THREAD: 404,
+    ErrorCode.ALREADY_DECIDED: 409,
+    ErrorCode.INVALID_ARGUMENTS: 422,
+    ErrorCode.NOT_STARTED: 409,
+    ErrorCode.THREAD_BUSY: 409,
     ErrorCode.UNKNOWN_AGENT: 422,
     ErrorCode.ALREADY_FINISHED: 409,
     ErrorCode.AFTER_BEYOND_HEAD: 400,
@@ -194,3 +212,27 @@ class ShuttingDown(RunwatchError):
 
 class Unavailable(RunwatchError):
     code = ErrorCode.UNAVAILABLE
+
+
+class UnknownApproval(RunwatchError, LookupError):
+    code = ErrorCode.UNKNOWN_APPROVAL
+
+
+class UnknownThread(RunwatchError, LookupError):
+    code = ErrorCode.UNKNOWN_THREAD
+
+
+class AlreadyDecided(RunwatchError):
+    code = ErrorCode.ALREADY_DECIDED
+
+
+class InvalidArguments(RunwatchError):
+    code = ErrorCode.INVALID_ARGUMENTS
+
+
+class NotStarted(RunwatchError):
+    code = ErrorCode.NOT_STARTED
+
+
+class ThreadBusy(RunwatchError):
+    code = ErrorCode.THREAD_BUSY

@@ -18,6 +18,8 @@ from runwatch.agents.identity import Actor
 class RunStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    #: Running, but stopped until a person decides on one or more tool calls (``approval.requested``).
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -46,6 +48,8 @@ class RunQueued(Event, tag="run.queued"):
     offline: bool = False
     #: Who started the run (absent when authentication is off).
     by: Actor | None = None
+    #: The conversation the run belongs to: its model sees the thread's earlier runs.
+    thread: str = ""
 
 
 class RunCancelRequested(Event, tag="run.cancel_requested"):
@@ -94,6 +98,9 @@ class ToolFinished(Event, tag="tool.finished"):
     result: Any = None
     duration: float = 0.0
     error: str | None = None
+    #: The call was never made: a person denied it (or its approval expired); ``result`` is the
+    #: message the model got instead.
+    denied: bool = False
 
 
 class Usage(msgspec.Struct, kw_only=True):
@@ -109,6 +116,43 @@ class StepFinished(Event, tag="step.finished"):
     duration: float = 0.0
     #: When the model call failed: connection, timeout, rate_limited, client_error, server_error, other.
     error_type: str | None = None
+
+
+class ApprovalRequested(Event, tag="approval.requested"):
+    """A tool call waits for a person's decision (``approve``/``deny``); the run is ``waiting``."""
+
+    approval_id: str
+    call_id: str
+    tool: str
+    arguments: Any
+    reason: str
+    #: When the approval expires as denied (epoch seconds; ``RUNWATCH_APPROVAL_TIMEOUT``).
+    expires_at: float
+
+
+ApprovalDecision = Literal["approved", "denied", "expired"]
+
+
+class ApprovalResolved(Event, tag="approval.resolved"):
+    """The first decision on an approval. ``arguments`` are those the tool is called with (maybe
+    edited); a denial's ``message`` is what the model gets as the tool's result."""
+
+    approval_id: str
+    decision: ApprovalDecision
+    by: Actor | None = None
+    arguments: Any = None
+    message: str | None = None
+    #: Whether the run still waits for other approvals (then its status stays ``waiting``).
+    waiting: bool = False
+
+
+class MessageReceived(Event, tag="message.received"):
+    """A person's message reached the run's conversation: the next step sees it after what the
+    model said so far (``interrupt`` cut the answer being streamed; ``queue`` waited for the step)."""
+
+    text: str
+    by: Actor | None = None
+    mode: Literal["interrupt", "queue"] = "queue"
 
 
 class Status(Event, tag="status"):
@@ -142,10 +186,14 @@ AnyEvent = (
     | ToolFinished
     | StepFinished
     | Status
+    | ApprovalRequested
+    | ApprovalResolved
+    | MessageReceived
     | RunFinished
 )
 
-LIFECYCLE_TYPES = frozenset({"run.queued", "run.started", "run.finished"})
+#: The events that change a run's status: they go on the runs feed too.
+LIFECYCLE_TYPES = frozenset({"run.queued", "run.started", "run.finished", "approval.requested", "approval.resolved"})
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)

@@ -4,7 +4,9 @@ It lets runwatch work with no API key and gives tests, demos and benchmarks a mo
 behaviour is known. The user message decides the script:
 
 * a JSON scenario ``{"tokens": N, "rate": R, "tool_calls": K, "tool_seconds": S}`` makes K calls
-  of the ``wait`` tool (S seconds each; ``"parallel": true`` asks for all K in one step), then
+  of the ``wait`` tool (S seconds each; ``"parallel": true`` asks for all K in one step; and first
+  ``"approvals": A`` calls of ``deploy``, which need a person's approval, their results quoted
+  in the answer), then
   streams N tokens at R tokens/s (0 = as fast as possible; ``"token_chars": C`` pads each token;
   ``"chunk_tokens": K`` sends K tokens per chunk;
   ``"ttft": S`` waits S seconds before the first token; tokens are made as they are sent, so a
@@ -12,6 +14,9 @@ behaviour is known. The user message decides the script:
 * ``call NAME {json arguments}`` in the text (once or more) calls those tools, whatever agent
   offers them — handy for trying your own agents without a key;
 * any other text gets a plausible answer that first uses the demo tools the request offers.
+
+The latest user turn is what it answers. A person's message to a scenario run is quoted back
+(``You said: "…"``); earlier turns of the conversation (a thread) are recalled in the answer.
 
 This module only decides *what* to say, as OpenAI ``chat.completion.chunk`` dicts; the HTTP
 endpoint that serves them lives in ``api``.
@@ -55,6 +60,8 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     ttft: float = 0.0
     #: Tokens per streamed chunk (real models send one; more makes huge answers quick to stream).
     chunk_tokens: int = 1
+    #: Calls of the ``deploy`` tool (each needs a person's approval) before anything else.
+    approvals: int = 0
 
 
 def scenario_tokens(tokens: int, token_chars: int = 0) -> Iterator[str]:
@@ -85,6 +92,7 @@ def parse_scenario(text: str) -> Scenario | None:
             scenario.tool_seconds,
             scenario.token_chars,
             scenario.ttft,
+            scenario.approvals,
         )
         < 0
         or scenario.token_chars > MAX_TOKEN_CHARS
@@ -126,7 +134,15 @@ _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)")
 _ZONE = re.compile(r"\b([A-Z][a-z]+/[A-Z][A-Za-z_]+)\b")
 
 
-def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]]) -> Reply:
+def _recall(earlier: list[str]) -> str:
+    """Earlier user turns of the conversation, quoted (the last five, each cut at 200 characters)."""
+    if not earlier:
+        return ""
+    quoted = "; ".join(f'"{t[:200]}"' for t in earlier[-5:])
+    return f"Earlier in this conversation you said: {quoted}."
+
+
+def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]], earlier: list[str] = ()) -> Reply:
     """What the scripted assistant does for free text: tools first, then an answer that uses them."""
     lower = prompt.lower()
     done = {name for name, _ in results}
@@ -144,6 +160,10 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]]) -> 
             calls.append(("clock", {"timezone": zone.group(1) if zone else "UTC"}))
         if "wait" in tools and (m := _SECONDS.search(lower)) and "wait" in lower:
             calls.append(("wait", {"seconds": min(float(m.group(1)), 60.0)}))
+        if "deploy" in tools and "deploy" in lower:
+            version = re.search(r"\d+(?:\.\d+)+", prompt)
+            environment = "production" if "production" in lower else "staging"
+            calls.append(("deploy", {"version": version.group(0) if version else "1.0.0", "environment": environment}))
         if "list_files" in tools and any(w in lower for w in ("file", "read", "notes", "inventory")):
             calls.append(("list_files", {"path": "."}))
         if not calls:
@@ -166,7 +186,7 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]]) -> 
     described = [_describe_result(name, result) for name, result in results]
     items = "\n".join(d for d in described if d.startswith("- "))
     quotes = [d for d in described if not d.startswith("- ")]
-    parts = [f"You asked: {prompt[:300]}", "Here is what I found:", items, *quotes]
+    parts = [f"You asked: {prompt[:300]}", "Here is what I found:", items, *quotes, _recall(list(earlier))]
     parts.append("_This answer comes from runwatch's offline model; set OPENAI_BASE_URL for a real one._")
     return Reply(tokens=_words("\n\n".join(p for p in parts if p)), rate=DEMO_RATE)
 
@@ -197,8 +217,12 @@ def _explicit_calls(prompt: str, tools: set[str]) -> list[tuple[str, dict[str, A
 
 
 def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
-    """Decide the next assistant turn from the conversation so far."""
-    prompt = next((_content(m) for m in messages if m.get("role") == "user"), "")
+    """Decide the next assistant turn from the conversation so far: it answers the latest user
+    turn, with the tool results that came after it."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    latest = users[-1] if users else len(messages)
+    prompt = _content(messages[latest]) if users else ""
+    earlier = [_content(messages[i]) for i in users[:-1]]
     call_names = {
         c.get("id"): c.get("function", {}).get("name", "")
         for m in messages
@@ -206,21 +230,31 @@ def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
         for c in m.get("tool_calls") or ()
     }
     results = [
-        (call_names.get(m.get("tool_call_id"), "tool"), _content(m)) for m in messages if m.get("role") == "tool"
+        (call_names.get(m.get("tool_call_id"), "tool"), _content(m))
+        for m in messages[latest + 1 :]
+        if m.get("role") == "tool"
     ]
     scenario = parse_scenario(prompt)
     if scenario is None:
-        return _demo_plan(prompt, tool_names, results)
-    remaining = scenario.tool_calls - len(results) if "wait" in tool_names else 0
+        if earlier and parse_scenario(earlier[0]) is not None:  # a person's message to a scenario run
+            text = f'You said: "{prompt[:500]}"'
+            return Reply(tokens=_words(text), rate=DEMO_RATE)
+        return _demo_plan(prompt, tool_names, results, [e for e in earlier if parse_scenario(e) is None])
+    deployed = [r for name, r in results if name == "deploy"]
+    if "deploy" in tool_names and len(deployed) < scenario.approvals:
+        versions = range(len(deployed) + 1, scenario.approvals + 1)
+        calls = [("deploy", {"version": f"1.{v}.0"}) for v in versions]
+        return Reply(tool_calls=calls if scenario.parallel else calls[:1])
+    waited = sum(1 for name, _ in results if name == "wait")
+    remaining = scenario.tool_calls - waited if "wait" in tool_names else 0
     if remaining > 0:
         batch = remaining if scenario.parallel else 1
         return Reply(tool_calls=[("wait", {"seconds": scenario.tool_seconds})] * batch)
-    return Reply(
-        tokens=scenario_tokens(scenario.tokens, scenario.token_chars),
-        rate=scenario.rate,
-        delay=scenario.ttft,
-        chunk_tokens=scenario.chunk_tokens,
-    )
+    tokens: Iterable[str] = scenario_tokens(scenario.tokens, scenario.token_chars)
+    if deployed:
+        said = "\n".join(_describe_result("deploy", r) for r in deployed) + "\n\n"
+        tokens = itertools.chain(_words(said), tokens)
+    return Reply(tokens=tokens, rate=scenario.rate, delay=scenario.ttft, chunk_tokens=scenario.chunk_tokens)
 
 
 def _estimate_tokens(messages: list[dict[str, Any]]) -> int:

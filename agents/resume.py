@@ -3,6 +3,8 @@
 Steps that finished are kept as they were: the assistant's text and tool calls, and the results
 of every tool call that finished. A step that had not finished is dropped and runs again; tool
 calls of a finished step that had not finished are made again. Nothing that finished runs twice.
+A step a message interrupted keeps what the model said before it; people's messages come in
+where they were delivered; approvals still open stay open (``approvals``), decided ones are kept.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any
 import msgspec
 
 from runwatch.agents.events import (
+    ApprovalRequested,
+    ApprovalResolved,
+    MessageReceived,
     Published,
     RunFinished,
     StepFinished,
@@ -47,6 +52,8 @@ class Resumed:
     tool_calls: int = 0
     steps: int = 0
     finished: bool = False
+    #: Approvals of the calls still to be made, by call id: the request, and its decision if any.
+    approvals: dict[str, tuple[ApprovalRequested, ApprovalResolved | None]] = field(default_factory=dict)
 
 
 def _content(ev: ToolFinished) -> str:
@@ -61,6 +68,7 @@ def rebuild(history: Sequence[Published]) -> Resumed:
     step_open = False
     calls: dict[str, Call] = {}  # the last finished step's calls, in call order
     results: dict[str, str] = {}
+    requested: dict[str, ApprovalRequested] = {}  # approval id → request
     for p in history:
         ev = p.event if p.event is not None else decode(p.data)
         if isinstance(ev, StepStarted):
@@ -79,16 +87,30 @@ def rebuild(history: Sequence[Published]) -> Resumed:
             out.next_step = ev.index + 1
             answer = "".join(text)
             out.messages.append({"role": "assistant", "content": answer or None})
-            out.answer = answer if ev.finish_reason != "tool_calls" else None
-        elif isinstance(ev, ToolStarted):
-            arguments = ev.arguments if isinstance(ev.arguments, str) else msgspec.json.encode(ev.arguments).decode()
-            calls[ev.call_id] = Call(ev.call_id, ev.tool, arguments)
+            out.answer = answer if ev.finish_reason not in ("tool_calls", "interrupted") else None
+        elif isinstance(ev, ToolStarted | ApprovalRequested):
+            if ev.call_id not in calls:  # (the model's arguments: an approval's come before any edit)
+                calls[ev.call_id] = Call(ev.call_id, ev.tool, _arguments(ev.arguments))
+            if isinstance(ev, ApprovalRequested):
+                requested[ev.approval_id] = ev
+                out.approvals[ev.call_id] = (ev, None)
+        elif isinstance(ev, ApprovalResolved) and ev.approval_id in requested:
+            out.approvals[requested[ev.approval_id].call_id] = (requested[ev.approval_id], ev)
         elif isinstance(ev, ToolFinished) and ev.call_id in calls and ev.error != "cancelled":
             results[ev.call_id] = _content(ev)
+            out.approvals.pop(ev.call_id, None)
+        elif isinstance(ev, MessageReceived):
+            _close_tools(out, calls, results)
+            out.messages.append({"role": "user", "content": ev.text})
+            out.answer = None
         elif isinstance(ev, RunFinished):
             out.finished = True
     _close_tools(out, calls, results)
     return out
+
+
+def _arguments(value: object) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
 def _close_tools(out: Resumed, calls: dict[str, Call], results: dict[str, str]) -> None:

@@ -121,6 +121,8 @@ class Job(msgspec.Struct, kw_only=True):
     resume: bool = False
     #: When it was queued (epoch seconds): the run's ``queue_wait``.
     queued_at: float = 0.0
+    #: Its thread (empty: a thread of its own, named by the run's id).
+    thread: str = ""
 
 
 class RunQueue:

@@ -23,9 +23,10 @@ from openai import AsyncOpenAI
 from runwatch.agents import model_stream
 from runwatch.agents.agent import Agent
 from runwatch.agents.coalesce import TokenCoalescer, WindowClock
+from runwatch.agents.control import RunControl
 from runwatch.agents.events import Event, StepFinished, StepStarted, ToolFinished, ToolStarted, Usage
 from runwatch.agents.resume import Resumed
-from runwatch.agents.tools import ToolContext, ToolError
+from runwatch.agents.tools import Tool, ToolContext, ToolError
 
 log = structlog.get_logger()
 
@@ -196,14 +197,21 @@ class Runner:
         model: str,
         stats: RunStats,
         resumed: Resumed | None = None,
+        *,
+        control: RunControl | None = None,
+        prior: list[dict[str, Any]] | None = None,
     ) -> str:
         """Drive the run to the model's final answer and return that answer's text.
 
         With ``resumed`` (see ``agents.resume``), continue a run another instance began: its
-        finished steps and tool calls are taken as they were, the rest runs.
+        finished steps and tool calls are taken as they were, the rest runs. ``prior``: the
+        thread's earlier turns, between the instructions and this run's input. ``control``: the
+        run's approvals and messages (without one, a tool call that needs approval is denied).
+        Messages are delivered at step boundaries; a run with messages waiting does not end.
         """
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": agent.instructions},
+            *(prior or ()),
             {"role": "user", "content": user_input},
         ]
         first = 0
@@ -212,15 +220,22 @@ class Runner:
             first = resumed.next_step
             stats.input_tokens, stats.output_tokens = resumed.input_tokens, resumed.output_tokens
             stats.tool_calls, stats.steps = resumed.tool_calls, resumed.steps
-            if resumed.answer is not None and not resumed.pending:
+            if control is not None:
+                control.restored = dict(resumed.approvals)
+            if resumed.answer is not None and not resumed.pending and not (control and control.has_messages):
                 return resumed.answer
             if resumed.pending:
                 calls = [_Call(c.id, c.name, c.arguments) for c in resumed.pending]
-                messages += await self._tool_messages(run_id, agent, calls, stats)
+                messages += await self._tool_messages(run_id, agent, calls, stats, control)
         for index in range(first, agent.max_steps):
-            text, calls = await self._step(run_id, index, agent, model, messages, stats)
-            if not calls:
-                return text
+            if control is not None and control.has_messages:
+                messages += await control.deliver()
+            text, calls, interrupted = await self._step(run_id, index, agent, model, messages, stats, control)
+            if interrupted or not calls:
+                if not interrupted and not (control is not None and control.has_messages):
+                    return text
+                messages.append({"role": "assistant", "content": text or None})
+                continue
             messages.append(
                 {
                     "role": "assistant",
@@ -231,17 +246,19 @@ class Runner:
                     ],
                 }
             )
-            messages += await self._tool_messages(run_id, agent, calls, stats)
+            messages += await self._tool_messages(run_id, agent, calls, stats, control)
         raise StepLimitReached(f"reached the agent's max_steps ({agent.max_steps}) without a final answer")
 
     async def _tool_messages(
-        self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats
+        self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats, control: RunControl | None
     ) -> list[dict[str, Any]]:
         """Make a step's tool calls; the ``tool`` messages the model gets back, in call order."""
-        results = await self._call_tools(run_id, agent, calls, stats)
+        results = await self._call_tools(run_id, agent, calls, stats, control)
         return [{"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)]
 
-    async def _call_tools(self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats) -> list[str]:
+    async def _call_tools(
+        self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats, control: RunControl | None
+    ) -> list[str]:
         """Run a step's tool calls concurrently; their contents for the model, in call order.
 
         ``_call_tool`` raises nothing but ``CancelledError``, which a task group does not wrap;
@@ -249,7 +266,7 @@ class Runner:
         """
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._call_tool(run_id, agent, c, stats)) for c in calls]
+                tasks = [group.create_task(self._call_tool(run_id, agent, c, stats, control)) for c in calls]
         except BaseExceptionGroup as failed:
             if len(failed.exceptions) > 1:
                 log.error("tools.failed", errors=[repr(e) for e in failed.exceptions])
@@ -257,8 +274,17 @@ class Runner:
         return [t.result() for t in tasks]
 
     async def _step(
-        self, run_id: str, index: int, agent: Agent, model: str, messages: list[dict[str, Any]], stats: RunStats
-    ) -> tuple[str, list[_Call]]:
+        self,
+        run_id: str,
+        index: int,
+        agent: Agent,
+        model: str,
+        messages: list[dict[str, Any]],
+        stats: RunStats,
+        control: RunControl | None = None,
+    ) -> tuple[str, list[_Call], bool]:
+        """One model call: its text, its tool calls, and whether a message interrupted it (then
+        the text is what was said so far and the calls are dropped)."""
         await self._emit(StepStarted(run_id=run_id, index=index, model=model))
         stats.steps += 1
         started = time.perf_counter()
@@ -276,6 +302,9 @@ class Runner:
         kwargs: dict[str, Any] = {}
         if specs := agent.tool_specs():
             kwargs["tools"] = specs
+        interrupted = False
+        if control is not None:
+            control.streaming = True  # a message may interrupt the model from here on
         try:
             request = self._client.chat.completions.with_streaming_response.create(
                 model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
@@ -317,14 +346,23 @@ class Runner:
                                     call.arguments += arguments
                             if choice.finish_reason:
                                 finish_reason = choice.finish_reason
+            if control is not None:
+                control.streaming = False
             await coalescer.flush()  # a publish that fails here fails the step, like any other
         except asyncio.CancelledError:
-            finish_reason = "cancelled"
-            raise
+            if control is not None:
+                control.streaming = False
+                interrupted = control.interrupted()
+            if not interrupted:
+                finish_reason = "cancelled"
+                raise
+            finish_reason = "interrupted"
         except Exception as exc:
             failure = error_type(exc)
             raise
         finally:
+            if control is not None:
+                control.streaming = False
             try:
                 await coalescer.flush()
             except Exception as exc:  # the step is already failing or cancelled: that stays its reason
@@ -342,10 +380,12 @@ class Runner:
                     error_type=failure,
                 )
             )
+        if interrupted:
+            return str(text), [], True
         ordered = [calls[i] for i in sorted(calls)]
         for n, call in enumerate(ordered):
             call.id = call.id or f"call_{index}_{n}"
-        return str(text), ordered
+        return str(text), ordered, False
 
     def _output_too_large(self, index: int) -> OutputTooLarge:
         return OutputTooLarge(
@@ -353,17 +393,51 @@ class Runner:
             "(setting max_output_bytes, RUNWATCH_MAX_OUTPUT_BYTES)"
         )
 
-    async def _call_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
+    async def _call_tool(
+        self, run_id: str, agent: Agent, call: _Call, stats: RunStats, control: RunControl | None = None
+    ) -> str:
         """Run one tool call and return the tool message content for the model.
 
         Raises nothing but ``CancelledError``: a failing tool, bad arguments, a result that cannot
         be encoded or is too large all become an error the model reads.
         """
         try:
+            tool = agent.tool(call.name)
+            if tool is not None and (denied := await self._ask_approval(run_id, agent, tool, call, control)):
+                return await self._denied(run_id, call, denied, stats)
             return await self._run_tool(run_id, agent, call, stats)
         except Exception as exc:  # publishing failed; the tool's own failures are handled in _run_tool
             log.exception("tool.publish_failed", tool=call.name, call_id=call.id)
             return _error_content(f"{type(exc).__name__}: {exc}")
+
+    async def _ask_approval(
+        self, run_id: str, agent: Agent, tool: Tool, call: _Call, control: RunControl | None
+    ) -> str | None:
+        """Wait for a person's decision if this call needs one; None to make the call (with the
+        arguments approved, maybe edited), else what the model gets instead of the result."""
+        try:
+            arguments = tool.decode_arguments(call.arguments)
+        except ToolError:
+            return None  # the call fails on its arguments, as any other would
+        reason = agent.approval_reason(tool, arguments)
+        if reason is None:
+            return None
+        if control is None:
+            return f"{tool.name} needs approval, and nobody can give it to this run"
+        resolved = await control.approval(call.id, tool, _parse_arguments(call.arguments), reason)
+        if resolved.decision != "approved":
+            return resolved.message or "the call was not approved"
+        call.arguments = msgspec.json.encode(resolved.arguments).decode()
+        return None
+
+    async def _denied(self, run_id: str, call: _Call, message: str, stats: RunStats) -> str:
+        """A call a person denied (or let expire): never made; the model gets ``message``."""
+        stats.tool_calls += 1
+        await self._emit(
+            ToolStarted(run_id=run_id, call_id=call.id, tool=call.name, arguments=_parse_arguments(call.arguments))
+        )
+        await self._emit(ToolFinished(run_id=run_id, call_id=call.id, tool=call.name, result=message, denied=True))
+        return msgspec.json.encode(message).decode()
 
     async def _run_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
         """``tool.started``, the call, ``tool.finished`` — published however the call ends."""

@@ -8,24 +8,33 @@ cross-instance routing plug in here, once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+import msgspec
 import structlog
 
 from runwatch.agents.bus import LIFECYCLE
 from runwatch.agents.bus.memory import MemoryBus
+from runwatch.agents.control import Decision, Steer
 from runwatch.agents.errors import (
     AfterBeyondHead,
     EmptyInput,
     InputTooLarge,
     RateLimited,
     ResyncReason,
+    RunAlreadyFinished,
+    ThreadBusy,
     UnknownRun,
+    UnknownThread,
 )
 from runwatch.agents.events import Published, RunStatus, decode
 from runwatch.agents.identity import NOBODY, Principal
 from runwatch.agents.limits import Limiter, MemoryLimiter
 from runwatch.agents.store import RunPage, RunSummary, Store
 from runwatch.agents.supervisor import RunHandle, Supervisor
+
+IfBusy = Literal["reject", "queue", "interrupt"]
+Mode = Literal["interrupt", "queue"]
 
 #: Runs whose tenant the runs feed's filter remembers (``tenant_of``); past this, it starts afresh.
 TENANT_CACHE = 50_000
@@ -68,26 +77,87 @@ class RunService:
 
     # -- commands ---------------------------------------------------------------------------------
 
-    async def start(self, agent: str, user_input: str, principal: Principal = NOBODY) -> RunHandle:
-        """Admit a run for ``principal``'s tenant. Returns once its ``run.queued`` is durable, so it
-        can be read at once.
+    async def start(
+        self,
+        agent: str,
+        user_input: str,
+        principal: Principal = NOBODY,
+        *,
+        thread: str | None = None,
+        if_busy: IfBusy = "reject",
+    ) -> RunHandle:
+        """Admit a run for ``principal``'s tenant, in ``thread`` (a new one if None). Returns once
+        its ``run.queued`` is durable, so it can be read at once.
 
-        Raises ``EmptyInput``, ``InputTooLarge``, ``UnknownAgent``, ``RateLimited``, ``QueueFull``,
-        ``ShuttingDown``.
+        A thread with an active run: ``if_busy`` ``reject`` raises ``ThreadBusy``; ``queue`` admits
+        the run to start once the active ones finish; ``interrupt`` also cancels them.
+
+        Raises ``EmptyInput``, ``InputTooLarge``, ``UnknownAgent``, ``UnknownThread``,
+        ``ThreadBusy``, ``RateLimited``, ``QueueFull``, ``ShuttingDown``.
         """
         self.supervisor.agent(agent)  # an unknown agent is the first thing to say
-        if not user_input.strip():
-            raise EmptyInput("input is empty: say what the agent should do")
-        size = len(user_input.encode())
-        if size > self.max_input_bytes:
-            raise InputTooLarge(
-                f"input is {size} bytes; the limit is {self.max_input_bytes} bytes (RUNWATCH_MAX_INPUT_BYTES)"
+        self._check_text(user_input, "input", "say what the agent should do")
+        active = await self._thread_active(thread, principal) if thread is not None else []
+        if active and if_busy == "reject":
+            raise ThreadBusy(
+                f"thread {thread} has an active run ({active[0]}); wait for it, or start with "
+                '"if_busy": "queue" (run after it) or "interrupt" (cancel it)'
             )
         await self._check_limits(principal)
         by = None if principal.source == "off" else principal.actor
-        handle = await self.supervisor.start(agent, user_input, tenant=principal.tenant, by=by)
+        handle = await self.supervisor.start(agent, user_input, tenant=principal.tenant, by=by, thread=thread or "")
         await self.store.flush()
+        if if_busy == "interrupt":
+            for run_id in active:
+                try:
+                    await self.supervisor.cancel(run_id, by)
+                except RunAlreadyFinished:
+                    pass
         return handle
+
+    def _check_text(self, text: str, what: str, hint: str) -> None:
+        if not text.strip():
+            raise EmptyInput(f"{what} is empty: {hint}")
+        size = len(text.encode())
+        if size > self.max_input_bytes:
+            raise InputTooLarge(
+                f"{what} is {size} bytes; the limit is {self.max_input_bytes} bytes (RUNWATCH_MAX_INPUT_BYTES)"
+            )
+
+    async def _thread_active(self, thread: str, principal: Principal) -> list[str]:
+        """The active runs of a thread ``principal`` may continue; ``UnknownThread`` if none such."""
+        runs = await self.thread(thread, principal)
+        return [r.id for r in runs if not r.status.finished]
+
+    async def thread(self, thread: str, principal: Principal = NOBODY) -> list[RunSummary]:
+        """A thread's runs, oldest first; ``UnknownThread`` if there is none of ``principal``'s tenant."""
+        runs = await self.store.thread_runs(thread)
+        if not runs or not principal.sees(runs[0].tenant):
+            raise UnknownThread(f"no thread {thread!r}")
+        return runs
+
+    async def decide(
+        self, run_id: str, approval_id: str, decision: Decision, principal: Principal = NOBODY
+    ) -> Decision:
+        """Approve or deny an open approval of a run; the first decision wins.
+
+        Raises ``UnknownRun``, ``RunAlreadyFinished``, ``UnknownApproval``, ``AlreadyDecided``,
+        ``InvalidArguments``, ``Unavailable``.
+        """
+        await self.get(run_id, principal)
+        if decision.message is not None:
+            self._check_text(decision.message, "the message", "say why, or leave it out")
+        by = None if principal.source == "off" else principal.actor
+        return await self.supervisor.decide(run_id, approval_id, msgspec.structs.replace(decision, by=by))
+
+    async def message(self, run_id: str, text: str, mode: Mode, principal: Principal = NOBODY) -> None:
+        """Send a running run a message (``interrupt``: cut its current answer; ``queue``: after
+        the current step). Raises ``UnknownRun``, ``RunAlreadyFinished``, ``NotStarted``,
+        ``EmptyInput``, ``InputTooLarge``, ``RateLimited``, ``Unavailable``."""
+        await self.get(run_id, principal)
+        self._check_text(text, "the message", "say something to the agent")
+        by = None if principal.source == "off" else principal.actor
+        await self.supervisor.message(run_id, Steer(text=text, mode=mode, by=by))
 
     async def _check_limits(self, principal: Principal) -> None:
         if principal.source != "off":

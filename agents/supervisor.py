@@ -18,9 +18,18 @@ from typing import Any
 import openai
 import structlog
 
+from runwatch.agents import threads
 from runwatch.agents.agent import Agent, AgentRegistry
 from runwatch.agents.bus import Bus, Fenced
-from runwatch.agents.errors import QueueFull, RunAlreadyFinished, ShuttingDown, UnknownRun
+from runwatch.agents.control import Decision, RunControl, Steer
+from runwatch.agents.errors import (
+    NotStarted,
+    QueueFull,
+    RunAlreadyFinished,
+    ShuttingDown,
+    UnknownApproval,
+    UnknownRun,
+)
 from runwatch.agents.events import (
     Published,
     RunCancelRequested,
@@ -60,6 +69,9 @@ class RunHandle:
     stats: RunStats = field(default_factory=RunStats)
     #: Stopped to be continued elsewhere (a drain handing a resumable run over): no ``run.finished``.
     handed_over: bool = False
+    thread: str = ""
+    #: Its approvals and messages, from when it starts executing here.
+    control: RunControl | None = None
 
 
 class Supervisor:
@@ -78,8 +90,10 @@ class Supervisor:
         secrets: tuple[str, ...] = (),
         instance: str = "",
         drain_seconds: float = 0.0,
+        approval_timeout: float = 3600.0,
     ) -> None:
         self.instance = instance
+        self._approval_timeout = approval_timeout
         self._drain_seconds = drain_seconds
         #: Called with a run's id when this process stops dealing with it without its ending here
         #: (queued for another instance, or handed over): metrics forget it.
@@ -106,20 +120,31 @@ class Supervisor:
     def queued(self) -> int:
         return sum(1 for h in self._runs.values() if h.status is RunStatus.QUEUED)
 
+    @property
+    def waiting(self) -> int:
+        return sum(1 for h in self._runs.values() if h.status is RunStatus.WAITING)
+
     def agent(self, name: str) -> Agent:
         """The agent of that name; raises ``UnknownAgent`` listing the known ones."""
         return self._registry.get(name)
 
     async def start(
-        self, agent_name: str, user_input: str, *, tenant: str = "default", by: Actor | None = None
+        self,
+        agent_name: str,
+        user_input: str,
+        *,
+        tenant: str = "default",
+        by: Actor | None = None,
+        thread: str = "",
     ) -> RunHandle:
-        """Admit a run; raises ``UnknownAgent``, ``QueueFull`` or ``ShuttingDown``."""
+        """Admit a run (in ``thread``, a new one if empty); raises ``UnknownAgent``, ``QueueFull``
+        or ``ShuttingDown``."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again once it is back")
         agent = self._registry.get(agent_name)
         if len(self._runs) >= self._max_running + self._max_queued:
             raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish or raise max_queued")
-        handle = self._new_handle(agent)
+        handle = self._new_handle(agent, thread)
         self._runs[handle.id] = handle
         await self._publish_queued(handle, user_input, tenant, by)
         handle.task = asyncio.create_task(self._execute(handle, user_input), name=f"run-{handle.id}")
@@ -129,8 +154,9 @@ class Supervisor:
             self._cancel_soon(handle)
         return handle
 
-    def _new_handle(self, agent: Agent) -> RunHandle:
-        return RunHandle(id=new_run_id(), agent=agent.name, model=agent.model or self._default_model)
+    def _new_handle(self, agent: Agent, thread: str = "") -> RunHandle:
+        run_id = new_run_id()
+        return RunHandle(id=run_id, agent=agent.name, model=agent.model or self._default_model, thread=thread or run_id)
 
     async def _publish_queued(self, handle: RunHandle, user_input: str, tenant: str, by: Actor | None) -> None:
         """The run's first event, ``run.queued``: what was asked, of which agent, for whom."""
@@ -143,6 +169,7 @@ class Supervisor:
                 tenant=tenant,
                 offline=self._offline,
                 by=by,
+                thread=handle.thread,
             )
         )
 
@@ -176,11 +203,17 @@ class Supervisor:
         error: str | None = None
         with structlog.contextvars.bound_contextvars(run_id=handle.id, agent=handle.agent):
             try:
+                if handle.thread != handle.id and resumed is None and not resume:
+                    await threads.wait_for_turn(self._store, handle.thread, handle.id)
                 async with self._slot(handle):
                     handle.status = RunStatus.RUNNING
                     started = time.monotonic()
+                    control = self._control(handle)
                     if resume and resumed is None:
                         resumed = rebuild(await self.history(handle.id))
+                    prior = []
+                    if handle.thread != handle.id:
+                        prior = await threads.context(self._store, self.history, handle.thread, handle.id)
                     if resumed is None:
                         await self._bus.publish(
                             RunStarted(
@@ -198,8 +231,18 @@ class Supervisor:
                             )
                         )
                         log.info("run.resumed", model=handle.model, step=resumed.next_step)
-                    async with asyncio.timeout(timeout):
-                        await self._runner.run(handle.id, agent, user_input, handle.model, handle.stats, resumed)
+                    async with asyncio.timeout(timeout) as deadline:
+                        control.deadline = deadline
+                        await self._runner.run(
+                            handle.id,
+                            agent,
+                            user_input,
+                            handle.model,
+                            handle.stats,
+                            resumed,
+                            control=control,
+                            prior=prior,
+                        )
                 status = "succeeded"
             except asyncio.CancelledError:
                 status, error = "cancelled", handle.cancel_reason
@@ -220,6 +263,7 @@ class Supervisor:
                 log.exception("run.crashed")
                 error = f"{type(exc).__name__}: {exc}"
             finally:
+                handle.control = None
                 if handle.handed_over:
                     await self._store.flush()
                     if self._runs.get(handle.id) is handle:
@@ -255,6 +299,55 @@ class Supervisor:
                     await self._ended(handle)
                 log.info("run.finished", status=status, error=error, duration=duration)
 
+    def _control(self, handle: RunHandle) -> RunControl:
+        """The run's approvals and messages, now that it executes here."""
+        control = RunControl(handle.id, self._bus.publish, approval_timeout=self._approval_timeout)
+        control.bind(asyncio.current_task())
+
+        def waiting(now: bool) -> None:
+            if not handle.status.finished:
+                handle.status = RunStatus.WAITING if now else RunStatus.RUNNING
+
+        control.on_waiting = waiting
+        handle.control = control
+        return control
+
+    # -- people in the loop ---------------------------------------------------------------------
+
+    async def decide(self, run_id: str, approval_id: str, decision: Decision) -> Decision:
+        """Decide an open approval of a run executing here; the first decision wins.
+
+        Raises ``UnknownRun``, ``RunAlreadyFinished``, ``UnknownApproval``, ``AlreadyDecided``,
+        ``InvalidArguments``.
+        """
+        handle = await self._executing(run_id)
+        if handle is None or handle.control is None:
+            raise UnknownApproval(f"run {run_id} has no open approval {approval_id!r}")
+        return handle.control.decide(approval_id, decision)
+
+    async def message(self, run_id: str, steer: Steer) -> None:
+        """Give a run executing here a person's message (see ``RunControl.post``).
+
+        Raises ``UnknownRun``, ``RunAlreadyFinished``, ``NotStarted``, ``RateLimited``.
+        """
+        handle = await self._executing(run_id)
+        if handle is None or handle.control is None:
+            raise NotStarted(f"run {run_id} has not started yet; send the message once it runs")
+        handle.control.post(steer)
+
+    async def _executing(self, run_id: str) -> RunHandle | None:
+        """The run's handle if it executes here; None if it is live but not (yet) here. Raises
+        ``UnknownRun`` or ``RunAlreadyFinished``."""
+        handle = self._runs.get(run_id)
+        if handle is not None and not handle.status.finished:
+            return handle
+        summary = await self._store.get_run(run_id)
+        if summary is None:
+            raise UnknownRun(f"no run {run_id!r}")
+        if summary.status.finished:
+            raise RunAlreadyFinished(run_id, summary.status)
+        return None
+
     async def history(self, run_id: str) -> list[Published]:
         """Every stored event of a run, in order."""
         events: list[Published] = []
@@ -270,7 +363,9 @@ class Supervisor:
         history = await self.history(run.id) if agent is not None and agent.resumable else []
         resumed = rebuild(history) if history else None
         if agent is not None and resumed is not None and not resumed.finished and not self._closing:
-            handle = RunHandle(id=run.id, agent=agent.name, model=run.model or agent.model or self._default_model)
+            handle = RunHandle(
+                id=run.id, agent=agent.name, model=run.model or agent.model or self._default_model, thread=run.thread
+            )
             self._runs[handle.id] = handle
             user_input = next((decode(p.data).input for p in history if p.type == "run.queued"), run.input)
             handle.task = asyncio.create_task(self._execute(handle, user_input, resumed), name=f"run-{handle.id}")

@@ -3,6 +3,10 @@
 A tool may ask for a ``ToolContext`` parameter (by annotation); it is injected, not shown to the
 model, and lets the tool report progress (``status`` events) and register cleanup that runs
 however the call ends — success, error or cancellation.
+
+A tool may need a person's approval before each call (``approval=True``), or before the calls its
+policy picks from their arguments (``approval=lambda args: args["env"] == "production"``; a
+string returned is the reason shown to the approver). A policy that raises asks for approval.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from runwatch.agents.events import Status
 
 Cleanup = Callable[[], Awaitable[None] | None]
 Emit = Callable[[Any], Awaitable[Any]]
+#: ``True``: every call needs approval; a callable decides per call from the decoded arguments
+#: (truthy: it does; a ``str``: it does, and that is the reason shown).
+ApprovalPolicy = bool | Callable[[dict[str, Any]], bool | str | None]
 
 
 class ToolError(Exception):
@@ -61,8 +68,16 @@ def _describe(fn: Callable[..., Any]) -> str:
 class Tool:
     """A function made callable by the model: name, description, JSON schema, argument decoding."""
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        approval: ApprovalPolicy = False,
+    ):
         self.fn = fn
+        self.approval = approval
         self.name = name or fn.__name__
         self.description = description if description is not None else _describe(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -96,6 +111,21 @@ class Tool:
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
         }
 
+    def approval_reason(self, arguments: dict[str, Any]) -> str | None:
+        """Why this call needs a person's approval, or None if it does not (see ``ApprovalPolicy``)."""
+        policy = self.approval
+        if policy is True:
+            return f"{self.name} always needs approval"
+        if not policy:
+            return None
+        try:
+            verdict = policy(arguments)  # type: ignore[operator]
+        except Exception as exc:  # fail closed: a broken policy asks a person
+            return f"the approval policy of {self.name} failed ({type(exc).__name__}: {exc})"
+        if not verdict:
+            return None
+        return verdict if isinstance(verdict, str) else f"{self.name} needs approval for these arguments"
+
     def decode_arguments(self, raw: str) -> dict[str, Any]:
         """Decode and validate the model's JSON arguments; raises ``ToolError`` with the reason."""
         try:
@@ -115,3 +145,22 @@ class Tool:
 
 def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
     return obj if isinstance(obj, Tool) else Tool(obj)
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    approval: ApprovalPolicy = False,
+) -> Any:
+    """Make ``fn`` a ``Tool``, as a decorator with or without arguments::
+
+    @tool(approval=True)
+    async def deploy(version: str, ctx: ToolContext) -> str: ...
+    """
+
+    def make(f: Callable[..., Any]) -> Tool:
+        return Tool(f, name=name, description=description, approval=approval)
+
+    return make(fn) if fn is not None else make

@@ -31,6 +31,7 @@ from runwatch.api.auth.routes import AuthController, KeysController
 from runwatch.api.auth.web import AuthMiddleware
 from runwatch.api.config import Settings
 from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
+from runwatch.api.loop_routes import LoopController
 from runwatch.api.observability import http_metrics, metrics
 from runwatch.api.offline import chat_completions
 from runwatch.api.runs import RunsController, health
@@ -106,7 +107,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             for key in local_key:
                 forget_local(rt.settings.port, key)
 
-    handlers: list = [RunsController, AuthController, KeysController, health, run_stream, ws_endpoint, metrics]
+    handlers: list = [
+        RunsController,
+        LoopController,
+        AuthController,
+        KeysController,
+        health,
+        run_stream,
+        ws_endpoint,
+        metrics,
+    ]
     if settings.oidc_issuer:
         handlers += [oidc_login, oidc_callback]
     if settings.offline:

@@ -14,8 +14,26 @@ import yaml
 from runwatch.agents import events
 from runwatch.api import __version__, protocol
 
-CLIENT = [protocol.Subscribe, protocol.Unsubscribe, protocol.Cancel, protocol.Start, protocol.Ping]
-SERVER = [protocol.Hello, protocol.Ack, protocol.Error, protocol.Resync, protocol.Heartbeat, protocol.Pong]
+CLIENT = [
+    protocol.Subscribe,
+    protocol.Unsubscribe,
+    protocol.Cancel,
+    protocol.Start,
+    protocol.Approve,
+    protocol.Deny,
+    protocol.SendMessage,
+    protocol.Ping,
+    protocol.Auth,
+]
+SERVER = [
+    protocol.Hello,
+    protocol.Ack,
+    protocol.Error,
+    protocol.Resync,
+    protocol.Presence,
+    protocol.Heartbeat,
+    protocol.Pong,
+]
 EVENTS = list(events.AnyEvent.__args__)
 
 

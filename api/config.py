@@ -42,6 +42,10 @@ ENV: dict[str, tuple[str, str]] = {
     "max_running": ("RUNWATCH_MAX_RUNNING", "runs executing at once"),
     "max_queued": ("RUNWATCH_MAX_QUEUED", "runs waiting for a slot before new ones get 429"),
     "run_timeout": ("RUNWATCH_RUN_TIMEOUT", "seconds a run may take (agents may set their own)"),
+    "approval_timeout": (
+        "RUNWATCH_APPROVAL_TIMEOUT",
+        "seconds a tool call waits for approval before it is denied (waiting is not run time)",
+    ),
     "log_capacity": ("RUNWATCH_LOG_CAPACITY", "events of a live run kept in memory for fast replay"),
     "bus_memory_mb": ("RUNWATCH_BUS_MEMORY_MB", "MiB all in-memory run logs may hold; finished runs leave first"),
     "max_input_bytes": ("RUNWATCH_MAX_INPUT_BYTES", "largest run input; a bigger one answers 413"),
@@ -119,6 +123,7 @@ class Settings:
     max_running: int = 8
     max_queued: int = 100
     run_timeout: float = 600.0
+    approval_timeout: float = 3600.0
     log_capacity: int = 10_000
     bus_memory_mb: float = 256.0
     #: 256 KiB ≈ 64k tokens: more than a task prompt needs; the input travels in ``run.queued`` to

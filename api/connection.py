@@ -107,6 +107,8 @@ class Connection:
         #: ``feed_tenant`` set, the runs feed shows this connection only that tenant's runs.
         self.principal: Any = None
         self.feed_tenant: str | None = None
+        #: Who watches which run (``api.presence``): told of this connection's subscriptions to runs.
+        self.presence: Any = None
         #: ``RunService.tenant_of``: the tenant of the run a feed entry is about.
         self.tenant_of: Callable[[Published], Awaitable[str | None]] | None = None
         self.frames_sent = 0
@@ -209,10 +211,14 @@ class Connection:
         sub = self.subscriptions[stream] = Subscription(stream, after)
         sub.filtered = self.feed_tenant is not None and stream == LIFECYCLE
         self._bus.watch(stream, self)
+        if self.presence is not None and stream != LIFECYCLE:
+            self.presence.join(stream, self)
         self._wake_sender()
 
     def unsubscribe(self, stream: str) -> bool:
         self._bus.unwatch(stream, self)
+        if self.presence is not None:
+            self.presence.leave(stream, self)
         return self.subscriptions.pop(stream, None) is not None
 
     def close(self) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
+from runwatch.agents.control import Decision
 from runwatch.agents.errors import ErrorCode, RunwatchError
 from runwatch.agents.events import RunStatus
 from runwatch.agents.identity import Role
@@ -15,12 +18,15 @@ from runwatch.api.auth.authenticator import AuthFailed
 from runwatch.api.connection import Connection
 from runwatch.api.protocol import (
     Ack,
+    Approve,
     Auth,
     Cancel,
+    Deny,
     Ping,
     Pong,
     ProtocolError,
     Resync,
+    SendMessage,
     Start,
     Subscribe,
     Unsubscribe,
@@ -85,10 +91,23 @@ async def handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
                 status = await rt.service.cancel(run, principal)
                 done = status is RunStatus.CANCELLED
                 conn.post(encode(Ack(id=mid, run=run, status="cancelled" if done else "cancelling")))
-            case Start(agent=agent, input=text_input):
+            case Start(agent=agent, input=text_input, thread=thread, if_busy=if_busy):
                 _require(principal, Role.OPERATOR, "start", mid)
-                handle = await rt.service.start(agent, text_input, principal)
-                conn.post(encode(Ack(id=mid, run=handle.id, status="queued")))
+                handle = await rt.service.start(agent, text_input, principal, thread=thread, if_busy=if_busy)
+                conn.post(encode(Ack(id=mid, run=handle.id, status="queued", thread=handle.thread)))
+            case Approve(run=run, approval=approval, arguments=arguments):
+                _require(principal, Role.OPERATOR, "approve", mid)
+                edited = msgspec.UNSET if arguments is None else arguments
+                await rt.service.decide(run, approval, Decision(approve=True, arguments=edited), principal)
+                conn.post(encode(Ack(id=mid, run=run, status="approved")))
+            case Deny(run=run, approval=approval, message=reason):
+                _require(principal, Role.OPERATOR, "deny", mid)
+                await rt.service.decide(run, approval, Decision(approve=False, message=reason), principal)
+                conn.post(encode(Ack(id=mid, run=run, status="denied")))
+            case SendMessage(run=run, text=said, mode=mode):
+                _require(principal, Role.OPERATOR, "message", mid)
+                await rt.service.message(run, said, mode, principal)
+                conn.post(encode(Ack(id=mid, run=run, status="accepted")))
             case Ping():
                 conn.post(encode(Pong(id=mid)))
             case Auth(token=token):

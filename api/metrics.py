@@ -37,13 +37,27 @@ EVENT_TYPES = (
     "tool.finished",
     "status",
     "step.finished",
+    "approval.requested",
+    "approval.resolved",
+    "message.received",
     "run.finished",
 )
 RUN_STATUSES = ("succeeded", "failed", "cancelled")
-TOOL_OUTCOMES = ("ok", "error", "cancelled")
+TOOL_OUTCOMES = ("ok", "error", "cancelled", "denied")
 CLOSE_REASONS = tuple(dict.fromkeys(errors.CLOSE_REASONS.values()))
 SLOW_CONSUMER_ACTIONS = ("resync", "disconnect")
-CLIENT_MESSAGE_TYPES = ("subscribe", "unsubscribe", "cancel", "start", "ping", "invalid")
+CLIENT_MESSAGE_TYPES = (
+    "subscribe",
+    "unsubscribe",
+    "cancel",
+    "start",
+    "ping",
+    "auth",
+    "approve",
+    "deny",
+    "message",
+    "invalid",
+)
 LLM_ERROR_TYPES = ("connection", "timeout", "rate_limited", "client_error", "server_error", "other")
 TOKEN_TYPES = ("input", "output")
 OTHER = "other"
@@ -267,7 +281,15 @@ class Metrics:
                 self.llm_errors.labels(model, error).inc()
         elif kind == "tool.finished":
             tool = self._tool(event.tool)
-            outcome = "ok" if event.error is None else "cancelled" if event.error == "cancelled" else "error"
+            outcome = (
+                "denied"
+                if event.denied
+                else "ok"
+                if event.error is None
+                else "cancelled"
+                if event.error == "cancelled"
+                else "error"
+            )
             self.tool_calls.labels(tool, outcome).inc()
             self.tool_duration.labels(tool).observe(event.duration)
         elif kind == "run.queued":

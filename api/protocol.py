@@ -6,7 +6,7 @@ same names, and server, docs, tests and dashboard all use them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -45,6 +45,32 @@ class Cancel(ClientMessage, tag="cancel"):
 class Start(ClientMessage, tag="start"):
     agent: str
     input: str = ""
+    #: Continue this thread (its earlier runs are the model's context); omitted: a new thread.
+    thread: str | None = None
+    #: When the thread has an active run: refuse (``thread_busy``), run after it, or cancel it.
+    if_busy: Literal["reject", "queue", "interrupt"] = "reject"
+
+
+class Approve(ClientMessage, tag="approve"):
+    run: str
+    approval: str
+    #: Call the tool with these instead of the model's (checked against the tool's schema).
+    arguments: dict[str, Any] | None = None
+
+
+class Deny(ClientMessage, tag="deny"):
+    run: str
+    approval: str
+    #: What the model gets as the tool's result (default: that the user denied the call).
+    message: str | None = None
+
+
+class SendMessage(ClientMessage, tag="message"):
+    """Tell a running agent something: ``interrupt`` cuts its current answer, ``queue`` waits for the step."""
+
+    run: str
+    text: str
+    mode: Literal["interrupt", "queue"] = "queue"
 
 
 class Ping(ClientMessage, tag="ping"):
@@ -57,8 +83,8 @@ class Auth(ClientMessage, tag="auth"):
     token: Annotated[str, msgspec.Meta(max_length=16_384)]
 
 
-AnyClientMessage = Subscribe | Unsubscribe | Cancel | Start | Ping | Auth
-CLIENT_TYPES = frozenset({"subscribe", "unsubscribe", "cancel", "start", "ping", "auth"})
+AnyClientMessage = Subscribe | Unsubscribe | Cancel | Start | Ping | Auth | Approve | Deny | SendMessage
+CLIENT_TYPES = frozenset({"subscribe", "unsubscribe", "cancel", "start", "ping", "auth", "approve", "deny", "message"})
 
 
 # -- server → client (events themselves are sent as-is) -------------------------------------
@@ -82,8 +108,11 @@ class Ack(msgspec.Struct, tag_field="type", tag="ack", kw_only=True, omit_defaul
     #: For ``subscribe``: the position replay starts after, and the log's epoch.
     after: int | None = None
     epoch: str | None = None
-    #: For ``cancel``: "cancelling" or "cancelled"; for ``start``: "queued".
+    #: For ``cancel``: "cancelling" or "cancelled"; for ``start``: "queued"; for ``approve``/``deny``:
+    #: "approved"/"denied"; for ``message``: "accepted".
     status: str | None = None
+    #: For ``start``: the run's thread.
+    thread: str | None = None
 
 
 class Error(msgspec.Struct, tag_field="type", tag="error", kw_only=True):
@@ -103,6 +132,20 @@ class Resync(msgspec.Struct, tag_field="type", tag="resync", kw_only=True, omit_
     reason: ResyncReason
     #: Set when this answers a ``subscribe`` (it then replaces the ``ack``).
     id: MessageId = None
+
+
+class Watcher(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+
+
+class Presence(msgspec.Struct, tag_field="type", tag="presence", kw_only=True):
+    """Who watches ``run`` now (sent to its subscribers when someone joins or leaves; not an event:
+    no seq). ``watchers``: the principals (at most ``MAX_SHOWN``), ``count``: how many in all."""
+
+    run: str
+    watchers: list[Watcher]
+    count: int
 
 
 class Heartbeat(msgspec.Struct, tag_field="type", tag="heartbeat", kw_only=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post, route
@@ -31,6 +31,11 @@ class StartRun(msgspec.Struct, forbid_unknown_fields=True):
     #: What the agent should do. The pattern is documentation: the run service refuses a blank input
     #: with ``empty_input`` and a sentence saying so, clearer than a regex mismatch.
     input: Annotated[str, BodyKwarg(pattern=r"\S", description="What the agent should do; not blank")]
+    #: Continue this thread: the model sees its earlier runs. Omitted: the run starts a new thread.
+    thread: str | None = None
+    #: When the thread has an active run: ``reject`` (409 ``thread_busy``), ``queue`` (run after
+    #: it) or ``interrupt`` (cancel it, then run).
+    if_busy: Literal["reject", "queue", "interrupt"] = "reject"
 
 
 class RunAccepted(msgspec.Struct):
@@ -41,6 +46,8 @@ class RunAccepted(msgspec.Struct):
     offline: bool
     events: str
     stream: str
+    #: The run's thread: pass it as ``thread`` to continue the conversation.
+    thread: str
 
 
 class EventsPage(msgspec.Struct):
@@ -112,6 +119,8 @@ class RunsController(Controller):
             ErrorCode.EMPTY_INPUT,
             ErrorCode.INPUT_TOO_LARGE,
             ErrorCode.UNKNOWN_AGENT,
+            ErrorCode.UNKNOWN_THREAD,
+            ErrorCode.THREAD_BUSY,
             ErrorCode.QUEUE_FULL,
             ErrorCode.SHUTTING_DOWN,
             ErrorCode.UNAVAILABLE,
@@ -121,7 +130,7 @@ class RunsController(Controller):
         guards=[requires(Role.OPERATOR)],
     )
     async def start_run(self, data: StartRun, request: Request, rt: Runtime) -> RunAccepted:
-        handle = await rt.service.start(data.agent, data.input, request.user)
+        handle = await rt.service.start(data.agent, data.input, request.user, thread=data.thread, if_busy=data.if_busy)
         return RunAccepted(
             id=handle.id,
             agent=handle.agent,
@@ -130,6 +139,7 @@ class RunsController(Controller):
             offline=rt.settings.offline,
             events=f"/api/runs/{handle.id}/events",
             stream=f"/api/runs/{handle.id}/stream",
+            thread=handle.thread,
         )
 
     @get(

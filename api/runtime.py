@@ -36,6 +36,7 @@ from runwatch.api.config import ConfigError, Settings
 from runwatch.api.lane import FastLane
 from runwatch.api.metrics import LiveGauges, Metrics
 from runwatch.api.offline_pacer import Pacer
+from runwatch.api.presence import PresenceBoard
 
 log = structlog.get_logger()
 
@@ -156,6 +157,7 @@ class Runtime:
             "max_running": settings.max_running,
             "max_queued": settings.max_queued,
             "run_timeout": settings.run_timeout,
+            "approval_timeout": settings.approval_timeout,
             "offline": settings.offline,
             "secrets": settings.secrets,
             "instance": settings.instance,
@@ -196,6 +198,7 @@ class Runtime:
         self.closing = asyncio.Event()
         self.drain_deadline = 0.0
         self.connections: set = set()
+        self.presence = PresenceBoard()
         #: Wake-ups of open SSE streams, so shutdown can end them at once.
         self.sse_streams: set = set()
         #: Offline model streams being served right now (so tests can see cancel closes them).

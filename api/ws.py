@@ -86,6 +86,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     conn.principal = principal
     conn.feed_tenant = principal.scope
     conn.tenant_of = rt.service.tenant_of
+    conn.presence = rt.presence
     rt.connections.add(conn)
     rt.metrics.ws_opened.inc()
     opened = time.monotonic()

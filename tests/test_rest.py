@@ -62,7 +62,7 @@ async def test_agents_lists_the_demo_agent_and_its_tools(server):
     async with server.client() as c:
         (demo,) = (await c.get("/api/agents")).json()
     assert demo["name"] == "demo" and demo["model"] == "runwatch-offline"
-    assert set(demo["tools"]) == {"calculator", "clock", "wait", "list_files", "read_file"}
+    assert set(demo["tools"]) == {"calculator", "clock", "wait", "deploy", "list_files", "read_file"}
 
 
 async def test_health_reports_offline_model_and_load(server):

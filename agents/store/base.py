@@ -29,6 +29,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     tool_calls: int = 0
     steps: int = 0
     last_seq: int = 0
+    #: The conversation the run belongs to (``GET /api/threads/{thread}``).
+    thread: str = ""
 
 
 class RunPage(msgspec.Struct, kw_only=True):
@@ -76,11 +78,15 @@ class Store(Journal, Protocol):
     ) -> RunPage: ...
 
     async def count_active(self, tenant: str) -> int:
-        """How many of ``tenant``'s runs are queued or running (for its quota)."""
+        """How many of ``tenant``'s runs are queued, running or waiting (for its quota)."""
+        ...
+
+    async def thread_runs(self, thread: str, limit: int = 500) -> list[RunSummary]:
+        """The last ``limit`` runs of a thread, oldest first (none: no such thread)."""
         ...
 
     async def unfinished_runs(self) -> list[RunSummary]:
-        """Runs left queued or running (by a process that died): the caller finishes them."""
+        """Runs left queued, running or waiting (by a process that died): the caller finishes them."""
         ...
 
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:

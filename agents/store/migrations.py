@@ -74,6 +74,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX runs_active ON runs (tenant) WHERE status IN ('queued', 'running');
         """,
     ),
+    (
+        3,
+        "threads, and runs waiting for approval among the live ones",
+        """
+        ALTER TABLE runs ADD COLUMN thread TEXT NOT NULL DEFAULT '';
+        CREATE INDEX runs_by_thread ON runs (thread, num) WHERE thread <> '';
+        DROP INDEX runs_active;
+        CREATE INDEX runs_live ON runs (tenant) WHERE status IN ('queued', 'running', 'waiting');
+        """,
+    ),
 ]
 
 

@@ -18,7 +18,7 @@ from runwatch.agents.events import Published, decode
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
 from runwatch.agents.store.migrations import migrate
-from runwatch.agents.store.schema import row_to_summary
+from runwatch.agents.store.schema import LIVE, row_to_summary
 
 log = structlog.get_logger()
 
@@ -29,7 +29,7 @@ MAX_POSITION = 2**63 - 1
 
 _RUN_COLUMNS = (
     "id, agent, tenant, input, model, offline, status, error, created_at, started_at, finished_at,"
-    " input_tokens, output_tokens, tool_calls, steps,"
+    " input_tokens, output_tokens, tool_calls, steps, thread,"
     " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
 )
 _INSERT = (
@@ -201,8 +201,8 @@ class PostgresStore(WriteBuffer):
                 ev = p.event if p.event is not None else decode(p.data)
                 if p.type == "run.queued":
                     await conn.execute(
-                        "INSERT INTO runs (id, agent, tenant, input, model, offline, status, created_at)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7) ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO runs (id, agent, tenant, input, model, offline, status, created_at, thread)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8) ON CONFLICT (id) DO NOTHING",
                         p.run_id,
                         _text(ev.agent),
                         _text(ev.tenant),
@@ -210,6 +210,14 @@ class PostgresStore(WriteBuffer):
                         _text(ev.model),
                         ev.offline,
                         ev.ts,
+                        _text(ev.thread),
+                    )
+                elif p.type in ("approval.requested", "approval.resolved"):
+                    waiting = p.type == "approval.requested" or ev.waiting
+                    await conn.execute(
+                        "UPDATE runs SET status = $1 WHERE id = $2 AND status IN ('running', 'waiting')",
+                        "waiting" if waiting else "running",
+                        p.run_id,
                     )
                 elif p.type == "run.started":
                     await conn.execute(
@@ -289,13 +297,20 @@ class PostgresStore(WriteBuffer):
         return RunPage(runs=[row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None)
 
     async def unfinished_runs(self) -> list[RunSummary]:
-        rows = await self.pool.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')")
+        rows = await self.pool.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN {LIVE}")
         return [row_to_summary(tuple(r)) for r in rows]
 
     async def count_active(self, tenant: str) -> int:
-        return await self.pool.fetchval(
-            "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('queued', 'running')", tenant
+        return await self.pool.fetchval(f"SELECT count(*) FROM runs WHERE tenant = $1 AND status IN {LIVE}", tenant)
+
+    async def thread_runs(self, thread: str, limit: int = 500) -> list[RunSummary]:
+        rows = await self.pool.fetch(
+            f"SELECT * FROM (SELECT {_RUN_COLUMNS}, num FROM runs WHERE thread = $1 ORDER BY num DESC LIMIT $2) t"
+            " ORDER BY num",
+            thread,
+            limit,
         )
+        return [row_to_summary(tuple(r)) for r in rows]
 
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:
         """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""

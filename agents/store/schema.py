@@ -24,12 +24,14 @@ CREATE TABLE IF NOT EXISTS runs (
     tool_calls INTEGER NOT NULL DEFAULT 0,
     steps INTEGER NOT NULL DEFAULT 0,
     -- unused: a run's last seq is read from events (kept so older databases open unchanged)
-    last_seq INTEGER NOT NULL DEFAULT 0
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    thread TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, num);
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, num);
 CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, num);
-CREATE INDEX IF NOT EXISTS runs_active ON runs (tenant) WHERE status IN ('queued', 'running');
+DROP INDEX IF EXISTS runs_active;
+CREATE INDEX IF NOT EXISTS runs_live ON runs (tenant) WHERE status IN ('queued', 'running', 'waiting');
 CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 RUN_COLUMNS = (
     "id, agent, tenant, input, model, offline, status, error, created_at, started_at, finished_at,"
-    " input_tokens, output_tokens, tool_calls, steps,"
+    " input_tokens, output_tokens, tool_calls, steps, thread,"
     # Read from the events, not kept in the row: updating a run's row for every committed batch of
     # its tokens cost the writer a second statement (and page) per batch and run.
     " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
@@ -67,8 +69,17 @@ def row_to_summary(row: tuple) -> RunSummary:
         output_tokens=row[12],
         tool_calls=row[13],
         steps=row[14],
-        last_seq=row[15],
+        thread=row[15],
+        last_seq=row[16],
     )
+
+
+#: Statuses of runs that have not finished.
+LIVE = "('queued', 'running', 'waiting')"
+
+#: After ``SCHEMA``: what databases made before threads lack (SQLite has no ADD COLUMN IF NOT EXISTS).
+UPGRADES = (("thread", "ALTER TABLE runs ADD COLUMN thread TEXT NOT NULL DEFAULT ''"),)
+THREAD_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread, num) WHERE thread != ''"
 
 
 _INSERT_EVENTS = "INSERT OR IGNORE INTO events (run_id, seq, type, data) VALUES "

@@ -19,7 +19,16 @@ import structlog
 from runwatch.agents.events import Published, decode
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
-from runwatch.agents.store.schema import INSERTS, RUN_COLUMNS, SCHEMA, cut, row_to_summary
+from runwatch.agents.store.schema import (
+    INSERTS,
+    LIVE,
+    RUN_COLUMNS,
+    SCHEMA,
+    THREAD_INDEX,
+    UPGRADES,
+    cut,
+    row_to_summary,
+)
 
 log = structlog.get_logger()
 
@@ -86,6 +95,11 @@ class SQLiteStore(WriteBuffer):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        for column, sql in UPGRADES:
+            if column not in columns:
+                db.execute(sql)
+        db.execute(THREAD_INDEX)
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
         (self.epoch,) = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
         self._db = db
@@ -188,11 +202,17 @@ class SQLiteStore(WriteBuffer):
                 if p.type == "run.queued":
                     db.execute(
                         "INSERT OR IGNORE INTO runs (id, agent, tenant, input, model, offline, status,"
-                        " created_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
-                        (p.run_id, ev.agent, ev.tenant, ev.input, ev.model, int(ev.offline), ev.ts),
+                        " created_at, thread) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                        (p.run_id, ev.agent, ev.tenant, ev.input, ev.model, int(ev.offline), ev.ts, ev.thread),
                     )
                 elif p.type == "run.started":
                     db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?", (ev.ts, p.run_id))
+                elif p.type in ("approval.requested", "approval.resolved"):
+                    waiting = p.type == "approval.requested" or ev.waiting
+                    db.execute(
+                        "UPDATE runs SET status = ? WHERE id = ? AND status IN ('running', 'waiting')",
+                        ("waiting" if waiting else "running", p.run_id),
+                    )
                 elif p.type == "step.finished":
                     c[0] += ev.usage.input_tokens
                     c[1] += ev.usage.output_tokens
@@ -280,18 +300,25 @@ class SQLiteStore(WriteBuffer):
         return self._reader().execute(sql, args).fetchall()
 
     async def unfinished_runs(self) -> list[RunSummary]:
-        rows = await self._read_call(
-            self._select_many, f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running')", []
-        )
+        rows = await self._read_call(self._select_many, f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {LIVE}", [])
         return [row_to_summary(r) for r in rows]
 
     async def count_active(self, tenant: str) -> int:
         rows = await self._read_call(
             self._select_many,
-            "SELECT count(*) FROM runs WHERE tenant = ? AND status IN ('queued', 'running')",
+            f"SELECT count(*) FROM runs WHERE tenant = ? AND status IN {LIVE}",
             [tenant],
         )
         return rows[0][0]
+
+    async def thread_runs(self, thread: str, limit: int = 500) -> list[RunSummary]:
+        rows = await self._read_call(
+            self._select_many,
+            f"SELECT * FROM (SELECT {RUN_COLUMNS}, num FROM runs WHERE thread = ? ORDER BY num DESC LIMIT ?)"
+            " ORDER BY num",
+            [thread, limit],
+        )
+        return [row_to_summary(r) for r in rows]
 
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:
         """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""

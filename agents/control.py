@@ -1,0 +1,276 @@
+"""People in a running run's loop: approvals it waits for, messages sent to it, interrupts.
+
+One ``RunControl`` per run, on the instance executing it. Its guarantees:
+
+* **First decision wins.** ``decide`` checks and resolves in one synchronous step, so of two
+  decisions (or a decision and the expiry timer) exactly one takes effect; the others get
+  ``AlreadyDecided``. Edited arguments are validated against the tool's schema first.
+* **Waiting is not running.** While any approval is open the run's status is ``waiting`` and its
+  timeout is paused (``deadline``); an approval expires after ``approval_timeout`` as denied.
+* **Messages keep their order** and are bounded (``MAX_INBOX``, ``MAX_INBOX_BYTES``): past that
+  a sender is refused (``RateLimited``), never queued without end. They reach the model at the
+  next step boundary; ``interrupt`` cuts the model's stream first (within one event-loop turn of
+  the stream's next read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+import structlog
+
+from runwatch.agents.errors import AlreadyDecided, InvalidArguments, RateLimited, UnknownApproval
+from runwatch.agents.events import ApprovalRequested, ApprovalResolved, MessageReceived
+from runwatch.agents.identity import Actor
+from runwatch.agents.tools import Tool, ToolError
+
+log = structlog.get_logger()
+
+Emit = Callable[[Any], Awaitable[Any]]
+Mode = Literal["interrupt", "queue"]
+
+#: Messages one run may hold undelivered, and their bytes; past either a sender is refused.
+MAX_INBOX = 50
+MAX_INBOX_BYTES = 1024 * 1024
+#: Approvals a run remembers having decided (to answer ``already_decided``, not ``unknown``).
+MAX_DECIDED = 1_000
+
+
+class Decision(msgspec.Struct, kw_only=True, frozen=True):
+    """A person's decision on an approval, as it travels (also between instances)."""
+
+    approve: bool
+    #: Edited arguments (a JSON object) to call the tool with instead of the model's.
+    arguments: Any = msgspec.UNSET
+    #: A denial's message: what the model gets as the tool's result.
+    message: str | None = None
+    by: Actor | None = None
+
+
+class Steer(msgspec.Struct, kw_only=True, frozen=True):
+    """A person's message to a running run."""
+
+    text: str
+    mode: Mode = "queue"
+    by: Actor | None = None
+
+
+def new_approval_id() -> str:
+    return "ap_" + secrets.token_hex(8)
+
+
+@dataclass
+class _Open:
+    request: ApprovalRequested
+    tool: Tool
+    future: asyncio.Future[Decision | None]  # None: expired
+
+
+class RunControl:
+    def __init__(self, run_id: str, emit: Emit, *, approval_timeout: float = 3600.0) -> None:
+        self.run_id = run_id
+        self._emit = emit
+        self.approval_timeout = approval_timeout
+        self._open: dict[str, _Open] = {}
+        self._decided: dict[str, str] = {}
+        self._inbox: deque[Steer] = deque()
+        self._inbox_bytes = 0
+        self._task: asyncio.Task[Any] | None = None
+        #: The run's ``asyncio.timeout``: paused while the run waits for a person.
+        self.deadline: asyncio.Timeout | None = None
+        self._paused: float | None = None
+        self._waiters = 0
+        #: Called with True when the run starts waiting for approvals, False when it stops.
+        self.on_waiting: Callable[[bool], None] | None = None
+        #: True while the model's stream is read (set by the runner): only then does ``interrupt`` cut it.
+        self.streaming = False
+        self._interrupting = False
+        #: Approvals of a run being continued elsewhere, by call id: reopened, not asked again.
+        self.restored: dict[str, tuple[ApprovalRequested, ApprovalResolved | None]] = {}
+
+    def bind(self, task: asyncio.Task[Any]) -> None:
+        """The task executing the run (``interrupt`` cancels its model stream)."""
+        self._task = task
+
+    # -- approvals -------------------------------------------------------------------------------
+
+    @property
+    def open_approvals(self) -> list[ApprovalRequested]:
+        return [o.request for o in self._open.values() if not o.future.done()]
+
+    async def approval(
+        self, call_id: str, tool: Tool, arguments: Any, reason: str, *, by_policy: bool = True
+    ) -> ApprovalResolved:
+        """Ask for a decision on one tool call (``approval.requested``), wait for it, say what it
+        was (``approval.resolved``). A call restored from a run continued elsewhere waits on its
+        approval as it was, without asking again (or takes the decision already published)."""
+        restored = self.restored.pop(call_id, None)
+        if restored is not None and restored[1] is not None:
+            return restored[1]
+        if restored is not None:
+            request = restored[0]
+        else:
+            request = ApprovalRequested(
+                run_id=self.run_id,
+                approval_id=new_approval_id(),
+                call_id=call_id,
+                tool=tool.name,
+                arguments=arguments,
+                reason=reason,
+                expires_at=round(time.time() + self.approval_timeout, 3),
+            )
+        loop = asyncio.get_running_loop()
+        opened = _Open(request, tool, loop.create_future())
+        self._open[request.approval_id] = opened
+        self._wait_begin()
+        timer = loop.call_later(max(0.0, request.expires_at - time.time()), self._expire, opened)
+        try:
+            if restored is None:
+                await self._emit(request)
+            log.info("approval.requested", run_id=self.run_id, approval_id=request.approval_id, tool=tool.name)
+            decision = await opened.future
+        finally:
+            timer.cancel()
+            del self._open[request.approval_id]
+            if opened.future.done():
+                self._remember(request.approval_id, opened)
+            self._wait_end()
+        if decision is None:
+            resolved = ApprovalResolved(
+                run_id=self.run_id,
+                approval_id=request.approval_id,
+                decision="expired",
+                arguments=request.arguments,
+                message=f"nobody approved this call within {self.approval_timeout:g} s, so it was not made",
+                waiting=bool(self._open),
+            )
+        else:
+            edited = decision.arguments is not msgspec.UNSET
+            resolved = ApprovalResolved(
+                run_id=self.run_id,
+                approval_id=request.approval_id,
+                decision="approved" if decision.approve else "denied",
+                by=decision.by,
+                arguments=decision.arguments if edited and decision.approve else request.arguments,
+                message=None if decision.approve else (decision.message or "the user denied this call"),
+                waiting=bool(self._open),
+            )
+        await self._emit(resolved)
+        log.info("approval.resolved", run_id=self.run_id, approval_id=request.approval_id, decision=resolved.decision)
+        return resolved
+
+    def _remember(self, approval_id: str, opened: _Open) -> None:
+        if len(self._decided) >= MAX_DECIDED:
+            self._decided.pop(next(iter(self._decided)))
+        result = opened.future.result()
+        self._decided[approval_id] = "expired" if result is None else "approved" if result.approve else "denied"
+
+    @staticmethod
+    def _expire(opened: _Open) -> None:
+        if not opened.future.done():
+            opened.future.set_result(None)
+
+    def decide(self, approval_id: str, decision: Decision) -> Decision:
+        """Resolve an open approval with ``decision`` (arguments validated); the first one wins.
+
+        Raises ``UnknownApproval``, ``AlreadyDecided`` or ``InvalidArguments``.
+        """
+        decision = self.check(approval_id, decision)
+        self._open[approval_id].future.set_result(decision)
+        return decision
+
+    def check(self, approval_id: str, decision: Decision) -> Decision:
+        """What ``decide`` would do, without doing it: the decision with its arguments validated."""
+        opened = self._open.get(approval_id)
+        if opened is None or opened.future.done():
+            if opened is not None or approval_id in self._decided:
+                raise AlreadyDecided(f"approval {approval_id} of run {self.run_id} was already decided")
+            raise UnknownApproval(f"run {self.run_id} has no open approval {approval_id!r}")
+        if decision.approve and decision.arguments is not msgspec.UNSET:
+            if not isinstance(decision.arguments, dict):
+                raise InvalidArguments("arguments must be a JSON object of the tool's parameters")
+            try:
+                opened.tool.decode_arguments(msgspec.json.encode(decision.arguments).decode())
+            except ToolError as exc:
+                raise InvalidArguments(str(exc)) from None
+        return decision
+
+    def _wait_begin(self) -> None:
+        self._waiters += 1
+        if self._waiters > 1:
+            return
+        deadline = self.deadline
+        if deadline is not None and (when := deadline.when()) is not None:
+            try:
+                deadline.reschedule(None)
+                self._paused = when - asyncio.get_running_loop().time()
+            except RuntimeError:  # it is expiring right now: the run times out as it would have
+                pass
+        if self.on_waiting is not None:
+            self.on_waiting(True)
+
+    def _wait_end(self) -> None:
+        self._waiters -= 1
+        if self._waiters > 0:
+            return
+        if self.deadline is not None and self._paused is not None:
+            try:
+                self.deadline.reschedule(asyncio.get_running_loop().time() + self._paused)
+            except RuntimeError:
+                pass
+            self._paused = None
+        if self.on_waiting is not None:
+            self.on_waiting(False)
+
+    # -- messages and interrupts -----------------------------------------------------------------
+
+    def post(self, steer: Steer) -> None:
+        """Take a message for the run's next step; ``interrupt`` also cuts the current stream.
+        Raises ``RateLimited`` when the run already holds ``MAX_INBOX`` messages (or bytes)."""
+        size = len(steer.text.encode())
+        if len(self._inbox) >= MAX_INBOX or self._inbox_bytes + size > MAX_INBOX_BYTES:
+            raise RateLimited(
+                f"run {self.run_id} already holds {len(self._inbox)} undelivered messages; wait for it to take them",
+                retry_after=1.0,
+                kind="messages",
+            )
+        self._inbox.append(steer)
+        self._inbox_bytes += size
+        if steer.mode == "interrupt":
+            self.interrupt()
+
+    @property
+    def has_messages(self) -> bool:
+        return bool(self._inbox)
+
+    async def deliver(self) -> list[dict[str, Any]]:
+        """The waiting messages as the model's user turns, each published (``message.received``) first."""
+        turns = []
+        while self._inbox:
+            steer = self._inbox[0]
+            await self._emit(MessageReceived(run_id=self.run_id, text=steer.text, by=steer.by, mode=steer.mode))
+            self._inbox.popleft()
+            self._inbox_bytes -= len(steer.text.encode())
+            turns.append({"role": "user", "content": steer.text})
+        return turns
+
+    def interrupt(self) -> None:
+        if self.streaming and not self._interrupting and self._task is not None:
+            self._interrupting = True
+            self._task.cancel()
+
+    def interrupted(self) -> bool:
+        """Inside ``except CancelledError`` around the stream: True if the cancel was only an
+        interrupt (then taken back: the run goes on); False if the run itself is cancelled."""
+        if not self._interrupting or self._task is None:
+            return False
+        self._interrupting = False
+        self._task.uncancel()
+        return self._task.cancelling() == 0
