@@ -21,32 +21,29 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 
 from runwatch.agents.bus.redis import RedisBus
-from runwatch.agents.errors import QueueFull, ShuttingDown, Unavailable
+from runwatch.agents.control import Decision, Steer
+from runwatch.agents.errors import NotStarted, QueueFull, ShuttingDown, Unavailable, UnknownApproval
 from runwatch.agents.events import RunCancelRequested, RunFinished, RunStatus, Totals
 from runwatch.agents.identity import Actor
+from runwatch.agents.leases import REDIS_ERRORS as _REDIS_ERRORS
+from runwatch.agents.leases import Leases
+from runwatch.agents.remote_control import Ask, RemoteControl
+from runwatch.agents.run_handle import RunHandle
 from runwatch.agents.run_queue import Job, RunQueue, parse_cancel
 from runwatch.agents.store import RunSummary
-from runwatch.agents.supervisor import RunHandle, Supervisor
+from runwatch.agents.supervisor import Supervisor
 
 log = structlog.get_logger()
 
-#: How often the store is swept for runs that lost both their lease and their place in the queue.
-ORPHAN_SWEEP_SECONDS = 30.0
 #: A cancel for a run not (yet) here is remembered this long, in case its job is being taken now.
 CANCEL_MEMORY_SECONDS = 10.0
 #: The longest a run may take to be admitted (written, then queued) before a sweep may end it.
 ADMIT_SECONDS = 300.0
-#: An owner stops a run itself once its lease has not been renewed for this share of
-#: ``lease_seconds``; leases last 3/4 of it, so it stops before anyone else may claim the run.
-FENCE_AFTER = 0.6
-
-_REDIS_ERRORS = (RedisError, OSError)
 
 
-class ClusterSupervisor(Supervisor):
+class ClusterSupervisor(Leases, Supervisor):
     def __init__(self, *, queue: RunQueue, bus: RedisBus, lease_seconds: float, **kwargs: Any) -> None:
         super().__init__(bus=bus, **kwargs)
         self._queue = queue
@@ -65,6 +62,7 @@ class ClusterSupervisor(Supervisor):
         #: Runs being handed over at a drain: their leases are renewed until they are queued again.
         self._handing: set[str] = set()
         bus.on_fenced.append(self._on_fenced)
+        self._remote = RemoteControl(instance=self.instance, publish=queue.send, serve=self._serve)
 
     @property
     def queued(self) -> int:
@@ -88,6 +86,8 @@ class ClusterSupervisor(Supervisor):
     def on_control(self, message: bytes) -> None:
         if message == b"queued":
             self._wake.set()
+        elif self._remote.on_message(message):
+            pass
         elif message.startswith(b"cancel "):
             run_id, by = parse_cancel(message)
             handle = self._runs.get(run_id)
@@ -101,6 +101,55 @@ class ClusterSupervisor(Supervisor):
                 task = asyncio.create_task(self._request_cancel(handle, by), name=f"cancel-{run_id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    # -- people in the loop, wherever the run executes --------------------------------------------
+
+    async def decide(self, run_id: str, approval_id: str, decision: Decision) -> Decision:
+        if run_id not in self._runs and await self._elsewhere(
+            run_id, UnknownApproval(f"run {run_id} has no open approval {approval_id!r}")
+        ):
+            await self._remote.ask(run_id, approval=approval_id, decision=decision)
+            return decision
+        return await super().decide(run_id, approval_id, decision)
+
+    async def message(self, run_id: str, steer: Steer) -> None:
+        if run_id not in self._runs and await self._elsewhere(
+            run_id, NotStarted(f"run {run_id} has not started yet; send the message once it runs")
+        ):
+            await self._remote.ask(run_id, steer=steer)
+            return
+        await super().message(run_id, steer)
+
+    async def _elsewhere(self, run_id: str, not_yet: Exception) -> bool:
+        """Whether the live run ``run_id`` executes on another instance. Raises ``not_yet`` while it
+        waits in the queue, ``Unavailable`` while it moves to another instance, and ``UnknownRun``
+        or ``RunAlreadyFinished`` for a run that is unknown or ended."""
+        await self._executing(run_id)
+        summary = await self._store.get_run(run_id)
+        try:
+            owner = await self._queue.owner(run_id)
+        except _REDIS_ERRORS as exc:
+            raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
+        if owner is None:
+            if summary is not None and summary.status is RunStatus.QUEUED:
+                raise not_yet
+            raise Unavailable(f"run {run_id} is moving to another instance; try again in a moment")
+        return owner != self.instance
+
+    def _serve(self, ask: Ask) -> bool:
+        """Another instance's request for a run executing here (see ``RemoteControl``)."""
+        handle = self._runs.get(ask.run)
+        if handle is None or handle.status.finished or handle.handed_over:
+            return False
+        if ask.decision is not None:
+            if handle.control is None:
+                raise UnknownApproval(f"run {ask.run} has no open approval {ask.approval!r}")
+            handle.control.decide(ask.approval, ask.decision)
+        elif ask.steer is not None:
+            if handle.control is None:
+                raise NotStarted(f"run {ask.run} has not started yet; send the message once it runs")
+            handle.control.post(ask.steer)
+        return True
 
     # -- admitting and taking -------------------------------------------------------------------
 
@@ -260,109 +309,6 @@ class ClusterSupervisor(Supervisor):
                 thread=summary.thread if summary is not None else "",
             )
         )
-
-    # -- leases ---------------------------------------------------------------------------------
-
-    async def _lease_loop(self) -> None:
-        period = max(0.1, self._lease / 4)
-        next_sweep = time.monotonic() + self._lease
-        while True:
-            await asyncio.sleep(period)
-            try:
-                async with asyncio.timeout(period):
-                    await self._renew()
-            except (*_REDIS_ERRORS, TimeoutError) as exc:
-                log.warning("leases.renew_failed", error=repr(exc))
-                self._grace_until = time.monotonic() + self._lease
-            try:
-                if not self._redis_bus.healthy:
-                    self._grace_until = time.monotonic() + self._lease
-                    continue
-                if self._closing or time.monotonic() < self._grace_until:
-                    continue
-                for run_id in await self._queue.expired():
-                    if run_id not in self._runs and await self._queue.claim(run_id):
-                        await self._recover(run_id)
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + ORPHAN_SWEEP_SECONDS
-                    await self._sweep_orphans()
-            except _REDIS_ERRORS as exc:
-                log.warning("leases.redis_failed", error=repr(exc))
-                self._grace_until = time.monotonic() + self._lease
-            except Exception:
-                log.exception("leases.failed")
-
-    async def _fence_loop(self) -> None:
-        """On a timer of its own, so a renewal that hangs cannot delay it past the lease."""
-        while True:
-            await asyncio.sleep(max(0.05, self._lease / 8))
-            self._fence_stale()
-
-    def _live(self) -> list[RunHandle]:
-        return [h for h in self._runs.values() if h.task is not None and not h.task.done() and not h.handed_over]
-
-    async def _renew(self) -> None:
-        started = time.monotonic()
-        mine = [h.id for h in self._live()] + [r for r in self._handing if r not in self._runs]
-        lost = set(await self._queue.renew(mine))
-        for run_id in mine:
-            if run_id in lost:
-                if (handle := self._runs.get(run_id)) is not None:
-                    self._stop_here(handle, "lease lost")
-            elif run_id in self._leased_at:
-                self._leased_at[run_id] = started
-        self._queued_now = await self._queue.size()
-
-    def _fence_stale(self) -> None:
-        """Stop every run whose lease may have run out: before anyone else may claim it."""
-        limit = time.monotonic() - FENCE_AFTER * self._lease
-        for handle in self._live():
-            if self._leased_at.get(handle.id, limit) < limit:
-                self._stop_here(handle, "lease lost")
-
-    def _on_fenced(self, run_id: str) -> None:
-        handle = self._runs.get(run_id)
-        if handle is not None and not handle.handed_over:
-            self._stop_here(handle, "position conflict")
-
-    def _stop_here(self, handle: RunHandle, reason: str) -> None:
-        """Stop executing a run another instance may own now: no further event of it from here."""
-        log.error("run.stopped_here", run_id=handle.id, reason=reason)
-        handle.handed_over = True
-        handle.cancel_reason = reason
-        self._redis_bus.fence(handle.id)
-        self._cancel_soon(handle)
-
-    async def _recover(self, run_id: str) -> None:
-        """A run whose owner is gone, now leased to us: queued again to be resumed, or ended."""
-        summary = await self._store.get_run(run_id)
-        if summary is None or summary.status.finished:
-            await self._queue.release(run_id)
-            return
-        log.warning("run.owner_gone", run_id=run_id, status=summary.status.value)
-        agent = self._registry.find(summary.agent)
-        if agent is not None and agent.resumable and not self._closing:
-            await self._requeue_to_resume(run_id, agent.name, summary.model, summary)
-            return
-        self._redis_bus.unfence(run_id)
-        try:
-            await self.take_over(summary)  # ``failed``, ``interrupted``
-            await self._store.flush()
-        finally:
-            self._redis_bus.disown(run_id)
-        await self._queue.release(run_id)
-
-    async def _sweep_orphans(self) -> None:
-        now = time.time()
-        for run in await self._store.unfinished_runs():
-            if run.id in self._runs or now - run.created_at < self._lease:
-                continue
-            if await self._queue.queued(run.id) or await self._queue.owner(run.id) is not None:
-                continue
-            if await self._queue.is_admitting(run.id):
-                continue
-            if await self._queue.claim(run.id):
-                await self._recover(run.id)
 
     # -- cancel and shutdown --------------------------------------------------------------------
 

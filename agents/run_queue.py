@@ -238,6 +238,10 @@ class RunQueue:
     async def is_admitting(self, run_id: str) -> bool:
         return bool(await self._r.exists(self._admitting + run_id))
 
+    async def send(self, message: bytes) -> None:
+        """Publish ``message`` on the deployment's control channel (every instance hears it)."""
+        await self._r.publish(self.control, message)
+
     async def send_cancel(self, run_id: str, by: Actor | None = None) -> None:
         """Ask the run's owner to cancel it: ``cancel <run id>[ <who, JSON>]`` on the control channel."""
         message = b"cancel " + run_id.encode()

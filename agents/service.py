@@ -30,8 +30,9 @@ from runwatch.agents.errors import (
 from runwatch.agents.events import Published, RunStatus, decode
 from runwatch.agents.identity import NOBODY, Principal
 from runwatch.agents.limits import Limiter, MemoryLimiter
+from runwatch.agents.run_handle import RunHandle
 from runwatch.agents.store import RunPage, RunSummary, Store
-from runwatch.agents.supervisor import RunHandle, Supervisor
+from runwatch.agents.supervisor import Supervisor
 
 IfBusy = Literal["reject", "queue", "interrupt"]
 Mode = Literal["interrupt", "queue"]

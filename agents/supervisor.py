@@ -8,11 +8,9 @@ mid-tool, and the task itself publishes the final event: a run can never end wit
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -21,13 +19,10 @@ import structlog
 from runwatch.agents import threads
 from runwatch.agents.agent import Agent, AgentRegistry
 from runwatch.agents.bus import Bus, Fenced
-from runwatch.agents.control import Decision, RunControl, Steer
 from runwatch.agents.errors import (
-    NotStarted,
     QueueFull,
     RunAlreadyFinished,
     ShuttingDown,
-    UnknownApproval,
     UnknownRun,
 )
 from runwatch.agents.events import (
@@ -41,40 +36,18 @@ from runwatch.agents.events import (
     Totals,
     decode,
 )
+from runwatch.agents.human_input import HumanInput
 from runwatch.agents.identity import Actor
 from runwatch.agents.redact import Redactor
 from runwatch.agents.resume import Resumed, rebuild
-from runwatch.agents.runner import LimitExceeded, Runner, RunStats
+from runwatch.agents.run_handle import RunHandle, new_run_id
+from runwatch.agents.runner import LimitExceeded, Runner
 from runwatch.agents.store import RunSummary, Store
 
 log = structlog.get_logger()
 
 
-def new_run_id() -> str:
-    """Time-ordered and unguessable: 11 hex digits of milliseconds, then 10 random ones."""
-    return f"{int(time.time() * 1000):011x}{secrets.token_hex(5)}"
-
-
-@dataclass
-class RunHandle:
-    id: str
-    agent: str
-    model: str
-    task: asyncio.Task[None] | None = None
-    status: RunStatus = RunStatus.QUEUED
-    cancel_requested: bool = False
-    #: Why the run was cancelled when it was not a user's request (shown as the run's error).
-    cancel_reason: str | None = None
-    queued_at: float = field(default_factory=time.monotonic)
-    stats: RunStats = field(default_factory=RunStats)
-    #: Stopped to be continued elsewhere (a drain handing a resumable run over): no ``run.finished``.
-    handed_over: bool = False
-    thread: str = ""
-    #: Its approvals and messages, from when it starts executing here.
-    control: RunControl | None = None
-
-
-class Supervisor:
+class Supervisor(HumanInput):
     def __init__(
         self,
         *,
@@ -298,55 +271,6 @@ class Supervisor:
                         del self._runs[handle.id]
                     await self._ended(handle)
                 log.info("run.finished", status=status, error=error, duration=duration)
-
-    def _control(self, handle: RunHandle) -> RunControl:
-        """The run's approvals and messages, now that it executes here."""
-        control = RunControl(handle.id, self._bus.publish, approval_timeout=self._approval_timeout)
-        control.bind(asyncio.current_task())
-
-        def waiting(now: bool) -> None:
-            if not handle.status.finished:
-                handle.status = RunStatus.WAITING if now else RunStatus.RUNNING
-
-        control.on_waiting = waiting
-        handle.control = control
-        return control
-
-    # -- people in the loop ---------------------------------------------------------------------
-
-    async def decide(self, run_id: str, approval_id: str, decision: Decision) -> Decision:
-        """Decide an open approval of a run executing here; the first decision wins.
-
-        Raises ``UnknownRun``, ``RunAlreadyFinished``, ``UnknownApproval``, ``AlreadyDecided``,
-        ``InvalidArguments``.
-        """
-        handle = await self._executing(run_id)
-        if handle is None or handle.control is None:
-            raise UnknownApproval(f"run {run_id} has no open approval {approval_id!r}")
-        return handle.control.decide(approval_id, decision)
-
-    async def message(self, run_id: str, steer: Steer) -> None:
-        """Give a run executing here a person's message (see ``RunControl.post``).
-
-        Raises ``UnknownRun``, ``RunAlreadyFinished``, ``NotStarted``, ``RateLimited``.
-        """
-        handle = await self._executing(run_id)
-        if handle is None or handle.control is None:
-            raise NotStarted(f"run {run_id} has not started yet; send the message once it runs")
-        handle.control.post(steer)
-
-    async def _executing(self, run_id: str) -> RunHandle | None:
-        """The run's handle if it executes here; None if it is live but not (yet) here. Raises
-        ``UnknownRun`` or ``RunAlreadyFinished``."""
-        handle = self._runs.get(run_id)
-        if handle is not None and not handle.status.finished:
-            return handle
-        summary = await self._store.get_run(run_id)
-        if summary is None:
-            raise UnknownRun(f"no run {run_id!r}")
-        if summary.status.finished:
-            raise RunAlreadyFinished(run_id, summary.status)
-        return None
 
     async def history(self, run_id: str) -> list[Published]:
         """Every stored event of a run, in order."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import json
 
 from tests.identity import make_key
@@ -210,3 +211,26 @@ def test_the_offline_model_asks_for_deploys_one_by_one_or_all_at_once():
     assert first.tool_calls == [("deploy", {"version": "1.1.0"})]
     parallel = [base[0], {"role": "user", "content": json.dumps({"approvals": 2, "parallel": True})}]
     assert [c[1]["version"] for c in plan_reply(parallel, {"deploy"}).tool_calls] == ["1.1.0", "1.2.0"]
+
+
+async def test_a_waiting_run_survives_a_crash_of_its_only_instance(make_server, tmp_path):
+    env = {"RUNWATCH_AGENTS": "tests.agents_resumable"}
+    data = tmp_path / "crashing"
+    srv = make_server(env=env, data_dir=data)
+    w = await srv.watcher()
+    run = await srv.start_run({"tokens": 3, "approvals": 1}, agent="careful")
+    await w.subscribe(run)
+    requested = await w.wait_for(_of(run, "approval.requested"))
+    await w.close()
+    srv.stop(signal.SIGKILL)
+    again = make_server(env=env, data_dir=data)
+    w = await again.watcher()
+    await w.subscribe(run)
+    await w.wait_for(_of(run, "run.resumed"))
+    assert await _status(again, run) == "waiting"
+    r = await _decide(again, run, requested["approval_id"], {"decision": "approve"})
+    assert r.status_code == 200, r.text
+    events = await w.until_finished(run)
+    assert [e["approval_id"] for e in events if e["type"] == "approval.requested"] == [requested["approval_id"]]
+    assert events[-1]["status"] == "succeeded"
+    await w.close()

@@ -154,6 +154,12 @@ export class Live {
         }
         return;
       }
+      case "presence": {
+        // Who watches a run (not an event: no seq, nothing to resume).
+        const sub = this.subs.get(msg.run);
+        if (sub) for (const handler of sub.presenceHandlers) handler(msg);
+        return;
+      }
       case "heartbeat":
       case "pong":
         return;
@@ -205,22 +211,25 @@ export class Live {
   // Follow `run` (a run id, or "*" for the runs feed) from position `after` in `epoch` (optional);
   // `handler` gets each event once, in order. `onReset(resync)` is called when the log's epoch
   // changed or the feed no longer holds our position: reload, then `resume(after, epoch)`.
-  // Returns an unsubscribe function.
-  subscribe(run, after, handler, onError = () => {}, { epoch = null, onReset = null } = {}) {
+  // `onPresence(message)` gets the run's `presence` messages (who watches it). Returns an
+  // unsubscribe function.
+  subscribe(run, after, handler, onError = () => {}, { epoch = null, onReset = null, onPresence = null } = {}) {
     let sub = this.subs.get(run);
     const fresh = !sub;
     if (fresh) {
-      sub = { last: after, epoch, handlers: new Set(), errorHandlers: new Set(), resetHandlers: new Set() };
+      sub = { last: after, epoch, handlers: new Set(), errorHandlers: new Set(), resetHandlers: new Set(), presenceHandlers: new Set() };
       this.subs.set(run, sub);
     }
     sub.handlers.add(handler);
     sub.errorHandlers.add(onError);
     if (onReset) sub.resetHandlers.add(onReset);
+    if (onPresence) sub.presenceHandlers.add(onPresence);
     if (fresh && (this.mode === "live" || this.mode === "sse")) this.sendSubscribe(run, sub);
     return () => {
       sub.handlers.delete(handler);
       sub.errorHandlers.delete(onError);
       if (onReset) sub.resetHandlers.delete(onReset);
+      if (onPresence) sub.presenceHandlers.delete(onPresence);
       if (sub.handlers.size) return;
       this.subs.delete(run);
       if (sub.source) sub.source.close();

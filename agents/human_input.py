@@ -1,0 +1,71 @@
+"""What people do to runs executing on this instance: decide approvals, send messages.
+
+A mixin of ``Supervisor``: each executing run gets a ``RunControl`` (``agents/control.py``) that
+the run's tools and model loop wait on; these methods find it and hand it the person's input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from runwatch.agents.control import Decision, RunControl, Steer
+from runwatch.agents.errors import NotStarted, RunAlreadyFinished, UnknownApproval, UnknownRun
+from runwatch.agents.events import RunStatus
+from runwatch.agents.run_handle import RunHandle
+
+
+class HumanInput:
+    _runs: dict[str, Any]
+    _store: Any
+    _bus: Any
+    _approval_timeout: float
+
+    def _control(self, handle: RunHandle) -> RunControl:
+        """The run's approvals and messages, now that it executes here."""
+        control = RunControl(handle.id, self._bus.publish, approval_timeout=self._approval_timeout)
+        control.bind(asyncio.current_task())
+
+        def waiting(now: bool) -> None:
+            if not handle.status.finished:
+                handle.status = RunStatus.WAITING if now else RunStatus.RUNNING
+
+        control.on_waiting = waiting
+        handle.control = control
+        return control
+
+    # -- people in the loop ---------------------------------------------------------------------
+
+    async def decide(self, run_id: str, approval_id: str, decision: Decision) -> Decision:
+        """Decide an open approval of a run executing here; the first decision wins.
+
+        Raises ``UnknownRun``, ``RunAlreadyFinished``, ``UnknownApproval``, ``AlreadyDecided``,
+        ``InvalidArguments``.
+        """
+        handle = await self._executing(run_id)
+        if handle is None or handle.control is None:
+            raise UnknownApproval(f"run {run_id} has no open approval {approval_id!r}")
+        return handle.control.decide(approval_id, decision)
+
+    async def message(self, run_id: str, steer: Steer) -> None:
+        """Give a run executing here a person's message (see ``RunControl.post``).
+
+        Raises ``UnknownRun``, ``RunAlreadyFinished``, ``NotStarted``, ``RateLimited``.
+        """
+        handle = await self._executing(run_id)
+        if handle is None or handle.control is None:
+            raise NotStarted(f"run {run_id} has not started yet; send the message once it runs")
+        handle.control.post(steer)
+
+    async def _executing(self, run_id: str) -> RunHandle | None:
+        """The run's handle if it executes here; None if it is live but not (yet) here. Raises
+        ``UnknownRun`` or ``RunAlreadyFinished``."""
+        handle = self._runs.get(run_id)
+        if handle is not None and not handle.status.finished:
+            return handle
+        summary = await self._store.get_run(run_id)
+        if summary is None:
+            raise UnknownRun(f"no run {run_id!r}")
+        if summary.status.finished:
+            raise RunAlreadyFinished(run_id, summary.status)
+        return None

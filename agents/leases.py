@@ -1,0 +1,145 @@
+"""Keeping a cluster's run leases: renew ours, stop runs whose lease we may have lost (fence), and
+take over the runs of instances that stopped renewing theirs.
+
+A mixin of ``ClusterSupervisor`` (``agents/cluster.py``), which holds the state it uses: the queue,
+the runs executing here and when each lease was last written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from runwatch.agents.run_handle import RunHandle
+
+log = structlog.get_logger()
+
+#: How often the store is swept for runs that lost both their lease and their place in the queue.
+ORPHAN_SWEEP_SECONDS = 30.0
+#: An owner stops a run itself once its lease has not been renewed for this share of
+#: ``lease_seconds``; leases last 3/4 of it, so it stops before anyone else may claim the run.
+FENCE_AFTER = 0.6
+
+REDIS_ERRORS = (RedisError, OSError)
+_REDIS_ERRORS = REDIS_ERRORS
+
+
+class Leases:
+    _lease: float
+    _queue: Any
+    _redis_bus: Any
+    _runs: dict[str, RunHandle]
+    _leased_at: dict[str, float]
+    _handing: set[str]
+    _grace_until: float
+    _queued_now: int
+    _closing: bool
+    _registry: Any
+    _store: Any
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        period = max(0.1, self._lease / 4)
+        next_sweep = time.monotonic() + self._lease
+        while True:
+            await asyncio.sleep(period)
+            try:
+                async with asyncio.timeout(period):
+                    await self._renew()
+            except (*_REDIS_ERRORS, TimeoutError) as exc:
+                log.warning("leases.renew_failed", error=repr(exc))
+                self._grace_until = time.monotonic() + self._lease
+            try:
+                if not self._redis_bus.healthy:
+                    self._grace_until = time.monotonic() + self._lease
+                    continue
+                if self._closing or time.monotonic() < self._grace_until:
+                    continue
+                for run_id in await self._queue.expired():
+                    if run_id not in self._runs and await self._queue.claim(run_id):
+                        await self._recover(run_id)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + ORPHAN_SWEEP_SECONDS
+                    await self._sweep_orphans()
+            except _REDIS_ERRORS as exc:
+                log.warning("leases.redis_failed", error=repr(exc))
+                self._grace_until = time.monotonic() + self._lease
+            except Exception:
+                log.exception("leases.failed")
+
+    async def _fence_loop(self) -> None:
+        """On a timer of its own, so a renewal that hangs cannot delay it past the lease."""
+        while True:
+            await asyncio.sleep(max(0.05, self._lease / 8))
+            self._fence_stale()
+
+    def _live(self) -> list[RunHandle]:
+        return [h for h in self._runs.values() if h.task is not None and not h.task.done() and not h.handed_over]
+
+    async def _renew(self) -> None:
+        started = time.monotonic()
+        mine = [h.id for h in self._live()] + [r for r in self._handing if r not in self._runs]
+        lost = set(await self._queue.renew(mine))
+        for run_id in mine:
+            if run_id in lost:
+                if (handle := self._runs.get(run_id)) is not None:
+                    self._stop_here(handle, "lease lost")
+            elif run_id in self._leased_at:
+                self._leased_at[run_id] = started
+        self._queued_now = await self._queue.size()
+
+    def _fence_stale(self) -> None:
+        """Stop every run whose lease may have run out: before anyone else may claim it."""
+        limit = time.monotonic() - FENCE_AFTER * self._lease
+        for handle in self._live():
+            if self._leased_at.get(handle.id, limit) < limit:
+                self._stop_here(handle, "lease lost")
+
+    def _on_fenced(self, run_id: str) -> None:
+        handle = self._runs.get(run_id)
+        if handle is not None and not handle.handed_over:
+            self._stop_here(handle, "position conflict")
+
+    def _stop_here(self, handle: RunHandle, reason: str) -> None:
+        """Stop executing a run another instance may own now: no further event of it from here."""
+        log.error("run.stopped_here", run_id=handle.id, reason=reason)
+        handle.handed_over = True
+        handle.cancel_reason = reason
+        self._redis_bus.fence(handle.id)
+        self._cancel_soon(handle)
+
+    async def _recover(self, run_id: str) -> None:
+        """A run whose owner is gone, now leased to us: queued again to be resumed, or ended."""
+        summary = await self._store.get_run(run_id)
+        if summary is None or summary.status.finished:
+            await self._queue.release(run_id)
+            return
+        log.warning("run.owner_gone", run_id=run_id, status=summary.status.value)
+        agent = self._registry.find(summary.agent)
+        if agent is not None and agent.resumable and not self._closing:
+            await self._requeue_to_resume(run_id, agent.name, summary.model, summary)
+            return
+        self._redis_bus.unfence(run_id)
+        try:
+            await self.take_over(summary)  # ``failed``, ``interrupted``
+            await self._store.flush()
+        finally:
+            self._redis_bus.disown(run_id)
+        await self._queue.release(run_id)
+
+    async def _sweep_orphans(self) -> None:
+        now = time.time()
+        for run in await self._store.unfinished_runs():
+            if run.id in self._runs or now - run.created_at < self._lease:
+                continue
+            if await self._queue.queued(run.id) or await self._queue.owner(run.id) is not None:
+                continue
+            if await self._queue.is_admitting(run.id):
+                continue
+            if await self._queue.claim(run.id):
+                await self._recover(run.id)

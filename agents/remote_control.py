@@ -1,0 +1,128 @@
+"""Decisions and messages for a run another instance executes, over the deployment's control channel.
+
+The instance a person talks to publishes ``ask <json>``; every instance hears it, the run's owner
+acts on it exactly as it would on a local request (``RunControl`` decides: the first decision
+wins) and publishes ``answer <json>`` with the outcome, which the asking instance turns back into
+the same error a local request would raise. Pub/sub delivers at most once: no answer within
+``timeout`` (the owner died, or Redis hiccupped) is ``Unavailable`` — the person sends it again,
+and learns ``already_decided`` if it had taken effect after all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import structlog
+
+from runwatch.agents.control import Decision, Steer
+from runwatch.agents.errors import ErrorCode, RunwatchError, Unavailable
+
+log = structlog.get_logger()
+
+#: Seconds to wait for the owner's answer.
+ANSWER_SECONDS = 5.0
+#: Requests waiting for an answer at once, per instance; past that, ``Unavailable`` at once.
+MAX_WAITING = 1_000
+
+
+class Ask(msgspec.Struct, kw_only=True, frozen=True):
+    req: str
+    sender: str
+    run: str
+    approval: str = ""
+    decision: Decision | None = None
+    steer: Steer | None = None
+
+
+class Answer(msgspec.Struct, kw_only=True, frozen=True):
+    req: str
+    to: str
+    #: Empty when it was done; else the ``ErrorCode`` a local request would have raised.
+    code: str = ""
+    message: str = ""
+
+
+#: Acts on an ``Ask`` for a run executing here: True once done, False if the run is not here;
+#: raises the ``RunwatchError`` to answer.
+Serve = Callable[[Ask], bool]
+Publish = Callable[[bytes], Awaitable[object]]
+
+
+class RemoteControl:
+    def __init__(self, *, instance: str, publish: Publish, serve: Serve, timeout: float = ANSWER_SECONDS) -> None:
+        self._instance = instance
+        self._publish = publish
+        self._serve = serve
+        self._timeout = timeout
+        self._waiting: dict[str, asyncio.Future[Answer]] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    async def ask(
+        self, run_id: str, *, approval: str = "", decision: Decision | None = None, steer: Steer | None = None
+    ) -> None:
+        """Have the run's owner decide ``approval`` or take ``steer``; raises what it raised, or
+        ``Unavailable`` if no owner answered in time."""
+        if len(self._waiting) >= MAX_WAITING:
+            raise Unavailable("too many requests wait for other instances right now; try again in a moment")
+        ask = Ask(
+            req=secrets.token_hex(8),
+            sender=self._instance,
+            run=run_id,
+            approval=approval,
+            decision=decision,
+            steer=steer,
+        )
+        answer = self._waiting[ask.req] = asyncio.get_running_loop().create_future()
+        try:
+            await self._publish(b"ask " + msgspec.json.encode(ask))
+            async with asyncio.timeout(self._timeout):
+                reply = await answer
+        except TimeoutError:
+            raise Unavailable(
+                f"the instance executing run {run_id} did not answer within {self._timeout:g} s; try again"
+            ) from None
+        finally:
+            self._waiting.pop(ask.req, None)
+        if reply.code:
+            raise RunwatchError(reply.message, code=ErrorCode(reply.code))
+
+    def on_message(self, message: bytes) -> bool:
+        """Handle a control-channel message if it is an ``ask`` or an ``answer``; False otherwise."""
+        if message.startswith(b"ask "):
+            try:
+                ask = msgspec.json.decode(message[4:], type=Ask)
+            except msgspec.DecodeError:
+                log.warning("control.bad_ask")
+                return True
+            self._on_ask(ask)
+            return True
+        if message.startswith(b"answer "):
+            try:
+                answer = msgspec.json.decode(message[7:], type=Answer)
+            except msgspec.DecodeError:
+                return True
+            waiting = self._waiting.get(answer.req)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(answer)
+            return True
+        return False
+
+    def _on_ask(self, ask: Ask) -> None:
+        try:
+            if not self._serve(ask):
+                return  # not ours
+            answer = Answer(req=ask.req, to=ask.sender)
+        except RunwatchError as exc:
+            answer = Answer(req=ask.req, to=ask.sender, code=exc.code, message=exc.message)
+        task = asyncio.get_running_loop().create_task(self._answer(answer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, answer: Answer) -> None:
+        try:
+            await self._publish(b"answer " + msgspec.json.encode(answer))
+        except Exception as exc:  # the asker times out and says so
+            log.warning("control.answer_failed", error=repr(exc))
