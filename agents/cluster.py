@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.control import Decision, Steer
-from runwatch.agents.errors import NotStarted, QueueFull, ShuttingDown, Unavailable, UnknownApproval
+from runwatch.agents.errors import NotStarted, QueueFull, RunAlreadyFinished, ShuttingDown, Unavailable, UnknownApproval
 from runwatch.agents.events import RunCancelRequested, RunFinished, RunStatus, Totals
 from runwatch.agents.identity import Actor
 from runwatch.agents.leases import REDIS_ERRORS as _REDIS_ERRORS
@@ -37,6 +36,12 @@ from runwatch.agents.supervisor import Supervisor
 
 log = structlog.get_logger()
 
+#: A live run without an owner is looked at this many times, this many seconds apart, before a
+#: decision or message for it is answered ``unavailable`` (it is moving to another instance).
+OWNERLESS_CHECKS = 10
+OWNERLESS_CHECKS_APART = 0.1
+#: Runs that ended here an instance remembers, to answer a decision or message that came late.
+ENDED_MEMORY = 1_000
 #: A cancel for a run not (yet) here is remembered this long, in case its job is being taken now.
 CANCEL_MEMORY_SECONDS = 10.0
 #: The longest a run may take to be admitted (written, then queued) before a sweep may end it.
@@ -62,6 +67,8 @@ class ClusterSupervisor(Leases, Supervisor):
         #: Runs being handed over at a drain: their leases are renewed until they are queued again.
         self._handing: set[str] = set()
         bus.on_fenced.append(self._on_fenced)
+        #: How runs that ended here lately ended (the last ``ENDED_MEMORY``), to answer a late request.
+        self._ended_here: dict[str, RunStatus] = {}
         self._remote = RemoteControl(instance=self.instance, publish=queue.send, serve=self._serve)
 
     @property
@@ -123,24 +130,32 @@ class ClusterSupervisor(Leases, Supervisor):
     async def _elsewhere(self, run_id: str, not_yet: Exception) -> bool:
         """Whether the live run ``run_id`` executes on another instance. Raises ``not_yet`` while it
         waits in the queue, ``Unavailable`` while it moves to another instance, and ``UnknownRun``
-        or ``RunAlreadyFinished`` for a run that is unknown or ended."""
-        await self._executing(run_id)
-        summary = await self._store.get_run(run_id)
-        try:
-            owner = await self._queue.owner(run_id)
-        except _REDIS_ERRORS as exc:
-            raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
-        if owner is None:
+        or ``RunAlreadyFinished`` for a run that is unknown or ended (looked at again for a moment
+        when it has no owner: it may have just ended, its summary not written yet)."""
+        for _ in range(OWNERLESS_CHECKS):
+            await self._executing(run_id)
+            summary = await self._store.get_run(run_id)
+            try:
+                owner = await self._queue.owner(run_id)
+            except _REDIS_ERRORS as exc:
+                raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
+            if owner is not None:
+                return owner != self.instance
             if summary is not None and summary.status is RunStatus.QUEUED:
                 raise not_yet
-            raise Unavailable(f"run {run_id} is moving to another instance; try again in a moment")
-        return owner != self.instance
+            await asyncio.sleep(OWNERLESS_CHECKS_APART)
+        raise Unavailable(f"run {run_id} is moving to another instance; try again in a moment")
 
     def _serve(self, ask: Ask) -> bool:
         """Another instance's request for a run executing here (see ``RemoteControl``)."""
         handle = self._runs.get(ask.run)
-        if handle is None or handle.status.finished or handle.handed_over:
-            return False
+        if handle is None or handle.handed_over:
+            ended = self._ended_here.get(ask.run)
+            if ended is None:
+                return False  # not ours
+            raise RunAlreadyFinished(ask.run, ended)
+        if handle.status.finished:
+            raise RunAlreadyFinished(ask.run, handle.status)
         if ask.decision is not None:
             if handle.control is None:
                 raise UnknownApproval(f"run {ask.run} has no open approval {ask.approval!r}")
@@ -255,24 +270,22 @@ class ClusterSupervisor(Leases, Supervisor):
             self._redis_bus.disown(job.run_id)
             await self._queue.release(job.run_id)
 
-    @contextlib.asynccontextmanager
-    async def _held_slot(self, run_id: str) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            self._held.discard(run_id)
-            self._slots.release()
-
-    def _slot(self, handle: RunHandle | None = None) -> Any:
-        if handle is not None and handle.id in self._held:
-            return self._held_slot(handle.id)
-        return self._slots
+    def _slot(self, handle: RunHandle) -> Any:
+        if handle.id in self._held:  # taken with a slot the take loop acquired for it
+            self._held.discard(handle.id)
+            handle.holds_slot = True
+            return self._holding(handle, acquire=False)
+        return super()._slot(handle)
 
     def _released(self, run_id: str) -> None:
         if self.on_released is not None:
             self.on_released(run_id)
 
     async def _ended(self, handle: RunHandle) -> None:
+        if not handle.handed_over:
+            if len(self._ended_here) >= ENDED_MEMORY:
+                del self._ended_here[next(iter(self._ended_here))]
+            self._ended_here[handle.id] = handle.status
         if self._runs.get(handle.id) is None:  # (not taken here again meanwhile)
             self._leased_at.pop(handle.id, None)
         if handle.handed_over:

@@ -89,6 +89,8 @@ class RunControl:
         self._waiters = 0
         #: Called with True when the run starts waiting for approvals, False when it stops.
         self.on_waiting: Callable[[bool], None] | None = None
+        #: Awaited once nothing is waiting any more, before the run goes on (it takes its slot back).
+        self.go_on: Callable[[], Awaitable[None]] | None = None
         #: True while the model's stream is read (set by the runner): only then does ``interrupt`` cut it.
         self.streaming = False
         self._interrupting = False
@@ -163,6 +165,8 @@ class RunControl:
                 waiting=bool(self._open),
             )
         await self._emit(resolved)
+        if not self._waiters and self.go_on is not None:
+            await self.go_on()
         log.info("approval.resolved", run_id=self.run_id, approval_id=request.approval_id, decision=resolved.decision)
         return resolved
 

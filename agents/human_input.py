@@ -20,6 +20,7 @@ class HumanInput:
     _store: Any
     _bus: Any
     _approval_timeout: float
+    _slots: asyncio.Semaphore
 
     def _control(self, handle: RunHandle) -> RunControl:
         """The run's approvals and messages, now that it executes here."""
@@ -29,8 +30,18 @@ class HumanInput:
         def waiting(now: bool) -> None:
             if not handle.status.finished:
                 handle.status = RunStatus.WAITING if now else RunStatus.RUNNING
+            if now and handle.holds_slot:  # nothing runs while a person decides: lend the slot out
+                handle.holds_slot = False
+                self._slots.release()
+
+        async def go_on() -> None:
+            async with handle.slot_lock:
+                if not handle.holds_slot:
+                    await self._slots.acquire()
+                    handle.holds_slot = True
 
         control.on_waiting = waiting
+        control.go_on = go_on
         handle.control = control
         return control
 

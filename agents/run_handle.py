@@ -34,3 +34,7 @@ class RunHandle:
     thread: str = ""
     #: Its approvals and messages, from when it starts executing here.
     control: RunControl | None = None
+    #: Whether it holds one of the instance's ``max_running`` slots now: a run waiting for a
+    #: person lends its slot out, and takes one again (under ``slot_lock``) to go on.
+    holds_slot: bool = False
+    slot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -8,8 +8,9 @@ mid-tool, and the task itself publishes the final event: a run can never end wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -156,9 +157,22 @@ class Supervisor(HumanInput):
         if handle.task is not None and not handle.task.done():
             handle.task.cancel()
 
-    def _slot(self, handle: RunHandle | None = None) -> AbstractAsyncContextManager[Any]:
-        """Held while a run executes: one of ``max_running`` slots."""
-        return self._slots
+    def _slot(self, handle: RunHandle) -> AbstractAsyncContextManager[Any]:
+        """Held while a run executes: one of ``max_running`` slots (lent out while it waits for a
+        person: see ``HumanInput``)."""
+        return self._holding(handle, acquire=True)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, handle: RunHandle, *, acquire: bool) -> AsyncIterator[None]:
+        if acquire:
+            await self._slots.acquire()
+            handle.holds_slot = True
+        try:
+            yield
+        finally:
+            if handle.holds_slot:
+                handle.holds_slot = False
+                self._slots.release()
 
     async def _ended(self, handle: RunHandle) -> None:
         """Called once a run's task is over (its ``run.finished`` durable, unless handed over)."""

@@ -234,3 +234,18 @@ async def test_a_waiting_run_survives_a_crash_of_its_only_instance(make_server, 
     assert [e["approval_id"] for e in events if e["type"] == "approval.requested"] == [requested["approval_id"]]
     assert events[-1]["status"] == "succeeded"
     await w.close()
+
+
+async def test_a_waiting_run_lends_its_slot_to_other_runs(make_server):
+    server = make_server({"RUNWATCH_MAX_RUNNING": "1"})
+    w, run, [requested] = await _waiting(server, {"tokens": 3, "approvals": 1})
+    other = await server.start_run({"tokens": 3})
+    await w.subscribe(other)
+    assert (await w.until_finished(other))[-1]["status"] == "succeeded"  # ran while the first waited
+    r = await _decide(server, run, requested["approval_id"], {"decision": "approve"})
+    assert r.status_code == 200
+    assert (await w.until_finished(run))[-1]["status"] == "succeeded"
+    async with server.client() as c:
+        health = (await c.get("/api/health")).json()
+    assert health["running"] == 0 and health["queued"] == 0
+    await w.close()
