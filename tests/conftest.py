@@ -198,3 +198,41 @@ def make_server(tmp_path: Path) -> Iterator:
     for srv in started:
         if srv.proc is not None and srv.proc.poll() is None:
             srv.stop()
+
+
+#: The lease of ``cluster`` instances: a dead instance's runs are taken over within it.
+CLUSTER_LEASE = 2.0
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    """``start(n)`` → n started instances on one Redis prefix and one PostgreSQL database."""
+    from tests.services import REDIS, drop_prefix, new_prefix, postgres_database  # (services uses this module)
+
+    servers: list[Server] = []
+    prefix = new_prefix()
+    async with postgres_database() as url:
+        env = {
+            "RUNWATCH_REDIS_URL": REDIS,
+            "RUNWATCH_REDIS_PREFIX": prefix,
+            "RUNWATCH_DATABASE_URL": url,
+            "RUNWATCH_LEASE_SECONDS": str(CLUSTER_LEASE),
+            "RUNWATCH_AGENTS": "tests.agents_resumable",
+        }
+
+        def start(n: int, **extra: str) -> list[Server]:
+            new = []
+            for _ in range(n):
+                name = f"i{len(servers)}"
+                server = Server(tmp_path / name, env | {"RUNWATCH_INSTANCE": name} | extra)
+                servers.append(server)
+                new.append(server)
+            for server in new:
+                server.start()
+            return new
+
+        yield start
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop()
+    drop_prefix(REDIS, prefix)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import json
+import signal
 
 from tests.identity import make_key
 from tests.watcher import Watcher

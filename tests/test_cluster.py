@@ -10,45 +10,10 @@ import signal
 import time
 
 import httpx
-import pytest
 
+from tests.conftest import CLUSTER_LEASE as LEASE
 from tests.conftest import Server
-from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
 from tests.watcher import assert_contiguous, eventually, text_of
-
-LEASE = 2.0
-
-
-@pytest.fixture
-async def cluster(tmp_path):
-    """``start(n)`` → n started instances on one Redis prefix and one PostgreSQL database."""
-    servers: list[Server] = []
-    prefix = new_prefix()
-    async with postgres_database() as url:
-        env = {
-            "RUNWATCH_REDIS_URL": REDIS,
-            "RUNWATCH_REDIS_PREFIX": prefix,
-            "RUNWATCH_DATABASE_URL": url,
-            "RUNWATCH_LEASE_SECONDS": str(LEASE),
-            "RUNWATCH_AGENTS": "tests.agents_resumable",
-        }
-
-        def start(n: int, **extra: str) -> list[Server]:
-            new = []
-            for _ in range(n):
-                name = f"i{len(servers)}"
-                server = Server(tmp_path / name, env | {"RUNWATCH_INSTANCE": name} | extra)
-                servers.append(server)
-                new.append(server)
-            for server in new:
-                server.start()
-            return new
-
-        yield start
-        for server in servers:
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop()
-    drop_prefix(REDIS, prefix)
 
 
 def by_name(servers: list[Server], name: str) -> Server:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import signal
 
-from tests.test_cluster import LEASE, by_name, cluster, started_on  # noqa: F401 -- the fixture
+from tests.conftest import CLUSTER_LEASE as LEASE
+from tests.test_cluster import by_name, started_on
 from tests.watcher import assert_contiguous
 
 
@@ -47,7 +48,7 @@ async def test_a_message_sent_to_another_instance_interrupts_the_owner(cluster):
     reply = await w.request({"type": "message", "run": run, "text": "wrap it up", "mode": "interrupt"})
     assert reply["type"] == "ack", reply
     events = await w.until_finished(run)
-    assert [e["finish_reason"] for e in events if e["type"] == "step.finished"][0] == "interrupted"
+    assert next(e["finish_reason"] for e in events if e["type"] == "step.finished") == "interrupted"
     assert next(e for e in events if e["type"] == "message.received")["text"] == "wrap it up"
     assert events[-1]["status"] == "succeeded"
     await w.close()

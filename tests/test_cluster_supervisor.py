@@ -14,8 +14,8 @@ from runwatch.agents.agent import AgentRegistry
 from runwatch.agents.bus import Fenced
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.cluster import ClusterSupervisor
-from runwatch.agents.leases import FENCE_AFTER
 from runwatch.agents.events import Token
+from runwatch.agents.leases import FENCE_AFTER
 from runwatch.agents.run_queue import Job, RunQueue
 from runwatch.agents.runner import Runner
 from runwatch.agents.store import PostgresStore
