@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("agent", help="agent name, e.g. demo")
     p.add_argument("input", help="the input text, or a JSON scenario for the offline model")
+    p.add_argument("--thread", help="continue this thread (printed by an earlier run) instead of starting one")
     client_options(p, url_help)
     p.set_defaults(func=run_agent)
     p = sub.add_parser(

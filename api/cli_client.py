@@ -55,12 +55,18 @@ def run_agent(args: argparse.Namespace) -> int:
 
     try:
         with _client(args) as client:
-            r = client.post("/api/runs", json={"agent": args.agent, "input": args.input})
+            body = {"agent": args.agent, "input": args.input}
+            if getattr(args, "thread", None):
+                body |= {"thread": args.thread, "if_busy": "queue"}
+            r = client.post("/api/runs", json=body)
             if r.status_code != 202:
                 print(f"runwatch: {_refused(r)}", file=sys.stderr)
                 return 2
             run = r.json()
-            print(f"run {run['id']} ({run['agent']}, model {run['model']}) — Ctrl-C cancels it", file=sys.stderr)
+            print(
+                f"run {run['id']} ({run['agent']}, model {run['model']}, thread {run['thread']}) — Ctrl-C cancels it",
+                file=sys.stderr,
+            )
             status = "failed"
             try:
                 with client.stream("GET", run["stream"]) as stream:
@@ -68,7 +74,7 @@ def run_agent(args: argparse.Namespace) -> int:
                         if not line.startswith("data:"):
                             continue
                         event = json.loads(line[5:])
-                        status = _show(event) or status
+                        status = _show(event, args.url) or status
             except KeyboardInterrupt:
                 client.post(f"/api/runs/{run['id']}/cancel", json={})
                 print("\ncancelled", file=sys.stderr)
@@ -79,15 +85,31 @@ def run_agent(args: argparse.Namespace) -> int:
     return 0 if status == "succeeded" else 1
 
 
-def _show(event: dict[str, Any]) -> str | None:
+def _show(event: dict[str, Any], url: str = "") -> str | None:
     kind = event["type"]
     if kind == "token":
         sys.stdout.write(event["text"])
         sys.stdout.flush()
     elif kind == "tool.started":
         print(f"\n→ {event['tool']}({json.dumps(event['arguments'])})", file=sys.stderr)
+    elif kind == "approval.requested":
+        print(
+            f"\n⏸ {event['tool']}({json.dumps(event['arguments'])}) waits for approval: {event['reason']}\n"
+            f"  approve or deny it in the dashboard ({url}/#/runs/{event['run_id']}) or with\n"
+            f"  POST {url}/api/runs/{event['run_id']}/approvals/{event['approval_id']}",
+            file=sys.stderr,
+        )
+    elif kind == "approval.resolved":
+        who = (event.get("by") or {}).get("name") or "nobody"
+        said = f": {event['message']}" if event.get("message") else ""
+        print(f"  {event['decision']} by {who}{said}", file=sys.stderr)
+    elif kind == "message.received":
+        who = (event.get("by") or {}).get("name") or "someone"
+        print(f"\n» {who} ({event['mode']}): {event['text']}", file=sys.stderr)
     elif kind == "tool.finished":
         outcome = f"error: {event['error']}" if event["error"] else json.dumps(event["result"])[:200]
+        if event.get("denied"):
+            outcome = f"not made: {event['result']}"
         print(f"← {event['tool']} {outcome} ({event['duration']:.2f} s)", file=sys.stderr)
     elif kind == "status":
         print(f"  … {event['message']}", file=sys.stderr)

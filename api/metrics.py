@@ -176,6 +176,15 @@ class Metrics:
         self.tool_calls = Counter(
             "runwatch_tool_calls", "Tool calls, by tool and outcome.", ["tool", "outcome"], registry=r
         )
+        self.approvals = Counter(
+            "runwatch_approvals_resolved",
+            "Tool-call approvals resolved, by decision (approved, denied, expired).",
+            ["decision"],
+            registry=r,
+        )
+        self.messages = Counter(
+            "runwatch_messages_received", "People's messages delivered to runs, by mode.", ["mode"], registry=r
+        )
         self.tool_duration = Histogram(
             "runwatch_tool_duration_seconds",
             "Tool call duration.",
@@ -235,6 +244,10 @@ class Metrics:
                 self.tool_calls.labels(tool, outcome)
         for kind in EVENT_TYPES:
             self.published.labels(kind)
+        for decision in ("approved", "denied", "expired"):
+            self.approvals.labels(decision)
+        for mode in ("interrupt", "queue"):
+            self.messages.labels(mode)
 
     def _agent(self, name: str) -> str:
         return name if name in self._agents else OTHER
@@ -292,6 +305,10 @@ class Metrics:
             )
             self.tool_calls.labels(tool, outcome).inc()
             self.tool_duration.labels(tool).observe(event.duration)
+        elif kind == "approval.resolved":
+            self.approvals.labels(event.decision).inc()
+        elif kind == "message.received":
+            self.messages.labels(event.mode).inc()
         elif kind == "run.queued":
             agent = self._agent(event.agent)
             self._runs[event.run_id] = (agent, self._model(event.model), False)
@@ -391,4 +408,7 @@ class LiveGauges(Collector):
         )
         yield GaugeMetricFamily(
             "runwatch_offline_model_streams", "Offline model responses being streamed now.", rt.offline_streams
+        )
+        yield GaugeMetricFamily(
+            "runwatch_runs_waiting", "Runs executing here that wait for a person's approval now.", rt.supervisor.waiting
         )

@@ -63,3 +63,18 @@ def test_the_readme_agent_example_runs_as_written(tmp_path):
         assert result.returncode == 0 and '"revenue": 1234000' in result.stderr, result.stderr
     finally:
         server.stop()
+
+
+def test_the_readme_approval_script_approves_a_deploy(server, tmp_path):
+    """``approve.py`` from the README's "Humans in the loop", run as written against a server."""
+    readme = (ROOT / "README.md").read_text()
+    script = re.search(r"```python\n(# approve\.py.*?)```", readme, re.DOTALL)
+    assert script, "the README's approve.py example is gone"
+    (tmp_path / "approve.py").write_text(script[1])
+    env = {**os.environ, "RUNWATCH_URL": server.url, "RUNWATCH_TOKEN": server.token}
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "approve.py")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "approving deploy {'version': '2.4.1', 'environment': 'staging'}" in result.stdout, result.stdout
+    assert result.stdout.rstrip().endswith("run succeeded"), result.stdout
