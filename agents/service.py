@@ -146,6 +146,8 @@ class RunService:
         ``InvalidArguments``, ``Unavailable``.
         """
         await self.get(run_id, principal)
+        if decision.message is not None and not decision.message.strip():
+            decision = msgspec.structs.replace(decision, message=None)  # (a blank reason is no reason)
         if decision.message is not None:
             self._check_text(decision.message, "the message", "say why, or leave it out")
         by = None if principal.source == "off" else principal.actor

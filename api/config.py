@@ -61,6 +61,7 @@ ENV: dict[str, tuple[str, str]] = {
     "ws_message_burst": ("RUNWATCH_WS_MESSAGE_BURST", "client messages one connection may send at once"),
     "ws_direct_writes": ("RUNWATCH_WS_DIRECT_WRITES", "auto: frames straight to uvicorn's sockets; off: ASGI only"),
     "heartbeat": ("RUNWATCH_HEARTBEAT", "seconds of silence before a heartbeat; pings use it too"),
+    "presence": ("RUNWATCH_PRESENCE", "on (default): a run's watchers are told who else watches it; off: nobody is"),
     "auth": ("RUNWATCH_AUTH", "on (default): every request needs a principal; off: none do (tests and demos only)"),
     "jwt_secret": ("RUNWATCH_JWT_SECRET", "HS256 secret of the JWTs to accept (env or config file only)"),
     "jwt_jwks": ("RUNWATCH_JWT_JWKS", "URL or file of the JWKS whose RS256/ES256 keys sign the JWTs to accept"),
@@ -145,6 +146,7 @@ class Settings:
     ws_direct_writes: str = "auto"
     heartbeat: float = 15.0
     auth: str = "on"
+    presence: str = "on"
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_jwks: str | None = None
     jwt_issuer: str | None = None
@@ -297,6 +299,8 @@ def load_settings(
     for name in ("drain_seconds", "retention_days", "redis_retain_seconds"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must be 0 or more")
+    if settings.presence not in ("on", "off"):
+        raise ConfigError(f"presence must be on or off, got {settings.presence!r}; check RUNWATCH_PRESENCE")
     if settings.auth not in ("on", "off"):
         raise ConfigError(f"auth must be on or off, got {settings.auth!r}; check RUNWATCH_AUTH")
     if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < 32:

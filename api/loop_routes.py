@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import BodyKwarg
+from litestar.params import Body, BodyKwarg
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from runwatch.agents.control import Decision
@@ -19,6 +19,10 @@ from runwatch.api.http_errors import error_responses
 from runwatch.api.protocol import Presence
 from runwatch.api.runs import AUTH_ERRORS
 from runwatch.api.runtime import Runtime
+
+#: Bodies refuse fields they do not know (a misspelt ``arguments`` must not pass silently): the
+#: schema says so.
+STRICT = Body(schema_extra={"additionalProperties": False})
 
 
 class DecisionBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,7 +80,9 @@ class LoopController(Controller):
         ),
         guards=[requires(Role.OPERATOR)],
     )
-    async def decide(self, run_id: str, approval_id: str, data: DecisionBody, request: Request, rt: Runtime) -> Decided:
+    async def decide(
+        self, run_id: str, approval_id: str, data: Annotated[DecisionBody, STRICT], request: Request, rt: Runtime
+    ) -> Decided:
         approve = data.decision == "approve"
         decision = Decision(
             approve=approve,
@@ -103,7 +109,9 @@ class LoopController(Controller):
         ),
         guards=[requires(Role.OPERATOR)],
     )
-    async def message(self, run_id: str, data: MessageBody, request: Request, rt: Runtime) -> MessageAccepted:
+    async def message(
+        self, run_id: str, data: Annotated[MessageBody, STRICT], request: Request, rt: Runtime
+    ) -> MessageAccepted:
         await rt.service.message(run_id, data.text, data.mode, request.user)
         return MessageAccepted(run_id=run_id)
 

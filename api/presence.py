@@ -3,7 +3,9 @@
 Kept per instance, off the event path: a subscribe or an unsubscribe changes it, a published event
 never reads it, so it adds nothing to the fan-out cost of a token. Changes to one run are told at
 most once per ``DEBOUNCE`` seconds (the latest state), so a crowd joining at once costs one
-message per watcher, not one per pair. A watcher is a principal: two tabs of one person count once.
+message per watcher, not one per pair; a change nobody would see (another socket of a principal
+already watching) is told only to the new socket. A watcher is a principal: two tabs of one
+person count once.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class PresenceBoard:
         #: run id → the connections subscribed to it here, in the order they joined.
         self._runs: dict[str, dict[str, Connection]] = {}
         self._due: set[str] = set()
+        #: run id → the last presence message told, and the connections that have it.
+        self._told: dict[str, tuple[str, set[str]]] = {}
 
     def join(self, run_id: str, conn: Connection) -> None:
         watching = self._runs.setdefault(run_id, {})
@@ -46,6 +50,7 @@ class PresenceBoard:
         if watching is not None and watching.pop(conn.id, None) is not None:
             if not watching:
                 del self._runs[run_id]
+                self._told.pop(run_id, None)
             self._changed(run_id)
 
     def of(self, run_id: str) -> Presence:
@@ -68,5 +73,10 @@ class PresenceBoard:
         if not watching:
             return
         message = encode(self.of(run_id))
-        for conn in watching.values():
-            conn.post(message)
+        last, told = self._told.get(run_id, ("", set()))
+        if message != last:
+            told = set()
+        for conn_id, conn in watching.items():
+            if conn_id not in told:
+                conn.post(message)
+        self._told[run_id] = (message, set(watching))

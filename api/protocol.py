@@ -46,21 +46,21 @@ class Start(ClientMessage, tag="start"):
     agent: str
     input: str = ""
     #: Continue this thread (its earlier runs are the model's context); omitted: a new thread.
-    thread: str | None = None
+    thread: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     #: When the thread has an active run: refuse (``thread_busy``), run after it, or cancel it.
     if_busy: Literal["reject", "queue", "interrupt"] = "reject"
 
 
 class Approve(ClientMessage, tag="approve"):
     run: str
-    approval: str
+    approval: Annotated[str, msgspec.Meta(max_length=64)]
     #: Call the tool with these instead of the model's (checked against the tool's schema).
     arguments: dict[str, Any] | None = None
 
 
 class Deny(ClientMessage, tag="deny"):
     run: str
-    approval: str
+    approval: Annotated[str, msgspec.Meta(max_length=64)]
     #: What the model gets as the tool's result (default: that the user denied the call).
     message: str | None = None
 

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, get, post, route
 from litestar.enums import HttpMethod
 from litestar.openapi import ResponseSpec
-from litestar.params import BodyKwarg, Parameter
+from litestar.params import Body, BodyKwarg, Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
@@ -32,7 +32,7 @@ class StartRun(msgspec.Struct, forbid_unknown_fields=True):
     #: with ``empty_input`` and a sentence saying so, clearer than a regex mismatch.
     input: Annotated[str, BodyKwarg(pattern=r"\S", description="What the agent should do; not blank")]
     #: Continue this thread: the model sees its earlier runs. Omitted: the run starts a new thread.
-    thread: str | None = None
+    thread: Annotated[str | None, BodyKwarg(max_length=64)] = None
     #: When the thread has an active run: ``reject`` (409 ``thread_busy``), ``queue`` (run after
     #: it) or ``interrupt`` (cancel it, then run).
     if_busy: Literal["reject", "queue", "interrupt"] = "reject"
@@ -129,7 +129,12 @@ class RunsController(Controller):
         ),
         guards=[requires(Role.OPERATOR)],
     )
-    async def start_run(self, data: StartRun, request: Request, rt: Runtime) -> RunAccepted:
+    async def start_run(
+        self,
+        data: Annotated[StartRun, Body(schema_extra={"additionalProperties": False})],
+        request: Request,
+        rt: Runtime,
+    ) -> RunAccepted:
         handle = await rt.service.start(data.agent, data.input, request.user, thread=data.thread, if_busy=data.if_busy)
         return RunAccepted(
             id=handle.id,

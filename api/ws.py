@@ -86,7 +86,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     conn.principal = principal
     conn.feed_tenant = principal.scope
     conn.tenant_of = rt.service.tenant_of
-    conn.presence = rt.presence
+    conn.presence = rt.presence if rt.settings.presence == "on" else None
     rt.connections.add(conn)
     rt.metrics.ws_opened.inc()
     opened = time.monotonic()

@@ -72,7 +72,7 @@ LABELS = {
 }
 
 
-PARTS = ["fanout", "idle", "slow", "runs", "broker", "auth"]
+PARTS = ["fanout", "idle", "slow", "runs", "broker", "auth", "presence"]
 
 
 def median_of(results: list[dict], key: str) -> float | None:
@@ -112,19 +112,18 @@ def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dic
 AUTH_RATE = 400
 
 
-def auth(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
-    """Authentication happens at connect, not per frame: the fan-out with it on (every watcher and
-    request with the server's admin key) and off (``RUNWATCH_AUTH=off``), interleaved — on, off,
-    on, off … — so that the machine's drift falls on both alike. The runs are paced (400 tokens/s,
-    as a fast model streams), not at full speed: a full-speed burst coalesces into a number of
-    frames that varies ±30% from one run to the next, and CPU with it, which would drown a 5%
-    difference; paced, every run makes the same frames, for long enough (10 s) that the process CPU
-    clock's 10 ms ticks do not decide it either."""
-    systems = {"on": runwatch_with(25), "off": runwatch_with(25, {"RUNWATCH_AUTH": "off"})}
+def on_off(label: str, off: dict[str, str], watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
+    """The fan-out with a feature on (the defaults) and off (``off``'s settings), interleaved — on,
+    off, on, off … — so that the machine's drift falls on both alike. The runs are paced (400
+    tokens/s, as a fast model streams), not at full speed: a full-speed burst coalesces into a
+    number of frames that varies ±30% from one run to the next, and CPU with it, which would drown a
+    5% difference; paced, every run makes the same frames, for long enough (10 s) that the process
+    CPU clock's 10 ms ticks do not decide it either."""
+    systems = {"on": runwatch_with(25), "off": runwatch_with(25, off)}
     results: dict[str, list[dict]] = {"on": [], "off": []}
     for i in range(repeats):
         for mode, start in systems.items():
-            progress(f"authentication {mode}: {watchers} watchers x {runs} runs x {tokens} tokens ({i + 1}/{repeats})")
+            progress(f"{label} {mode}: {watchers} watchers x {runs} runs x {tokens} tokens ({i + 1}/{repeats})")
             spec = {"protocol": "runwatch", "watchers": watchers, "runs": runs, "tokens": tokens, "rate": AUTH_RATE}
             results[mode].append(with_server(start, spec))
     return {
@@ -136,12 +135,24 @@ def auth(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def auth_report(a: dict[str, Any], p: dict[str, Any]) -> str:
+def auth(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
+    """Authentication happens at connect, not per frame: every watcher and request with the
+    server's admin key, or none (``RUNWATCH_AUTH=off``)."""
+    return on_off("authentication", {"RUNWATCH_AUTH": "off"}, watchers, runs, tokens, repeats)
+
+
+def presence(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
+    """Presence changes on subscribe and unsubscribe, never per event: every watcher of a run told
+    who watches it, or nobody (``RUNWATCH_PRESENCE=off``)."""
+    return on_off("presence", {"RUNWATCH_PRESENCE": "off"}, watchers, runs, tokens, repeats)
+
+
+def on_off_report(title: str, a: dict[str, Any], p: dict[str, Any]) -> str:
     lines = [
-        f"### Authentication on and off: {p['watchers']} watchers x {p['runs']} runs x {p['auth_tokens']} tokens"
+        f"### {title} on and off: {p['watchers']} watchers x {p['runs']} runs x {p['auth_tokens']} tokens"
         f" at {AUTH_RATE}/s, interleaved, median of {p['auth_repeats']}",
         "",
-        "| authentication | CPU µs per delivered token | server CPU s | p99 ms |",
+        f"| {title.lower()} | CPU µs per delivered token | server CPU s | p99 ms |",
         "|---|---:|---:|---:|",
     ]
     for mode in ("on", "off"):
@@ -149,7 +160,7 @@ def auth_report(a: dict[str, Any], p: dict[str, Any]) -> str:
         lines.append(f"| {mode} | {row['cpu_us_per_token']} | {row['server_cpu_s']} | {row['latency_p99_ms']} |")
     lines += [
         "",
-        f"runwatch CPU per token, authentication on / off (target ≤ 1.05): "
+        f"runwatch CPU per token, {title.lower()} on / off (target ≤ 1.05): "
         f"{ratio(a['on']['cpu_us_per_token'], a['off']['cpu_us_per_token'])}",
     ]
     return "\n".join(lines)
@@ -303,6 +314,8 @@ def main() -> None:
         res["broker"] = broker.run_all(params, loadgen, progress)
     if "auth" in parts:
         res["auth"] = auth(params["watchers"], params["runs"], params["auth_tokens"], params["auth_repeats"])
+    if "presence" in parts:
+        res["presence"] = presence(params["watchers"], params["runs"], params["auth_tokens"], params["auth_repeats"])
     if "slow" in parts:
         res["slow"] = slow(params["slow_watchers"], 1, params["slow_tokens"], params["repeats"])
     res["seconds"] = round(time.monotonic() - started, 1)
@@ -315,7 +328,9 @@ def main() -> None:
     if "broker" in res:
         print(broker.report(res["broker"], params))
     if "auth" in res:
-        print(auth_report(res["auth"], params))
+        print(on_off_report("Authentication", res["auth"], params))
+    if "presence" in res:
+        print(on_off_report("Presence", res["presence"], params))
     progress(f"done in {res['seconds']} s; raw results in {args.json}")
 
 

@@ -1,25 +1,32 @@
-// One run, live: header and counters, the answer as Markdown, the timeline, tool cards, messages.
+// One run, live: header and counters, the answer as Markdown, the timeline, tool cards, messages;
+// and the people in its loop: approval cards, a message box, its thread, who is watching.
 //
 // Events only update `state`; one requestAnimationFrame renders whatever changed, so a model
 // streaming thousands of tokens a second costs one render per frame. The answer is rendered
 // incrementally: finished blocks become Markdown once, the open tail is a text node we append to.
 
+import { approvalsPanel } from "./approvals.js";
 import { canOperate } from "./auth.js";
 import { api, clock, h, number, pretty, seconds, truncatedPre } from "./dom.js";
 import { lastBlockBoundary, renderMarkdown } from "./markdown.js";
+import { presenceLine } from "./presence.js";
+import { messageBox } from "./steer.js";
+import { threadPanel } from "./thread.js";
 import { renderTimeline } from "./timeline.js";
 
 // Who did something, from an event's `by` ({id, name} or null).
 const actor = (by) => by?.name || by?.id || "";
 
-// `me`: who is logged in (/api/me); a viewer gets no cancel button.
+const ACTIVE = ["queued", "running", "waiting"];
+
+// `me`: who is logged in (/api/me); a viewer gets no cancel button, decision buttons or message box.
 export function runView(root, live, runId, me = null) {
   const operator = canOperate(me);
   const state = {
     summary: null, status: "loading", agent: "", model: "", input: "", offline: false, error: null,
     queuedAt: null, startedAt: null, finishedAt: null,
     tokensIn: 0, tokensOut: 0, streamedDeltas: 0, steps: new Map(), tools: new Map(), messages: [],
-    cancelling: false, clockOffset: 0, lastSeq: 0, startedBy: "", cancelRequest: null,
+    cancelling: false, clockOffset: 0, lastSeq: 0, startedBy: "", cancelRequest: null, thread: "",
   };
   let pendingText = "";
   let tail = "";
@@ -41,6 +48,10 @@ export function runView(root, live, runId, me = null) {
   const timeline = h("div", { class: "timeline" });
   const tools = h("div", { class: "tools" });
   const messages = h("ul", { class: "messages", "aria-live": "polite" });
+  const approvals = approvalsPanel({ runId, operator, now: () => now() });
+  const steer = messageBox({ runId });
+  const thread = threadPanel({ runId, operator });
+  const watchers = presenceLine(me);
   const dialog = h("dialog", { "aria-labelledby": "cancel-title" },
     h("h2", { id: "cancel-title", text: "Cancel this run?" }),
     h("p", { text: "The model stream is closed and running tools are stopped. This cannot be undone." }),
@@ -52,9 +63,12 @@ export function runView(root, live, runId, me = null) {
   root.replaceChildren(
     h("p", {}, h("a", { href: "#/", text: "← all runs" })),
     h("section", { class: "panel" },
-      h("div", { class: "run-head" }, title, statusEl, meta, h("span", { class: "spacer" }), cancelButton),
-      who, counters, inputEl, errorEl),
+      h("div", { class: "run-head" }, title, statusEl, meta, h("span", { class: "spacer" }), watchers.element, cancelButton),
+      who, approvals.banner, counters, inputEl, errorEl),
+    approvals.section,
     h("section", { class: "panel", "aria-label": "Answer" }, h("h2", { text: "Answer" }), answer),
+    steer.section,
+    thread.section,
     h("section", { class: "panel", "aria-label": "Timeline" }, h("h2", { text: "Timeline" }), timeline),
     h("section", { class: "panel", "aria-label": "Tool calls" }, h("h2", { text: "Tool calls" }), tools),
     h("section", { class: "panel", "aria-label": "Messages" }, h("h2", { text: "Messages" }), messages),
@@ -87,7 +101,9 @@ export function runView(root, live, runId, me = null) {
       case "run.queued":
         Object.assign(state, { agent: event.agent, model: event.model, input: event.input, offline: event.offline, queuedAt: event.ts, status: "queued" });
         state.startedBy = actor(event.by);
+        state.thread = event.thread || state.thread;
         mark("header");
+        mark("loop");
         break;
       case "run.cancel_requested": {
         // Someone (maybe on another page) asked the run to stop; its run.finished follows.
@@ -102,6 +118,26 @@ export function runView(root, live, runId, me = null) {
       case "run.started":
         Object.assign(state, { startedAt: event.ts, status: "running" });
         mark("header");
+        mark("loop");
+        break;
+      case "approval.requested":
+      case "approval.resolved":
+        approvals.apply(event);
+        if (state.finishedAt === null) {
+          if (event.type === "approval.requested") state.status = "waiting";
+          else if (!event.waiting && state.status === "waiting") state.status = "running";
+        }
+        mark("header");
+        mark("timeline");
+        mark("loop");
+        break;
+      case "message.received":
+        // A person's message reached the conversation: it sits between what the model said before
+        // and after it.
+        insertInAnswer(h("div", { class: "said", "data-mode": event.mode },
+          h("span", { class: "said-who", text: `${actor(event.by) || "someone"} said:` }), " ",
+          h("span", { class: "said-text", text: event.text }),
+          h("span", { class: "said-mode", text: event.mode === "interrupt" ? "interrupt" : "after the step" })));
         break;
       case "run.resumed":
         // The instance executing the run stopped; another goes on. An unfinished step runs again.
@@ -124,6 +160,10 @@ export function runView(root, live, runId, me = null) {
       case "step.finished": {
         const step = state.steps.get(event.index) ?? { start: event.ts };
         Object.assign(step, { end: event.ts, finish: event.finish_reason, error: event.finish_reason === "error" ? "error" : null });
+        if (event.finish_reason === "interrupted") {
+          step.note = "interrupted";
+          insertInAnswer(h("div", { class: "marker interrupted", text: "interrupted" }));
+        }
         state.tokensIn += event.usage.input_tokens;
         state.tokensOut += event.usage.output_tokens;
         state.streamedDeltas = 0;
@@ -138,7 +178,7 @@ export function runView(root, live, runId, me = null) {
         break;
       case "tool.finished": {
         const call = state.tools.get(event.call_id);
-        if (call) Object.assign(call, { end: event.ts, result: event.result, error: event.error, duration: event.duration, done: true });
+        if (call) Object.assign(call, { end: event.ts, result: event.result, error: event.error, duration: event.duration, denied: Boolean(event.denied), done: true });
         mark("tools");
         mark("timeline");
         mark("header");
@@ -155,11 +195,24 @@ export function runView(root, live, runId, me = null) {
         Object.assign(state, { status: event.status, error: event.error, finishedAt: event.ts, cancelling: false });
         state.tokensIn = event.totals.input_tokens;
         state.tokensOut = event.totals.output_tokens;
+        approvals.finish();
         mark("header");
         mark("text");
         mark("timeline");
+        mark("loop");
         break;
     }
+  }
+
+  // Close the answer so far (all of it rendered) and put `node` after it, before what comes next.
+  function insertInAnswer(node) {
+    renderText();
+    if (tail) {
+      blocks.insertAdjacentHTML("beforeend", renderMarkdown(tail));
+      tail = "";
+      tailNode.data = "";
+    }
+    blocks.append(node);
   }
 
   const now = () => Date.now() / 1000 + state.clockOffset;
@@ -169,7 +222,7 @@ export function runView(root, live, runId, me = null) {
     statusEl.className = `status ${shown}`;
     statusEl.textContent = state.cancelling ? "cancelling…" : state.status;
     meta.textContent = [state.agent, state.model, state.offline ? "offline model" : null].filter(Boolean).join(" · ");
-    cancelButton.hidden = !operator || !["queued", "running"].includes(state.status);
+    cancelButton.hidden = !operator || !ACTIVE.includes(state.status);
     const byLines = [state.startedBy && `Started by ${state.startedBy}`,
       state.cancelRequest && (state.cancelRequest.by ? `Cancel requested by ${state.cancelRequest.by}` : "Cancel requested")];
     who.textContent = byLines.filter(Boolean).join(" · ");
@@ -218,6 +271,7 @@ export function runView(root, live, runId, me = null) {
         tools.append(call.card);
       }
       const outcome = !call.done ? h("span", { class: "status running", text: "running" })
+        : call.denied ? h("span", { class: "status denied", text: "denied" })
         : call.error ? h("span", { class: "status failed", text: call.error === "cancelled" ? "cancelled" : "error" })
         : h("span", { class: "status succeeded", text: "done" });
       const parts = [
@@ -230,7 +284,7 @@ export function runView(root, live, runId, me = null) {
           call.statuses.slice(-5).map((s) => h("li", { text: s.progress !== null ? `${s.message} (${Math.round(s.progress * 100)}%)` : s.message }))));
       }
       if (call.done) {
-        parts.push(h("div", { class: "label", text: call.error ? "error" : "result" }));
+        parts.push(h("div", { class: "label", text: call.denied ? "not called: the model was told" : call.error ? "error" : "result" }));
         parts.push(call.error ? h("p", { class: "error-text", text: call.error }) : truncatedPre(pretty(call.result)));
       }
       const open = call.card.open;
@@ -242,11 +296,12 @@ export function runView(root, live, runId, me = null) {
   function renderTimelineNow() {
     const spans = [];
     for (const [index, step] of state.steps) {
-      spans.push({ id: `step-${index}`, kind: "step", label: `step ${index + 1} (LLM)`, start: step.start, end: step.end ?? (state.finishedAt ?? null), error: step.error });
+      spans.push({ id: `step-${index}`, kind: "step", label: `step ${index + 1} (LLM)`, start: step.start, end: step.end ?? (state.finishedAt ?? null), error: step.error, note: step.note });
     }
     for (const [callId, call] of state.tools) {
       spans.push({ id: `tool-${callId}`, kind: "tool", label: call.tool, start: call.start, end: call.end ?? (state.finishedAt ?? null), error: call.error });
     }
+    spans.push(...approvals.spans(state.finishedAt));
     spans.sort((a, b) => a.start - b.start);
     renderTimeline(timeline, spans, state.startedAt ?? state.queuedAt, state.finishedAt ?? now());
   }
@@ -255,6 +310,11 @@ export function runView(root, live, runId, me = null) {
     messages.replaceChildren(...(state.messages.length
       ? state.messages.map((m) => h("li", { text: `${clock(m.ts)} — ${m.message}` }))
       : [h("li", { class: "muted", text: "No messages." })]));
+  }
+
+  function renderLoop() {
+    steer.show(operator && ["running", "waiting"].includes(state.status));
+    thread.update({ thread: state.thread, agent: state.agent, done: state.finishedAt !== null });
   }
 
   function render() {
@@ -267,12 +327,14 @@ export function runView(root, live, runId, me = null) {
     if (all || parts.has("tools")) renderTools();
     if (all || parts.has("timeline")) renderTimelineNow();
     if (all || parts.has("messages")) renderMessages();
+    if (all || parts.has("loop")) renderLoop();
   }
 
   const ticker = setInterval(() => {
-    if (state.status === "running" || state.status === "queued") {
+    if (ACTIVE.includes(state.status)) {
       mark("header");
       mark("timeline");
+      approvals.tick();
     }
   }, 250);
 
@@ -280,10 +342,17 @@ export function runView(root, live, runId, me = null) {
     state.error = error.code === "unknown_run" ? `There is no run ${runId}.` : error.message;
     state.status = "failed";
     mark("header");
-  }, { onReset: () => location.reload() }); // the run's log was rebuilt (epoch_changed): start over
+  }, {
+    onReset: () => location.reload(), // the run's log was rebuilt (epoch_changed): start over
+    onPresence: (message) => watchers.update(message),
+  });
   api(`/api/runs/${encodeURIComponent(runId)}`).then((summary) => {
     title.textContent = `Run ${runId}`;
     state.summary = summary;
+    if (!state.thread && summary.thread) {
+      state.thread = summary.thread;
+      mark("loop");
+    }
   }).catch(() => {});
   mark("all");
 

@@ -3,8 +3,20 @@
 import { canOperate } from "./auth.js";
 import { api, clock, h, number, seconds } from "./dom.js";
 
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
-const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+const STATUSES = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"];
+const RANK = { queued: 0, running: 1, waiting: 1, succeeded: 2, failed: 2, cancelled: 2 };
+
+// The status a runs-feed event gives its run: an approval asked makes it wait; the last one
+// resolved (`waiting: false`) makes it run again.
+function statusOf(event) {
+  switch (event.type) {
+    case "run.finished": return event.status;
+    case "run.started": return "running";
+    case "approval.requested": return "waiting";
+    case "approval.resolved": return event.waiting ? "waiting" : "running";
+    default: return "queued";
+  }
+}
 
 function summaryFromEvent(event, row) {
   const run = row ?? { id: event.run_id, input_tokens: 0, output_tokens: 0, tool_calls: 0 };
@@ -12,6 +24,8 @@ function summaryFromEvent(event, row) {
     Object.assign(run, { agent: event.agent, input: event.input, model: event.model, status: "queued", created_at: event.ts });
   } else if (event.type === "run.started") {
     Object.assign(run, { status: "running", started_at: event.ts });
+  } else if (event.type === "approval.requested" || event.type === "approval.resolved") {
+    run.status = statusOf(event);
   } else if (event.type === "run.finished") {
     const t = event.totals;
     Object.assign(run, {
@@ -106,7 +120,7 @@ export function runsView(root, live, params, me = null) {
   function onFeed(event) {
     const known = runs.get(event.run_id);
     if (!known && event.type !== "run.queued") return;
-    if (known && RANK[known.status] > RANK[event.type === "run.finished" ? event.status : event.type === "run.started" ? "running" : "queued"]) return;
+    if (known && RANK[known.status] > RANK[statusOf(event)]) return;
     runs.set(event.run_id, summaryFromEvent(event, known));
     if (!known) order.unshift(event.run_id);
     scheduleRender();
@@ -129,7 +143,7 @@ export function runsView(root, live, params, me = null) {
     if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
   }
   const ticker = setInterval(() => {
-    if (order.some((id) => runs.get(id)?.status === "running")) scheduleRender();
+    if (order.some((id) => ["running", "waiting"].includes(runs.get(id)?.status))) scheduleRender();
   }, 1000);
 
   function setFilter() {
