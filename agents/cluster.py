@@ -112,17 +112,13 @@ class ClusterSupervisor(Leases, Supervisor):
     # -- people in the loop, wherever the run executes --------------------------------------------
 
     async def decide(self, run_id: str, approval_id: str, decision: Decision) -> Decision:
-        if run_id not in self._runs and await self._elsewhere(
-            run_id, UnknownApproval(f"run {run_id} has no open approval {approval_id!r}")
-        ):
+        if run_id not in self._runs and await self._elsewhere(run_id, UnknownApproval.of(run_id, approval_id)):
             await self._remote.ask(run_id, approval=approval_id, decision=decision)
             return decision
         return await super().decide(run_id, approval_id, decision)
 
     async def message(self, run_id: str, steer: Steer) -> None:
-        if run_id not in self._runs and await self._elsewhere(
-            run_id, NotStarted(f"run {run_id} has not started yet; send the message once it runs")
-        ):
+        if run_id not in self._runs and await self._elsewhere(run_id, NotStarted.of(run_id)):
             await self._remote.ask(run_id, steer=steer)
             return
         await super().message(run_id, steer)
@@ -158,11 +154,11 @@ class ClusterSupervisor(Leases, Supervisor):
             raise RunAlreadyFinished(ask.run, handle.status)
         if ask.decision is not None:
             if handle.control is None:
-                raise UnknownApproval(f"run {ask.run} has no open approval {ask.approval!r}")
+                raise UnknownApproval.of(ask.run, ask.approval)
             handle.control.decide(ask.approval, ask.decision)
         elif ask.steer is not None:
             if handle.control is None:
-                raise NotStarted(f"run {ask.run} has not started yet; send the message once it runs")
+                raise NotStarted.of(ask.run)
             handle.control.post(ask.steer)
         return True
 
@@ -269,6 +265,13 @@ class ClusterSupervisor(Leases, Supervisor):
         finally:
             self._redis_bus.disown(job.run_id)
             await self._queue.release(job.run_id)
+
+    def _before_turn(self, handle: RunHandle) -> None:
+        """The take loop acquired a slot for this run: give it back while the run waits for its turn
+        (a slot held there could be the one the run before it needs to go on after an approval)."""
+        if handle.id in self._held:
+            self._held.discard(handle.id)
+            self._slots.release()
 
     def _slot(self, handle: RunHandle) -> Any:
         if handle.id in self._held:  # taken with a slot the take loop acquired for it

@@ -5,8 +5,11 @@ One ``RunControl`` per run, on the instance executing it. Its guarantees:
 * **First decision wins.** ``decide`` checks and resolves in one synchronous step, so of two
   decisions (or a decision and the expiry timer) exactly one takes effect; the others get
   ``AlreadyDecided``. Edited arguments are validated against the tool's schema first.
-* **Waiting is not running.** While any approval is open the run's status is ``waiting`` and its
-  timeout is paused (``deadline``); an approval expires after ``approval_timeout`` as denied.
+* **Waiting is not running.** While any approval is open the run's status is ``waiting``. While
+  every tool call of the step in flight waits for a person (the run is *idle*), its timeout is
+  paused (``deadline``) and its slot is lent out (``lend``); before anything runs again it takes a
+  slot back (``go_on``, awaited) and only then resumes the timeout. An approval expires after
+  ``approval_timeout`` as denied.
 * **Messages keep their order** and are bounded (``MAX_INBOX``, ``MAX_INBOX_BYTES``): past that
   a sender is refused (``RateLimited``), never queued without end. They reach the model at the
   next step boundary; ``interrupt`` cuts the model's stream first (within one event-loop turn of
@@ -26,7 +29,7 @@ from typing import Any, Literal
 import msgspec
 import structlog
 
-from runwatch.agents.errors import AlreadyDecided, InvalidArguments, RateLimited, UnknownApproval
+from runwatch.agents.errors import AlreadyDecided, InvalidArguments, RateLimited, Unavailable, UnknownApproval
 from runwatch.agents.events import ApprovalRequested, ApprovalResolved, MessageReceived
 from runwatch.agents.identity import Actor
 from runwatch.agents.tools import Tool, ToolError
@@ -34,6 +37,8 @@ from runwatch.agents.tools import Tool, ToolError
 log = structlog.get_logger()
 
 Emit = Callable[[Any], Awaitable[Any]]
+#: How a message reaches the model: ``interrupt`` cuts the answer being streamed; ``queue`` waits
+#: for the current step to end.
 Mode = Literal["interrupt", "queue"]
 
 #: Messages one run may hold undelivered, and their bytes; past either a sender is refused.
@@ -86,10 +91,16 @@ class RunControl:
         #: The run's ``asyncio.timeout``: paused while the run waits for a person.
         self.deadline: asyncio.Timeout | None = None
         self._paused: float | None = None
+        #: Approvals open now, and tool calls of the current step not finished (``calls_begin``).
         self._waiters = 0
-        #: Called with True when the run starts waiting for approvals, False when it stops.
+        self._in_flight = 0
+        self._idle = False
+        self._going_on = asyncio.Lock()
+        #: Called with True when the run starts waiting for approvals, False when none is open.
         self.on_waiting: Callable[[bool], None] | None = None
-        #: Awaited once nothing is waiting any more, before the run goes on (it takes its slot back).
+        #: Called when the run becomes idle (nothing but approvals in flight): it lends its slot out.
+        self.lend: Callable[[], None] | None = None
+        #: Awaited before anything runs again after being idle: it takes a slot back.
         self.go_on: Callable[[], Awaitable[None]] | None = None
         #: True while the model's stream is read (set by the runner): only then does ``interrupt`` cut it.
         self.streaming = False
@@ -107,9 +118,7 @@ class RunControl:
     def open_approvals(self) -> list[ApprovalRequested]:
         return [o.request for o in self._open.values() if not o.future.done()]
 
-    async def approval(
-        self, call_id: str, tool: Tool, arguments: Any, reason: str, *, by_policy: bool = True
-    ) -> ApprovalResolved:
+    async def approval(self, call_id: str, tool: Tool, arguments: Any, reason: str) -> ApprovalResolved:
         """Ask for a decision on one tool call (``approval.requested``), wait for it, say what it
         was (``approval.resolved``). A call restored from a run continued elsewhere waits on its
         approval as it was, without asking again (or takes the decision already published)."""
@@ -131,19 +140,30 @@ class RunControl:
         loop = asyncio.get_running_loop()
         opened = _Open(request, tool, loop.create_future())
         self._open[request.approval_id] = opened
-        self._wait_begin()
+        self._waiters += 1
+        if self._waiters == 1 and self.on_waiting is not None:
+            self.on_waiting(True)
+        self._maybe_idle()
         timer = loop.call_later(max(0.0, request.expires_at - time.time()), self._expire, opened)
+        failed = False
         try:
             if restored is None:
                 await self._emit(request)
             log.info("approval.requested", run_id=self.run_id, approval_id=request.approval_id, tool=tool.name)
             decision = await opened.future
+        except Exception:
+            failed = True  # (publishing failed: the call fails, the run goes on, with its slot)
+            raise
         finally:
             timer.cancel()
             del self._open[request.approval_id]
             if opened.future.done():
                 self._remember(request.approval_id, opened)
-            self._wait_end()
+            self._waiters -= 1
+            if self._waiters == 0 and self.on_waiting is not None:
+                self.on_waiting(False)
+            if failed:
+                await self._go_on()
         if decision is None:
             resolved = ApprovalResolved(
                 run_id=self.run_id,
@@ -164,9 +184,10 @@ class RunControl:
                 message=None if decision.approve else (decision.message or "the user denied this call"),
                 waiting=bool(self._open),
             )
-        await self._emit(resolved)
-        if not self._waiters and self.go_on is not None:
-            await self.go_on()
+        try:
+            await self._emit(resolved)
+        finally:
+            await self._go_on()
         log.info("approval.resolved", run_id=self.run_id, approval_id=request.approval_id, decision=resolved.decision)
         return resolved
 
@@ -193,10 +214,12 @@ class RunControl:
     def check(self, approval_id: str, decision: Decision) -> Decision:
         """What ``decide`` would do, without doing it: the decision with its arguments validated."""
         opened = self._open.get(approval_id)
+        if opened is None and any(r.approval_id == approval_id for r, _ in self.restored.values()):
+            raise Unavailable(f"run {self.run_id} is being continued here; send the decision again in a moment")
         if opened is None or opened.future.done():
             if opened is not None or approval_id in self._decided:
                 raise AlreadyDecided(f"approval {approval_id} of run {self.run_id} was already decided")
-            raise UnknownApproval(f"run {self.run_id} has no open approval {approval_id!r}")
+            raise UnknownApproval.of(self.run_id, approval_id)
         if decision.approve and decision.arguments is not msgspec.UNSET:
             if not isinstance(decision.arguments, dict):
                 raise InvalidArguments("arguments must be a JSON object of the tool's parameters")
@@ -206,10 +229,20 @@ class RunControl:
                 raise InvalidArguments(str(exc)) from None
         return decision
 
-    def _wait_begin(self) -> None:
-        self._waiters += 1
-        if self._waiters > 1:
+    def calls_begin(self, count: int) -> None:
+        """A step is about to make ``count`` tool calls (all counted before any may wait)."""
+        self._in_flight += count
+
+    def call_ended(self) -> None:
+        """One of them is over (made, denied or failed)."""
+        self._in_flight -= 1
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        """Nothing but approvals in flight: pause the timeout and lend the slot out."""
+        if self._idle or not self._waiters or self._waiters < self._in_flight:
             return
+        self._idle = True
         deadline = self.deadline
         if deadline is not None and (when := deadline.when()) is not None:
             try:
@@ -217,21 +250,24 @@ class RunControl:
                 self._paused = when - asyncio.get_running_loop().time()
             except RuntimeError:  # it is expiring right now: the run times out as it would have
                 pass
-        if self.on_waiting is not None:
-            self.on_waiting(True)
+        if self.lend is not None:
+            self.lend()
 
-    def _wait_end(self) -> None:
-        self._waiters -= 1
-        if self._waiters > 0:
-            return
-        if self.deadline is not None and self._paused is not None:
-            try:
-                self.deadline.reschedule(asyncio.get_running_loop().time() + self._paused)
-            except RuntimeError:
-                pass
-            self._paused = None
-        if self.on_waiting is not None:
-            self.on_waiting(False)
+    async def _go_on(self) -> None:
+        """Something may run again: take a slot back (waiting for one), then resume the timeout.
+        Under a lock, so that two calls decided at once both go on only once the slot is back."""
+        async with self._going_on:
+            if not self._idle or (self._waiters and self._waiters >= self._in_flight):
+                return
+            if self.go_on is not None:
+                await self.go_on()
+            self._idle = False
+            if self.deadline is not None and self._paused is not None:
+                try:
+                    self.deadline.reschedule(asyncio.get_running_loop().time() + self._paused)
+                except RuntimeError:
+                    pass
+                self._paused = None
 
     # -- messages and interrupts -----------------------------------------------------------------
 
@@ -254,6 +290,11 @@ class RunControl:
     def has_messages(self) -> bool:
         return bool(self._inbox)
 
+    @property
+    def interrupt_waiting(self) -> bool:
+        """A message asking to interrupt is waiting (it came while no stream could be cut)."""
+        return any(steer.mode == "interrupt" for steer in self._inbox)
+
     async def deliver(self) -> list[dict[str, Any]]:
         """The waiting messages as the model's user turns, each published (``message.received``) first."""
         turns = []
@@ -266,6 +307,9 @@ class RunControl:
         return turns
 
     def interrupt(self) -> None:
+        """Cut the model's stream: cancel the run's task, once, and only while ``streaming`` (the
+        runner sets it around the stream, so the cancel lands there and ``interrupted`` takes it
+        back). Otherwise nothing: the message waits for the next step boundary."""
         if self.streaming and not self._interrupting and self._task is not None:
             self._interrupting = True
             self._task.cancel()

@@ -217,6 +217,10 @@ class Unavailable(RunwatchError):
 class UnknownApproval(RunwatchError, LookupError):
     code = ErrorCode.UNKNOWN_APPROVAL
 
+    @classmethod
+    def of(cls, run_id: str, approval_id: str) -> UnknownApproval:
+        return cls(f"run {run_id} has no open approval {approval_id!r}")
+
 
 class UnknownThread(RunwatchError, LookupError):
     code = ErrorCode.UNKNOWN_THREAD
@@ -232,6 +236,10 @@ class InvalidArguments(RunwatchError):
 
 class NotStarted(RunwatchError):
     code = ErrorCode.NOT_STARTED
+
+    @classmethod
+    def of(cls, run_id: str) -> NotStarted:
+        return cls(f"run {run_id} has not started yet; send the message once it runs")
 
 
 class ThreadBusy(RunwatchError):

@@ -30,17 +30,19 @@ class HumanInput:
         def waiting(now: bool) -> None:
             if not handle.status.finished:
                 handle.status = RunStatus.WAITING if now else RunStatus.RUNNING
-            if now and handle.holds_slot:  # nothing runs while a person decides: lend the slot out
+
+        def lend() -> None:  # nothing runs while people decide: another run may use the slot
+            if handle.holds_slot:
                 handle.holds_slot = False
                 self._slots.release()
 
-        async def go_on() -> None:
-            async with handle.slot_lock:
-                if not handle.holds_slot:
-                    await self._slots.acquire()
-                    handle.holds_slot = True
+        async def go_on() -> None:  # (RunControl awaits it under a lock: never twice at once)
+            if not handle.holds_slot:
+                await self._slots.acquire()
+                handle.holds_slot = True
 
         control.on_waiting = waiting
+        control.lend = lend
         control.go_on = go_on
         handle.control = control
         return control
@@ -55,7 +57,7 @@ class HumanInput:
         """
         handle = await self._executing(run_id)
         if handle is None or handle.control is None:
-            raise UnknownApproval(f"run {run_id} has no open approval {approval_id!r}")
+            raise UnknownApproval.of(run_id, approval_id)
         return handle.control.decide(approval_id, decision)
 
     async def message(self, run_id: str, steer: Steer) -> None:
@@ -65,14 +67,16 @@ class HumanInput:
         """
         handle = await self._executing(run_id)
         if handle is None or handle.control is None:
-            raise NotStarted(f"run {run_id} has not started yet; send the message once it runs")
+            raise NotStarted.of(run_id)
         handle.control.post(steer)
 
     async def _executing(self, run_id: str) -> RunHandle | None:
         """The run's handle if it executes here; None if it is live but not (yet) here. Raises
         ``UnknownRun`` or ``RunAlreadyFinished``."""
         handle = self._runs.get(run_id)
-        if handle is not None and not handle.status.finished:
+        if handle is not None:
+            if handle.status.finished:  # (its end may not be stored yet)
+                raise RunAlreadyFinished(run_id, handle.status)
             return handle
         summary = await self._store.get_run(run_id)
         if summary is None:

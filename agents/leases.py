@@ -24,8 +24,8 @@ ORPHAN_SWEEP_SECONDS = 30.0
 #: ``lease_seconds``; leases last 3/4 of it, so it stops before anyone else may claim the run.
 FENCE_AFTER = 0.6
 
+#: What a lost or failing Redis raises.
 REDIS_ERRORS = (RedisError, OSError)
-_REDIS_ERRORS = REDIS_ERRORS
 
 
 class Leases:
@@ -51,7 +51,7 @@ class Leases:
             try:
                 async with asyncio.timeout(period):
                     await self._renew()
-            except (*_REDIS_ERRORS, TimeoutError) as exc:
+            except (*REDIS_ERRORS, TimeoutError) as exc:
                 log.warning("leases.renew_failed", error=repr(exc))
                 self._grace_until = time.monotonic() + self._lease
             try:
@@ -66,7 +66,7 @@ class Leases:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + ORPHAN_SWEEP_SECONDS
                     await self._sweep_orphans()
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("leases.redis_failed", error=repr(exc))
                 self._grace_until = time.monotonic() + self._lease
             except Exception:

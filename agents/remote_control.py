@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 import structlog
+from redis.exceptions import RedisError
 
 from runwatch.agents.control import Decision, Steer
-from runwatch.agents.errors import ErrorCode, RunwatchError, Unavailable
+from runwatch.agents.errors import ErrorCode, RateLimited, RunwatchError, Unavailable
 
 log = structlog.get_logger()
 
@@ -43,6 +44,9 @@ class Answer(msgspec.Struct, kw_only=True, frozen=True):
     #: Empty when it was done; else the ``ErrorCode`` a local request would have raised.
     code: str = ""
     message: str = ""
+    #: A ``RateLimited`` refusal's ``retry_after`` (and ``kind``).
+    retry_after: float | None = None
+    kind: str = ""
 
 
 #: Acts on an ``Ask`` for a run executing here: True once done, False if the run is not here;
@@ -80,12 +84,16 @@ class RemoteControl:
             await self._publish(b"ask " + msgspec.json.encode(ask))
             async with asyncio.timeout(self._timeout):
                 reply = await answer
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"the broker is unreachable ({exc}); try again in a moment") from None
         except TimeoutError:
             raise Unavailable(
                 f"the instance executing run {run_id} did not answer within {self._timeout:g} s; try again"
             ) from None
         finally:
             self._waiting.pop(ask.req, None)
+        if reply.retry_after is not None:
+            raise RateLimited(reply.message, retry_after=reply.retry_after, kind=reply.kind)
         if reply.code:
             raise RunwatchError(reply.message, code=ErrorCode(reply.code))
 
@@ -115,6 +123,15 @@ class RemoteControl:
             if not self._serve(ask):
                 return  # not ours
             answer = Answer(req=ask.req, to=ask.sender)
+        except RateLimited as exc:
+            answer = Answer(
+                req=ask.req,
+                to=ask.sender,
+                code=exc.code,
+                message=exc.message,
+                retry_after=exc.retry_after,
+                kind=exc.kind,
+            )
         except RunwatchError as exc:
             answer = Answer(req=ask.req, to=ask.sender, code=exc.code, message=exc.message)
         task = asyncio.get_running_loop().create_task(self._answer(answer))

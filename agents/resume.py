@@ -86,7 +86,8 @@ def rebuild(history: Sequence[Published]) -> Resumed:
             out.output_tokens += ev.usage.output_tokens
             out.next_step = ev.index + 1
             answer = "".join(text)
-            out.messages.append({"role": "assistant", "content": answer or None})
+            if answer or ev.finish_reason != "interrupted":  # (cut before its first word: nothing said)
+                out.messages.append({"role": "assistant", "content": answer or None})
             out.answer = answer if ev.finish_reason not in ("tool_calls", "interrupted") else None
         elif isinstance(ev, ToolStarted | ApprovalRequested):
             if ev.call_id not in calls:  # (the model's arguments: an approval's come before any edit)

@@ -34,7 +34,6 @@ class RunHandle:
     thread: str = ""
     #: Its approvals and messages, from when it starts executing here.
     control: RunControl | None = None
-    #: Whether it holds one of the instance's ``max_running`` slots now: a run waiting for a
-    #: person lends its slot out, and takes one again (under ``slot_lock``) to go on.
+    #: Whether it holds one of the instance's ``max_running`` slots now: a run waiting for people
+    #: lends its slot out, and takes one again to go on (see ``RunControl``).
     holds_slot: bool = False
-    slot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import openai
 import structlog
 from openai import AsyncOpenAI
@@ -24,9 +23,9 @@ from runwatch.agents import model_stream
 from runwatch.agents.agent import Agent
 from runwatch.agents.coalesce import TokenCoalescer, WindowClock
 from runwatch.agents.control import RunControl
-from runwatch.agents.events import Event, StepFinished, StepStarted, ToolFinished, ToolStarted, Usage
+from runwatch.agents.events import Event, StepFinished, StepStarted, Usage
 from runwatch.agents.resume import Resumed
-from runwatch.agents.tools import Tool, ToolContext, ToolError
+from runwatch.agents.tool_calls import Call, ToolCalls
 
 log = structlog.get_logger()
 
@@ -37,9 +36,6 @@ Emit = Callable[[Event], Awaitable[Any]]
 #: published is visible (``settle``): a model streaming at full speed must not hold back the
 #: delivery of what it has already said, nor run ahead of it.
 TIME_SLICE = 0.002
-
-#: Tool results larger than this (as JSON) are cut in the event; the model still gets all of it.
-MAX_EVENT_RESULT_BYTES = 64 * 1024
 
 
 class LimitExceeded(Exception):
@@ -75,49 +71,8 @@ class RunStats:
     steps: int = 0
 
 
-@dataclass
-class _Call:
-    id: str = ""
-    name: str = ""
-    arguments: str = ""
-
-
-def _encode_result(value: Any, limit: int | None) -> tuple[Any, bytes]:
-    """A tool's return value as JSON builtins and as the JSON the model gets; ``ToolError`` if it
-    cannot be encoded or is over ``limit`` bytes."""
-    try:
-        result = msgspec.to_builtins(value, enc_hook=repr)
-        encoded = msgspec.json.encode(result)
-    except Exception as exc:  # a huge int, a NaN key, a __repr__ that raises: all the model's to know
-        raise ToolError(f"the tool's result cannot be encoded as JSON: {type(exc).__name__}: {exc}") from None
-    if limit is not None and len(encoded) > limit:
-        raise ToolError(
-            f"the tool's result is {len(encoded)} bytes of JSON, over the limit of {limit} bytes "
-            "(setting max_tool_result_bytes, RUNWATCH_MAX_TOOL_RESULT_BYTES)"
-        )
-    return result, encoded
-
-
-def _event_result(result: Any, encoded: bytes) -> Any:
-    if len(encoded) <= MAX_EVENT_RESULT_BYTES:
-        return result
-    return encoded[:MAX_EVENT_RESULT_BYTES].decode(errors="ignore") + f"… [{len(encoded)} bytes in all]"
-
-
-def _error_content(error: str) -> str:
-    return msgspec.json.encode({"error": error}).decode()
-
-
 def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
-
-
-def _leaf(group: BaseExceptionGroup) -> BaseException:
-    """The first exception inside ``group`` that is not itself a group."""
-    first: BaseException = group
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
 
 
 class _Text:
@@ -138,13 +93,6 @@ class _Text:
 
     def __str__(self) -> str:
         return "".join(self._pieces) + "".join(self._parts)
-
-
-def _parse_arguments(raw: str) -> Any:
-    try:
-        return msgspec.json.decode(raw or "{}")
-    except msgspec.DecodeError:
-        return raw
 
 
 _NO_DELTA = model_stream.Delta()
@@ -176,9 +124,8 @@ class Runner:
         settle: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
-        #: Scrubs secrets from a tool's error text before it becomes an event (and reaches the model).
-        self._redact = redact
         self._emit = emit
+        self._tools = ToolCalls(emit, max_tool_result_bytes=max_tool_result_bytes, redact=redact)
         #: Awaited between time slices: the bus's ``settled`` keeps a run streaming at full speed
         #: at most one slice ahead of its watchers; without a bus, one turn of the event loop.
         self._settle = settle or _next_turn
@@ -187,7 +134,6 @@ class Runner:
         self._clock: WindowClock | None = None
         self._slice = time_slice
         self._max_output = max_output_bytes
-        self._max_tool_result = max_tool_result_bytes
 
     async def run(
         self,
@@ -220,21 +166,24 @@ class Runner:
             first = resumed.next_step
             stats.input_tokens, stats.output_tokens = resumed.input_tokens, resumed.output_tokens
             stats.tool_calls, stats.steps = resumed.tool_calls, resumed.steps
-            if control is not None:
+            if control is not None and not control.restored:
                 control.restored = dict(resumed.approvals)
             if resumed.answer is not None and not resumed.pending and not (control and control.has_messages):
                 return resumed.answer
             if resumed.pending:
-                calls = [_Call(c.id, c.name, c.arguments) for c in resumed.pending]
-                messages += await self._tool_messages(run_id, agent, calls, stats, control)
+                calls = [Call(c.id, c.name, c.arguments) for c in resumed.pending]
+                messages += await self._tools.messages(run_id, agent, calls, stats, control)
+        answer: str | None = None  # the last final answer, should a message ask for more with no step left
         for index in range(first, agent.max_steps):
             if control is not None and control.has_messages:
                 messages += await control.deliver()
             text, calls, interrupted = await self._step(run_id, index, agent, model, messages, stats, control)
             if interrupted or not calls:
-                if not interrupted and not (control is not None and control.has_messages):
-                    return text
-                messages.append({"role": "assistant", "content": text or None})
+                answer = None if interrupted else text
+                if answer is not None and not (control is not None and control.has_messages):
+                    return answer
+                if text:  # (an assistant turn with neither text nor tool calls is refused by the API)
+                    messages.append({"role": "assistant", "content": text})
                 continue
             messages.append(
                 {
@@ -246,32 +195,12 @@ class Runner:
                     ],
                 }
             )
-            messages += await self._tool_messages(run_id, agent, calls, stats, control)
+            messages += await self._tools.messages(run_id, agent, calls, stats, control)
+        if answer is not None:
+            # A message came with the final answer of the last step allowed: the answer stands.
+            log.warning("messages.undelivered", run_id=run_id, max_steps=agent.max_steps)
+            return answer
         raise StepLimitReached(f"reached the agent's max_steps ({agent.max_steps}) without a final answer")
-
-    async def _tool_messages(
-        self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats, control: RunControl | None
-    ) -> list[dict[str, Any]]:
-        """Make a step's tool calls; the ``tool`` messages the model gets back, in call order."""
-        results = await self._call_tools(run_id, agent, calls, stats, control)
-        return [{"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)]
-
-    async def _call_tools(
-        self, run_id: str, agent: Agent, calls: list[_Call], stats: RunStats, control: RunControl | None
-    ) -> list[str]:
-        """Run a step's tool calls concurrently; their contents for the model, in call order.
-
-        ``_call_tool`` raises nothing but ``CancelledError``, which a task group does not wrap;
-        should anything else escape, the run reports that exception itself, not the group.
-        """
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._call_tool(run_id, agent, c, stats, control)) for c in calls]
-        except BaseExceptionGroup as failed:
-            if len(failed.exceptions) > 1:
-                log.error("tools.failed", errors=[repr(e) for e in failed.exceptions])
-            raise _leaf(failed) from None
-        return [t.result() for t in tasks]
 
     async def _step(
         self,
@@ -282,7 +211,7 @@ class Runner:
         messages: list[dict[str, Any]],
         stats: RunStats,
         control: RunControl | None = None,
-    ) -> tuple[str, list[_Call], bool]:
+    ) -> tuple[str, list[Call], bool]:
         """One model call: its text, its tool calls, and whether a message interrupted it (then
         the text is what was said so far and the calls are dropped)."""
         await self._emit(StepStarted(run_id=run_id, index=index, model=model))
@@ -292,7 +221,7 @@ class Runner:
         text = _Text()
         size = 0
         limit = self._max_output
-        calls: dict[int, _Call] = {}
+        calls: dict[int, Call] = {}
         usage = Usage()
         finish_reason = "error"
         failure: str | None = None
@@ -305,6 +234,8 @@ class Runner:
         interrupted = False
         if control is not None:
             control.streaming = True  # a message may interrupt the model from here on
+            if control.interrupt_waiting:  # (one came while this step was being announced)
+                control.interrupt()
         try:
             request = self._client.chat.completions.with_streaming_response.create(
                 model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
@@ -334,7 +265,7 @@ class Runner:
                             for tc in delta.tool_calls or ():
                                 if ttft is None:
                                     ttft = round(time.perf_counter() - started, 4)
-                                call = calls.setdefault(tc.index or 0, _Call())
+                                call = calls.setdefault(tc.index or 0, Call())
                                 if tc.id:
                                     call.id = tc.id
                                 if tc.function is not None:
@@ -392,94 +323,3 @@ class Runner:
             f"the model's output in step {index} passed the limit of {self._max_output} bytes "
             "(setting max_output_bytes, RUNWATCH_MAX_OUTPUT_BYTES)"
         )
-
-    async def _call_tool(
-        self, run_id: str, agent: Agent, call: _Call, stats: RunStats, control: RunControl | None = None
-    ) -> str:
-        """Run one tool call and return the tool message content for the model.
-
-        Raises nothing but ``CancelledError``: a failing tool, bad arguments, a result that cannot
-        be encoded or is too large all become an error the model reads.
-        """
-        try:
-            tool = agent.tool(call.name)
-            if tool is not None and (denied := await self._ask_approval(run_id, agent, tool, call, control)):
-                return await self._denied(run_id, call, denied, stats)
-            return await self._run_tool(run_id, agent, call, stats)
-        except Exception as exc:  # publishing failed; the tool's own failures are handled in _run_tool
-            log.exception("tool.publish_failed", tool=call.name, call_id=call.id)
-            return _error_content(f"{type(exc).__name__}: {exc}")
-
-    async def _ask_approval(
-        self, run_id: str, agent: Agent, tool: Tool, call: _Call, control: RunControl | None
-    ) -> str | None:
-        """Wait for a person's decision if this call needs one; None to make the call (with the
-        arguments approved, maybe edited), else what the model gets instead of the result."""
-        try:
-            arguments = tool.decode_arguments(call.arguments)
-        except ToolError:
-            return None  # the call fails on its arguments, as any other would
-        reason = agent.approval_reason(tool, arguments)
-        if reason is None:
-            return None
-        if control is None:
-            return f"{tool.name} needs approval, and nobody can give it to this run"
-        resolved = await control.approval(call.id, tool, _parse_arguments(call.arguments), reason)
-        if resolved.decision != "approved":
-            return resolved.message or "the call was not approved"
-        call.arguments = msgspec.json.encode(resolved.arguments).decode()
-        return None
-
-    async def _denied(self, run_id: str, call: _Call, message: str, stats: RunStats) -> str:
-        """A call a person denied (or let expire): never made; the model gets ``message``."""
-        stats.tool_calls += 1
-        await self._emit(
-            ToolStarted(run_id=run_id, call_id=call.id, tool=call.name, arguments=_parse_arguments(call.arguments))
-        )
-        await self._emit(ToolFinished(run_id=run_id, call_id=call.id, tool=call.name, result=message, denied=True))
-        return msgspec.json.encode(message).decode()
-
-    async def _run_tool(self, run_id: str, agent: Agent, call: _Call, stats: RunStats) -> str:
-        """``tool.started``, the call, ``tool.finished`` — published however the call ends."""
-        stats.tool_calls += 1
-        await self._emit(
-            ToolStarted(run_id=run_id, call_id=call.id, tool=call.name, arguments=_parse_arguments(call.arguments))
-        )
-        started = time.perf_counter()
-        ctx = ToolContext(run_id, call.id, self._emit)
-        result: Any = None
-        encoded = b"null"
-        error: str | None = None
-        try:
-            tool = agent.tool(call.name)
-            if tool is None:
-                raise ToolError(f"unknown tool {call.name!r}; tools: {', '.join(agent.tool_names) or 'none'}")
-            value = await tool.call(tool.decode_arguments(call.arguments), ctx)
-            result, encoded = _encode_result(value, self._max_tool_result)
-        except ToolError as exc:
-            error = self._redact(str(exc))
-        except asyncio.CancelledError:
-            error = "cancelled"
-            raise
-        except Exception as exc:
-            error = self._redact(f"{type(exc).__name__}: {exc}")
-            log.warning("tool.crashed", tool=call.name, call_id=call.id, error=error)
-        finally:
-            try:
-                await ctx.run_cleanups()
-            except Exception as exc:
-                log.warning("tool.cleanup_failed", tool=call.name, call_id=call.id, error=repr(exc))
-            finally:
-                await self._emit(
-                    ToolFinished(
-                        run_id=run_id,
-                        call_id=call.id,
-                        tool=call.name,
-                        result=None if error is not None else _event_result(result, encoded),
-                        duration=round(time.perf_counter() - started, 4),
-                        error=error,
-                    )
-                )
-        if error is not None:
-            return _error_content(error)
-        return encoded.decode()

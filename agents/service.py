@@ -8,21 +8,20 @@ cross-instance routing plug in here, once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import msgspec
 import structlog
 
 from runwatch.agents.bus import LIFECYCLE
 from runwatch.agents.bus.memory import MemoryBus
-from runwatch.agents.control import Decision, Steer
+from runwatch.agents.control import Decision, Mode, Steer
 from runwatch.agents.errors import (
     AfterBeyondHead,
     EmptyInput,
     InputTooLarge,
     RateLimited,
     ResyncReason,
-    RunAlreadyFinished,
+    RunwatchError,
     ThreadBusy,
     UnknownRun,
     UnknownThread,
@@ -33,9 +32,7 @@ from runwatch.agents.limits import Limiter, MemoryLimiter
 from runwatch.agents.run_handle import RunHandle
 from runwatch.agents.store import RunPage, RunSummary, Store
 from runwatch.agents.supervisor import Supervisor
-
-IfBusy = Literal["reject", "queue", "interrupt"]
-Mode = Literal["interrupt", "queue"]
+from runwatch.agents.threads import IfBusy
 
 #: Runs whose tenant the runs feed's filter remembers (``tenant_of``); past this, it starts afresh.
 TENANT_CACHE = 50_000
@@ -98,22 +95,25 @@ class RunService:
         """
         self.supervisor.agent(agent)  # an unknown agent is the first thing to say
         self._check_text(user_input, "input", "say what the agent should do")
-        active = await self._thread_active(thread, principal) if thread is not None else []
+        tenant, active = principal.tenant, []
+        if thread is not None:  # a thread stays its tenant's, whoever continues it (an admin may)
+            tenant = (await self.thread(thread, principal, limit=1))[0].tenant
+            active = await self.store.thread_live(thread)
         if active and if_busy == "reject":
             raise ThreadBusy(
                 f"thread {thread} has an active run ({active[0]}); wait for it, or start with "
                 '"if_busy": "queue" (run after it) or "interrupt" (cancel it)'
             )
-        await self._check_limits(principal)
+        await self._check_limits(principal, tenant)
         by = None if principal.source == "off" else principal.actor
-        handle = await self.supervisor.start(agent, user_input, tenant=principal.tenant, by=by, thread=thread or "")
+        handle = await self.supervisor.start(agent, user_input, tenant=tenant, by=by, thread=thread or "")
         await self.store.flush()
         if if_busy == "interrupt":
             for run_id in active:
                 try:
                     await self.supervisor.cancel(run_id, by)
-                except RunAlreadyFinished:
-                    pass
+                except RunwatchError as exc:  # it ended meanwhile, or cannot be reached: ours waits for it
+                    log.info("thread.interrupt_skipped", run_id=run_id, reason=exc.code)
         return handle
 
     def _check_text(self, text: str, what: str, hint: str) -> None:
@@ -125,15 +125,11 @@ class RunService:
                 f"{what} is {size} bytes; the limit is {self.max_input_bytes} bytes (RUNWATCH_MAX_INPUT_BYTES)"
             )
 
-    async def _thread_active(self, thread: str, principal: Principal) -> list[str]:
-        """The active runs of a thread ``principal`` may continue; ``UnknownThread`` if none such."""
-        runs = await self.thread(thread, principal)
-        return [r.id for r in runs if not r.status.finished]
-
-    async def thread(self, thread: str, principal: Principal = NOBODY) -> list[RunSummary]:
-        """A thread's runs, oldest first; ``UnknownThread`` if there is none of ``principal``'s tenant."""
-        runs = await self.store.thread_runs(thread)
-        if not runs or not principal.sees(runs[0].tenant):
+    async def thread(self, thread: str, principal: Principal = NOBODY, *, limit: int = 100) -> list[RunSummary]:
+        """A thread's last ``limit`` runs, oldest first; ``UnknownThread`` if there is none that
+        ``principal`` may see (the same answer for another tenant's: no existence oracle)."""
+        runs = [r for r in await self.store.thread_runs(thread, limit) if principal.sees(r.tenant)] if thread else []
+        if not runs:
             raise UnknownThread(f"no thread {thread!r}")
         return runs
 
@@ -162,7 +158,7 @@ class RunService:
         by = None if principal.source == "off" else principal.actor
         await self.supervisor.message(run_id, Steer(text=text, mode=mode, by=by))
 
-    async def _check_limits(self, principal: Principal) -> None:
+    async def _check_limits(self, principal: Principal, tenant: str) -> None:
         if principal.source != "off":
             wait = await self.limiter.take_run(principal.id, self.runs_per_minute)
             if wait > 0:
@@ -173,11 +169,11 @@ class RunService:
                     retry_after=wait,
                     kind="runs_per_minute",
                 )
-        active = await self.store.count_active(principal.tenant)
+        active = await self.store.count_active(tenant)
         if active >= self.tenant_max_active:
             self._limited("tenant_active")
             raise RateLimited(
-                f"tenant {principal.tenant!r} has {active} runs queued or running, its limit "
+                f"tenant {tenant!r} has {active} runs queued or running, its limit "
                 f"(RUNWATCH_TENANT_MAX_ACTIVE); wait for some to finish",
                 retry_after=5,
                 kind="tenant_active",

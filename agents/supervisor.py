@@ -1,7 +1,8 @@
 """The supervisor: admits runs, bounds how many run at once and how many wait, cancels, shuts down.
 
 Each run is one asyncio task from admission to its ``run.finished`` event; while queued it waits
-for a slot. Cancelling is cancelling that task, so it works the same queued, mid-stream or
+for the runs before it in its thread to finish, then for a slot (which it lends out while it waits
+for people: see ``agents/control.py``). Cancelling is cancelling that task, so it works the same queued, mid-stream or
 mid-tool, and the task itself publishes the final event: a run can never end without one.
 """
 
@@ -157,6 +158,9 @@ class Supervisor(HumanInput):
         if handle.task is not None and not handle.task.done():
             handle.task.cancel()
 
+    def _before_turn(self, handle: RunHandle) -> None:
+        """Called before a run waits for the earlier runs of its thread (it holds no slot meanwhile)."""
+
     def _slot(self, handle: RunHandle) -> AbstractAsyncContextManager[Any]:
         """Held while a run executes: one of ``max_running`` slots (lent out while it waits for a
         person: see ``HumanInput``)."""
@@ -190,7 +194,10 @@ class Supervisor(HumanInput):
         error: str | None = None
         with structlog.contextvars.bound_contextvars(run_id=handle.id, agent=handle.agent):
             try:
-                if handle.thread != handle.id and resumed is None and not resume:
+                in_thread = bool(handle.thread) and handle.thread != handle.id
+                if in_thread:  # (a run continued elsewhere too: it may have been handed over before its turn)
+                    self._before_turn(handle)
+                    await self._store.flush()  # its own row first: "before this run" is read from it
                     await threads.wait_for_turn(self._store, handle.thread, handle.id)
                 async with self._slot(handle):
                     handle.status = RunStatus.RUNNING
@@ -198,8 +205,10 @@ class Supervisor(HumanInput):
                     control = self._control(handle)
                     if resume and resumed is None:
                         resumed = rebuild(await self.history(handle.id))
+                    if resumed is not None:
+                        control.restored = dict(resumed.approvals)  # decidable as soon as it runs here
                     prior = []
-                    if handle.thread != handle.id:
+                    if in_thread:
                         prior = await threads.context(self._store, self.history, handle.thread, handle.id)
                     if resumed is None:
                         await self._bus.publish(
@@ -301,9 +310,8 @@ class Supervisor(HumanInput):
         history = await self.history(run.id) if agent is not None and agent.resumable else []
         resumed = rebuild(history) if history else None
         if agent is not None and resumed is not None and not resumed.finished and not self._closing:
-            handle = RunHandle(
-                id=run.id, agent=agent.name, model=run.model or agent.model or self._default_model, thread=run.thread
-            )
+            model = run.model or agent.model or self._default_model
+            handle = RunHandle(id=run.id, agent=agent.name, model=model, thread=run.thread or run.id)
             self._runs[handle.id] = handle
             user_input = next((decode(p.data).input for p in history if p.type == "run.queued"), run.input)
             handle.task = asyncio.create_task(self._execute(handle, user_input, resumed), name=f"run-{handle.id}")

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from runwatch.agents.events import Published, decode
 from runwatch.agents.resume import rebuild
-from runwatch.agents.store import RunSummary, Store
+from runwatch.agents.store import Store
 
 #: Earlier runs a thread's run sees (the most recent ones): a long thread must not grow a
 #: model's context, or the work of rebuilding it, without end.
 MAX_THREAD_RUNS = 50
+#: Characters of earlier turns a run's model sees at most (older runs are left out first; the most
+#: recent one always comes, whole).
+MAX_THREAD_CONTEXT_CHARS = 512 * 1024
 #: How often a run waiting for its turn looks whether the runs before it finished.
 TURN_POLL_SECONDS = 0.2
 
 History = Callable[[str], Awaitable[list[Published]]]
+#: What to do when a run is started in a thread whose last run is still active.
+IfBusy = Literal["reject", "queue", "interrupt"]
 
 
 def turns(history: Sequence[Published]) -> list[dict[str, Any]]:
@@ -48,21 +53,25 @@ def turns(history: Sequence[Published]) -> list[dict[str, Any]]:
     return out
 
 
-def earlier(runs: Sequence[RunSummary], run_id: str) -> list[RunSummary]:
-    """The runs of a thread admitted before ``run_id`` (all of them if it is not among them)."""
-    ids = [r.id for r in runs]
-    return list(runs[: ids.index(run_id)]) if run_id in ids else list(runs)
+def _size(turns: list[dict[str, Any]]) -> int:
+    return sum(len(str(t.get("content") or "")) + len(str(t.get("tool_calls") or "")) for t in turns)
 
 
 async def wait_for_turn(store: Store, thread: str, run_id: str) -> None:
     """Return once every run of ``thread`` admitted before ``run_id`` has finished."""
-    while any(not r.status.finished for r in earlier(await store.thread_runs(thread), run_id)):  # noqa: ASYNC110 -- across instances: the store is what tells
+    while await store.thread_live(thread, before=run_id):  # noqa: ASYNC110 -- across instances: the store tells
         await asyncio.sleep(TURN_POLL_SECONDS)
 
 
 async def context(store: Store, history: History, thread: str, run_id: str) -> list[dict[str, Any]]:
-    """The turns of the thread's runs before ``run_id`` (the last ``MAX_THREAD_RUNS``), in order."""
-    out: list[dict[str, Any]] = []
-    for run in earlier(await store.thread_runs(thread, MAX_THREAD_RUNS + 1), run_id)[-MAX_THREAD_RUNS:]:
-        out += turns(await history(run.id))
-    return out
+    """The turns of the thread's runs before ``run_id``, in order: the last ``MAX_THREAD_RUNS``
+    runs, and of those the most recent that fit in ``MAX_THREAD_CONTEXT_CHARS``."""
+    kept: list[list[dict[str, Any]]] = []
+    size = 0
+    for run in reversed(await store.thread_runs(thread, MAX_THREAD_RUNS, before=run_id)):
+        said = turns(await history(run.id))
+        size += _size(said)
+        if size > MAX_THREAD_CONTEXT_CHARS and kept:
+            break
+        kept.append(said)
+    return [turn for said in reversed(kept) for turn in said]

@@ -299,6 +299,11 @@ def load_settings(
     for name in ("drain_seconds", "retention_days", "redis_retain_seconds"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must be 0 or more")
+    if not 0 < settings.approval_timeout < float("inf"):
+        raise ConfigError(
+            f"approval_timeout must be a number of seconds above 0, got {settings.approval_timeout!r};"
+            " check RUNWATCH_APPROVAL_TIMEOUT"
+        )
     if settings.presence not in ("on", "off"):
         raise ConfigError(f"presence must be on or off, got {settings.presence!r}; check RUNWATCH_PRESENCE")
     if settings.auth not in ("on", "off"):

@@ -10,7 +10,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import Body, BodyKwarg
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from runwatch.agents.control import Decision
+from runwatch.agents.control import Decision, Mode
 from runwatch.agents.errors import ErrorCode
 from runwatch.agents.identity import Role
 from runwatch.agents.store import RunSummary
@@ -43,7 +43,7 @@ class Decided(msgspec.Struct):
 class MessageBody(msgspec.Struct, forbid_unknown_fields=True):
     text: Annotated[str, BodyKwarg(pattern=r"\S", description="What to tell the agent; not blank")]
     #: ``interrupt``: cut the answer being streamed; ``queue``: deliver after the current step.
-    mode: Literal["interrupt", "queue"] = "queue"
+    mode: Mode = "queue"
 
 
 class MessageAccepted(msgspec.Struct):
@@ -54,7 +54,7 @@ class MessageAccepted(msgspec.Struct):
 
 class Thread(msgspec.Struct):
     id: str
-    #: Its runs, oldest first (the last 500).
+    #: Its runs, oldest first (the last 100).
     runs: list[RunSummary]
 
 

@@ -6,11 +6,13 @@ same names, and server, docs, tests and dashboard all use them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
+from runwatch.agents.control import Mode
 from runwatch.agents.errors import CloseCode, ErrorCode, ResyncReason, RunwatchError
+from runwatch.agents.threads import IfBusy
 
 __all__ = ["CloseCode", "ErrorCode", "ResyncReason"]
 
@@ -48,7 +50,7 @@ class Start(ClientMessage, tag="start"):
     #: Continue this thread (its earlier runs are the model's context); omitted: a new thread.
     thread: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     #: When the thread has an active run: refuse (``thread_busy``), run after it, or cancel it.
-    if_busy: Literal["reject", "queue", "interrupt"] = "reject"
+    if_busy: IfBusy = "reject"
 
 
 class Approve(ClientMessage, tag="approve"):
@@ -70,7 +72,7 @@ class SendMessage(ClientMessage, tag="message"):
 
     run: str
     text: str
-    mode: Literal["interrupt", "queue"] = "queue"
+    mode: Mode = "queue"
 
 
 class Ping(ClientMessage, tag="ping"):

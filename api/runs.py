@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post, route
@@ -16,6 +16,7 @@ from runwatch.agents.errors import ErrorCode
 from runwatch.agents.events import RunStatus
 from runwatch.agents.identity import Role
 from runwatch.agents.store import RunPage, RunSummary
+from runwatch.agents.threads import IfBusy
 from runwatch.api import __version__
 from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import error_responses
@@ -32,10 +33,10 @@ class StartRun(msgspec.Struct, forbid_unknown_fields=True):
     #: with ``empty_input`` and a sentence saying so, clearer than a regex mismatch.
     input: Annotated[str, BodyKwarg(pattern=r"\S", description="What the agent should do; not blank")]
     #: Continue this thread: the model sees its earlier runs. Omitted: the run starts a new thread.
-    thread: Annotated[str | None, BodyKwarg(max_length=64)] = None
+    thread: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     #: When the thread has an active run: ``reject`` (409 ``thread_busy``), ``queue`` (run after
     #: it) or ``interrupt`` (cancel it, then run).
-    if_busy: Literal["reject", "queue", "interrupt"] = "reject"
+    if_busy: IfBusy = "reject"
 
 
 class RunAccepted(msgspec.Struct):

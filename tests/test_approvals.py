@@ -249,3 +249,24 @@ async def test_a_waiting_run_lends_its_slot_to_other_runs(make_server):
         health = (await c.get("/api/health")).json()
     assert health["running"] == 0 and health["queued"] == 0
     await w.close()
+
+
+async def test_an_approved_call_runs_only_once_its_run_has_a_slot_again(make_server):
+    server = make_server({"RUNWATCH_MAX_RUNNING": "1"})
+    w, run, requested = await _waiting(server, {"tokens": 3, "approvals": 2, "parallel": True})
+    hog = await server.start_run({"tokens": 100_000, "rate": 50})  # takes the slot the waiting run lent
+    await w.subscribe(hog)
+    await w.wait_for(_of(hog, "token"))
+    first = requested[0]
+    assert (await _decide(server, run, first["approval_id"], {"decision": "approve"})).status_code == 200
+    await w.wait_for(lambda m: _of(run, "approval.resolved")(m) and m["approval_id"] == first["approval_id"])
+    await w.send({"type": "ping", "id": "after-decision"})  # a round trip: the deploy would have started
+    await w.wait_for(lambda m: m.get("type") == "pong" and m.get("id") == "after-decision")
+    assert not [e for e in w.events(run) if e["type"] == "tool.started"]  # no slot yet: it waits
+    async with server.client() as c:
+        await c.post(f"/api/runs/{hog}/cancel", json={})
+    started = await w.wait_for(_of(run, "tool.started"))
+    assert started["call_id"] == first["call_id"]
+    await _decide(server, run, requested[1]["approval_id"], {"decision": "deny"})
+    assert (await w.until_finished(run))[-1]["status"] == "succeeded"
+    await w.close()

@@ -112,3 +112,17 @@ async def test_a_viewer_may_not_send_messages(server):
     events = await w.until_finished(run)
     assert "message.received" not in [e["type"] for e in events]
     await w.close()
+
+
+async def test_an_interrupt_before_the_first_token_goes_on_with_the_message(server):
+    w = await server.watcher()
+    run = await server.start_run({"tokens": 5, "ttft": 30})
+    await w.subscribe(run)
+    await w.wait_for(_of(run, "step.started"))
+    assert (await _message(server, run, "never mind", "interrupt")).status_code == 202
+    events = await w.until_finished(run)
+    first = next(e for e in events if e["type"] == "step.finished")
+    assert first["finish_reason"] == "interrupted" and _answer_of_step(events, 0) == ""
+    assert _answer_of_step(events, 1) == 'You said: "never mind"'
+    assert events[-1]["status"] == "succeeded", events[-1]
+    await w.close()

@@ -129,3 +129,16 @@ async def test_the_websocket_start_continues_a_thread(server):
     events = await w.until_finished(second["run"])
     assert "kumquat" in _answer(events)
     await w.close()
+
+
+async def test_an_admin_continuing_a_tenants_thread_starts_the_run_in_that_tenant(server):
+    acme = await make_key(server, "acme-threads", "operator", "acme-operator")
+    first = await _start(server, {"tokens": 1}, token=acme)
+    thread = first.json()["thread"]
+    second = await _start(server, "one more thing", thread, "queue")  # the local admin, of tenant default
+    assert second.status_code == 202, second.text
+    async with server.client(acme) as c:
+        mine = await c.get(f"/api/runs/{second.json()['id']}")
+        assert mine.status_code == 200 and mine.json()["tenant"] == "acme-threads"
+        listed = (await c.get(f"/api/threads/{thread}")).json()
+    assert [r["id"] for r in listed["runs"]] == [first.json()["id"], second.json()["id"]]

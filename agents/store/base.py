@@ -81,8 +81,14 @@ class Store(Journal, Protocol):
         """How many of ``tenant``'s runs are queued, running or waiting (for its quota)."""
         ...
 
-    async def thread_runs(self, thread: str, limit: int = 500) -> list[RunSummary]:
-        """The last ``limit`` runs of a thread, oldest first (none: no such thread)."""
+    async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:
+        """The last ``limit`` runs of a thread (admitted before run ``before``, if given), oldest
+        first; none: no such thread."""
+        ...
+
+    async def thread_live(self, thread: str, before: str | None = None) -> list[str]:
+        """The ids of a thread's runs that have not finished (admitted before run ``before``, if
+        given), oldest first: a cheap query, polled while a run waits for its turn."""
         ...
 
     async def unfinished_runs(self) -> list[RunSummary]:

@@ -303,14 +303,25 @@ class PostgresStore(WriteBuffer):
     async def count_active(self, tenant: str) -> int:
         return await self.pool.fetchval(f"SELECT count(*) FROM runs WHERE tenant = $1 AND status IN {LIVE}", tenant)
 
-    async def thread_runs(self, thread: str, limit: int = 500) -> list[RunSummary]:
+    async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:
+        where, args = "thread = $1", [thread]
+        if before is not None:
+            args.append(before)
+            where += f" AND num < (SELECT num FROM runs WHERE id = ${len(args)})"
+        args.append(limit)
         rows = await self.pool.fetch(
-            f"SELECT * FROM (SELECT {_RUN_COLUMNS}, num FROM runs WHERE thread = $1 ORDER BY num DESC LIMIT $2) t"
-            " ORDER BY num",
-            thread,
-            limit,
+            f"SELECT * FROM (SELECT {_RUN_COLUMNS}, num FROM runs WHERE {where} ORDER BY num DESC"
+            f" LIMIT ${len(args)}) t ORDER BY num",
+            *args,
         )
         return [row_to_summary(tuple(r)) for r in rows]
+
+    async def thread_live(self, thread: str, before: str | None = None) -> list[str]:
+        where, args = f"thread = $1 AND status IN {LIVE}", [thread]
+        if before is not None:
+            args.append(before)
+            where += f" AND num < (SELECT num FROM runs WHERE id = ${len(args)})"
+        return [r[0] for r in await self.pool.fetch(f"SELECT id FROM runs WHERE {where} ORDER BY num", *args)]
 
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:
         """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""

@@ -311,14 +311,25 @@ class SQLiteStore(WriteBuffer):
         )
         return rows[0][0]
 
-    async def thread_runs(self, thread: str, limit: int = 500) -> list[RunSummary]:
+    async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:
+        where, args = "thread = ?", [thread]
+        if before is not None:
+            where += " AND num < (SELECT num FROM runs WHERE id = ?)"
+            args.append(before)
         rows = await self._read_call(
             self._select_many,
-            f"SELECT * FROM (SELECT {RUN_COLUMNS}, num FROM runs WHERE thread = ? ORDER BY num DESC LIMIT ?)"
-            " ORDER BY num",
-            [thread, limit],
+            f"SELECT * FROM (SELECT {RUN_COLUMNS}, num FROM runs WHERE {where} ORDER BY num DESC LIMIT ?) ORDER BY num",
+            [*args, limit],
         )
         return [row_to_summary(r) for r in rows]
+
+    async def thread_live(self, thread: str, before: str | None = None) -> list[str]:
+        where, args = f"thread = ? AND status IN {LIVE}", [thread]
+        if before is not None:
+            where += " AND num < (SELECT num FROM runs WHERE id = ?)"
+            args.append(before)
+        rows = await self._read_call(self._select_many, f"SELECT id FROM runs WHERE {where} ORDER BY num", args)
+        return [r[0] for r in rows]
 
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:
         """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""
