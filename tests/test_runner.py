@@ -13,6 +13,8 @@ from runwatch.agents.agent import Agent
 from runwatch.agents.events import Token
 from runwatch.agents.runner import Runner, RunStats
 
+TOKENS = 20_000
+
 
 async def test_a_full_speed_stream_lets_the_event_loop_run_between_time_slices(server):
     """Tokens already buffered are parsed in slices, so fan-out and timers are not held back by a fast model.
@@ -40,14 +42,16 @@ async def test_a_full_speed_stream_lets_the_event_loop_run_between_time_slices(s
     probing = asyncio.create_task(probe())
     gc.disable()  # a collection of the test process's own heap is not the runner's doing
     try:
-        scenario = json.dumps({"tokens": 6000, "rate": 0})
+        # Long enough for 100 turns of the loop even when a busy machine hands the stream over in
+        # larger reads (about 2,000 turns on an idle one).
+        scenario = json.dumps({"tokens": TOKENS, "rate": 0})
         await runner.run("run-slices", Agent(name="fast", instructions="."), scenario, "runwatch-offline", RunStats())
     finally:
         gc.enable()
         running = False
         await probing
         await client.close()
-    assert sum(t.deltas for t in tokens) == 6000
+    assert sum(t.deltas for t in tokens) == TOKENS
     assert len(gaps) > 100
     # Unsliced, one 64 KiB read of the stream holds the loop for about 25 ms here; sliced, about 5.
     assert max(gaps) < 0.012, f"the loop was held for {max(gaps) * 1000:.1f} ms of CPU at a time"

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openai import AsyncOpenAI
 
 from runwatch.agents.agent import Agent
 from runwatch.agents.demo import file_tools, wait
-from runwatch.agents.runner import Runner, RunStats
+from runwatch.agents.runner import RunStats
+from runwatch.agents.tool_calls import Call, ToolCalls
 from runwatch.agents.tools import ToolError
 from tests.conftest import Server
 from tests.watcher import text_of
@@ -85,20 +85,19 @@ async def test_every_tool_started_gets_its_tool_finished_when_the_result_cannot_
     assert len(started) == 2 and finished == started
 
 
-async def test_an_exception_escaping_a_tool_call_is_reported_as_itself_not_as_a_task_group(server):
-    class Leaky(Runner):
+async def test_an_exception_escaping_a_tool_call_is_reported_as_itself_not_as_a_task_group():
+    class Leaky(ToolCalls):
         async def _call_tool(self, *args: object) -> str:
             raise RuntimeError("disk on fire")
 
     async def emit(event: object) -> None:
         pass
 
-    async with AsyncOpenAI(base_url=server.url + "/v1", api_key="offline", max_retries=0) as client:
-        runner = Leaky(client, emit)
-        agent = Agent(name="leaky", instructions=".", tools=[wait])
-        scenario = json.dumps({"tokens": 1, "tool_calls": 2, "parallel": True})
-        with pytest.raises(RuntimeError, match=r"^disk on fire$"):
-            await runner.run("run-leaky", agent, scenario, "runwatch-offline", RunStats())
+    calls = Leaky(emit, max_tool_result_bytes=None)
+    agent = Agent(name="leaky", instructions=".", tools=[wait])
+    made = [Call("c1", "wait", '{"seconds": 0}'), Call("c2", "wait", '{"seconds": 0}')]  # two at once
+    with pytest.raises(RuntimeError, match=r"^disk on fire$"):
+        await calls.messages("run-leaky", agent, made, RunStats(), None)
 
 
 @pytest.fixture(scope="module")

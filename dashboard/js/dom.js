@@ -97,3 +97,17 @@ export async function api(path, { authRedirect = true, headers = {}, ...options 
   }
   return body;
 }
+
+// Send a form's text with its submit button, or Ctrl/Cmd+Enter in its text area.
+export function onSend(form, text, submit) {
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    submit();
+  });
+  text.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      submit();
+    }
+  });
+}

@@ -2,7 +2,7 @@
 // its current step (POST /api/runs/{id}/messages). The message shows in the answer once the model
 // gets it (`message.received`), for everyone watching.
 
-import { api, h } from "./dom.js";
+import { api, h, onSend } from "./dom.js";
 
 export function messageBox({ runId }) {
   const text = h("textarea", { id: "message-text", rows: 2, placeholder: "Tell the agent something… (Ctrl+Enter sends)" });
@@ -37,16 +37,7 @@ export function messageBox({ runId }) {
     }
   }
 
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    submit();
-  });
-  text.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
-      e.preventDefault();
-      submit();
-    }
-  });
+  onSend(form, text, submit);
 
   return {
     section,

@@ -2,7 +2,7 @@
 // answer (GET /api/threads/{id}, then the end of each other run's events), and on a finished run a
 // "Continue" box that starts the next run of the thread and opens it.
 
-import { api, h } from "./dom.js";
+import { api, h, onSend } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -117,16 +117,7 @@ export function threadPanel({ runId, operator }) {
     }
   }
 
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    submit();
-  });
-  text.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
-      e.preventDefault();
-      submit();
-    }
-  });
+  onSend(form, text, submit);
 
   return {
     section,
