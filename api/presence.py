@@ -1,16 +1,22 @@
 """Presence: who is watching each run, told to its watchers as they come and go.
 
 Kept per instance, off the event path: a subscribe or an unsubscribe changes it, a published event
-never reads it, so it adds nothing to the fan-out cost of a token. Changes to one run are told at
-most once per ``DEBOUNCE`` seconds (the latest state), so a crowd joining at once costs one
-message per watcher, not one per pair; a change nobody would see (another socket of a principal
-already watching) is told only to the new socket. A watcher is a principal: two tabs of one
-person count once.
+never reads it, so it adds nothing to the fan-out cost of a token. What it costs, stated:
+
+* a watcher who subscribes is told who watches at once, in the frame of its ``ack`` (no frame of
+  its own);
+* the others are told only when the set of principals changes (two tabs of one person count once:
+  another socket of someone already watching changes nothing), at most once per ``DEBOUNCE``
+  seconds per run, with the latest state — a crowd joining at once costs one message per watcher,
+  not one per pair;
+* joining and leaving are O(1); a message names at most ``MAX_SHOWN`` principals.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from runwatch.api.protocol import Presence, Watcher, encode
@@ -31,36 +37,61 @@ def watcher_of(conn: Connection) -> Watcher:
     return Watcher(id=principal.id, name=principal.name)
 
 
+@dataclass
+class _Room:
+    """One run's watchers here: its sockets, and its principals (in the order they came) with how
+    many sockets each has on the run."""
+
+    sockets: dict[str, tuple[Connection, str]] = field(default_factory=dict)  # conn id → (conn, principal id)
+    principals: dict[str, tuple[Watcher, int]] = field(default_factory=dict)
+    #: The presence message as it stands, encoded once (None: to encode again).
+    message: str | None = None
+
+
 class PresenceBoard:
     def __init__(self) -> None:
-        #: run id → the connections subscribed to it here, in the order they joined.
-        self._runs: dict[str, dict[str, Connection]] = {}
+        self._rooms: dict[str, _Room] = {}
         self._due: set[str] = set()
-        #: run id → the last presence message told, and the connections that have it.
-        self._told: dict[str, tuple[str, set[str]]] = {}
 
     def join(self, run_id: str, conn: Connection) -> None:
-        watching = self._runs.setdefault(run_id, {})
-        if conn.id not in watching:
-            watching[conn.id] = conn
+        room = self._rooms.setdefault(run_id, _Room())
+        if conn.id in room.sockets:
+            return
+        watcher = watcher_of(conn)
+        room.sockets[conn.id] = (conn, watcher.id)
+        known = room.principals.get(watcher.id)
+        room.principals[watcher.id] = (watcher, 1 if known is None else known[1] + 1)
+        if known is None:
+            room.message = None
             self._changed(run_id)
+        conn.post(self._message(run_id, room))  # (posted just after its ack: the same frame)
 
     def leave(self, run_id: str, conn: Connection) -> None:
-        watching = self._runs.get(run_id)
-        if watching is not None and watching.pop(conn.id, None) is not None:
-            if not watching:
-                del self._runs[run_id]
-                self._told.pop(run_id, None)
-            self._changed(run_id)
+        room = self._rooms.get(run_id)
+        if room is None or (gone := room.sockets.pop(conn.id, None)) is None:
+            return
+        watcher, sockets = room.principals[gone[1]]
+        if sockets > 1:
+            room.principals[gone[1]] = (watcher, sockets - 1)
+            return
+        del room.principals[gone[1]]
+        if not room.sockets:
+            del self._rooms[run_id]
+            return
+        room.message = None
+        self._changed(run_id)
 
     def of(self, run_id: str) -> Presence:
         """Who watches ``run_id`` now."""
-        unique: dict[str, Watcher] = {}
-        for conn in self._runs.get(run_id, {}).values():
-            w = watcher_of(conn)
-            unique.setdefault(w.id, w)
-        watchers = list(unique.values())
-        return Presence(run=run_id, watchers=watchers[:MAX_SHOWN], count=len(watchers))
+        room = self._rooms.get(run_id)
+        principals = room.principals if room is not None else {}
+        shown = [w for w, _ in itertools.islice(principals.values(), MAX_SHOWN)]
+        return Presence(run=run_id, watchers=shown, count=len(principals))
+
+    def _message(self, run_id: str, room: _Room) -> str:
+        if room.message is None:
+            room.message = encode(self.of(run_id))
+        return room.message
 
     def _changed(self, run_id: str) -> None:
         if run_id not in self._due:
@@ -69,14 +100,9 @@ class PresenceBoard:
 
     def _announce(self, run_id: str) -> None:
         self._due.discard(run_id)
-        watching = self._runs.get(run_id)
-        if not watching:
+        room = self._rooms.get(run_id)
+        if room is None:
             return
-        message = encode(self.of(run_id))
-        last, told = self._told.get(run_id, ("", set()))
-        if message != last:
-            told = set()
-        for conn_id, conn in watching.items():
-            if conn_id not in told:
-                conn.post(message)
-        self._told[run_id] = (message, set(watching))
+        message = self._message(run_id, room)
+        for conn, _ in room.sockets.values():
+            conn.post(message)
