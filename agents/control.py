@@ -114,10 +114,6 @@ class RunControl:
 
     # -- approvals -------------------------------------------------------------------------------
 
-    @property
-    def open_approvals(self) -> list[ApprovalRequested]:
-        return [o.request for o in self._open.values() if not o.future.done()]
-
     async def approval(self, call_id: str, tool: Tool, arguments: Any, reason: str) -> ApprovalResolved:
         """Ask for a decision on one tool call (``approval.requested``), wait for it, say what it
         was (``approval.resolved``). A call restored from a run continued elsewhere waits on its
