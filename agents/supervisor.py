@@ -384,9 +384,16 @@ class Supervisor(HumanInput):
                 log.error("supervisor.runs_did_not_stop", runs=len(pending), timeout=timeout)
 
     def _stop_rest(self) -> None:
-        """Cancel every run still going, as ``cancelled`` with the reason that the server shut down."""
+        """Stop every run still going: a resumable agent's is left to this instance, restarted
+        (no ``run.finished``: ``recover`` continues it, approvals it waits on still open); any
+        other ends ``cancelled`` with the reason that the server shut down."""
         for handle in self._runs.values():
             if handle.task is not None and not handle.task.done():
-                handle.cancel_requested = True
-                handle.cancel_reason = "the server shut down"
+                agent = self._registry.find(handle.agent)
+                if agent is not None and agent.resumable and handle.status is not RunStatus.QUEUED:
+                    handle.handed_over = True
+                    handle.cancel_reason = "handed over"
+                else:
+                    handle.cancel_requested = True
+                    handle.cancel_reason = "the server shut down"
                 self._cancel_soon(handle)

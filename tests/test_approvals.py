@@ -6,6 +6,8 @@ import asyncio
 import json
 import signal
 
+import pytest
+
 from tests.identity import make_key
 from tests.watcher import Watcher
 
@@ -213,16 +215,17 @@ def test_the_offline_model_asks_for_deploys_one_by_one_or_all_at_once():
     assert [c[1]["version"] for c in plan_reply(parallel, {"deploy"}).tool_calls] == ["1.1.0", "1.2.0"]
 
 
-async def test_a_waiting_run_survives_a_crash_of_its_only_instance(make_server, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["crash", "restart"])
+async def test_a_waiting_run_survives_a_crash_or_restart_of_its_only_instance(make_server, tmp_path, stop):
     env = {"RUNWATCH_AGENTS": "tests.agents_resumable"}
-    data = tmp_path / "crashing"
+    data = tmp_path / "stopping"
     srv = make_server(env=env, data_dir=data)
     w = await srv.watcher()
     run = await srv.start_run({"tokens": 3, "approvals": 1}, agent="careful")
     await w.subscribe(run)
     requested = await w.wait_for(_of(run, "approval.requested"))
     await w.close()
-    srv.stop(signal.SIGKILL)
+    srv.stop(stop)
     again = make_server(env=env, data_dir=data)
     w = await again.watcher()
     await w.subscribe(run)
