@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,8 +48,10 @@ def test_every_alert_says_what_and_how_bad():
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
     dashboard = json.loads((OPS / "grafana" / "dashboards" / "runwatch.json").read_text())
     datasource = yaml.safe_load((OPS / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
-    uid = datasource["datasources"][0]["uid"]
-    assert all(t["datasource"]["uid"] == uid for p in dashboard["panels"] for t in p["targets"])
+    # The dashboard names no datasource: its ``datasource`` variable takes the default one, provisioned here.
+    provisioned = datasource["datasources"][0]
+    assert provisioned["type"] == "prometheus" and provisioned["isDefault"]
+    assert {v["name"]: v["query"] for v in dashboard["templating"]["list"]}["datasource"] == "prometheus"
     provider = yaml.safe_load((OPS / "grafana" / "provisioning" / "dashboards" / "runwatch.yml").read_text())
     compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
@@ -56,6 +59,29 @@ def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
     assert {"runwatch-1", "runwatch-2", "proxy", "redis", "postgres", "prometheus", "grafana"} <= set(
         compose["services"]
     )
+
+
+def test_the_grafana_dashboard_can_be_imported_by_hand_and_filtered():
+    dashboard = json.loads((OPS / "grafana" / "dashboards" / "runwatch.json").read_text())
+    assert [i["pluginId"] for i in dashboard["__inputs"] if i["type"] == "datasource"] == ["prometheus"]
+    assert '"uid": "prometheus"' not in json.dumps(dashboard)  # no datasource hard-coded anywhere
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    for name in ("instance", "agent", "model"):
+        variable = variables[name]
+        assert variable["type"] == "query" and variable["includeAll"] and variable["multi"], name
+        assert variable["datasource"]["uid"] == "${datasource}" and f", {name})" in variable["definition"]
+    labelled = {"agent": ("runwatch_runs_", "runwatch_run_duration"), "model": ("runwatch_llm_",)}
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert target["datasource"]["uid"] == "${datasource}" and 'instance=~"$instance"' in expr, expr
+            for label, prefixes in labelled.items():
+                metrics = re.findall(r"(runwatch_\w+)\{([^}]*)\}", expr)
+                for metric, matchers in metrics:
+                    if metric.startswith(prefixes) and metric != "runwatch_runs_waiting":
+                        assert f'{label}=~"${label}"' in matchers, expr
 
 
 def test_the_compose_replicas_share_redis_and_postgres_behind_the_proxy():

@@ -148,9 +148,28 @@ async def loaded(stack):
     return prom
 
 
+#: What Grafana puts for the dashboard's variables (each one on "All").
+_VARIABLES = {"$__rate_interval": "1m", "$instance": ".*", "$agent": ".*", "$model": ".*"}
+
+
+def _dashboard() -> dict:
+    return json.loads((OPS / "grafana" / "dashboards" / "runwatch.json").read_text())
+
+
 def _dashboard_expressions() -> list[str]:
-    dashboard = json.loads((OPS / "grafana" / "dashboards" / "runwatch.json").read_text())
-    return [t["expr"].replace("$__rate_interval", "1m") for p in dashboard["panels"] for t in p["targets"]]
+    exprs = [t["expr"] for p in _dashboard()["panels"] for t in p["targets"]]
+    for name, value in _VARIABLES.items():
+        exprs = [e.replace(name, value) for e in exprs]
+    return exprs
+
+
+def _variable_queries() -> list[tuple[str, str]]:
+    """``label_values(metric, label)`` of each query variable, as (metric, label)."""
+    found = [
+        re.fullmatch(r"label_values\((\w+), (\w+)\)", v.get("definition", ""))
+        for v in _dashboard()["templating"]["list"]
+    ]
+    return [(m[1], m[2]) for m in found if m]
 
 
 def _alert_expressions() -> list[str]:
@@ -161,6 +180,11 @@ def _alert_expressions() -> list[str]:
 @pytest.mark.parametrize("expr", _dashboard_expressions())
 async def test_every_dashboard_query_returns_data(loaded, expr):
     assert await loaded.query(expr), f"no data for dashboard query {expr}"
+
+
+@pytest.mark.parametrize(("metric", "label"), _variable_queries())
+async def test_every_dashboard_variable_lists_values(loaded, metric, label):
+    assert await loaded.query(f"count by ({label}) ({metric})"), f"no {label} values in {metric}"
 
 
 @pytest.mark.parametrize("expr", _alert_expressions())
