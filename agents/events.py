@@ -116,6 +116,8 @@ class StepFinished(Event, tag="step.finished"):
     duration: float = 0.0
     #: When the model call failed: connection, timeout, rate_limited, client_error, server_error, other.
     error_type: str | None = None
+    #: What the call cost in USD, from the price table (``RUNWATCH_PRICES``); null: the model is unpriced.
+    cost: float | None = None
 
 
 class ApprovalRequested(Event, tag="approval.requested"):
@@ -167,6 +169,8 @@ class Totals(msgspec.Struct, kw_only=True):
     tool_calls: int = 0
     steps: int = 0
     duration: float = 0.0
+    #: USD of all its steps; null when its model is unpriced.
+    cost: float | None = None
 
 
 class RunFinished(Event, tag="run.finished"):

@@ -51,6 +51,8 @@ class Resumed:
     output_tokens: int = 0
     tool_calls: int = 0
     steps: int = 0
+    #: USD of its finished steps (None: none priced).
+    cost: float | None = None
     finished: bool = False
     #: Approvals of the calls still to be made, by call id: the request, and its decision if any.
     approvals: dict[str, tuple[ApprovalRequested, ApprovalResolved | None]] = field(default_factory=dict)
@@ -84,6 +86,8 @@ def rebuild(history: Sequence[Published]) -> Resumed:
             out.steps += 1
             out.input_tokens += ev.usage.input_tokens
             out.output_tokens += ev.usage.output_tokens
+            if ev.cost is not None:
+                out.cost = round((out.cost or 0.0) + ev.cost, 8)
             out.next_step = ev.index + 1
             answer = "".join(text)
             if answer or ev.finish_reason != "interrupted":  # (cut before its first word: nothing said)

@@ -24,6 +24,7 @@ from runwatch.agents.agent import Agent
 from runwatch.agents.coalesce import TokenCoalescer, WindowClock
 from runwatch.agents.control import RunControl
 from runwatch.agents.events import Event, StepFinished, StepStarted, Usage
+from runwatch.agents.prices import PriceTable
 from runwatch.agents.resume import Resumed
 from runwatch.agents.tool_calls import Call, ToolCalls
 
@@ -69,6 +70,12 @@ class RunStats:
     output_tokens: int = 0
     tool_calls: int = 0
     steps: int = 0
+    #: USD so far; None while no step was priced.
+    cost: float | None = None
+
+    def add_cost(self, cost: float | None) -> None:
+        if cost is not None:
+            self.cost = round((self.cost or 0.0) + cost, 8)
 
 
 def _utf8_size(text: str) -> int:
@@ -122,8 +129,11 @@ class Runner:
         max_tool_result_bytes: int | None = None,
         redact: Callable[[str], str] = str,
         settle: Callable[[str], Awaitable[None]] | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self._client = client
+        #: What each step costs (``StepFinished.cost``).
+        self._prices = prices or PriceTable()
         self._emit = emit
         self._tools = ToolCalls(emit, max_tool_result_bytes=max_tool_result_bytes, redact=redact)
         #: Awaited between time slices: the bus's ``settled`` keeps a run streaming at full speed
@@ -166,6 +176,7 @@ class Runner:
             first = resumed.next_step
             stats.input_tokens, stats.output_tokens = resumed.input_tokens, resumed.output_tokens
             stats.tool_calls, stats.steps = resumed.tool_calls, resumed.steps
+            stats.cost = resumed.cost
             if control is not None and not control.restored:
                 control.restored = dict(resumed.approvals)
             if resumed.answer is not None and not resumed.pending and not (control and control.has_messages):
@@ -300,6 +311,8 @@ class Runner:
                 log.warning("tokens.flush_failed", run_id=run_id, error=repr(exc))
             stats.input_tokens += usage.input_tokens
             stats.output_tokens += usage.output_tokens
+            cost = self._prices.cost(model, usage)
+            stats.add_cost(cost)
             await self._emit(
                 StepFinished(
                     run_id=run_id,
@@ -309,6 +322,7 @@ class Runner:
                     ttft=ttft,
                     duration=round(time.perf_counter() - started, 4),
                     error_type=failure,
+                    cost=cost,
                 )
             )
         if interrupted:

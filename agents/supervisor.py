@@ -282,6 +282,7 @@ class Supervisor(HumanInput):
                             tool_calls=stats.tool_calls,
                             steps=stats.steps,
                             duration=duration,
+                            cost=stats.cost,
                         ),
                     )
                 )
@@ -328,6 +329,7 @@ class Supervisor(HumanInput):
                     tool_calls=run.tool_calls,
                     steps=run.steps,
                     duration=round(max(0.0, time.time() - since), 3),
+                    cost=run.cost,
                 ),
             )
         )

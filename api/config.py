@@ -6,12 +6,15 @@ and ``Settings.__repr__`` never shows them.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from runwatch.agents.prices import PriceError, parse_prices
 
 #: field name → (environment variable, help text). The README's configuration table mirrors this.
 ENV: dict[str, tuple[str, str]] = {
@@ -42,6 +45,10 @@ ENV: dict[str, tuple[str, str]] = {
     "max_running": ("RUNWATCH_MAX_RUNNING", "runs executing at once"),
     "max_queued": ("RUNWATCH_MAX_QUEUED", "runs waiting for a slot before new ones get 429"),
     "run_timeout": ("RUNWATCH_RUN_TIMEOUT", "seconds a run may take (agents may set their own)"),
+    "prices": (
+        "RUNWATCH_PRICES",
+        'model prices, USD per million tokens, over the defaults: {"my-model": {"input": 0.5, "output": 1.5}}',
+    ),
     "approval_timeout": (
         "RUNWATCH_APPROVAL_TIMEOUT",
         "seconds a tool call waits for approval before it is denied (waiting is not run time)",
@@ -125,6 +132,7 @@ class Settings:
     max_queued: int = 100
     run_timeout: float = 600.0
     approval_timeout: float = 3600.0
+    prices: str = ""
     log_capacity: int = 10_000
     bus_memory_mb: float = 256.0
     #: 256 KiB ≈ 64k tokens: more than a task prompt needs; the input travels in ``run.queued`` to
@@ -271,6 +279,8 @@ def load_settings(
             raise ConfigError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        if isinstance(data.get("prices"), dict):  # a [prices] table in the config file
+            data["prices"] = json.dumps(data["prices"])
         unknown = set(data) - set(ENV)
         if unknown:
             raise ConfigError(f"config file {path}: unknown settings {', '.join(sorted(unknown))}")
@@ -299,6 +309,10 @@ def load_settings(
     for name in ("drain_seconds", "retention_days", "redis_retain_seconds"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must be 0 or more")
+    try:
+        parse_prices(settings.prices)
+    except PriceError as exc:
+        raise ConfigError(f"{exc}; check RUNWATCH_PRICES") from None
     if not 0 < settings.approval_timeout < float("inf"):
         raise ConfigError(
             f"approval_timeout must be a number of seconds above 0, got {settings.approval_timeout!r};"

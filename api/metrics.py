@@ -176,6 +176,12 @@ class Metrics:
         self.tool_calls = Counter(
             "runwatch_tool_calls", "Tool calls, by tool and outcome.", ["tool", "outcome"], registry=r
         )
+        self.cost = Counter(
+            "runwatch_llm_cost_usd",
+            "What model calls cost, in USD, by model (priced models only: see RUNWATCH_PRICES).",
+            ["model"],
+            registry=r,
+        )
         self.approvals = Counter(
             "runwatch_approvals_resolved",
             "Tool-call approvals resolved, by decision (approved, denied, expired).",
@@ -231,6 +237,7 @@ class Metrics:
             for status in RUN_STATUSES:
                 self.runs_finished.labels(agent, status)
         for model in self._models:
+            self.cost.labels(model)
             self.ttft.labels(model)
             self.output_rate.labels(model)
             self.llm_duration.labels(model)
@@ -284,6 +291,8 @@ class Metrics:
             self.tokens.labels(model, "input").inc(event.usage.input_tokens)
             self.tokens.labels(model, "output").inc(max(0, event.usage.output_tokens - streamed))
             self.llm_duration.labels(model).observe(event.duration)
+            if event.cost:
+                self.cost.labels(model).inc(event.cost)
             if event.ttft is not None:
                 self.ttft.labels(model).observe(event.ttft)
                 streaming = event.duration - event.ttft

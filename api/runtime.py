@@ -22,6 +22,7 @@ from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.cluster import ClusterSupervisor
 from runwatch.agents.demo import demo_agent
 from runwatch.agents.limits import Limiter, MemoryLimiter, RedisLimiter
+from runwatch.agents.prices import PriceTable, parse_prices
 from runwatch.agents.redact import Redactor
 from runwatch.agents.retention import Retention
 from runwatch.agents.run_queue import RunQueue
@@ -147,6 +148,7 @@ class Runtime:
             max_tool_result_bytes=settings.max_tool_result_bytes,
             redact=Redactor(settings.secrets),
             settle=self.bus.settled,
+            prices=PriceTable(parse_prices(settings.prices)),
         )
         supervising: dict[str, Any] = {
             "bus": self.bus,

@@ -35,6 +35,7 @@ EXPECTED = {
     "runwatch_run_duration_seconds": {"agent"},
     "runwatch_run_queue_wait_seconds": {"agent"},
     "runwatch_llm_tokens": {"model", "type"},
+    "runwatch_llm_cost_usd": {"model"},
     "runwatch_llm_time_to_first_token_seconds": {"model"},
     "runwatch_llm_output_tokens_per_second": {"model"},
     "runwatch_llm_request_duration_seconds": {"model"},

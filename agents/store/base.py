@@ -31,6 +31,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     last_seq: int = 0
     #: The conversation the run belongs to (``GET /api/threads/{thread}``).
     thread: str = ""
+    #: USD of its steps so far (the price table's); null while none was priced.
+    cost: float | None = None
 
 
 class RunPage(msgspec.Struct, kw_only=True):

@@ -84,6 +84,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX runs_live ON runs (tenant) WHERE status IN ('queued', 'running', 'waiting');
         """,
     ),
+    (4, "the cost of runs", "ALTER TABLE runs ADD COLUMN cost DOUBLE PRECISION;"),
 ]
 
 

@@ -29,7 +29,7 @@ MAX_POSITION = 2**63 - 1
 
 _RUN_COLUMNS = (
     "id, agent, tenant, input, model, offline, status, error, created_at, started_at, finished_at,"
-    " input_tokens, output_tokens, tool_calls, steps, thread,"
+    " input_tokens, output_tokens, tool_calls, steps, thread, cost,"
     " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
 )
 _INSERT = (
@@ -234,17 +234,21 @@ class PostgresStore(WriteBuffer):
                         p.run_id,
                     )
                 elif p.type == "step.finished":
-                    c = counts.setdefault(p.run_id, [0, 0, 0, 0])
+                    c = counts.setdefault(p.run_id, [0, 0, 0, 0, 0.0, False])
                     c[0] += ev.usage.input_tokens
                     c[1] += ev.usage.output_tokens
                     c[3] += 1
+                    if ev.cost is not None:
+                        c[4] += ev.cost
+                        c[5] = True
                 elif p.type == "tool.finished":
-                    counts.setdefault(p.run_id, [0, 0, 0, 0])[2] += 1
+                    counts.setdefault(p.run_id, [0, 0, 0, 0, 0.0, False])[2] += 1
             if counts:
                 await conn.executemany(
                     "UPDATE runs SET input_tokens = input_tokens + $1, output_tokens = output_tokens + $2,"
-                    " tool_calls = tool_calls + $3, steps = steps + $4 WHERE id = $5",
-                    [(*c, run_id) for run_id, c in counts.items()],
+                    " tool_calls = tool_calls + $3, steps = steps + $4,"
+                    " cost = CASE WHEN $5 THEN COALESCE(cost, 0) + $6 ELSE cost END WHERE id = $7",
+                    [(*c[:4], c[5], c[4], run_id) for run_id, c in counts.items()],
                 )
             return conflicts
 

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS runs (
     steps INTEGER NOT NULL DEFAULT 0,
     -- unused: a run's last seq is read from events (kept so older databases open unchanged)
     last_seq INTEGER NOT NULL DEFAULT 0,
-    thread TEXT NOT NULL DEFAULT ''
+    thread TEXT NOT NULL DEFAULT '',
+    cost REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, num);
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, num);
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 RUN_COLUMNS = (
     "id, agent, tenant, input, model, offline, status, error, created_at, started_at, finished_at,"
-    " input_tokens, output_tokens, tool_calls, steps, thread,"
+    " input_tokens, output_tokens, tool_calls, steps, thread, cost,"
     # Read from the events, not kept in the row: updating a run's row for every committed batch of
     # its tokens cost the writer a second statement (and page) per batch and run.
     " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
@@ -70,7 +71,8 @@ def row_to_summary(row: tuple) -> RunSummary:
         tool_calls=row[13],
         steps=row[14],
         thread=row[15],
-        last_seq=row[16],
+        cost=row[16],
+        last_seq=row[17],
     )
 
 
@@ -78,7 +80,18 @@ def row_to_summary(row: tuple) -> RunSummary:
 LIVE = "('queued', 'running', 'waiting')"
 
 #: After ``SCHEMA``: what databases made before threads lack (SQLite has no ADD COLUMN IF NOT EXISTS).
-UPGRADES = (("thread", "ALTER TABLE runs ADD COLUMN thread TEXT NOT NULL DEFAULT ''"),)
+UPGRADES = (
+    ("thread", "ALTER TABLE runs ADD COLUMN thread TEXT NOT NULL DEFAULT ''"),
+    ("cost", "ALTER TABLE runs ADD COLUMN cost REAL"),
+)
+
+#: A batch's step totals of a run: (input, output, tool calls, steps, priced, cost, run id). A step
+#: without a price adds no cost; a run none of whose steps had one keeps a null cost.
+ADD_TOTALS = (
+    "UPDATE runs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+    " tool_calls = tool_calls + ?, steps = steps + ?,"
+    " cost = CASE WHEN ? THEN COALESCE(cost, 0) + ? ELSE cost END WHERE id = ?"
+)
 THREAD_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread, num) WHERE thread != ''"
 
 

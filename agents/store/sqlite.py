@@ -20,6 +20,7 @@ from runwatch.agents.events import Published, decode
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
 from runwatch.agents.store.schema import (
+    ADD_TOTALS,
     INSERTS,
     LIVE,
     RUN_COLUMNS,
@@ -180,7 +181,7 @@ class SQLiteStore(WriteBuffer):
     def _write_batch(self, batch: list[Published]) -> None:
         db = self._db
         assert db is not None
-        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        counts: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0, 0.0, 0])
         db.execute("BEGIN")
         try:
             # Tokens in multi-row inserts: one statement step (one GIL round trip for this thread)
@@ -217,6 +218,9 @@ class SQLiteStore(WriteBuffer):
                     c[0] += ev.usage.input_tokens
                     c[1] += ev.usage.output_tokens
                     c[3] += 1
+                    if ev.cost is not None:
+                        c[4] += ev.cost
+                        c[5] = 1
                 elif p.type == "tool.finished":
                     c[2] += 1
                 elif p.type == "run.finished":
@@ -224,12 +228,8 @@ class SQLiteStore(WriteBuffer):
                         "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                         (ev.status, ev.error, ev.ts, p.run_id),
                     )
-            if changed := [(*c, run_id) for run_id, c in counts.items() if any(c)]:
-                db.executemany(
-                    "UPDATE runs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-                    " tool_calls = tool_calls + ?, steps = steps + ? WHERE id = ?",
-                    changed,
-                )
+            if changed := [(*c[:4], c[5], c[4], run_id) for run_id, c in counts.items() if any(c)]:
+                db.executemany(ADD_TOTALS, changed)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
