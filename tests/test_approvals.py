@@ -97,7 +97,8 @@ async def test_edited_arguments_are_validated_then_used(server):
 
 
 async def test_the_first_decision_wins_and_later_ones_are_already_decided(server):
-    w, run, [requested] = await _waiting(server, {"tokens": 3, "approvals": 1})
+    # A long answer after the deploy: the run is still going when the later decisions arrive.
+    w, run, [requested] = await _waiting(server, {"tokens": 100_000, "rate": 50, "approvals": 1})
     approval = requested["approval_id"]
     answers = await asyncio.gather(
         _decide(server, run, approval, {"decision": "approve"}),
@@ -107,6 +108,10 @@ async def test_the_first_decision_wins_and_later_ones_are_already_decided(server
     codes = sorted(r.status_code for r in answers)
     assert codes == [200, 409, 409], [r.text for r in answers]
     assert {r.json()["code"] for r in answers if r.status_code == 409} == {"already_decided"}
+    again = await _decide(server, run, approval, {"decision": "deny"})
+    assert again.status_code == 409 and again.json()["code"] == "already_decided"
+    async with server.client() as c:
+        await c.post(f"/api/runs/{run}/cancel", json={})
     events = await w.until_finished(run)
     assert len([e for e in events if e["type"] == "approval.resolved"]) == 1
     late = await _decide(server, run, approval, {"decision": "approve"})

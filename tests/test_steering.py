@@ -64,13 +64,13 @@ async def test_a_queued_message_waits_for_the_step_and_then_keeps_the_run_going(
 
 async def test_a_message_after_the_last_step_makes_the_agent_answer_it(server):
     w = await server.watcher()
-    run = await server.start_run({"tokens": 30, "rate": 60})
+    run = await server.start_run({"tokens": 120, "rate": 60})  # 2 s: still streaming when the message comes
     await w.subscribe(run)
     await w.wait_for(_of(run, "token"))
     reply = await w.request({"type": "message", "run": run, "text": "one more thing", "mode": "queue"})
     assert reply["type"] == "ack" and reply["status"] == "accepted", reply
     events = await w.until_finished(run)
-    assert len(_answer_of_step(events, 0).split()) == 30  # the first answer was not cut
+    assert len(_answer_of_step(events, 0).split()) == 120  # the first answer was not cut
     assert _answer_of_step(events, 1) == 'You said: "one more thing"'
     await w.close()
 
