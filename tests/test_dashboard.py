@@ -128,6 +128,15 @@ def test_a_refused_start_shows_the_servers_reason(server, open_page):
     )
 
 
+def test_an_unknown_run_gets_a_not_found_page_not_a_failed_status(server, open_page):
+    page = open_page(f"{server.url}/#/runs/{'0' * 21}")
+    expect(page.locator("#not-found h1")).to_have_text("Run not found")
+    expect(page.locator("#not-found")).to_contain_text(f"There is no run {'0' * 21}")
+    expect(page.locator("#run-status")).to_have_count(0)
+    page.click("#not-found a")
+    expect(page.locator("#start-agent")).to_have_value("demo")  # back on the runs list
+
+
 def test_a_second_page_on_the_same_run_shows_the_same_text(server, open_page):
     run = start_run(server, {"tokens": 200, "rate": 100})
     first = open_page(f"{server.url}/#/runs/{run}")

@@ -338,9 +338,25 @@ export function runView(root, live, runId, me = null) {
     }
   }, 250);
 
+  // A run that does not exist (or is not this person's to see) gets a page of its own, not a status.
+  function notFound() {
+    stop();
+    clearInterval(ticker);
+    root.replaceChildren(
+      h("p", {}, h("a", { href: "#/", text: "← all runs" })),
+      h("section", { id: "not-found", class: "panel", role: "alert" },
+        h("h1", { text: "Run not found" }),
+        h("p", { text: `There is no run ${runId} that you may see: check the link, or look for it in the runs list. ` +
+          "Finished runs are deleted after the server's retention period." }),
+        h("p", {}, h("a", { href: "#/", text: "Back to the runs list" }))));
+  }
+
   const stop = live.subscribe(runId, 0, apply, (error) => {
-    state.error = error.code === "unknown_run" ? `There is no run ${runId}.` : error.message;
-    state.status = "failed";
+    if (error.code === "unknown_run") {
+      notFound();
+      return;
+    }
+    state.error = error.message;
     mark("header");
   }, {
     onReset: () => location.reload(), // the run's log was rebuilt (epoch_changed): start over
@@ -353,7 +369,9 @@ export function runView(root, live, runId, me = null) {
       state.thread = summary.thread;
       mark("loop");
     }
-  }).catch(() => {});
+  }).catch((error) => {
+    if (error.code === "unknown_run") notFound();
+  });
   mark("all");
 
   return () => {
