@@ -28,7 +28,6 @@ from runwatch.agents.errors import (
     UnknownRun,
 )
 from runwatch.agents.events import (
-    Published,
     RunCancelRequested,
     RunFinished,
     RunQueued,
@@ -36,7 +35,6 @@ from runwatch.agents.events import (
     RunStarted,
     RunStatus,
     Totals,
-    decode,
 )
 from runwatch.agents.human_input import HumanInput
 from runwatch.agents.identity import Actor
@@ -44,12 +42,13 @@ from runwatch.agents.redact import Redactor
 from runwatch.agents.resume import Resumed, rebuild
 from runwatch.agents.run_handle import RunHandle, new_run_id
 from runwatch.agents.runner import LimitExceeded, Runner
-from runwatch.agents.store import RunSummary, Store
+from runwatch.agents.store import Store
+from runwatch.agents.takeover import TakeOver
 
 log = structlog.get_logger()
 
 
-class Supervisor(HumanInput):
+class Supervisor(HumanInput, TakeOver):
     def __init__(
         self,
         *,
@@ -295,46 +294,6 @@ class Supervisor(HumanInput):
                         del self._runs[handle.id]
                     await self._ended(handle)
                 log.info("run.finished", status=status, error=error, duration=duration)
-
-    async def history(self, run_id: str) -> list[Published]:
-        """Every stored event of a run, in order."""
-        events: list[Published] = []
-        while batch := await self._store.events(run_id, events[-1].seq if events else 0, 1_000):
-            events += batch
-        return events
-
-    async def take_over(self, run: RunSummary) -> Published | None:
-        """Continue a run whose instance stopped (died, or was restarted): a resumable agent's run
-        goes on here from its stored events (``run.resumed``); any other ends ``failed``, error
-        ``interrupted``, at the next position after everything that instance made durable."""
-        agent = self._registry.find(run.agent)
-        history = await self.history(run.id) if agent is not None and agent.resumable else []
-        resumed = rebuild(history) if history else None
-        if agent is not None and resumed is not None and not resumed.finished and not self._closing:
-            model = run.model or agent.model or self._default_model
-            handle = RunHandle(id=run.id, agent=agent.name, model=model, thread=run.thread or run.id)
-            self._runs[handle.id] = handle
-            user_input = next((decode(p.data).input for p in history if p.type == "run.queued"), run.input)
-            handle.task = asyncio.create_task(self._execute(handle, user_input, resumed), name=f"run-{handle.id}")
-            return None
-        since = run.started_at or run.created_at
-        published = await self._bus.publish(
-            RunFinished(
-                run_id=run.id,
-                status="failed",
-                error="interrupted",
-                totals=Totals(
-                    input_tokens=run.input_tokens,
-                    output_tokens=run.output_tokens,
-                    tool_calls=run.tool_calls,
-                    steps=run.steps,
-                    duration=round(max(0.0, time.time() - since), 3),
-                    cost=run.cost,
-                ),
-            )
-        )
-        log.warning("run.interrupted", run_id=run.id, seq=published.seq)
-        return published
 
     async def cancel(self, run_id: str, by: Actor | None = None) -> RunStatus:
         """Ask a run to stop; returns ``CANCELLED`` if it already was, else ``RUNNING``/``QUEUED``.

@@ -9,21 +9,17 @@ created at start-up, so every series exists (at zero) before the first run.
 
 from __future__ import annotations
 
-import time
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from runwatch.agents import errors
 from runwatch.agents.events import Published
+from runwatch.api.collectors import LoopHistogram
 
 if TYPE_CHECKING:
-    from runwatch.api.runtime import Runtime
+    pass
 
 # ``*_created`` series double the series count and no dashboard here reads them.
 disable_created_metrics()
@@ -356,68 +352,3 @@ class Metrics:
         self._streamed.pop(run_id, None)
         if known is not None:
             (self.runs_active if known[2] else self.runs_queued).labels(known[0]).dec()
-
-
-class LoopHistogram(Collector):
-    """A histogram observed only on the event loop's thread: one bisect and two additions, no lock.
-
-    prometheus_client's ``Histogram`` takes a lock for the bucket and another for the sum on every
-    observation; this one is observed for every frame sent to every watcher, the hottest path there is.
-    """
-
-    def __init__(self, name: str, documentation: str, *, buckets: Sequence[float], registry: CollectorRegistry) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._bounds = [float(b) for b in buckets]
-        self._counts = [0] * (len(self._bounds) + 1)  # the last one is +Inf
-        self._sum = 0.0
-        registry.register(self)
-
-    def observe(self, value: float) -> None:
-        self._counts[bisect_left(self._bounds, value)] += 1
-        self._sum += value
-
-    def observe_since(self, start: float) -> None:
-        """Observe the seconds from ``start`` (a ``time.time()``) to now; never less than 0."""
-        value = time.time() - start
-        if value < 0.0:
-            value = 0.0
-        self._counts[bisect_left(self._bounds, value)] += 1
-        self._sum += value
-
-    def collect(self) -> Iterator[HistogramMetricFamily]:
-        cumulative = 0
-        buckets = []
-        for bound, count in zip([*self._bounds, float("inf")], self._counts, strict=True):
-            cumulative += count
-            buckets.append((floatToGoString(bound), cumulative))
-        yield HistogramMetricFamily(self._name, self._documentation, buckets=buckets, sum_value=self._sum)
-
-
-class LiveGauges(Collector):
-    """Gauges read off the runtime when Prometheus scrapes: no bookkeeping on the hot path."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._rt = runtime
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        rt = self._rt
-        yield GaugeMetricFamily("runwatch_ws_connections", "WebSocket connections open now.", len(rt.connections))
-        yield GaugeMetricFamily("runwatch_sse_streams", "SSE streams open now.", len(rt.sse_streams))
-        backlog = [c.backlog() for c in list(rt.connections)]
-        yield GaugeMetricFamily(
-            "runwatch_ws_send_backlog_events",
-            "Events owed to all WebSocket watchers now (send-queue depth).",
-            sum(backlog),
-        )
-        yield GaugeMetricFamily(
-            "runwatch_ws_send_backlog_max_events",
-            "Events owed to the most-behind WebSocket watcher now.",
-            max(backlog, default=0),
-        )
-        yield GaugeMetricFamily(
-            "runwatch_offline_model_streams", "Offline model responses being streamed now.", rt.offline_streams
-        )
-        yield GaugeMetricFamily(
-            "runwatch_runs_waiting", "Runs executing here that wait for a person's approval now.", rt.supervisor.waiting
-        )

@@ -33,9 +33,10 @@ from runwatch.agents.store.credentials import Credentials, PostgresCredentials, 
 from runwatch.agents.supervisor import Supervisor
 from runwatch.api.auth.authenticator import Authenticator
 from runwatch.api.auth.provider import Provider
+from runwatch.api.collectors import LiveGauges
 from runwatch.api.config import ConfigError, Settings
 from runwatch.api.lane import FastLane
-from runwatch.api.metrics import LiveGauges, Metrics
+from runwatch.api.metrics import Metrics
 from runwatch.api.offline_pacer import Pacer
 from runwatch.api.presence import PresenceBoard
 
