@@ -162,7 +162,9 @@ class Runner:
         With ``resumed`` (see ``agents.resume``), continue a run another instance began: its
         finished steps and tool calls are taken as they were, the rest runs. ``prior``: the
         thread's earlier turns, between the instructions and this run's input. ``control``: the
-        run's approvals and messages (without one, a tool call that needs approval is denied).
+        run's approvals and messages (without one, a tool call that needs approval is denied); for
+        a resumed run, its ``restored`` holds ``resumed.approvals`` (the supervisor sets it as soon
+        as the run executes here, so they can be decided before this reaches them).
         Messages are delivered at step boundaries; a run with messages waiting does not end.
         """
         messages: list[dict[str, Any]] = [
@@ -177,8 +179,6 @@ class Runner:
             stats.input_tokens, stats.output_tokens = resumed.input_tokens, resumed.output_tokens
             stats.tool_calls, stats.steps = resumed.tool_calls, resumed.steps
             stats.cost = resumed.cost
-            if control is not None and not control.restored:
-                control.restored = dict(resumed.approvals)
             if resumed.answer is not None and not resumed.pending and not (control and control.has_messages):
                 return resumed.answer
             if resumed.pending:
