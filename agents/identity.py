@@ -78,6 +78,11 @@ class Principal(msgspec.Struct, kw_only=True, frozen=True):
     def actor(self) -> Actor:
         return Actor(id=self.id, name=self.name)
 
+    @property
+    def attribution(self) -> Actor | None:
+        """Whom events record as having done something: this actor; nobody with authentication off."""
+        return None if self.source == "off" else self.actor
+
 
 #: The principal of every request when authentication is off (``RUNWATCH_AUTH=off``).
 NOBODY = Principal(id="anonymous", name="anonymous", tenant=DEFAULT_TENANT, role=Role.ADMIN, source="off")

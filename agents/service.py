@@ -105,7 +105,7 @@ class RunService:
                 '"if_busy": "queue" (run after it) or "interrupt" (cancel it)'
             )
         await self._check_limits(principal, tenant)
-        by = None if principal.source == "off" else principal.actor
+        by = principal.attribution
         handle = await self.supervisor.start(agent, user_input, tenant=tenant, by=by, thread=thread or "")
         await self.store.flush()
         if if_busy == "interrupt":
@@ -146,7 +146,7 @@ class RunService:
             decision = msgspec.structs.replace(decision, message=None)  # (a blank reason is no reason)
         if decision.message is not None:
             self._check_text(decision.message, "the message", "say why, or leave it out")
-        by = None if principal.source == "off" else principal.actor
+        by = principal.attribution
         return await self.supervisor.decide(run_id, approval_id, msgspec.structs.replace(decision, by=by))
 
     async def message(self, run_id: str, text: str, mode: Mode, principal: Principal = NOBODY) -> None:
@@ -155,7 +155,7 @@ class RunService:
         ``EmptyInput``, ``InputTooLarge``, ``RateLimited``, ``Unavailable``."""
         await self.get(run_id, principal)
         self._check_text(text, "the message", "say something to the agent")
-        by = None if principal.source == "off" else principal.actor
+        by = principal.attribution
         await self.supervisor.message(run_id, Steer(text=text, mode=mode, by=by))
 
     async def _check_limits(self, principal: Principal, tenant: str) -> None:
@@ -187,7 +187,7 @@ class RunService:
         """``RUNNING``/``QUEUED`` (cancelling now) or ``CANCELLED`` (it already was): see ``Supervisor.cancel``.
         A run of another tenant is an ``UnknownRun``."""
         await self.get(run_id, principal)
-        return await self.supervisor.cancel(run_id, None if principal.source == "off" else principal.actor)
+        return await self.supervisor.cancel(run_id, principal.attribution)
 
     async def recover(self) -> list[Published]:
         """Take over the runs a dead process left queued or running (one process, no Redis): a
