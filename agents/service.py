@@ -173,7 +173,7 @@ class RunService:
         if active >= self.tenant_max_active:
             self._limited("tenant_active")
             raise RateLimited(
-                f"tenant {tenant!r} has {active} runs queued or running, its limit "
+                f"tenant {tenant!r} has {active} runs queued, running or waiting, its limit "
                 f"(RUNWATCH_TENANT_MAX_ACTIVE); wait for some to finish",
                 retry_after=5,
                 kind="tenant_active",
