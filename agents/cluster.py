@@ -32,6 +32,7 @@ from runwatch.agents.remote_control import Ask, RemoteControl
 from runwatch.agents.run_handle import RunHandle
 from runwatch.agents.run_queue import Job, RunQueue, parse_cancel
 from runwatch.agents.store import RunSummary
+from runwatch.agents.store.aggregates import InstanceLoad
 from runwatch.agents.supervisor import Supervisor
 
 log = structlog.get_logger()
@@ -75,6 +76,14 @@ class ClusterSupervisor(Leases, Supervisor):
     def queued(self) -> int:
         """Runs waiting in the shared queue (all instances), as of the last lease renewal."""
         return self._queued_now
+
+    async def loads(self) -> list[InstanceLoad]:
+        try:
+            loads = {load.instance: load for load in await self._queue.instances()}
+        except _REDIS_ERRORS:
+            loads = {}  # Redis is away: this instance is all it can tell of
+        loads[self.instance] = self.load()  # (fresher than its announcement)
+        return sorted(loads.values(), key=lambda load: load.instance)
 
     async def open(self) -> None:
         # Owners get a whole lease to renew before anything here calls their runs dead.

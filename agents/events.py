@@ -197,7 +197,18 @@ AnyEvent = (
 )
 
 #: The events that change a run's status: they go on the runs feed too.
-LIFECYCLE_TYPES = frozenset({"run.queued", "run.started", "run.finished", "approval.requested", "approval.resolved"})
+#: ``step.finished`` and ``tool.finished`` too: they keep a runs list's tokens, tool calls and cost live.
+LIFECYCLE_TYPES = frozenset(
+    {
+        "run.queued",
+        "run.started",
+        "run.finished",
+        "approval.requested",
+        "approval.resolved",
+        "step.finished",
+        "tool.finished",
+    }
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)

@@ -40,6 +40,7 @@ class Leases:
     _closing: bool
     _registry: Any
     _store: Any
+    load: Any  # Supervisor.load
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -92,6 +93,7 @@ class Leases:
             elif run_id in self._leased_at:
                 self._leased_at[run_id] = started
         self._queued_now = await self._queue.size()
+        await self._queue.announce(self.load())
 
     def _fence_stale(self) -> None:
         """Stop every run whose lease may have run out: before anyone else may claim it."""

@@ -8,10 +8,13 @@ step, so a run is never both queued and owned, never owned twice, and never lost
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 import redis.asyncio as aioredis
 
 from runwatch.agents.identity import Actor
+from runwatch.agents.store.aggregates import InstanceLoad
 
 _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
@@ -148,6 +151,7 @@ class RunQueue:
         self._cancel = prefix + "cancel:"
         self._admitting = prefix + "admitting:"
         self._released = prefix + "released:"
+        self._instances = prefix + "instances"
 
     async def push(self, job: Job) -> None:
         """Queue ``job`` behind every job queued before it, and wake the instances."""
@@ -237,6 +241,24 @@ class RunQueue:
 
     async def is_admitting(self, run_id: str) -> bool:
         return bool(await self._r.exists(self._admitting + run_id))
+
+    async def announce(self, load: InstanceLoad) -> None:
+        """Say this instance's capacity (``instances`` shows it until it is a lease old)."""
+        await self._r.hset(self._instances, self.instance, msgspec.json.encode(load))
+
+    async def instances(self) -> list[InstanceLoad]:
+        """Every instance that announced its capacity within a lease, by name; older ones are removed."""
+        stale_before = time.time() - self.lease_ms / 750
+        loads, stale = [], []
+        for name, data in (await self._r.hgetall(self._instances)).items():
+            load = msgspec.json.decode(data, type=InstanceLoad)
+            if load.seen < stale_before:
+                stale.append(name)
+            else:
+                loads.append(load)
+        if stale:
+            await self._r.hdel(self._instances, *stale)
+        return sorted(loads, key=lambda load: load.instance)
 
     async def send(self, message: bytes) -> None:
         """Publish ``message`` on the deployment's control channel (every instance hears it)."""

@@ -30,7 +30,8 @@ from runwatch.agents.events import Published, RunStatus, decode
 from runwatch.agents.identity import NOBODY, Principal
 from runwatch.agents.limits import Limiter, MemoryLimiter
 from runwatch.agents.run_handle import RunHandle
-from runwatch.agents.store import RunPage, RunSummary, Store
+from runwatch.agents.store import RunPage, RunQuery, RunSummary, Store
+from runwatch.agents.store.aggregates import Figures, InstanceLoad, Window
 from runwatch.agents.supervisor import Supervisor
 from runwatch.agents.threads import IfBusy
 
@@ -234,21 +235,17 @@ class RunService:
             self._remember(p.run_id, tenant)
         return tenant
 
-    async def list(
-        self,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        tenant: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> RunPage:
-        """A page of runs, newest first, with the runs-feed position it is valid at.
+    async def overview(self, window: Window) -> tuple[Figures, list[InstanceLoad]]:
+        """The window's figures, from the store, and every instance's capacity now."""
+        return await self.store.overview(window), await self.supervisor.loads()
+
+    async def list(self, query: RunQuery) -> RunPage:
+        """A page of runs as ``query`` asks, with the runs-feed position it is valid at.
 
         The position is read before the store: anything that becomes visible later is after it.
         """
         feed = self.bus.head(LIFECYCLE)
-        page = await self.store.list_runs(status=status, agent=agent, tenant=tenant, limit=limit, cursor=cursor)
+        page = await self.store.list_runs(query)
         page.feed = feed
         page.feed_epoch = self.bus.feed_epoch
         return page

@@ -43,6 +43,7 @@ from runwatch.agents.resume import Resumed, rebuild
 from runwatch.agents.run_handle import RunHandle, new_run_id
 from runwatch.agents.runner import LimitExceeded, Runner
 from runwatch.agents.store import Store
+from runwatch.agents.store.aggregates import InstanceLoad
 from runwatch.agents.takeover import TakeOver
 
 log = structlog.get_logger()
@@ -97,6 +98,21 @@ class Supervisor(HumanInput, TakeOver):
     @property
     def waiting(self) -> int:
         return sum(1 for h in self._runs.values() if h.status is RunStatus.WAITING)
+
+    def load(self) -> InstanceLoad:
+        """This instance's capacity now."""
+        return InstanceLoad(
+            instance=self.instance,
+            slots=self._max_running,
+            running=self.running,
+            waiting=self.waiting,
+            queued=self.queued,
+            seen=round(time.time(), 3),
+        )
+
+    async def loads(self) -> list[InstanceLoad]:
+        """Every instance's capacity (a cluster's: as each last announced it)."""
+        return [self.load()]
 
     def agent(self, name: str) -> Agent:
         """The agent of that name; raises ``UnknownAgent`` listing the known ones."""

@@ -34,6 +34,7 @@ from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
 from runwatch.api.loop_routes import LoopController
 from runwatch.api.observability import http_metrics, metrics
 from runwatch.api.offline import chat_completions
+from runwatch.api.overview import overview
 from runwatch.api.runs import RunsController, health
 from runwatch.api.runtime import Runtime
 from runwatch.api.sse import run_stream
@@ -109,6 +110,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
 
     handlers: list = [
         RunsController,
+        overview,
         LoopController,
         AuthController,
         KeysController,

@@ -15,7 +15,9 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from runwatch.agents.errors import ErrorCode
 from runwatch.agents.events import RunStatus
 from runwatch.agents.identity import Role
-from runwatch.agents.store import RunPage, RunSummary
+from runwatch.agents.store import RunPage, RunQuery, RunSummary
+from runwatch.agents.store.base import Order, Sort
+from runwatch.agents.store.run_query import CURSOR
 from runwatch.agents.threads import IfBusy
 from runwatch.api import __version__
 from runwatch.api.auth.web import requires
@@ -150,25 +152,51 @@ class RunsController(Controller):
 
     @get(
         "/runs",
-        summary="List runs of your tenant (an admin: of all, or of ?tenant=), newest first",
-        responses=error_responses(*AUTH_ERRORS),
+        summary="List runs of your tenant (an admin: of all, or of ?tenant=): search, filter, sort",
+        responses=error_responses(ErrorCode.BAD_REQUEST, *AUTH_ERRORS),
     )
     async def list_runs(
         self,
         request: Request,
         rt: Runtime,
         status: RunStatus | None = None,
-        agent: str | None = None,
+        agent: Annotated[str | None, Parameter(max_length=64)] = None,
+        model: Annotated[str | None, Parameter(max_length=128)] = None,
         tenant: Annotated[str | None, Parameter(max_length=64)] = None,
+        q: Annotated[
+            str | None,
+            Parameter(
+                max_length=200,
+                description="Search: each word, as a prefix, in the input, answer or error; or an id prefix",
+            ),
+        ] = None,
+        since: Annotated[float | None, Parameter(description="Runs created at or after (epoch seconds)")] = None,
+        until: Annotated[float | None, Parameter(description="Runs created before (epoch seconds)")] = None,
+        sort: Annotated[Sort, Parameter(description="created (default), duration, tokens or cost")] = "created",
+        order: Order = "desc",
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Parameter(pattern=r"^\d{1,19}$")] = None,
+        cursor: Annotated[
+            str | None,
+            Parameter(pattern=CURSOR, description="The previous page's next (it carries its sort and order)"),
+        ] = None,
     ) -> RunPage:
         scope = request.user.scope
         if scope is not None:
             tenant = scope  # only an admin may look at another tenant's runs
-        return await rt.service.list(
-            status=status.value if status else None, agent=agent, tenant=tenant, limit=limit, cursor=cursor
+        query = RunQuery(
+            q=q,
+            status=status.value if status else None,
+            agent=agent,
+            model=model,
+            tenant=tenant,
+            since=since,
+            until=until,
+            sort=sort,
+            order=order,
+            limit=limit,
+            cursor=cursor,
         )
+        return await rt.service.list(query)
 
     @get(
         "/runs/{run_id:str}",

@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import broker, servers
 from bench import runs as model_streams
+from bench import search as search_bench
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -72,7 +73,7 @@ LABELS = {
 }
 
 
-PARTS = ["fanout", "idle", "slow", "runs", "broker", "auth", "presence"]
+PARTS = ["fanout", "idle", "slow", "runs", "broker", "auth", "presence", "search"]
 
 
 def median_of(results: list[dict], key: str) -> float | None:
@@ -316,6 +317,8 @@ def main() -> None:
         res["auth"] = auth(params["watchers"], params["runs"], params["auth_tokens"], params["auth_repeats"])
     if "presence" in parts:
         res["presence"] = presence(params["watchers"], params["runs"], params["auth_tokens"], params["auth_repeats"])
+    if "search" in parts:
+        res["search"] = search_bench.run(params["list_runs"], progress)
     if "slow" in parts:
         res["slow"] = slow(params["slow_watchers"], 1, params["slow_tokens"], params["repeats"])
     res["seconds"] = round(time.monotonic() - started, 1)
@@ -327,6 +330,8 @@ def main() -> None:
         print(model_streams.report(res["model_streams"]))
     if "broker" in res:
         print(broker.report(res["broker"], params))
+    if "search" in res:
+        print(search_bench.report(res["search"]))
     if "auth" in res:
         print(on_off_report("Authentication", res["auth"], params))
     if "presence" in res:

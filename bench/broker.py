@@ -163,6 +163,8 @@ def persist(events: int, progress: Callable[[str], None]) -> dict[str, Any]:
 
 
 async def _list(store: Any, fill: Callable[[Any], Any], count: int) -> dict[str, float]:
+    from runwatch.agents.store import RunQuery
+
     await store.open()
     await fill(store)
 
@@ -170,7 +172,7 @@ async def _list(store: Any, fill: Callable[[Any], Any], count: int) -> dict[str,
         samples = []
         for _ in range(20):
             t0 = time.perf_counter()
-            page = await store.list_runs(limit=50, **kwargs)
+            page = await store.list_runs(RunQuery(limit=50, **kwargs))
             samples.append(time.perf_counter() - t0)
             assert len(page.runs) == 50
         return round(1000 * statistics.median(samples), 3)

@@ -56,7 +56,5 @@ def serious_violations(page: Page, *, exclude: list[str] | None = None) -> list[
         exclude or [],
     )
     return [
-        f"{v['id']} ({v['impact']}): {v['help']} — {', '.join(v['targets'])}"
-        for v in results
-        if v["impact"] in FAILING
+        f"{v['id']} ({v['impact']}): {v['help']} — {', '.join(v['targets'])}" for v in results if v["impact"] in FAILING
     ]

@@ -18,7 +18,7 @@ from runwatch.agents.events import (
     Totals,
     Usage,
 )
-from runwatch.agents.store import PostgresStore, SQLiteStore
+from runwatch.agents.store import PostgresStore, RunQuery, SQLiteStore
 from tests.services import postgres_database
 
 
@@ -78,11 +78,11 @@ async def test_list_filters_and_pages(store, bus):
     for i in range(5):
         await _run(bus, f"r{i}", finish=i % 2 == 0)
     await store.flush()
-    page = await store.list_runs(limit=2)
+    page = await store.list_runs(RunQuery(limit=2))
     assert [r.id for r in page.runs] == ["r4", "r3"] and page.next
-    rest = await store.list_runs(limit=10, cursor=page.next)
+    rest = await store.list_runs(RunQuery(limit=10, cursor=page.next))
     assert [r.id for r in rest.runs] == ["r2", "r1", "r0"] and rest.next is None
-    assert [r.id for r in (await store.list_runs(status="running")).runs] == ["r3", "r1"]
+    assert [r.id for r in (await store.list_runs(RunQuery(status="running"))).runs] == ["r3", "r1"]
 
 
 async def test_unfinished_runs_are_the_ones_left_queued_or_running(store, bus):

@@ -100,14 +100,14 @@ async def test_replay_walks_from_the_store_into_the_live_log_without_gaps(make_s
     await late.close()
 
 
-async def test_the_runs_feed_streams_lifecycle_events_of_every_run(server):
+async def test_the_runs_feed_streams_lifecycle_and_step_events_of_every_run(server):
     feed = await server.watcher()
     await feed.subscribe("*")
     runs = [await server.start_run({"tokens": 3}) for _ in range(3)]
     for run in runs:
         await feed.wait_for(lambda m, run=run: m.get("run_id") == run and m.get("type") == "run.finished")
     for run in runs:
-        assert [e["type"] for e in feed.events(run)] == ["run.queued", "run.started", "run.finished"]
+        assert [e["type"] for e in feed.events(run)] == ["run.queued", "run.started", "step.finished", "run.finished"]
     assert not any(m.get("type") == "token" for m in feed.messages)
     await feed.close()
 

@@ -6,9 +6,15 @@ primary with replicas), not Redis Cluster.
 
 from __future__ import annotations
 
+from runwatch.agents.events import LIFECYCLE_TYPES
+
 #: ARGV: prefix, stream MAXLEN, feed MAXLEN, TTL of a live run's stream, TTL once finished, a
 #: candidate feed epoch; then (run, seq, type, data) per event. Returns the feed's epoch.
-PUBLISH = """
+PUBLISH = (
+    "local life = {"
+    + ", ".join(f"['{t}'] = true" for t in sorted(LIFECYCLE_TYPES))
+    + "}\n"
+    + """
 local p, maxlen, feedlen, live_ttl, done_ttl, epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local feed, fseq = p .. 'feed', p .. 'feed:seq'
 local feed_epoch = redis.call('GET', p .. 'feed:epoch')
@@ -25,7 +31,7 @@ for i = 7, #ARGV, 4 do
   if type(added) ~= 'table' then
     redis.call('PUBLISH', p .. 'ch:' .. run, seq .. ' ' .. typ .. ' ' .. data)
     if typ == 'run.finished' then ttl[key] = done_ttl elseif not ttl[key] then ttl[key] = live_ttl end
-    if typ == 'run.queued' or typ == 'run.started' or typ == 'run.finished' then
+    if life[typ] then
       local pos = redis.call('INCR', fseq)
       local fdata = '{"feed":' .. pos .. ',' .. string.sub(data, 2)
       local ok = redis.pcall('XADD', feed, 'MAXLEN', '~', feedlen, pos .. '-0', 'r', run, 't', typ, 'd', fdata)
@@ -44,3 +50,4 @@ end
 for key, seconds in pairs(ttl) do redis.call('EXPIRE', key, seconds) end
 return feed_epoch
 """
+)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import msgspec
 
 from runwatch.agents.bus.base import Journal
 from runwatch.agents.events import RunStatus
+
+if TYPE_CHECKING:  # (aggregates builds on this module)
+    from runwatch.agents.store.aggregates import Figures, Window
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -33,6 +36,36 @@ class RunSummary(msgspec.Struct, kw_only=True):
     thread: str = ""
     #: USD of its steps so far (the price table's); null while none was priced.
     cost: float | None = None
+    #: The first ``PREVIEW`` characters of a succeeded run's final answer.
+    answer_preview: str | None = None
+    #: Its first step's time to first token, seconds.
+    ttft: float | None = None
+
+
+#: Characters of a run's answer its summary shows.
+PREVIEW = 280
+
+
+Sort = Literal["created", "duration", "tokens", "cost"]
+Order = Literal["desc", "asc"]
+
+
+class RunQuery(msgspec.Struct, kw_only=True, frozen=True):
+    """Which runs, in which order, from where. ``None`` filters nothing."""
+
+    q: str | None = None
+    status: str | None = None
+    agent: str | None = None
+    model: str | None = None
+    tenant: str | None = None
+    #: Runs created at or after / before these times (epoch seconds).
+    since: float | None = None
+    until: float | None = None
+    sort: Sort = "created"
+    order: Order = "desc"
+    limit: int = 50
+    #: A page's ``next``, opaque to clients.
+    cursor: str | None = None
 
 
 class RunPage(msgspec.Struct, kw_only=True):
@@ -69,15 +102,14 @@ class Store(Journal, Protocol):
 
     async def get_run(self, run_id: str) -> RunSummary | None: ...
 
-    async def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        tenant: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> RunPage: ...
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """A page of runs as ``query`` asks (see ``agents.store.run_query``); ``BadRequest`` for a
+        cursor this listing did not give."""
+        ...
+
+    async def overview(self, window: Window) -> Figures:
+        """The figures of the runs created in ``window`` (see ``agents.store.aggregates``)."""
+        ...
 
     async def count_active(self, tenant: str) -> int:
         """How many of ``tenant``'s runs are queued, running or waiting (for its quota)."""

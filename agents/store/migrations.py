@@ -85,6 +85,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         """,
     ),
     (4, "the cost of runs", "ALTER TABLE runs ADD COLUMN cost DOUBLE PRECISION;"),
+    (
+        5,
+        "search (input, answer, error), time to first token, streaming time; indexes of filters",
+        """
+        ALTER TABLE runs ADD COLUMN answer TEXT;
+        ALTER TABLE runs ADD COLUMN ttft DOUBLE PRECISION;
+        ALTER TABLE runs ADD COLUMN stream_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+        -- A tsvector holds at most 1 MiB: inputs are indexed up to their first 256 Ki characters
+        -- (answers are at most 16 Ki characters, errors short).
+        ALTER TABLE runs ADD COLUMN search tsvector GENERATED ALWAYS AS (
+            to_tsvector('simple', left(input, 262144) || ' ' || coalesce(answer, '') || ' ' || coalesce(error, ''))
+        ) STORED;
+        CREATE INDEX runs_search ON runs USING GIN (search);
+        CREATE INDEX runs_by_model ON runs (model, num);
+        CREATE INDEX runs_by_created ON runs (created_at);
+        """,
+    ),
 ]
 
 

@@ -9,16 +9,26 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import asyncpg
 import structlog
 
 from runwatch.agents.events import Published, decode
+from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
 from runwatch.agents.store.migrations import migrate
-from runwatch.agents.store.schema import LIVE, row_to_summary
+from runwatch.agents.store.run_query import POSTGRES, RunQuery, list_sql, to_page
+from runwatch.agents.store.schema import (
+    ADD_TOTALS,
+    ANSWER_MAX,
+    LIVE,
+    PG_LAST_STEP_TOKENS,
+    RUN_COLUMNS,
+    BatchTotals,
+    numbered,
+    row_to_summary,
+)
 
 log = structlog.get_logger()
 
@@ -27,11 +37,8 @@ CLOSE_TIMEOUT = 3.0
 MAX_BATCH = 5_000
 MAX_POSITION = 2**63 - 1
 
-_RUN_COLUMNS = (
-    "id, agent, tenant, input, model, offline, status, error, created_at, started_at, finished_at,"
-    " input_tokens, output_tokens, tool_calls, steps, thread, cost,"
-    " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
-)
+#: ``ADD_TOTALS`` with numbered parameters.
+PG_ADD_TOTALS = numbered(ADD_TOTALS)
 _INSERT = (
     "INSERT INTO events (run_id, seq, type, data)"
     " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[]) ON CONFLICT DO NOTHING"
@@ -196,7 +203,7 @@ class PostgresStore(WriteBuffer):
             others = [p for p in batch if p.type != "token" and (p.run_id, p.seq) in inserted]
             if not others:
                 return conflicts
-            counts: dict[str, list[int]] = {}
+            totals = BatchTotals()
             for p in others:
                 ev = p.event if p.event is not None else decode(p.data)
                 if p.type == "run.queued":
@@ -233,23 +240,16 @@ class PostgresStore(WriteBuffer):
                         ev.ts,
                         p.run_id,
                     )
+                    if ev.status == "succeeded":
+                        tokens = await conn.fetch(PG_LAST_STEP_TOKENS, p.run_id)
+                        answer = "".join(decode(r[0]).text for r in tokens)[:ANSWER_MAX]
+                        await conn.execute("UPDATE runs SET answer = $1 WHERE id = $2", _text(answer), p.run_id)
                 elif p.type == "step.finished":
-                    c = counts.setdefault(p.run_id, [0, 0, 0, 0, 0.0, False])
-                    c[0] += ev.usage.input_tokens
-                    c[1] += ev.usage.output_tokens
-                    c[3] += 1
-                    if ev.cost is not None:
-                        c[4] += ev.cost
-                        c[5] = True
+                    totals.step(p.run_id, ev)
                 elif p.type == "tool.finished":
-                    counts.setdefault(p.run_id, [0, 0, 0, 0, 0.0, False])[2] += 1
-            if counts:
-                await conn.executemany(
-                    "UPDATE runs SET input_tokens = input_tokens + $1, output_tokens = output_tokens + $2,"
-                    " tool_calls = tool_calls + $3, steps = steps + $4,"
-                    " cost = CASE WHEN $5 THEN COALESCE(cost, 0) + $6 ELSE cost END WHERE id = $7",
-                    [(*c[:4], c[5], c[4], run_id) for run_id, c in counts.items()],
-                )
+                    totals.tool(p.run_id)
+            if changed := totals.rows():
+                await conn.executemany(PG_ADD_TOTALS, changed)
             return conflicts
 
     # -- reading -----------------------------------------------------------------------------
@@ -269,39 +269,21 @@ class PostgresStore(WriteBuffer):
         return [Published(run_id, r[0], r[1], r[2]) for r in rows]
 
     async def get_run(self, run_id: str) -> RunSummary | None:
-        row = await self.pool.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+        row = await self.pool.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
         return row_to_summary(tuple(row)) if row else None
 
-    async def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        tenant: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> RunPage:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("status", status), ("agent", agent), ("tenant", tenant)):
-            if value is not None:
-                args.append(value)
-                where.append(f"{column} = ${len(args)}")
-        if cursor is not None:
-            args.append(min(int(cursor), MAX_POSITION))
-            where.append(f"num < ${len(args)}")
-        sql = f"SELECT {_RUN_COLUMNS}, num FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        args.append(limit + 1)
-        sql += f" ORDER BY num DESC LIMIT ${len(args)}"
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        sql, args = list_sql(query, POSTGRES, RUN_COLUMNS)
         rows = [tuple(r) for r in await self.pool.fetch(sql, *args)]
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return RunPage(runs=[row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None)
+        return to_page(rows, query, row_to_summary)
+
+    async def overview(self, window: Window) -> Figures:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            results = [[tuple(r) for r in await conn.fetch(sql, *args)] for sql, args in queries(window, POSTGRES)]
+        return assemble(window, results)
 
     async def unfinished_runs(self) -> list[RunSummary]:
-        rows = await self.pool.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN {LIVE}")
+        rows = await self.pool.fetch(f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {LIVE}")
         return [row_to_summary(tuple(r)) for r in rows]
 
     async def count_active(self, tenant: str) -> int:
@@ -314,7 +296,7 @@ class PostgresStore(WriteBuffer):
             where += f" AND num < (SELECT num FROM runs WHERE id = ${len(args)})"
         args.append(limit)
         rows = await self.pool.fetch(
-            f"SELECT * FROM (SELECT {_RUN_COLUMNS}, num FROM runs WHERE {where} ORDER BY num DESC"
+            f"SELECT * FROM (SELECT {RUN_COLUMNS}, num FROM runs WHERE {where} ORDER BY num DESC"
             f" LIMIT ${len(args)}) t ORDER BY num",
             *args,
         )

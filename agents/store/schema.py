@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runwatch.agents.events import RunStatus
+from runwatch.agents.events import RunStatus, StepFinished
 from runwatch.agents.store.base import RunSummary
 
 SCHEMA = """
@@ -26,7 +26,10 @@ CREATE TABLE IF NOT EXISTS runs (
     -- unused: a run's last seq is read from events (kept so older databases open unchanged)
     last_seq INTEGER NOT NULL DEFAULT 0,
     thread TEXT NOT NULL DEFAULT '',
-    cost REAL
+    cost REAL,
+    answer TEXT,
+    ttft REAL,
+    stream_seconds REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, num);
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, num);
@@ -46,7 +49,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 RUN_COLUMNS = (
     "id, agent, tenant, input, model, offline, status, error, created_at, started_at, finished_at,"
-    " input_tokens, output_tokens, tool_calls, steps, thread, cost,"
+    " input_tokens, output_tokens, tool_calls, steps, thread, cost, substr(answer, 1, 280), ttft,"
     # Read from the events, not kept in the row: updating a run's row for every committed batch of
     # its tokens cost the writer a second statement (and page) per batch and run.
     " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
@@ -72,7 +75,9 @@ def row_to_summary(row: tuple) -> RunSummary:
         steps=row[14],
         thread=row[15],
         cost=row[16],
-        last_seq=row[17],
+        answer_preview=row[17],
+        ttft=row[18],
+        last_seq=row[19],
     )
 
 
@@ -83,15 +88,105 @@ LIVE = "('queued', 'running', 'waiting')"
 UPGRADES = (
     ("thread", "ALTER TABLE runs ADD COLUMN thread TEXT NOT NULL DEFAULT ''"),
     ("cost", "ALTER TABLE runs ADD COLUMN cost REAL"),
+    ("answer", "ALTER TABLE runs ADD COLUMN answer TEXT"),
+    ("ttft", "ALTER TABLE runs ADD COLUMN ttft REAL"),
+    ("stream_seconds", "ALTER TABLE runs ADD COLUMN stream_seconds REAL NOT NULL DEFAULT 0"),
 )
 
-#: A batch's step totals of a run: (input, output, tool calls, steps, priced, cost, run id). A step
-#: without a price adds no cost; a run none of whose steps had one keeps a null cost.
+#: After ``UPGRADES``: the search index (FTS5, over input, answer and error; kept by triggers) and
+#: the indexes of filters and the overview. ``REBUILD_SEARCH`` fills it once for runs made before it.
+SEARCH = """
+CREATE VIRTUAL TABLE IF NOT EXISTS runs_fts USING fts5(
+    input, answer, error, content='runs', content_rowid='num', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS runs_fts_insert AFTER INSERT ON runs BEGIN
+    INSERT INTO runs_fts (rowid, input, answer, error) VALUES (new.num, new.input, new.answer, new.error);
+END;
+CREATE TRIGGER IF NOT EXISTS runs_fts_update AFTER UPDATE OF input, answer, error ON runs BEGIN
+    INSERT INTO runs_fts (runs_fts, rowid, input, answer, error)
+    VALUES ('delete', old.num, old.input, old.answer, old.error);
+    INSERT INTO runs_fts (rowid, input, answer, error) VALUES (new.num, new.input, new.answer, new.error);
+END;
+CREATE TRIGGER IF NOT EXISTS runs_fts_delete AFTER DELETE ON runs BEGIN
+    INSERT INTO runs_fts (runs_fts, rowid, input, answer, error)
+    VALUES ('delete', old.num, old.input, old.answer, old.error);
+END;
+CREATE INDEX IF NOT EXISTS runs_by_model ON runs (model, num);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+"""
+#: Characters of a run's final answer the store keeps (searched; previewed in summaries).
+ANSWER_MAX = 16_384
+
+#: A succeeded run's answer, from its stored tokens: the text of its last step (the tokens after its
+#: last ``step.started``), the first ``ANSWER_MAX`` characters. Parameter: the run id. Read backwards
+#: along the primary key, it touches the last step's events only.
+SET_ANSWER = f"""
+UPDATE runs SET answer = (
+    SELECT substr(group_concat(t, ''), 1, {ANSWER_MAX}) FROM (
+        SELECT json_extract(CAST(data AS TEXT), '$.text') AS t FROM events
+        WHERE run_id = ?1 AND type = 'token' AND seq > COALESCE(
+            (SELECT seq FROM events WHERE run_id = ?1 AND type = 'step.started' ORDER BY seq DESC LIMIT 1), 0)
+        ORDER BY seq LIMIT {ANSWER_MAX}
+    )
+) WHERE id = ?1
+"""
+#: PostgreSQL reads the same tokens and the writer joins their texts: its JSON functions refuse a
+#: text holding U+0000, which a model may stream (and which would fail the whole batch).
+PG_LAST_STEP_TOKENS = f"""
+SELECT data FROM events
+WHERE run_id = $1 AND type = 'token' AND seq > COALESCE(
+    (SELECT seq FROM events WHERE run_id = $1 AND type = 'step.started' ORDER BY seq DESC LIMIT 1), 0)
+ORDER BY seq LIMIT {ANSWER_MAX}
+"""
+REBUILD_SEARCH = "INSERT INTO runs_fts (runs_fts) VALUES ('rebuild')"
+
+#: A batch's step totals of a run: (input, output, tool calls, steps, priced, cost, ttft, streaming
+#: seconds, run id). A step without a price adds no cost; a run none of whose steps had one keeps a
+#: null cost. ``ttft`` is kept from the run's first step that had one.
 ADD_TOTALS = (
     "UPDATE runs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
     " tool_calls = tool_calls + ?, steps = steps + ?,"
-    " cost = CASE WHEN ? THEN COALESCE(cost, 0) + ? ELSE cost END WHERE id = ?"
+    " cost = CASE WHEN ? THEN COALESCE(cost, 0) + ? ELSE cost END,"
+    " ttft = COALESCE(ttft, ?), stream_seconds = stream_seconds + ? WHERE id = ?"
 )
+
+
+def numbered(sql: str) -> str:
+    """``sql`` with PostgreSQL's numbered parameters (``$1``, ``$2``…) for SQLite's ``?``."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+
+
+class BatchTotals:
+    """What one committed batch adds to its runs' totals (``ADD_TOTALS``'s rows), from its events."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, list] = {}
+
+    def _of(self, run_id: str) -> list:
+        # input, output, tool calls, steps, priced, cost, ttft, streaming seconds
+        return self._runs.setdefault(run_id, [0, 0, 0, 0, False, 0.0, None, 0.0])
+
+    def step(self, run_id: str, ev: StepFinished) -> None:
+        c = self._of(run_id)
+        c[0] += ev.usage.input_tokens
+        c[1] += ev.usage.output_tokens
+        c[3] += 1
+        if ev.cost is not None:
+            c[4] = True
+            c[5] += ev.cost
+        if ev.ttft is not None:
+            if c[6] is None:
+                c[6] = ev.ttft
+            c[7] += max(ev.duration - ev.ttft, 0.0)
+
+    def tool(self, run_id: str) -> None:
+        self._of(run_id)[2] += 1
+
+    def rows(self) -> list[tuple]:
+        return [(*c, run_id) for run_id, c in self._runs.items()]
+
+
 THREAD_INDEX = "CREATE INDEX IF NOT EXISTS runs_by_thread ON runs (thread, num) WHERE thread != ''"
 
 

@@ -8,7 +8,6 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,16 +16,22 @@ from typing import Any
 import structlog
 
 from runwatch.agents.events import Published, decode
+from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
+from runwatch.agents.store.run_query import SQLITE, RunQuery, list_sql, to_page
 from runwatch.agents.store.schema import (
     ADD_TOTALS,
     INSERTS,
     LIVE,
+    REBUILD_SEARCH,
     RUN_COLUMNS,
     SCHEMA,
+    SEARCH,
+    SET_ANSWER,
     THREAD_INDEX,
     UPGRADES,
+    BatchTotals,
     cut,
     row_to_summary,
 )
@@ -101,6 +106,10 @@ class SQLiteStore(WriteBuffer):
             if column not in columns:
                 db.execute(sql)
         db.execute(THREAD_INDEX)
+        searchable = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs_fts'").fetchone()
+        db.executescript(SEARCH)
+        if not searchable:
+            db.execute(REBUILD_SEARCH)  # a database from before search: index the runs it holds
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
         (self.epoch,) = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
         self._db = db
@@ -181,7 +190,7 @@ class SQLiteStore(WriteBuffer):
     def _write_batch(self, batch: list[Published]) -> None:
         db = self._db
         assert db is not None
-        counts: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0, 0.0, 0])
+        totals = BatchTotals()
         db.execute("BEGIN")
         try:
             # Tokens in multi-row inserts: one statement step (one GIL round trip for this thread)
@@ -199,7 +208,6 @@ class SQLiteStore(WriteBuffer):
                 if not db.execute(INSERTS[1], (p.run_id, p.seq, p.type, p.data)).rowcount:
                     continue
                 ev = p.event if p.event is not None else decode(p.data)
-                c = counts[p.run_id]
                 if p.type == "run.queued":
                     db.execute(
                         "INSERT OR IGNORE INTO runs (id, agent, tenant, input, model, offline, status,"
@@ -215,20 +223,17 @@ class SQLiteStore(WriteBuffer):
                         ("waiting" if waiting else "running", p.run_id),
                     )
                 elif p.type == "step.finished":
-                    c[0] += ev.usage.input_tokens
-                    c[1] += ev.usage.output_tokens
-                    c[3] += 1
-                    if ev.cost is not None:
-                        c[4] += ev.cost
-                        c[5] = 1
+                    totals.step(p.run_id, ev)
                 elif p.type == "tool.finished":
-                    c[2] += 1
+                    totals.tool(p.run_id)
                 elif p.type == "run.finished":
                     db.execute(
                         "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                         (ev.status, ev.error, ev.ts, p.run_id),
                     )
-            if changed := [(*c[:4], c[5], c[4], run_id) for run_id, c in counts.items() if any(c)]:
+                    if ev.status == "succeeded":
+                        db.execute(SET_ANSWER, (p.run_id,))
+            if changed := totals.rows():
                 db.executemany(ADD_TOTALS, changed)
             db.execute("COMMIT")
         except BaseException:
@@ -269,32 +274,21 @@ class SQLiteStore(WriteBuffer):
     def _select_run(self, run_id: str) -> tuple | None:
         return self._reader().execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
 
-    async def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        tenant: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> RunPage:
-        where, args = [], []
-        for column, value in (("status", status), ("agent", agent), ("tenant", tenant)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if cursor is not None:
-            where.append("num < ?")
-            args.append(min(int(cursor), MAX_POSITION))
-        sql = f"SELECT {RUN_COLUMNS}, num FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY num DESC LIMIT ?"
-        args.append(limit + 1)
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        sql, args = list_sql(query, SQLITE, RUN_COLUMNS)
         rows = await self._read_call(self._select_many, sql, args)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return RunPage(runs=[row_to_summary(r) for r in rows], next=str(rows[-1][-1]) if more and rows else None)
+        return to_page(rows, query, row_to_summary)
+
+    async def overview(self, window: Window) -> Figures:
+        return assemble(window, await self._read_call(self._select_all, queries(window, SQLITE)))
+
+    def _select_all(self, statements: list[tuple[str, list]]) -> list[list[tuple]]:
+        db = self._reader()
+        db.execute("BEGIN")  # one snapshot for all
+        try:
+            return [db.execute(sql, args).fetchall() for sql, args in statements]
+        finally:
+            db.execute("COMMIT")
 
     def _select_many(self, sql: str, args: list) -> list[tuple]:
         return self._reader().execute(sql, args).fetchall()
