@@ -118,6 +118,8 @@ class StepFinished(Event, tag="step.finished"):
     error_type: str | None = None
     #: What the call cost in USD, from the price table (``RUNWATCH_PRICES``); null: the model is unpriced.
     cost: float | None = None
+    #: The tool calls the step asked for (they run next, each with its ``tool.started``).
+    tool_calls: int = 0
 
 
 class ApprovalRequested(Event, tag="approval.requested"):
@@ -197,7 +199,8 @@ AnyEvent = (
 )
 
 #: The events that change a run's status: they go on the runs feed too.
-#: ``step.finished`` and ``tool.finished`` too: they keep a runs list's tokens, tool calls and cost live.
+#: ``step.finished`` too (small: no text, no tool results): it keeps a runs list's tokens, tool calls
+#: and cost live.
 LIFECYCLE_TYPES = frozenset(
     {
         "run.queued",
@@ -206,7 +209,6 @@ LIFECYCLE_TYPES = frozenset(
         "approval.requested",
         "approval.resolved",
         "step.finished",
-        "tool.finished",
     }
 )
 

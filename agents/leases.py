@@ -8,6 +8,7 @@ the runs executing here and when each lease was last written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -93,7 +94,8 @@ class Leases:
             elif run_id in self._leased_at:
                 self._leased_at[run_id] = started
         self._queued_now = await self._queue.size()
-        await self._queue.announce(self.load())
+        with contextlib.suppress(*REDIS_ERRORS):  # (the leases are renewed: that is what counts)
+            await self._queue.announce(self.load())
 
     def _fence_stale(self) -> None:
         """Stop every run whose lease may have run out: before anyone else may claim it."""

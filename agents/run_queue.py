@@ -251,7 +251,10 @@ class RunQueue:
         stale_before = time.time() - self.lease_ms / 750
         loads, stale = [], []
         for name, data in (await self._r.hgetall(self._instances)).items():
-            load = msgspec.json.decode(data, type=InstanceLoad)
+            try:
+                load = msgspec.json.decode(data, type=InstanceLoad)
+            except msgspec.DecodeError:  # not an instance's (another version's?): not ours to judge
+                continue
             if load.seen < stale_before:
                 stale.append(name)
             else:

@@ -323,6 +323,7 @@ class Runner:
                     duration=round(time.perf_counter() - started, 4),
                     error_type=failure,
                     cost=cost,
+                    tool_calls=0 if interrupted or failure or finish_reason == "cancelled" else len(calls),
                 )
             )
         if interrupted:

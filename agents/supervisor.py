@@ -244,7 +244,7 @@ class Supervisor(HumanInput, TakeOver):
                         log.info("run.resumed", model=handle.model, step=resumed.next_step)
                     async with asyncio.timeout(timeout) as deadline:
                         control.deadline = deadline
-                        await self._runner.run(
+                        answer = await self._runner.run(
                             handle.id,
                             agent,
                             user_input,
@@ -255,6 +255,7 @@ class Supervisor(HumanInput, TakeOver):
                             prior=prior,
                         )
                 status = "succeeded"
+                self._store.keep_answer(handle.id, answer)  # (for search: run.finished follows)
             except asyncio.CancelledError:
                 status, error = "cancelled", handle.cancel_reason
                 asyncio.current_task().uncancel()

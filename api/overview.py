@@ -28,7 +28,8 @@ class Overview(Figures, kw_only=True):
     until: float
     #: Seconds per bar of ``per_minute``: a bar's ``runs`` per minute is ``runs * 60 / bucket``.
     bucket: float
-    #: Each instance's capacity now.
+    #: Each instance's capacity now (for an admin; a tenant's principal gets none: instances serve
+    #: every tenant).
     instances: list[InstanceLoad]
 
 
@@ -61,5 +62,5 @@ async def overview(
         since=since,
         until=until,
         bucket=bucket,
-        instances=instances,
+        instances=instances if request.user.scope is None else [],
     )

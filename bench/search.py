@@ -126,9 +126,13 @@ async def _fill_sqlite(store: Any, runs: list[tuple]) -> None:
 
 
 async def _fill_postgres(store: Any, runs: list[tuple]) -> None:
+    from runwatch.agents.store.migrations import SEARCH_TEXT
+
     async with store.pool.acquire() as conn:
         await conn.copy_records_to_table("runs", records=runs, columns=[c.strip() for c in COLUMNS.split(",")])
+        await conn.execute(f"INSERT INTO run_search (num, search) SELECT num, {SEARCH_TEXT} FROM runs")
         await conn.execute("ANALYZE runs")
+        await conn.execute("ANALYZE run_search")
 
 
 def run(count: int, progress: Callable[[str], None]) -> dict[str, Any]:

@@ -25,12 +25,13 @@ REDIS = os.environ.get("RUNWATCH_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 @contextlib.asynccontextmanager
-async def postgres_database() -> AsyncIterator[str]:
-    """A new, empty database; dropped (connections and all) afterwards. Yields its URL."""
+async def postgres_database(options: str = "") -> AsyncIterator[str]:
+    """A new, empty database (``options``: more of CREATE DATABASE); dropped (connections and all)
+    afterwards. Yields its URL."""
     name = f"runwatch_test_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(POSTGRES + "/postgres")
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}" {options}')
         yield f"{POSTGRES}/{name}"
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

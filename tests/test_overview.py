@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.identity import make_key
 from tests.test_cost import PRICED
 
 
@@ -58,6 +59,14 @@ async def test_the_overview_shows_the_queue_and_a_running_run_now(make_server):
         for run in (first, second):
             await c.post(f"/api/runs/{run}/cancel")
     await w.close()
+
+
+async def test_a_tenant_sees_its_own_runs_and_no_instances(server):
+    viewer = await make_key(server, "acme", "viewer")
+    await server.run_to_end({"tokens": 2})  # the default tenant's
+    async with server.client(viewer) as c:
+        body = (await c.get("/api/overview")).json()
+    assert body["runs"]["total"] == 0 and body["models"] == [] and body["instances"] == []
 
 
 async def test_a_window_out_of_range_is_refused(server):

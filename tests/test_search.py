@@ -53,7 +53,8 @@ async def add_run(
     cost: float | None = None,
     duration: float | None = 1.0,
 ) -> None:
-    """A run's lifecycle, appended to the store as the bus would (with times of our choosing)."""
+    """A run's lifecycle, appended to the store as the bus would (with times of our choosing); its
+    ``answer`` streamed as tokens and kept as the run's supervisor keeps it."""
     events: list = [
         RunQueued(run_id=run_id, agent="demo", input=input, model=model, ts=ts),
         RunStarted(run_id=run_id, agent="demo", ts=ts),
@@ -73,6 +74,8 @@ async def add_run(
     ]
     if duration is not None:
         status = "failed" if error else "succeeded"
+        if answer is not None and status == "succeeded":
+            store.keep_answer(run_id, answer)
         events.append(RunFinished(run_id=run_id, status=status, error=error, totals=Totals(), ts=ts + duration))
     for seq, event in enumerate(events, 1):
         event.seq = seq
@@ -111,23 +114,56 @@ async def test_query_syntax_in_the_search_is_taken_as_words(store):
     assert await ids(store, q='& | ! : * ( ) "') == []  # no word: nothing matches, nothing breaks
 
 
+@pytest.mark.parametrize("matches", [1, 4])
+async def test_a_search_pages_alike_whether_the_newest_runs_hold_its_matches_or_not(store, matches):
+    """(PostgreSQL looks among the newest runs first, then asks its index: 3 here, not 5,000.)"""
+    store.search_newest = 3
+    for i in range(6):
+        await add_run(store, f"n{i}", answer="needle" if i < matches else "hay")
+    seen, cursor = [], None
+    while True:
+        page = await store.list_runs(RunQuery(q="needle", limit=2, cursor=cursor))
+        seen += [r.id for r in page.runs]
+        if not (cursor := page.next):
+            break
+    assert seen == [f"n{i}" for i in reversed(range(matches))]
+
+
 async def test_a_run_id_prefix_finds_the_run(store):
     await add_run(store, "0192abcdef01")
     await add_run(store, "0193aaaaaaaa")
-    await store.flush()
     assert await ids(store, q="0192ab") == ["0192abcdef01"]
 
 
-async def test_the_answer_is_the_last_steps_text(store):
-    await add_run(store, "l1", answer="first step words")
-    store.append(Published("l1", 99, "step.started", encode(StepStarted(run_id="l1", seq=99, index=1, model="m"))))
-    for seq, text in ((100, "final "), (101, "zebra\u0000 answer")):  # (a model may stream U+0000)
-        store.append(Published("l1", seq, "token", encode(Token(run_id="l1", seq=seq, text=text))))
-    finished = RunFinished(run_id="l1", seq=102, status="succeeded", totals=Totals())
-    store.append(Published("l1", 102, "run.finished", encode(finished)))
-    await store.flush()
-    assert (await store.get_run("l1")).answer_preview.startswith("final zebra")
+async def test_words_inside_file_names_addresses_and_versions_are_found(store):
+    await add_run(store, "w1", answer="edit config.yaml, mail bob@example.com, ship v1.2.3 from /usr/local/bin")
+    for word in ("yaml", "example", "config.yaml", "local", "v1"):
+        assert await ids(store, q=word) == ["w1"], word
+
+
+async def test_a_run_id_prefix_is_found_where_the_collation_is_not_c():
+    """Most PostgreSQL databases sort text by a language's rules (here ICU's en-US), not bytes."""
+    async with postgres_database("LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8' TEMPLATE template0") as url:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            await add_run(store, "0192abcdef01")
+            await add_run(store, "0192ac000000")
+            await add_run(store, "ffff00000000")
+            assert await ids(store, q="0192ab") == ["0192abcdef01"]
+            assert await ids(store, q="ffff") == []  # (four hex digits: a word, not an id)
+            assert await ids(store, q="ffff00") == ["ffff00000000"]
+        finally:
+            await store.close()
+
+
+async def test_the_answer_kept_for_a_run_is_written_with_its_end(store):
+    store.keep_answer("l1", "final zebra\u0000 answer " + "x" * 20_000)  # (a model may stream U+0000)
+    await add_run(store, "l1")
+    summary = await store.get_run("l1")
+    assert summary.answer_preview.startswith("final zebra") and len(summary.answer_preview) == 280
     assert await ids(store, q="zebra") == ["l1"]
+    assert not store._answers  # forgotten once written
 
 
 async def test_the_answer_preview_and_ttft_are_in_the_summary(store):
@@ -181,6 +217,8 @@ async def test_a_cursor_carries_its_sort_and_a_made_up_one_is_refused(store):
     assert [r.id for r in rest.runs] == ["k1", "k0"]
     with pytest.raises(BadRequest, match="pass the 'next' of the previous page"):
         await store.list_runs(RunQuery(cursor="cost:1"))
+    with pytest.raises(BadRequest, match="not one a listing gave"):  # (no bigint holds it)
+        await store.list_runs(RunQuery(cursor="tokens.desc:1e999:5"))
 
 
 async def test_a_database_from_before_search_is_indexed_when_opened(tmp_path):

@@ -112,6 +112,17 @@ async def test_the_runs_feed_streams_lifecycle_and_step_events_of_every_run(serv
     await feed.close()
 
 
+async def test_the_runs_feed_counts_tool_calls_without_carrying_their_results(server):
+    feed = await server.watcher()
+    await feed.subscribe("*")
+    run = await server.start_run({"tokens": 3, "tool_calls": 2, "parallel": True})
+    await feed.wait_for(lambda m: m.get("run_id") == run and m.get("type") == "run.finished")
+    steps = [e for e in feed.events(run) if e["type"] == "step.finished"]
+    assert [s["tool_calls"] for s in steps] == [2, 0]
+    assert not [e for e in feed.events(run) if e["type"].startswith("tool.")]
+    await feed.close()
+
+
 async def test_start_over_the_websocket_then_watch(server):
     w = await server.watcher()
     ack = await w.request({"type": "start", "agent": "demo", "input": "what is 6*7?"})

@@ -100,6 +100,10 @@ class Store(Journal, Protocol):
         """Return once everything appended before the call is durable."""
         ...
 
+    def keep_answer(self, run_id: str, answer: str) -> None:
+        """A succeeded run's final answer, written with its ``run.finished`` (which must follow)."""
+        ...
+
     async def get_run(self, run_id: str) -> RunSummary | None: ...
 
     async def list_runs(self, query: RunQuery) -> RunPage:

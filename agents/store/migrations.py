@@ -12,6 +12,14 @@ import structlog
 
 log = structlog.get_logger()
 
+#: What a run's search index holds: its input (the first 100,000 characters: a tsvector holds at most
+#: 1 MiB), answer and error, split on anything but letters and digits as SQLite's FTS5 does (the
+#: default parser would keep ``config.yaml`` or ``bob@example.com`` whole, and ``yaml`` would not find them).
+SEARCH_TEXT = (
+    "to_tsvector('simple', regexp_replace(left(input, 100000) || ' ' || coalesce(answer, '') || ' '"
+    " || coalesce(error, ''), '[^[:alnum:]]+', ' ', 'g'))"
+)
+
 #: ``pg_advisory_xact_lock`` key of runwatch's migrations (any fixed 64-bit number; "runwatch" in ASCII).
 LOCK_KEY = 0x72756E7761746368
 
@@ -87,19 +95,25 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "the cost of runs", "ALTER TABLE runs ADD COLUMN cost DOUBLE PRECISION;"),
     (
         5,
-        "search (input, answer, error), time to first token, streaming time; indexes of filters",
-        """
+        "search (input, answer, error), time to first token, streaming time; indexes of filters and sorts",
+        f"""
         ALTER TABLE runs ADD COLUMN answer TEXT;
         ALTER TABLE runs ADD COLUMN ttft DOUBLE PRECISION;
         ALTER TABLE runs ADD COLUMN stream_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
-        -- A tsvector holds at most 1 MiB: inputs are indexed up to their first 256 Ki characters
-        -- (answers are at most 16 Ki characters, errors short).
-        ALTER TABLE runs ADD COLUMN search tsvector GENERATED ALWAYS AS (
-            to_tsvector('simple', left(input, 262144) || ' ' || coalesce(answer, '') || ' ' || coalesce(error, ''))
-        ) STORED;
-        CREATE INDEX runs_search ON runs USING GIN (search);
+        -- The search index lives beside runs, written only when a run's text changes: a run's row is
+        -- updated at every batch of its steps, which a tsvector of its own would rewrite each time.
+        CREATE TABLE run_search (
+            num BIGINT PRIMARY KEY REFERENCES runs (num) ON DELETE CASCADE,
+            search tsvector NOT NULL
+        );
+        INSERT INTO run_search (num, search) SELECT num, {SEARCH_TEXT} FROM runs;
+        CREATE INDEX run_search_words ON run_search USING GIN (search);
         CREATE INDEX runs_by_model ON runs (model, num);
         CREATE INDEX runs_by_created ON runs (created_at);
+        -- Sorting by duration walks this index (the expression of agents.store.run_query); tokens and
+        -- cost have none: they change at every step, and an index on them would make every such
+        -- update rewrite all of the row's index entries (no HOT update).
+        CREATE INDEX runs_by_duration ON runs ((COALESCE(finished_at - started_at, -1)), num);
         """,
     ),
 ]

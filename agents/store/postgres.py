@@ -17,13 +17,11 @@ from runwatch.agents.events import Published, decode
 from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
-from runwatch.agents.store.migrations import migrate
-from runwatch.agents.store.run_query import POSTGRES, RunQuery, list_sql, to_page
+from runwatch.agents.store.migrations import SEARCH_TEXT, migrate
+from runwatch.agents.store.run_query import POSTGRES, RunQuery, list_sql, listing, search_words, to_page
 from runwatch.agents.store.schema import (
     ADD_TOTALS,
-    ANSWER_MAX,
     LIVE,
-    PG_LAST_STEP_TOKENS,
     RUN_COLUMNS,
     BatchTotals,
     numbered,
@@ -36,6 +34,13 @@ CLOSE_TIMEOUT = 3.0
 #: Most events one transaction writes; a bigger backlog is written as several.
 MAX_BATCH = 5_000
 MAX_POSITION = 2**63 - 1
+#: (Re)index a run's text for search (parameter: its id).
+INDEX_RUN = (
+    f"INSERT INTO run_search (num, search) SELECT num, {SEARCH_TEXT} FROM runs WHERE id = $1"
+    " ON CONFLICT (num) DO UPDATE SET search = EXCLUDED.search"
+)
+#: A search newest first looks among this many newest runs before it asks the search index.
+SEARCH_NEWEST = 5_000
 
 #: ``ADD_TOTALS`` with numbered parameters.
 PG_ADD_TOTALS = numbered(ADD_TOTALS)
@@ -64,6 +69,8 @@ class PostgresStore(WriteBuffer):
         max_pending_bytes: int = 64 * 1024 * 1024,
         pool_size: int = 4,
     ) -> None:
+        #: A search newest first looks among this many newest runs before it asks the index.
+        self.search_newest = SEARCH_NEWEST
         super().__init__(max_pending=max_pending, max_pending_bytes=max_pending_bytes)
         self.url = url
         self.epoch = ""
@@ -219,6 +226,7 @@ class PostgresStore(WriteBuffer):
                         ev.ts,
                         _text(ev.thread),
                     )
+                    await conn.execute(INDEX_RUN, p.run_id)
                 elif p.type in ("approval.requested", "approval.resolved"):
                     waiting = p.type == "approval.requested" or ev.waiting
                     await conn.execute(
@@ -240,10 +248,9 @@ class PostgresStore(WriteBuffer):
                         ev.ts,
                         p.run_id,
                     )
-                    if ev.status == "succeeded":
-                        tokens = await conn.fetch(PG_LAST_STEP_TOKENS, p.run_id)
-                        answer = "".join(decode(r[0]).text for r in tokens)[:ANSWER_MAX]
+                    if ev.status == "succeeded" and (answer := self._answers.get(p.run_id)) is not None:
                         await conn.execute("UPDATE runs SET answer = $1 WHERE id = $2", _text(answer), p.run_id)
+                    await conn.execute(INDEX_RUN, p.run_id)
                 elif p.type == "step.finished":
                     totals.step(p.run_id, ev)
                 elif p.type == "tool.finished":
@@ -273,7 +280,16 @@ class PostgresStore(WriteBuffer):
         return row_to_summary(tuple(row)) if row else None
 
     async def list_runs(self, query: RunQuery) -> RunPage:
-        sql, args = list_sql(query, POSTGRES, RUN_COLUMNS)
+        if query.q and search_words(query.q) and listing(query) == ("created", "desc"):
+            # A search, newest first: the newest runs usually hold a page of matches (a common word);
+            # when they do not (a rare one), the search index finds every match, then the newest.
+            sql, args = list_sql(query, POSTGRES, RUN_COLUMNS, newest=self.search_newest)
+            rows = [tuple(r) for r in await self.pool.fetch(sql, *args)]
+            if len(rows) > query.limit:
+                return to_page(rows, query, row_to_summary)
+            sql, args = list_sql(query, POSTGRES, RUN_COLUMNS, materialize=True)
+        else:
+            sql, args = list_sql(query, POSTGRES, RUN_COLUMNS)
         rows = [tuple(r) for r in await self.pool.fetch(sql, *args)]
         return to_page(rows, query, row_to_summary)
 

@@ -20,8 +20,10 @@ from typing import Any
 from runwatch.agents.errors import BadRequest
 from runwatch.agents.store.base import Order, RunPage, RunQuery, RunSummary, Sort
 
-#: Most words of ``q`` used (the rest are ignored), and most characters of one word.
-MAX_WORDS = 16
+#: Most words of ``q`` used (the rest are ignored), and the fewest and most characters of one (a
+#: one-letter prefix matches nearly everything: it is left out).
+MAX_WORDS = 8
+MIN_WORD = 2
 MAX_WORD = 64
 
 #: The sort keys. Unknown values (a running run's duration, an unpriced run's cost) sort as -1:
@@ -37,7 +39,8 @@ SORT_KEYS: dict[str, str] = {
 MAX_NUM = 2**63 - 1
 
 _WORD = re.compile(r"[^\W_]+")
-_ID_PREFIX = re.compile(r"^[0-9A-Za-z_-]{4,64}$")
+#: Run ids are hexadecimal: six or more hex digits are looked up as an id prefix too.
+_ID_PREFIX = re.compile(r"^[0-9a-f]{6,32}$")
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ SQLITE = Dialect(
 )
 POSTGRES = Dialect(
     param=lambda n: f"${n}",
-    match=lambda p: f"search @@ to_tsquery('simple', {p})",
+    match=lambda p: f"num IN (SELECT num FROM run_search WHERE search @@ to_tsquery('simple', {p}))",
     words=lambda ws: " & ".join(f"{w}:*" for w in ws),
     bucket=lambda start, size: f"floor((created_at - {start}) / {size})::bigint",
 )
@@ -68,13 +71,19 @@ POSTGRES = Dialect(
 
 def search_words(q: str) -> list[str]:
     """The words of a search, lowercased: letters and digits only, so none can be query syntax."""
-    return [w[:MAX_WORD] for w in _WORD.findall(q.lower())][:MAX_WORDS]
+    return [w[:MAX_WORD] for w in _WORD.findall(q.lower()) if len(w) >= MIN_WORD][:MAX_WORDS]
 
 
-def list_sql(query: RunQuery, dialect: Dialect, columns: str) -> tuple[str, list[Any]]:
+def list_sql(
+    query: RunQuery, dialect: Dialect, columns: str, *, newest: int | None = None, materialize: bool = False
+) -> tuple[str, list[Any]]:
     """One ``SELECT`` of ``columns``, then the sort key, then ``num``, for ``query`` (one row more
     than the limit: its presence says there is a next page). A cursor carries its listing's sort
-    and order, which win over ``query``'s."""
+    and order, which win over ``query``'s.
+
+    ``newest``: look among that many newest runs (after the cursor) only. ``materialize``: find the
+    search's matches first, by the search index (PostgreSQL's planner, unable to tell how many runs
+    a prefix search matches, may otherwise walk every run newest first looking for a rare word)."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -89,30 +98,49 @@ def list_sql(query: RunQuery, dialect: Dialect, columns: str) -> tuple[str, list
         where.append(f"created_at >= {arg(query.since)}")
     if query.until is not None:
         where.append(f"created_at < {arg(query.until)}")
+    with_clause = ""
     if query.q is not None and query.q.strip():
         found = []
         if words := search_words(query.q):
-            found.append(dialect.match(arg(dialect.words(words))))
+            match = dialect.match(arg(dialect.words(words)))
+            if materialize:
+                with_clause = f"WITH matching AS MATERIALIZED (SELECT num FROM runs WHERE {match}) "
+                match = "num IN (SELECT num FROM matching)"
+            found.append(match)
         if _ID_PREFIX.match(prefix := query.q.strip()):
-            found.append(f"(id >= {arg(prefix)} AND id < {arg(prefix + '~')})")
+            found.append(id_prefix(prefix, arg))
         where.append("(" + " OR ".join(found) + ")" if found else "false")
-    sort, order = query.sort, query.order
-    if query.cursor is not None:
-        sort, order, value, num = parse_cursor(query.cursor)
+    sort, order, value, num = parse_cursor(query.cursor) if query.cursor is not None else (*listing(query), 0.0, 0)
     key = SORT_KEYS[sort]
     less = "<" if order == "desc" else ">"
+    source = "runs"
     if query.cursor is not None:
         if sort == "created":
-            where.append(f"num {less} {arg(num)}")
-        else:
-            where.append(f"({key} {less} {arg(value)} OR ({key} = {arg(value)} AND num {less} {arg(num)}))")
-    sql = f"SELECT {columns}, {key}, num FROM runs"
+            after = f"num {less} {arg(num)}"
+            where.append(after)
+        else:  # (a row comparison: both databases walk the sort's index from the cursor on)
+            where.append(f"({key}, num) {less} ({arg(value)}, {arg(num)})")
+    if newest is not None:
+        inner = f" WHERE {after}" if query.cursor is not None and sort == "created" else ""
+        source = f"(SELECT * FROM runs{inner} ORDER BY num DESC LIMIT {arg(newest)}) AS runs"
+    sql = f"{with_clause}SELECT {columns}, {key}, num FROM {source}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     direction = order.upper()
     ordering = f"num {direction}" if sort == "created" else f"{key} {direction}, num {direction}"
     sql += f" ORDER BY {ordering} LIMIT {arg(query.limit + 1)}"
     return sql, args
+
+
+def id_prefix(prefix: str, arg: Callable[[Any], str]) -> str:
+    """Ids starting with the hex ``prefix``, as a range of the id index. Its upper bound is the next
+    hex string (``0192ab`` → ``0192ac``), not a sentinel character: a collation other than C (most
+    PostgreSQL databases) orders punctuation apart from digits and letters, hex digits alike."""
+    stem = prefix.rstrip("f")
+    if not stem:  # ffff…: every greater hex id starts with it
+        return f"id >= {arg(prefix)}"
+    successor = stem[:-1] + "0123456789abcdef"["0123456789abcdef".index(stem[-1]) + 1]
+    return f"(id >= {arg(prefix)} AND id < {arg(successor)})"
 
 
 #: A cursor: ``NUM`` (newest first, the default listing) or ``SORT.ORDER:KEY:NUM``.
@@ -130,7 +158,15 @@ def parse_cursor(cursor: str) -> tuple[Sort, Order, float, int]:
         return "created", "desc", 0.0, min(int(cursor), MAX_NUM)
     listing, value, num = cursor.split(":")
     sort, order = listing.split(".")
-    return sort, order, float(value), min(int(num), MAX_NUM)  # type: ignore[return-value]
+    key = float(value)
+    if not abs(key) < 2**53:  # (keys are counts, seconds and dollars; a bigint parameter must hold it)
+        raise BadRequest(f"cursor {cursor[:40]!r} is not one a listing gave: leave cursor out to start again")
+    return sort, order, key, min(int(num), MAX_NUM)  # type: ignore[return-value]
+
+
+def listing(query: RunQuery) -> tuple[Sort, Order]:
+    """The sort and order a query lists by: its cursor's, or its own."""
+    return parse_cursor(query.cursor)[:2] if query.cursor is not None else (query.sort, query.order)
 
 
 def to_page(rows: list[tuple], query: RunQuery, summary: Callable[[tuple], RunSummary]) -> RunPage:
@@ -140,6 +176,6 @@ def to_page(rows: list[tuple], query: RunQuery, summary: Callable[[tuple], RunSu
     following = None
     if more and rows:
         key, num = rows[-1][-2], rows[-1][-1]
-        sort, order = (query.sort, query.order) if query.cursor is None else parse_cursor(query.cursor)[:2]
+        sort, order = listing(query)
         following = str(num) if (sort, order) == ("created", "desc") else f"{sort}.{order}:{float(key)!r}:{num}"
     return RunPage(runs=[summary(r) for r in rows], next=following)

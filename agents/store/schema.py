@@ -97,7 +97,8 @@ UPGRADES = (
 #: the indexes of filters and the overview. ``REBUILD_SEARCH`` fills it once for runs made before it.
 SEARCH = """
 CREATE VIRTUAL TABLE IF NOT EXISTS runs_fts USING fts5(
-    input, answer, error, content='runs', content_rowid='num', tokenize='unicode61 remove_diacritics 2'
+    input, answer, error, content='runs', content_rowid='num', tokenize='unicode61 remove_diacritics 2',
+    prefix='2 3'
 );
 CREATE TRIGGER IF NOT EXISTS runs_fts_insert AFTER INSERT ON runs BEGIN
     INSERT INTO runs_fts (rowid, input, answer, error) VALUES (new.num, new.input, new.answer, new.error);
@@ -112,31 +113,10 @@ CREATE TRIGGER IF NOT EXISTS runs_fts_delete AFTER DELETE ON runs BEGIN
     VALUES ('delete', old.num, old.input, old.answer, old.error);
 END;
 CREATE INDEX IF NOT EXISTS runs_by_model ON runs (model, num);
+CREATE INDEX IF NOT EXISTS runs_by_duration ON runs (COALESCE(finished_at - started_at, -1), num);
+CREATE INDEX IF NOT EXISTS runs_by_tokens ON runs ((input_tokens + output_tokens), num);
+CREATE INDEX IF NOT EXISTS runs_by_cost ON runs (COALESCE(cost, -1), num);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
-"""
-#: Characters of a run's final answer the store keeps (searched; previewed in summaries).
-ANSWER_MAX = 16_384
-
-#: A succeeded run's answer, from its stored tokens: the text of its last step (the tokens after its
-#: last ``step.started``), the first ``ANSWER_MAX`` characters. Parameter: the run id. Read backwards
-#: along the primary key, it touches the last step's events only.
-SET_ANSWER = f"""
-UPDATE runs SET answer = (
-    SELECT substr(group_concat(t, ''), 1, {ANSWER_MAX}) FROM (
-        SELECT json_extract(CAST(data AS TEXT), '$.text') AS t FROM events
-        WHERE run_id = ?1 AND type = 'token' AND seq > COALESCE(
-            (SELECT seq FROM events WHERE run_id = ?1 AND type = 'step.started' ORDER BY seq DESC LIMIT 1), 0)
-        ORDER BY seq LIMIT {ANSWER_MAX}
-    )
-) WHERE id = ?1
-"""
-#: PostgreSQL reads the same tokens and the writer joins their texts: its JSON functions refuse a
-#: text holding U+0000, which a model may stream (and which would fail the whole batch).
-PG_LAST_STEP_TOKENS = f"""
-SELECT data FROM events
-WHERE run_id = $1 AND type = 'token' AND seq > COALESCE(
-    (SELECT seq FROM events WHERE run_id = $1 AND type = 'step.started' ORDER BY seq DESC LIMIT 1), 0)
-ORDER BY seq LIMIT {ANSWER_MAX}
 """
 REBUILD_SEARCH = "INSERT INTO runs_fts (runs_fts) VALUES ('rebuild')"
 

@@ -28,7 +28,6 @@ from runwatch.agents.store.schema import (
     RUN_COLUMNS,
     SCHEMA,
     SEARCH,
-    SET_ANSWER,
     THREAD_INDEX,
     UPGRADES,
     BatchTotals,
@@ -227,12 +226,11 @@ class SQLiteStore(WriteBuffer):
                 elif p.type == "tool.finished":
                     totals.tool(p.run_id)
                 elif p.type == "run.finished":
+                    answer = self._answers.get(p.run_id) if ev.status == "succeeded" else None
                     db.execute(
-                        "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                        (ev.status, ev.error, ev.ts, p.run_id),
+                        "UPDATE runs SET status = ?, error = ?, finished_at = ?, answer = ? WHERE id = ?",
+                        (ev.status, ev.error, ev.ts, answer, p.run_id),
                     )
-                    if ev.status == "succeeded":
-                        db.execute(SET_ANSWER, (p.run_id,))
             if changed := totals.rows():
                 db.executemany(ADD_TOTALS, changed)
             db.execute("COMMIT")
