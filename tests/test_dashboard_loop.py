@@ -123,7 +123,7 @@ def test_two_people_see_one_approval_and_one_approves_it(server, as_user):
         expect(page.locator("#run-status")).to_have_text("succeeded", timeout=10_000)
         expect(page.locator("#waiting-banner")).to_have_text("")
         expect(page.locator(".answer")).to_contain_text("deploy answered")
-        expect(page.locator("details.tool .status")).to_have_text("done")
+        expect(page.locator('#trace-tree .trace-row[data-kind="tool"]')).to_have_attribute("data-state", "done")
     assert card(grace).count() == 1  # never a second card for the same approval
 
 
@@ -138,9 +138,11 @@ def test_a_denial_with_a_reason_changes_the_answer(server, as_user):
         expect(card(page).locator(".approval-state")).to_have_text("Denied by ada: not on Fridays")
         expect(page.locator("#run-status")).to_have_text("succeeded", timeout=10_000)
         expect(page.locator(".answer")).to_contain_text("not on Fridays")
-        tool = page.locator("details.tool")
-        expect(tool.locator(".status")).to_have_text("denied")
-        expect(tool).to_contain_text("not on Fridays")
+        tool = page.locator('#trace-tree .trace-row[data-kind="tool"]')
+        expect(tool).to_have_attribute("data-state", "denied")
+        expect(tool.locator(".trace-state")).to_have_text("denied")
+        tool.click()  # its details: what the model was told
+        expect(page.locator("#detail")).to_contain_text("not on Fridays")
 
 
 def test_edited_arguments_are_checked_in_the_page_then_by_the_server(server, as_user):
@@ -178,9 +180,10 @@ def test_edited_arguments_are_checked_in_the_page_then_by_the_server(server, as_
     expect(one.locator(".approval-state")).to_have_text("Approved by ada with edited arguments")
     expect(one.locator(".arguments")).to_have_text(json.dumps({"version": "2.0.0"}, indent=2))
     expect(ada.locator("#run-status")).to_have_text("succeeded", timeout=10_000)
-    tool = ada.locator("details.tool")
-    expect(tool.locator(".status")).to_have_text("done")
-    expect(tool).to_contain_text('"deployed": "2.0.0"')
+    tool = ada.locator('#trace-tree .trace-row[data-kind="tool"]')
+    expect(tool).to_have_attribute("data-state", "done")
+    tool.click()  # its details: the result
+    expect(ada.locator("#detail")).to_contain_text('"deployed": "2.0.0"')
     expect(ada.locator(".answer")).to_contain_text("2.0.0")
 
 
@@ -199,7 +202,9 @@ def test_a_message_interrupts_the_running_answer(server, as_user):
     expect(said).to_contain_text("ada said: stop and greet me")
     expect(ada.locator(".answer .marker.interrupted")).to_have_count(1)
     expect(ada.locator(".answer")).to_contain_text('You said: "stop and greet me"', timeout=10_000)
-    expect(ada.locator(".tl-note")).to_have_text("interrupted")
+    expect(ada.locator('#trace-tree .trace-row[data-kind="step"][data-state="interrupted"] .trace-state')).to_have_text(
+        "interrupted"
+    )
     expect(ada.locator("#run-status")).to_have_text("succeeded", timeout=10_000)
     expect(ada.locator("#steer")).to_be_hidden()
     text = ada.locator(".answer").inner_text()

@@ -48,6 +48,7 @@ function resolution(item) {
 export function approvalsPanel({ runId, operator, now }) {
   const items = new Map(); // approval_id -> {request, resolved, busy, note, error, el}
   let finished = false;
+  let enabled = true; // off while the live connection is down
   const list = h("div", { class: "approval-list" });
   const section = h("section", { id: "approvals", class: "panel", "aria-label": "Approvals", hidden: true },
     h("h2", { text: "Approvals" }), list);
@@ -121,7 +122,7 @@ export function approvalsPanel({ runId, operator, now }) {
     el.edit.setAttribute("aria-expanded", String(item.editing && !decided));
     el.edit.textContent = item.editing ? "Use the model's arguments" : "Edit arguments";
     el.approve.textContent = item.editing ? "Approve with these arguments" : "Approve";
-    for (const control of [el.approve, el.edit, el.reason, el.deny, el.editorText]) control.disabled = Boolean(item.busy);
+    for (const control of [el.approve, el.edit, el.reason, el.deny, el.editorText]) control.disabled = Boolean(item.busy) || !enabled;
   }
 
   function tickItem(item) {
@@ -153,7 +154,7 @@ export function approvalsPanel({ runId, operator, now }) {
   }
 
   function approve(item) {
-    if (item.busy || item.resolved) return;
+    if (item.busy || item.resolved || !enabled) return;
     const body = { decision: "approve" };
     if (item.editing) {
       const parsed = parseArguments(item.el.editorText.value);
@@ -170,7 +171,7 @@ export function approvalsPanel({ runId, operator, now }) {
   }
 
   function deny(item) {
-    if (item.busy || item.resolved) return;
+    if (item.busy || item.resolved || !enabled) return;
     const message = item.el.reason.value.trim();
     decide(item, "deny", message ? { decision: "deny", message } : { decision: "deny" });
   }
@@ -213,16 +214,13 @@ export function approvalsPanel({ runId, operator, now }) {
       for (const item of items.values()) update(item);
       renderBanner();
     },
+    setEnabled(value) {
+      if (value === enabled) return;
+      enabled = value;
+      for (const item of items.values()) update(item);
+    },
     tick() {
       for (const item of items.values()) tickItem(item);
-    },
-    // The time each approval kept its call waiting, as timeline spans (`end` null: still open).
-    spans(finishedAt) {
-      return [...items.values()].map((item) => ({
-        id: `approval-${item.request.approval_id}`, kind: "approval", label: `approval: ${item.request.tool}`,
-        start: item.request.ts, end: item.resolved?.ts ?? finishedAt ?? null,
-        error: item.resolved && item.resolved.decision !== "approved" ? item.resolved.decision : null,
-      }));
     },
   };
 }

@@ -25,6 +25,8 @@ export class Live {
     this.failures = 0;
     this.everOpened = false;
     this.mode = "connecting";
+    this.detail = "";
+    this.stateWatchers = new Set();
     this.heartbeat = 15;
     this.ws = null;
     this.pollTimer = null;
@@ -39,7 +41,32 @@ export class Live {
 
   setState(state, detail = "") {
     this.mode = state;
+    this.detail = detail;
     this.onState(state, detail);
+    for (const watcher of this.stateWatchers) watcher(state, detail);
+  }
+
+  // Call `fn(state, detail)` now and on every change of the connection's state (connecting, live,
+  // sse, reconnecting, closed). Returns a function that stops it.
+  watchState(fn) {
+    this.stateWatchers.add(fn);
+    fn(this.mode, this.detail);
+    return () => this.stateWatchers.delete(fn);
+  }
+
+  // Is the page following runs now (over the WebSocket, or SSE as a fallback)?
+  get connected() {
+    return this.mode === "live" || this.mode === "sse";
+  }
+
+  // Reconnect now instead of at the end of the back-off ("Retry now"); nothing if already open.
+  retryNow() {
+    if (this.closed || this.ws?.readyState === WebSocket.OPEN) return;
+    const pending = this.ws;
+    this.ws = null; // its close, if it comes, is no longer ours to handle
+    if (pending) pending.close();
+    this.failures = 0;
+    this.connect();
   }
 
   connect() {

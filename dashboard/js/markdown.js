@@ -10,18 +10,34 @@ export function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
 }
 
+// Emphasis in escaped text. A delimiter opens only where it does not follow a letter, digit or
+// underscore and does not precede a space; it closes only where it does not follow a space and
+// does not precede a word character. So intraword underscores (snake_case, OPENAI_BASE_URL) are
+// text, and an emphasis may contain them: `_see snake_case here_`.
+function emphasis(s) {
+  return s
+    .replace(/\*\*(?!\s)([^\n]*?[^\s*])\*\*/g, "<strong>$1</strong>")
+    .replace(/(^|[^\w*])\*(?![\s*])([^\n]*?[^\s*])\*(?![\w*])/g, "$1<em>$2</em>")
+    .replace(/(^|[^\w])_(?![\s_])([^\n]*?[^\s_])_(?!\w)/g, "$1<em>$2</em>");
+}
+
+const LINK = /\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g;
+
+// Code spans are left alone; links become <a> (their label may have emphasis, their URL never).
 function inline(text) {
-  const parts = text.split(/(`[^`\n]+`)/g);
-  return parts
+  return text
+    .split(/(`[^`\n]+`)/g)
     .map((part, i) => {
       if (i % 2 === 1) return `<code>${escapeHtml(part.slice(1, -1))}</code>`;
-      let s = escapeHtml(part);
-      s = s.replace(/\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g,
-        (_, label, url) => `<a href="${url}" target="_blank" rel="noopener noreferrer">${label}</a>`);
-      s = s.replace(/\*\*([^*\n]+)\*\*/g, "<strong>$1</strong>");
-      s = s.replace(/(^|[^*\w])\*([^*\n]+)\*(?!\w)/g, "$1<em>$2</em>");
-      s = s.replace(/(^|[^_\w])_([^_\n]+)_(?!\w)/g, "$1<em>$2</em>");
-      return s;
+      const pieces = [];
+      let at = 0;
+      for (const m of part.matchAll(LINK)) {
+        pieces.push(emphasis(escapeHtml(part.slice(at, m.index))));
+        pieces.push(`<a href="${escapeHtml(m[2])}" target="_blank" rel="noopener noreferrer">${emphasis(escapeHtml(m[1]))}</a>`);
+        at = m.index + m[0].length;
+      }
+      pieces.push(emphasis(escapeHtml(part.slice(at))));
+      return pieces.join("");
     })
     .join("");
 }

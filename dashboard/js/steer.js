@@ -16,7 +16,14 @@ export function messageBox({ runId }) {
   const section = h("section", { id: "steer", class: "panel", "aria-label": "Message the agent", hidden: true },
     h("h2", { text: "Message the agent" }), form, note);
 
+  let enabled = true;
+  let sending = false;
+  const sync = () => {
+    send.disabled = sending || !enabled;
+  };
+
   async function submit() {
+    if (!enabled || sending) return;
     const said = text.value.trim();
     note.className = "muted";
     if (!said) {
@@ -24,7 +31,8 @@ export function messageBox({ runId }) {
       text.focus();
       return;
     }
-    send.disabled = true;
+    sending = true;
+    sync();
     try {
       await api(`/api/runs/${encodeURIComponent(runId)}/messages`, { method: "POST", body: JSON.stringify({ text: said, mode: mode.value }) });
       text.value = "";
@@ -33,7 +41,8 @@ export function messageBox({ runId }) {
       note.className = "error-text";
       note.textContent = `Could not send: ${error.detail ?? error.message}`;
     } finally {
-      send.disabled = false;
+      sending = false;
+      sync();
     }
   }
 
@@ -44,6 +53,11 @@ export function messageBox({ runId }) {
     // Shown while the run can take messages (running or waiting) and the person may send them.
     show(visible) {
       section.hidden = !visible;
+    },
+    // Off while the live connection is down: what is sent could not be seen arriving.
+    setEnabled(value) {
+      enabled = value;
+      sync();
     },
   };
 }

@@ -97,7 +97,14 @@ export function threadPanel({ runId, operator }) {
     visibility();
   }
 
+  let enabled = true;
+  let sending = false;
+  const sync = () => {
+    send.disabled = sending || !enabled;
+  };
+
   async function submit() {
+    if (!enabled || sending) return;
     const said = text.value.trim();
     error.textContent = "";
     if (!said) {
@@ -105,7 +112,8 @@ export function threadPanel({ runId, operator }) {
       text.focus();
       return;
     }
-    send.disabled = true;
+    sending = true;
+    sync();
     try {
       const run = await api("/api/runs", { method: "POST", body: JSON.stringify({ agent, input: said, thread: threadId, if_busy: "queue" }) });
       text.value = "";
@@ -113,7 +121,8 @@ export function threadPanel({ runId, operator }) {
     } catch (failure) {
       error.textContent = `Could not continue: ${failure.detail ?? failure.message}`;
     } finally {
-      send.disabled = false;
+      sending = false;
+      sync();
     }
   }
 
@@ -132,5 +141,10 @@ export function threadPanel({ runId, operator }) {
       if (changed) load();
     },
     refresh: load,
+    // Off while the live connection is down.
+    setEnabled(value) {
+      enabled = value;
+      sync();
+    },
   };
 }
