@@ -84,23 +84,24 @@ def expected_text(tokens: int) -> str:
     return "".join(scenario_text(tokens)).strip()
 
 
-def test_start_a_run_from_the_form_and_watch_tokens_and_a_tool_card(server, open_page):
+def test_start_a_run_from_the_form_and_watch_tokens_and_a_tool_call(server, open_page):
     page = open_page(server.url + "/")
     expect(page.locator("#start-agent")).to_have_value("demo")
     page.fill("#start-input", json.dumps({"tokens": 120, "rate": 60, "tool_calls": 1, "tool_seconds": 0.5}))
     page.click("form.start button[type=submit]")
     expect(page).to_have_url(re.compile(r"#/runs/\w+$"))
-    card = page.locator("details.tool[data-call]")
-    expect(card).to_have_count(1)
-    expect(card.locator(".name")).to_have_text("wait")
-    expect(card).to_contain_text('"seconds": 0.5')
+    call = page.locator('#trace-tree .trace-row[data-kind="tool"]')  # the tool call, in the trace
+    expect(call).to_have_count(1)
+    expect(call.locator(".trace-label")).to_have_text("wait")
+    call.click()  # its details: the arguments
+    expect(page.locator("#detail")).to_contain_text('"seconds": 0.5')
     expect(page.locator("#run-status")).to_have_text("running")
     expect(page.locator(".answer")).to_contain_text("the agent streams", timeout=10_000)
     assert len(answer_text(page)) < len(expected_text(120))  # caught mid-stream
     expect(page.locator("#run-status")).to_have_text("succeeded", timeout=15_000)
     assert answer_text(page) == expected_text(120)
-    expect(card.locator(".status")).to_have_text("done")
-    expect(page.locator(".tl-row")).to_have_count(3)  # two LLM steps and the tool call
+    expect(call).to_have_attribute("data-state", "done")
+    expect(page.locator("#trace-tree .trace-row")).to_have_count(3)  # two LLM steps and the tool call
     expect(page.locator('[data-counter="tool calls"] .v')).to_have_text("1")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "run-view.png"), full_page=True)
@@ -213,8 +214,8 @@ def test_model_output_and_tool_results_cannot_inject_html(make_server, tmp_path,
     expect(answer.locator("h3")).to_have_text("Evil notes")  # Markdown still renders
     assert answer.locator("img, script").count() == 0
     assert answer.locator("a").evaluate_all("links => links.map(a => a.href)") == ["https://example.com/"]
-    card = page.locator("details.tool", has_text="read_file")
-    expect(card).to_contain_text("<script>window.__xss='script'</script>")
+    page.locator('#trace-tree .trace-row[data-kind="tool"]', has_text="read_file").click()
+    expect(page.locator("#detail")).to_contain_text("<script>window.__xss='script'</script>")
     assert page.locator("main img, main script").count() == 0
     assert page.evaluate("window.__xss") is None
 
@@ -229,7 +230,7 @@ def test_the_runs_list_updates_live(make_server, open_page):
     expect(row).to_have_attribute("data-status", re.compile("queued|running"))
     expect(row.locator(".status")).to_have_text("running")
     expect(row).to_have_attribute("data-status", "succeeded", timeout=15_000)
-    expect(row.locator("td").nth(6)).to_have_text("0")
+    expect(row.locator('td[data-col="tools"]')).to_have_text("0")
     page.select_option("#filter-status", "failed")
     expect(row).to_have_count(0)
     page.select_option("#filter-status", "succeeded")
@@ -298,7 +299,7 @@ def test_without_websockets_the_view_falls_back_to_sse(server, open_page):
     expect(page.locator("#conn")).to_have_attribute("data-state", "sse", timeout=15_000)
     expect(page.locator("#run-status")).to_have_text("succeeded", timeout=20_000)
     assert answer_text(page) == expected_text(150)
-    expect(page.locator("details.tool")).to_have_count(1)
+    expect(page.locator('#trace-tree .trace-row[data-kind="tool"]')).to_have_count(1)
 
 
 def test_a_100k_token_run_does_not_freeze_the_page(server, open_page):

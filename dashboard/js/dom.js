@@ -111,3 +111,133 @@ export function onSend(form, text, submit) {
     }
   });
 }
+
+// --- Added for the runs list and the overview (new exports only) ---
+
+// "12 s ago", "5 min ago", "3 h ago", "2 d ago" (or "in …" for a time ahead of this clock).
+export function ago(ts, now = Date.now() / 1000) {
+  if (!ts) return "–";
+  const diff = now - ts;
+  const past = diff >= -1;
+  const s = Math.abs(diff);
+  let text;
+  if (s < 5) return "just now";
+  if (s < 60) text = `${Math.floor(s)} s`;
+  else if (s < 3600) text = `${Math.floor(s / 60)} min`;
+  else if (s < 86400) text = `${Math.floor(s / 3600)} h`;
+  else text = `${Math.floor(s / 86400)} d`;
+  return past ? `${text} ago` : `in ${text}`;
+}
+
+// The full local date and time of an epoch (for titles).
+export function fullTime(ts) {
+  return ts ? new Date(ts * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" }) : "–";
+}
+
+// <time datetime="ISO" title="full date">relative</time>; `refreshTimes` keeps the text current.
+export function timeAgo(ts) {
+  if (!ts) return h("span", { text: "–" });
+  return h("time", { class: "ago", datetime: new Date(ts * 1000).toISOString(), title: fullTime(ts), "data-ts": String(ts), text: ago(ts) });
+}
+
+export function refreshTimes(root) {
+  const now = Date.now() / 1000;
+  for (const el of root.querySelectorAll("time.ago[data-ts]")) {
+    const text = ago(Number(el.dataset.ts), now);
+    if (el.textContent !== text) el.textContent = text;
+  }
+}
+
+// US dollars: "$0.0012", "$3.40"; null (an unpriced model) is "—".
+export function usd(cost) {
+  if (cost === null || cost === undefined || !isFinite(cost)) return "—";
+  if (cost === 0) return "$0";
+  if (cost >= 1) return `$${cost.toFixed(2)}`;
+  if (cost >= 0.0001) return `$${cost.toFixed(4)}`;
+  return "<$0.0001";
+}
+
+export const UNPRICED = "unpriced: the price table does not know this model (set RUNWATCH_PRICES)";
+
+// A cost for a table cell: the amount, or "—" with why (for the eye on hover, for screen readers as text).
+export function costText(cost) {
+  if (cost === null || cost === undefined) {
+    return h("span", { class: "unpriced", title: UNPRICED }, h("span", { "aria-hidden": "true", text: "—" }), h("span", { class: "sr-only", text: UNPRICED }));
+  }
+  return h("span", { title: `${cost} USD`, text: usd(cost) });
+}
+
+// Call `fn` once calls have stopped for `ms`; `.cancel()` drops a pending call.
+export function debounce(fn, ms) {
+  let timer = 0;
+  const wrapped = (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+  wrapped.cancel = () => clearTimeout(timer);
+  return wrapped;
+}
+
+// Call `fn` at most once per `ms` (the first call at once, the last one of a burst at the end).
+export function throttle(fn, ms) {
+  let last = 0;
+  let timer = 0;
+  const wrapped = () => {
+    const wait = last + ms - Date.now();
+    if (wait <= 0) {
+      clearTimeout(timer);
+      timer = 0;
+      last = Date.now();
+      fn();
+    } else if (!timer) {
+      timer = setTimeout(() => {
+        timer = 0;
+        last = Date.now();
+        fn();
+      }, wait);
+    }
+  };
+  wrapped.cancel = () => clearTimeout(timer);
+  return wrapped;
+}
+
+// Put `text` on the clipboard (the async API where allowed, else a hidden text area).
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = h("textarea", { class: "sr-only", "aria-hidden": "true", tabindex: "-1" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    let done = false;
+    try {
+      done = document.execCommand("copy");
+    } catch {
+      done = false;
+    }
+    area.remove();
+    return done;
+  }
+}
+
+// A "Copy" button for `text`: it says "Copied" (or "Copy failed") for a moment, and `announce`
+// (optional) tells screen readers.
+export function copyButton(text, label, announce = () => {}) {
+  const button = h("button", { type: "button", class: "copy", "aria-label": label, title: label, "data-copy": text, text: "Copy" });
+  let timer = 0;
+  button.addEventListener("click", async (e) => {
+    e.stopPropagation();
+    const ok = await copyText(text);
+    button.textContent = ok ? "Copied ✓" : "Copy failed";
+    button.dataset.copied = ok ? "yes" : "no";
+    announce(ok ? `Copied ${text}` : "Could not copy: select the text instead");
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      button.textContent = "Copy";
+      delete button.dataset.copied;
+    }, 2000);
+  });
+  return button;
+}

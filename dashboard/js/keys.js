@@ -31,8 +31,13 @@ function typing(target) {
 }
 
 // An element that does something with Enter itself (a link, a button, a summary).
+// (Focus left inside a dialog that has closed counts as none: its "close" event, which gives focus
+// back, may come after the next key.)
 function interactive(target) {
-  return target instanceof Element && Boolean(target.closest("a[href], button, summary, details, dialog, [tabindex]:not(main)"));
+  if (!(target instanceof Element)) return false;
+  const inDialog = target.closest("dialog");
+  if (inDialog && !inDialog.open) return false;
+  return Boolean(target.closest("a[href], button, summary, details, dialog, [tabindex]:not(main)"));
 }
 
 function helpDialog() {

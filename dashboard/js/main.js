@@ -1,9 +1,10 @@
-// Boot: log in (auth.js), then one live connection for the page, a hash router (#/ and #/runs/ID)
-// and the connection badge. Logging out, or the session ending, stops all of it.
+// Boot: log in (auth.js), then one live connection for the page, a hash router (#/ the runs list,
+// #/runs/ID a run, #/overview the overview; each may carry a ?query) and the connection badge. Logging out, or the session ending, stops all of it.
 
 import { startAuth } from "./auth.js";
 import { Live } from "./connection.js";
 import { runView } from "./run-view.js";
+import { overviewView } from "./overview.js";
 import { runsView } from "./runs-view.js";
 
 const view = document.getElementById("view");
@@ -14,19 +15,34 @@ const LABELS = { live: "live", sse: "live (SSE)", reconnecting: "reconnecting…
 
 let live = null;
 let me = null; // /api/me: who is logged in (null while unknown)
+const nav = document.getElementById("nav");
 let teardown = () => {};
+let shown = null; // which view is on screen: "runs", "overview" or "run:ID"
 
 function route() {
-  teardown();
   const hash = location.hash.replace(/^#/, "") || "/";
-  const [path, query = ""] = hash.split("?");
+  const cut = hash.indexOf("?");
+  const path = cut < 0 ? hash : hash.slice(0, cut);
+  const params = new URLSearchParams(cut < 0 ? "" : hash.slice(cut + 1));
   const match = path.match(/^\/runs\/([\w-]+)$/);
-  teardown = match ? runView(view, live, match[1], me) : runsView(view, live, new URLSearchParams(query), me);
-  document.title = match ? `run ${match[1]} · runwatch` : "runwatch";
+  const key = match ? `run:${match[1]}` : path === "/overview" ? "overview" : "runs";
+  for (const link of nav.querySelectorAll("a[data-view]")) {
+    if (link.dataset.view === key) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  // Another state of the same view (its filters, its window): the view updates itself.
+  if (key === shown && typeof teardown.update === "function") return teardown.update(params);
+  teardown();
+  shown = key;
+  if (match) teardown = runView(view, live, match[1], me);
+  else if (key === "overview") teardown = overviewView(view, live, params, me);
+  else teardown = runsView(view, live, params, me);
+  document.title = match ? `run ${match[1]} · runwatch` : key === "overview" ? "overview · runwatch" : "runwatch";
 }
 
 function start(who) {
   me = who;
+  nav.hidden = false;
   live = new Live({
     onState(state, detail) {
       conn.dataset.state = state;
@@ -40,6 +56,7 @@ function start(who) {
         auth.refresh().then((changed) => {
           if (changed) {
             me = changed;
+            shown = null; // show the views again, with this identity's controls
             route();
           }
         });
@@ -56,6 +73,8 @@ function start(who) {
 function stop() {
   teardown();
   teardown = () => {};
+  shown = null;
+  nav.hidden = true;
   live?.close();
   live = null;
   me = null;

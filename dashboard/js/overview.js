@@ -1,0 +1,215 @@
+// The overview (#/overview?window=3600): GET /api/overview for a time window, refreshed every
+// 10 s while the page is visible — runs per minute, success rate, durations and time to first
+// token, output tokens/s by model, cost by agent, the queue and each instance's capacity.
+
+import { capacityBar, runsChart } from "./chart.js";
+import { ago, api, clock, costText, fullTime, h, number, seconds } from "./dom.js";
+
+export const WINDOWS = [
+  { seconds: 900, label: "15 min", span: "the last 15 minutes" },
+  { seconds: 3600, label: "1 h", span: "the last hour" },
+  { seconds: 21600, label: "6 h", span: "the last 6 hours" },
+  { seconds: 86400, label: "24 h", span: "the last 24 hours" },
+  { seconds: 604800, label: "7 d", span: "the last 7 days" },
+];
+const DEFAULT_WINDOW = 3600;
+const REFRESH_MS = 10_000;
+
+function windowOf(params) {
+  const value = Number(params.get("window"));
+  return WINDOWS.some((w) => w.seconds === value) ? value : DEFAULT_WINDOW;
+}
+
+function spanOf(windowSeconds) {
+  return WINDOWS.find((w) => w.seconds === windowSeconds)?.span ?? `the last ${seconds(windowSeconds)}`;
+}
+
+function percent(rate) {
+  return rate === null || rate === undefined ? "–" : `${Math.round(rate * 100)}%`;
+}
+
+function figure(name, label, value, detail = "") {
+  return h("div", { class: "figure", "data-figure": name },
+    h("span", { class: "v", text: value }),
+    h("span", { class: "k", text: label }),
+    detail ? h("span", { class: "d muted", text: detail }) : null);
+}
+
+function table(caption, columns, rows, emptyText) {
+  if (!rows.length) return h("p", { class: "muted empty", text: emptyText });
+  // Scrolls sideways only if a name is too long to fit (then focusable, for the keyboard: see render).
+  return h("div", { class: "table-scroll", role: "region", "aria-label": caption }, h("table", { class: "figures-table" },
+    h("caption", { class: "sr-only", text: caption }),
+    h("thead", {}, h("tr", {}, columns.map(([label, num]) => h("th", { scope: "col", class: num ? "num" : null, text: label })))),
+    h("tbody", {}, rows)));
+}
+
+function withRuns(span) {
+  return h("p", { class: "empty-state" }, `No runs in ${span} — start one from `, h("a", { href: "#/", text: "Runs" }), ".");
+}
+
+export function overviewView(root, live, params, me = null) {
+  let windowSeconds = windowOf(params);
+  let tenant = params.get("tenant") || "";
+  let timer = 0;
+  let generation = 0;
+  let data = null;
+
+  const buttons = WINDOWS.map((w) => h("button", {
+    type: "button", "data-window": String(w.seconds), text: w.label,
+    onclick: () => choose(w.seconds),
+  }));
+  const updated = h("p", { id: "overview-updated", class: "muted" });
+  const error = h("p", { id: "overview-error", class: "error-text", role: "alert" });
+  const body = h("div", { id: "overview-body", "aria-live": "off" });
+
+  root.replaceChildren(
+    h("section", { class: "panel overview-head" },
+      h("div", { class: "overview-title" },
+        h("h1", { text: "Overview" }),
+        h("div", { id: "overview-window", class: "segmented", role: "group", "aria-label": "Time window" }, buttons)),
+      updated, error),
+    body,
+  );
+
+  function syncButtons() {
+    for (const b of buttons) b.setAttribute("aria-pressed", String(Number(b.dataset.window) === windowSeconds));
+  }
+
+  function choose(value) {
+    if (value === windowSeconds) return;
+    windowSeconds = value;
+    const query = new URLSearchParams({ window: String(value) });
+    if (tenant) query.set("tenant", tenant);
+    history.pushState(null, "", `#/overview?${query}`);
+    syncButtons();
+    refresh();
+  }
+
+  async function refresh() {
+    const gen = ++generation;
+    const query = new URLSearchParams({ window: String(windowSeconds) });
+    if (tenant) query.set("tenant", tenant);
+    try {
+      const answer = await api(`/api/overview?${query}`);
+      if (gen !== generation) return;
+      data = answer;
+      error.textContent = "";
+      render();
+    } catch (failure) {
+      if (gen !== generation) return;
+      error.textContent = failure.status === 404
+        ? "This server has no overview (GET /api/overview answered 404): it is older than this dashboard."
+        : `Could not load the overview: ${failure.message}`;
+    }
+  }
+
+  function render() {
+    const span = spanOf(data.window ?? windowSeconds);
+    const runs = data.runs ?? {};
+    const finished = (runs.succeeded ?? 0) + (runs.failed ?? 0) + (runs.cancelled ?? 0);
+    const queue = data.queue ?? {};
+    updated.replaceChildren(`Runs created in ${span} · updated `,
+      h("time", { datetime: new Date((data.until ?? Date.now() / 1000) * 1000).toISOString(), title: fullTime(data.until), text: clock(data.until) }),
+      " · refreshes every 10 s");
+
+    const figures = h("div", { class: "figures" },
+      figure("runs", `runs in ${span}`, number(runs.total ?? 0),
+        `${runs.succeeded ?? 0} succeeded · ${runs.failed ?? 0} failed · ${runs.cancelled ?? 0} cancelled`),
+      figure("success-rate", "success rate", percent(data.success_rate),
+        finished ? `${runs.succeeded ?? 0} of ${finished} finished runs` : "no finished runs yet"),
+      figure("duration", "duration p50", data.duration ? seconds(data.duration.p50) : "–",
+        data.duration ? `p95 ${seconds(data.duration.p95)}` : "no finished runs"),
+      figure("ttft", "time to first token p50", data.ttft ? seconds(data.ttft.p50) : "–",
+        data.ttft ? `p95 ${seconds(data.ttft.p95)}` : "no model calls"),
+      figure("queue", "queued now", number(queue.queued ?? 0),
+        `${queue.running ?? 0} running · ${queue.waiting ?? 0} waiting for approval`),
+    );
+
+    const chart = h("section", { class: "panel", "aria-labelledby": "rpm-title" },
+      h("h2", { id: "rpm-title", text: "Runs per minute" }),
+      runs.total ? runsChart(data.per_minute ?? [], data.bucket || 60, span) : withRuns(span));
+
+    const models = (data.models ?? []).map((m) => h("tr", { "data-model": m.model },
+      h("td", { class: "name", text: m.model || "(none)" }),
+      h("td", { class: "num", text: number(m.runs) }),
+      h("td", { class: "num", text: number(m.output_tokens) }),
+      h("td", { class: "num", "data-value": m.tokens_per_second ?? "", text: m.tokens_per_second == null ? "–" : m.tokens_per_second.toLocaleString(undefined, { maximumFractionDigits: 1 }) }),
+      h("td", { class: "num", "data-value": m.cost ?? "" }, costText(m.cost))));
+
+    const top = Math.max(0, ...(data.agents ?? []).map((a) => a.cost ?? 0));
+    const agents = (data.agents ?? []).map((a) => {
+      const share = h("span", { class: "share", "aria-hidden": "true" });
+      share.style.width = `${top > 0 ? ((a.cost ?? 0) / top) * 100 : 0}%`;
+      return h("tr", { "data-agent": a.agent },
+        h("td", { class: "name", text: a.agent }),
+        h("td", { class: "num", text: number(a.runs) }),
+        h("td", { class: "num", text: number(a.failed) }),
+        h("td", { class: "num cost-cell", "data-value": a.cost ?? "" }, h("span", { class: "share-track" }, share), costText(a.cost)));
+    });
+
+    const instances = (data.instances ?? []).map((i) => h("li", { class: "instance", "data-instance": i.instance },
+      h("span", { class: "name", text: i.instance }),
+      capacityBar(i.running ?? 0, i.slots ?? 0),
+      h("span", { class: "muted", text: `${i.queued ?? 0} queued · seen ${ago(i.seen)}` })));
+
+    const none = `No runs in ${span}.`;
+    body.replaceChildren(
+      figures,
+      chart,
+      h("div", { class: "overview-grid" },
+        h("section", { class: "panel", id: "overview-models", "aria-labelledby": "models-title" },
+          h("h2", { id: "models-title", text: "Output tokens/s by model" }),
+          table("Models", [["Model"], ["Runs", 1], ["Output tokens", 1], ["Tokens/s", 1], ["Cost", 1]], models, none)),
+        h("section", { class: "panel", id: "overview-agents", "aria-labelledby": "agents-title" },
+          h("h2", { id: "agents-title", text: "Cost by agent" }),
+          table("Agents", [["Agent"], ["Runs", 1], ["Failed", 1], ["Cost", 1]], agents, none)),
+        h("section", { class: "panel", id: "overview-instances", "aria-labelledby": "instances-title" },
+          h("h2", { id: "instances-title", text: "Instances" }),
+          h("p", { class: "muted queue-now" },
+            `Now: ${queue.queued ?? 0} queued, ${queue.running ?? 0} running, ${queue.waiting ?? 0} waiting.`),
+          instances.length ? h("ul", { class: "instances" }, instances) : h("p", { class: "muted", text: "No instance has reported yet." }))),
+    );
+    focusableWhenScrolling();
+  }
+
+  function focusableWhenScrolling() {
+    for (const box of body.querySelectorAll(".table-scroll")) {
+      if (box.scrollWidth > box.clientWidth) box.setAttribute("tabindex", "0");
+      else box.removeAttribute("tabindex");
+    }
+  }
+  window.addEventListener("resize", focusableWhenScrolling);
+
+  // Refresh every 10 s while the page is visible, and at once when it becomes visible again.
+  function schedule() {
+    clearInterval(timer);
+    timer = setInterval(() => {
+      if (document.visibilityState === "visible") refresh();
+    }, REFRESH_MS);
+  }
+  function onVisibility() {
+    if (document.visibilityState === "visible") refresh();
+  }
+  document.addEventListener("visibilitychange", onVisibility);
+
+  syncButtons();
+  refresh();
+  schedule();
+
+  const teardown = () => {
+    generation++;
+    clearInterval(timer);
+    document.removeEventListener("visibilitychange", onVisibility);
+    window.removeEventListener("resize", focusableWhenScrolling);
+  };
+  teardown.update = (next) => {
+    const value = windowOf(next);
+    tenant = next.get("tenant") || "";
+    if (value === windowSeconds && data) return;
+    windowSeconds = value;
+    syncButtons();
+    refresh();
+  };
+  return teardown;
+}
