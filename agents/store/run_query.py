@@ -156,8 +156,8 @@ def parse_cursor(cursor: str) -> tuple[Sort, Order, float, int]:
         )
     if ":" not in cursor:
         return "created", "desc", 0.0, min(int(cursor), MAX_NUM)
-    listing, value, num = cursor.split(":")
-    sort, order = listing.split(".")
+    how, value, num = cursor.split(":")
+    sort, order = how.split(".")
     key = float(value)
     if not abs(key) < 2**53:  # (keys are counts, seconds and dollars; a bigint parameter must hold it)
         raise BadRequest(f"cursor {cursor[:40]!r} is not one a listing gave: leave cursor out to start again")
