@@ -106,6 +106,10 @@ class ToolFinished(Event, tag="tool.finished"):
 class Usage(msgspec.Struct, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
+    #: The stream ended before the model reported its usage (a cancel, an interrupt, a failure):
+    #: ``output_tokens`` counts the text chunks that came (a token each in OpenAI's streams), and
+    #: the input is unknown (0).
+    estimated: bool = False
 
 
 class StepFinished(Event, tag="step.finished"):

@@ -234,6 +234,8 @@ class Runner:
         limit = self._max_output
         calls: dict[int, Call] = {}
         usage = Usage()
+        reported = False  # the model sent its usage (it does last, so a cut stream has none)
+        chunks = 0
         finish_reason = "error"
         failure: str | None = None
         if self._clock is None and self._window > 0:
@@ -259,6 +261,7 @@ class Runner:
                             await self._settle(run_id)
                             slice_ends = time.perf_counter() + self._slice
                         if chunk.usage is not None:
+                            reported = True
                             usage = Usage(
                                 input_tokens=chunk.usage.prompt_tokens or 0,
                                 output_tokens=chunk.usage.completion_tokens or 0,
@@ -272,6 +275,7 @@ class Runner:
                                 if limit is not None and size > limit:
                                     raise self._output_too_large(index)
                                 text.append(delta.content)
+                                chunks += 1
                                 await coalescer.add(delta.content)
                             for tc in delta.tool_calls or ():
                                 if ttft is None:
@@ -309,6 +313,8 @@ class Runner:
                 await coalescer.flush()
             except Exception as exc:  # the step is already failing or cancelled: that stays its reason
                 log.warning("tokens.flush_failed", run_id=run_id, error=repr(exc))
+            if not reported and chunks:  # cut (cancelled, interrupted, failed): count what came
+                usage = Usage(output_tokens=chunks, estimated=True)
             stats.input_tokens += usage.input_tokens
             stats.output_tokens += usage.output_tokens
             cost = self._prices.cost(model, usage)

@@ -121,7 +121,8 @@ def _show(event: dict[str, Any], url: str = "") -> str | None:
         totals = event["totals"]
         print(
             f"\n[{event['status']}{': ' + event['error'] if event['error'] else ''}] "
-            f"{totals['output_tokens']} tokens out, {totals['tool_calls']} tool calls, "
+            f"{totals['output_tokens']} tokens out, {totals['tool_calls']} tool call"
+            f"{'' if totals['tool_calls'] == 1 else 's'}, "
             f"{totals['duration']:.2f} s",
             file=sys.stderr,
         )

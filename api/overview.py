@@ -28,6 +28,8 @@ class Overview(Figures, kw_only=True):
     until: float
     #: Seconds per bar of ``per_minute``: a bar's ``runs`` per minute is ``runs * 60 / bucket``.
     bucket: float
+    #: When the figures were read (epoch seconds; ``until`` is the end of the last bar, ahead of it).
+    now: float
     #: Each instance's capacity now (for an admin; a tenant's principal gets none: instances serve
     #: every tenant).
     instances: list[InstanceLoad]
@@ -51,9 +53,9 @@ async def overview(
     if request.user.scope is not None:
         tenant = request.user.scope  # only an admin may look at another tenant's runs
     bucket = max(MIN_BUCKET, math.ceil(window / BARS))
-    until = time.time()
+    now = time.time()
     # Bars end at a whole bucket, so a refresh moves them by whole bars instead of reshaping all.
-    until = (math.floor(until / bucket) + 1) * bucket
+    until = (math.floor(now / bucket) + 1) * bucket
     since = until - bucket * math.ceil(window / bucket)
     figures, instances = await rt.service.overview(Window(since=since, until=until, bucket=bucket, tenant=tenant))
     return Overview(
@@ -62,5 +64,6 @@ async def overview(
         since=since,
         until=until,
         bucket=bucket,
+        now=round(now, 3),
         instances=instances if request.user.scope is None else [],
     )

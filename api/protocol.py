@@ -102,6 +102,9 @@ class Hello(msgspec.Struct, tag_field="type", tag="hello", kw_only=True):
     #: expires (epoch seconds; null if never): send ``auth`` with a fresh token before then.
     principal: dict[str, str] | None = None
     expires_at: float | None = None
+    #: The server's clock when it sent this (epoch seconds): events' ``ts`` are on it, so a client
+    #: that shows "how long ago" corrects its own clock by the difference.
+    server_time: float = 0.0
 
 
 class Ack(msgspec.Struct, tag_field="type", tag="ack", kw_only=True, omit_defaults=True):

@@ -113,6 +113,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
                     "role": principal.role.value,
                 },
                 expires_at=principal.expires_at,
+                server_time=round(time.time(), 3),
             )
         )
     )

@@ -80,7 +80,7 @@ def cases(runs: list[tuple]) -> dict[str, dict[str, Any]]:
         f"q = a word in one answer ({RARE})": {"q": RARE},
         "q = a common word (first page)": {"q": common},
         "q = two words": {"q": f"{a} {b}"},
-        "q = a run id prefix": {"q": runs[1234][0][:14]},
+        "q = a part of a run id": {"q": runs[1234][0][-10:]},
         "sort = cost, first page": {"sort": "cost"},
         "sort = duration, first page": {"sort": "duration"},
         "sort = tokens, ascending": {"sort": "tokens", "order": "asc"},

@@ -60,6 +60,22 @@ async def test_cancel_mid_tool_cancels_the_tool_and_runs_its_cleanup(server):
     await w.close()
 
 
+async def test_a_cancelled_step_counts_the_tokens_that_came(server):
+    """The model reports usage last: a cut stream has none, so the chunks that came are counted."""
+    w = await server.watcher()
+    run = await server.start_run({"tokens": 100_000, "rate": 200, "chunk_tokens": 1})
+    await w.subscribe(run)
+    await w.wait_for(lambda m: m.get("run_id") == run and m.get("type") == "token")
+    _, events = await _cancel_and_time(server, w, run)
+    streamed = sum(len(e["text"].split()) for e in events if e["type"] == "token")
+    (step,) = [e for e in events if e["type"] == "step.finished"]
+    assert step["usage"]["estimated"] is True and step["usage"]["output_tokens"] >= streamed > 0
+    assert events[-1]["totals"]["output_tokens"] == step["usage"]["output_tokens"]
+    async with server.client() as c:
+        assert (await c.get(f"/api/runs/{run}")).json()["output_tokens"] == step["usage"]["output_tokens"]
+    await w.close()
+
+
 async def test_cancel_while_queued(make_server):
     srv = make_server({"RUNWATCH_MAX_RUNNING": "1"})
     w = await srv.watcher()

@@ -18,6 +18,7 @@ The elements the tests rely on:
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
@@ -75,6 +76,14 @@ def test_the_window_is_in_the_address_bar_and_survives_a_reload(server, open_pag
     page.go_back()
     expect(page.locator('#overview-window button[aria-pressed="true"]')).to_have_text("1 h")
     expect(page.locator("#nav a[aria-current=page]")).to_have_text("Overview")
+
+
+def test_updated_says_when_the_figures_were_read_not_when_the_last_bar_ends(server, open_page):
+    page = overview(open_page, server, "?window=604800")  # (7 d: bars of 2 h 48 min)
+    updated = page.locator("#overview-updated time")
+    expect(updated).to_have_attribute("datetime", re.compile(r"^\d{4}-"))
+    shown = page.evaluate("Date.parse(document.querySelector('#overview-updated time').dateTime) / 1000")
+    assert abs(shown - time.time()) < 30
 
 
 def test_with_no_runs_it_says_what_to_do(make_server, open_page):

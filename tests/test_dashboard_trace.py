@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 from urllib.parse import quote
 
 import httpx
@@ -327,6 +328,23 @@ def test_tokens_per_second_waits_for_streaming_time_and_is_then_right(server, op
     events = replay(server, run)
     started = next(e["ts"] for e in events if e["type"] == "run.started")
     assert abs(shown_seconds(counter(page, "elapsed").inner_text()) - (events[-1]["ts"] - started)) <= 0.051
+
+
+def test_a_run_waiting_since_before_the_page_opened_shows_its_whole_wait(server, open_page):
+    """The clock is the server's (hello's server_time), not "the last event was just now"."""
+    run = start_run(server, {"tokens": 3, "approvals": 1})
+    for _ in range(100):
+        summary = httpx.get(f"{server.url}/api/runs/{run}", headers=server.auth).json()
+        if summary["status"] == "waiting":
+            break
+        time.sleep(0.05)
+    time.sleep(2.5)  # (the wait itself is what is measured)
+    page = open_page(f"{server.url}/#/runs/{run}")
+    expect(page.locator("#run-status")).to_have_text("waiting")
+    age = time.time() - summary["started_at"]
+    assert shown_seconds(counter(page, "elapsed").inner_text()) >= age - 0.5
+    httpx.post(f"{server.url}/api/runs/{run}/cancel", headers=server.auth)
+    finished(page, "cancelled")
 
 
 def test_a_failed_and_a_denied_tool_call_say_so(server, open_page):

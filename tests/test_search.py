@@ -129,10 +129,11 @@ async def test_a_search_pages_alike_whether_the_newest_runs_hold_its_matches_or_
     assert seen == [f"n{i}" for i in reversed(range(matches))]
 
 
-async def test_a_run_id_prefix_finds_the_run(store):
+async def test_the_start_or_the_end_of_a_run_id_finds_the_run(store):
     await add_run(store, "0192abcdef01")
     await add_run(store, "0193aaaaaaaa")
     assert await ids(store, q="0192ab") == ["0192abcdef01"]
+    assert await ids(store, q="cdef01") == ["0192abcdef01"]  # (the list shows an id's start and end)
 
 
 async def test_words_inside_file_names_addresses_and_versions_are_found(store):
@@ -141,7 +142,7 @@ async def test_words_inside_file_names_addresses_and_versions_are_found(store):
         assert await ids(store, q=word) == ["w1"], word
 
 
-async def test_a_run_id_prefix_is_found_where_the_collation_is_not_c():
+async def test_a_run_id_part_is_found_where_the_collation_is_not_c():
     """Most PostgreSQL databases sort text by a language's rules (here ICU's en-US), not bytes."""
     async with postgres_database("LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8' TEMPLATE template0") as url:
         store = PostgresStore(url)

@@ -6,8 +6,9 @@ continues exactly after the page's last row (keyset pagination: a run that start
 no page, and a deep page costs what the first does).
 
 Search (``q``): every word of ``q`` must appear, as a prefix, in the run's input, answer or error —
-SQLite's FTS5 index ``runs_fts`` or PostgreSQL's ``search`` tsvector (GIN index), both lowercasing
-and splitting on anything but letters and digits — or ``q`` is a prefix of the run's id.
+SQLite's FTS5 index ``runs_fts`` or PostgreSQL's ``run_search`` tsvectors (GIN index), both
+lowercasing and splitting on anything but letters and digits — or ``q`` (six or more hex digits) is
+a part of the run's id.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ SORT_KEYS: dict[str, str] = {
 MAX_NUM = 2**63 - 1
 
 _WORD = re.compile(r"[^\W_]+")
-#: Run ids are hexadecimal: six or more hex digits are looked up as an id prefix too.
+#: Run ids are hexadecimal: six or more hex digits are looked up as a part of an id too.
 _ID_PREFIX = re.compile(r"^[0-9a-f]{6,32}$")
 
 
@@ -108,7 +109,7 @@ def list_sql(
                 match = "num IN (SELECT num FROM matching)"
             found.append(match)
         if _ID_PREFIX.match(prefix := query.q.strip()):
-            found.append(id_prefix(prefix, arg))
+            found.append(id_part(prefix, arg))
         where.append("(" + " OR ".join(found) + ")" if found else "false")
     sort, order, value, num = parse_cursor(query.cursor) if query.cursor is not None else (*listing(query), 0.0, 0)
     key = SORT_KEYS[sort]
@@ -132,15 +133,10 @@ def list_sql(
     return sql, args
 
 
-def id_prefix(prefix: str, arg: Callable[[Any], str]) -> str:
-    """Ids starting with the hex ``prefix``, as a range of the id index. Its upper bound is the next
-    hex string (``0192ab`` → ``0192ac``), not a sentinel character: a collation other than C (most
-    PostgreSQL databases) orders punctuation apart from digits and letters, hex digits alike."""
-    stem = prefix.rstrip("f")
-    if not stem:  # ffff…: every greater hex id starts with it
-        return f"id >= {arg(prefix)}"
-    successor = stem[:-1] + "0123456789abcdef"["0123456789abcdef".index(stem[-1]) + 1]
-    return f"(id >= {arg(prefix)} AND id < {arg(successor)})"
+def id_part(part: str, arg: Callable[[Any], str]) -> str:
+    """Ids holding the hex ``part`` anywhere: the list shows an id's start and end, and either may
+    be what someone copies. (A scan of the ids, not of the index: hex has no LIKE wildcard.)"""
+    return f"id LIKE '%' || {arg(part)} || '%'"
 
 
 #: A cursor: ``NUM`` (newest first, the default listing) or ``SORT.ORDER:KEY:NUM``.

@@ -151,6 +151,9 @@ export class Live {
     switch (msg.type) {
       case "hello":
         this.heartbeat = msg.heartbeat;
+        // Events' times are the server's: "how long ago" is measured on its clock (one network
+        // delay off at most), not on this machine's, nor from the last event seen.
+        if (msg.server_time) this.clockOffset = msg.server_time - Date.now() / 1000;
         this.onHello(msg);
         return;
       case "ack":

@@ -110,7 +110,7 @@ export function overviewView(root, live, params, me = null) {
     const finished = (runs.succeeded ?? 0) + (runs.failed ?? 0) + (runs.cancelled ?? 0);
     const queue = data.queue ?? {};
     updated.replaceChildren(`Runs created in ${span} · updated `,
-      h("time", { datetime: new Date((data.until ?? Date.now() / 1000) * 1000).toISOString(), title: fullTime(data.until), text: clock(data.until) }),
+      h("time", { datetime: new Date((data.now ?? Date.now() / 1000) * 1000).toISOString(), title: fullTime(data.now), text: clock(data.now) }),
       " · refreshes every 10 s");
 
     const figures = h("div", { class: "figures" },

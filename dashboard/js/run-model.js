@@ -15,7 +15,7 @@ export function createRunModel() {
   const run = {
     status: "loading", agent: "", model: "", input: "", offline: false, error: null,
     queuedAt: null, startedAt: null, finishedAt: null, totals: null,
-    startedBy: "", cancelRequest: null, thread: "", lastSeq: 0, clockOffset: 0,
+    startedBy: "", cancelRequest: null, thread: "", lastSeq: 0,
     roots: [], // items at the top of the trace: steps, messages, notes, in the order they happened
     steps: [], // every step item, in order (a step run again after run.resumed is a new item)
     current: null, // the step started last
@@ -162,7 +162,6 @@ export function createRunModel() {
     run,
     apply(event) {
       run.lastSeq = event.seq;
-      run.clockOffset = event.ts - Date.now() / 1000;
       const handler = handlers[event.type];
       return handler ? handler(event) : [];
     },

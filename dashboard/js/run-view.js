@@ -39,7 +39,7 @@ export function runView(root, live, runId, me = null) {
   let dirty = new Set(["all"]);
   let frame = 0;
 
-  const now = () => frozenAt ?? Date.now() / 1000 + run.clockOffset;
+  const now = () => frozenAt ?? Date.now() / 1000 + (live.clockOffset ?? 0);
 
   const title = h("h1", { text: `Run ${runId}` });
   const statusEl = h("span", { id: "run-status", class: "status queued", role: "status", "aria-live": "polite", text: "loading" });
