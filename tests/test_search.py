@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- pytest injects the imported store fixture by name
 """Listing runs: search over input, answer, error and id; filters; sort with keyset pages — on
 SQLite (FTS5) and PostgreSQL (full-text search), and over REST."""
 
@@ -23,21 +24,7 @@ from runwatch.agents.events import (
 )
 from runwatch.agents.store import PostgresStore, RunQuery, SQLiteStore
 from tests.services import postgres_database
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "runs.sqlite3")
-        await s.open()
-        yield s
-        await s.close()
-        return
-    async with postgres_database() as url:
-        s = PostgresStore(url)
-        await s.open()
-        yield s
-        await s.close()
+from tests.test_store import store  # noqa: F401 -- the same store fixture: SQLite and PostgreSQL
 
 
 async def add_run(
