@@ -456,8 +456,10 @@ def test_a_killed_server_shows_disconnected_and_the_view_resumes_after_a_restart
     expect(page.locator(".answer")).to_contain_text("the agent streams", timeout=10_000)
     expect(page.locator("#cancel-run")).to_be_enabled()
     expect(page.locator("#conn-banner")).to_be_hidden()
+    expect(page.locator("#watchers")).to_be_visible()
     srv.stop(signal.SIGKILL)
     expect(page.locator("#run-conn")).to_have_text("Disconnected — reconnecting…")
+    expect(page.locator("#watchers")).to_be_hidden()  # who watches is unknown while disconnected
     for action in ("#cancel-run", "#rerun", "#message-send"):
         expect(page.locator(action)).to_be_disabled()
     expect(page.locator("#retry-now")).to_be_visible()
@@ -476,6 +478,7 @@ def test_a_killed_server_shows_disconnected_and_the_view_resumes_after_a_restart
         finished(page, "failed")  # cut off by the kill: interrupted
         expect(page.locator("#run-error")).to_contain_text("interrupted")
         expect(page.locator("#conn-banner")).to_be_hidden()
+        expect(page.locator("#watchers")).to_be_visible()  # told again on resubscribing
         expect(page.locator("#rerun")).to_be_enabled()
         said = "".join(e["text"] for e in replay(again, run) if e["type"] == "token")
         assert page.locator(".answer").inner_text().strip() == said.strip()  # nothing twice, nothing lost

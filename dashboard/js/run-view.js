@@ -142,6 +142,8 @@ export function runView(root, live, runId, me = null) {
     // (The first connection of the page is no news: the banner is for losing one.)
     connBanner.hidden = connected || live.mode === "connecting";
     connText.textContent = connBanner.hidden ? "" : CONNECTION_TEXT[live.mode] ?? "Disconnected — reconnecting…";
+    // Who watches is not known while disconnected (the server tells again on resubscribing).
+    if (!connected) watchers.element.hidden = true;
     actions.update({ active: ACTIVE.includes(run.status), cancelling });
     inputEl.textContent = run.input;
     const failure = run.error && (run.status === "failed" ? `The run failed: ${run.error}` : run.error);
