@@ -50,6 +50,10 @@ log = structlog.get_logger()
 #: it reads is slowed down, not cut off; one that stops reading is cut off by the send timeout.
 MAX_OUTBOX = 256
 
+#: The most new events the fast lane writes directly in one visit (in frames of ``frame_events``);
+#: more is a backlog, which the sender task sends frame by frame, letting other work run between.
+MAX_DIRECT_EVENTS = 1000
+
 
 class Connection:
     def __init__(
@@ -166,22 +170,35 @@ class Connection:
                 key.append((sub.stream, sub.cursor, head))
                 subs.append(sub)
                 count += head - sub.cursor
-        if count > self._frame_budget:
-            self._wake_sender()  # more than one frame's worth: the sender task sends it in frames
-        elif key:
-            self._write(tuple(key), subs)
+        if count <= self._frame_budget:
+            if key:
+                self._write(tuple(key), subs)
+        elif count <= MAX_DIRECT_EVENTS:
+            self._write_split(key, subs)
+        else:
+            self._wake_sender()  # a backlog: the sender task sends it in frames, yielding between them
 
-    def _write(self, key: FrameKey, subs: Sequence[Subscription]) -> None:
+    def _write_split(self, key: list[tuple[str, int, int]], subs: list[Subscription]) -> None:
+        """More than one frame's worth: frames of ``frame_events`` per run, from each run's cursor,
+        so every watcher at the same position shares each frame's bytes."""
+        budget = self._frame_budget
+        for sub, (stream, after, head) in zip(subs, key, strict=True):
+            for start in range(after, head, budget):
+                if not self._write(((stream, start, min(start + budget, head)),), (sub,)):
+                    return
+
+    def _write(self, key: FrameKey, subs: Sequence[Subscription]) -> bool:
         """Write the shared frame of ``key`` directly; on refusal the sender task takes over."""
         frame = self._lane.frame(key, self._bus)
         fits = frame is not None and (frame.size <= self._frame_bytes or frame.events == 1)
         if not fits or not self._writer.write(frame.data):
             self._wake_sender()  # lost from the bus, too big for one frame, or the socket is full
-            return
+            return False
         for sub, (_, _, head) in zip(subs, key, strict=True):
             sub.cursor = head
         self.direct_frames += 1
         self._delivered(frame)
+        return True
 
     def _delivered(self, frame: Frame | SharedFrame) -> None:
         """Account for a frame the client's socket took, whichever path sent it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -85,6 +86,95 @@ async def test_runwatch_serve_writes_live_frames_directly(make_server):
     assert direct_frames()[0] > 0
     connected = [line for line in server.log_lines() if line.get("event") == "ws.connected"]
     assert [line["direct_writes"] for line in connected] == [True]
+
+
+class _RecordingTransport:
+    """A transport that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def _caught_up_connection(bus: MemoryBus, transport, frame_events: int, sent: list[str]) -> Connection:
+    async def asgi_send(message: dict) -> None:
+        sent.append(message["text"])
+
+    return Connection(
+        "c1",
+        asgi_send,
+        bus=bus,
+        max_lag=100_000,
+        send_timeout=10,
+        frame_events=frame_events,
+        frame_bytes=65536,
+        heartbeat=60,
+        lane=FastLane(),
+        writer=DirectWriter(_uvicorn_like_protocol(transport), State.OPEN, conn="c1"),
+    )
+
+
+def _tokens(text: str | bytes) -> list[str]:
+    """A frame's token texts (a frame of one event is the event, of more an array)."""
+    body = json.loads(text)
+    return [e["text"] for e in (body if isinstance(body, list) else [body])]
+
+
+def _texts(frames: list[bytes]) -> list[list[str]]:
+    return [_tokens(parse(data).data) for data in frames]
+
+
+async def _publish_burst(bus: MemoryBus, words: list[str]) -> None:
+    """Publish ``words`` within one event-loop iteration (no other task runs between them)."""
+    for word in words:
+        await bus.publish(Token(run_id="r", text=word))
+
+
+async def test_a_burst_bigger_than_a_frame_is_written_directly_in_frames_of_frame_events():
+    bus = MemoryBus()
+    transport = _RecordingTransport()
+    sent: list[str] = []
+    conn = _caught_up_connection(bus, transport, 2, sent)
+    sender = conn.start()
+    await bus.publish(Token(run_id="r", text="first"))
+    conn.subscribe("r", 0)
+    await until(lambda: len(sent) == 1)  # "first", by the sender task: caught up now
+    await _publish_burst(bus, ["a", "b", "c", "d", "e"])
+    await until(lambda: conn.backlog() == 0)
+    sender.cancel()
+    # "a" goes at once (the iteration's first event); the rest at the iteration's end, two a frame.
+    assert _texts(transport.written) == [["a"], ["b", "c"], ["d", "e"]]
+    assert conn.direct_frames == 3 and len(sent) == 1
+
+
+async def test_a_backlog_past_the_direct_limit_goes_by_the_sender_task(monkeypatch):
+    monkeypatch.setattr("runwatch.api.connection.MAX_DIRECT_EVENTS", 4)
+    bus = MemoryBus()
+    transport = _RecordingTransport()
+    sent: list[str] = []
+    conn = _caught_up_connection(bus, transport, 2, sent)
+    sender = conn.start()
+    await bus.publish(Token(run_id="r", text="first"))
+    conn.subscribe("r", 0)
+    await until(lambda: len(sent) == 1)
+    await _publish_burst(bus, ["a", "b", "c", "d", "e", "f"])
+    await until(lambda: conn.backlog() == 0)
+    sender.cancel()
+    # "a" directly; the five after it are more than 4: the sender task sends them, two a frame.
+    assert _texts(transport.written) == [["a"]]
+    assert [_tokens(text) for text in sent[1:]] == [["b", "c"], ["d", "e"], ["f"]]
+
+
+async def until(check: Callable[[], bool]) -> None:
+    async def checked() -> bool:
+        return check()
+
+    await eventually(checked, timeout=5)
 
 
 class _BrokenTransport:
