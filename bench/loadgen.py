@@ -49,6 +49,8 @@ class Tally:
     tokens: int = 0
     finished: int = 0
     resyncs: int = 0
+    #: When this watcher's first token arrived (wall clock), to tell the streaming window.
+    first_token_at: float | None = None
     latencies: array = field(default_factory=lambda: array("d"))
 
 
@@ -98,6 +100,8 @@ class Watcher:
                 self.done.set()
         if oldest is not None:
             t.latencies.append(now - oldest)
+            if t.first_token_at is None:
+                t.first_token_at = now
         if t.finished >= self.runs:
             self.done.set()
 
@@ -215,8 +219,11 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     reads: list[float] = []
     if probe is not None:
         probe.cancel()
-        reads = await asyncio.gather(probe, return_exceptions=True)
-        reads = reads[0] if isinstance(reads[0], list) else []
+        probed = (await asyncio.gather(probe, return_exceptions=True))[0]
+        # Only the reads made while the runs streamed (not those during their set-up wait).
+        flowing = min((w.tally.first_token_at for w in fast if w.tally.first_token_at), default=None)
+        if isinstance(probed, list) and flowing is not None:
+            reads = [took for started, took in probed if started >= flowing]
     peak = max(peak, rss_bytes(pid))
 
     stalled_outcome = {}
@@ -287,18 +294,18 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _probe_reads(url: str, run: str) -> list[float]:
-    """Read another run's events over REST every 50 ms while runs stream; returns the latencies.
+async def _probe_reads(url: str, run: str) -> list[tuple[float, float]]:
+    """Read another run's events over REST every 10 ms; returns (wall-clock start, latency) of each.
 
-    Ends when cancelled; the latencies gathered so far are returned (the caller cancels it)."""
-    took: list[float] = []
+    Ends when cancelled; the reads made so far are returned (the caller cancels it)."""
+    took: list[tuple[float, float]] = []
     async with httpx.AsyncClient(base_url=url, timeout=30, headers=AUTH) as c:
         try:
             while True:
-                t = time.perf_counter()
+                started, t = time.time(), time.perf_counter()
                 await c.get(f"/api/runs/{run}/events", params={"limit": 1000})
-                took.append(time.perf_counter() - t)
-                await asyncio.sleep(0.05)
+                took.append((started, time.perf_counter() - t))
+                await asyncio.sleep(0.01)
         except asyncio.CancelledError:
             return took
 
