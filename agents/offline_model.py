@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -270,7 +271,7 @@ class TextStream:
     pacer that serves many streams on one timer (``api/offline_pacer.py``).
     """
 
-    __slots__ = ("_head", "_next", "_per_chunk", "_tail", "_tokens", "rate", "sent", "start")
+    __slots__ = ("_head", "_next", "_per_chunk", "_tail", "_tokens", "base", "rate", "sent", "start")
 
     def __init__(self, tokens: Iterable[str], rate: float, per_chunk: int, head: bytes, tail: bytes) -> None:
         self._tokens = iter(tokens)
@@ -280,6 +281,8 @@ class TextStream:
         self.rate = rate
         self.sent = 0
         self.start = time.monotonic()
+        #: Where the chunks after the first are counted from (``align``); the first is due at ``start``.
+        self.base = self.start
         self._next = self._piece()
 
     @property
@@ -287,7 +290,17 @@ class TextStream:
         return self._next is None
 
     def due_at(self) -> float:
-        return self.start + self.sent / self.rate if self.rate > 0 else 0.0
+        if self.rate <= 0:
+            return 0.0
+        return self.base + self.sent / self.rate if self.sent else self.start
+
+    def align(self, grid: float) -> None:
+        """Count the chunks after the first from the next multiple of ``grid`` on the monotonic
+        clock (or of the chunk interval, if shorter), so that streams of one rate fall due together
+        and share their wake-ups. The first chunk stays due at once; the pace is unchanged."""
+        if self.rate > 0 and not self.sent:
+            step = min(grid, 1 / self.rate)
+            self.base = math.ceil(self.start / step) * step
 
     def _piece(self) -> list[str] | None:
         if self._per_chunk == 1:

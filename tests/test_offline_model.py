@@ -9,7 +9,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from runwatch.agents.demo import demo_agent
-from runwatch.agents.offline_model import OFFLINE_MODEL, scenario_text
+from runwatch.agents.offline_model import OFFLINE_MODEL, TextStream, scenario_text
 
 TOOLS = demo_agent().tool_specs()
 SCENARIO_WITH_TOOLS = json.dumps({"tool_calls": 2, "tool_seconds": 1.5, "parallel": True})
@@ -171,3 +171,20 @@ async def test_a_scenario_of_millions_of_tokens_is_generated_as_it_streams(make_
         await stream.close()
     assert received == 20_000
     assert grown < 50 * 2**20, f"the server grew by {grown / 2**20:.0f} MiB"
+
+
+def test_aligned_streams_of_one_rate_fall_due_together_and_keep_their_pace():
+    streams = [TextStream(iter(["a ", "b ", "c "]), 50, 1, b"", b"") for _ in range(2)]
+    streams[1].start += 0.007  # started 7 ms later
+    for s in streams:
+        s.align(0.02)
+    firsts = [s.due_at() for s in streams]
+    assert firsts == [s.start for s in streams]  # the first chunk is never held back
+    for s in streams:
+        s.take()
+    seconds = [s.due_at() for s in streams]
+    s0 = streams[0]
+    assert [round(t / 0.02) * 0.02 for t in seconds] == pytest.approx(seconds, abs=1e-9)  # on one 20 ms grid
+    assert 0.02 <= seconds[0] - s0.start < 0.04  # at most one interval later than unaligned
+    s0.take()
+    assert s0.due_at() - seconds[0] == pytest.approx(0.02)  # the pace is unchanged
