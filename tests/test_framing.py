@@ -129,13 +129,10 @@ def _texts(frames: list[bytes]) -> list[list[str]]:
     return [_tokens(parse(data).data) for data in frames]
 
 
-async def _publish_burst(bus: MemoryBus, words: list[str]) -> None:
-    """Publish ``words`` within one event-loop iteration (no other task runs between them)."""
-    for word in words:
-        await bus.publish(Token(run_id="r", text=word))
-
-
-async def test_a_burst_bigger_than_a_frame_is_written_directly_in_frames_of_frame_events():
+async def _burst_to_caught_up_watcher(words: list[str]) -> tuple[Connection, list[bytes], list[str]]:
+    """A watcher with frames of 2 events, caught up by its sender task on one event ("first"), is
+    sent ``words`` published within one event-loop iteration; returns it, what was written
+    directly to its transport, and what went by the ASGI send."""
     bus = MemoryBus()
     transport = _RecordingTransport()
     sent: list[str] = []
@@ -144,29 +141,25 @@ async def test_a_burst_bigger_than_a_frame_is_written_directly_in_frames_of_fram
     await bus.publish(Token(run_id="r", text="first"))
     conn.subscribe("r", 0)
     await until(lambda: len(sent) == 1)  # "first", by the sender task: caught up now
-    await _publish_burst(bus, ["a", "b", "c", "d", "e"])
+    for word in words:  # no other task runs between these publishes
+        await bus.publish(Token(run_id="r", text=word))
     await until(lambda: conn.backlog() == 0)
     sender.cancel()
+    return conn, transport.written, sent
+
+
+async def test_a_burst_bigger_than_a_frame_is_written_directly_in_frames_of_frame_events():
+    conn, written, sent = await _burst_to_caught_up_watcher(["a", "b", "c", "d", "e"])
     # "a" goes at once (the iteration's first event); the rest at the iteration's end, two a frame.
-    assert _texts(transport.written) == [["a"], ["b", "c"], ["d", "e"]]
+    assert _texts(written) == [["a"], ["b", "c"], ["d", "e"]]
     assert conn.direct_frames == 3 and len(sent) == 1
 
 
 async def test_a_backlog_past_the_direct_limit_goes_by_the_sender_task(monkeypatch):
     monkeypatch.setattr("runwatch.api.connection.MAX_DIRECT_EVENTS", 4)
-    bus = MemoryBus()
-    transport = _RecordingTransport()
-    sent: list[str] = []
-    conn = _caught_up_connection(bus, transport, 2, sent)
-    sender = conn.start()
-    await bus.publish(Token(run_id="r", text="first"))
-    conn.subscribe("r", 0)
-    await until(lambda: len(sent) == 1)
-    await _publish_burst(bus, ["a", "b", "c", "d", "e", "f"])
-    await until(lambda: conn.backlog() == 0)
-    sender.cancel()
+    _, written, sent = await _burst_to_caught_up_watcher(["a", "b", "c", "d", "e", "f"])
     # "a" directly; the five after it are more than 4: the sender task sends them, two a frame.
-    assert _texts(transport.written) == [["a"]]
+    assert _texts(written) == [["a"]]
     assert [_tokens(text) for text in sent[1:]] == [["b", "c"], ["d", "e"], ["f"]]
 
 
