@@ -262,28 +262,41 @@ def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(len(_content(m)) for m in messages) // 4 + 4 * len(messages)
 
 
+#: A stream keeps the bytes of this many distinct chunks (a scenario cycles through ``WORDS``), so a
+#: repeated token costs a dict look-up instead of encoding and framing it again.
+CACHED_CHUNKS = 64
+
+
 class TextStream:
     """A text answer's chunks, made one at a time as they fall due: ``start + sent / rate``.
 
-    ``take`` returns the next chunk's JSON (``chunk_tokens`` tokens); ``done`` says there is none
-    left, known one chunk ahead, so the answer's end is sent with its last token, not one token
-    interval later. Whoever streams it paces it: ``stream_reply`` with a sleep per chunk, or a
-    pacer that serves many streams on one timer (``api/offline_pacer.py``).
+    ``take`` returns the next chunk's JSON (``chunk_tokens`` tokens), or, after ``frame(f)``, that
+    JSON framed by ``f`` for its transport; ``done`` says there is none left, known one chunk ahead,
+    so the answer's end is sent with its last token, not one token interval later. Whoever streams
+    it paces it: ``stream_reply`` with a sleep per chunk, or a pacer that serves many streams on one
+    timer (``api/offline_pacer.py``).
     """
 
-    __slots__ = ("_head", "_next", "_per_chunk", "_tail", "_tokens", "base", "rate", "sent", "start")
+    __slots__ = (
+        "_cache", "_frame", "_head", "_next", "_next_tokens", "_per_chunk", "_tail", "_tokens",
+        "base", "rate", "sent", "start",
+    )  # fmt: skip
 
     def __init__(self, tokens: Iterable[str], rate: float, per_chunk: int, head: bytes, tail: bytes) -> None:
         self._tokens = iter(tokens)
         self._per_chunk = per_chunk
         self._head = head
         self._tail = tail
+        self._frame: Callable[[bytes], bytes] | None = None
+        self._cache: dict[str, bytes] = {}
         self.rate = rate
         self.sent = 0
         self.start = time.monotonic()
         #: Where the chunks after the first are counted from (``align``); the first is due at ``start``.
         self.base = self.start
-        self._next = self._piece()
+        self._next: str | None = None
+        self._next_tokens = 0
+        self._advance()
 
     @property
     def done(self) -> bool:
@@ -302,19 +315,34 @@ class TextStream:
             step = min(grid, 1 / self.rate)
             self.base = math.ceil(self.start / step) * step
 
-    def _piece(self) -> list[str] | None:
+    def frame(self, frame: Callable[[bytes], bytes]) -> None:
+        """From now on ``take`` returns each chunk's JSON passed through ``frame`` (cached with it)."""
+        self._frame = frame
+        self._cache.clear()
+
+    def _advance(self) -> None:
         if self._per_chunk == 1:
-            token = next(self._tokens, None)
-            return None if token is None else [token]
-        return list(itertools.islice(self._tokens, self._per_chunk)) or None
+            self._next = next(self._tokens, None)
+            self._next_tokens = 1
+        else:
+            piece = list(itertools.islice(self._tokens, self._per_chunk))
+            self._next = "".join(piece) if piece else None
+            self._next_tokens = len(piece)
 
     def take(self) -> bytes:
         """The next chunk; only while not ``done``."""
-        piece = self._next
-        assert piece is not None, "take() after the last chunk"
-        self._next = self._piece()
-        self.sent += len(piece)
-        return self._head + msgspec.json.encode(piece[0] if len(piece) == 1 else "".join(piece)) + self._tail
+        text = self._next
+        assert text is not None, "take() after the last chunk"
+        self.sent += self._next_tokens
+        self._advance()
+        chunk = self._cache.get(text)
+        if chunk is None:
+            chunk = self._head + msgspec.json.encode(text) + self._tail
+            if self._frame is not None:
+                chunk = self._frame(chunk)
+            if len(self._cache) < CACHED_CHUNKS:
+                self._cache[text] = chunk
+        return chunk
 
 
 #: Streams a paced ``TextStream`` itself (and returns once it is done, or leaves what it could not).
