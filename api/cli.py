@@ -9,7 +9,6 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from runwatch.api import __version__
 from runwatch.api.cli_client import client_options, list_agents, run_agent
@@ -124,6 +123,7 @@ def serve(args: argparse.Namespace) -> int:
     from runwatch.api.framing import expose_server_send
     from runwatch.api.logs import configure_logging
     from runwatch.api.runtime import Runtime
+    from runwatch.api.server import Server
 
     overrides = {
         "host": args.host,
@@ -175,23 +175,7 @@ def serve(args: argparse.Namespace) -> int:
         lifespan="on",
     )
 
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            if self.config.loaded and not self.should_exit:
-                import asyncio
-
-                try:
-                    asyncio.get_running_loop().call_soon_threadsafe(runtime.begin_shutdown)
-                except RuntimeError:
-                    pass
-            super().handle_exit(sig, frame)
-
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            # Watchers get the runs' final events and a 1001 before uvicorn closes them (with 1012).
-            await runtime.drain()
-            await super().shutdown(sockets)
-
-    Server(config).run()
+    Server(config, runtime).run()
     return 0
 
 

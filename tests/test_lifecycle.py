@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+from pathlib import Path
 
+from tests.services import wait_until
 from tests.watcher import assert_contiguous, text_of
 
 
@@ -90,3 +93,33 @@ async def test_sigterm_cancels_running_runs_delivers_their_end_and_records_them(
             events = (await c.get(f"/api/runs/{run}/events")).json()["events"]
             assert_contiguous(events)
             assert events[-1]["type"] == "run.finished"
+
+
+def _context_switches(pid: int) -> int:
+    """How many times the process's threads have gone to sleep and been woken, so far."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+async def test_an_idle_server_wakes_about_twice_a_second(make_server):
+    """uvicorn alone wakes every 100 ms; runwatch's server ticks once a second (and its runtime once)."""
+    srv = make_server()
+    before = _context_switches(srv.proc.pid)
+    await asyncio.sleep(3)  # measuring a rate over a window: nothing to wait for
+    woken = _context_switches(srv.proc.pid) - before
+    assert woken <= 15, f"{woken} wake-ups in 3 s"
+
+
+async def test_the_server_freezes_its_startup_heap(make_server):
+    """Full collections do not walk the app, its routes and the SDKs' modules (bench/README.md)."""
+    srv = make_server(env={"RUNWATCH_LOG_LEVEL": "debug"})
+
+    def frozen() -> list[dict]:  # logged as the server starts listening: maybe just after /api/health answered
+        return [line for line in srv.log_lines() if line.get("event") == "server.heap_frozen"]
+
+    await wait_until(frozen, what="the server.heap_frozen log line")
+    assert frozen()[0]["objects"] > 50_000
