@@ -263,18 +263,21 @@ def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
 
 
 #: A stream keeps the bytes of this many distinct chunks (a scenario cycles through ``WORDS``), so a
-#: repeated token costs a dict look-up instead of encoding and framing it again.
+#: repeated token costs a dict look-up instead of encoding and framing it again; only chunks of at
+#: most ``CACHED_CHUNK_BYTES`` (a padded scenario's big chunks are made each time, as its tokens
+#: are): at most 64 KiB per stream.
 CACHED_CHUNKS = 64
+CACHED_CHUNK_BYTES = 1024
 
 
 class TextStream:
     """A text answer's chunks, made one at a time as they fall due: ``start + sent / rate``.
 
     ``take`` returns the next chunk's JSON (``chunk_tokens`` tokens), or, after ``frame(f)``, that
-    JSON framed by ``f`` for its transport; ``done`` says there is none left, known one chunk ahead,
-    so the answer's end is sent with its last token, not one token interval later. Whoever streams
-    it paces it: ``stream_reply`` with a sleep per chunk, or a pacer that serves many streams on one
-    timer (``api/offline_pacer.py``).
+    JSON framed by ``f`` for its transport (``frame(None)``: plain JSON again); ``done`` says there
+    is none left, known one chunk ahead, so the answer's end is sent with its last token, not one
+    token interval later. Whoever streams it paces it: ``stream_reply`` with a sleep per chunk, or
+    a pacer that serves many streams on one timer (``api/offline_pacer.py``).
     """
 
     __slots__ = (
@@ -315,8 +318,9 @@ class TextStream:
             step = min(grid, 1 / self.rate)
             self.base = math.ceil(self.start / step) * step
 
-    def frame(self, frame: Callable[[bytes], bytes]) -> None:
-        """From now on ``take`` returns each chunk's JSON passed through ``frame`` (cached with it)."""
+    def frame(self, frame: Callable[[bytes], bytes] | None) -> None:
+        """From now on ``take`` returns each chunk's JSON passed through ``frame`` (cached with it),
+        or, with ``None``, the JSON itself."""
         self._frame = frame
         self._cache.clear()
 
@@ -340,7 +344,7 @@ class TextStream:
             chunk = self._head + msgspec.json.encode(text) + self._tail
             if self._frame is not None:
                 chunk = self._frame(chunk)
-            if len(self._cache) < CACHED_CHUNKS:
+            if len(chunk) <= CACHED_CHUNK_BYTES and len(self._cache) < CACHED_CHUNKS:
                 self._cache[text] = chunk
         return chunk
 

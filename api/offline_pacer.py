@@ -87,12 +87,13 @@ class _Paced:
             return now + RETRY_SECONDS
         if text.done:
             return None
-        out = b""
-        while text.due_at() <= now:
-            out += text.take()
-            if text.done:
-                break
-        if out:
+        if text.due_at() <= now:
+            out = text.take()
+            if not text.done and text.due_at() <= now:  # behind (a slow reader, a late wake-up)
+                parts = [out]
+                while not text.done and text.due_at() <= now:
+                    parts.append(text.take())
+                out = b"".join(parts)
             self.transport.write(out)
         return None if text.done else text.due_at()
 
@@ -135,6 +136,7 @@ class Pacer:
         finally:
             paced.stopped = True
             self.streams -= 1
+            text.frame(None)  # what is left, if anything, goes the ASGI way, which frames it itself
 
     async def _run(self) -> None:
         heap = self._heap

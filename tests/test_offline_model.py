@@ -9,7 +9,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from runwatch.agents.demo import demo_agent
-from runwatch.agents.offline_model import CACHED_CHUNKS, OFFLINE_MODEL, TextStream, scenario_text
+from runwatch.agents.offline_model import OFFLINE_MODEL, TextStream, scenario_text
 
 TOOLS = demo_agent().tool_specs()
 SCENARIO_WITH_TOOLS = json.dumps({"tool_calls": 2, "tool_seconds": 1.5, "parallel": True})
@@ -188,54 +188,3 @@ def test_aligned_streams_of_one_rate_fall_due_together_and_keep_their_pace():
     assert 0.02 <= seconds[0] - s0.start < 0.04  # at most one interval later than unaligned
     s0.take()
     assert s0.due_at() - seconds[0] == pytest.approx(0.02)  # the pace is unchanged
-
-
-@pytest.mark.parametrize("per_chunk", [1, 3])
-def test_a_stream_of_more_distinct_chunks_than_it_keeps_sends_each_one_right(per_chunk):
-    """A stream keeps the bytes of its first ``CACHED_CHUNKS`` distinct chunks: repeated ones come
-    from there, the others are encoded (and framed) as they go."""
-    words = [f"w{i} " for i in range(3 * CACHED_CHUNKS)] * 2
-    text = TextStream(iter(words), 0, per_chunk, b"<", b">")
-    text.frame(lambda chunk: b"[" + chunk + b"]")
-    sent = []
-    while not text.done:
-        sent.append(text.take())
-    pieces = ["".join(words[i : i + per_chunk]) for i in range(0, len(words), per_chunk)]
-    assert sent == [b"[<" + json.dumps(p).encode() + b">]" for p in pieces]
-    assert text.sent == len(words)
-
-
-class _Socket:
-    """What the pacer writes to: a uvicorn request cycle's transport, recording the writes."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.write = self.writes.append
-
-    def is_closing(self) -> bool:
-        return False
-
-
-def test_chunks_due_together_go_out_in_one_write_each_its_own_http_chunk():
-    from types import SimpleNamespace
-
-    from runwatch.api.offline_pacer import _Paced
-
-    socket = _Socket()
-    cycle = SimpleNamespace(
-        transport=socket, flow=SimpleNamespace(write_paused=False), disconnected=False, response_complete=False
-    )
-    text = TextStream(iter(["a ", "b ", "c ", "d "]), 50, 1, b"{", b"}")
-    paced = _Paced(cycle, text, None)  # type: ignore[arg-type]
-    again = paced.write_due(text.start + 0.045)  # a, b and c are due (at 0, 20 and 40 ms)
-    assert again == pytest.approx(text.start + 0.06)
-    body = b"".join(socket.writes)
-    assert len(socket.writes) == 1
-    events = []
-    while body:  # HTTP/1.1 chunked: hex size, CRLF, data, CRLF
-        size, rest = body.split(b"\r\n", 1)
-        events.append(rest[: int(size, 16)])
-        assert rest[int(size, 16) : int(size, 16) + 2] == b"\r\n"
-        body = rest[int(size, 16) + 2 :]
-    assert events == [b'data: {"a "}\n\n', b'data: {"b "}\n\n', b'data: {"c "}\n\n']
-    assert paced.write_due(again) is None and text.done  # d, the last one: done
