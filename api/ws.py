@@ -22,7 +22,7 @@ from runwatch.api.auth.authenticator import AuthFailed
 from runwatch.api.auth.web import origin_allowed
 from runwatch.api.connection import Connection
 from runwatch.api.dispatch import MessageRate, handle
-from runwatch.api.framing import direct_writer
+from runwatch.api.framing import SCOPE_KEY, Scope, direct_writer
 from runwatch.api.protocol import Error, Hello, ProtocolError, encode
 from runwatch.api.runtime import Runtime
 
@@ -55,6 +55,27 @@ async def _admit(socket: WebSocket, rt: Runtime, conn_id: str) -> Principal | No
     return principal
 
 
+def _forget_handshake(scope: Scope) -> None:
+    """An accepted socket's handshake is not needed again: drop what holds it for the connection's
+    life — uvicorn's parsed upgrade request and 101 response (``websockets-sansio``), and the
+    headers Litestar parsed for the credential and Origin checks (rebuilt from the scope if asked
+    for again). About 5 KiB of each idle connection's memory (bench/README.md, "idle")."""
+    try:
+        from litestar.types import Empty
+        from litestar.utils.scope.state import ScopeState
+
+        ScopeState.from_scope(scope).headers = Empty  # type: ignore[assignment]
+    except (ImportError, AttributeError):  # an internal API of Litestar's: if it moved, keep them
+        pass
+    protocol = getattr(scope.get(SCOPE_KEY), "__self__", None)
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:
+        return
+    if isinstance(protocol, WebSocketsSansIOProtocol) and protocol.handshake_complete:
+        protocol.request = protocol.response = None  # type: ignore[assignment]
+
+
 async def _refuse(socket: WebSocket, code: CloseCode, reason: str) -> None:
     try:
         await asyncio.wait_for(socket.close(code=code, reason=reason), 1.0)
@@ -69,6 +90,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     principal = await _admit(socket, rt, conn_id)
     if principal is None:
         return
+    _forget_handshake(socket.scope)
     writer = direct_writer(socket.scope, conn_id) if settings.ws_direct_writes == "auto" else None
     conn = Connection(
         conn_id,
