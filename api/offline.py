@@ -16,7 +16,8 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType
 from litestar.response import Response, Stream
 
 from runwatch.agents.errors import BadRequest, ErrorCode
-from runwatch.agents.offline_model import plan_reply, stream_reply
+from runwatch.agents.offline_model import plan_reply
+from runwatch.agents.offline_stream import stream_reply
 from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
 

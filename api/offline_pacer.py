@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from runwatch.agents.offline_model import TextStream
+from runwatch.agents.offline_stream import TextStream
 from runwatch.api.framing import SCOPE_KEY, Scope
 
 log = structlog.get_logger()

@@ -9,7 +9,8 @@ import pytest
 from openai import AsyncOpenAI
 
 from runwatch.agents.demo import demo_agent
-from runwatch.agents.offline_model import OFFLINE_MODEL, TextStream, scenario_text
+from runwatch.agents.offline_model import OFFLINE_MODEL, scenario_text
+from runwatch.agents.offline_stream import TextStream
 
 TOOLS = demo_agent().tool_specs()
 SCENARIO_WITH_TOOLS = json.dumps({"tool_calls": 2, "tool_seconds": 1.5, "parallel": True})

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from runwatch.agents.offline_model import CACHED_CHUNK_BYTES, CACHED_CHUNKS, TextStream
+from runwatch.agents.offline_stream import CACHED_CHUNK_BYTES, CACHED_CHUNKS, TextStream
 from runwatch.api.offline_pacer import _Paced
 
 

@@ -1,0 +1,184 @@
+"""The offline model's replies as OpenAI ``chat.completion.chunk`` streams, paced at their rate.
+
+``plan_reply`` (``offline_model.py``) decides what to say; ``stream_reply`` says it. A text answer's
+chunks come from a ``TextStream``, made one at a time as they fall due, which the endpoint's pacer
+(``api/offline_pacer.py``) may stream itself, many streams on one timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from runwatch.agents.offline_model import Reply, estimate_tokens
+
+#: A stream keeps the bytes of this many distinct chunks (a scenario cycles through ``WORDS``), so a
+#: repeated token costs a dict look-up instead of encoding and framing it again; only chunks of at
+#: most ``CACHED_CHUNK_BYTES`` (a padded scenario's big chunks are made each time, as its tokens
+#: are): at most 64 KiB per stream.
+CACHED_CHUNKS = 64
+CACHED_CHUNK_BYTES = 1024
+
+
+class TextStream:
+    """A text answer's chunks, made one at a time as they fall due: ``start + sent / rate``.
+
+    ``take`` returns the next chunk's JSON (``chunk_tokens`` tokens), or, after ``frame(f)``, that
+    JSON framed by ``f`` for its transport (``frame(None)``: plain JSON again); ``done`` says there
+    is none left, known one chunk ahead, so the answer's end is sent with its last token, not one
+    token interval later. Whoever streams it paces it: ``stream_reply`` with a sleep per chunk, or
+    a pacer that serves many streams on one timer (``api/offline_pacer.py``).
+    """
+
+    __slots__ = (
+        "_cache", "_frame", "_head", "_next", "_next_tokens", "_per_chunk", "_tail", "_tokens",
+        "base", "rate", "sent", "start",
+    )  # fmt: skip
+
+    def __init__(self, tokens: Iterable[str], rate: float, per_chunk: int, head: bytes, tail: bytes) -> None:
+        self._tokens = iter(tokens)
+        self._per_chunk = per_chunk
+        self._head = head
+        self._tail = tail
+        self._frame: Callable[[bytes], bytes] | None = None
+        self._cache: dict[str, bytes] = {}
+        self.rate = rate
+        self.sent = 0
+        self.start = time.monotonic()
+        #: Where the chunks after the first are counted from (``align``); the first is due at ``start``.
+        self.base = self.start
+        self._next: str | None = None
+        self._next_tokens = 0
+        self._advance()
+
+    @property
+    def done(self) -> bool:
+        return self._next is None
+
+    def due_at(self) -> float:
+        if self.rate <= 0:
+            return 0.0
+        return self.base + self.sent / self.rate if self.sent else self.start
+
+    def align(self, grid: float) -> None:
+        """Count the chunks after the first from the next multiple of ``grid`` on the monotonic
+        clock (or of the chunk interval, if shorter), so that streams of one rate fall due together
+        and share their wake-ups. The first chunk stays due at once; the pace is unchanged."""
+        if self.rate > 0 and not self.sent:
+            step = min(grid, 1 / self.rate)
+            self.base = math.ceil(self.start / step) * step
+
+    def frame(self, frame: Callable[[bytes], bytes] | None) -> None:
+        """From now on ``take`` returns each chunk's JSON passed through ``frame`` (cached with it),
+        or, with ``None``, the JSON itself."""
+        self._frame = frame
+        self._cache.clear()
+
+    def _advance(self) -> None:
+        if self._per_chunk == 1:
+            self._next = next(self._tokens, None)
+            self._next_tokens = 1
+        else:
+            piece = list(itertools.islice(self._tokens, self._per_chunk))
+            self._next = "".join(piece) if piece else None
+            self._next_tokens = len(piece)
+
+    def take(self) -> bytes:
+        """The next chunk; only while not ``done``."""
+        text = self._next
+        assert text is not None, "take() after the last chunk"
+        self.sent += self._next_tokens
+        self._advance()
+        chunk = self._cache.get(text)
+        if chunk is None:
+            chunk = self._head + msgspec.json.encode(text) + self._tail
+            if self._frame is not None:
+                chunk = self._frame(chunk)
+            if len(chunk) <= CACHED_CHUNK_BYTES and len(self._cache) < CACHED_CHUNKS:
+                self._cache[text] = chunk
+        return chunk
+
+
+#: Streams a paced ``TextStream`` itself (and returns once it is done, or leaves what it could not).
+Pace = Callable[[TextStream], Awaitable[None]]
+
+
+async def stream_reply(
+    reply: Reply, *, model: str, messages: list[dict[str, Any]], include_usage: bool, pace: Pace | None = None
+) -> AsyncIterator[bytes]:
+    """The reply as OpenAI ``chat.completion.chunk`` objects in JSON, paced at ``reply.rate`` tokens/s.
+
+    A token's chunk is two constant byte strings around the token's JSON, so a full-speed stream
+    costs little per token. ``pace``, when given, streams a paced text answer's tokens its own
+    way; whatever it leaves is streamed here.
+    """
+    ident = f"chatcmpl-offline-{time.time_ns():x}"
+    created = int(time.time())
+    encode = msgspec.json.encode
+    head = encode({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model})[:-1]
+    head += b',"choices":[{"index":0,"delta":'
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return head + encode(delta) + b',"finish_reason":' + encode(finish) + b"}]}"
+
+    yield chunk({"role": "assistant", "content": ""})
+    completion_tokens = 0
+    if reply.tool_calls:
+        for i, (name, args) in enumerate(reply.tool_calls):
+            arguments = encode(args).decode()
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": f"call_{ident[-8:]}_{i}",
+                            "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+            half = len(arguments) // 2
+            for part in (arguments[:half], arguments[half:]):
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+            completion_tokens += 3 + len(arguments) // 4
+        finish = "tool_calls"
+    else:
+        if reply.delay > 0:
+            await asyncio.sleep(reply.delay)
+        text = TextStream(
+            reply.tokens, reply.rate, reply.chunk_tokens, head + b'{"content":', b'},"finish_reason":null}]}'
+        )
+        if pace is not None and reply.rate > 0:
+            await pace(text)
+        while not text.done:
+            if reply.rate > 0:
+                delay = text.due_at() - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            yield text.take()
+        completion_tokens = text.sent
+        finish = "stop"
+    yield chunk({}, finish)
+    if include_usage:
+        prompt_tokens = estimate_tokens(messages)
+        yield encode(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
