@@ -100,19 +100,27 @@ class DirectWriter:
         return True
 
 
+def sansio_protocol(scope: Scope) -> Any | None:
+    """uvicorn's ``websockets-sansio`` protocol behind this WebSocket scope, or None (another server)."""
+    protocol = getattr(scope.get(SCOPE_KEY), "__self__", None)
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:
+        return None
+    return protocol if isinstance(protocol, WebSocketsSansIOProtocol) else None
+
+
 def direct_writer(scope: Scope, conn: str = "") -> DirectWriter | None:
     """A ``DirectWriter`` for this accepted WebSocket, if its server is one we know how to write to.
 
     ``conn`` names the connection in the writer's log line.
     """
-    send = scope.get(SCOPE_KEY)
-    protocol = getattr(send, "__self__", None)
+    protocol = sansio_protocol(scope)
+    if protocol is None:
+        return None
     try:
-        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
         from websockets.protocol import State
     except ImportError:
-        return None
-    if not isinstance(protocol, WebSocketsSansIOProtocol):
         return None
     ws = getattr(protocol, "conn", None)
     transport = getattr(protocol, "transport", None)

@@ -22,7 +22,7 @@ from runwatch.api.auth.authenticator import AuthFailed
 from runwatch.api.auth.web import origin_allowed
 from runwatch.api.connection import Connection
 from runwatch.api.dispatch import MessageRate, handle
-from runwatch.api.framing import SCOPE_KEY, Scope, direct_writer
+from runwatch.api.framing import Scope, direct_writer, sansio_protocol
 from runwatch.api.protocol import Error, Hello, ProtocolError, encode
 from runwatch.api.runtime import Runtime
 
@@ -67,13 +67,9 @@ def _forget_handshake(scope: Scope) -> None:
         ScopeState.from_scope(scope).headers = Empty  # type: ignore[assignment]
     except (ImportError, AttributeError):  # an internal API of Litestar's: if it moved, keep them
         pass
-    protocol = getattr(scope.get(SCOPE_KEY), "__self__", None)
-    try:
-        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-    except ImportError:
-        return
-    if isinstance(protocol, WebSocketsSansIOProtocol) and protocol.handshake_complete:
-        protocol.request = protocol.response = None  # type: ignore[assignment]
+    protocol = sansio_protocol(scope)
+    if protocol is not None and protocol.handshake_complete:
+        protocol.request = protocol.response = None
 
 
 async def _refuse(socket: WebSocket, code: CloseCode, reason: str) -> None:
