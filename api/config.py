@@ -41,6 +41,10 @@ ENV: dict[str, tuple[str, str]] = {
         "RUNWATCH_MODEL_TRANSPORT",
         "HTTP transport to the model: aiohttp (cheaper per chunk) or httpx",
     ),
+    "model_socket": (
+        "RUNWATCH_MODEL_SOCKET",
+        "with the offline model, runs read it over a Unix socket: auto (a private temp one), off (TCP) or a path",
+    ),
     "coalesce_ms": ("RUNWATCH_COALESCE_MS", "token coalescing window in ms (0 = off)"),
     "max_running": ("RUNWATCH_MAX_RUNNING", "runs executing at once"),
     "max_queued": ("RUNWATCH_MAX_QUEUED", "runs waiting for a slot before new ones get 429"),
@@ -127,6 +131,8 @@ class Settings:
     #: The openai SDK's transport: ``aiohttp`` (its DefaultAioHttpClient) reads a stream for a
     #: fraction of what ``httpx`` (its default) costs per chunk (bench/README.md).
     model_transport: str = "aiohttp"
+    #: How the runner reaches the built-in offline model in its own process (api/model_client.py).
+    model_socket: str = "auto"
     coalesce_ms: float = 25.0
     max_running: int = 8
     max_queued: int = 100
@@ -296,6 +302,13 @@ def load_settings(
         raise ConfigError(f"ws_direct_writes must be auto or off, got {settings.ws_direct_writes!r}")
     if settings.model_transport not in ("aiohttp", "httpx"):
         raise ConfigError(f"model_transport must be aiohttp or httpx, got {settings.model_transport!r}")
+    if settings.model_socket not in ("auto", "off") and not (
+        os.path.isabs(settings.model_socket) and len(os.fsencode(settings.model_socket)) <= 100
+    ):
+        raise ConfigError(
+            f"model_socket must be auto, off or an absolute path of at most 100 bytes, got {settings.model_socket!r};"
+            " check RUNWATCH_MODEL_SOCKET"
+        )
     if settings.database_url and "://" in settings.database_url:
         if not settings.postgres and not settings.database_url.startswith("sqlite://"):
             raise ConfigError(

@@ -10,10 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
-from openai import AsyncOpenAI, DefaultAioHttpClient
 from prometheus_client import CollectorRegistry
 
 from runwatch.agents.agent import AgentRegistry, load_agents
@@ -37,6 +35,7 @@ from runwatch.api.collectors import LiveGauges
 from runwatch.api.config import ConfigError, Settings
 from runwatch.api.lane import FastLane
 from runwatch.api.metrics import Metrics
+from runwatch.api.model_client import ModelSocket, model_client
 from runwatch.api.offline_pacer import Pacer
 from runwatch.api.presence import PresenceBoard
 
@@ -72,12 +71,6 @@ def release_free_memory() -> None:
         started = time.perf_counter()
         _TRIM()
         log.debug("memory.trimmed", took=round(time.perf_counter() - started, 4))
-
-
-def _use_aiohttp(settings: Settings) -> bool:
-    """The aiohttp transport unless httpx is asked for, or the endpoint's URL carries credentials:
-    aiohttp refuses a request with both those and the SDK's ``Authorization`` header."""
-    return settings.model_transport == "aiohttp" and urlsplit(settings.model_base_url).username is None
 
 
 class Runtime:
@@ -116,12 +109,9 @@ class Runtime:
                 ) from exc
             for agent in agents:
                 self.registry.add(agent)
-        self.client = AsyncOpenAI(
-            base_url=settings.model_base_url,
-            api_key=settings.openai_api_key or "offline",
-            max_retries=0 if settings.offline else 2,
-            http_client=DefaultAioHttpClient() if _use_aiohttp(settings) else None,
-        )
+        #: Where the offline model listens for this process's runs (``Server`` opens it), if anywhere.
+        self.model_socket = ModelSocket.for_settings(settings)
+        self.client = model_client(settings, self.model_socket)
         _ = self.client.chat.completions  # the SDK imports it on first use: now, not in the first run
         self.metrics_registry = CollectorRegistry()
         self.metrics = Metrics(

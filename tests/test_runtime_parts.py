@@ -188,7 +188,7 @@ def test_unknown_config_keys_are_refused(tmp_path):
 
 
 def test_the_model_transport_is_aiohttp_unless_httpx_is_asked_for_or_the_url_has_credentials():
-    from runwatch.api.runtime import _use_aiohttp
+    from runwatch.api.model_client import _use_aiohttp
 
     assert _use_aiohttp(load_settings(environ={}))
     assert not _use_aiohttp(load_settings(environ={"RUNWATCH_MODEL_TRANSPORT": "httpx"}))

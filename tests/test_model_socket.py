@@ -1,0 +1,81 @@
+"""The embedded default: runs read the built-in offline model over a Unix socket of the process's own
+(``RUNWATCH_MODEL_SOCKET``), made private, refused when another process holds it, removed at exit."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runwatch.api.config import ConfigError, load_settings
+from tests.conftest import free_port
+from tests.services import wait_until
+
+
+def test_model_socket_must_be_auto_off_or_an_absolute_path():
+    assert load_settings(environ={}).model_socket == "auto"
+    for bad in ("relative/model.sock", "/" + "x" * 120, "on"):
+        with pytest.raises(ConfigError, match="model_socket must be auto, off or an absolute path"):
+            load_settings(environ={"RUNWATCH_MODEL_SOCKET": bad})
+
+
+async def _socket_path(srv) -> str:
+    await wait_until(lambda: any(e.get("event") == "server.model_socket" for e in srv.log_lines()), what="socket")
+    return next(e["path"] for e in srv.log_lines() if e.get("event") == "server.model_socket")
+
+
+async def test_runs_read_the_offline_model_through_its_socket(make_server, tmp_path):
+    path = tmp_path / "model.sock"
+    srv = make_server(env={"RUNWATCH_MODEL_SOCKET": str(path)})
+    assert await _socket_path(srv) == str(path)
+    assert stat.S_ISSOCK(path.stat().st_mode) and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    path.unlink()  # the TCP port still serves /v1: a run that read the model that way would succeed
+    final = (await srv.run_to_end({"tokens": 20}))[-1]
+    assert final["type"] == "run.finished" and final["status"] == "failed", final
+
+
+async def test_the_default_socket_is_private_and_removed_at_shutdown(make_server):
+    srv = make_server()
+    folder = os.path.dirname(await _socket_path(srv))
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert (await srv.run_to_end({"tokens": 5}))[-1]["status"] == "succeeded"
+    srv.stop()
+    assert not Path(folder).exists()  # noqa: ASYNC240
+
+
+async def test_with_the_socket_off_runs_read_the_model_over_tcp(make_server):
+    srv = make_server(env={"RUNWATCH_MODEL_SOCKET": "off"})
+    assert (await srv.run_to_end({"tokens": 5}))[-1]["status"] == "succeeded"
+    assert not any(e.get("event") == "server.model_socket" for e in srv.log_lines())
+
+
+def test_a_socket_another_process_listens_on_is_not_taken(make_server, tmp_path):
+    path = tmp_path / "taken.sock"
+    with socket.socket(socket.AF_UNIX) as holder:
+        holder.bind(str(path))
+        holder.listen()
+        with pytest.raises(RuntimeError, match=re.escape(f"another process listens on {path}")):
+            make_server(env={"RUNWATCH_MODEL_SOCKET": str(path)})
+        assert stat.S_ISSOCK(path.stat().st_mode)  # still the holder's
+
+
+def test_a_path_that_is_not_a_socket_is_refused_at_start(tmp_path):
+    path = tmp_path / "model.sock"
+    path.write_text("not a socket")
+    port = str(free_port())
+    out = subprocess.run(
+        [sys.executable, "-m", "runwatch.api.cli", "serve", "--port", port, "--data-dir", str(tmp_path / "data")],
+        env={**os.environ, "RUNWATCH_MODEL_SOCKET": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert f"model_socket {path} exists and is not a socket; check RUNWATCH_MODEL_SOCKET" in out.stderr
