@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import broker, servers
+from bench import broker, model_cost, servers
 from bench import runs as model_streams
 from bench import search as search_bench
 
@@ -75,7 +75,7 @@ LABELS = {
 }
 
 
-PARTS = ["fanout", "idle", "slow", "runs", "broker", "auth", "presence", "search"]
+PARTS = ["fanout", "idle", "slow", "runs", "model", "broker", "auth", "presence", "search"]
 
 
 def median_of(results: list[dict], key: str) -> float | None:
@@ -291,6 +291,11 @@ def main() -> None:
         choices=["redis"],
         help="only the broker benchmark: the Redis broker and PostgreSQL beside memory and SQLite, as --only broker",
     )
+    parser.add_argument(
+        "--baseline",
+        default=model_cost.BASELINE,
+        help=f"the commit the offline model's cost is compared with (--only model; default {model_cost.BASELINE})",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results")
     args = parser.parse_args()
     quick = args.quick
@@ -318,6 +323,9 @@ def main() -> None:
     if "runs" in parts:
         workloads = model_streams.QUICK_WORKLOADS if quick else model_streams.WORKLOADS
         res["model_streams"] = model_streams.run_all(workloads, params["repeats"], progress)
+    if "model" in parts:
+        workloads = model_cost.QUICK_WORKLOADS if quick else model_cost.WORKLOADS
+        res["model_cost"] = model_cost.run_all(workloads, params["repeats"], args.baseline, progress)
     if "broker" in parts:
         res["broker"] = broker.run_all(params, loadgen, progress)
     if "auth" in parts:
@@ -335,6 +343,8 @@ def main() -> None:
         print(report(res))
     if "model_streams" in res:
         print(model_streams.report(res["model_streams"]))
+    if "model_cost" in res:
+        print(model_cost.report(res["model_cost"]))
     if "broker" in res:
         print(broker.report(res["broker"], params))
     if "search" in res:

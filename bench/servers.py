@@ -85,6 +85,15 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {port} after {timeout} s")
 
 
+def wait_healthy(port: int, proc: subprocess.Popen) -> None:
+    """Until the runwatch ``proc`` listens on ``port`` and says it is healthy."""
+    _wait_port(port, proc)
+    deadline = time.monotonic() + 30
+    while httpx.get(f"http://127.0.0.1:{port}/api/health").status_code != 200:  # open to anyone
+        if time.monotonic() > deadline:
+            raise RuntimeError("runwatch not healthy")
+
+
 def _runwatch(env: dict[str, str], core: str) -> Running:
     port = free_port()
     data = tempfile.mkdtemp(prefix="runwatch-bench-")
@@ -108,11 +117,7 @@ def _runwatch(env: dict[str, str], core: str) -> Running:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_port(port, proc)
-    deadline = time.monotonic() + 30
-    while httpx.get(f"http://127.0.0.1:{port}/api/health").status_code != 200:  # open to anyone
-        if time.monotonic() > deadline:
-            raise RuntimeError("runwatch not healthy")
+    wait_healthy(port, proc)
     return Running("runwatch", proc, port, f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}", data)
 
 
@@ -137,7 +142,7 @@ def runwatch(model: Running, *, coalesce_ms: float, env: dict[str, str] | None =
 
 def npm_install() -> None:
     """The Node peers' packages (bench/peers/package.json), installed on first use."""
-    if not all((PEERS / "node_modules" / name).exists() for name in ("ws", "ai", "@ai-sdk/openai", "openai")):
+    if not all((PEERS / "node_modules" / name).exists() for name in ("ws", "ai", "@ai-sdk/openai", "openai", "undici")):
         subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
 
 

@@ -2,22 +2,28 @@
 // completion streams from one OpenAI-compatible endpoint, every text chunk forwarded (to a counter
 // and the JSON a server would send). Prints one JSON line: CPU, chunks, each stream's TTFT and wall.
 //
-//   node stream_consumer.mjs ai|openai BASE_URL RUNS TOKENS RATE
+//   node stream_consumer.mjs ai|openai BASE_URL RUNS TOKENS RATE [SOCKET]
+//
+// SOCKET: connect to that Unix socket instead of BASE_URL's host and port (the offline model's
+// RUNWATCH_MODEL_SOCKET), through an undici Agent given to Node's own fetch.
 //
 // ai:     the seed design, Vercel AI SDK streamText over @ai-sdk/openai (chat completions API)
 // openai: the bare openai npm client, stream: true
 import { streamText } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import OpenAI from "openai";
+import { Agent } from "undici";
 
-const [mode, baseURL, runsArg, tokensArg, rateArg] = process.argv.slice(2);
+const [mode, baseURL, runsArg, tokensArg, rateArg, socketPath] = process.argv.slice(2);
+const fetchOptions = socketPath ? { dispatcher: new Agent({ connect: { socketPath } }) } : undefined;
+const viaSocket = (url, init) => fetch(url, { ...init, ...fetchOptions });
 const runs = Number(runsArg), tokens = Number(tokensArg), rate = Number(rateArg);
 const prompt = JSON.stringify({ tokens, rate });
 let forwarded = 0;
 const forward = (runIndex, text) => { forwarded += JSON.stringify({ type: "token", run: runIndex, text }).length; };
 
 async function viaAi(i) {
-  const provider = createOpenAI({ baseURL, apiKey: "bench" });
+  const provider = createOpenAI({ baseURL, apiKey: "bench", fetch: socketPath ? viaSocket : undefined });
   const result = streamText({ model: provider.chat("runwatch-offline"), prompt });
   const t0 = performance.now(); let first = null, n = 0;
   for await (const text of result.textStream) {
@@ -27,7 +33,7 @@ async function viaAi(i) {
   return { chunks: n, ttft: first / 1000, wall: (performance.now() - t0) / 1000 };
 }
 
-const client = new OpenAI({ baseURL, apiKey: "bench", maxRetries: 0 });
+const client = new OpenAI({ baseURL, apiKey: "bench", maxRetries: 0, fetchOptions });
 async function viaOpenai(i) {
   const t0 = performance.now(); let first = null, n = 0;
   const stream = await client.chat.completions.create({
