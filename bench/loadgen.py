@@ -64,6 +64,14 @@ class Event(msgspec.Struct):
 
 _decode = msgspec.json.Decoder(list[Event] | Event).decode
 
+#: This process's CPU time when the first token of the run reached any watcher.
+FIRST_TOKEN_CPU: float | None = None
+
+
+def _first_token_cpu() -> None:
+    global FIRST_TOKEN_CPU
+    FIRST_TOKEN_CPU = time.process_time()
+
 
 @dataclass
 class Watcher:
@@ -102,6 +110,8 @@ class Watcher:
             t.latencies.append(now - oldest)
             if t.first_token_at is None:
                 t.first_token_at = now
+                if FIRST_TOKEN_CPU is None:
+                    _first_token_cpu()
         if t.finished >= self.runs:
             self.done.set()
 
@@ -216,6 +226,7 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     cpus1 = [cpu_seconds(p) for p in pids]
     cpu1, t1 = sum(cpus1), time.monotonic()
     own = time.process_time() - own0
+    ended_at = time.time()
     reads: list[float] = []
     if probe is not None:
         probe.cancel()
@@ -269,9 +280,15 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
         "runs": runs_n,
         "tokens": tokens,
         "elapsed_s": round(t1 - t0, 3),
+        # From the first token any fast watcher got to the last run.finished: the window tokens flowed in
+        # (``elapsed_s`` also holds a runwatch run's silent set-up wait).
+        "streaming_s": round(ended_at - min(firsts), 3)
+        if (firsts := [t.first_token_at for t in tallies if t.first_token_at])
+        else None,
         "complete": all(w.tally.finished >= runs_n for w in fast),
         "server_cpu_s": round(cpu, 3),
         "loadgen_cpu_s": round(own, 3),
+        "loadgen_streaming_cpu_s": round(own0 + own - FIRST_TOKEN_CPU, 3) if FIRST_TOKEN_CPU is not None else None,
         "delivered_tokens": delivered,
         "frames": frames,
         "events": sum(t.events for t in tallies),
