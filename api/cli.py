@@ -9,11 +9,15 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runwatch.api import __version__
 from runwatch.api.cli_client import client_options, list_agents, run_agent
 from runwatch.api.cli_keys import keys_parser
-from runwatch.api.config import ENV, ConfigError, load_settings
+from runwatch.api.config import ENV, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from runwatch.api.runtime import Runtime
 
 EPILOG = "Every setting can also come from the environment or a TOML file (--config):\n" + "\n".join(
     f"  {var:<32} {text}" for var, text in ENV.values()
@@ -117,13 +121,9 @@ def _backends_problem(database_url: str | None, postgres: bool, redis_url: str |
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
 
-    from runwatch.api.app import create_app
-    from runwatch.api.framing import expose_server_send
     from runwatch.api.logs import configure_logging
     from runwatch.api.runtime import Runtime
-    from runwatch.api.server import Server
 
     overrides = {
         "host": args.host,
@@ -158,6 +158,20 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _serve(settings, runtime)
+    finally:  # also after a failed start (uvicorn exits with SystemExit)
+        if runtime.model_socket is not None:
+            runtime.model_socket.remove()
+
+
+def _serve(settings: Settings, runtime: Runtime) -> int:
+    import uvicorn
+
+    from runwatch.api.app import create_app
+    from runwatch.api.framing import expose_server_send
+    from runwatch.api.server import Server
+
     app = create_app(settings, runtime)
     config = uvicorn.Config(
         expose_server_send(app),

@@ -16,6 +16,9 @@ from typing import Any
 
 from runwatch.agents.prices import PriceError, parse_prices
 
+#: ``sun_path`` holds 108 bytes on Linux (104 on macOS) with its terminating NUL: keep under both.
+MAX_SOCKET_PATH = 100
+
 #: field name → (environment variable, help text). The README's configuration table mirrors this.
 ENV: dict[str, tuple[str, str]] = {
     "host": ("RUNWATCH_HOST", "address to listen on"),
@@ -303,11 +306,11 @@ def load_settings(
     if settings.model_transport not in ("aiohttp", "httpx"):
         raise ConfigError(f"model_transport must be aiohttp or httpx, got {settings.model_transport!r}")
     if settings.model_socket not in ("auto", "off") and not (
-        os.path.isabs(settings.model_socket) and len(os.fsencode(settings.model_socket)) <= 100
+        os.path.isabs(settings.model_socket) and len(os.fsencode(settings.model_socket)) <= MAX_SOCKET_PATH
     ):
         raise ConfigError(
-            f"model_socket must be auto, off or an absolute path of at most 100 bytes, got {settings.model_socket!r};"
-            " check RUNWATCH_MODEL_SOCKET"
+            f"model_socket must be auto, off or an absolute path of at most {MAX_SOCKET_PATH} bytes,"
+            f" got {settings.model_socket!r}; check RUNWATCH_MODEL_SOCKET"
         )
     if settings.database_url and "://" in settings.database_url:
         if not settings.postgres and not settings.database_url.startswith("sqlite://"):

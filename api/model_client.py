@@ -4,31 +4,35 @@ socket it reaches the built-in offline model by.
 With no endpoint configured, runwatch is its own model server: the runner reads the offline model
 from the same process. Over loopback TCP, every chunk paid the kernel's whole TCP path twice in
 that one process (the model's ``write``: segment, loopback, receive; the runner's ``read``); a
-Unix socket hands the bytes over directly. The offline model's CPU per chunk at 10 streams x 100
-tok/s drops by about a quarter (bench/README.md, "The offline model over a Unix socket").
+Unix socket hands the bytes over directly. The offline model's CPU per chunk drops by a quarter to
+a third at 100 and 300 streams x 50 tok/s, and by 3-25% at 10 x 100, where each write may wake an
+idle reader (bench/README.md, "Third session").
 
 ``model_socket`` (``RUNWATCH_MODEL_SOCKET``): ``auto`` (default) listens, with the offline model,
-on a socket in a private temporary folder, removed at shutdown; ``off`` keeps to TCP; an absolute
-path listens there (a benchmark or a tool may then connect to it too). The HTTP API on the TCP
-port is unchanged; the socket serves the same app.
+on a socket in a private temporary folder; ``off`` keeps to TCP; an absolute path listens there (a
+benchmark or another process of the same user may then connect to it too). What this process made
+is removed when it stops, after a failed start too (not after a kill). The HTTP API on the TCP port
+is unchanged; the socket serves the same app.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, DefaultAioHttpClient, DefaultAsyncHttpxClient
 
-from runwatch.api.config import ConfigError, Settings
+from runwatch.api.config import MAX_SOCKET_PATH, ConfigError, Settings
 
-#: ``sun_path`` holds 108 bytes on Linux (104 on macOS) with its terminating NUL: keep under both.
-MAX_SOCKET_PATH = 100
+log = structlog.get_logger()
 
 
 def _use_aiohttp(settings: Settings) -> bool:
@@ -38,34 +42,81 @@ def _use_aiohttp(settings: Settings) -> bool:
 
 
 class ModelSocket:
-    """Where this process's offline model listens for its own runner: a path, made (``auto``) or
-    given, that ``remove`` takes away again (and, for ``auto``, its private folder)."""
+    """Where this process's offline model listens for its own runner: a path, made (``auto``, in a
+    private folder) or given. ``bind`` makes the listening socket; ``remove`` takes away what this
+    process made, and only that: not a socket another process has bound at the path since."""
 
     def __init__(self, path: Path, folder: Path | None) -> None:
         self.path = path
         self._folder = folder
+        #: (device, inode) of the socket file ``bind`` made, to tell it from a successor's.
+        self._bound: tuple[int, int] | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ModelSocket | None:
-        """The socket the settings ask for, or None (a configured endpoint, ``off``, no AF_UNIX)."""
-        if not settings.offline or settings.model_socket == "off" or not hasattr(os, "fchmod"):
+        """The socket the settings ask for, or None (a configured endpoint, ``off``, no AF_UNIX, or
+        no private folder to be had: then the runner reads the model over TCP, as logged)."""
+        if not settings.offline or settings.model_socket == "off" or not hasattr(socket, "AF_UNIX"):
             return None
         if settings.model_socket != "auto":
             path = Path(settings.model_socket)
             if path.exists() and not path.is_socket():
                 raise ConfigError(f"model_socket {path} exists and is not a socket; check RUNWATCH_MODEL_SOCKET")
             return cls(path, None)
-        folder = Path(tempfile.mkdtemp(prefix="runwatch-"))  # 0700: this user's alone
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="runwatch-"))  # 0700: this user's alone
+        except OSError as exc:
+            log.warning("model_socket.skipped", reason=str(exc), hint=_SKIPPED_HINT)
+            return None
         path = folder / "model.sock"
-        if len(os.fsencode(path)) > MAX_SOCKET_PATH:  # a long TMPDIR: keep to TCP
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             folder.rmdir()
+            log.warning("model_socket.skipped", reason=f"{path} is too long for a socket", hint=_SKIPPED_HINT)
             return None
         return cls(path, folder)
 
+    def bind(self, backlog: int) -> socket.socket:
+        """A listening socket at ``path``, for this user alone. A socket file nobody listens on
+        (left by a process that is gone) is replaced; one a process listens on is not
+        (``OSError`` EADDRINUSE), nor one that cannot be probed."""
+        path = self.path
+        if path.exists():
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.settimeout(1.0)
+                status = probe.connect_ex(str(path))
+            if status == 0 or status in (errno.EAGAIN, errno.EINPROGRESS):  # EAGAIN: its backlog is full
+                raise OSError(errno.EADDRINUSE, f"another process listens on {path}")
+            if status != errno.ECONNREFUSED:
+                raise OSError(status, f"cannot tell whether another process listens on {path}: {os.strerror(status)}")
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.bind(str(path))
+            path.chmod(0o600)
+            sock.listen(backlog)
+            made = path.stat()
+        except OSError:
+            sock.close()
+            raise
+        self._bound = (made.st_dev, made.st_ino)
+        return sock
+
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        """Remove the socket file this process bound (if it is still the one there) and the private
+        folder it made; safe to call more than once, and after a start that failed."""
+        if self._bound is not None:
+            try:
+                now = self.path.stat()
+                if (now.st_dev, now.st_ino) == self._bound:
+                    self.path.unlink()
+            except FileNotFoundError:
+                pass
+            self._bound = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
+
+
+_SKIPPED_HINT = "runs read the offline model over TCP; set RUNWATCH_MODEL_SOCKET to an absolute path to use a socket"
 
 
 def model_client(settings: Settings, socket: ModelSocket | None) -> AsyncOpenAI:
@@ -78,6 +129,8 @@ def model_client(settings: Settings, socket: ModelSocket | None) -> AsyncOpenAI:
             from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
         except ImportError:
             AiohttpTransport = None
+            if _use_aiohttp(settings):
+                log.warning("model_socket.httpx", reason="this openai SDK has no aiohttp transport to a socket")
         if _use_aiohttp(settings) and AiohttpTransport is not None:
             http_client = DefaultAioHttpClient(transport=AiohttpTransport(uds=path, limits=DEFAULT_CONNECTION_LIMITS))
         else:

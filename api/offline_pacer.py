@@ -113,6 +113,8 @@ class Pacer:
         #: The armed timer and when it fires (loop time), or None while nothing is paced.
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        #: The timer's context, made once: a wake-up carries no request's context (structlog's bindings).
+        self._context = contextvars.Context()
         self.streams = 0
 
     async def stream(self, scope: Scope, text: TextStream) -> None:
@@ -142,28 +144,26 @@ class Pacer:
         # ``due`` is on time.monotonic(), the loop's clock under uvloop and asyncio alike; a timer
         # in the past fires on the loop's next iteration.
         self._timer_at = due
-        self._timer = loop.call_at(due, self._tick, loop, context=_QUIET)
+        self._timer = loop.call_at(due, self._tick, loop, context=self._context)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         heap = self._heap
         now = time.monotonic() + self._slack
-        while heap and heap[0][0] <= now:
-            _, order, paced = heapq.heappop(heap)
-            try:
-                again = paced.write_due(now)
-            except Exception as exc:  # the transport refused: this stream ends, the others go on
-                log.warning("offline.pacer_write_failed", error=repr(exc))
-                again = None
-                if not paced.done.done():
-                    paced.done.set_exception(exc)
-            if again is not None:
-                heapq.heappush(heap, (again, order, paced))
-            elif not paced.done.done():
-                paced.done.set_result(None)
-        if heap:
-            self._arm(loop, heap[0][0])
-
-
-#: The timer's context: a wake-up carries no request's context variables (structlog's bindings).
-_QUIET = contextvars.Context()
+        try:
+            while heap and heap[0][0] <= now:
+                _, order, paced = heapq.heappop(heap)
+                try:
+                    again = paced.write_due(now)
+                except Exception as exc:  # the transport refused: this stream ends, the others go on
+                    log.warning("offline.pacer_write_failed", error=repr(exc))
+                    again = None
+                    if not paced.done.done():
+                        paced.done.set_exception(exc)
+                if again is not None:
+                    heapq.heappush(heap, (again, order, paced))
+                elif not paced.done.done():
+                    paced.done.set_result(None)
+        finally:  # whatever escaped, the streams left are not left without a timer
+            if heap and self._timer is None:
+                self._arm(loop, heap[0][0])

@@ -25,11 +25,9 @@ removed at shutdown.
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import socket
 import sys
-from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -67,7 +65,7 @@ class Server(uvicorn.Server):
         unix: socket.socket | None = None
         if model_socket is not None:  # bound before the TCP port opens: a failure stops the start
             try:
-                unix = _bind_unix(model_socket.path, self.config.backlog)
+                unix = model_socket.bind(self.config.backlog)
             except OSError as exc:
                 log.error(
                     "server.model_socket_failed",
@@ -92,7 +90,9 @@ class Server(uvicorn.Server):
                 config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=_loop
             )
 
-        self.servers.append(await asyncio.get_running_loop().create_unix_server(create_protocol, sock=sock))
+        loop = asyncio.get_running_loop()
+        # ``backlog`` again: create_unix_server calls listen() itself, with 100 unless told
+        self.servers.append(await loop.create_unix_server(create_protocol, sock=sock, backlog=config.backlog))
         log.info("server.model_socket", path=sock.getsockname())
 
     async def main_loop(self) -> None:
@@ -108,24 +108,7 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self._runtime.drain()
         await super().shutdown(sockets)
+        # Here, not only in ``serve``'s finally: after a signal, uvicorn raises it again on its way
+        # out, and its default action ends the process before any finally runs.
         if self._runtime.model_socket is not None:
             self._runtime.model_socket.remove()
-
-
-def _bind_unix(path: Path, backlog: int) -> socket.socket:
-    """A listening Unix socket at ``path``, for this user alone; one left there by a process that
-    is gone is replaced, one another process listens on is not."""
-    if path.exists():
-        with socket.socket(socket.AF_UNIX) as probe:
-            if probe.connect_ex(str(path)) == 0:
-                raise OSError(errno.EADDRINUSE, f"another process listens on {path}")
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX)
-    try:
-        sock.bind(str(path))
-        path.chmod(0o600)
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock

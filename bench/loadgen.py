@@ -49,8 +49,10 @@ class Tally:
     tokens: int = 0
     finished: int = 0
     resyncs: int = 0
-    #: When this watcher's first token arrived (wall clock), to tell the streaming window.
+    #: When this watcher's first token and its last ``run.finished`` arrived (wall clock): the
+    #: window tokens flowed in.
     first_token_at: float | None = None
+    finished_at: float | None = None
     latencies: array = field(default_factory=lambda: array("d"))
 
 
@@ -102,6 +104,7 @@ class Watcher:
                     oldest = ev.ts
             elif kind == "run.finished":
                 t.finished += 1
+                t.finished_at = now
             elif kind == "resync":
                 t.resyncs += 1
                 self.cut_at = self.cut_at or now
@@ -226,7 +229,6 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
     cpus1 = [cpu_seconds(p) for p in pids]
     cpu1, t1 = sum(cpus1), time.monotonic()
     own = time.process_time() - own0
-    ended_at = time.time()
     reads: list[float] = []
     if probe is not None:
         probe.cancel()
@@ -282,7 +284,7 @@ async def run_stream(spec: dict[str, Any]) -> dict[str, Any]:
         "elapsed_s": round(t1 - t0, 3),
         # From the first token any fast watcher got to the last run.finished: the window tokens flowed in
         # (``elapsed_s`` also holds a runwatch run's silent set-up wait).
-        "streaming_s": round(ended_at - min(firsts), 3)
+        "streaming_s": round(max(t.finished_at or 0 for t in tallies) - min(firsts), 3)
         if (firsts := [t.first_token_at for t in tallies if t.first_token_at])
         else None,
         "complete": all(w.tally.finished >= runs_n for w in fast),

@@ -42,9 +42,13 @@ def checkout(rev: str) -> Iterator[tuple[list[str], dict[str, str], Path]]:
     and the folder to run it from."""
     folder = Path(tempfile.mkdtemp(prefix="runwatch-baseline-"))
     tree = folder / "tree"
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=servers.ROOT, check=True,
-                   capture_output=True)  # fmt: skip
     try:
+        added = subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=servers.ROOT,
+                               capture_output=True, text=True)  # fmt: skip
+        if added.returncode != 0:
+            raise RuntimeError(
+                f"cannot check out {rev!r} ({added.stderr.strip()}); pass --baseline a commit of this repository"
+            )
         if "runwatch." in (tree / "api" / "cli.py").read_text():
             package = folder / "pkg" / "runwatch"  # the layout pyproject.toml maps to runwatch.*
             package.mkdir(parents=True)

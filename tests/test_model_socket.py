@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 import stat
 import subprocess
@@ -61,9 +60,39 @@ def test_a_socket_another_process_listens_on_is_not_taken(make_server, tmp_path)
     with socket.socket(socket.AF_UNIX) as holder:
         holder.bind(str(path))
         holder.listen()
-        with pytest.raises(RuntimeError, match=re.escape(f"another process listens on {path}")):
+        inode = path.stat().st_ino
+        with pytest.raises(RuntimeError, match="runwatch exited with 3") as failed:
             make_server(env={"RUNWATCH_MODEL_SOCKET": str(path)})
-        assert stat.S_ISSOCK(path.stat().st_mode)  # still the holder's
+        assert f"another process listens on {path}" in str(failed.value)
+        assert path.stat().st_ino == inode  # still the holder's
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))
+            holder.accept()[0].close()
+
+
+async def test_a_socket_left_by_a_process_that_is_gone_is_replaced(make_server, tmp_path):
+    path = tmp_path / "model.sock"
+    with socket.socket(socket.AF_UNIX) as gone:
+        gone.bind(str(path))  # closed without anyone listening: connecting is refused
+    srv = make_server(env={"RUNWATCH_MODEL_SOCKET": str(path)})
+    assert await _socket_path(srv) == str(path)
+    assert (await srv.run_to_end({"tokens": 5}))[-1]["status"] == "succeeded"
+
+
+async def test_a_given_socket_is_removed_at_shutdown_unless_another_process_bound_it_since(make_server, tmp_path):
+    path = tmp_path / "model.sock"
+    srv = make_server(env={"RUNWATCH_MODEL_SOCKET": str(path)})
+    await _socket_path(srv)
+    srv.stop()
+    assert not path.exists()
+
+    again = make_server(env={"RUNWATCH_MODEL_SOCKET": str(path)})
+    await _socket_path(again)
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as successor:  # a new instance bound the path meanwhile
+        successor.bind(str(path))
+        again.stop()
+        assert stat.S_ISSOCK(path.stat().st_mode)  # the successor's, left alone
 
 
 def test_a_path_that_is_not_a_socket_is_refused_at_start(tmp_path):

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, DefaultAsyncHttpxClient
 
 
 async def one(client: AsyncOpenAI, prompt: str) -> tuple[int, float, float]:
@@ -43,7 +43,9 @@ async def main() -> None:
     http_client = None
     if len(sys.argv) > 5:  # the SDK's own httpx (httpx2 since openai 3), on the socket
         httpx = importlib.import_module(DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0])
-        http_client = DefaultAsyncHttpxClient(transport=httpx.AsyncHTTPTransport(uds=sys.argv[5]))
+        http_client = DefaultAsyncHttpxClient(
+            transport=httpx.AsyncHTTPTransport(uds=sys.argv[5], limits=DEFAULT_CONNECTION_LIMITS)
+        )
     async with AsyncOpenAI(base_url=base, api_key="bench", max_retries=0, http_client=http_client) as client:
         cpu0, t0 = time.process_time(), time.monotonic()
         results = await asyncio.gather(*(one(client, prompt) for _ in range(runs)))

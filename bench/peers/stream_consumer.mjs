@@ -5,25 +5,25 @@
 //   node stream_consumer.mjs ai|openai BASE_URL RUNS TOKENS RATE [SOCKET]
 //
 // SOCKET: connect to that Unix socket instead of BASE_URL's host and port (the offline model's
-// RUNWATCH_MODEL_SOCKET), through an undici Agent given to Node's own fetch.
+// RUNWATCH_MODEL_SOCKET), through undici's fetch with an Agent of the same package.
 //
 // ai:     the seed design, Vercel AI SDK streamText over @ai-sdk/openai (chat completions API)
 // openai: the bare openai npm client, stream: true
 import { streamText } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import OpenAI from "openai";
-import { Agent } from "undici";
+import { Agent, fetch as undiciFetch } from "undici";
 
 const [mode, baseURL, runsArg, tokensArg, rateArg, socketPath] = process.argv.slice(2);
-const fetchOptions = socketPath ? { dispatcher: new Agent({ connect: { socketPath } }) } : undefined;
-const viaSocket = (url, init) => fetch(url, { ...init, ...fetchOptions });
+const dispatcher = socketPath ? new Agent({ connect: { socketPath } }) : undefined;
+const viaSocket = socketPath ? (url, init) => undiciFetch(url, { ...init, dispatcher }) : undefined;
 const runs = Number(runsArg), tokens = Number(tokensArg), rate = Number(rateArg);
 const prompt = JSON.stringify({ tokens, rate });
 let forwarded = 0;
 const forward = (runIndex, text) => { forwarded += JSON.stringify({ type: "token", run: runIndex, text }).length; };
 
 async function viaAi(i) {
-  const provider = createOpenAI({ baseURL, apiKey: "bench", fetch: socketPath ? viaSocket : undefined });
+  const provider = createOpenAI({ baseURL, apiKey: "bench", fetch: viaSocket });
   const result = streamText({ model: provider.chat("runwatch-offline"), prompt });
   const t0 = performance.now(); let first = null, n = 0;
   for await (const text of result.textStream) {
@@ -33,7 +33,7 @@ async function viaAi(i) {
   return { chunks: n, ttft: first / 1000, wall: (performance.now() - t0) / 1000 };
 }
 
-const client = new OpenAI({ baseURL, apiKey: "bench", maxRetries: 0, fetchOptions });
+const client = new OpenAI({ baseURL, apiKey: "bench", maxRetries: 0, fetch: viaSocket });
 async function viaOpenai(i) {
   const t0 = performance.now(); let first = null, n = 0;
   const stream = await client.chat.completions.create({
