@@ -29,9 +29,10 @@ async def _socket_path(srv) -> str:
     return next(e["path"] for e in srv.log_lines() if e.get("event") == "server.model_socket")
 
 
-async def test_runs_read_the_offline_model_through_its_socket(make_server, tmp_path):
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_runs_read_the_offline_model_through_its_socket(make_server, tmp_path, transport):
     path = tmp_path / "model.sock"
-    srv = make_server(env={"RUNWATCH_MODEL_SOCKET": str(path)})
+    srv = make_server(env={"RUNWATCH_MODEL_SOCKET": str(path), "RUNWATCH_MODEL_TRANSPORT": transport})
     assert await _socket_path(srv) == str(path)
     assert stat.S_ISSOCK(path.stat().st_mode) and stat.S_IMODE(path.stat().st_mode) == 0o600
 
