@@ -23,6 +23,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,13 +57,20 @@ class ModelSocket:
     def for_settings(cls, settings: Settings) -> ModelSocket | None:
         """The socket the settings ask for, or None (a configured endpoint, ``off``, no AF_UNIX, or
         no private folder to be had: then the runner reads the model over TCP, as logged)."""
+        if not settings.offline and settings.model_socket not in ("auto", "off"):
+            log.warning("model_socket.ignored", reason="a model endpoint is configured: there is no offline model")
         if not settings.offline or settings.model_socket == "off" or not hasattr(socket, "AF_UNIX"):
             return None
         if settings.model_socket != "auto":
             path = Path(settings.model_socket)
             if path.exists() and not path.is_socket():
                 raise ConfigError(f"model_socket {path} exists and is not a socket; check RUNWATCH_MODEL_SOCKET")
+            if not path.parent.is_dir():
+                raise ConfigError(
+                    f"model_socket's folder {path.parent} does not exist; create it or check RUNWATCH_MODEL_SOCKET"
+                )
             return cls(path, None)
+        sweep_stale(Path(tempfile.gettempdir()))
         try:
             folder = Path(tempfile.mkdtemp(prefix="runwatch-"))  # 0700: this user's alone
         except OSError as exc:
@@ -114,6 +122,33 @@ class ModelSocket:
             self._bound = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def sweep_stale(tempdir: Path) -> int:
+    """Remove the private folders (``runwatch-*``, this user's, holding only ``model.sock``) that
+    processes killed before their shutdown left; a folder whose socket still answers, or refuses
+    for any reason but "nobody listens", or was made in the last minute, is kept. Returns how many
+    went."""
+    swept = 0
+    uid = os.getuid()
+    for folder in tempdir.glob("runwatch-*"):
+        try:
+            sock = folder / "model.sock"
+            if folder.is_symlink() or folder.stat().st_uid != uid or [p.name for p in folder.iterdir()] != [sock.name]:
+                continue
+            if sock.lstat().st_mtime > time.time() - 60:  # perhaps bound a moment ago, not yet listening
+                continue
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.settimeout(1.0)
+                if probe.connect_ex(str(sock)) != errno.ECONNREFUSED:
+                    continue
+            shutil.rmtree(folder)
+            swept += 1
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    if swept:
+        log.info("model_socket.swept", folders=swept, reason="left by processes killed before their shutdown")
+    return swept
 
 
 _SKIPPED_HINT = "runs read the offline model over TCP; set RUNWATCH_MODEL_SOCKET to an absolute path to use a socket"

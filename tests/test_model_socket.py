@@ -8,11 +8,13 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from runwatch.api.config import ConfigError, load_settings
+from runwatch.api.model_client import ModelSocket, sweep_stale
 from tests.conftest import free_port
 from tests.services import wait_until
 
@@ -94,6 +96,44 @@ async def test_a_given_socket_is_removed_at_shutdown_unless_another_process_boun
         successor.bind(str(path))
         again.stop()
         assert stat.S_ISSOCK(path.stat().st_mode)  # the successor's, left alone
+
+
+def _left_behind(folder, *, minutes_ago: float, listening: bool = False) -> socket.socket | None:
+    """A private socket folder as a process killed before its shutdown leaves it (or, listening,
+    as a live process has it)."""
+    folder.mkdir()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "model.sock"))
+    then = time.time() - 60 * minutes_ago
+    os.utime(folder / "model.sock", (then, then), follow_symlinks=False)
+    if listening:
+        sock.listen()
+        return sock
+    sock.close()
+    return None
+
+
+def test_folders_left_by_killed_processes_are_swept_and_no_others(tmp_path):
+    dead = tmp_path / "runwatch-dead"
+    _left_behind(dead, minutes_ago=5)
+    new = tmp_path / "runwatch-new"
+    _left_behind(new, minutes_ago=0)  # perhaps bound a moment ago, not listening yet
+    live = tmp_path / "runwatch-live"
+    holder = _left_behind(live, minutes_ago=5, listening=True)
+    data = tmp_path / "runwatch-bench-data"  # a folder of another kind under the same prefix
+    data.mkdir()
+    (data / "runwatch.sqlite3").write_text("")
+    try:
+        assert sweep_stale(tmp_path) == 1
+    finally:
+        assert holder is not None
+        holder.close()
+    assert not dead.exists() and new.exists() and live.exists() and data.exists()
+
+
+def test_a_socket_in_a_folder_that_does_not_exist_is_refused_with_what_to_do():
+    with pytest.raises(ConfigError, match="model_socket's folder /nonexistent/dir does not exist; create it"):
+        ModelSocket.for_settings(load_settings(environ={"RUNWATCH_MODEL_SOCKET": "/nonexistent/dir/m.sock"}))
 
 
 def test_a_path_that_is_not_a_socket_is_refused_at_start(tmp_path):
