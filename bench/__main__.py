@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench import broker, model_cost, servers
 from bench import runs as model_streams
 from bench import search as search_bench
+from bench import slow as slow_consumers
+from bench.stats import median_of, ratio
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -76,11 +78,6 @@ LABELS = {
 
 
 PARTS = ["fanout", "idle", "slow", "runs", "model", "broker", "auth", "presence", "search"]
-
-
-def median_of(results: list[dict], key: str) -> float | None:
-    values = [r[key] for r in results if r.get(key) is not None]
-    return round(statistics.median(values), 4) if values else None
 
 
 def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dict]:
@@ -181,59 +178,6 @@ def idle(counts: list[int]) -> dict[str, dict]:
     return out
 
 
-#: The slow-consumer scenarios: (name, tokens/s; 0 = as fast as the model can). At full speed, 300
-#: watchers x 4.5 MB is 1.35 GB for the load generator to take in a few seconds: its own backlog is
-#: then most of every p99, with or without stalled neighbours (bench/README.md). Paced at 200
-#: tokens/s (300 KB/s per watcher, 90 MB/s in all, a quarter of what it can take), the p99 is the
-#: server's again, and the stalled watchers still fall megabytes behind within the run.
-SLOW_PACES = [("paced", 200.0), ("full_speed", 0.0)]
-
-
-def slow(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, Any]:
-    """Tokens padded to 1,500 characters: megabytes per watcher, more than loopback socket buffers
-    absorb, so the stalled watchers' sends really block the server. The server's send timeout is
-    2 s (RUNWATCH_WS_SEND_TIMEOUT), so a stalled watcher must be cut off within a run. Each pace's
-    runs with and without stalled watchers alternate, so the machine's drift falls on both alike."""
-    protocol, start = "runwatch", runwatch_with(25, {"RUNWATCH_WS_SEND_TIMEOUT": "2"})
-    out: dict[str, Any] = {}
-    for pace, rate in SLOW_PACES:
-        results: dict[str, list[dict[str, Any]]] = {"no_stall": [], "stall_1pct": []}
-        for i in range(repeats):
-            for label, fraction in (("no_stall", 0.0), ("stall_1pct", 0.01)):
-                progress(
-                    f"slow consumers, {pace} ({rate or 'full'} tok/s), {label}: {watchers} watchers x {tokens} "
-                    f"tokens of 1.5 KB ({i + 1}/{repeats})"
-                )
-                spec = {
-                    "protocol": protocol,
-                    "watchers": watchers,
-                    "runs": runs,
-                    "tokens": tokens,
-                    "rate": rate,
-                    "token_chars": 1500,
-                    "stall_fraction": fraction,
-                    "stall_hold_seconds": 3,
-                }
-                results[label].append(with_server(start, spec))
-        out[pace] = {
-            label: {
-                "runs": rows,
-                "latency_p99_ms": median_of(rows, "latency_p99_ms"),
-                "rss_peak_mib": median_of(rows, "rss_peak_mib"),
-                "loadgen_busy": median_of(
-                    [{"busy": r["loadgen_streaming_cpu_s"] / r["streaming_s"]} for r in rows if r.get("streaming_s")],
-                    "busy",
-                ),
-            }
-            for label, rows in results.items()
-        }
-    return out
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
-
-
 def _fanout_report(f: dict[str, Any], p: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     lines = [
         f"### Fan-out: {p['watchers']} watchers x {p['runs']} runs x {p['tokens']} tokens, median of {p['repeats']}",
@@ -274,24 +218,8 @@ def report(res: dict[str, Any]) -> str:
     if "idle" in res:
         for count, r in res["idle"]["runwatch"].items():
             ratios[f"runwatch RSS per idle connection at {count}, KiB (target ≤ 32)"] = r["kib_per_connection"]
-    for pace, s in res.get("slow", {}).items():
-        ratios[
-            f"{pace}: fast watchers' p99 with 1% stalled / without" + (" (target ≤ 1.2)" if pace == "paced" else "")
-        ] = ratio(s["stall_1pct"]["latency_p99_ms"], s["no_stall"]["latency_p99_ms"])
-        ratios[f"{pace}: fast watchers' p99 without / with 1% stalled, ms"] = (
-            f"{s['no_stall']['latency_p99_ms']} / {s['stall_1pct']['latency_p99_ms']}"
-        )
-        ratios[f"{pace}: load generator's CPU / the streaming window (1 = it is the bottleneck)"] = s["no_stall"][
-            "loadgen_busy"
-        ]
-        ratios[f"{pace}: server peak RSS with 1% stalled / without"] = ratio(
-            s["stall_1pct"]["rss_peak_mib"], s["no_stall"]["rss_peak_mib"]
-        )
-        outcome = s["stall_1pct"]["runs"][-1].get("stall", {})
-        ratios[f"{pace}: stalled watchers: of / resynced / completed anyway / close codes"] = (
-            f"{outcome.get('stalled')} / {outcome.get('resynced')} / {outcome.get('completed_anyway')} / "
-            f"{outcome.get('close_codes')}"
-        )
+    if "slow" in res:
+        ratios |= slow_consumers.ratios(res["slow"])
     lines += ["", "| measure | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in ratios.items()]
     if "idle" in res:
         lines += [
@@ -368,7 +296,14 @@ def main() -> None:
     if "search" in parts:
         res["search"] = search_bench.run(params["list_runs"], progress)
     if "slow" in parts:
-        res["slow"] = slow(params["slow_watchers"], 1, params["slow_tokens"], params["repeats"])
+        res["slow"] = slow_consumers.run(
+            partial(with_server, runwatch_with(25, slow_consumers.ENV)),
+            params["slow_watchers"],
+            1,
+            params["slow_tokens"],
+            params["repeats"],
+            progress,
+        )
     res["seconds"] = round(time.monotonic() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=2))
