@@ -121,7 +121,6 @@ def _backends_problem(database_url: str | None, postgres: bool, redis_url: str |
 
 
 def serve(args: argparse.Namespace) -> int:
-
     from runwatch.api.logs import configure_logging
     from runwatch.api.runtime import Runtime
 

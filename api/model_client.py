@@ -89,9 +89,7 @@ class ModelSocket:
         (``OSError`` EADDRINUSE), nor one that cannot be probed."""
         path = self.path
         if path.exists():
-            with socket.socket(socket.AF_UNIX) as probe:
-                probe.settimeout(1.0)
-                status = probe.connect_ex(str(path))
+            status = _connect_status(path)
             if status == 0 or status in (errno.EAGAIN, errno.EINPROGRESS):  # EAGAIN: its backlog is full
                 raise OSError(errno.EADDRINUSE, f"another process listens on {path}")
             if status != errno.ECONNREFUSED:
@@ -124,6 +122,14 @@ class ModelSocket:
             shutil.rmtree(self._folder, ignore_errors=True)
 
 
+def _connect_status(path: Path) -> int:
+    """What connecting to the Unix socket at ``path`` gives: 0 when a process listens there,
+    ECONNREFUSED when nobody does (within a second)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(str(path))
+
+
 def sweep_stale(tempdir: Path) -> int:
     """Remove the private folders (``runwatch-*``, this user's, holding only ``model.sock``) that
     processes killed before their shutdown left; a folder whose socket still answers, or refuses
@@ -138,10 +144,8 @@ def sweep_stale(tempdir: Path) -> int:
                 continue
             if sock.lstat().st_mtime > time.time() - 60:  # perhaps bound a moment ago, not yet listening
                 continue
-            with socket.socket(socket.AF_UNIX) as probe:
-                probe.settimeout(1.0)
-                if probe.connect_ex(str(sock)) != errno.ECONNREFUSED:
-                    continue
+            if _connect_status(sock) != errno.ECONNREFUSED:
+                continue
             shutil.rmtree(folder)
             swept += 1
         except OSError:  # gone meanwhile, or not ours to read
@@ -157,27 +161,34 @@ _SKIPPED_HINT = "runs read the offline model over TCP; set RUNWATCH_MODEL_SOCKET
 def model_client(settings: Settings, socket: ModelSocket | None) -> AsyncOpenAI:
     """The SDK's client on the configured transport; over ``socket`` when there is one (the URL,
     and so the ``Host`` header, stay the TCP port's)."""
+    aiohttp = _use_aiohttp(settings)
     http_client: Any = None
-    if socket is not None:
+    if socket is None:
+        http_client = DefaultAioHttpClient() if aiohttp else None
+    else:
         path = str(socket.path)
-        try:  # the SDK's aiohttp transport takes a socket path, but is not exported
-            from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
-        except ImportError:
-            AiohttpTransport = None
-            if _use_aiohttp(settings):
-                log.warning("model_socket.httpx", reason="this openai SDK has no aiohttp transport to a socket")
-        if _use_aiohttp(settings) and AiohttpTransport is not None:
-            http_client = DefaultAioHttpClient(transport=AiohttpTransport(uds=path, limits=DEFAULT_CONNECTION_LIMITS))
+        transport = _aiohttp_uds(path) if aiohttp else None
+        if transport is not None:
+            http_client = DefaultAioHttpClient(transport=transport)
         else:
             # the httpx the SDK is built on: httpx2 since openai 3, httpx before
             sdk_httpx = importlib.import_module(DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0])
             transport = sdk_httpx.AsyncHTTPTransport(uds=path, limits=DEFAULT_CONNECTION_LIMITS)
             http_client = DefaultAsyncHttpxClient(transport=transport)
-    elif _use_aiohttp(settings):
-        http_client = DefaultAioHttpClient()
     return AsyncOpenAI(
         base_url=settings.model_base_url,
         api_key=settings.openai_api_key or "offline",
         max_retries=0 if settings.offline else 2,
         http_client=http_client,
     )
+
+
+def _aiohttp_uds(path: str) -> Any | None:
+    """The SDK's aiohttp transport to the socket at ``path``; it is not exported, so None (and a
+    warning: httpx costs more per chunk) if this SDK has none."""
+    try:
+        from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
+    except ImportError:
+        log.warning("model_socket.httpx", reason="this openai SDK has no aiohttp transport to a socket")
+        return None
+    return AiohttpTransport(uds=path, limits=DEFAULT_CONNECTION_LIMITS)
