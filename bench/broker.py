@@ -27,6 +27,7 @@ import asyncpg
 import redis.asyncio
 
 from bench import servers
+from bench.stats import median_of
 
 #: Tokens per second of each run in the fan-out part.
 RATE = 400
@@ -71,11 +72,6 @@ async def _drop_prefix(prefix: str) -> None:
     await client.aclose()
 
 
-def _median(results: list[dict], key: str) -> float | None:
-    values = [r[key] for r in results if r.get(key) is not None]
-    return round(statistics.median(values), 4) if values else None
-
-
 def fanout(
     loadgen: Callable[[dict[str, Any]], dict[str, Any]],
     watchers: int,
@@ -115,9 +111,9 @@ def fanout(
                         s.stop()
         out[name] = {
             "runs": results,
-            "cpu_us_per_token": _median(results, "cpu_us_per_token"),
-            "latency_p50_ms": _median(results, "latency_p50_ms"),
-            "latency_p99_ms": _median(results, "latency_p99_ms"),
+            "cpu_us_per_token": median_of(results, "cpu_us_per_token"),
+            "latency_p50_ms": median_of(results, "latency_p50_ms"),
+            "latency_p99_ms": median_of(results, "latency_p99_ms"),
             "complete": all(r["complete"] for r in results),
         }
         if instances > 1:
