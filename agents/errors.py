@@ -47,6 +47,9 @@ class ErrorCode(enum.StrEnum):
     AFTER_BEYOND_HEAD = "after_beyond_head"
     QUEUE_FULL = "queue_full"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    #: An SSE stream past the principal's count of open WebSockets and SSE streams together
+    #: (``RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL``); a WebSocket past it closes with 1013 instead.
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     RATE_LIMITED = "rate_limited"
     SHUTTING_DOWN = "shutting_down"
     #: The broker (Redis) is unreachable: runs cannot be queued or cancelled elsewhere right now.
@@ -80,6 +83,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.AFTER_BEYOND_HEAD: 400,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: 429,
+    ErrorCode.TOO_MANY_CONNECTIONS: 429,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.UNAVAILABLE: 503,
@@ -97,7 +101,8 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008
     #: The client sent a frame over the size limit (``max_message_bytes`` in ``hello``). Terminal.
     MESSAGE_TOO_BIG = 1009
-    #: A server bug; reconnect and resubscribe.
+    #: A server bug; reconnect and resubscribe. uvicorn also closes with it (``keepalive ping
+    #: timeout``) a client that answered no ping within the heartbeat: ``SlowConsumer.PING_TIMEOUT``.
     INTERNAL_ERROR = 1011
     #: Sent by uvicorn when it restarts: as 1001.
     SERVICE_RESTART = 1012
@@ -133,6 +138,20 @@ class ResyncReason(enum.StrEnum):
     EPOCH_CHANGED = "epoch_changed"
     #: The runs feed no longer holds the position asked for: reload the runs list.
     FEED_TRIMMED = "feed_trimmed"
+
+
+class SlowConsumer(enum.StrEnum):
+    """Why a watcher that does not keep up was cut off: the ``reason`` of the ``ws.slow_consumer``
+    and ``sse.slow_consumer`` log lines. Each cut also counts in
+    ``runwatch_ws_slow_consumers_total{action="disconnect"}`` (label ``transport``: ws, sse)."""
+
+    #: A WebSocket frame or an SSE event was not taken within ``RUNWATCH_WS_SEND_TIMEOUT`` seconds:
+    #: the client's TCP window stayed full. The WebSocket closes with 1013; the SSE stream's
+    #: connection is dropped (an ``EventSource`` reconnects with ``Last-Event-ID``).
+    SEND_TIMEOUT = "send_timeout"
+    #: A WebSocket client answered no ping within ``RUNWATCH_HEARTBEAT`` seconds (it stopped
+    #: reading, or is gone); uvicorn closes it with 1011 ``keepalive ping timeout``.
+    PING_TIMEOUT = "ping_timeout"
 
 
 class RunwatchError(Exception):
@@ -200,6 +219,10 @@ class RunAlreadyFinished(RunwatchError):
 
 class AfterBeyondHead(RunwatchError):
     code = ErrorCode.AFTER_BEYOND_HEAD
+
+
+class TooManyConnections(RunwatchError):
+    code = ErrorCode.TOO_MANY_CONNECTIONS
 
 
 class QueueFull(RunwatchError):

@@ -345,7 +345,7 @@ class Connection:
                 self.unsubscribe(sub.stream)
                 self.resyncs += 1
                 if self._metrics is not None:
-                    self._metrics.slow_consumers.labels("resync").inc()
+                    self._metrics.slow_consumers.labels("resync", "ws").inc()
                 frame.add_message(
                     encode(
                         Resync(

@@ -42,6 +42,8 @@ RUN_STATUSES = ("succeeded", "failed", "cancelled")
 TOOL_OUTCOMES = ("ok", "error", "cancelled", "denied")
 CLOSE_REASONS = tuple(dict.fromkeys(errors.CLOSE_REASONS.values()))
 SLOW_CONSUMER_ACTIONS = ("resync", "disconnect")
+#: The ``transport`` label of ``runwatch_ws_slow_consumers_total``: SSE streams are only ever cut.
+SLOW_CONSUMER_TRANSPORTS = {"ws": SLOW_CONSUMER_ACTIONS, "sse": ("disconnect",)}
 CLIENT_MESSAGE_TYPES = (
     "subscribe",
     "unsubscribe",
@@ -64,7 +66,14 @@ _RATE = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 
 #: The ``kind`` label of ``runwatch_rate_limited_total``: each limit that can refuse.
-LIMIT_KINDS = ("runs_per_minute", "tenant_active", "ws_messages", "ws_connections", "ws_subscriptions")
+LIMIT_KINDS = (
+    "runs_per_minute",
+    "tenant_active",
+    "ws_messages",
+    "ws_connections",
+    "sse_streams",
+    "ws_subscriptions",
+)
 #: The ``reason`` label of ``runwatch_auth_failures_total``.
 AUTH_FAILURE_REASONS = (
     "missing",
@@ -115,7 +124,10 @@ class Metrics:
             "runwatch_ws_messages_received", "Client messages received, by type.", ["type"], registry=r
         )
         self.slow_consumers = Counter(
-            "runwatch_ws_slow_consumers", "Watchers cut off for being slow, by action.", ["action"], registry=r
+            "runwatch_ws_slow_consumers",
+            "Watchers cut off for being slow, by action and transport (ws, sse).",
+            ["action", "transport"],
+            registry=r,
         )
         self.sse_opened = Counter("runwatch_sse_streams_opened", "SSE streams opened.", registry=r)
         # -- identity and limits
@@ -221,8 +233,9 @@ class Metrics:
             self.rate_limited.labels(kind)
         for reason in AUTH_FAILURE_REASONS:
             self.auth_failures.labels(reason)
-        for action in SLOW_CONSUMER_ACTIONS:
-            self.slow_consumers.labels(action)
+        for transport, actions in SLOW_CONSUMER_TRANSPORTS.items():
+            for action in actions:
+                self.slow_consumers.labels(action, transport)
         for kind in CLIENT_MESSAGE_TYPES:
             self.ws_received.labels(kind)
         for agent in self._agents:

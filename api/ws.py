@@ -2,7 +2,8 @@
 
 See ``docs/protocol.md`` for every message. Bad input gets an ``error`` message and the
 connection keeps working; it ends only for an oversized frame (1009), a message flood (1008), a
-slow consumer (1013) or the server's shutdown (1001, after every final event was delivered).
+slow consumer (1013; or 1011 from uvicorn when no pong came in time) or the server's shutdown
+(1001, after every final event was delivered).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from typing import NamedTuple
 
 import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from runwatch.agents.errors import CLOSE_REASONS, CloseCode, ErrorCode
+from runwatch.agents.errors import CLOSE_REASONS, CloseCode, ErrorCode, SlowConsumer
 from runwatch.agents.identity import Principal
 from runwatch.api import __version__
 from runwatch.api.auth.authenticator import AuthFailed
@@ -27,6 +29,14 @@ from runwatch.api.protocol import Error, Hello, ProtocolError, encode
 from runwatch.api.runtime import Runtime
 
 log = structlog.get_logger()
+
+
+class Ending(NamedTuple):
+    """How a connection ends: its close code and reason and, for a slow consumer, why it was cut off."""
+
+    code: CloseCode
+    reason: str
+    slow: SlowConsumer | None = None
 
 
 async def _admit(socket: WebSocket, rt: Runtime, conn_id: str) -> Principal | None:
@@ -53,6 +63,13 @@ async def _admit(socket: WebSocket, rt: Runtime, conn_id: str) -> Principal | No
         await _refuse(socket, CloseCode.TRY_AGAIN_LATER, f"at most {limit} connections per principal")
         return None
     return principal
+
+
+def _ping_timed_out(scope: Scope) -> bool:
+    """Did uvicorn close this socket itself for want of a pong? Its keepalive sends close 1011 and
+    drops the connection, and the app only hears that the client left."""
+    close = getattr(getattr(sansio_protocol(scope), "conn", None), "close_sent", None)
+    return getattr(close, "code", None) == CloseCode.INTERNAL_ERROR
 
 
 def _forget_handshake(scope: Scope) -> None:
@@ -108,7 +125,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     rt.connections.add(conn)
     rt.metrics.ws_opened.inc()
     opened = time.monotonic()
-    close_code, reason = CloseCode.NORMAL, "client"
+    ending = Ending(CloseCode.NORMAL, "client")
     log.info(
         "ws.connected",
         conn=conn_id,
@@ -144,35 +161,37 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         if lost in done and closing not in done:
             # The broker is gone: runs elsewhere cannot be followed from here. Reconnect (to any
             # instance) with your last seq; nothing published was lost.
-            close_code, reason = CloseCode.SERVICE_RESTART, "broker unavailable; reconnect"
+            ending = Ending(CloseCode.SERVICE_RESTART, "broker unavailable; reconnect")
         elif closing in done:
-            close_code, reason = CloseCode.GOING_AWAY, "server shutdown"
+            ending = Ending(CloseCode.GOING_AWAY, "server shutdown")
             await _drain(conn, sender, deadline=rt.drain_deadline)
         elif sender in done and conn.ended is not None:
-            close_code, reason = CloseCode(conn.ended[0]), conn.ended[1]
-            log.info("ws.ended", conn=conn_id, principal=principal.id, code=int(close_code), reason=reason)
+            ending = Ending(CloseCode(conn.ended[0]), conn.ended[1])
+            log.info("ws.ended", conn=conn_id, principal=principal.id, code=int(ending.code), reason=ending.reason)
         elif sender in done and conn.cut_off is not None:
-            close_code, reason = CloseCode.TRY_AGAIN_LATER, "slow consumer"
-            log.warning("ws.slow_consumer", conn=conn_id, error=conn.cut_off)
+            ending = Ending(CloseCode.TRY_AGAIN_LATER, "slow consumer", SlowConsumer.SEND_TIMEOUT)
         elif receiver in done and receiver.exception() is None:
-            close_code, reason = receiver.result()
+            ending = receiver.result()
         else:
             failed = sender if sender in done else receiver
             exc = None if failed.cancelled() else failed.exception()
             # OSError: uvicorn's ClientDisconnected, the client left while we were sending.
             if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
                 log.error("ws.failed", conn=conn_id, error=repr(exc), exc_info=exc)
-                close_code, reason = CloseCode.INTERNAL_ERROR, "error"
+                ending = Ending(CloseCode.INTERNAL_ERROR, "error")
     finally:
         for task in (sender, receiver, closing, lost):
             task.cancel()
         conn.close()
-        rt.metrics.ws_closed.labels(CLOSE_REASONS.get(close_code, "error")).inc()
-        if close_code == CloseCode.TRY_AGAIN_LATER:
-            rt.metrics.slow_consumers.labels("disconnect").inc()
-        if close_code != CloseCode.NORMAL:
+        _count_end(rt, ending)
+        if ending.slow is not None:
+            detail = conn.cut_off or ending.reason
+            log.warning(
+                "ws.slow_consumer", conn=conn_id, principal=principal.id, reason=ending.slow.value, detail=detail
+            )
+        if ending.code != CloseCode.NORMAL and ending.slow is not SlowConsumer.PING_TIMEOUT:  # (uvicorn closed it)
             try:
-                await asyncio.wait_for(socket.close(code=close_code, reason=reason), 1.0)
+                await asyncio.wait_for(socket.close(code=ending.code, reason=ending.reason), 1.0)
             except Exception:
                 pass
         rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
@@ -184,14 +203,24 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         log.info(
             "ws.disconnected",
             conn=conn_id,
-            code=int(close_code),
-            reason=reason,
+            code=int(ending.code),
+            reason=ending.reason,
             duration=round(time.monotonic() - opened, 3),
             frames=conn.frames_sent,
             direct_frames=conn.direct_frames,
             events=conn.events_sent,
             resyncs=conn.resyncs,
         )
+
+
+def _count_end(rt: Runtime, ending: Ending) -> None:
+    """Count how a connection ended; a slow consumer, whichever way it was cut, as one."""
+    slow = ending.slow is not None
+    rt.metrics.ws_closed.labels(
+        CLOSE_REASONS[CloseCode.TRY_AGAIN_LATER] if slow else CLOSE_REASONS.get(ending.code, "error")
+    ).inc()
+    if slow:
+        rt.metrics.slow_consumers.labels("disconnect", "ws").inc()
 
 
 async def _drain(conn: Connection, sender: asyncio.Task[None], *, deadline: float) -> None:
@@ -201,7 +230,7 @@ async def _drain(conn: Connection, sender: asyncio.Task[None], *, deadline: floa
         await asyncio.sleep(0.02)
 
 
-async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> tuple[CloseCode, str]:
+async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> Ending:
     """Read client frames until the client leaves; returns how the connection should close."""
     settings = rt.settings
     limit = settings.ws_max_message_bytes
@@ -212,16 +241,19 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> tuple[Cl
         if event["type"] == "websocket.disconnect":
             code = event.get("code")
             if code == CloseCode.MESSAGE_TOO_BIG:  # uvicorn enforces the size limit itself
-                return CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes"
-            return CloseCode.NORMAL, "client"
+                return Ending(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
+            if code in (1005, 1006) and _ping_timed_out(socket.scope):  # gone without a close frame of its own
+                reason = f"no pong within {settings.heartbeat:g} s (ping timeout)"
+                return Ending(CloseCode.INTERNAL_ERROR, reason, SlowConsumer.PING_TIMEOUT)
+            return Ending(CloseCode.NORMAL, "client")
         data = event.get("text")
         if data is None:
             data = event.get("bytes") or b""
         if len(data) > limit:
-            return CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes"
+            return Ending(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
         if not rate.take():
             if rate.flooding:
-                return CloseCode.POLICY_VIOLATION, "message flood"
+                return Ending(CloseCode.POLICY_VIOLATION, "message flood")
             if rate.refused == 1:
                 rt.metrics.limited("ws_messages")
                 conn.post(

@@ -22,7 +22,7 @@ EXPECTED = {
     "runwatch_ws_sent_bytes": set(),
     "runwatch_ws_events_sent": set(),
     "runwatch_ws_messages_received": {"type"},
-    "runwatch_ws_slow_consumers": {"action"},
+    "runwatch_ws_slow_consumers": {"action", "transport"},
     "runwatch_rate_limited": {"kind"},
     "runwatch_auth_failures": {"reason"},
     "runwatch_sse_streams_opened": set(),
