@@ -67,7 +67,10 @@ ENV: dict[str, tuple[str, str]] = {
     "max_tool_result_bytes": ("RUNWATCH_MAX_TOOL_RESULT_BYTES", "largest tool result (JSON); bigger is a tool error"),
     "ws_max_message_bytes": ("RUNWATCH_WS_MAX_MESSAGE_BYTES", "largest client frame; bigger closes 1009"),
     "ws_max_lag": ("RUNWATCH_WS_MAX_LAG", "events a live watcher may fall behind before resync"),
-    "ws_send_timeout": ("RUNWATCH_WS_SEND_TIMEOUT", "seconds a frame may wait to be taken before 1013"),
+    "ws_send_timeout": (
+        "RUNWATCH_WS_SEND_TIMEOUT",
+        "seconds a WebSocket frame (or SSE event) may wait to be taken before 1013 (the stream is cut)",
+    ),
     "ws_frame_events": ("RUNWATCH_WS_FRAME_EVENTS", "most events in one WebSocket frame"),
     "ws_frame_bytes": ("RUNWATCH_WS_FRAME_BYTES", "a frame takes no more events once it is this big"),
     "ws_max_subscriptions": ("RUNWATCH_WS_MAX_SUBSCRIPTIONS", "subscriptions one connection may hold"),
@@ -106,7 +109,10 @@ ENV: dict[str, tuple[str, str]] = {
     "cors_origins": ("RUNWATCH_CORS_ORIGINS", "comma-separated origins CORS allows (default: none, CORS off)"),
     "runs_per_minute": ("RUNWATCH_RUNS_PER_MINUTE", "runs one principal may start a minute"),
     "tenant_max_active": ("RUNWATCH_TENANT_MAX_ACTIVE", "runs one tenant may have queued or running at once"),
-    "ws_connections_per_principal": ("RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL", "WebSockets one principal may hold"),
+    "ws_connections_per_principal": (
+        "RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL",
+        "WebSockets and SSE streams (one count) one principal may hold",
+    ),
     "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
     "log_level": ("RUNWATCH_LOG_LEVEL", "debug, info, warning or error"),
 }

@@ -192,7 +192,8 @@ class Runtime:
         self.drain_deadline = 0.0
         self.connections: set = set()
         self.presence = PresenceBoard()
-        #: Wake-ups of open SSE streams, so shutdown can end them at once.
+        #: Open SSE streams (``api.sse_stream.SSEStream``): the watchdog times their sends, shutdown
+        #: wakes them to end at once, and their principals' connection leases are renewed.
         self.sse_streams: set = set()
         #: Offline model streams being served right now (so tests can see cancel closes them).
         self.offline_streams = 0
@@ -228,8 +229,9 @@ class Runtime:
         self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
 
     async def _watch_connections(self) -> None:
-        """One timer for every WebSocket: heartbeats and stuck sends (see ``Connection.tick``); and,
-        every few seconds, memory the bus let go of handed back to the system."""
+        """One timer for every WebSocket and SSE stream: heartbeats and stuck sends (see
+        ``Connection.tick``, ``SSEStream.tick``); and, every few seconds, memory the bus let go of
+        handed back to the system."""
         s = self.settings
         interval = max(0.05, min(1.0, s.heartbeat / 3, s.ws_send_timeout / 4))
         trimmed, next_trim = self.bus.freed, time.monotonic() + TRIM_SECONDS
@@ -239,6 +241,8 @@ class Runtime:
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.tick(now)
+            for stream in list(self.sse_streams):
+                stream.tick(now)
             if now >= next_check and (checking is None or checking.done()):
                 next_check = now + PRINCIPAL_CHECK_SECONDS
                 checking = asyncio.create_task(self._check_principals(), name="runwatch-principal-check")
@@ -249,7 +253,8 @@ class Runtime:
                     release_free_memory()
 
     async def _check_principals(self) -> None:
-        """Close (4401) the sockets whose API key was revoked; renew the others' connection leases."""
+        """Close (4401) the sockets whose API key was revoked; renew the others' connection leases,
+        and those of the SSE streams (they check their own keys)."""
         if not self.settings.auth_on:
             return
         conns = [c for c in self.connections if c.principal is not None]
@@ -259,7 +264,9 @@ class Runtime:
             for conn in conns:
                 if conn.principal.key_id in revoked:
                     conn.end(4401, "the key was revoked")
-            await self.limiter.renew_connections([(c.principal.id, c.id) for c in conns])
+            leases = [(c.principal.id, c.id) for c in conns]
+            leases += [(s.principal.id, s.id) for s in list(self.sse_streams)]
+            await self.limiter.renew_connections(leases)
         except Exception as exc:  # the database or Redis away: try again at the next check
             log.warning("auth.check_failed", error=repr(exc))
 

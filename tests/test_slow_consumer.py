@@ -1,4 +1,5 @@
-"""Slow consumers are cut off (resync or 1013) while fast watchers keep their pace.
+"""Slow consumers are cut off (resync, 1013, a dropped SSE stream; or by the ping timeout), named in
+the log and counted, while fast watchers keep their pace.
 
 Loopback sockets buffer megabytes in the kernel, so these runs send ~8 MB (8,000 tokens padded to
 1,000 characters) and the stalled watcher pins a 4 KiB receive buffer: the server's sends really block.
@@ -6,7 +7,10 @@ Loopback sockets buffer megabytes in the kernel, so these runs send ~8 MB (8,000
 
 from __future__ import annotations
 
+import asyncio
+
 from runwatch.agents.offline_model import scenario_text
+from tests.sse_probe import dropped_by_server, events_of, metric, read_stream, stalled_reader
 from tests.watcher import assert_contiguous, eventually, text_of
 
 # The first token waits a moment, so both watchers are caught up (live) before the stream starts;
@@ -116,3 +120,53 @@ async def test_watchers_that_leave_mid_stream_harm_no_one(make_server, frame_pat
     assert "Traceback" not in srv.logs()
     for w in stayers:
         await w.close()
+
+
+async def test_a_stalled_sse_reader_is_cut_counted_and_logged_while_a_fast_one_gets_everything(make_server):
+    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "1"})
+    run = await srv.start_run(BIG_RUN)
+    stalled = stalled_reader(srv, run)
+    async with srv.client() as c:
+        body = await read_stream(c, run)
+    events = events_of(body)
+    assert_contiguous(events)
+    assert text_of(events) == "".join(scenario_text(8_000, 1_000))
+
+    async def cut() -> bool:
+        return await metric(srv, "runwatch_ws_slow_consumers_total", action="disconnect", transport="sse") == 1
+
+    await eventually(cut, timeout=15)
+    assert await asyncio.to_thread(dropped_by_server, stalled, 5.0)
+    stalled.close()
+    lines = srv.log_lines()
+    [line] = [x for x in lines if x.get("event") == "sse.slow_consumer"]
+    assert line["reason"] == "send_timeout" and line["run_id"] == run
+    assert sorted(x["ended"] for x in lines if x.get("event") == "sse.closed") == ["finished", "slow_consumer"]
+    assert await metric(srv, "runwatch_sse_streams") == 0
+    assert "Traceback" not in srv.logs()
+
+
+async def test_a_websocket_cut_by_the_ping_timeout_is_logged_as_a_slow_consumer_and_counted(make_server):
+    srv = make_server({"RUNWATCH_HEARTBEAT": "0.5"})
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + f"Authorization: Bearer {srv.token}\r\n".encode()
+        + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    # From now on the client reads nothing and answers no ping.
+
+    async def gone() -> bool:
+        return await _connections(srv) == 0
+
+    await eventually(gone, timeout=10)
+    lines = srv.log_lines()
+    [slow] = [x for x in lines if x.get("event") == "ws.slow_consumer"]
+    assert slow["reason"] == "ping_timeout"
+    [closed] = [x for x in lines if x.get("event") == "ws.disconnected"]
+    assert closed["code"] == 1011 and "ping timeout" in closed["reason"]
+    assert await metric(srv, "runwatch_ws_slow_consumers_total", action="disconnect", transport="ws") == 1
+    assert await metric(srv, "runwatch_ws_connections_closed_total", reason="slow_consumer") == 1
+    assert await metric(srv, "runwatch_ws_connections_closed_total", reason="client") == 0
+    writer.close()
