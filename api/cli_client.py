@@ -53,6 +53,8 @@ def run_agent(args: argparse.Namespace) -> int:
     """Start a run and print it as it happens: tokens inline, tools and status on their own lines."""
     import httpx
 
+    from runwatch.api.sse_client import StreamLost, follow_run
+
     try:
         with _client(args) as client:
             body = {"agent": args.agent, "input": args.input}
@@ -69,12 +71,12 @@ def run_agent(args: argparse.Namespace) -> int:
             )
             status = "failed"
             try:
-                with client.stream("GET", run["stream"]) as stream:
-                    for line in stream.iter_lines():
-                        if not line.startswith("data:"):
-                            continue
-                        event = json.loads(line[5:])
-                        status = _show(event, args.url) or status
+                for event in follow_run(client, run["stream"]):
+                    status = _show(event, args.url) or status
+            except StreamLost as exc:
+                refused = f": {_refused(exc.response)}" if exc.response is not None else ""
+                print(f"\nrunwatch: {exc}{refused}", file=sys.stderr)
+                return 1
             except KeyboardInterrupt:
                 client.post(f"/api/runs/{run['id']}/cancel", json={})
                 print("\ncancelled", file=sys.stderr)

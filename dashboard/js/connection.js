@@ -304,7 +304,14 @@ export class Live {
     const source = new EventSource(`/api/runs/${encodeURIComponent(run)}/stream?after=${sub.last}`);
     sub.source = source;
     source.onmessage = (message) => {
-      const event = JSON.parse(message.data);
+      // Only events carry data; anything else (an empty message, say) is not ours to deliver.
+      if (!message.data) return;
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
       this.deliver(event);
       if (event.type === "run.finished") source.close();
     };
