@@ -151,15 +151,17 @@ async def _events(rt: Runtime, stream: SSEStream, cursor: int) -> AsyncIterator[
     """The run's events after ``cursor``, then live ones until ``run.finished``; a heartbeat
     comment after each ``heartbeat`` seconds of silence. Each send is timed for the watchdog."""
     run_id, ended = stream.run_id, "client"  # unless it ends below: the client left
+    monotonic = time.monotonic
     try:
         while stream.cut_off is None:
             closing = rt.closing.is_set()  # read once more after it is set: the final events
             stream.wake.clear()
             items = await rt.bus.read(run_id, cursor, PAGE)
             for p in items:
-                stream.sending()
+                stream.send_started = monotonic()
                 yield ServerSentEventMessage(data=p.text, id=p.seq)
-                stream.taken()
+                stream.send_started = None  # the client's socket (or uvicorn's buffer) took it
+                stream.sent += 1
                 if stream.cut_off is not None:
                     break
             if stream.cut_off is not None:
@@ -186,9 +188,10 @@ async def _events(rt: Runtime, stream: SSEStream, cursor: int) -> AsyncIterator[
             try:
                 await asyncio.wait_for(stream.wake.wait(), rt.settings.heartbeat)
             except TimeoutError:
-                stream.sending()
+                stream.send_started = monotonic()
                 yield HEARTBEAT
-                stream.taken()
+                stream.send_started = None
+                stream.sent += 1
         ended = "slow_consumer"
     finally:
         await _close(rt, stream, ended)

@@ -7,8 +7,8 @@ resync, stated once:
   ASGI send, and uvicorn's send waits while its write buffer is over the high-water mark (64 KiB):
   a reader that stalls pins that buffer, the kernel's socket buffers and one event — never a queue;
 * an event (or heartbeat) the client does not take within ``send_timeout`` seconds
-  (``RUNWATCH_WS_SEND_TIMEOUT``) cuts the stream: its TCP connection is dropped, the cut logged
-  (``sse.slow_consumer``, reason ``send_timeout``) and counted
+  (``RUNWATCH_WS_SEND_TIMEOUT``) cuts the stream: its TCP connection is reset (``api.cutoff``),
+  the cut logged (``sse.slow_consumer``, reason ``send_timeout``) and counted
   (``runwatch_ws_slow_consumers_total{action="disconnect",transport="sse"}``). An ``EventSource``
   reconnects by itself with ``Last-Event-ID`` and gets exactly what it missed.
 
@@ -27,6 +27,7 @@ import structlog
 
 from runwatch.agents.errors import SlowConsumer
 from runwatch.agents.identity import Principal
+from runwatch.api.cutoff import drop
 from runwatch.api.framing import SCOPE_KEY, Scope
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ class SSEStream:
     """A watcher of one run over SSE; ``notify`` makes it a bus watcher of that run."""
 
     __slots__ = (
-        "_metrics", "_send_started", "_send_timeout", "_transport", "closed", "cut_off", "id",
-        "opened", "principal", "run_id", "sent", "wake",
+        "_metrics", "_send_timeout", "_transport", "closed", "cut_off", "id", "opened", "principal",
+        "run_id", "send_started", "sent", "wake",
     )  # fmt: skip
 
     def __init__(
@@ -69,8 +70,9 @@ class SSEStream:
         #: What ``cut`` drops; with None (not uvicorn) the stream ends when its blocked send returns.
         self._transport = transport
         self.wake = asyncio.Event()
-        #: When the chunk being sent was handed over (monotonic); None while no send is pending.
-        self._send_started: float | None = None
+        #: When the chunk being sent was handed to the ASGI send (monotonic); None while no send is
+        #: pending. Set and cleared by the stream's generator around each ``yield`` (inline: per event).
+        self.send_started: float | None = None
         #: Why the watchdog cut this stream off, if it did.
         self.cut_off: SlowConsumer | None = None
         #: Set once its slot, bus watch and registration are given back (``api.sse``).
@@ -82,18 +84,9 @@ class SSEStream:
     def notify(self, stream: str, head: int) -> None:
         self.wake.set()
 
-    def sending(self) -> None:
-        """A chunk is handed to the ASGI send now (the generator is about to yield it)."""
-        self._send_started = time.monotonic()
-
-    def taken(self) -> None:
-        """The send returned: the client's socket (or uvicorn's buffer) took the chunk."""
-        self._send_started = None
-        self.sent += 1
-
     def tick(self, now: float) -> None:
         """The watchdog's visit: cut the stream off if a send has been blocked past the timeout."""
-        started = self._send_started
+        started = self.send_started
         if started is not None and self.cut_off is None and now - started > self._send_timeout:
             self.cut(SlowConsumer.SEND_TIMEOUT, f"an event was not taken within {self._send_timeout:g} s")
 
@@ -110,6 +103,5 @@ class SSEStream:
         )
         self._metrics.slow_consumers.labels("disconnect", "sse").inc()
         if self._transport is not None:
-            # abort, not close: close waits for the write buffer to drain, which a stalled reader never lets happen.
-            self._transport.abort()
+            drop(self._transport)
         self.wake.set()

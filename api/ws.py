@@ -23,6 +23,7 @@ from runwatch.api import __version__
 from runwatch.api.auth.authenticator import AuthFailed
 from runwatch.api.auth.web import origin_allowed
 from runwatch.api.connection import Connection
+from runwatch.api.cutoff import drop
 from runwatch.api.dispatch import MessageRate, handle
 from runwatch.api.framing import Scope, direct_writer, sansio_protocol
 from runwatch.api.protocol import Error, Hello, ProtocolError, encode
@@ -190,10 +191,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
                 "ws.slow_consumer", conn=conn_id, principal=principal.id, reason=ending.slow.value, detail=detail
             )
         if ending.code != CloseCode.NORMAL and ending.slow is not SlowConsumer.PING_TIMEOUT:  # (uvicorn closed it)
-            try:
-                await asyncio.wait_for(socket.close(code=ending.code, reason=ending.reason), 1.0)
-            except Exception:
-                pass
+            await _close(socket, ending)
         rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
         if principal.source != "off":
             try:
@@ -211,6 +209,20 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
             events=conn.events_sent,
             resyncs=conn.resyncs,
         )
+
+
+async def _close(socket: WebSocket, ending: Ending) -> None:
+    """Send the close frame. One that cannot even be handed to the transport within a second (a
+    slow consumer's window stays full) never reaches its client: the connection is dropped then
+    (``api.cutoff``), or it would hold its buffers until the client reads again."""
+    try:
+        await asyncio.wait_for(socket.close(code=ending.code, reason=ending.reason), 1.0)
+    except TimeoutError:
+        transport = getattr(sansio_protocol(socket.scope), "transport", None)
+        if ending.slow is not None and transport is not None:
+            drop(transport)
+    except Exception:
+        pass
 
 
 def _count_end(rt: Runtime, ending: Ending) -> None:

@@ -8,6 +8,9 @@ Loopback sockets buffer megabytes in the kernel, so these runs send ~8 MB (8,000
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import socket
 
 from runwatch.agents.offline_model import scenario_text
 from tests.sse_probe import dropped_by_server, events_of, metric, read_stream, stalled_reader
@@ -16,6 +19,8 @@ from tests.watcher import assert_contiguous, eventually, text_of
 # The first token waits a moment, so both watchers are caught up (live) before the stream starts;
 # 4 s of streaming gives the stalled watcher's blocked send many publishes to fall behind on.
 BIG_RUN = {"tokens": 8_000, "token_chars": 1_000, "ttft": 0.5, "rate": 2_000}
+#: ``tcpi_state`` of an established TCP connection (Linux's ``TCP_ESTABLISHED``).
+ESTABLISHED = 1
 SETTINGS = {
     "RUNWATCH_COALESCE_MS": "0",
     "RUNWATCH_WS_MAX_LAG": "200",
@@ -170,3 +175,48 @@ async def test_a_websocket_cut_by_the_ping_timeout_is_logged_as_a_slow_consumer_
     assert await metric(srv, "runwatch_ws_connections_closed_total", reason="slow_consumer") == 1
     assert await metric(srv, "runwatch_ws_connections_closed_total", reason="client") == 0
     writer.close()
+
+
+def _stalled_websocket(srv, run: str) -> socket.socket:
+    """A raw WebSocket client that subscribes to ``run`` and then never reads (4 KiB receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    sock.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + f"Authorization: Bearer {srv.token}\r\n".encode()
+        + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)  # the handshake's answer only, byte by byte: nothing after it is read
+    assert head.startswith(b"HTTP/1.1 101"), head
+    payload = json.dumps({"type": "subscribe", "run": run, "after": 0}).encode()
+    mask = os.urandom(4)  # a client's frames are masked (RFC 6455, 5.3)
+    sock.sendall(bytes((0x81, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    """The kernel's state of this TCP connection (``tcpi_state``: 1 is ESTABLISHED)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+async def test_a_stalled_watcher_cut_off_is_dropped_not_left_holding_its_buffers(make_server):
+    """Its close frame cannot be sent (its window is full): without a drop, the server would keep the
+    connection and its buffers until the client reads again, which a frozen client never does."""
+    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "1"})
+    run = await srv.start_run(BIG_RUN)
+    sock = _stalled_websocket(srv, run)
+    assert _tcp_state(sock) == ESTABLISHED
+
+    async def cut() -> bool:
+        return await metric(srv, "runwatch_ws_slow_consumers_total", action="disconnect", transport="ws") == 1
+
+    await eventually(cut, timeout=30)
+
+    async def dropped() -> bool:
+        return _tcp_state(sock) != ESTABLISHED
+
+    await eventually(dropped, timeout=5)
+    sock.close()
