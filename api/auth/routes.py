@@ -14,15 +14,11 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from runwatch.agents.errors import BadRequest, ErrorCode, Forbidden, RunwatchError, Unauthenticated
-from runwatch.agents.identity import Principal, Role
+from runwatch.agents.identity import TENANT_PATTERN, Principal, Role
 from runwatch.api.auth.authenticator import SESSION_COOKIE, TICKET_SECONDS, AuthFailed, create_key
 from runwatch.api.auth.web import check_csrf, origin_allowed, principal_of, requires, session_cookie
 from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
-
-#: Tenant names: what a key or token may carry (they appear in URLs, logs and metrics labels).
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
 
 class Login(msgspec.Struct, forbid_unknown_fields=True):
     """One of: an API key, a JWT, or the one-time code ``runwatch serve`` printed."""
