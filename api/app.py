@@ -19,15 +19,10 @@ from litestar.static_files import create_static_files_router
 
 from runwatch.agents.redact import mask_url
 from runwatch.api import __version__
-from runwatch.api.auth.bootstrap import (
-    admin_key_path,
-    ensure_admin_key,
-    forget_local,
-    login_url,
-    remember_local,
-)
+from runwatch.api.auth.bootstrap import admin_key_path, ensure_admin_key, login_url
+from runwatch.api.auth.local_keys import forget_local, remember_local
 from runwatch.api.auth.oidc import oidc_callback, oidc_login
-from runwatch.api.auth.routes import AuthController, KeysController
+from runwatch.api.auth.routes import LOCAL_ADMIN_KEY, AuthController, KeysController, local_proof
 from runwatch.api.auth.web import AuthMiddleware
 from runwatch.api.config import Settings
 from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
@@ -78,7 +73,7 @@ async def _login_banner(rt: Runtime) -> str:
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     rt = runtime or Runtime(settings)
 
-    local_key: list[str] = []
+    state = State({"runtime": rt})
 
     async def announce() -> None:
         log.info(
@@ -94,7 +89,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             auth="on" if rt.settings.auth_on else "OFF: anyone who reaches the port may read and start runs",
         )
         if rt.settings.auth_on:
-            local_key.append(await _login_banner(rt))
+            state[LOCAL_ADMIN_KEY] = await _login_banner(rt)
         else:
             log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
 
@@ -105,7 +100,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             yield
         finally:
             await rt.stop()
-            for key in local_key:
+            key = state.pop(LOCAL_ADMIN_KEY, None)
+            if key is not None:
                 forget_local(rt.settings.port, key)
 
     handlers: list = [
@@ -115,6 +111,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         AuthController,
         KeysController,
         health,
+        local_proof,
         run_stream,
         ws_endpoint,
         metrics,
@@ -130,7 +127,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     return Litestar(
         route_handlers=handlers,
         dependencies={"rt": Provide(_runtime, sync_to_thread=False)},
-        state=State({"runtime": rt}),
+        state=state,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
         request_max_body_size=1024 * 1024,
