@@ -9,7 +9,6 @@ from pathlib import Path
 
 import structlog
 from litestar import Litestar
-from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -20,6 +19,7 @@ from litestar.static_files import create_static_files_router
 from runwatch.agents.redact import mask_url
 from runwatch.api import __version__
 from runwatch.api.auth.bootstrap import admin_key_path, ensure_admin_key, login_url
+from runwatch.api.auth.hosts import AllowedHosts, HostCheck
 from runwatch.api.auth.local_keys import forget_local, remember_local
 from runwatch.api.auth.oidc import oidc_callback, oidc_login
 from runwatch.api.auth.routes import LOCAL_ADMIN_KEY, AuthController, KeysController, local_proof
@@ -68,6 +68,12 @@ async def _login_banner(rt: Runtime) -> str:
     )
     sys.stderr.flush()
     return key
+
+
+def _host_check(settings: Settings) -> list[DefineMiddleware]:
+    """The ``Host`` check (api/auth/hosts.py) when the settings ask for one: first, before anything."""
+    allowed = AllowedHosts.of(settings)
+    return [] if allowed is None else [DefineMiddleware(HostCheck, allowed=allowed, auth_on=settings.auth_on)]
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -131,8 +137,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
         request_max_body_size=1024 * 1024,
-        middleware=[http_metrics.middleware, DefineMiddleware(AuthMiddleware, exclude=["^/v1/"])],
-        allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.allowed_hosts) if settings.allowed_hosts else None,
+        middleware=[
+            *_host_check(settings),
+            http_metrics.middleware,
+            DefineMiddleware(AuthMiddleware, exclude=["^/v1/"]),
+        ],
         cors_config=(
             CORSConfig(
                 allow_origins=settings.cors_origins,
