@@ -25,6 +25,9 @@ class ErrorCode(enum.StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     #: A known principal whose role does not allow this (or a request that failed the CSRF or Origin check).
     FORBIDDEN = "forbidden"
+    #: A request or handshake whose ``Host`` the server does not answer (DNS rebinding): see
+    #: ``RUNWATCH_ALLOWED_HOSTS``.
+    HOST_NOT_ALLOWED = "host_not_allowed"
     # -- understood, but refused
     UNKNOWN_RUN = "unknown_run"
     #: ``DELETE /api/keys/{id}`` of a key that does not exist or is already revoked.
@@ -69,6 +72,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INPUT_TOO_LARGE: 413,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.HOST_NOT_ALLOWED: 400,
     ErrorCode.UNKNOWN_RUN: 404,
     ErrorCode.UNKNOWN_KEY: 404,
     ErrorCode.NOT_SUBSCRIBED: 404,

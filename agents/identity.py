@@ -14,6 +14,9 @@ import msgspec
 
 #: The tenant of runs started with authentication off, and of admins whose credential names none.
 DEFAULT_TENANT = "default"
+#: Tenant names, of keys and of tokens alike (they appear in URLs, logs and metrics labels). ``\Z``,
+#: not ``$``: a ``$`` lets a name end in a newline.
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"
 
 
 class Role(enum.StrEnum):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import structlog
 from litestar import Litestar
-from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -19,15 +18,11 @@ from litestar.static_files import create_static_files_router
 
 from runwatch.agents.redact import mask_url
 from runwatch.api import __version__
-from runwatch.api.auth.bootstrap import (
-    admin_key_path,
-    ensure_admin_key,
-    forget_local,
-    login_url,
-    remember_local,
-)
+from runwatch.api.auth.bootstrap import admin_key_path, ensure_admin_key, login_url
+from runwatch.api.auth.hosts import AllowedHosts, HostCheck
+from runwatch.api.auth.local_keys import forget_local, remember_local
 from runwatch.api.auth.oidc import oidc_callback, oidc_login
-from runwatch.api.auth.routes import AuthController, KeysController
+from runwatch.api.auth.routes import LOCAL_ADMIN_KEY, AuthController, KeysController, local_proof
 from runwatch.api.auth.web import AuthMiddleware
 from runwatch.api.config import Settings
 from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
@@ -75,10 +70,16 @@ async def _login_banner(rt: Runtime) -> str:
     return key
 
 
+def _host_check(settings: Settings) -> list[DefineMiddleware]:
+    """The ``Host`` check (api/auth/hosts.py) when the settings ask for one: first, before anything."""
+    allowed = AllowedHosts.of(settings)
+    return [] if allowed is None else [DefineMiddleware(HostCheck, allowed=allowed, auth_on=settings.auth_on)]
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     rt = runtime or Runtime(settings)
 
-    local_key: list[str] = []
+    state = State({"runtime": rt})
 
     async def announce() -> None:
         log.info(
@@ -94,7 +95,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             auth="on" if rt.settings.auth_on else "OFF: anyone who reaches the port may read and start runs",
         )
         if rt.settings.auth_on:
-            local_key.append(await _login_banner(rt))
+            state[LOCAL_ADMIN_KEY] = await _login_banner(rt)
         else:
             log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
 
@@ -105,7 +106,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             yield
         finally:
             await rt.stop()
-            for key in local_key:
+            key = state.pop(LOCAL_ADMIN_KEY, None)
+            if key is not None:
                 forget_local(rt.settings.port, key)
 
     handlers: list = [
@@ -115,6 +117,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         AuthController,
         KeysController,
         health,
+        local_proof,
         run_stream,
         ws_endpoint,
         metrics,
@@ -130,12 +133,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     return Litestar(
         route_handlers=handlers,
         dependencies={"rt": Provide(_runtime, sync_to_thread=False)},
-        state=State({"runtime": rt}),
+        state=state,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
         request_max_body_size=1024 * 1024,
-        middleware=[http_metrics.middleware, DefineMiddleware(AuthMiddleware, exclude=["^/v1/"])],
-        allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.allowed_hosts) if settings.allowed_hosts else None,
+        middleware=[
+            *_host_check(settings),
+            http_metrics.middleware,
+            DefineMiddleware(AuthMiddleware, exclude=["^/v1/"]),
+        ],
         cors_config=(
             CORSConfig(
                 allow_origins=settings.cors_origins,

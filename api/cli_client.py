@@ -10,32 +10,32 @@ from pathlib import Path
 from typing import Any
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    """The credential client commands send: ``--token``, ``RUNWATCH_TOKEN``, or the local admin key
-    ``serve`` keeps in its data folder (``--data-dir``, ``RUNWATCH_DATA_DIR``, ./runwatch-data) or
-    left for this user's client commands of a server on this machine."""
+def _credential(args: argparse.Namespace) -> tuple[str | None, str, bool]:
+    """The credential client commands send, where to, and whether it is a local key: ``--token``,
+    ``RUNWATCH_TOKEN``, or the local admin key ``serve`` keeps in its data folder (``--data-dir``,
+    ``RUNWATCH_DATA_DIR``, ./runwatch-data) or left for this user's client commands of a server on
+    this machine — that one only once the server proved it holds it (api/auth/local_client.py)."""
     import os
-    from urllib.parse import urlsplit
 
-    from runwatch.api.auth.bootstrap import local_key, read_admin_key
+    from runwatch.api.auth.local_client import find_local_key
 
     if args.token:
-        return args.token
+        return args.token, args.url, False
     if os.environ.get("RUNWATCH_TOKEN"):
-        return os.environ["RUNWATCH_TOKEN"]
-    url = urlsplit(args.url)
-    if url.hostname not in ("127.0.0.1", "localhost", "::1"):
-        return None  # the local admin key goes to servers on this machine only
-    key = read_admin_key(Path(args.data_dir or os.environ.get("RUNWATCH_DATA_DIR") or "runwatch-data"))
-    return key or local_key(url.port or 80)
+        return os.environ["RUNWATCH_TOKEN"], args.url, False
+    found = find_local_key(args.url, Path(args.data_dir or os.environ.get("RUNWATCH_DATA_DIR") or "runwatch-data"))
+    if found.notice:
+        print(f"runwatch: {found.notice}", file=sys.stderr)
+    return found.key, found.url, found.key is not None
 
 
 def _client(args: argparse.Namespace):
     import httpx
 
-    token = _token(args)
+    token, url, local = _credential(args)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=args.url, timeout=httpx.Timeout(10.0, read=None), headers=headers)
+    # A local key goes straight to the address that proved it holds it, never through a proxy.
+    return httpx.Client(base_url=url, timeout=httpx.Timeout(10.0, read=None), headers=headers, trust_env=not local)
 
 
 def _refused(r: Any) -> str:

@@ -38,11 +38,10 @@ def manage_keys(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    from runwatch.agents.identity import Role
+    from runwatch.agents.identity import TENANT_PATTERN, Role
     from runwatch.agents.store import PostgresStore, SQLiteStore, StoreUnavailable
     from runwatch.agents.store.credentials import PostgresCredentials, SQLiteCredentials
     from runwatch.api.auth.authenticator import create_key
-    from runwatch.api.auth.routes import TENANT_PATTERN
     from runwatch.api.logs import configure_logging
 
     try:

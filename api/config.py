@@ -6,8 +6,10 @@ and ``Settings.__repr__`` never shows them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -105,7 +107,7 @@ ENV: dict[str, tuple[str, str]] = {
         "RUNWATCH_ALLOWED_ORIGINS",
         "comma-separated origins (besides ours) whose pages may connect",
     ),
-    "allowed_hosts": ("RUNWATCH_ALLOWED_HOSTS", "comma-separated Host names to answer (default: any)"),
+    "allowed_hosts": ("RUNWATCH_ALLOWED_HOSTS", "Host names answered besides loopback (default: any; auth off: none)"),
     "cors_origins": ("RUNWATCH_CORS_ORIGINS", "comma-separated origins CORS allows (default: none, CORS off)"),
     "runs_per_minute": ("RUNWATCH_RUNS_PER_MINUTE", "runs one principal may start a minute"),
     "tenant_max_active": ("RUNWATCH_TENANT_MAX_ACTIVE", "runs one tenant may have queued or running at once"),
@@ -251,6 +253,18 @@ class ConfigError(ValueError):
     pass
 
 
+def _host_entry(host: str) -> bool:
+    """An entry of ``allowed_hosts``: ``*``, a name, ``*.`` and a name, or an IP address."""
+    if host == "*":
+        return True
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+        return True
+    except ValueError:
+        name = host.removeprefix("*.")
+        return re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?", name) is not None
+
+
 def _convert(name: str, value: Any) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     kind = kinds[name]
@@ -357,6 +371,10 @@ def load_settings(
         raise ConfigError("RUNWATCH_OIDC_ISSUER needs RUNWATCH_OIDC_CLIENT_ID (and usually a client secret)")
     if settings.session_hours <= 0:
         raise ConfigError("session_hours must be more than 0")
+    for host in settings.allowed_hosts:
+        if not _host_entry(host):
+            hint = "like example.com, *.example.com, 10.0.0.5 or *; check RUNWATCH_ALLOWED_HOSTS"
+            raise ConfigError(f"allowed host {host!r} must be a name or address without scheme or port, {hint}")
     for origin in settings.allowed_origins + settings.cors_origins:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise ConfigError(f"origin {origin!r} must look like https://host[:port]; check RUNWATCH_ALLOWED_ORIGINS")

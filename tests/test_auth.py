@@ -82,6 +82,19 @@ BAD_TOKENS = {
     "no role": lambda: token(roles=None),
     "no tenant": lambda: token(tenant=None),
     "not a token": lambda: "hello",
+    # Times are numbers: PyJWT alone would read these strings as numbers.
+    "exp as a string": lambda: token(exp="9999999999"),
+    "nbf as a string": lambda: token(nbf=str(int(time.time()) - 60)),
+    "iat as a string": lambda: token(iat=str(int(time.time()))),
+    # Tenants are names a key could have, refused rather than cut short or cleaned up.
+    "tenant *": lambda: token(tenant="*"),
+    "tenant ../B": lambda: token(tenant="../B"),
+    "tenant with a NUL": lambda: token(tenant="B\u0000"),
+    "tenant ending in a newline": lambda: token(tenant="B\n"),
+    "tenant of 201 characters": lambda: token(tenant="B" * 201),
+    "tenant not a string": lambda: token(tenant=["acme"]),
+    "admin of tenant *": lambda: token(tenant="*", roles=["admin"]),
+    "sub of 256 characters": lambda: token("s" * 256),
 }
 
 
@@ -122,6 +135,25 @@ async def test_a_bad_token_is_refused_on_rest_websocket_and_sse(secure, kind):
     assert rest.json()["code"] == sse.json()["code"] == "unauthenticated"
     assert rest.headers["www-authenticate"].startswith("Bearer")
     assert await _ws_close_code(secure, bearer(bad)) == 4401
+
+
+async def test_a_refused_tenant_claim_says_what_a_tenant_name_is(secure):
+    async with secure.client(token(tenant="../B")) as c:
+        r = await c.get("/api/me")
+    assert r.status_code == 401 and "'tenant' claim is not a tenant name" in r.json()["detail"]
+    assert "letters, digits" in r.json()["detail"]
+
+
+async def test_a_refused_time_claim_says_it_must_be_a_number(secure):
+    async with secure.client(token(exp="9999999999")) as c:
+        r = await c.get("/api/me")
+    assert r.status_code == 401 and "'exp' claim must be a number" in r.json()["detail"]
+
+
+async def test_a_key_tenant_ending_in_a_newline_is_refused(secure):
+    async with secure.client() as admin:
+        r = await admin.post("/api/keys/", json={"tenant": "acme\n", "role": "viewer"})
+    assert r.status_code == 400 and r.json()["code"] == "bad_request"
 
 
 @pytest.mark.parametrize("alg", ["HS256", "RS256"])

@@ -12,11 +12,12 @@ from oidc_provider_mock import User, run_server_in_thread
 
 OLIVIA = User(sub="olivia", claims={"name": "Olivia O.", "tenant": "acme", "roles": ["operator"]})
 NOBODY = User(sub="nadia", claims={"name": "Nadia"})  # no tenant, no role: not let in
+ESCAPEE = User(sub="eve", claims={"name": "Eve", "tenant": "../acme", "roles": ["operator"]})  # not a tenant name
 
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[str]:
-    with run_server_in_thread(user_claims=[OLIVIA, NOBODY]) as server:
+    with run_server_in_thread(user_claims=[OLIVIA, NOBODY, ESCAPEE]) as server:
         yield f"http://localhost:{server.server_port}"
 
 
@@ -68,6 +69,14 @@ async def test_a_provider_user_without_tenant_or_role_is_not_let_in(sso):
         start = await browser.get("/api/oidc/login")
         r = await browser.get(await _authorize(start.headers["location"], "nadia"))
         assert r.status_code == 401 and "role" in r.text
+
+
+async def test_a_provider_user_whose_tenant_is_no_tenant_name_is_not_let_in(sso):
+    async with httpx.AsyncClient(base_url=sso.url) as browser:
+        start = await browser.get("/api/oidc/login")
+        r = await browser.get(await _authorize(start.headers["location"], "eve"))
+        assert r.status_code == 401 and "not a tenant name" in r.text
+        assert (await browser.get("/api/me")).status_code == 401
 
 
 async def test_the_login_page_learns_that_sso_is_there(sso, server):

@@ -10,6 +10,7 @@ stops working on every instance within that time, and its open sockets are close
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from runwatch.agents.identity import DEFAULT_TENANT, Principal, Role
+from runwatch.agents.identity import DEFAULT_TENANT, TENANT_PATTERN, Principal, Role
 from runwatch.agents.store.credentials import Credential, Credentials
 from runwatch.api.auth.jwt import JWTVerifier, TokenRefused
 from runwatch.api.auth.tokens import (
@@ -40,6 +41,9 @@ KEY_CACHE_SECONDS = 5.0
 KEY_CACHE_SIZE = 10_000
 TICKET_SECONDS = 30.0
 CODE_SECONDS = 3600.0
+#: The longest ``sub`` a JWT may carry (OpenID Connect's own limit: 255 ASCII characters).
+MAX_SUBJECT = 255
+TENANT = re.compile(TENANT_PATTERN)
 
 
 class AuthFailed(Exception):
@@ -133,23 +137,37 @@ class Authenticator:
             raise self.failed(
                 "no_role", f"the token's {s.jwt_roles_claim!r} claim names no role (viewer, operator, admin)"
             )
-        tenant = claims.get(s.jwt_tenant_claim)
-        if not isinstance(tenant, str) or not tenant:
-            if role is not Role.ADMIN:
-                raise self.failed("no_tenant", f"the token has no {s.jwt_tenant_claim!r} claim")
-            tenant = DEFAULT_TENANT
+        tenant = self._tenant(claims.get(s.jwt_tenant_claim), role)
         subject = str(claims.get("sub") or "")
         if not subject:
             raise self.failed("malformed", "the token has no 'sub' claim")
+        if len(subject) > MAX_SUBJECT:  # refused, not cut: two subjects must not become one principal
+            raise self.failed("malformed", f"the token's 'sub' claim is longer than {MAX_SUBJECT} characters")
         name = claims.get("name") or claims.get("preferred_username") or claims.get("email") or subject
         return Principal(
-            id=f"jwt:{subject}"[:200],
+            id=f"jwt:{subject}",
             name=str(name)[:200],
-            tenant=tenant[:200],
+            tenant=tenant,
             role=role,
             source=source,
             expires_at=float(claims["exp"]) if source == "jwt" else None,
         )
+
+    def _tenant(self, claim: Any, role: Role) -> str:
+        """The tenant a token's claim names: one a key could have (``TENANT_PATTERN``), never cut
+        short or cleaned up, so that no two claims become one tenant; an admin's may be absent."""
+        name = self.settings.jwt_tenant_claim
+        if claim is None or claim == "":
+            if role is not Role.ADMIN:
+                raise self.failed("no_tenant", f"the token has no {name!r} claim")
+            return DEFAULT_TENANT
+        if not isinstance(claim, str) or not TENANT.match(claim):
+            raise self.failed(
+                "no_tenant",
+                f"the token's {name!r} claim is not a tenant name: 1 to 64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit",
+            )
+        return claim
 
     async def _stored(self, secret: str, kind: str) -> Principal | None:
         """The principal of a stored key or session, looked up at most every ``KEY_CACHE_SECONDS``."""

@@ -11,6 +11,7 @@ as an HMAC secret) are refused.
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,20 @@ import jwt
 #: Seconds of clock difference tolerated on ``exp`` and ``nbf``.
 LEEWAY = 30
 ASYMMETRIC = ("RS256", "ES256")
+#: The claims that are times: JSON numbers of seconds since the epoch (RFC 7519's NumericDate).
+TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def time_claims_problem(claims: dict[str, Any]) -> str | None:
+    """What is wrong with the token's times, if anything. PyJWT reads ``"exp": "9999999999"`` as a
+    number; a token whose times are strings, booleans or not finite is refused here instead."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"the token's {name!r} claim must be a number of seconds since 1970, not {type(value).__name__}"
+    return None
 
 
 class TokenRefused(Exception):
@@ -66,7 +81,7 @@ class JWTVerifier:
         else:
             raise TokenRefused("bad_algorithm", f"JWTs signed with {alg!r} are not accepted here")
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
@@ -89,6 +104,10 @@ class JWTVerifier:
             raise TokenRefused("bad_signature", "the token's signature does not verify") from None
         except jwt.InvalidTokenError as exc:
             raise TokenRefused("malformed", f"the token is not valid: {exc}") from None
+        problem = time_claims_problem(claims)
+        if problem is not None:
+            raise TokenRefused("malformed", problem)
+        return claims
 
     async def _key(self, header: dict[str, Any], alg: str) -> Any:
         kid = header.get("kid")

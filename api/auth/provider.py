@@ -10,6 +10,7 @@ import httpx
 import jwt
 
 from runwatch.api.auth.authenticator import AuthFailed
+from runwatch.api.auth.jwt import time_claims_problem
 
 CLOCK_LEEWAY = 30
 
@@ -76,6 +77,9 @@ class Provider:
             )
         except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
             raise AuthFailed("oidc", f"the identity provider's ID token is not valid: {exc}") from None
+        problem = time_claims_problem(claims)
+        if problem is not None:
+            raise AuthFailed("oidc", f"the identity provider's ID token is not valid: {problem}")
         if claims.get("nonce") != nonce:
             raise AuthFailed("oidc", "the ID token's nonce is not this login's")
         return claims

@@ -14,14 +14,15 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from runwatch.agents.errors import BadRequest, ErrorCode, Forbidden, RunwatchError, Unauthenticated
-from runwatch.agents.identity import Principal, Role
+from runwatch.agents.identity import TENANT_PATTERN, Principal, Role
 from runwatch.api.auth.authenticator import SESSION_COOKIE, TICKET_SECONDS, AuthFailed, create_key
+from runwatch.api.auth.local_keys import NONCE, PROOF_PATH, proof
 from runwatch.api.auth.web import check_csrf, origin_allowed, principal_of, requires, session_cookie
 from runwatch.api.http_errors import error_responses
 from runwatch.api.runtime import Runtime
 
-#: Tenant names: what a key or token may carry (they appear in URLs, logs and metrics labels).
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: The app state's entry holding the local admin key, once ``serve`` has made or read it.
+LOCAL_ADMIN_KEY = "local_admin_key"
 
 
 class Login(msgspec.Struct, forbid_unknown_fields=True):
@@ -54,6 +55,12 @@ class Ticket(msgspec.Struct):
     #: Pass as ``/ws?ticket=…`` within ``expires_in`` seconds; it works once.
     ticket: str
     expires_in: float
+
+
+class LocalProof(msgspec.Struct):
+    #: HMAC-SHA256 of the nonce and of the address and port the request reached, keyed by this
+    #: server's local admin key (api/auth/local_keys.py); null when it keeps none (auth off).
+    proof: str | None
 
 
 class NewKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -194,3 +201,19 @@ class KeysController(Controller):
     async def revoke(self, key_id: Annotated[str, Parameter(max_length=64)], rt: Runtime) -> None:
         if not await rt.credentials.revoke(key_id, time.time()):
             raise RunwatchError(f"no active key {key_id!r}; see GET /api/keys", code=ErrorCode.UNKNOWN_KEY)
+
+
+@get(
+    PROOF_PATH,
+    summary="Prove this server holds its local admin key, before `runwatch run` sends it (open to anyone)",
+    tags=["auth"],
+    responses=error_responses(),
+)
+async def local_proof(request: Request, nonce: Annotated[str, Parameter(max_length=128)]) -> LocalProof:
+    if not NONCE.fullmatch(nonce):
+        raise BadRequest("nonce must be 32 to 128 lowercase hexadecimal digits, fresh for each proof")
+    key: str | None = request.app.state.get(LOCAL_ADMIN_KEY)
+    server = request.scope.get("server")
+    if key is None or not server or server[1] is None:  # auth off, or a Unix socket: nothing to prove
+        return LocalProof(proof=None)
+    return LocalProof(proof=proof(key, nonce, server[0], server[1]))
