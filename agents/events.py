@@ -113,10 +113,11 @@ class Usage(msgspec.Struct, kw_only=True):
 
 
 class StepFinished(Event, tag="step.finished"):
-    """A model call ended. Its times are on the events' clock (their ``ts``): ``ttft`` is the
-    step's first token event's ``ts`` minus its ``step.started``'s (for a step that streamed no
-    text, the time its first tool-call delta came), ``duration`` its end minus that same start.
-    So a watcher computes the same ``ttft`` from the events while the step streams."""
+    """A model call ended; its times are on the events' clock, so a watcher computes the same.
+
+    ``ttft`` is the step's first token event's ``ts`` minus its ``step.started``'s (for a step that
+    streamed no text: when its first tool-call delta came); ``duration`` is its end minus that start.
+    """
 
     index: int
     finish_reason: str
