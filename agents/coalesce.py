@@ -99,6 +99,8 @@ class TokenCoalescer:
         self._failed: BaseException | None = None
         self.events = 0
         self.deltas = 0
+        #: The ``ts`` of the first token event published (the step's first token time), or None.
+        self.first_at: float | None = None
 
     async def add(self, text: str) -> None:
         """Buffer (or publish) one delta; a delta longer than ``max_chars`` is split across events,
@@ -168,4 +170,7 @@ class TokenCoalescer:
 
     async def _publish(self, text: str, deltas: int = 1) -> None:
         self.events += 1
-        await self._emit(Token(run_id=self._run_id, text=text, deltas=deltas))
+        token = Token(run_id=self._run_id, text=text, deltas=deltas)
+        await self._emit(token)
+        if self.first_at is None:
+            self.first_at = token.ts or time.time()  # (an emit without a bus sets no ts)

@@ -106,18 +106,27 @@ class ToolFinished(Event, tag="tool.finished"):
 class Usage(msgspec.Struct, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
-    #: The stream ended before the model reported its usage (a cancel, an interrupt, a failure):
-    #: ``output_tokens`` counts the text chunks that came (a token each in OpenAI's streams), and
-    #: the input is unknown (0).
+    #: The model did not report its usage (the stream was cut — a cancel, an interrupt, a failure —
+    #: or the endpoint sends none): ``output_tokens`` counts the text chunks that came (a token each
+    #: in OpenAI's streams), and the input is unknown (0; dashboards show a dash).
     estimated: bool = False
 
 
 class StepFinished(Event, tag="step.finished"):
+    """A model call ended; its times are on the events' clock, so a watcher computes the same.
+
+    ``ttft`` is the step's first token event's ``ts`` minus its ``step.started``'s (for a step that
+    streamed no text: when its first tool-call delta came); ``duration`` is its end minus that start.
+    """
+
     index: int
     finish_reason: str
     usage: Usage = msgspec.field(default_factory=Usage)
     ttft: float | None = None
     duration: float = 0.0
+    #: The step streamed text (it has token events): its output tokens over its streaming time
+    #: (``duration - ttft``) count in output tokens/s.
+    streamed_text: bool = False
     #: When the model call failed: connection, timeout, rate_limited, client_error, server_error, other.
     error_type: str | None = None
     #: What the call cost in USD, from the price table (``RUNWATCH_PRICES``); null: the model is unpriced.

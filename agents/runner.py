@@ -51,6 +51,11 @@ class OutputTooLarge(LimitExceeded):
     pass
 
 
+def _since(start: float, then: float | None) -> float | None:
+    """Seconds from ``start`` to ``then`` (None: it never came)."""
+    return None if then is None else then - start
+
+
 def error_type(exc: BaseException) -> str:
     """A model call's failure as one of a few fixed kinds (metrics labels, the UI)."""
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
@@ -225,10 +230,11 @@ class Runner:
     ) -> tuple[str, list[Call], bool]:
         """One model call: its text, its tool calls, and whether a message interrupted it (then
         the text is what was said so far and the calls are dropped)."""
-        await self._emit(StepStarted(run_id=run_id, index=index, model=model))
+        started = StepStarted(run_id=run_id, index=index, model=model)
+        await self._emit(started)
         stats.steps += 1
-        started = time.perf_counter()
-        ttft: float | None = None
+        start = started.ts or time.time()  # the step's times are on the events' clock (StepFinished)
+        first_output: float | None = None  # when the first delta (text or tool call) came
         text = _Text()
         size = 0
         limit = self._max_output
@@ -269,17 +275,19 @@ class Runner:
                         for choice in chunk.choices or ():
                             delta = choice.delta or _NO_DELTA
                             if delta.content:
-                                if ttft is None:
-                                    ttft = round(time.perf_counter() - started, 4)
+                                if first_output is None:
+                                    first_output = time.time()
                                 size += _utf8_size(delta.content)
                                 if limit is not None and size > limit:
                                     raise self._output_too_large(index)
                                 text.append(delta.content)
                                 chunks += 1
                                 await coalescer.add(delta.content)
+                                if chunks == 1:  # the first token is shown at once: its event's ts is the TTFT's end
+                                    await coalescer.flush()
                             for tc in delta.tool_calls or ():
-                                if ttft is None:
-                                    ttft = round(time.perf_counter() - started, 4)
+                                if first_output is None:
+                                    first_output = time.time()
                                 call = calls.setdefault(tc.index or 0, Call())
                                 if tc.id:
                                     call.id = tc.id
@@ -313,7 +321,7 @@ class Runner:
                 await coalescer.flush()
             except Exception as exc:  # the step is already failing or cancelled: that stays its reason
                 log.warning("tokens.flush_failed", run_id=run_id, error=repr(exc))
-            if not reported and chunks:  # cut (cancelled, interrupted, failed): count what came
+            if not reported:  # cut (cancelled, interrupted, failed), or an endpoint that sends no usage
                 usage = Usage(output_tokens=chunks, estimated=True)
             stats.input_tokens += usage.input_tokens
             stats.output_tokens += usage.output_tokens
@@ -325,11 +333,12 @@ class Runner:
                     index=index,
                     finish_reason=finish_reason,
                     usage=usage,
-                    ttft=ttft,
-                    duration=round(time.perf_counter() - started, 4),
+                    ttft=_since(start, coalescer.first_at or first_output),
+                    duration=time.time() - start,
                     error_type=failure,
                     cost=cost,
                     tool_calls=0 if interrupted or failure or finish_reason == "cancelled" else len(calls),
+                    streamed_text=chunks > 0,
                 )
             )
         if interrupted:

@@ -3,6 +3,12 @@
 One ``Window`` asks; ``queries`` gives the SQL (in the store's dialect) and ``assemble`` turns their
 rows into ``Figures``. Percentiles are exact (nearest rank) over the window's latest
 ``MAX_SAMPLES`` finished runs: a wider window is sampled, and says so (``sampled``).
+
+**Output tokens/s** is defined once, here and in the run view (``dashboard/js/run-figures.js``) alike:
+the output tokens of the steps that streamed text, over those steps' streaming time — each step's
+end minus its first token, both on the events' clock (``StepFinished``: ``duration - ttft``).
+Steps that only asked for tools are left out: a local model sends a whole tool call in one chunk,
+and its tokens over no time would say nothing about the model's speed.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from runwatch.agents.store.schema import LIVE
 
 #: Most runs whose durations and times to first token one overview sorts.
 MAX_SAMPLES = 100_000
+
+#: A run's output tokens of the steps that streamed text. Runs stored before ``stream_tokens`` was
+#: kept have 0 there: for them, as then, all their output tokens over their streaming time.
+STREAM_TOKENS = "CASE WHEN stream_tokens > 0 THEN stream_tokens WHEN stream_seconds > 0 THEN output_tokens ELSE 0 END"
 
 
 class Window(msgspec.Struct, kw_only=True, frozen=True):
@@ -43,17 +53,22 @@ class ModelFigures(msgspec.Struct):
     model: str
     runs: int
     output_tokens: int
-    #: Output tokens over the time the model streamed them (null: nothing streamed).
+    #: Output tokens of the steps that streamed text, over their streaming time (null: none did).
     tokens_per_second: float | None
-    #: USD; null when none of its runs was priced.
+    #: USD of its priced runs; null when none of its runs was priced.
     cost: float | None
+    #: Runs that called the model and have no cost (the price table did not know it): not in ``cost``.
+    unpriced: int = 0
 
 
 class AgentFigures(msgspec.Struct):
     agent: str
     runs: int
     failed: int
+    #: USD of its priced runs; null when none of its runs was priced.
     cost: float | None
+    #: Runs that called a model and have no cost (the price table did not know it): not in ``cost``.
+    unpriced: int = 0
 
 
 class InstanceLoad(msgspec.Struct, kw_only=True):
@@ -111,6 +126,8 @@ def queries(window: Window, dialect: Dialect) -> list[tuple[str, list[Any]]]:
         live_where += f" AND tenant = {dialect.param(1)}"
         live_args.append(window.tenant)
     failed = "SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END)"
+    # A run that called a model has steps; with no cost, its model had no price.
+    priced = "SUM(cost), count(cost), SUM(CASE WHEN cost IS NULL AND steps > 0 THEN 1 ELSE 0 END)"
     return [
         (f"SELECT status, count(*) FROM runs WHERE {where} GROUP BY status", args),
         (
@@ -124,12 +141,11 @@ def queries(window: Window, dialect: Dialect) -> list[tuple[str, list[Any]]]:
             args,
         ),
         (
-            "SELECT model, count(*), SUM(output_tokens),"
-            " SUM(CASE WHEN stream_seconds > 0 THEN output_tokens ELSE 0 END), SUM(stream_seconds),"
-            f" SUM(cost), count(cost) FROM runs WHERE {where} GROUP BY model",
+            f"SELECT model, count(*), SUM(output_tokens), SUM({STREAM_TOKENS}), SUM(stream_seconds),"
+            f" {priced} FROM runs WHERE {where} GROUP BY model",
             args,
         ),
-        (f"SELECT agent, count(*), {failed}, SUM(cost), count(cost) FROM runs WHERE {where} GROUP BY agent", args),
+        (f"SELECT agent, count(*), {failed}, {priced} FROM runs WHERE {where} GROUP BY agent", args),
         (f"SELECT status, count(*) FROM runs WHERE {live_where} GROUP BY status", live_args),
     ]
 
@@ -174,8 +190,9 @@ def assemble(window: Window, results: list[list[tuple]]) -> Figures:
                     output_tokens=int(tokens or 0),
                     tokens_per_second=round(float(streamed) / float(seconds), 2) if seconds else None,
                     cost=round(float(cost), 6) if priced else None,
+                    unpriced=int(unpriced or 0),
                 )
-                for model, count, tokens, streamed, seconds, cost, priced in models
+                for model, count, tokens, streamed, seconds, cost, priced, unpriced in models
             ),
             key=lambda m: -m.runs,
         ),
@@ -186,8 +203,9 @@ def assemble(window: Window, results: list[list[tuple]]) -> Figures:
                     runs=int(count),
                     failed=int(failed or 0),
                     cost=round(float(cost), 6) if priced else None,
+                    unpriced=int(unpriced or 0),
                 )
-                for agent, count, failed, cost, priced in agents
+                for agent, count, failed, cost, priced, unpriced in agents
             ),
             key=lambda a: -a.runs,
         ),

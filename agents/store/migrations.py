@@ -116,6 +116,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX runs_by_duration ON runs ((COALESCE(finished_at - started_at, -1)), num);
         """,
     ),
+    (
+        6,
+        "output tokens of the steps that streamed text (output tokens/s)",
+        "ALTER TABLE runs ADD COLUMN stream_tokens BIGINT NOT NULL DEFAULT 0;",
+    ),
 ]
 
 

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
     cost REAL,
     answer TEXT,
     ttft REAL,
-    stream_seconds REAL NOT NULL DEFAULT 0
+    stream_seconds REAL NOT NULL DEFAULT 0,
+    stream_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, num);
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, num);
@@ -91,6 +92,7 @@ UPGRADES = (
     ("answer", "ALTER TABLE runs ADD COLUMN answer TEXT"),
     ("ttft", "ALTER TABLE runs ADD COLUMN ttft REAL"),
     ("stream_seconds", "ALTER TABLE runs ADD COLUMN stream_seconds REAL NOT NULL DEFAULT 0"),
+    ("stream_tokens", "ALTER TABLE runs ADD COLUMN stream_tokens INTEGER NOT NULL DEFAULT 0"),
 )
 
 #: After ``UPGRADES``: the search index (FTS5, over input, answer and error; kept by triggers) and
@@ -121,13 +123,15 @@ CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
 REBUILD_SEARCH = "INSERT INTO runs_fts (runs_fts) VALUES ('rebuild')"
 
 #: A batch's step totals of a run: (input, output, tool calls, steps, priced, cost, ttft, streaming
-#: seconds, run id). A step without a price adds no cost; a run none of whose steps had one keeps a
-#: null cost. ``ttft`` is kept from the run's first step that had one.
+#: seconds, streaming tokens, run id). A step without a price adds no cost; a run none of whose steps
+#: had one keeps a null cost. ``ttft`` is kept from the run's first step that had one. Streaming
+#: seconds and tokens are those of the steps that streamed text (output tokens/s: ``aggregates``).
 ADD_TOTALS = (
     "UPDATE runs SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
     " tool_calls = tool_calls + ?, steps = steps + ?,"
     " cost = CASE WHEN ? THEN COALESCE(cost, 0) + ? ELSE cost END,"
-    " ttft = COALESCE(ttft, ?), stream_seconds = stream_seconds + ? WHERE id = ?"
+    " ttft = COALESCE(ttft, ?), stream_seconds = stream_seconds + ?, stream_tokens = stream_tokens + ?"
+    " WHERE id = ?"
 )
 
 
@@ -144,8 +148,8 @@ class BatchTotals:
         self._runs: dict[str, list] = {}
 
     def _of(self, run_id: str) -> list:
-        # input, output, tool calls, steps, priced, cost, ttft, streaming seconds
-        return self._runs.setdefault(run_id, [0, 0, 0, 0, False, 0.0, None, 0.0])
+        # input, output, tool calls, steps, priced, cost, ttft, streaming seconds, streaming tokens
+        return self._runs.setdefault(run_id, [0, 0, 0, 0, False, 0.0, None, 0.0, 0])
 
     def step(self, run_id: str, ev: StepFinished) -> None:
         c = self._of(run_id)
@@ -158,7 +162,9 @@ class BatchTotals:
         if ev.ttft is not None:
             if c[6] is None:
                 c[6] = ev.ttft
-            c[7] += max(ev.duration - ev.ttft, 0.0)
+            if ev.streamed_text:
+                c[7] += max(ev.duration - ev.ttft, 0.0)
+                c[8] += ev.usage.output_tokens
 
     def tool(self, run_id: str) -> None:
         self._of(run_id)[2] += 1

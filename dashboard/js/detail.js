@@ -7,7 +7,7 @@
 
 import { clock, h, number, pretty, seconds, truncatedPre } from "./dom.js";
 import { actor, itemState } from "./run-model.js";
-import { stepOutput, stepSpeed, streamingTime, usd } from "./run-figures.js";
+import { stepOutput, stepSpeed, stepTtft, streamingTime, usd } from "./run-figures.js";
 
 // A step's text beyond this many characters shows its end only, until "Show all" is pressed:
 // laying out a whole long answer a second time, every frame, would slow the page down.
@@ -18,7 +18,8 @@ const KIND = { step: "LLM step", tool: "Tool call", approval: "Approval", messag
 function stepFacts(step, run, now) {
   const live = step.end === null && run.finishedAt === null;
   const soFar = live ? " so far" : "";
-  const ttft = step.ttft ?? (step.firstTokenAt !== null ? step.firstTokenAt - step.start : null);
+  const ttft = stepTtft(step);
+  const usage = step.usage;
   const speed = stepSpeed(step, now);
   const streamed = streamingTime(step, now);
   return [
@@ -27,11 +28,11 @@ function stepFacts(step, run, now) {
     ["error", step.errorType],
     ["time to first token", ttft !== null ? seconds(ttft) : live ? "waiting for the model…" : "no output"],
     ["duration", `${seconds(step.duration ?? (step.end ?? now) - step.start)}${soFar}`],
-    ["input tokens", step.usage ? number(step.usage.input_tokens) : "–"],
-    ["output tokens", step.usage ? number(step.usage.output_tokens) : `≈${number(stepOutput(step))}${soFar}`],
+    ["input tokens", usage && !usage.estimated ? number(usage.input_tokens) : "–"], // (estimated: the model did not say)
+    ["output tokens", usage ? `${usage.estimated ? "≈" : ""}${number(usage.output_tokens)}` : `≈${number(stepOutput(step))}${soFar}`],
     ["speed", speed !== null ? `${speed.toFixed(1)} tokens/s over ${seconds(streamed)} of streaming`
       : streamed !== null && !live ? `– (${seconds(streamed)} of streaming: too short to measure)` : "–"],
-    ["cost", step.usage ? usd(step.cost) : "–"],
+    ["cost", usage ? usd(step.cost) : "–"],
   ];
 }
 

@@ -7,6 +7,9 @@ import { actor } from "./run-model.js";
 
 const PAGE = 5000;
 
+// Seconds to the millisecond's tenth ("–": none), for a person reading the transcript.
+const secs = (value) => (value === null || value === undefined ? "–" : String(Number(value.toFixed(4))));
+
 // Every event of the run, in order, exactly as the REST replay gives them.
 export async function allEvents(runId) {
   const events = [];
@@ -66,8 +69,10 @@ export function transcript(runId, events) {
         flush();
         const usage = e.usage ?? {};
         const cost = e.cost === null || e.cost === undefined ? "unpriced" : `$${e.cost}`;
-        out.push(`_finish: ${e.finish_reason}${e.error_type ? ` (${e.error_type})` : ""}; ${usage.input_tokens ?? 0} tokens in, ${usage.output_tokens ?? 0} out; ` +
-          `${e.duration} s, first token after ${e.ttft ?? "–"} s; cost ${cost}_`);
+        const tokensIn = usage.estimated ? "–" : usage.input_tokens ?? 0; // (estimated: the model did not say)
+        const tokensOut = `${usage.estimated ? "≈" : ""}${usage.output_tokens ?? 0}`;
+        out.push(`_finish: ${e.finish_reason}${e.error_type ? ` (${e.error_type})` : ""}; ${tokensIn} tokens in, ${tokensOut} out; ` +
+          `${secs(e.duration)} s, first token after ${secs(e.ttft)} s; cost ${cost}_`);
         break;
       }
       case "tool.started":

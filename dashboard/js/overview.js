@@ -44,6 +44,17 @@ function table(caption, columns, rows, emptyText) {
     h("tbody", {}, rows)));
 }
 
+// A cost cell: the priced runs' sum, marked with how many runs it leaves out because their model
+// has no price — an agent with an unpriced run is never shown as free. No priced run: "—", as in
+// the runs list.
+function costCell(cost, unpriced) {
+  if (!unpriced || cost === null || cost === undefined) return costText(cost);
+  const runs = unpriced === 1 ? "1 run" : `${number(unpriced)} runs`;
+  const why = `${runs} unpriced: the price table does not know ${unpriced === 1 ? "its" : "their"} model (set RUNWATCH_PRICES); not in this sum`;
+  return h("span", { class: "cost-sum" }, costText(cost),
+    h("span", { class: "unpriced", title: why }, h("span", { "aria-hidden": "true", text: `+ ${number(unpriced)} unpriced` }), h("span", { class: "sr-only", text: `, plus ${why}` })));
+}
+
 function withRuns(span) {
   return h("p", { class: "empty-state" }, `No runs in ${span} — start one from `, h("a", { href: "#/", text: "Runs" }), ".");
 }
@@ -135,7 +146,7 @@ export function overviewView(root, live, params, me = null) {
       h("td", { class: "num", text: number(m.runs) }),
       h("td", { class: "num", text: number(m.output_tokens) }),
       h("td", { class: "num", "data-value": m.tokens_per_second ?? "", text: m.tokens_per_second == null ? "–" : m.tokens_per_second.toLocaleString(undefined, { maximumFractionDigits: 1 }) }),
-      h("td", { class: "num", "data-value": m.cost ?? "" }, costText(m.cost))));
+      h("td", { class: "num", "data-value": m.cost ?? "" }, costCell(m.cost, m.unpriced))));
 
     const top = Math.max(0, ...(data.agents ?? []).map((a) => a.cost ?? 0));
     const agents = (data.agents ?? []).map((a) => {
@@ -145,7 +156,7 @@ export function overviewView(root, live, params, me = null) {
         h("td", { class: "name", text: a.agent }),
         h("td", { class: "num", text: number(a.runs) }),
         h("td", { class: "num", text: number(a.failed) }),
-        h("td", { class: "num cost-cell", "data-value": a.cost ?? "" }, h("span", { class: "share-track" }, share), costText(a.cost)));
+        h("td", { class: "num cost-cell", "data-value": a.cost ?? "" }, h("span", { class: "share-track" }, share), costCell(a.cost, a.unpriced)));
     });
 
     const instances = (data.instances ?? []).map((i) => h("li", { class: "instance", "data-instance": i.instance },

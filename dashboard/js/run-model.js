@@ -69,7 +69,7 @@ export function createRunModel() {
       run.current = add({
         id, kind: "step", index: e.index, label: `step ${e.index + 1}`, model: e.model,
         start: e.ts, end: null, firstTokenAt: null, text: "", deltas: 0, usage: null, ttft: null,
-        duration: null, finish: null, errorType: null, cost: null,
+        duration: null, finish: null, errorType: null, cost: null, streamedText: false,
       });
       run.steps.push(run.current);
       return ["header", "trace"];
@@ -92,6 +92,8 @@ export function createRunModel() {
         Object.assign(step, {
           end: e.ts, finish: e.finish_reason, usage: e.usage, ttft: e.ttft, duration: e.duration,
           errorType: e.error_type ?? null, cost: e.cost ?? null,
+          // (events stored before the field: a step that streamed text had token events)
+          streamedText: e.streamed_text ?? step.firstTokenAt !== null,
         });
         touch(step);
       }

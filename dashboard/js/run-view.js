@@ -151,7 +151,7 @@ export function runView(root, live, runId, me = null) {
     const f = runFigures(run, now());
     const cost = f.cost === undefined ? "–" : usd(f.cost);
     const values = [
-      ["elapsed", seconds(f.elapsed)], ["tokens in", number(f.tokensIn)],
+      ["elapsed", seconds(f.elapsed)], ["tokens in", (f.inPartial ? "≥" : "") + number(f.tokensIn)],
       ["tokens out", (f.estimated ? "≈" : "") + number(f.tokensOut)],
       ["tokens/s", f.rate === null ? "–" : f.rate.toFixed(1)], ["tool calls", number(f.toolCalls)],
       ["cost", cost], ["started", clock(run.startedAt ?? run.queuedAt)],

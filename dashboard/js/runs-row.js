@@ -125,7 +125,10 @@ const CELLS = {
   },
   tokens: (run) => {
     const total = (run.input_tokens || 0) + (run.output_tokens || 0);
-    return [String(total), () => h("span", { title: `${number(run.input_tokens || 0)} in, ${number(run.output_tokens || 0)} out`, text: number(total) })];
+    // A model call always reads some input: none after a step means the model never said (no usage).
+    const input = run.steps > 0 && !run.input_tokens ? "–" : number(run.input_tokens || 0);
+    const title = `${input} in, ${number(run.output_tokens || 0)} out`;
+    return [`${total}:${title}`, () => h("span", { title, text: number(total) })];
   },
   tools: (run) => [String(run.tool_calls ?? 0), () => number(run.tool_calls ?? 0)],
   cost: (run) => {

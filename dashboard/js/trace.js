@@ -8,6 +8,7 @@
 // Enter/Space select the focused row. Until someone picks an item, the trace follows the latest.
 
 import { h, seconds } from "./dom.js";
+import { stepTtft } from "./run-figures.js";
 import { flatten, isOpen, itemState } from "./run-model.js";
 
 const STATE_TEXT = {
@@ -26,7 +27,7 @@ function timing(item, state, now) {
     : item.kind === "step" && item.duration !== null ? item.duration : end - item.start;
   const parts = [`${seconds(span)}${isOpen(state) ? "…" : ""}`];
   if (item.kind === "step") {
-    const ttft = item.ttft ?? (item.firstTokenAt !== null ? item.firstTokenAt - item.start : null);
+    const ttft = stepTtft(item);
     if (ttft !== null) parts.push(`ttft ${seconds(ttft)}`);
   }
   return parts.join(" · ");
@@ -120,7 +121,7 @@ export function traceView({ onSelect, onLayout }) {
       set(row.bar.style, "width", pct(Math.min(width, 100 - left)));
       set(row.bar, "className", `bar ${item.kind} ${state}${isOpen(state) ? " open" : ""}`);
       const ttft = item.kind !== "step" ? null
-        : item.ttft ?? (item.firstTokenAt !== null ? item.firstTokenAt - item.start : item.end === null ? end - item.start : null);
+        : stepTtft(item) ?? (item.end === null ? end - item.start : null);
       set(row.wait.style, "width", ttft === null || end <= item.start ? "0%" : pct((ttft / (end - item.start)) * 100));
     }
     set(axisEnd, "textContent", seconds(total));
