@@ -262,7 +262,8 @@ class RunService:
         return principal.sees(tenant)
 
     async def events(self, run_id: str, after: int, limit: int, principal: Principal = NOBODY) -> list[Published]:
-        """Up to ``limit`` events of a run after ``after``, gap-free; ``UnknownRun`` if there is none.
+        """Up to ``limit`` events of a run after ``after``, gap-free; fewer only once they reach the
+        run's durable head (what the store holds). ``UnknownRun`` if there is none.
 
         The runs feed is not a run: it is followed over the WebSocket only (``subscribe "*"``).
         """
@@ -270,7 +271,14 @@ class RunService:
             raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
         if not await self.visible(run_id, principal):
             raise UnknownRun(f"no run {run_id!r}")
-        return await self.bus.read(run_id, after, limit)
+        items = await self.bus.read(run_id, after, limit)
+        if len(items) < limit:
+            # A short page tells the reader it has everything: true only at the run's durable head.
+            # A followed run's log here may be behind it; the store never is.
+            last = items[-1].seq if items else after
+            if last < await self.bus.position(run_id):
+                items = [*items, *await self.store.events(run_id, last, limit - len(items))]
+        return items
 
     async def resume_run(self, run_id: str, after: int, principal: Principal = NOBODY) -> int:
         """Where a replay of a run (SSE) starts: ``after``, checked. Raises ``UnknownRun``, ``AfterBeyondHead``."""

@@ -319,22 +319,29 @@ class RedisBus(Owning, Following, MemoryBus):
         return await self._read_durable(stream, after, limit)
 
     async def _read_durable(self, run_id: str, after: int, limit: int) -> list[Published]:
-        """Events of a run after ``after``: from its Redis Stream when that holds ``after + 1``, else the store."""
-        if self.healthy:
-            try:
-                entries = await self._redis.xrange(self._prefix + "log:" + run_id, min=f"{after + 1}-0", count=limit)
-            except (RedisError, OSError):
-                entries = []
-            items = []
-            for entry_id, fields in entries:
-                seq = int(entry_id.split(b"-")[0])
-                if seq != after + 1 + len(items):
-                    break
-                items.append(Published(run_id, seq, fields[b"t"].decode(), fields[b"d"]))
-            if items:
-                return items
-        assert self._journal is not None
-        return await self._journal.events(run_id, after, limit)
+        """Events of a run after ``after``: what its Redis Stream holds from ``after + 1`` on without
+        a gap, then the store's from there. The Stream may lack a durable tail (an owner that died
+        between its commit and its send; an empty Redis restart) or a middle: a read that stops
+        short of ``limit`` has reached the store's head."""
+        items = await self._read_stream(run_id, after, limit) if self.healthy else []
+        if len(items) < limit:
+            assert self._journal is not None
+            items += await self._journal.events(run_id, items[-1].seq if items else after, limit - len(items))
+        return items
+
+    async def _read_stream(self, run_id: str, after: int, limit: int) -> list[Published]:
+        """The run's Stream from ``after + 1`` up to its first gap, at most ``limit``; [] if Redis fails."""
+        try:
+            entries = await self._redis.xrange(self._prefix + "log:" + run_id, min=f"{after + 1}-0", count=limit)
+        except (RedisError, OSError):
+            return []
+        items: list[Published] = []
+        for entry_id, fields in entries:
+            seq = int(entry_id.split(b"-")[0])
+            if seq != after + 1 + len(items):
+                break
+            items.append(Published(run_id, seq, fields[b"t"].decode(), fields[b"d"]))
+        return items
 
     async def position(self, run_id: str) -> int:
         if run_id == LIFECYCLE:
