@@ -181,11 +181,12 @@ class ClusterSupervisor(Leases, Supervisor):
         tenant: str = "default",
         by: Actor | None = None,
         thread: str = "",
+        run_id: str | None = None,
     ) -> RunHandle:
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again on another instance")
         agent = self._registry.get(agent_name)
-        handle = self._new_handle(agent, thread)
+        handle = self._new_handle(agent, thread, run_id)
         try:
             if await self._queue.size() >= self._max_queued:
                 raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish")

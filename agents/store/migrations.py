@@ -116,6 +116,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX runs_by_duration ON runs ((COALESCE(finished_at - started_at, -1)), num);
         """,
     ),
+    (
+        6,
+        "admissions: runs counted against their tenant's quota before their run.queued is written",
+        """
+        CREATE TABLE admissions (run_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
+        CREATE INDEX admissions_by_tenant ON admissions (tenant);
+        """,
+    ),
 ]
 
 
