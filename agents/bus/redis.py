@@ -98,6 +98,8 @@ class RedisBus(Owning, Following, MemoryBus):
         self._owned: set[str] = set()
         self._owning: set[str] = set()
         self._fenced: dict[str, None] = {}  # insertion-ordered: the oldest leave first
+        #: Held runs (see ``hold``): at most the runs executing here; their publishes wait on the event.
+        self._holds: dict[str, asyncio.Event] = {}
         #: Durable events not yet sent to Redis, oldest first.
         self._outbox: list[Published] = []
         self._outbox_bytes = 0
@@ -110,6 +112,8 @@ class RedisBus(Owning, Following, MemoryBus):
         self.healthy = False
         self.problem: str | None = "not connected to Redis yet"
         self.on_lost: list[Callable[[], None]] = []
+        #: Called each time the connection is made (at start, and back after a loss).
+        self.on_connected: list[Callable[[], None]] = []
         self.on_fenced: list[Callable[[str], None]] = []
         #: Messages on the deployment's control channel (cancel requests, queue wake-ups) go here.
         self.control_channel = prefix + "control"
@@ -149,6 +153,8 @@ class RedisBus(Owning, Following, MemoryBus):
         ]
 
     async def close(self) -> None:
+        for run_id in list(self._holds):
+            self.fence(run_id)  # (its owner was told to stop it: see ClusterSupervisor._stop_rest)
         try:
             await asyncio.wait_for(self._sent.reached(self._queued), 3.0)
         except (TimeoutError, RedisError):
@@ -189,6 +195,11 @@ class RedisBus(Owning, Following, MemoryBus):
         for stream in [s for s in self._watchers if s != LIFECYCLE and s not in self._logs and s not in self._owning]:
             self._start_follow(stream)
         log.info("redis.connected", feed_epoch=epoch, feed_head=head, prefix=self._prefix)
+        for callback in self.on_connected:
+            try:
+                callback()
+            except Exception:
+                log.exception("redis.on_connected_failed")
         if self.on_control is not None:
             self.on_control(b"queued")  # jobs queued while we were away
 
