@@ -7,9 +7,10 @@ the lease within ``lease_seconds``: a resumable agent's run is queued again to b
 its stored events; any other ends ``failed``, ``interrupted``. Runs left with neither a lease nor a
 place in the queue (every instance died, or Redis lost them) are claimed by a sweep of the store.
 
-An owner that cannot renew its leases stops its runs itself (``fence``) before another instance
-may claim them, and a position the store refuses (another instance wrote it) stops the run here
-at once: one run is never published by two instances.
+An owner that cannot renew its leases holds its runs (they publish nothing) before another
+instance may claim them, and lets them go on once it renews; one whose lease another instance
+claimed meanwhile, or one a position of which the store refuses (another instance wrote it), is
+stopped here at once (``fence``): one run is never published by two instances.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class ClusterSupervisor(Leases, Supervisor):
         self._redis_bus = bus
         self._lease = lease_seconds
         self._wake = asyncio.Event()
+        self._renew_now = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         #: Cancels asked for over the control channel, publishing their ``run.cancel_requested``.
         self._tasks: set[asyncio.Task[None]] = set()
@@ -68,6 +70,7 @@ class ClusterSupervisor(Leases, Supervisor):
         #: Runs being handed over at a drain: their leases are renewed until they are queued again.
         self._handing: set[str] = set()
         bus.on_fenced.append(self._on_fenced)
+        bus.on_connected.append(self._reconnected)
         #: How runs that ended here lately ended (the last ``ENDED_MEMORY``), to answer a late request.
         self._ended_here: dict[str, RunStatus] = {}
         self._remote = RemoteControl(instance=self.instance, publish=queue.send, serve=self._serve)
@@ -91,7 +94,7 @@ class ClusterSupervisor(Leases, Supervisor):
         self._loops = [
             asyncio.create_task(self._take_loop(), name="runwatch-take"),
             asyncio.create_task(self._lease_loop(), name="runwatch-leases"),
-            asyncio.create_task(self._fence_loop(), name="runwatch-fence"),
+            asyncio.create_task(self._hold_loop(), name="runwatch-hold"),
         ]
 
     async def close(self) -> None:
@@ -181,11 +184,12 @@ class ClusterSupervisor(Leases, Supervisor):
         tenant: str = "default",
         by: Actor | None = None,
         thread: str = "",
+        run_id: str | None = None,
     ) -> RunHandle:
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again on another instance")
         agent = self._registry.get(agent_name)
-        handle = self._new_handle(agent, thread)
+        handle = self._new_handle(agent, thread, run_id)
         try:
             if await self._queue.size() >= self._max_queued:
                 raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish")
@@ -339,6 +343,8 @@ class ClusterSupervisor(Leases, Supervisor):
 
     async def cancel(self, run_id: str, by: Actor | None = None) -> RunStatus:
         if run_id in self._runs:
+            if self._redis_bus.holding(run_id):
+                raise Unavailable(f"run {run_id} waits for this instance to reach the broker; try again in a moment")
             return await super().cancel(run_id, by)
         try:
             outcome = await self._queue.cancel(run_id)
@@ -363,8 +369,13 @@ class ClusterSupervisor(Leases, Supervisor):
         return await super().cancel(run_id, by)
 
     def _stop_rest(self) -> None:
-        """Resumable runs are handed over (queued again, to be continued elsewhere); others cancelled."""
+        """Resumable runs are handed over (queued again, to be continued elsewhere); others cancelled;
+        held ones (this instance cannot tell whether they are still its own) are stopped without an
+        end, left to whichever instance claims them once Redis is back."""
         for handle in self._live():
+            if self._redis_bus.holding(handle.id):
+                self._stop_here(handle, "stopped while the broker was unreachable")
+                continue
             agent = self._registry.find(handle.agent)
             if agent is not None and agent.resumable:
                 handle.handed_over = True

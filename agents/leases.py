@@ -1,5 +1,14 @@
-"""Keeping a cluster's run leases: renew ours, stop runs whose lease we may have lost (fence), and
-take over the runs of instances that stopped renewing theirs.
+"""Keeping a cluster's run leases: renew ours, hold runs whose lease we may have lost, and take
+over the runs of instances that stopped renewing theirs.
+
+A lease lasts 3/4 of ``lease_seconds`` and is renewed every quarter of it. An owner that has not
+renewed a run's lease for ``HOLD_AFTER`` of it (Redis unreachable, or this instance cut off from
+it) *holds* the run: publishes nothing more of it, before anyone else may claim it. The run is not
+stopped: the first renewal that succeeds lets it go on — Redis came back, with its keys or empty
+(a lease Redis forgot is ours again: see ``run_queue``), and nobody claimed it, because every other
+instance waits a whole lease after it reconnects before it claims anything. Only a renewal that
+finds the lease another instance's (this one alone was cut off, for longer than the lease) stops
+the run here; that instance continues or ends it.
 
 A mixin of ``ClusterSupervisor`` (``agents/cluster.py``), which holds the state it uses: the queue,
 the runs executing here and when each lease was last written.
@@ -21,9 +30,9 @@ log = structlog.get_logger()
 
 #: How often the store is swept for runs that lost both their lease and their place in the queue.
 ORPHAN_SWEEP_SECONDS = 30.0
-#: An owner stops a run itself once its lease has not been renewed for this share of
-#: ``lease_seconds``; leases last 3/4 of it, so it stops before anyone else may claim the run.
-FENCE_AFTER = 0.6
+#: An owner holds a run (publishes nothing more of it) once its lease has not been renewed for this
+#: share of ``lease_seconds``; leases last 3/4 of it, so it holds before anyone else may claim the run.
+HOLD_AFTER = 0.6
 
 #: What a lost or failing Redis raises.
 REDIS_ERRORS = (RedisError, OSError)
@@ -37,6 +46,7 @@ class Leases:
     _leased_at: dict[str, float]
     _handing: set[str]
     _grace_until: float
+    _renew_now: asyncio.Event
     _queued_now: int
     _closing: bool
     _registry: Any
@@ -49,7 +59,9 @@ class Leases:
         period = max(0.1, self._lease / 4)
         next_sweep = time.monotonic() + self._lease
         while True:
-            await asyncio.sleep(period)
+            with contextlib.suppress(TimeoutError):  # every period, and at once when Redis is back
+                await asyncio.wait_for(self._renew_now.wait(), period)
+            self._renew_now.clear()
             try:
                 async with asyncio.timeout(period):
                     await self._renew()
@@ -74,11 +86,17 @@ class Leases:
             except Exception:
                 log.exception("leases.failed")
 
-    async def _fence_loop(self) -> None:
+    def _reconnected(self) -> None:
+        """Redis is back (maybe empty): renew our leases now, and claim nothing for a whole lease,
+        so that every live owner renews (re-claims) its leases first."""
+        self._grace_until = max(self._grace_until, time.monotonic() + self._lease)
+        self._renew_now.set()
+
+    async def _hold_loop(self) -> None:
         """On a timer of its own, so a renewal that hangs cannot delay it past the lease."""
         while True:
             await asyncio.sleep(max(0.05, self._lease / 8))
-            self._fence_stale()
+            self._hold_stale()
 
     def _live(self) -> list[RunHandle]:
         return [h for h in self._runs.values() if h.task is not None and not h.task.done() and not h.handed_over]
@@ -93,16 +111,20 @@ class Leases:
                     self._stop_here(handle, "lease lost")
             elif run_id in self._leased_at:
                 self._leased_at[run_id] = started
+                if self._redis_bus.holding(run_id):
+                    log.info("run.unheld", run_id=run_id, hint="its lease is renewed: it goes on")
+                    self._redis_bus.unhold(run_id)
         self._queued_now = await self._queue.size()
         with contextlib.suppress(*REDIS_ERRORS):  # (the leases are renewed: that is what counts)
             await self._queue.announce(self.load())
 
-    def _fence_stale(self) -> None:
-        """Stop every run whose lease may have run out: before anyone else may claim it."""
-        limit = time.monotonic() - FENCE_AFTER * self._lease
+    def _hold_stale(self) -> None:
+        """Hold every run whose lease may run out soon: before anyone else may claim it."""
+        limit = time.monotonic() - HOLD_AFTER * self._lease
         for handle in self._live():
-            if self._leased_at.get(handle.id, limit) < limit:
-                self._stop_here(handle, "lease lost")
+            if self._leased_at.get(handle.id, limit) < limit and not self._redis_bus.holding(handle.id):
+                log.warning("run.held", run_id=handle.id, hint="its lease is not renewed: it goes on once it is")
+                self._redis_bus.hold(handle.id)
 
     def _on_fenced(self, run_id: str) -> None:
         handle = self._runs.get(run_id)

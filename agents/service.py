@@ -29,7 +29,7 @@ from runwatch.agents.errors import (
 from runwatch.agents.events import Published, RunStatus, decode
 from runwatch.agents.identity import NOBODY, Principal
 from runwatch.agents.limits import Limiter, MemoryLimiter
-from runwatch.agents.run_handle import RunHandle
+from runwatch.agents.run_handle import RunHandle, new_run_id
 from runwatch.agents.store import RunPage, RunQuery, RunSummary, Store
 from runwatch.agents.store.aggregates import Figures, InstanceLoad, Window
 from runwatch.agents.supervisor import Supervisor
@@ -105,9 +105,16 @@ class RunService:
                 f"thread {thread} has an active run ({active[0]}); wait for it, or start with "
                 '"if_busy": "queue" (run after it) or "interrupt" (cancel it)'
             )
-        await self._check_limits(principal, tenant)
+        run_id = new_run_id()
+        await self._check_limits(principal, tenant, run_id)
         by = principal.attribution
-        handle = await self.supervisor.start(agent, user_input, tenant=tenant, by=by, thread=thread or "")
+        try:
+            handle = await self.supervisor.start(
+                agent, user_input, tenant=tenant, by=by, thread=thread or "", run_id=run_id
+            )
+        except BaseException:
+            await self.store.unadmit(run_id)  # (a no-op once its run.queued was written: its row counts)
+            raise
         await self.store.flush()
         if if_busy == "interrupt":
             for run_id in active:
@@ -159,7 +166,9 @@ class RunService:
         by = principal.attribution
         await self.supervisor.message(run_id, Steer(text=text, mode=mode, by=by))
 
-    async def _check_limits(self, principal: Principal, tenant: str) -> None:
+    async def _check_limits(self, principal: Principal, tenant: str, run_id: str) -> None:
+        """The principal's start rate, then the tenant's quota, which admits ``run_id`` atomically
+        (see ``Store.admit``): concurrent starts on any instance never pass it together."""
         if principal.source != "off":
             wait = await self.limiter.take_run(principal.id, self.runs_per_minute)
             if wait > 0:
@@ -170,7 +179,7 @@ class RunService:
                     retry_after=wait,
                     kind="runs_per_minute",
                 )
-        active = await self.store.count_active(tenant)
+        active = await self.store.admit(run_id, tenant, self.tenant_max_active)
         if active >= self.tenant_max_active:
             self._limited("tenant_active")
             raise RateLimited(
@@ -262,7 +271,8 @@ class RunService:
         return principal.sees(tenant)
 
     async def events(self, run_id: str, after: int, limit: int, principal: Principal = NOBODY) -> list[Published]:
-        """Up to ``limit`` events of a run after ``after``, gap-free; ``UnknownRun`` if there is none.
+        """Up to ``limit`` events of a run after ``after``, gap-free; fewer only once they reach the
+        run's durable head (what the store holds). ``UnknownRun`` if there is none.
 
         The runs feed is not a run: it is followed over the WebSocket only (``subscribe "*"``).
         """
@@ -270,7 +280,14 @@ class RunService:
             raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
         if not await self.visible(run_id, principal):
             raise UnknownRun(f"no run {run_id!r}")
-        return await self.bus.read(run_id, after, limit)
+        items = await self.bus.read(run_id, after, limit)
+        if len(items) < limit:
+            # A short page tells the reader it has everything: true only at the run's durable head.
+            # A followed run's log here may be behind it; the store never is.
+            last = items[-1].seq if items else after
+            if last < await self.bus.position(run_id):
+                items = [*items, *await self.store.events(run_id, last, limit - len(items))]
+        return items
 
     async def resume_run(self, run_id: str, after: int, principal: Principal = NOBODY) -> int:
         """Where a replay of a run (SSE) starts: ``after``, checked. Raises ``UnknownRun``, ``AfterBeyondHead``."""

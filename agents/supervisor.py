@@ -126,15 +126,16 @@ class Supervisor(HumanInput, TakeOver):
         tenant: str = "default",
         by: Actor | None = None,
         thread: str = "",
+        run_id: str | None = None,
     ) -> RunHandle:
-        """Admit a run (in ``thread``, a new one if empty); raises ``UnknownAgent``, ``QueueFull``
-        or ``ShuttingDown``."""
+        """Admit a run (in ``thread``, a new one if empty; ``run_id``: its id, a new one if None);
+        raises ``UnknownAgent``, ``QueueFull`` or ``ShuttingDown``."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; start the run again once it is back")
         agent = self._registry.get(agent_name)
         if len(self._runs) >= self._max_running + self._max_queued:
             raise QueueFull(f"{self._max_queued} runs are already queued; wait for some to finish or raise max_queued")
-        handle = self._new_handle(agent, thread)
+        handle = self._new_handle(agent, thread, run_id)
         self._runs[handle.id] = handle
         await self._publish_queued(handle, user_input, tenant, by)
         handle.task = asyncio.create_task(self._execute(handle, user_input), name=f"run-{handle.id}")
@@ -144,8 +145,8 @@ class Supervisor(HumanInput, TakeOver):
             self._cancel_soon(handle)
         return handle
 
-    def _new_handle(self, agent: Agent, thread: str = "") -> RunHandle:
-        run_id = new_run_id()
+    def _new_handle(self, agent: Agent, thread: str = "", run_id: str | None = None) -> RunHandle:
+        run_id = run_id or new_run_id()
         return RunHandle(id=run_id, agent=agent.name, model=agent.model or self._default_model, thread=thread or run_id)
 
     async def _publish_queued(self, handle: RunHandle, user_input: str, tenant: str, by: Actor | None) -> None:

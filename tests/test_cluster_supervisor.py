@@ -15,7 +15,7 @@ from runwatch.agents.bus import Fenced
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.cluster import ClusterSupervisor
 from runwatch.agents.events import Token
-from runwatch.agents.leases import FENCE_AFTER
+from runwatch.agents.leases import HOLD_AFTER
 from runwatch.agents.run_queue import Job, RunQueue
 from runwatch.agents.runner import Runner
 from runwatch.agents.store import PostgresStore
@@ -85,18 +85,52 @@ async def test_a_cancel_while_a_run_is_queued_ends_it_there_and_one_while_admitt
     assert job.run_id == "r-admitting" and cancelled
 
 
-async def test_an_owner_whose_lease_may_have_run_out_stops_the_run_without_ending_it(supervisor):
-    sup, bus, store = supervisor
+async def _held_mid_run(sup: ClusterSupervisor, bus: RedisBus) -> tuple[str, asyncio.Task]:
+    """A run taken here whose lease was not renewed for too long (Redis away): the owner holds it.
+    Returns its id and a publish of it, waiting."""
     handle = await sup.start("a", "hi")
     await _take(sup)
-    run = sup._runs[handle.id]
-    sup._leased_at[handle.id] = time.monotonic() - FENCE_AFTER * LEASE - 0.1  # not renewed for too long
-    sup._fence_stale()
+    sup._leased_at[handle.id] = time.monotonic() - HOLD_AFTER * LEASE - 0.1  # not renewed for too long
+    sup._hold_stale()
+    publishing = asyncio.create_task(bus.publish(Token(run_id=handle.id, text="held")))
+    for _ in range(10):
+        await asyncio.sleep(0)  # (let the run and the publish run until they wait)
+    assert not publishing.done()
+    return handle.id, publishing
+
+
+async def test_an_owner_whose_lease_may_have_run_out_holds_the_run_and_lets_it_go_on_once_it_renews(supervisor):
+    sup, bus, store = supervisor
+    run_id, publishing = await _held_mid_run(sup, bus)
+    await store.flush()
+    assert [p.type for p in await store.events(run_id, 0, 10)] == ["run.queued"]  # nothing while held
+    run = sup._runs[run_id]
+    await sup._renew()  # Redis answers: the lease is still ours
+    held = await asyncio.wait_for(publishing, 5)
+    await asyncio.wait_for(run.task, 5)
+    assert not run.handed_over
+    summary = await store.get_run(run_id)  # it ended here, as it would have (its model is unreachable)
+    assert summary.status == "failed" and "cannot reach the model endpoint" in summary.error
+    events = await store.events(run_id, 0, 100)
+    assert [p.seq for p in events] == list(range(1, len(events) + 1)) and held.seq < len(events)
+    assert events[held.seq - 1].type == "token" and events[-1].type == "run.finished"
+
+
+async def test_a_held_run_whose_lease_another_instance_claimed_stops_without_ending(supervisor):
+    sup, bus, store = supervisor
+    run_id, publishing = await _held_mid_run(sup, bus)
+    run = sup._runs[run_id]
+    # Cut off alone, this instance let its lease run out; another instance claimed the run.
+    await bus.redis.zadd(sup._queue._leases, {run_id: 0})
+    other = RunQueue(bus.redis, prefix=sup._queue._leases.removesuffix("leases"), instance="other", lease_seconds=LEASE)
+    assert await other.claim(run_id)
+    await sup._renew()
+    with pytest.raises(Fenced):
+        await asyncio.wait_for(publishing, 5)
     await asyncio.wait_for(run.task, 5)
     assert run.handed_over and run.cancel_reason == "lease lost"
-    with pytest.raises(Fenced):
-        await bus.publish(Token(run_id=handle.id, text="late"))
     await store.flush()
-    summary = await store.get_run(handle.id)
-    assert summary.status in ("queued", "running")  # not ended here: the instance that claims it ends it
+    summary = await store.get_run(run_id)
+    assert summary.status in ("queued", "running")  # not ended here: the instance that claimed it ends it
+    assert [p.type for p in await store.events(run_id, 0, 10)] == ["run.queued"]
     assert sup._slots._value == 1

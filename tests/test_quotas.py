@@ -118,3 +118,35 @@ async def test_limits_hold_across_two_instances_on_redis(two_instances):
     assert (await extra.wait_closed()).code == 1013
     for w in sockets:
         await w.close()
+
+
+async def _start_at_once(clients: list[httpx.AsyncClient], count: int) -> list[httpx.Response]:
+    """``count`` starts sent together, spread over ``clients`` in turn."""
+    return await asyncio.gather(*(_start(clients[i % len(clients)], LONG) for i in range(count)))
+
+
+async def _cancel_accepted(client: httpx.AsyncClient, answers: list[httpx.Response]) -> None:
+    for r in answers:
+        if r.status_code == 202:
+            await client.post(f"/api/runs/{r.json()['id']}/cancel", json={})
+
+
+async def test_thirty_starts_at_once_admit_exactly_the_tenant_quota_on_one_instance(make_server):
+    srv = make_server({"RUNWATCH_TENANT_MAX_ACTIVE": "5"})
+    key = await make_key(srv, "acme", "operator")
+    async with srv.client(key) as c:
+        answers = await _start_at_once([c], 30)
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [202] * 5 + [429] * 25, codes
+        assert {r.json()["code"] for r in answers if r.status_code == 429} == {"rate_limited"}
+        await _cancel_accepted(c, answers)
+
+
+async def test_a_hundred_starts_at_once_through_two_instances_admit_exactly_the_tenant_quota(cluster):
+    a, b = cluster(2, RUNWATCH_TENANT_MAX_ACTIVE="5")
+    key = await make_key(a, "acme", "operator")  # one database: the key works on both
+    async with a.client(key) as on_a, b.client(key) as on_b:
+        answers = await _start_at_once([on_a, on_b], 100)
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [202] * 5 + [429] * 95, codes
+        await _cancel_accepted(on_a, answers)

@@ -140,6 +140,20 @@ async def test_when_redis_loses_a_run_readers_get_it_from_the_store(instances):
     assert await b.position("r") == 11
 
 
+async def test_a_read_goes_on_from_the_store_where_the_run_s_stream_lacks_its_tail(instances):
+    a, b = await instances(), await instances()
+    await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    for i in range(10):
+        await a.publish(Token(run_id="r", text=str(i)))
+    await _settle(a)
+    # What an owner that died between its commit and its send leaves: the Stream lacks the last three.
+    client = redis.asyncio.Redis.from_url(REDIS)
+    await client.xdel(instances.prefix + "log:r", "9-0", "10-0", "11-0")
+    await client.aclose()
+    assert [p.seq for p in await b.read("r", 0, 100)] == list(range(1, 12))
+    assert [p.seq for p in await b.read("r", 4, 5)] == list(range(5, 10))
+
+
 async def test_finished_runs_leave_redis_after_the_retention_and_live_ones_are_bounded(instances):
     a = await instances(retain_seconds=30, live_seconds=600)
     for i in range(20):

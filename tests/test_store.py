@@ -211,3 +211,30 @@ async def test_a_nul_character_in_an_input_is_stored_not_a_stuck_writer(store, b
     await asyncio.wait_for(store.flush(), 5)
     assert (await store.get_run("nul")).input in ("a\x00b", "a\ufffdb")  # PostgreSQL text holds no NUL
     assert len(await store.events("nul", 0, 10)) == 1
+
+
+async def test_concurrent_admissions_never_pass_a_tenant_s_quota(store):
+    answers = await asyncio.gather(*(store.admit(f"r{i}", "acme", 5) for i in range(30)))
+    assert sorted(answers)[:5] == [0, 1, 2, 3, 4] and sum(a < 5 for a in answers) == 5, answers
+    assert await store.admit("b1", "beta", 5) == 0  # another tenant counts apart
+
+
+async def test_an_admitted_run_counts_once_until_it_finishes_and_a_start_given_up_frees_its_place(store, bus):
+    assert await store.admit("r1", "acme", 2) == 0
+    await bus.publish(RunQueued(run_id="r1", agent="demo", input="hi", model="m", tenant="acme"))
+    await store.flush()
+    assert await store.admit("r2", "acme", 2) == 1  # r1 counts once: its row now, not its admission too
+    assert await store.admit("r3", "acme", 2) == 2  # full: r3 is not admitted
+    await store.unadmit("r2")  # r2 was not started after all
+    assert await store.admit("r4", "acme", 2) == 1
+    await bus.publish(RunFinished(run_id="r1", status="succeeded", totals=Totals()))
+    await store.flush()
+    assert await store.admit("r5", "acme", 2) == 1  # r4 only
+
+
+async def test_an_admission_whose_run_never_came_stops_counting(store, monkeypatch):
+    from runwatch.agents.store import admission
+
+    monkeypatch.setattr(admission, "ADMISSION_SECONDS", -1.0)  # (its instance died while admitting it)
+    assert await store.admit("r1", "acme", 1) == 0
+    assert await store.admit("r2", "acme", 1) == 0

@@ -98,6 +98,8 @@ class RedisBus(Owning, Following, MemoryBus):
         self._owned: set[str] = set()
         self._owning: set[str] = set()
         self._fenced: dict[str, None] = {}  # insertion-ordered: the oldest leave first
+        #: Held runs (see ``hold``): at most the runs executing here; their publishes wait on the event.
+        self._holds: dict[str, asyncio.Event] = {}
         #: Durable events not yet sent to Redis, oldest first.
         self._outbox: list[Published] = []
         self._outbox_bytes = 0
@@ -110,6 +112,8 @@ class RedisBus(Owning, Following, MemoryBus):
         self.healthy = False
         self.problem: str | None = "not connected to Redis yet"
         self.on_lost: list[Callable[[], None]] = []
+        #: Called each time the connection is made (at start, and back after a loss).
+        self.on_connected: list[Callable[[], None]] = []
         self.on_fenced: list[Callable[[str], None]] = []
         #: Messages on the deployment's control channel (cancel requests, queue wake-ups) go here.
         self.control_channel = prefix + "control"
@@ -149,6 +153,8 @@ class RedisBus(Owning, Following, MemoryBus):
         ]
 
     async def close(self) -> None:
+        for run_id in list(self._holds):
+            self.fence(run_id)  # (its owner was told to stop it: see ClusterSupervisor._stop_rest)
         try:
             await asyncio.wait_for(self._sent.reached(self._queued), 3.0)
         except (TimeoutError, RedisError):
@@ -189,6 +195,11 @@ class RedisBus(Owning, Following, MemoryBus):
         for stream in [s for s in self._watchers if s != LIFECYCLE and s not in self._logs and s not in self._owning]:
             self._start_follow(stream)
         log.info("redis.connected", feed_epoch=epoch, feed_head=head, prefix=self._prefix)
+        for callback in self.on_connected:
+            try:
+                callback()
+            except Exception:
+                log.exception("redis.on_connected_failed")
         if self.on_control is not None:
             self.on_control(b"queued")  # jobs queued while we were away
 
@@ -319,22 +330,29 @@ class RedisBus(Owning, Following, MemoryBus):
         return await self._read_durable(stream, after, limit)
 
     async def _read_durable(self, run_id: str, after: int, limit: int) -> list[Published]:
-        """Events of a run after ``after``: from its Redis Stream when that holds ``after + 1``, else the store."""
-        if self.healthy:
-            try:
-                entries = await self._redis.xrange(self._prefix + "log:" + run_id, min=f"{after + 1}-0", count=limit)
-            except (RedisError, OSError):
-                entries = []
-            items = []
-            for entry_id, fields in entries:
-                seq = int(entry_id.split(b"-")[0])
-                if seq != after + 1 + len(items):
-                    break
-                items.append(Published(run_id, seq, fields[b"t"].decode(), fields[b"d"]))
-            if items:
-                return items
-        assert self._journal is not None
-        return await self._journal.events(run_id, after, limit)
+        """Events of a run after ``after``: what its Redis Stream holds from ``after + 1`` on without
+        a gap, then the store's from there. The Stream may lack a durable tail (an owner that died
+        between its commit and its send; an empty Redis restart) or a middle: a read that stops
+        short of ``limit`` has reached the store's head."""
+        items = await self._read_stream(run_id, after, limit) if self.healthy else []
+        if len(items) < limit:
+            assert self._journal is not None
+            items += await self._journal.events(run_id, items[-1].seq if items else after, limit - len(items))
+        return items
+
+    async def _read_stream(self, run_id: str, after: int, limit: int) -> list[Published]:
+        """The run's Stream from ``after + 1`` up to its first gap, at most ``limit``; [] if Redis fails."""
+        try:
+            entries = await self._redis.xrange(self._prefix + "log:" + run_id, min=f"{after + 1}-0", count=limit)
+        except (RedisError, OSError):
+            return []
+        items: list[Published] = []
+        for entry_id, fields in entries:
+            seq = int(entry_id.split(b"-")[0])
+            if seq != after + 1 + len(items):
+                break
+            items.append(Published(run_id, seq, fields[b"t"].decode(), fields[b"d"]))
+        return items
 
     async def position(self, run_id: str) -> int:
         if run_id == LIFECYCLE:

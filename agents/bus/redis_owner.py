@@ -2,8 +2,10 @@
 
 An instance owns a run from its ``run.queued``, or from taking it over (its log then continues
 from the store's head, its recent history preloaded); ``release``/``disown`` hand it on, keeping
-it followed from Redis if anyone here watches it; ``fence`` stops this instance publishing to a
-run another instance may own now (its lease ran out, or the store refused one of its positions).
+it followed from Redis if anyone here watches it; ``hold`` makes its publishes wait while this
+instance cannot tell whether it still owns it (its lease not renewed for a while: Redis away);
+``fence`` stops this instance publishing to a run another instance may own now (its lease ran
+out, or the store refused one of its positions).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class Owning:
 
     async def publish(self: RedisBus, event: Event) -> Published:
         run_id = event.run_id
+        if self._holds:
+            while (hold := self._holds.get(run_id)) is not None:
+                await hold.wait()  # (``fence`` ends the wait too, and the publish is refused below)
         if run_id in self._fenced:
             raise Fenced(f"this instance no longer owns run {run_id}")
         if run_id in self._follows and run_id not in self._owned:
@@ -129,6 +134,21 @@ class Owning:
         await self._subscribe(run_id)
         await self._catch_up(run_id)  # what the next owner published before the subscription took effect
 
+    def hold(self: RedisBus, run_id: str) -> None:
+        """Make publishes of ``run_id`` wait, before they take a position, until ``unhold`` (this
+        instance renewed its lease: it still owns the run) or ``fence`` (it does not: they raise
+        ``Fenced``). For a run whose lease may have run out while Redis was unreachable."""
+        if run_id not in self._holds:
+            self._holds[run_id] = asyncio.Event()
+
+    def unhold(self: RedisBus, run_id: str) -> None:
+        """Let the publishes of a held run go on."""
+        if (hold := self._holds.pop(run_id, None)) is not None:
+            hold.set()
+
+    def holding(self: RedisBus, run_id: str) -> bool:
+        return run_id in self._holds
+
     def fence(self: RedisBus, run_id: str) -> None:
         """Refuse further publishes to ``run_id`` from this instance (``Fenced``) until ``unfence``;
         its producers waiting in ``settled`` are released, and its log here is disowned."""
@@ -138,6 +158,7 @@ class Owning:
         refuse = getattr(self._journal, "refuse", None)
         if refuse is not None:
             refuse(run_id)  # what it still has of ours for the run is not written
+        self.unhold(run_id)  # its held publishes are refused now
         for _, future in self._settling.pop(run_id, []):
             if not future.done():
                 future.set_result(None)

@@ -115,8 +115,15 @@ class Store(Journal, Protocol):
         """The figures of the runs created in ``window`` (see ``agents.store.aggregates``)."""
         ...
 
-    async def count_active(self, tenant: str) -> int:
-        """How many of ``tenant``'s runs are queued, running or waiting (for its quota)."""
+    async def admit(self, run_id: str, tenant: str, limit: int) -> int:
+        """Count ``tenant``'s active runs (queued, running, waiting, or admitted and not yet
+        written) and, if fewer than ``limit``, count ``run_id`` among them from now on — in one
+        atomic step (see ``agents.store.admission``). Returns the count before: ``run_id`` was
+        admitted if and only if it is below ``limit``."""
+        ...
+
+    async def unadmit(self, run_id: str) -> None:
+        """Stop counting an admitted run that was not started after all (its ``run.queued`` unpublished)."""
         ...
 
     async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:

@@ -121,6 +121,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "output tokens of the steps that streamed text (output tokens/s)",
         "ALTER TABLE runs ADD COLUMN stream_tokens BIGINT NOT NULL DEFAULT 0;",
     ),
+    (
+        7,
+        "admissions: runs counted against their tenant's quota before their run.queued is written",
+        """
+        CREATE TABLE admissions (run_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
+        CREATE INDEX admissions_by_tenant ON admissions (tenant);
+        """,
+    ),
 ]
 
 

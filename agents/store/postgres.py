@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 
 from runwatch.agents.events import Published, decode
+from runwatch.agents.store import admission
 from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
@@ -226,6 +227,7 @@ class PostgresStore(WriteBuffer):
                         ev.ts,
                         _text(ev.thread),
                     )
+                    await conn.execute(admission.PG_RELEASE, p.run_id)  # its row counts for its tenant now
                     await conn.execute(INDEX_RUN, p.run_id)
                 elif p.type in ("approval.requested", "approval.resolved"):
                     waiting = p.type == "approval.requested" or ev.waiting
@@ -302,8 +304,12 @@ class PostgresStore(WriteBuffer):
         rows = await self.pool.fetch(f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {LIVE}")
         return [row_to_summary(tuple(r)) for r in rows]
 
-    async def count_active(self, tenant: str) -> int:
-        return await self.pool.fetchval(f"SELECT count(*) FROM runs WHERE tenant = $1 AND status IN {LIVE}", tenant)
+    async def admit(self, run_id: str, tenant: str, limit: int) -> int:
+        async with self.pool.acquire() as conn:
+            return await admission.admit_postgres(conn, run_id, tenant, limit)
+
+    async def unadmit(self, run_id: str) -> None:
+        await self.pool.execute(admission.PG_RELEASE, run_id)
 
     async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:
         where, args = "thread = $1", [thread]

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from runwatch.agents.events import Published, decode
+from runwatch.agents.store import admission
 from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
@@ -107,6 +108,7 @@ class SQLiteStore(WriteBuffer):
         db.execute(THREAD_INDEX)
         searchable = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs_fts'").fetchone()
         db.executescript(SEARCH)
+        db.executescript(admission.SQLITE_TABLE)
         if not searchable:
             db.execute(REBUILD_SEARCH)  # a database from before search: index the runs it holds
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
@@ -213,6 +215,7 @@ class SQLiteStore(WriteBuffer):
                         " created_at, thread) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                         (p.run_id, ev.agent, ev.tenant, ev.input, ev.model, int(ev.offline), ev.ts, ev.thread),
                     )
+                    db.execute(admission.RELEASE, (p.run_id,))  # its row counts for its tenant now
                 elif p.type == "run.started":
                     db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?", (ev.ts, p.run_id))
                 elif p.type in ("approval.requested", "approval.resolved"):
@@ -295,13 +298,11 @@ class SQLiteStore(WriteBuffer):
         rows = await self._read_call(self._select_many, f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {LIVE}", [])
         return [row_to_summary(r) for r in rows]
 
-    async def count_active(self, tenant: str) -> int:
-        rows = await self._read_call(
-            self._select_many,
-            f"SELECT count(*) FROM runs WHERE tenant = ? AND status IN {LIVE}",
-            [tenant],
-        )
-        return rows[0][0]
+    async def admit(self, run_id: str, tenant: str, limit: int) -> int:
+        return await self._read_call(lambda: admission.admit_sqlite(self._reader(), run_id, tenant, limit))
+
+    async def unadmit(self, run_id: str) -> None:
+        await self._read_call(lambda: self._reader().execute(admission.RELEASE, (run_id,)))
 
     async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:
         where, args = "thread = ?", [thread]
