@@ -62,7 +62,9 @@ class SSEEvent(msgspec.Struct):
             description="One SSE event per run event: id is its seq, data its JSON; ends after run.finished",
             generate_examples=False,
         ),
-        **error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.AFTER_BEYOND_HEAD, *AUTH_ERRORS),
+        **error_responses(
+            ErrorCode.UNKNOWN_RUN, ErrorCode.AFTER_BEYOND_HEAD, ErrorCode.TOO_MANY_CONNECTIONS, *AUTH_ERRORS
+        ),
     },
     guards=[requires(Role.VIEWER)],
 )
