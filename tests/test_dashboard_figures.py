@@ -23,6 +23,9 @@ from tests.test_dashboard_trace import NONE, counter, fact, finished, replay, ro
 
 pytestmark = pytest.mark.timeout(90)
 
+#: One step that streams for 10 s: still streaming when a page on a busy machine has loaded.
+LONG_STEP = {"tokens": 300, "rate": 30}
+
 
 @pytest.fixture
 def fake_model() -> Iterator[FakeModel]:
@@ -69,13 +72,13 @@ def ttft_shown(page: Page) -> dict[str, str]:
 
 
 def test_a_steps_time_to_first_token_reads_the_same_while_it_streams_and_after(server, open_page):
-    run = start_run(server, {"tokens": 60, "rate": 20, "ttft": 0.3})
+    run = start_run(server, LONG_STEP | {"ttft": 0.3})
     page = run_page(open_page, server, run)
     expect(row(page, "step-0")).to_have_attribute("data-state", "running", timeout=10_000)
     expect(row(page, "step-0").locator(".trace-time")).to_contain_text("ttft")
     live = ttft_shown(page)
     assert live["state"] == "running" and live["trace"] and live["trace"] == live["detail"], live
-    finished(page)
+    finished(page, timeout=30_000)
     done = ttft_shown(page)
     assert done["state"] == "done" and (done["trace"], done["detail"]) == (live["trace"], live["detail"])
     (step,) = [e for e in replay(server, run) if e["type"] == "step.finished"]
@@ -99,11 +102,11 @@ def test_cost_by_agent_marks_an_agent_with_an_unpriced_run_instead_of_showing_it
 
 
 def test_tokens_in_read_a_dash_while_the_first_step_streams(server, open_page):
-    run = start_run(server, {"tokens": 60, "rate": 20})
+    run = start_run(server, LONG_STEP)
     page = run_page(open_page, server, run)
     expect(row(page, "step-0")).to_have_attribute("data-state", "running", timeout=10_000)
     expect(counter(page, "tokens in")).to_have_text(NONE)
-    finished(page)
+    finished(page, timeout=30_000)
     totals = replay(server, run)[-1]["totals"]
     expect(counter(page, "tokens in")).to_have_text(f"{totals['input_tokens']:,}")
 
