@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from runwatch.agents.store.admission import ADMIT_FUNCTION
+
 log = structlog.get_logger()
 
 #: What a run's search index holds: its input (the first 100,000 characters: a tsvector holds at most
@@ -124,9 +126,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (
         7,
         "admissions: runs counted against their tenant's quota before their run.queued is written",
-        """
+        f"""
         CREATE TABLE admissions (run_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
         CREATE INDEX admissions_by_tenant ON admissions (tenant);
+        {ADMIT_FUNCTION}
         """,
     ),
 ]

@@ -305,8 +305,7 @@ class PostgresStore(WriteBuffer):
         return [row_to_summary(tuple(r)) for r in rows]
 
     async def admit(self, run_id: str, tenant: str, limit: int) -> int:
-        async with self.pool.acquire() as conn:
-            return await admission.admit_postgres(conn, run_id, tenant, limit)
+        return await admission.admit_postgres(self.pool, run_id, tenant, limit)
 
     async def unadmit(self, run_id: str) -> None:
         await self.pool.execute(admission.PG_RELEASE, run_id)

@@ -74,6 +74,9 @@ class SQLiteStore(WriteBuffer):
         self._has_work = threading.Condition(self._lock)
         self._stopping = False
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="runwatch-sqlite-read")
+        #: Admissions, one at a time on a thread of their own: they take the write lock, and two
+        #: waiting for each other would sleep in SQLite's busy handler (milliseconds each).
+        self._admitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runwatch-sqlite-admit")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._db: sqlite3.Connection | None = None
@@ -139,6 +142,7 @@ class SQLiteStore(WriteBuffer):
         if self._writer is not None:
             await loop.run_in_executor(None, self._writer.join, CLOSE_TIMEOUT)
         await loop.run_in_executor(None, self._reader_pool.shutdown, True)
+        await loop.run_in_executor(None, self._admitter.shutdown, True)
         for db in self._connections:
             db.close()
         self._connections.clear()
@@ -299,10 +303,22 @@ class SQLiteStore(WriteBuffer):
         return [row_to_summary(r) for r in rows]
 
     async def admit(self, run_id: str, tenant: str, limit: int) -> int:
-        return await self._read_call(lambda: admission.admit_sqlite(self._reader(), run_id, tenant, limit))
+        return await self._admit_call(admission.admit_sqlite, run_id, tenant, limit)
 
     async def unadmit(self, run_id: str) -> None:
-        await self._read_call(lambda: self._reader().execute(admission.RELEASE, (run_id,)))
+        await self._admit_call(admission.unadmit_sqlite, run_id)
+
+    async def _admit_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._admitter, lambda: fn(self._admitting(), *args))
+
+    def _admitting(self) -> sqlite3.Connection:
+        """The admission thread's connection: it commits as the writer does (WAL, ``synchronous=NORMAL``:
+        durable through a crash of the process, without a disk sync per commit)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+            db.execute("PRAGMA synchronous=NORMAL")
+        return db
 
     async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:
         where, args = "thread = ?", [thread]
