@@ -97,6 +97,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             local_key.append(await _login_banner(rt))
         else:
             log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
+        if rt.settings.offline and rt.settings.offline_model_open:
+            log.warning(
+                "offline_model.open",
+                message="RUNWATCH_OFFLINE_MODEL_OPEN=true: /v1/chat/completions answers anyone who reaches the port,"
+                " without a credential",
+            )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -134,7 +140,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
         request_max_body_size=1024 * 1024,
-        middleware=[http_metrics.middleware, DefineMiddleware(AuthMiddleware, exclude=["^/v1/"])],
+        middleware=[http_metrics.middleware, DefineMiddleware(AuthMiddleware)],
         allowed_hosts=AllowedHostsConfig(allowed_hosts=settings.allowed_hosts) if settings.allowed_hosts else None,
         cors_config=(
             CORSConfig(

@@ -64,7 +64,14 @@ _RATE = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 
 #: The ``kind`` label of ``runwatch_rate_limited_total``: each limit that can refuse.
-LIMIT_KINDS = ("runs_per_minute", "tenant_active", "ws_messages", "ws_connections", "ws_subscriptions")
+LIMIT_KINDS = (
+    "runs_per_minute",
+    "tenant_active",
+    "ws_messages",
+    "ws_connections",
+    "ws_subscriptions",
+    "offline_model",
+)
 #: The ``reason`` label of ``runwatch_auth_failures_total``.
 AUTH_FAILURE_REASONS = (
     "missing",

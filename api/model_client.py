@@ -13,6 +13,9 @@ on a socket in a private temporary folder; ``off`` keeps to TCP; an absolute pat
 benchmark or another process of the same user may then connect to it too). What this process made
 is removed when it stops, after a failed start too (not after a kill). The HTTP API on the TCP port
 is unchanged; the socket serves the same app.
+
+The runner's client to its own offline model (socket or TCP) sends the runtime's ``model_key``:
+``/v1`` needs a principal.
 """
 
 from __future__ import annotations
@@ -158,32 +161,33 @@ def sweep_stale(tempdir: Path) -> int:
 _SKIPPED_HINT = "runs read the offline model over TCP; set RUNWATCH_MODEL_SOCKET to an absolute path to use a socket"
 
 
-def model_client(settings: Settings, socket: ModelSocket | None) -> AsyncOpenAI:
+def model_client(settings: Settings, socket: ModelSocket | None, key: str | None = None) -> AsyncOpenAI:
     """The SDK's client on the configured transport; over ``socket`` when there is one (the URL,
-    and so the ``Host`` header, stay the TCP port's)."""
+    and so the ``Host`` header, stay the TCP port's). ``key``: the offline model's ``model_key``."""
     aiohttp = _use_aiohttp(settings)
+    limits = DEFAULT_CONNECTION_LIMITS
     http_client: Any = None
     if socket is None:
         http_client = DefaultAioHttpClient() if aiohttp else None
     else:
         path = str(socket.path)
-        transport = _aiohttp_uds(path) if aiohttp else None
+        transport = _aiohttp_uds(path, limits) if aiohttp else None
         if transport is not None:
             http_client = DefaultAioHttpClient(transport=transport)
         else:
             # the httpx the SDK is built on: httpx2 since openai 3, httpx before
             sdk_httpx = importlib.import_module(DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0])
-            transport = sdk_httpx.AsyncHTTPTransport(uds=path, limits=DEFAULT_CONNECTION_LIMITS)
+            transport = sdk_httpx.AsyncHTTPTransport(uds=path, limits=limits)
             http_client = DefaultAsyncHttpxClient(transport=transport)
     return AsyncOpenAI(
         base_url=settings.model_base_url,
-        api_key=settings.openai_api_key or "offline",
+        api_key=settings.openai_api_key or key or "offline",
         max_retries=0 if settings.offline else 2,
         http_client=http_client,
     )
 
 
-def _aiohttp_uds(path: str) -> Any | None:
+def _aiohttp_uds(path: str, limits: Any) -> Any | None:
     """The SDK's aiohttp transport to the socket at ``path``; it is not exported, so None (and a
     warning: httpx costs more per chunk) if this SDK has none."""
     try:
@@ -191,4 +195,4 @@ def _aiohttp_uds(path: str) -> Any | None:
     except ImportError:
         log.warning("model_socket.httpx", reason="this openai SDK has no aiohttp transport to a socket")
         return None
-    return AiohttpTransport(uds=path, limits=DEFAULT_CONNECTION_LIMITS)
+    return AiohttpTransport(uds=path, limits=limits)
