@@ -14,8 +14,11 @@ benchmark or another process of the same user may then connect to it too). What 
 is removed when it stops, after a failed start too (not after a kill). The HTTP API on the TCP port
 is unchanged; the socket serves the same app.
 
-The runner's client to its own offline model (socket or TCP) sends the runtime's ``model_key``:
-``/v1`` needs a principal.
+The runner's client to its own offline model (socket or TCP) sends the runtime's ``model_key``
+(``/v1`` needs a principal), lets an idle connection go well before the server would close it
+(``OFFLINE_KEEPALIVE_SECONDS``), and retries a request that could not be sent, as it does a real
+endpoint's: a Unix socket whose accept queue is full refuses a connect at once (``EAGAIN``) where
+TCP would retry the handshake itself.
 """
 
 from __future__ import annotations
@@ -37,6 +40,17 @@ from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, DefaultAioHttpClient,
 from runwatch.api.config import MAX_SOCKET_PATH, ConfigError, Settings
 
 log = structlog.get_logger()
+
+#: The runner lets a connection to its own offline model go after this long idle, well before
+#: uvicorn closes it (5 s after its last response: its ``timeout_keep_alive``). At 5 s on both
+#: ends, a request written as the server's keep-alive timer fired (a busy event loop runs timers
+#: before reads) met a closed socket: "Connection reset by peer", which the SDK's aiohttp transport
+#: reports as "Request timed out". Of 200 runs started at once, reusing the connections of the 200
+#: before them, 11 and then 93 failed so, within milliseconds.
+OFFLINE_KEEPALIVE_SECONDS = 2.0
+#: Tries after the first of a model request that fails before its response starts (the SDK's
+#: backoff: about 0.5 s, then 1 s). A local model too: its socket's queue may be full for a moment.
+MODEL_RETRIES = 2
 
 
 def _use_aiohttp(settings: Settings) -> bool:
@@ -166,9 +180,15 @@ def model_client(settings: Settings, socket: ModelSocket | None, key: str | None
     and so the ``Host`` header, stay the TCP port's). ``key``: the offline model's ``model_key``."""
     aiohttp = _use_aiohttp(settings)
     limits = DEFAULT_CONNECTION_LIMITS
+    if settings.offline:  # both ends are ours: the client lets idle connections go first
+        limits = type(limits)(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=OFFLINE_KEEPALIVE_SECONDS,
+        )
     http_client: Any = None
     if socket is None:
-        http_client = DefaultAioHttpClient() if aiohttp else None
+        http_client = DefaultAioHttpClient(limits=limits) if aiohttp else DefaultAsyncHttpxClient(limits=limits)
     else:
         path = str(socket.path)
         transport = _aiohttp_uds(path, limits) if aiohttp else None
@@ -182,7 +202,7 @@ def model_client(settings: Settings, socket: ModelSocket | None, key: str | None
     return AsyncOpenAI(
         base_url=settings.model_base_url,
         api_key=settings.openai_api_key or key or "offline",
-        max_retries=0 if settings.offline else 2,
+        max_retries=MODEL_RETRIES,
         http_client=http_client,
     )
 
