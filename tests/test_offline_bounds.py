@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from runwatch.agents.offline_model import MAX_TOKENS, scenario_text
+from runwatch.api.config import ConfigError, load_settings
 from tests.conftest import Server
 from tests.watcher import eventually
 
@@ -184,3 +185,11 @@ async def test_answers_past_the_in_flight_bound_get_429_until_one_ends(make_serv
         await eventually(accepted, timeout=10)
         metrics = (await c.get("/metrics")).text
     assert 'runwatch_rate_limited_total{kind="offline_model"} 1.0' in metrics
+
+
+def test_the_in_flight_bound_must_hold_the_largest_answer_or_the_server_does_not_start():
+    env = {"RUNWATCH_OFFLINE_MAX_ANSWER_BYTES": "2000", "RUNWATCH_OFFLINE_MAX_INFLIGHT_BYTES": "1000"}
+    with pytest.raises(ConfigError, match=r"offline_max_inflight_bytes \(1000\) must be at least offline_max_answer"):
+        load_settings(environ=env)
+    with pytest.raises(ConfigError, match="offline_max_answer_bytes must be at least 1"):
+        load_settings(environ={"RUNWATCH_OFFLINE_MAX_ANSWER_BYTES": "0"})

@@ -81,6 +81,17 @@ async def test_non_streaming_requests_get_a_whole_completion(client):
     assert completion.usage.completion_tokens == 3
 
 
+async def test_a_request_that_does_not_stream_gets_the_tool_calls_whole(client):
+    completion = await client.chat.completions.create(
+        model=OFFLINE_MODEL, messages=[{"role": "user", "content": SCENARIO_WITH_TOOLS}], tools=TOOLS
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls = [(c.function.name, json.loads(c.function.arguments)) for c in choice.message.tool_calls]
+    assert calls == [("wait", {"seconds": 1.5})] * 2
+    assert len({c.id for c in choice.message.tool_calls}) == 2
+
+
 async def test_ttft_delays_the_first_token(client):
     import time
 
