@@ -10,9 +10,11 @@ behaviour is known. The user message decides the script:
   streams N tokens at R tokens/s (0 = as fast as possible; ``"token_chars": C`` pads each token;
   ``"chunk_tokens": K`` sends K tokens per chunk;
   ``"ttft": S`` waits S seconds before the first token; tokens are made as they are sent, so a
-  scenario of millions of tokens costs no memory up front);
+  scenario of millions of tokens costs no memory up front). What a scenario may ask for is
+  bounded (``check_scenario``): a larger one is refused with what to ask for instead;
 * ``call NAME {json arguments}`` in the text (once or more) calls those tools, whatever agent
-  offers them — handy for trying your own agents without a key;
+  offers them — handy for trying your own agents without a key; arguments that are not valid
+  JSON are answered with what is wrong with them, and no call;
 * any other text gets a plausible answer that first uses the demo tools the request offers.
 
 The latest user turn is what it answers. A person's message to a scenario run is quoted back
@@ -25,12 +27,15 @@ This module only decides *what* to say (``plan_reply``); ``offline_stream.py`` s
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+
+from runwatch.agents.errors import InputTooLarge
 
 OFFLINE_MODEL = "runwatch-offline"
 #: Tokens per second of the scripted (non-scenario) answers: fast, but slow enough to watch.
@@ -40,8 +45,16 @@ WORDS = (
     "the agent streams every token as it is written while watchers follow along live and nothing "
     "is lost when they reconnect because each event carries its sequence number"
 ).split()
-#: The most characters a scenario may pad one token to (a larger ``token_chars`` is not a scenario).
+#: The most tokens one scenario answer may stream (each costs the model some 30 µs of CPU).
+MAX_TOKENS = 10_000_000
+#: The most characters a scenario may pad one token to.
 MAX_TOKEN_CHARS = 1024 * 1024
+#: The most characters of one streamed chunk (``chunk_tokens`` tokens): each is made in one piece.
+MAX_CHUNK_CHARS = 1024 * 1024
+#: The most bytes of text one answer may hold (``offline_max_answer_bytes``'s default): 64 MiB.
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: The longest token of a scenario that pads none (a word of ``WORDS`` and its space).
+_WORD_CHARS = max(len(w) for w in WORDS) + 1
 #: Padded words are made once per stream while they fit in this many characters, else per token.
 _PADDED_CACHE_CHARS = 1024 * 1024
 
@@ -93,11 +106,37 @@ def parse_scenario(text: str) -> Scenario | None:
             scenario.approvals,
         )
         < 0
-        or scenario.token_chars > MAX_TOKEN_CHARS
         or scenario.chunk_tokens < 1
     ):
         return None
     return scenario
+
+
+def scenario_chars(tokens: int, token_chars: int = 0) -> int:
+    """The characters (ASCII: bytes) of a scenario answer's tokens, exactly."""
+    sizes = [max(len(w) + 1, token_chars) for w in WORDS]
+    cycles, rest = divmod(tokens, len(WORDS))
+    return cycles * sum(sizes) + sum(sizes[:rest])
+
+
+def check_scenario(scenario: Scenario, max_answer_bytes: int) -> None:
+    """Refuse (``InputTooLarge``, 413) a scenario that asks for more than one answer may hold: more
+    than ``MAX_TOKENS`` tokens, tokens over ``MAX_TOKEN_CHARS``, chunks over ``MAX_CHUNK_CHARS``, or
+    more than ``max_answer_bytes`` of text in all (tokens x token size)."""
+    problem = ""
+    if scenario.tokens > MAX_TOKENS:
+        problem = f"{scenario.tokens} tokens, over the limit of {MAX_TOKENS}"
+    elif scenario.token_chars > MAX_TOKEN_CHARS:
+        problem = f"tokens of {scenario.token_chars} characters, over the limit of {MAX_TOKEN_CHARS}"
+    elif scenario.chunk_tokens * max(scenario.token_chars, _WORD_CHARS) > MAX_CHUNK_CHARS:
+        problem = f"chunks of {scenario.chunk_tokens} tokens, over the limit of {MAX_CHUNK_CHARS} characters a chunk"
+    elif (size := scenario_chars(scenario.tokens, scenario.token_chars)) > max_answer_bytes:
+        problem = (
+            f"{size} bytes of text ({scenario.tokens} tokens), over the limit of {max_answer_bytes} bytes an"
+            " answer (setting offline_max_answer_bytes, RUNWATCH_OFFLINE_MAX_ANSWER_BYTES)"
+        )
+    if problem:
+        raise InputTooLarge(f"the scenario asks for {problem}; ask for fewer or smaller tokens")
 
 
 @dataclass
@@ -112,6 +151,17 @@ class Reply:
     delay: float = 0.0
     #: Tokens per streamed chunk.
     chunk_tokens: int = 1
+    #: Bytes of text (and tool-call arguments) the reply streams, about: what it holds while in flight.
+    size: int = 0
+
+
+def _text_reply(text: str) -> Reply:
+    """A scripted answer of ``text``, streamed at the demo's rate."""
+    return Reply(tokens=_words(text), rate=DEMO_RATE, size=len(text.encode()))
+
+
+def _calls_reply(calls: list[tuple[str, dict[str, Any]]]) -> Reply:
+    return Reply(tool_calls=calls, size=sum(len(msgspec.json.encode(args)) for _, args in calls))
 
 
 def _content(message: dict[str, Any]) -> str:
@@ -126,7 +176,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*?(?=\s|$)|\s+$", text) or [text]
 
 
-_CALL = re.compile(r"\bcall\s+([A-Za-z_][\w-]*)\s*(\{[^{}]*\})?")
+_CALL = re.compile(r"\bcall\s+([A-Za-z_][\w-]*)\s*")
 _EXPRESSION = re.compile(r"[-+(]*\d[\d.\s()+\-*/%]*[+\-*/%][\d.\s()+\-*/%]*\d\)*")
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)")
 _ZONE = re.compile(r"\b([A-Z][a-z]+/[A-Z][A-Za-z_]+)\b")
@@ -144,11 +194,13 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]], ear
     """What the scripted assistant does for free text: tools first, then an answer that uses them."""
     lower = prompt.lower()
     done = {name for name, _ in results}
-    explicit = _explicit_calls(prompt, tools)
+    explicit, problem = _explicit_calls(prompt, tools)
+    if problem:
+        return _text_reply(problem)
     if explicit:
         step = len(results)  # explicit calls are made one per step, in the order written
         if step < len(explicit):
-            return Reply(tool_calls=[explicit[step]])
+            return _calls_reply([explicit[step]])
     elif not results:
         calls: list[tuple[str, dict[str, Any]]] = []
         if "calculator" in tools and (m := _EXPRESSION.search(prompt)):
@@ -171,7 +223,7 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]], ear
                 if name in tools
             ]
         if calls:
-            return Reply(tool_calls=calls)
+            return _calls_reply(calls)
     if "list_files" in done and "read_file" in tools and "read_file" not in done:
         listing = next(r for n, r in results if n == "list_files")
         names = [n for n in re.findall(r'"([^"/]+\.(?:md|txt|csv))"', listing)]
@@ -180,13 +232,13 @@ def _demo_plan(prompt: str, tools: set[str], results: list[tuple[str, str]], ear
             (n for n in names if re.sub(r"[-_]", " ", n.split(".")[0].lower()) in plain), names[0] if names else None
         )
         if wanted:
-            return Reply(tool_calls=[("read_file", {"path": wanted})])
+            return _calls_reply([("read_file", {"path": wanted})])
     described = [_describe_result(name, result) for name, result in results]
     items = "\n".join(d for d in described if d.startswith("- "))
     quotes = [d for d in described if not d.startswith("- ")]
     parts = [f"You asked: {prompt[:300]}", "Here is what I found:", items, *quotes, _recall(list(earlier))]
     parts.append("_This answer comes from runwatch's offline model; set OPENAI_BASE_URL for a real one._")
-    return Reply(tokens=_words("\n\n".join(p for p in parts if p)), rate=DEMO_RATE)
+    return _text_reply("\n\n".join(p for p in parts if p))
 
 
 def _describe_result(name: str, result: str) -> str:
@@ -202,21 +254,47 @@ def _describe_result(name: str, result: str) -> str:
     return f"- **{name}** answered `{shown}`"
 
 
-def _explicit_calls(prompt: str, tools: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    calls = []
-    for name, raw in _CALL.findall(prompt):
-        if name in tools:
+_JSON = json.JSONDecoder()
+
+
+def _explicit_calls(prompt: str, tools: set[str]) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    """The ``call NAME {json}`` calls of offered tools in ``prompt``, in order, each with the JSON
+    object that follows its name (nested ones too; none: ``{}``); or, if one's arguments are not
+    valid JSON, a sentence saying what is wrong and what to write instead."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    at = 0
+    while match := _CALL.search(prompt, at):
+        name, at = match.group(1), match.end()
+        args: dict[str, Any] = {}
+        if prompt.startswith("{", at):
             try:
-                args = msgspec.json.decode(raw) if raw else {}
-            except msgspec.DecodeError:
-                args = {}
-            calls.append((name, args if isinstance(args, dict) else {}))
-    return calls
+                args, at = _JSON.raw_decode(prompt, at)
+            except json.JSONDecodeError as exc:
+                if name in tools:
+                    return [], _not_json(name, f"{exc.msg} at character {exc.pos - at + 1} of them")
+                continue
+            except RecursionError:
+                if name in tools:
+                    return [], _not_json(name, "nested too deeply")
+                continue
+        if name in tools:
+            calls.append((name, args))
+    return calls, ""
 
 
-def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
+def _not_json(name: str, what: str) -> str:
+    return (
+        f"The arguments of `call {name}` are not valid JSON ({what}), so I did not call it. "
+        f'Write them as one JSON object, e.g. `call {name} {{"key": "value"}}`.'
+    )
+
+
+def plan_reply(
+    messages: list[dict[str, Any]], tool_names: set[str], *, max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+) -> Reply:
     """Decide the next assistant turn from the conversation so far: it answers the latest user
-    turn, with the tool results that came after it."""
+    turn, with the tool results that came after it. A scenario over the bounds (``check_scenario``)
+    raises ``InputTooLarge`` at its first turn as at its last."""
     users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
     latest = users[-1] if users else len(messages)
     prompt = _content(messages[latest]) if users else ""
@@ -235,24 +313,26 @@ def plan_reply(messages: list[dict[str, Any]], tool_names: set[str]) -> Reply:
     scenario = parse_scenario(prompt)
     if scenario is None:
         if earlier and parse_scenario(earlier[0]) is not None:  # a person's message to a scenario run
-            text = f'You said: "{prompt[:500]}"'
-            return Reply(tokens=_words(text), rate=DEMO_RATE)
+            return _text_reply(f'You said: "{prompt[:500]}"')
         return _demo_plan(prompt, tool_names, results, [e for e in earlier if parse_scenario(e) is None])
+    check_scenario(scenario, max_answer_bytes)
     deployed = [r for name, r in results if name == "deploy"]
     if "deploy" in tool_names and len(deployed) < scenario.approvals:
         versions = range(len(deployed) + 1, scenario.approvals + 1)
         calls = [("deploy", {"version": f"1.{v}.0"}) for v in versions]
-        return Reply(tool_calls=calls if scenario.parallel else calls[:1])
+        return _calls_reply(calls if scenario.parallel else calls[:1])
     waited = sum(1 for name, _ in results if name == "wait")
     remaining = scenario.tool_calls - waited if "wait" in tool_names else 0
     if remaining > 0:
         batch = remaining if scenario.parallel else 1
-        return Reply(tool_calls=[("wait", {"seconds": scenario.tool_seconds})] * batch)
+        return _calls_reply([("wait", {"seconds": scenario.tool_seconds})] * batch)
     tokens: Iterable[str] = scenario_tokens(scenario.tokens, scenario.token_chars)
+    size = scenario_chars(scenario.tokens, scenario.token_chars)
     if deployed:
         said = "\n".join(_describe_result("deploy", r) for r in deployed) + "\n\n"
         tokens = itertools.chain(_words(said), tokens)
-    return Reply(tokens=tokens, rate=scenario.rate, delay=scenario.ttft, chunk_tokens=scenario.chunk_tokens)
+        size += len(said.encode())
+    return Reply(tokens=tokens, rate=scenario.rate, delay=scenario.ttft, chunk_tokens=scenario.chunk_tokens, size=size)
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:

@@ -1,8 +1,11 @@
-"""The offline model's replies as OpenAI ``chat.completion.chunk`` streams, paced at their rate.
+"""The offline model's replies as OpenAI ``chat.completion.chunk`` streams, paced at their rate, or
+as one ``chat.completion`` object made in pieces.
 
 ``plan_reply`` (``offline_model.py``) decides what to say; ``stream_reply`` says it. A text answer's
 chunks come from a ``TextStream``, made one at a time as they fall due, which the endpoint's pacer
-(``api/offline_pacer.py``) may stream itself, many streams on one timer.
+(``api/offline_pacer.py``) may stream itself, many streams on one timer. ``complete_reply`` says it
+as the answer to a request that does not stream: still made and sent a piece at a time, so a large
+answer neither holds the event loop nor sits whole in memory.
 """
 
 from __future__ import annotations
@@ -105,6 +108,11 @@ class TextStream:
         return chunk
 
 
+#: A non-streamed answer's text is made, encoded and sent in pieces of about this many characters,
+#: the event loop free between them: some 50 µs of work each.
+PIECE_CHARS = 64 * 1024
+
+
 #: Streams a paced ``TextStream`` itself (and returns once it is done, or leaves what it could not).
 Pace = Callable[[TextStream], Awaitable[None]]
 
@@ -118,8 +126,7 @@ async def stream_reply(
     costs little per token. ``pace``, when given, streams a paced text answer's tokens its own
     way; whatever it leaves is streamed here.
     """
-    ident = f"chatcmpl-offline-{time.time_ns():x}"
-    created = int(time.time())
+    ident, created = _ident()
     encode = msgspec.json.encode
     head = encode({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model})[:-1]
     head += b',"choices":[{"index":0,"delta":'
@@ -175,10 +182,69 @@ async def stream_reply(
                 "created": created,
                 "model": model,
                 "choices": [],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
+                "usage": _usage(prompt_tokens, completion_tokens),
             }
         )
+
+
+def _ident() -> tuple[str, int]:
+    """A completion's id and its ``created`` time."""
+    return f"chatcmpl-offline-{time.time_ns():x}", int(time.time())
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+async def complete_reply(reply: Reply, *, model: str, messages: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """The reply as one OpenAI ``chat.completion`` object in JSON, in pieces: its head at once, then
+    its text ``PIECE_CHARS`` at a time, each when its last token falls due at ``reply.rate``
+    (the loop is given a turn between pieces at any rate), then the end and its usage."""
+    ident, created = _ident()
+    encode = msgspec.json.encode
+    head = encode({"id": ident, "object": "chat.completion", "created": created, "model": model})[:-1]
+    prompt_tokens = estimate_tokens(messages)
+    if reply.tool_calls:
+        calls = [
+            {
+                "id": f"call_{ident[-8:]}_{i}",
+                "type": "function",
+                "function": {"name": n, "arguments": encode(a).decode()},
+            }
+            for i, (n, a) in enumerate(reply.tool_calls)
+        ]
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+        used = sum(3 + len(c["function"]["arguments"]) // 4 for c in calls)
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        yield head + b',"choices":[' + encode(choice) + b'],"usage":' + encode(_usage(prompt_tokens, used)) + b"}"
+        return
+    yield head + b',"choices":[{"index":0,"message":{"role":"assistant","content":'
+    if reply.delay > 0:
+        await asyncio.sleep(reply.delay)
+    tokens = iter(reply.tokens)
+    first = next(tokens, None)
+    sent = 0
+    if first is None:
+        yield b"null"
+    else:
+        start = time.monotonic()
+        piece, chars = [first], len(first)
+        yield b'"'
+        for token in itertools.chain(tokens, (None,)):
+            if token is not None and chars < PIECE_CHARS:
+                piece.append(token)
+                chars += len(token)
+                continue
+            sent += len(piece)
+            if reply.rate > 0 and (due := start + (sent - 1) / reply.rate - time.monotonic()) > 0:
+                await asyncio.sleep(due)
+            yield encode("".join(piece))[1:-1]
+            await asyncio.sleep(0)  # a write to a socket with room returns at once: let others run
+            if token is not None:
+                piece, chars = [token], len(token)
+        yield b'"'
+    yield b'},"finish_reason":"stop"}],"usage":' + encode(_usage(prompt_tokens, sent)) + b"}"

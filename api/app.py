@@ -98,6 +98,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             state[LOCAL_ADMIN_KEY] = await _login_banner(rt)
         else:
             log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
+        if rt.settings.offline and rt.settings.offline_model_open:
+            log.warning(
+                "offline_model.open",
+                message="RUNWATCH_OFFLINE_MODEL_OPEN=true: /v1/chat/completions answers anyone who reaches the port,"
+                " without a credential",
+            )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -140,7 +146,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         middleware=[
             *_host_check(settings),
             http_metrics.middleware,
-            DefineMiddleware(AuthMiddleware, exclude=["^/v1/"]),
+            DefineMiddleware(AuthMiddleware),
         ],
         cors_config=(
             CORSConfig(

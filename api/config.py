@@ -50,6 +50,18 @@ ENV: dict[str, tuple[str, str]] = {
         "RUNWATCH_MODEL_SOCKET",
         "with the offline model, runs read it over a Unix socket: auto (a private temp one), off (TCP) or a path",
     ),
+    "offline_model_open": (
+        "RUNWATCH_OFFLINE_MODEL_OPEN",
+        "true: /v1/chat/completions (the offline model) answers anyone, without a credential",
+    ),
+    "offline_max_answer_bytes": (
+        "RUNWATCH_OFFLINE_MAX_ANSWER_BYTES",
+        "most text one offline-model answer may hold (tokens x token size); a scenario asking more gets 413",
+    ),
+    "offline_max_inflight_bytes": (
+        "RUNWATCH_OFFLINE_MAX_INFLIGHT_BYTES",
+        "most text all offline-model answers in flight may hold together; past it a request gets 429",
+    ),
     "coalesce_ms": ("RUNWATCH_COALESCE_MS", "token coalescing window in ms (0 = off)"),
     "max_running": ("RUNWATCH_MAX_RUNNING", "runs executing at once"),
     "max_queued": ("RUNWATCH_MAX_QUEUED", "runs waiting for a slot before new ones get 429"),
@@ -144,6 +156,13 @@ class Settings:
     model_transport: str = "aiohttp"
     #: How the runner reaches the built-in offline model in its own process (api/model_client.py).
     model_socket: str = "auto"
+    #: /v1 answers anyone (third-party clients of the offline model); else it needs a principal.
+    offline_model_open: bool = False
+    #: 64 MiB: ten million tokens of plain words; an answer that does not stream is sent a piece at
+    #: a time, but it is all reserved in ``offline_max_inflight_bytes`` while in flight.
+    offline_max_answer_bytes: int = 64 * 1024 * 1024
+    #: 256 MiB: four of the largest answers at once, or thousands of ordinary runs' answers.
+    offline_max_inflight_bytes: int = 256 * 1024 * 1024
     coalesce_ms: float = 25.0
     max_running: int = 8
     max_queued: int = 100
@@ -396,7 +415,14 @@ def load_settings(
         "runs_per_minute",
         "tenant_max_active",
         "ws_connections_per_principal",
+        "offline_max_answer_bytes",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.offline_max_inflight_bytes < settings.offline_max_answer_bytes:
+        raise ConfigError(
+            f"offline_max_inflight_bytes ({settings.offline_max_inflight_bytes}) must be at least"
+            f" offline_max_answer_bytes ({settings.offline_max_answer_bytes}), or the largest answer could never"
+            " be served; check RUNWATCH_OFFLINE_MAX_INFLIGHT_BYTES and RUNWATCH_OFFLINE_MAX_ANSWER_BYTES"
+        )
     return settings

@@ -73,6 +73,7 @@ LIMIT_KINDS = (
     "ws_connections",
     "sse_streams",
     "ws_subscriptions",
+    "offline_model",
 )
 #: The ``reason`` label of ``runwatch_auth_failures_total``.
 AUTH_FAILURE_REASONS = (

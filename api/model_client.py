@@ -13,6 +13,12 @@ on a socket in a private temporary folder; ``off`` keeps to TCP; an absolute pat
 benchmark or another process of the same user may then connect to it too). What this process made
 is removed when it stops, after a failed start too (not after a kill). The HTTP API on the TCP port
 is unchanged; the socket serves the same app.
+
+The runner's client to its own offline model (socket or TCP) sends the runtime's ``model_key``
+(``/v1`` needs a principal), lets an idle connection go well before the server would close it
+(``OFFLINE_KEEPALIVE_SECONDS``), and retries a request that could not be sent, as it does a real
+endpoint's: a Unix socket whose accept queue is full refuses a connect at once (``EAGAIN``) where
+TCP would retry the handshake itself.
 """
 
 from __future__ import annotations
@@ -34,6 +40,17 @@ from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, DefaultAioHttpClient,
 from runwatch.api.config import MAX_SOCKET_PATH, ConfigError, Settings
 
 log = structlog.get_logger()
+
+#: The runner lets a connection to its own offline model go after this long idle, well before
+#: uvicorn closes it (5 s after its last response: its ``timeout_keep_alive``). At 5 s on both
+#: ends, a request written as the server's keep-alive timer fired (a busy event loop runs timers
+#: before reads) met a closed socket: "Connection reset by peer", which the SDK's aiohttp transport
+#: reports as "Request timed out". Of 200 runs started at once, reusing the connections of the 200
+#: before them, 11 and then 93 failed so, within milliseconds.
+OFFLINE_KEEPALIVE_SECONDS = 2.0
+#: Tries after the first of a model request that fails before its response starts (the SDK's
+#: backoff: about 0.5 s, then 1 s). A local model too: its socket's queue may be full for a moment.
+MODEL_RETRIES = 2
 
 
 def _use_aiohttp(settings: Settings) -> bool:
@@ -158,32 +175,39 @@ def sweep_stale(tempdir: Path) -> int:
 _SKIPPED_HINT = "runs read the offline model over TCP; set RUNWATCH_MODEL_SOCKET to an absolute path to use a socket"
 
 
-def model_client(settings: Settings, socket: ModelSocket | None) -> AsyncOpenAI:
+def model_client(settings: Settings, socket: ModelSocket | None, key: str | None = None) -> AsyncOpenAI:
     """The SDK's client on the configured transport; over ``socket`` when there is one (the URL,
-    and so the ``Host`` header, stay the TCP port's)."""
+    and so the ``Host`` header, stay the TCP port's). ``key``: the offline model's ``model_key``."""
     aiohttp = _use_aiohttp(settings)
+    limits = DEFAULT_CONNECTION_LIMITS
+    if settings.offline:  # both ends are ours: the client lets idle connections go first
+        limits = type(limits)(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=OFFLINE_KEEPALIVE_SECONDS,
+        )
     http_client: Any = None
     if socket is None:
-        http_client = DefaultAioHttpClient() if aiohttp else None
+        http_client = DefaultAioHttpClient(limits=limits) if aiohttp else DefaultAsyncHttpxClient(limits=limits)
     else:
         path = str(socket.path)
-        transport = _aiohttp_uds(path) if aiohttp else None
+        transport = _aiohttp_uds(path, limits) if aiohttp else None
         if transport is not None:
             http_client = DefaultAioHttpClient(transport=transport)
         else:
             # the httpx the SDK is built on: httpx2 since openai 3, httpx before
             sdk_httpx = importlib.import_module(DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0])
-            transport = sdk_httpx.AsyncHTTPTransport(uds=path, limits=DEFAULT_CONNECTION_LIMITS)
+            transport = sdk_httpx.AsyncHTTPTransport(uds=path, limits=limits)
             http_client = DefaultAsyncHttpxClient(transport=transport)
     return AsyncOpenAI(
         base_url=settings.model_base_url,
-        api_key=settings.openai_api_key or "offline",
-        max_retries=0 if settings.offline else 2,
+        api_key=settings.openai_api_key or key or "offline",
+        max_retries=MODEL_RETRIES,
         http_client=http_client,
     )
 
 
-def _aiohttp_uds(path: str) -> Any | None:
+def _aiohttp_uds(path: str, limits: Any) -> Any | None:
     """The SDK's aiohttp transport to the socket at ``path``; it is not exported, so None (and a
     warning: httpx costs more per chunk) if this SDK has none."""
     try:
@@ -191,4 +215,4 @@ def _aiohttp_uds(path: str) -> Any | None:
     except ImportError:
         log.warning("model_socket.httpx", reason="this openai SDK has no aiohttp transport to a socket")
         return None
-    return AiohttpTransport(uds=path, limits=DEFAULT_CONNECTION_LIMITS)
+    return AiohttpTransport(uds=path, limits=limits)

@@ -31,11 +31,13 @@ from runwatch.agents.store.credentials import Credentials, PostgresCredentials, 
 from runwatch.agents.supervisor import Supervisor
 from runwatch.api.auth.authenticator import Authenticator
 from runwatch.api.auth.provider import Provider
+from runwatch.api.auth.tokens import new_secret
 from runwatch.api.collectors import LiveGauges
 from runwatch.api.config import ConfigError, Settings
 from runwatch.api.lane import FastLane
 from runwatch.api.metrics import Metrics
 from runwatch.api.model_client import ModelSocket, model_client
+from runwatch.api.offline_budget import AnswerBudget
 from runwatch.api.offline_pacer import Pacer
 from runwatch.api.presence import PresenceBoard
 
@@ -111,7 +113,10 @@ class Runtime:
                 self.registry.add(agent)
         #: Where the offline model listens for this process's runs (``Server`` opens it), if anywhere.
         self.model_socket = ModelSocket.for_settings(settings)
-        self.client = model_client(settings, self.model_socket)
+        #: What this process's runs present to its offline model (``/v1`` needs a principal): made
+        #: here, held in memory only, never logged; None with a real model endpoint.
+        self.model_key: str | None = new_secret("rwm_") if settings.offline else None
+        self.client = model_client(settings, self.model_socket, self.model_key)
         _ = self.client.chat.completions  # the SDK imports it on first use: now, not in the first run
         self.metrics_registry = CollectorRegistry()
         self.metrics = Metrics(
@@ -137,7 +142,7 @@ class Runtime:
             coalesce_window=settings.coalesce_ms / 1000,
             max_output_bytes=settings.max_output_bytes,
             max_tool_result_bytes=settings.max_tool_result_bytes,
-            redact=Redactor(settings.secrets),
+            redact=Redactor((*settings.secrets, self.model_key) if self.model_key else settings.secrets),
             settle=self.bus.settled,
             prices=PriceTable(parse_prices(settings.prices)),
         )
@@ -199,6 +204,8 @@ class Runtime:
         self.offline_streams = 0
         #: Paced offline-model streams, on one timer (api/offline_pacer.py).
         self.pacer = Pacer()
+        #: The text all offline-model answers in flight hold together, bounded (api/offline.py).
+        self.offline_budget = AnswerBudget(settings.offline_max_inflight_bytes)
         self._watchdog: asyncio.Task[None] | None = None
         self.fast_lane = FastLane()
         #: Set when the broker's connection is lost: every WebSocket closes 1012 (reconnect), then

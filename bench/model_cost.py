@@ -68,6 +68,7 @@ def _model(mode: str, baseline: tuple[list[str], dict[str, str], Path], sock: Pa
     data = tempfile.mkdtemp(prefix="runwatch-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_", "PYTHONPATH"))}
     env["RUNWATCH_LOG_LEVEL"] = "warning"
+    env["RUNWATCH_OFFLINE_MODEL_OPEN"] = "true"  # the consumer is a third-party client (the baseline's is open)
     module, cwd = ["-m", "runwatch.api.cli"], servers.ROOT
     if mode == "baseline":
         module, extra, cwd = baseline

@@ -123,8 +123,9 @@ def _runwatch(env: dict[str, str], core: str) -> Running:
 
 def model_server() -> Running:
     """The offline model in a process of its own, on the load core, so the server under test only
-    does what it would do with a real model: parse the stream, publish, fan out."""
-    return _runwatch({}, LOAD_CORE)
+    does what it would do with a real model: parse the stream, publish, fan out. Its ``/v1`` is
+    open: the peers and the runwatch under test call it as third-party clients, with no key of it."""
+    return _runwatch({"RUNWATCH_OFFLINE_MODEL_OPEN": "true"}, LOAD_CORE)
 
 
 def runwatch(model: Running, *, coalesce_ms: float, env: dict[str, str] | None = None) -> Running:

@@ -85,7 +85,7 @@ async def test_a_streaming_chat_completion_client_that_leaves_mid_read_leaves_th
     content = json.dumps({"tokens": 1_000_000, "rate": 0})
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": content}], "stream": True})
     for _ in range(ROUNDS):
-        await _read_then_walk_out(srv, _request("POST", "/v1/chat/completions", body.encode()))
+        await _read_then_walk_out(srv, _request("POST", "/v1/chat/completions", body.encode(), token=srv.token))
         await eventually(lambda: _no_offline_streams(srv), timeout=10)
 
 
@@ -94,7 +94,7 @@ async def test_a_paced_chat_completion_client_that_leaves_mid_read_leaves_the_se
     content = json.dumps({"tokens": 1_000_000, "rate": 2000, "token_chars": 64})
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": content}], "stream": True})
     for _ in range(ROUNDS):
-        await _read_then_walk_out(srv, _request("POST", "/v1/chat/completions", body.encode()))
+        await _read_then_walk_out(srv, _request("POST", "/v1/chat/completions", body.encode(), token=srv.token))
         await eventually(lambda: _no_offline_streams(srv), timeout=10)
 
 

@@ -8,7 +8,7 @@ SECRET = "sk-test-7f3a9c-never-log-me"
 
 
 async def test_a_configured_endpoint_is_used_and_the_key_stays_secret(make_server):
-    model_server = make_server()
+    model_server = make_server({"RUNWATCH_OFFLINE_MODEL_OPEN": "true"})  # a third party's model endpoint
     srv = make_server(
         {
             "OPENAI_BASE_URL": model_server.url + "/v1",

@@ -9,8 +9,9 @@ import pytest
 from openai import AsyncOpenAI
 
 from runwatch.agents.demo import demo_agent
-from runwatch.agents.offline_model import OFFLINE_MODEL, scenario_text
+from runwatch.agents.offline_model import OFFLINE_MODEL, plan_reply, scenario_text
 from runwatch.agents.offline_stream import TextStream
+from tests.watcher import text_of
 
 TOOLS = demo_agent().tool_specs()
 SCENARIO_WITH_TOOLS = json.dumps({"tool_calls": 2, "tool_seconds": 1.5, "parallel": True})
@@ -18,7 +19,7 @@ SCENARIO_WITH_TOOLS = json.dumps({"tool_calls": 2, "tool_seconds": 1.5, "paralle
 
 @pytest.fixture
 async def client(server):
-    async with AsyncOpenAI(base_url=server.url + "/v1", api_key="offline") as c:
+    async with AsyncOpenAI(base_url=server.url + "/v1", api_key=server.token) as c:
         yield c
 
 
@@ -78,6 +79,17 @@ async def test_non_streaming_requests_get_a_whole_completion(client):
     )
     assert completion.choices[0].message.content == "".join(scenario_text(3))
     assert completion.usage.completion_tokens == 3
+
+
+async def test_a_request_that_does_not_stream_gets_the_tool_calls_whole(client):
+    completion = await client.chat.completions.create(
+        model=OFFLINE_MODEL, messages=[{"role": "user", "content": SCENARIO_WITH_TOOLS}], tools=TOOLS
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls = [(c.function.name, json.loads(c.function.arguments)) for c in choice.message.tool_calls]
+    assert calls == [("wait", {"seconds": 1.5})] * 2
+    assert len({c.id for c in choice.message.tool_calls}) == 2
 
 
 async def test_ttft_delays_the_first_token(client):
@@ -159,7 +171,7 @@ async def test_a_scenario_of_millions_of_tokens_is_generated_as_it_streams(make_
     """Built up front, three million tokens cost the server about 200 MB before the first one is sent."""
     srv = make_server()
     before = _rss(srv.proc.pid)
-    async with AsyncOpenAI(base_url=srv.url + "/v1", api_key="offline") as c:
+    async with AsyncOpenAI(base_url=srv.url + "/v1", api_key=srv.token) as c:
         stream = await c.chat.completions.create(
             model=OFFLINE_MODEL, messages=[{"role": "user", "content": json.dumps({"tokens": 3_000_000})}], stream=True
         )
@@ -189,3 +201,27 @@ def test_aligned_streams_of_one_rate_fall_due_together_and_keep_their_pace():
     assert 0.02 <= seconds[0] - s0.start < 0.04  # at most one interval later than unaligned
     s0.take()
     assert s0.due_at() - seconds[0] == pytest.approx(0.02)  # the pace is unchanged
+
+
+def test_call_with_nested_json_arguments_calls_the_tool_with_all_of_them():
+    prompt = 'call deploy {"version": "2.1.0", "target": {"env": "staging", "regions": [{"name": "eu"}]}} now'
+    reply = plan_reply([{"role": "user", "content": prompt}], {"deploy"})
+    assert reply.tool_calls == [
+        ("deploy", {"version": "2.1.0", "target": {"env": "staging", "regions": [{"name": "eu"}]}})
+    ]
+
+
+def test_a_call_written_inside_another_calls_arguments_is_not_a_call():
+    prompt = 'call clock {"note": "then call calculator {\\"expression\\": \\"1+1\\"}"}'
+    reply = plan_reply([{"role": "user", "content": prompt}], {"clock", "calculator"})
+    assert [name for name, _ in reply.tool_calls] == ["clock"]
+
+
+async def test_call_with_arguments_that_are_not_json_answers_what_is_wrong_and_calls_nothing(server):
+    events = await server.run_to_end('call calculator {"expression": 6 * 7}')
+    assert not [e for e in events if e["type"] == "tool.started"]
+    assert events[-1]["status"] == "succeeded"
+    assert text_of(events) == (
+        "The arguments of `call calculator` are not valid JSON (Expecting ',' delimiter at character 18 of them),"
+        ' so I did not call it. Write them as one JSON object, e.g. `call calculator {"key": "value"}`.'
+    )

@@ -22,7 +22,7 @@ async def test_a_full_speed_stream_lets_the_event_loop_run_between_time_slices(s
     The probe counts the CPU time the loop's thread spends away from it between its turns: time the
     OS took the thread off the core is not counted, so a busy machine does not make this fail.
     """
-    client = AsyncOpenAI(base_url=server.url + "/v1", api_key="offline", max_retries=0)
+    client = AsyncOpenAI(base_url=server.url + "/v1", api_key=server.token, max_retries=0)
     tokens: list[Token] = []
 
     async def emit(event):

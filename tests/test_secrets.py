@@ -155,7 +155,8 @@ leaky = Agent(name="leaky", instructions="Call leak.", tools=[leak], max_steps=2
 
 
 async def test_a_tool_error_that_echoes_the_key_is_scrubbed_before_it_becomes_an_event(make_server, tmp_path):
-    model = make_server()  # its offline model answers the other server, which has a key configured
+    # its offline model answers the other server, which has a key configured (of another service)
+    model = make_server({"RUNWATCH_OFFLINE_MODEL_OPEN": "true"})
     (tmp_path / "leaky_agents.py").write_text(LEAKY_MODULE)
     key = "sk-test-TOOLLEAK1234567890"
     srv = make_server(

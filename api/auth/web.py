@@ -19,7 +19,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from runwatch.agents.errors import Forbidden, Unauthenticated
-from runwatch.agents.identity import NOBODY, Principal, Role
+from runwatch.agents.identity import DEFAULT_TENANT, NOBODY, Principal, Role
 from runwatch.api.auth.authenticator import SESSION_COOKIE, AuthFailed
 from runwatch.api.auth.tokens import same_secret
 from runwatch.api.config import Settings
@@ -27,12 +27,18 @@ from runwatch.api.config import Settings
 log = structlog.get_logger()
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The offline model's own endpoint, where this process's runs present its model key.
+OFFLINE_MODEL_PATH = "/v1/"
+#: Who this process's runs are when they call its offline model with the key only they hold.
+RUNNER = Principal(id="runner", name="this server's runs", tenant=DEFAULT_TENANT, role=Role.VIEWER, source="runner")
 
 
 class AuthMiddleware(AbstractAuthenticationMiddleware):
     """Sets ``connection.user`` to the ``Principal`` (or None) and ``connection.auth`` to the
-    ``AuthFailed`` of a refused credential (or None). The offline model's ``/v1/`` is excluded: it
-    holds no run data, and the runs themselves call it."""
+    ``AuthFailed`` of a refused credential (or None). On the offline model's ``/v1/``, the runtime's
+    ``model_key`` (a random secret made at start, which only this process's own model client
+    sends, over its Unix socket or the TCP port) is ``RUNNER``; with ``offline_model_open``, nobody
+    is asked for anything there."""
 
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, exclude_http_methods=(), **kwargs)
@@ -43,6 +49,12 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         if not settings.auth_on:
             return AuthenticationResult(user=NOBODY, auth=None)
         headers = connection.headers
+        if connection.scope["path"].startswith(OFFLINE_MODEL_PATH):
+            if settings.offline_model_open:
+                return AuthenticationResult(user=None, auth=None)
+            header = headers.get("authorization", "")
+            if rt.model_key and header[:7].lower() == "bearer " and same_secret(header[7:].strip(), rt.model_key):
+                return AuthenticationResult(user=RUNNER, auth=None)
         if connection.scope["path"] == "/metrics" and settings.metrics_token:
             header = headers.get("authorization", "")
             if header[:7].lower() == "bearer " and same_secret(header[7:].strip(), settings.metrics_token):
