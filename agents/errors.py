@@ -20,6 +20,10 @@ class ErrorCode(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     EMPTY_INPUT = "empty_input"
     INPUT_TOO_LARGE = "input_too_large"
+    #: A request line and headers over ``RUNWATCH_MAX_HEADER_BYTES``, or more than ``RUNWATCH_MAX_HEADERS``.
+    HEADERS_TOO_LARGE = "headers_too_large"
+    #: A request (head and body) that did not arrive whole within ``RUNWATCH_REQUEST_TIMEOUT``.
+    REQUEST_TIMEOUT = "request_timeout"
     # -- who is asking
     #: No credential, or one that is forged, expired, revoked or for another issuer or audience.
     UNAUTHENTICATED = "unauthenticated"
@@ -51,6 +55,9 @@ class ErrorCode(enum.StrEnum):
     SHUTTING_DOWN = "shutting_down"
     #: The broker (Redis) is unreachable: runs cannot be queued or cancelled elsewhere right now.
     UNAVAILABLE = "unavailable"
+    #: The server holds ``RUNWATCH_MAX_CONNECTIONS`` connections: a new one, or one still waiting
+    #: for its request, is answered this and closed.
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     # -- the server's own fault
     INTERNAL = "internal"
 
@@ -64,6 +71,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.EMPTY_INPUT: 400,
     ErrorCode.INPUT_TOO_LARGE: 413,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
+    ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.UNKNOWN_RUN: 404,
@@ -83,6 +92,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.TOO_MANY_CONNECTIONS: 503,
     ErrorCode.INTERNAL: 500,
 }
 
