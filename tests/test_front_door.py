@@ -224,6 +224,17 @@ async def test_at_the_connection_limit_with_none_waiting_a_new_connection_is_ans
 
 
 @pytest.mark.parametrize(
+    "path",
+    ["/index.html%00.js", "/%00", "/app.js%00", "/%ff", "/..%2f..%2fetc%2fpasswd", "/index.html/x", "/" + "a" * 300],
+)
+async def test_odd_static_paths_are_404_with_no_error_line(door, path):
+    mark = LogMark(door)
+    answer = await exchange(door, get(path))
+    assert status_of(answer) == 404, answer[:200]
+    mark.assert_no_error()
+
+
+@pytest.mark.parametrize(
     ("name", "value", "words"),
     [
         ("RUNWATCH_REQUEST_TIMEOUT", "0", "RUNWATCH_REQUEST_TIMEOUT"),
