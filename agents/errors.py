@@ -98,11 +98,13 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 
 class CloseCode(enum.IntEnum):
-    """WebSocket close codes. Clients reconnect (with their last seq) after every one but 1009."""
+    """WebSocket close codes. Clients reconnect (with their last seq) after every one but 1007 and 1009."""
 
     NORMAL = 1000
     #: The server is shutting down; reconnect (with your last seq) after a moment.
     GOING_AWAY = 1001
+    #: A text frame that is not valid UTF-8 (uvicorn closes the socket itself). Terminal: fix the client.
+    INVALID_DATA = 1007
     #: The client kept sending messages while rate limited (after a ``rate_limited`` error).
     POLICY_VIOLATION = 1008
     #: The client sent a frame over the size limit (``max_message_bytes`` in ``hello``). Terminal.
@@ -127,6 +129,7 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.SERVICE_RESTART: "server_shutdown",
     CloseCode.TRY_AGAIN_LATER: "slow_consumer",
     CloseCode.MESSAGE_TOO_BIG: "message_too_big",
+    CloseCode.INVALID_DATA: "invalid_data",
     CloseCode.POLICY_VIOLATION: "flood",
     CloseCode.INTERNAL_ERROR: "error",
     CloseCode.UNAUTHENTICATED: "unauthenticated",

@@ -213,6 +213,8 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> tuple[Cl
             code = event.get("code")
             if code == CloseCode.MESSAGE_TOO_BIG:  # uvicorn enforces the size limit itself
                 return CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes"
+            if code == CloseCode.INVALID_DATA:  # and closes on a text frame that is not UTF-8
+                return CloseCode.INVALID_DATA, "text frame not UTF-8"
             return CloseCode.NORMAL, "client"
         data = event.get("text")
         if data is None:

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import websockets
 
-from runwatch.agents.errors import HTTP_STATUS, ErrorCode
+from runwatch.agents.errors import HTTP_STATUS, CloseCode, ErrorCode
 from runwatch.api.config import ConfigError, load_settings
 from tests.conftest import Server
 
@@ -231,6 +232,40 @@ async def test_odd_static_paths_are_404_with_no_error_line(door, path):
     mark = LogMark(door)
     answer = await exchange(door, get(path))
     assert status_of(answer) == 404, answer[:200]
+    mark.assert_no_error()
+
+
+async def test_an_invalid_utf8_text_frame_closes_1007_with_one_warning_and_no_traceback(door):
+    mark = LogMark(door)
+    w = await door.watcher(read=False)
+    await w.ws.recv()  # hello
+    await w.ws.send(b"\xff\xfe", text=True)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(w.ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == CloseCode.INVALID_DATA
+    async with door.client() as c:  # a later request: the app has logged the closed socket by then
+        assert (await c.get("/api/health")).status_code == 200
+    assert [line["level"] for line in mark.lines() if line["event"] == "ws.invalid_utf8"] == ["warning"]
+    mark.assert_no_error()
+
+
+async def test_an_unauthenticated_socket_sending_invalid_utf8_is_never_an_error_line(door):
+    """Refused sockets are closed (4401) right after the upgrade; a frame that comes first closes it
+    with 1007. Sockets are opened until one does (most get 4401)."""
+    mark = LogMark(door)
+    codes = []
+    while CloseCode.INVALID_DATA not in codes and len(codes) < 200:
+        async with websockets.connect(door.ws_url) as ws:
+            try:
+                await ws.send(b"\xff\xfe", text=True)
+                await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed as exc:
+                codes.append(exc.rcvd.code if exc.rcvd else None)
+    assert set(codes) <= {CloseCode.INVALID_DATA, CloseCode.UNAUTHENTICATED} and CloseCode.INVALID_DATA in codes
+    async with door.client() as c:
+        assert (await c.get("/api/health")).status_code == 200
+    warnings = [line for line in mark.lines() if line["event"] == "ws.invalid_utf8"]
+    assert len(warnings) == codes.count(CloseCode.INVALID_DATA)
     mark.assert_no_error()
 
 
