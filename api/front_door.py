@@ -5,9 +5,9 @@ httptools joins a header's pieces as they come: one 16 MiB header took 2 s of CP
 200) nor the time it may take (a connection that sends nothing, or a head or a body a byte at a
 time, stayed open for ever). ``FrontDoorProtocol`` is that protocol with four bounds, all settings:
 
-* **Head size** (``max_header_bytes``, request line and headers): counted as the bytes come, so a
-  never-ending header is cut at the limit (plus at most one read, 256 KiB), and counted again
-  exactly once parsed. Over it: 431, and the connection closes.
+* **Head size** (``max_header_bytes``, request line and headers): bounded as the bytes come, so a
+  never-ending header is cut at the limit (plus a read, 256 KiB; two on a kept-alive connection),
+  and counted exactly once parsed if its reads held more. Over it: 431, and the connection closes.
 * **Header count** (``max_headers``): more is 431 too.
 * **Request deadline** (``request_timeout``): a request arrives whole, head and body, within this
   of the connection opening (on a kept-alive connection, of the request's first byte). Past it:
