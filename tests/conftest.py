@@ -89,6 +89,8 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.05)  # polling a process that is starting up, not waiting for an event
+        self.proc.kill()  # not left running: no fixture will stop a server that never started
+        self.proc.wait()
         raise RuntimeError(f"runwatch did not come up in {timeout} s:\n{self.logs()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
