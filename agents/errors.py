@@ -20,6 +20,10 @@ class ErrorCode(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     EMPTY_INPUT = "empty_input"
     INPUT_TOO_LARGE = "input_too_large"
+    #: A request line and headers over ``RUNWATCH_MAX_HEADER_BYTES``, or more than ``RUNWATCH_MAX_HEADERS``.
+    HEADERS_TOO_LARGE = "headers_too_large"
+    #: A request (head and body) that did not arrive whole within ``RUNWATCH_REQUEST_TIMEOUT``.
+    REQUEST_TIMEOUT = "request_timeout"
     # -- who is asking
     #: No credential, or one that is forged, expired, revoked or for another issuer or audience.
     UNAUTHENTICATED = "unauthenticated"
@@ -57,6 +61,9 @@ class ErrorCode(enum.StrEnum):
     SHUTTING_DOWN = "shutting_down"
     #: The broker (Redis) is unreachable: runs cannot be queued or cancelled elsewhere right now.
     UNAVAILABLE = "unavailable"
+    #: The server holds ``RUNWATCH_MAX_CONNECTIONS`` connections: a new one, or one still waiting
+    #: for its request, is answered this and closed.
+    SERVER_BUSY = "server_busy"
     # -- the server's own fault
     INTERNAL = "internal"
 
@@ -70,6 +77,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.EMPTY_INPUT: 400,
     ErrorCode.INPUT_TOO_LARGE: 413,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
+    ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.HOST_NOT_ALLOWED: 400,
@@ -91,16 +100,19 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.SERVER_BUSY: 503,
     ErrorCode.INTERNAL: 500,
 }
 
 
 class CloseCode(enum.IntEnum):
-    """WebSocket close codes. Clients reconnect (with their last seq) after every one but 1009."""
+    """WebSocket close codes. Clients reconnect (with their last seq) after every one but 1007 and 1009."""
 
     NORMAL = 1000
     #: The server is shutting down; reconnect (with your last seq) after a moment.
     GOING_AWAY = 1001
+    #: A text frame that is not valid UTF-8 (uvicorn closes the socket itself). Terminal: fix the client.
+    INVALID_DATA = 1007
     #: The client kept sending messages while rate limited (after a ``rate_limited`` error).
     POLICY_VIOLATION = 1008
     #: The client sent a frame over the size limit (``max_message_bytes`` in ``hello``). Terminal.
@@ -126,6 +138,7 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.SERVICE_RESTART: "server_shutdown",
     CloseCode.TRY_AGAIN_LATER: "slow_consumer",
     CloseCode.MESSAGE_TOO_BIG: "message_too_big",
+    CloseCode.INVALID_DATA: "invalid_data",
     CloseCode.POLICY_VIOLATION: "flood",
     CloseCode.INTERNAL_ERROR: "error",
     CloseCode.UNAUTHENTICATED: "unauthenticated",

@@ -6,12 +6,14 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.file_system import BaseLocalFileSystem
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
@@ -40,6 +42,18 @@ log = structlog.get_logger()
 #: The dashboard's static files: beside ``api/`` in a source checkout (and an editable install), and
 #: at ``runwatch/dashboard`` (package data) beside ``runwatch/api`` in an installed wheel.
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
+
+
+class DashboardFiles(BaseLocalFileSystem):
+    """The dashboard's files. A path the system cannot look up (a NUL byte, a name too long, a file
+    taken for a folder: ``/index.html%00.js``, ``/index.html/x``) is a file that is not there, 404,
+    rather than a 500 with a traceback."""
+
+    async def info(self, path: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().info(path, **kwargs)
+        except (ValueError, OSError):  # FileNotFoundError is an OSError too
+            raise FileNotFoundError from None
 
 
 def _runtime(state: State) -> Runtime:
@@ -134,7 +148,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         handlers.append(chat_completions)
     if DASHBOARD.is_dir():
         handlers.append(
-            create_static_files_router(path="/", directories=[DASHBOARD], html_mode=True, include_in_schema=False)
+            create_static_files_router(
+                path="/",
+                directories=[DASHBOARD],
+                file_system=DashboardFiles(),
+                html_mode=True,
+                include_in_schema=False,
+            )
         )
     return Litestar(
         route_handlers=handlers,

@@ -127,6 +127,10 @@ ENV: dict[str, tuple[str, str]] = {
         "RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL",
         "WebSockets and SSE streams (one count) one principal may hold",
     ),
+    "max_header_bytes": ("RUNWATCH_MAX_HEADER_BYTES", "largest request line and headers, in bytes; larger answers 431"),
+    "max_headers": ("RUNWATCH_MAX_HEADERS", "most headers in one request; more answers 431"),
+    "request_timeout": ("RUNWATCH_REQUEST_TIMEOUT", "seconds a request (head and body) has to arrive whole, or 408"),
+    "max_connections": ("RUNWATCH_MAX_CONNECTIONS", "connections at once, HTTP and WebSocket (see README, Limits)"),
     "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
     "log_level": ("RUNWATCH_LOG_LEVEL", "debug, info, warning or error"),
 }
@@ -212,6 +216,16 @@ class Settings:
     runs_per_minute: float = 60.0
     tenant_max_active: int = 100
     ws_connections_per_principal: int = 50
+    #: 32 KiB: a large identity provider's JWT (8 KiB with groups) and a browser's cookies for the
+    #: host fit, twice over; Node allows 16 KiB, nginx 32 KiB (4 x 8 KiB lines).
+    max_header_bytes: int = 32 * 1024
+    #: Apache's default; browsers send about 20.
+    max_headers: int = 100
+    #: A request arrives whole within this (a 1 MiB body at 1 Mbit/s takes 8 s); a slow-loris
+    #: connection holds its socket no longer.
+    request_timeout: float = 15.0
+    #: Below the open-file limit ``serve`` can get (it raises its soft limit to fit; see api/front_door.py).
+    max_connections: int = 10_000
     log_format: str = "console"
     log_level: str = "info"
 
@@ -416,6 +430,8 @@ def load_settings(
         "tenant_max_active",
         "ws_connections_per_principal",
         "offline_max_answer_bytes",
+        "max_headers",
+        "max_connections",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
@@ -424,5 +440,13 @@ def load_settings(
             f"offline_max_inflight_bytes ({settings.offline_max_inflight_bytes}) must be at least"
             f" offline_max_answer_bytes ({settings.offline_max_answer_bytes}), or the largest answer could never"
             " be served; check RUNWATCH_OFFLINE_MAX_INFLIGHT_BYTES and RUNWATCH_OFFLINE_MAX_ANSWER_BYTES"
+        )
+    if settings.max_header_bytes < 1024:
+        raise ConfigError(
+            "max_header_bytes must be at least 1024 (browsers send more); check RUNWATCH_MAX_HEADER_BYTES"
+        )
+    if not 0 < settings.request_timeout < float("inf"):
+        raise ConfigError(
+            f"request_timeout must be seconds above 0, got {settings.request_timeout!r}; check RUNWATCH_REQUEST_TIMEOUT"
         )
     return settings

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import SerializationException, ValidationException
+from litestar.exceptions import InternalServerException, SerializationException, ValidationException
 from litestar.openapi import ResponseSpec
 
 from runwatch.agents.errors import HTTP_STATUS, BadRequest, ErrorCode, QueueFull, RateLimited, RunwatchError
@@ -82,7 +82,16 @@ def validation_error(request: Request[Any, Any, Any], exc: ValidationException) 
     return Response(ErrorBody(status_code=400, detail=detail, code=ErrorCode.BAD_REQUEST), status_code=400)
 
 
+#: Litestar's words when the client left (or was cut off by the request timeout) while its body
+#: was being read: the client's doing, not a bug of ours.
+CLIENT_LEFT = "client disconnected prematurely"
+
+
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    if isinstance(exc, InternalServerException) and exc.detail == CLIENT_LEFT:
+        log.info("http.client_left", method=request.method, path=request.url.path)
+        body = ErrorBody(status_code=400, detail="the request body did not arrive", code=ErrorCode.BAD_REQUEST)
+        return Response(body, status_code=400)  # nobody reads it: the connection is gone
     log.error("http.failed", method=request.method, path=request.url.path, error=repr(exc), exc_info=exc)
     body = ErrorBody(status_code=500, detail="internal server error; see the server log", code=ErrorCode.INTERNAL)
     return Response(body, status_code=500)

@@ -59,6 +59,26 @@ class RedactSecrets:
         return value if scrubbed == text else scrubbed
 
 
+class ClientFaults(logging.Filter):
+    """uvicorn logs some faults of a client as errors of ours, with a traceback: here each is one
+    warning line, named as ours are, without the traceback.
+
+    ``Invalid UTF-8 sequence received from client.``: a WebSocket text frame that is not UTF-8
+    (uvicorn then closes the socket with 1007, so it is logged at most once per connection).
+    """
+
+    #: uvicorn's message → our event.
+    EVENTS: dict[str, str] = {"Invalid UTF-8 sequence received from client.": "ws.invalid_utf8"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event = self.EVENTS.get(record.msg) if isinstance(record.msg, str) else None
+        if event is not None:
+            record.msg, record.args = event, ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(fmt: str = "console", level: str = "info", secrets: Iterable[str | None] = ()) -> None:
     """Configure structlog and the standard library's logging once; ``secrets`` never appear in a line."""
     renderer: Any = (
@@ -98,6 +118,9 @@ def configure_logging(fmt: str = "console", level: str = "info", secrets: Iterab
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ClientFaults) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(ClientFaults())
     logging.getLogger("uvicorn.access").disabled = True
     for noisy in ("httpx", "httpx2", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,6 +1,11 @@
 """uvicorn's ``Server`` as ``runwatch serve`` runs it.
 
-Three changes to uvicorn's own:
+Four changes to uvicorn's own:
+
+* **A front door.** Every connection, TCP and Unix, is read by ``api/front_door.py``'s protocol:
+  request heads are bounded in size and header count, a request must arrive whole within the
+  request timeout, and the connections held at once are bounded (the open-file limit is raised
+  to fit them, or the bound lowered to fit it).
 
 * **Drain first.** On SIGTERM/SIGINT the runtime is told at once (``begin_shutdown``), and watchers
   get the runs' final events and a 1001 before uvicorn closes their sockets (with 1012).
@@ -25,6 +30,7 @@ removed at shutdown.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import socket
 import sys
@@ -33,6 +39,7 @@ from types import FrameType
 import structlog
 import uvicorn
 
+from runwatch.api.front_door import DoorLimits, FrontDoor, connection_budget
 from runwatch.api.runtime import Runtime
 
 log = structlog.get_logger()
@@ -45,6 +52,10 @@ _STARTUP_FAILURE = 3
 
 class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        limits = DoorLimits.of(runtime.settings)
+        limits = dataclasses.replace(limits, max_connections=connection_budget(limits.max_connections))
+        self.front_door = FrontDoor(limits)
+        config.http = self.front_door.protocol()
         super().__init__(config)
         self._runtime = runtime
         self._exit = asyncio.Event()

@@ -254,6 +254,8 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> Ending:
             code = event.get("code")
             if code == CloseCode.MESSAGE_TOO_BIG:  # uvicorn enforces the size limit itself
                 return Ending(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
+            if code == CloseCode.INVALID_DATA:  # and closes on a text frame that is not UTF-8
+                return Ending(CloseCode.INVALID_DATA, "text frame not UTF-8")
             if code in (1005, 1006) and _ping_timed_out(socket.scope):  # gone without a close frame of its own
                 reason = f"no pong within {settings.heartbeat:g} s (ping timeout)"
                 return Ending(CloseCode.INTERNAL_ERROR, reason, SlowConsumer.PING_TIMEOUT)
