@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 from typing import Any
 
@@ -42,22 +43,26 @@ def _name(struct: type) -> str:
     return struct.__name__
 
 
-def _clean(schema: Any) -> Any:
-    """``schema`` with every ``description`` as ``inspect.cleandoc`` leaves a docstring: msgspec copies
-    docstrings with their indentation in some versions (0.18) and without it in others (0.23)."""
+def _canonical(schema: Any) -> Any:
+    """``schema`` as every msgspec version writes it: each ``description`` as ``inspect.cleandoc``
+    leaves a docstring (0.18 kept its indentation, 0.23 drops it) and each ``anyOf``'s alternatives in
+    one order (0.18 put ``null`` first, 0.23 last; the order means nothing)."""
     if isinstance(schema, dict):
-        return {
-            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean(v)
+        out = {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _canonical(v)
             for k, v in schema.items()
         }
+        if isinstance(out.get("anyOf"), list):
+            out["anyOf"] = sorted(out["anyOf"], key=lambda alternative: json.dumps(alternative, sort_keys=True))
+        return out
     if isinstance(schema, list):
-        return [_clean(v) for v in schema]
+        return [_canonical(v) for v in schema]
     return schema
 
 
 def build() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(CLIENT + SERVER + EVENTS, ref_template="#/components/schemas/{name}")
-    components = _clean(components)
+    components = _canonical(components)
     messages = {
         _name(s): {
             "name": s.__struct_config__.tag,
