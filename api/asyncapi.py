@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import sys
 from typing import Any
 
@@ -41,13 +43,31 @@ def _name(struct: type) -> str:
     return struct.__name__
 
 
+def _canonical(schema: Any) -> Any:
+    """``schema`` as every msgspec version writes it: each ``description`` as ``inspect.cleandoc``
+    leaves a docstring (0.18 kept its indentation, 0.23 drops it) and each ``anyOf``'s alternatives in
+    one order (0.18 put ``null`` first, 0.23 last; the order means nothing)."""
+    if isinstance(schema, dict):
+        out = {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _canonical(v)
+            for k, v in schema.items()
+        }
+        if isinstance(out.get("anyOf"), list):
+            out["anyOf"] = sorted(out["anyOf"], key=lambda alternative: json.dumps(alternative, sort_keys=True))
+        return out
+    if isinstance(schema, list):
+        return [_canonical(v) for v in schema]
+    return schema
+
+
 def build() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(CLIENT + SERVER + EVENTS, ref_template="#/components/schemas/{name}")
+    components = _canonical(components)
     messages = {
         _name(s): {
             "name": s.__struct_config__.tag,
             "title": s.__struct_config__.tag,
-            "summary": (s.__doc__ or "").strip().split("\n")[0] or None,
+            "summary": inspect.cleandoc(s.__doc__ or "").split("\n")[0] or None,
             "contentType": "application/json",
             "payload": {"$ref": f"#/components/schemas/{_name(s)}"},
         }
@@ -103,8 +123,17 @@ def build() -> dict[str, Any]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """YAML with multi-line text (a docstring's paragraphs) as ``|`` blocks, line for line."""
+
+
+_Dumper.add_representer(
+    str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v, style="|" if "\n" in v else None)
+)
+
+
 def render() -> str:
-    return yaml.safe_dump(build(), sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(build(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import socket
 import sys
@@ -274,13 +275,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` chose, e.g. ``runwatch keys list``'s: its usage is the one to show."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if sub is None or chosen not in sub.choices:
+            return parser
+        parser = sub.choices[chosen]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.func is not serve:
-        # Client commands print to pipes (`runwatch agents | head`): end quietly when the reader goes.
-        # Never for `serve`: there SIGPIPE would let any client that hangs up kill the server.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    return args.func(args)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its usage (exits 2)
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        if args.func is serve:
+            raise
+        # Client commands print to pipes (`runwatch agents | head`): end quietly when the reader goes,
+        # as SIGPIPE would end them. Not by SIGPIPE itself: that also kills a command whose request
+        # meets a closed socket (a --url port that is not HTTP) before it can say so.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (nothing left to flush)
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runwatch.api.cli_url import REQUEST_TIMEOUT, not_runwatch, settle_url, unreachable
+
 
 def _credential(args: argparse.Namespace) -> tuple[str | None, str, bool]:
     """The credential client commands send, where to, and whether it is a local key: ``--token``,
@@ -40,10 +42,12 @@ def _client(args: argparse.Namespace):
 
 def _refused(r: Any) -> str:
     """What to tell the user when the server refused a client command's request."""
-    try:
-        detail = r.json().get("detail", r.text)
-    except ValueError:
-        detail = r.text
+    if wrong := not_runwatch(r):
+        return wrong
+    body = r.json()
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, str):
+        return f"{r.request.url} answered HTTP {r.status_code} without runwatch's error body; is it runwatch's address?"
     if r.status_code == 401:
         return f"{detail}\n  pass --token or set RUNWATCH_TOKEN (a key from `runwatch keys create`, or a JWT)"
     return detail
@@ -55,13 +59,17 @@ def run_agent(args: argparse.Namespace) -> int:
 
     from runwatch.api.sse_client import StreamLost, follow_run
 
+    if problem := settle_url(args):
+        print(f"runwatch: {problem}", file=sys.stderr)
+        return 2
+    run: dict[str, Any] | None = None
     try:
         with _client(args) as client:
             body = {"agent": args.agent, "input": args.input}
             if getattr(args, "thread", None):
                 body |= {"thread": args.thread, "if_busy": "queue"}
-            r = client.post("/api/runs", json=body)
-            if r.status_code != 202:
+            r = client.post("/api/runs", json=body, timeout=REQUEST_TIMEOUT)
+            if r.status_code != 202 or not_runwatch(r):
                 print(f"runwatch: {_refused(r)}", file=sys.stderr)
                 return 2
             run = r.json()
@@ -81,8 +89,8 @@ def run_agent(args: argparse.Namespace) -> int:
                 client.post(f"/api/runs/{run['id']}/cancel", json={})
                 print("\ncancelled", file=sys.stderr)
                 return 130
-    except httpx.ConnectError:
-        print(f"runwatch: cannot connect to {args.url}; is `runwatch serve` running?", file=sys.stderr)
+    except (httpx.RequestError, httpx.InvalidURL) as exc:
+        print(f"runwatch: {unreachable(exc, args.url, run['id'] if run else None)}", file=sys.stderr)
         return 2
     return 0 if status == "succeeded" else 1
 
@@ -135,29 +143,35 @@ def _show(event: dict[str, Any], url: str = "") -> str | None:
 def list_agents(args: argparse.Namespace) -> int:
     import httpx
 
+    if problem := settle_url(args):
+        print(f"runwatch: {problem}", file=sys.stderr)
+        return 2
     try:
         with _client(args) as client:
-            r = client.get("/api/agents")
-            if r.status_code != 200:
-                print(f"runwatch: {_refused(r)}", file=sys.stderr)
-                return 2
-            agents = r.json()
-    except httpx.ConnectError:
-        print(f"runwatch: cannot connect to {args.url}; is `runwatch serve` running?", file=sys.stderr)
+            r = client.get("/api/agents", timeout=REQUEST_TIMEOUT)
+    except (httpx.RequestError, httpx.InvalidURL) as exc:
+        print(f"runwatch: {unreachable(exc, args.url)}", file=sys.stderr)
         return 2
-    for a in agents:
-        print(f"{a['name']:<16} {a['model']:<20} tools: {', '.join(a['tools']) or '-'}  {a['description']}")
+    if r.status_code != 200 or not_runwatch(r):
+        print(f"runwatch: {_refused(r)}", file=sys.stderr)
+        return 2
+    try:
+        rows = [
+            f"{a['name']:<16} {a['model']:<20} tools: {', '.join(a['tools']) or '-'}  {a['description']}"
+            for a in r.json()
+        ]
+    except (KeyError, TypeError):
+        print(
+            f"runwatch: {args.url}/api/agents is not runwatch's list of agents; is it runwatch's address?",
+            file=sys.stderr,
+        )
+        return 2
+    for row in rows:
+        print(row)
     return 0
 
 
-def default_url() -> str:
-    """Where the client commands find a server: ``RUNWATCH_URL``, else this machine on ``RUNWATCH_PORT``."""
-    import os
-
-    return os.environ.get("RUNWATCH_URL") or f"http://127.0.0.1:{os.environ.get('RUNWATCH_PORT') or 8000}"
-
-
 def client_options(p: argparse.ArgumentParser, url_help: str) -> None:
-    p.add_argument("--url", default=default_url(), help=url_help)
+    p.add_argument("--url", help=url_help)
     p.add_argument("--token", help="API key or JWT to send (default $RUNWATCH_TOKEN, else the local admin key)")
     p.add_argument("--data-dir", help="where to find the local admin key (default $RUNWATCH_DATA_DIR, ./runwatch-data)")

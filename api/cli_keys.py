@@ -76,12 +76,20 @@ def manage_keys(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             elif args.action == "list":
-                for k in await creds.keys():
-                    state = (
-                        "revoked " + time.strftime("%Y-%m-%d", time.gmtime(k.revoked_at)) if k.revoked_at else "active"
+                rows = [
+                    (
+                        k.id,
+                        k.tenant,
+                        k.role,
+                        f"revoked {time.strftime('%Y-%m-%d', time.gmtime(k.revoked_at))}" if k.revoked_at else "active",
+                        time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at)),
+                        k.name,
                     )
-                    created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at))
-                    print(f"{k.id:<12} {k.tenant:<16} {k.role:<9} {state:<18} {created}  {k.name}")
+                    for k in await creds.keys()
+                ]
+                print("\n".join(table(("ID", "TENANT", "ROLE", "STATE", "CREATED (UTC)", "NAME"), rows)))
+                if not rows:
+                    print("no keys yet: `runwatch keys create --tenant T --role R` makes one", file=sys.stderr)
             elif not await creds.revoke(args.id, time.time()):
                 print(f"runwatch: no active key {args.id!r}; see `runwatch keys list`", file=sys.stderr)
                 return 1
@@ -96,3 +104,9 @@ def manage_keys(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """``header`` and ``rows`` as lines of columns, each as wide as its widest cell, two spaces apart."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)]

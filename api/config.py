@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runwatch.agents.prices import PriceError, parse_prices
+from runwatch.api.config_ranges import RANGES, number
 
 #: ``sun_path`` holds 108 bytes on Linux (104 on macOS) with its terminating NUL: keep under both.
 MAX_SOCKET_PATH = 100
@@ -298,7 +299,29 @@ def _host_entry(host: str) -> bool:
         return re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?", name) is not None
 
 
-def _convert(name: str, value: Any) -> Any:
+#: How a value of each field type is described when it cannot be one.
+KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+
+#: The ``serve`` flags whose names are not the setting's (``--data-dir`` is ``data_dir``'s).
+FLAGS = {"database_url": "--database", "redis_url": "--redis"}
+
+#: The settings that take one of a few words, and those words.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "log_level": ("debug", "info", "warning", "error"),
+    "log_format": ("console", "json"),
+    "ws_direct_writes": ("auto", "off"),
+    "model_transport": ("aiohttp", "httpx"),
+    "presence": ("on", "off"),
+    "auth": ("on", "off"),
+    "login_link": ("auto", "on", "off"),
+}
+
+
+def flag(name: str) -> str:
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _convert(name: str, value: Any, where: str) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     kind = kinds[name]
     try:
@@ -321,7 +344,23 @@ def _convert(name: str, value: Any) -> Any:
             return [s.strip() for s in items if s.strip()]
         return str(value) if value is not None else None
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
+        raise ConfigError(f"{name} must be {KINDS.get(kind, kind)}, got {value!r}; {where}") from None
+
+
+def _check_values(settings: Settings, where: dict[str, str]) -> None:
+    """Every numeric setting within its range (api/config_ranges.py) and every word one of its choices,
+    or one error that names the setting and where its value came from."""
+    where = {name: f"set {var} to another value" for name, (var, _) in ENV.items()} | where
+    for name, allowed in RANGES.items():
+        value = getattr(settings, name)
+        if not allowed.allows(value):
+            raise ConfigError(f"{name} must be {allowed}, got {number(value)}; {where[name]}")
+    for name, words in CHOICES.items():
+        value = getattr(settings, name).lower()
+        if value not in words:
+            allowed = f"{', '.join(words[:-1])} or {words[-1]}"
+            raise ConfigError(f"{name} must be {allowed}, got {value!r}; {where[name]}")
+        setattr(settings, name, value)
 
 
 def load_settings(
@@ -333,6 +372,8 @@ def load_settings(
     """Build settings from the config file (``--config`` or ``RUNWATCH_CONFIG``), env and flags."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    #: How to change each value, where it came from: ``set RUNWATCH_PORT to …``, ``pass --port with …``, ….
+    where: dict[str, str] = {}
     path = config_file or environ.get("RUNWATCH_CONFIG")
     if path:
         try:
@@ -347,17 +388,16 @@ def load_settings(
         if unknown:
             raise ConfigError(f"config file {path}: unknown settings {', '.join(sorted(unknown))}")
         values.update(data)
+        where.update({name: f"change {name} in {path}" for name in data})
     for name, (var, _) in ENV.items():
         if environ.get(var):
             values[name] = environ[var]
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    settings = Settings(**{k: _convert(k, v) for k, v in values.items()})
-    if not 1 <= settings.port <= 65535:
-        raise ConfigError(f"port must be between 1 and 65535, got {settings.port}; pass --port or set RUNWATCH_PORT")
-    if settings.ws_direct_writes not in ("auto", "off"):
-        raise ConfigError(f"ws_direct_writes must be auto or off, got {settings.ws_direct_writes!r}")
-    if settings.model_transport not in ("aiohttp", "httpx"):
-        raise ConfigError(f"model_transport must be aiohttp or httpx, got {settings.model_transport!r}")
+            where[name] = f"set {var} to another value"
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(given)
+    where.update({name: f"pass {flag(name)} with another value" for name in given})
+    settings = Settings(**{k: _convert(k, v, where[k]) for k, v in values.items()})
+    _check_values(settings, where)
     if settings.model_socket not in ("auto", "off") and not (
         os.path.isabs(settings.model_socket) and len(os.fsencode(settings.model_socket)) <= MAX_SOCKET_PATH
     ):
@@ -373,28 +413,12 @@ def load_settings(
             )
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("redis_url must be redis://host:port/db (or rediss://); check RUNWATCH_REDIS_URL or --redis")
-    if settings.lease_seconds < 1:
-        raise ConfigError("lease_seconds must be at least 1")
-    for name in ("drain_seconds", "retention_days", "redis_retain_seconds"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(f"{name} must be 0 or more")
     try:
         parse_prices(settings.prices)
     except PriceError as exc:
         raise ConfigError(f"{exc}; check RUNWATCH_PRICES") from None
-    if not 0 < settings.approval_timeout < float("inf"):
-        raise ConfigError(
-            f"approval_timeout must be a number of seconds above 0, got {settings.approval_timeout!r};"
-            " check RUNWATCH_APPROVAL_TIMEOUT"
-        )
-    if settings.presence not in ("on", "off"):
-        raise ConfigError(f"presence must be on or off, got {settings.presence!r}; check RUNWATCH_PRESENCE")
-    if settings.auth not in ("on", "off"):
-        raise ConfigError(f"auth must be on or off, got {settings.auth!r}; check RUNWATCH_AUTH")
     if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < 32:
         raise ConfigError("RUNWATCH_JWT_SECRET must be at least 32 bytes (HS256 wants a key as long as its hash)")
-    if settings.login_link not in ("auto", "on", "off"):
-        raise ConfigError(f"login_link must be auto, on or off, got {settings.login_link!r}")
     if (settings.jwt_secret or settings.jwt_jwks) and not (settings.jwt_issuer and settings.jwt_audience):
         raise ConfigError(
             "JWTs are accepted only from a named issuer for a named audience: set RUNWATCH_JWT_ISSUER and "
@@ -402,8 +426,6 @@ def load_settings(
         )
     if settings.oidc_issuer and not settings.oidc_client_id:
         raise ConfigError("RUNWATCH_OIDC_ISSUER needs RUNWATCH_OIDC_CLIENT_ID (and usually a client secret)")
-    if settings.session_hours <= 0:
-        raise ConfigError("session_hours must be more than 0")
     for host in settings.allowed_hosts:
         if not _host_entry(host):
             hint = "like example.com, *.example.com, 10.0.0.5 or *; check RUNWATCH_ALLOWED_HOSTS"
@@ -411,42 +433,10 @@ def load_settings(
     for origin in settings.allowed_origins + settings.cors_origins:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise ConfigError(f"origin {origin!r} must look like https://host[:port]; check RUNWATCH_ALLOWED_ORIGINS")
-    if settings.log_format not in ("console", "json"):
-        raise ConfigError(f"log_format must be console or json, got {settings.log_format!r}")
-    for name in (
-        "max_running",
-        "ws_max_message_bytes",
-        "ws_frame_events",
-        "ws_frame_bytes",
-        "log_capacity",
-        "ws_max_lag",
-        "bus_memory_mb",
-        "max_input_bytes",
-        "ws_message_rate",
-        "ws_message_burst",
-        "max_output_bytes",
-        "max_tool_result_bytes",
-        "runs_per_minute",
-        "tenant_max_active",
-        "ws_connections_per_principal",
-        "offline_max_answer_bytes",
-        "max_headers",
-        "max_connections",
-    ):
-        if getattr(settings, name) < 1:
-            raise ConfigError(f"{name} must be at least 1")
     if settings.offline_max_inflight_bytes < settings.offline_max_answer_bytes:
         raise ConfigError(
             f"offline_max_inflight_bytes ({settings.offline_max_inflight_bytes}) must be at least"
             f" offline_max_answer_bytes ({settings.offline_max_answer_bytes}), or the largest answer could never"
             " be served; check RUNWATCH_OFFLINE_MAX_INFLIGHT_BYTES and RUNWATCH_OFFLINE_MAX_ANSWER_BYTES"
-        )
-    if settings.max_header_bytes < 1024:
-        raise ConfigError(
-            "max_header_bytes must be at least 1024 (browsers send more); check RUNWATCH_MAX_HEADER_BYTES"
-        )
-    if not 0 < settings.request_timeout < float("inf"):
-        raise ConfigError(
-            f"request_timeout must be seconds above 0, got {settings.request_timeout!r}; check RUNWATCH_REQUEST_TIMEOUT"
         )
     return settings

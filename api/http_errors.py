@@ -53,20 +53,33 @@ def error_responses(*codes: ErrorCode) -> dict[int, ResponseSpec]:
     }
 
 
+#: What a body that is not UTF-8 gets (RFC 8259: JSON between systems is UTF-8).
+NOT_UTF8 = "the request body is not valid JSON: its bytes are not valid UTF-8; send JSON encoded as UTF-8"
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class JSONRequest(Request[Any, Any, Any]):
     """A request whose JSON body fails as one ``bad_json`` error, whatever is wrong with it.
 
     Litestar turns malformed JSON into a 400 itself, but lets invalid UTF-8 (``UnicodeDecodeError``)
-    and deep nesting (``RecursionError``) through as 500s.
+    and deep nesting (``RecursionError``) through as 500s. Bytes that are not UTF-8 get runwatch's own
+    sentence, whatever msgspec's version calls them (checked only once decoding failed).
     """
 
     async def json(self) -> Any:
         try:
             return await super().json()
-        except SerializationException as exc:
+        except (SerializationException, UnicodeDecodeError) as exc:
+            if not _is_utf8(await self.body()):
+                raise BadRequest(NOT_UTF8, code=ErrorCode.BAD_JSON) from None
             raise BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON) from None
-        except UnicodeDecodeError:
-            raise BadRequest("the request body is not valid UTF-8", code=ErrorCode.BAD_JSON) from None
         except RecursionError:
             raise BadRequest("the request body's JSON is nested too deeply", code=ErrorCode.BAD_JSON) from None
 

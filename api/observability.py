@@ -30,6 +30,14 @@ http_metrics = PrometheusConfig(
 )
 
 
+#: The 401 of ``/metrics``: what a first scrape (or curl) needs to be told.
+SCRAPE_HELP = (
+    "/metrics needs a token: start runwatch with RUNWATCH_METRICS_TOKEN=<a long random string> and scrape "
+    "with 'Authorization: Bearer <that string>', or with an admin key (RUNWATCH_METRICS_OPEN=true needs "
+    "none: private networks only)"
+)
+
+
 def _may_scrape(request: Request, rt: Runtime) -> None:
     """``/metrics`` answers the scrape token (``RUNWATCH_METRICS_TOKEN``), an admin, or anyone when
     ``RUNWATCH_METRICS_OPEN`` (or authentication) is off."""
@@ -39,9 +47,12 @@ def _may_scrape(request: Request, rt: Runtime) -> None:
     header = request.headers.get("authorization", "")
     if s.metrics_token and header.lower().startswith("bearer ") and same_secret(header[7:].strip(), s.metrics_token):
         return
-    principal = principal_of(request, rt.metrics) if request.scope.get("user") is None else request.user
-    if not principal.can(Role.ADMIN):
-        raise Unauthenticated("scrape /metrics with 'Authorization: Bearer <RUNWATCH_METRICS_TOKEN>'")
+    try:
+        principal = principal_of(request, rt.metrics) if request.scope.get("user") is None else request.user
+    except Unauthenticated:  # (no credential, or a refused one: either way, say how to scrape)
+        principal = None
+    if principal is None or not principal.can(Role.ADMIN):
+        raise Unauthenticated(SCRAPE_HELP)
 
 
 @get(

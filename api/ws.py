@@ -127,7 +127,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     rt.metrics.ws_opened.inc()
     opened = time.monotonic()
     ending = Ending(CloseCode.NORMAL, "client")
-    log.info(
+    log.debug(
         "ws.connected",
         conn=conn_id,
         principal=principal.id,
@@ -198,7 +198,7 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
                 await asyncio.wait_for(rt.limiter.close_connection(principal.id, conn_id), 1.0)
             except Exception:  # Redis away: the lease runs out by itself (agents/limits.py)
                 pass
-        log.info(
+        log.debug(
             "ws.disconnected",
             conn=conn_id,
             code=int(ending.code),

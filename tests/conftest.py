@@ -15,9 +15,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.hermetic import SESSION
 from tests.watcher import Watcher
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before anything is collected: this session's own HOME, XDG folders and working directory,
+    and none of the shell's runwatch or OpenAI settings (tests/hermetic.py)."""
+    SESSION.enter()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    SESSION.leave()
 
 
 def free_port() -> int:
@@ -65,7 +76,7 @@ class Server:
         #: The local admin key the server made in its data folder (None with authentication off).
         self.token: str | None = None
 
-    def start(self, timeout: float = 20.0) -> Server:
+    def start(self, timeout: float = 60.0) -> Server:  # a ceiling: a busy 2-core machine took 20 s to import
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

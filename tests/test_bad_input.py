@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from runwatch.api.http_errors import NOT_UTF8
 from tests.watcher import assert_contiguous
 
 
@@ -122,7 +123,7 @@ USER = {"role": "user", "content": "hi"}
 @pytest.mark.parametrize(
     ("path", "body", "code", "words"),
     [
-        ("/api/runs", b'{"agent": "demo", "input": "\xff\xfe"}', "bad_json", "not valid UTF-8"),
+        ("/api/runs", b'{"agent": "demo", "input": "\xff\xfe"}', "bad_json", "not valid UTF-8; send JSON encoded as"),
         ("/api/runs", b"[" * 100_000 + b"]" * 100_000, "bad_json", "nested too deeply"),
         ("/api/runs", b'{"agent": "demo", "input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "bad_json", "nested"),
         (
@@ -204,3 +205,19 @@ async def test_an_empty_or_missing_input_is_a_400_saying_so(server, body, words)
     async with server.client() as c:
         r = await c.post("/api/runs", json=body)
     assert r.status_code == 400 and words in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"agent": "demo", "input": "\xff\xfe"}',
+        b"\xff" * 10,
+        b'{"agent": "dem\xc3"}',
+        b'{"agent": "demo", "input": "\xed\xa0\x80"}',
+    ],
+    ids=["in-a-string", "only-bad-bytes", "cut-sequence", "surrogate"],
+)
+async def test_a_body_that_is_not_utf8_gets_runwatch_s_own_sentence_whatever_msgspec_says(server, body):
+    async with server.client() as c:
+        r = await c.post("/api/runs", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json() == {"status_code": 400, "detail": NOT_UTF8, "code": "bad_json"}, r.text

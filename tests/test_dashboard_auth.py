@@ -53,7 +53,7 @@ def test_the_login_link_works_once(make_server, open_page):
 
 
 def test_an_expired_session_shows_the_login_page_instead_of_reconnecting(make_server, open_page):
-    srv = make_server({"RUNWATCH_SESSION_HOURS": "0.0015"})  # 5.4 s
+    srv = make_server({"RUNWATCH_SESSION_HOURS": "0.0015", "RUNWATCH_LOG_LEVEL": "debug"})  # 5.4 s; connects logged
     page = open_page(srv.url + "/")
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
     expect(page.locator("#login")).to_be_visible(timeout=15_000)  # the socket closed 4401 at expiry

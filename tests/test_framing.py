@@ -68,7 +68,7 @@ async def test_events_the_bus_no_longer_holds_make_no_frame():
 
 
 async def test_runwatch_serve_writes_live_frames_directly(make_server):
-    server = make_server()
+    server = make_server({"RUNWATCH_LOG_LEVEL": "debug"})  # (ws.connected and ws.disconnected are debug lines)
     run = await server.start_run({"tokens": 20, "rate": 200})
     watcher = await server.watcher()
     await watcher.subscribe(run)
@@ -240,7 +240,7 @@ async def test_a_direct_write_that_raises_demotes_the_connection_and_the_frame_g
 
 
 async def test_runwatch_serve_with_direct_writes_off_sends_every_frame_through_asgi(make_server):
-    server = make_server({"RUNWATCH_WS_DIRECT_WRITES": "off"})
+    server = make_server({"RUNWATCH_WS_DIRECT_WRITES": "off", "RUNWATCH_LOG_LEVEL": "debug"})
     run = await server.start_run({"tokens": 20, "rate": 200})
     watcher = await server.watcher()
     await watcher.subscribe(run)

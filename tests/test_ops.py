@@ -8,7 +8,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import yaml
+
+from runwatch.agents.errors import ErrorCode
+from runwatch.api.observability import SCRAPE_HELP
 
 OPS = Path(__file__).resolve().parent.parent / "ops"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -93,3 +97,74 @@ def test_the_compose_replicas_share_redis_and_postgres_behind_the_proxy():
     assert replicas[0]["environment"]["RUNWATCH_INSTANCE"] != replicas[1]["environment"]["RUNWATCH_INSTANCE"]
     nginx = (OPS / "nginx.conf").read_text()
     assert "server runwatch-1:8000;" in nginx and "server runwatch-2:8000;" in nginx and "Upgrade" in nginx
+
+
+def _compose_value(text: str, env: dict[str, str]) -> str:
+    """``text`` as compose interpolates it: ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}`` (raises
+    ValueError with the error, as compose stops with it)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, word = match.group(1), match.group(2), match.group(3)
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise ValueError(f"{name}: {word}")
+        return word or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, text)
+
+
+def _readme_compose_shell() -> tuple[dict[str, str], str]:
+    """The README's compose block: what it exports before ``docker compose``, and the command itself."""
+    readme = (OPS.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.DOTALL) if "ops/docker-compose.yml up" in b)
+    exported = dict(re.findall(r"^export (\w+)=(\S+)", block, re.MULTILINE))
+    command = next(line for line in block.splitlines() if line.startswith("docker compose"))
+    return {name: f"<{value}>" for name, value in exported.items()}, command  # (not run: a shell would)
+
+
+def test_compose_as_the_readme_runs_it_gives_prometheus_the_replicas_scrape_token_and_prints_login_links():
+    shell, command = _readme_compose_shell()
+    assert "RUNWATCH_METRICS_TOKEN" in shell and command.split("#")[0].split()[-2:] == ["up", "--build"]
+    compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
+    token = shell["RUNWATCH_METRICS_TOKEN"]
+    for name in ("runwatch-1", "runwatch-2"):
+        env = {k: _compose_value(str(v), shell) for k, v in compose["services"][name]["environment"].items()}
+        assert env["RUNWATCH_METRICS_TOKEN"] == token
+        assert env["RUNWATCH_LOGIN_LINK"] == "on"  # a container's stderr is no terminal: `auto` would print nothing
+    prometheus = compose["services"]["prometheus"]
+    (mounted,) = prometheus["configs"]
+    assert _compose_value(compose["configs"][mounted["source"]]["content"], shell) == token
+    scrape = yaml.safe_load((OPS / "prometheus" / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["authorization"]["credentials_file"] == mounted["target"]
+    assert set(scrape["static_configs"][0]["targets"]) == {"runwatch-1:8000", "runwatch-2:8000"}
+
+
+def test_compose_without_the_scrape_token_stops_saying_how_to_make_one():
+    compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
+    replica = compose["services"]["runwatch-1"]["environment"]["RUNWATCH_METRICS_TOKEN"]
+    for text in [replica, *(c["content"] for c in compose["configs"].values())]:
+        try:
+            _compose_value(text, {})
+        except ValueError as exc:
+            assert "RUNWATCH_METRICS_TOKEN" in str(exc) and "openssl rand -hex 24" in str(exc), exc
+        else:
+            raise AssertionError(f"{text!r} starts without a token")
+
+
+def test_the_readme_says_where_a_compose_replica_keeps_its_admin_key():
+    readme = (OPS.parent / "README.md").read_text()
+    said = re.search(r"`docker compose -f ops/docker-compose\.yml exec (\S+) cat (\S+)`", readme)
+    assert said, "the README no longer says how to read a replica's admin key"
+    compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
+    data_dir = re.search(r"RUNWATCH_DATA_DIR=(\S+)", (OPS / "Dockerfile").read_text())[1]
+    assert said[2] == f"{data_dir}/admin.key"
+    assert any(v.endswith(f":{data_dir}") for v in compose["services"][said[1]]["volumes"])  # kept across restarts
+
+
+async def test_metrics_without_a_token_answer_401_saying_how_to_scrape(server):
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        for headers in ({}, {"Authorization": "Bearer not-the-token"}):  # curl as is, or a wrong token
+            r = await c.get("/metrics", headers=headers)
+            assert r.status_code == 401 and r.json()["code"] == ErrorCode.UNAUTHENTICATED
+            assert r.json()["detail"] == SCRAPE_HELP and "with RUNWATCH_METRICS_TOKEN=" in SCRAPE_HELP, r.text

@@ -45,7 +45,8 @@ async def _connections(srv) -> int:
 
 
 async def test_a_stalled_watcher_is_closed_1013_while_a_fast_one_gets_everything(make_server, frame_path):
-    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "1"} | frame_path)
+    # (at debug: ws.disconnected, with its close code, is a debug line)
+    srv = make_server(SETTINGS | {"RUNWATCH_WS_SEND_TIMEOUT": "1", "RUNWATCH_LOG_LEVEL": "debug"} | frame_path)
     fast, stalled, run = await _fast_and_stalled(srv)
 
     events = await fast.until_finished(run, timeout=60)
