@@ -118,6 +118,8 @@ async def _close(rt: Runtime, stream: SSEStream, ended: str) -> None:
     if stream.closed:
         return
     stream.closed = True
+    if stream.cut_off is not None:  # (the response may have been cancelled before its generator saw it)
+        ended = "slow_consumer"
     rt.bus.unwatch(stream.run_id, stream)
     rt.sse_streams.discard(stream)
     log.info(
