@@ -113,16 +113,24 @@ class RunService:
                 agent, user_input, tenant=tenant, by=by, thread=thread or "", run_id=run_id
             )
         except BaseException:
-            await self.store.unadmit(run_id)  # (a no-op once its run.queued was written: its row counts)
+            await self._unadmit(run_id)
             raise
         await self.store.flush()
         if if_busy == "interrupt":
-            for run_id in active:
+            for earlier in active:
                 try:
-                    await self.supervisor.cancel(run_id, by)
+                    await self.supervisor.cancel(earlier, by)
                 except RunwatchError as exc:  # it ended meanwhile, or cannot be reached: ours waits for it
-                    log.info("thread.interrupt_skipped", run_id=run_id, reason=exc.code)
+                    log.info("thread.interrupt_skipped", run_id=earlier, reason=exc.code)
         return handle
+
+    async def _unadmit(self, run_id: str) -> None:
+        """A run admitted but not started: its place is the tenant's again (a no-op once its
+        ``run.queued`` was written: its row counts instead). Failing, it frees itself in a minute."""
+        try:
+            await self.store.unadmit(run_id)
+        except Exception as exc:
+            log.warning("run.unadmit_failed", run_id=run_id, error=repr(exc))
 
     def _check_text(self, text: str, what: str, hint: str) -> None:
         if not text.strip():

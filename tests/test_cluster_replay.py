@@ -80,8 +80,8 @@ async def test_every_replay_after_sixty_take_overs_ends_with_run_finished_and_eq
                 blocker = await taker.start_run({"tokens": 100_000, "rate": 5})
                 await eventually(lambda: _has_running(taker, 1), timeout=10)
                 owner.start()
-                ids = await _start_many(owner, RUNS, json.dumps({"tokens": 100_000, "rate": 10}))
-                await eventually(lambda: _has_running(taker, RUNS + 1, min_seq=3), timeout=20)
+                ids = await _start_many(owner, RUNS, json.dumps({"tokens": 100_000, "rate": 5}))
+                await eventually(lambda: _has_running(taker, RUNS + 1, min_seq=3), timeout=60)
 
                 # Half the runs are followed by the taker for a watcher of its own (their logs in its
                 # memory); it reads the others from Redis or the store.

@@ -14,6 +14,7 @@ from runwatch.agents.agent import AgentRegistry
 from runwatch.agents.bus import Fenced
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.cluster import ClusterSupervisor
+from runwatch.agents.errors import Unavailable
 from runwatch.agents.events import Token
 from runwatch.agents.leases import HOLD_AFTER
 from runwatch.agents.run_queue import Job, RunQueue
@@ -134,3 +135,25 @@ async def test_a_held_run_whose_lease_another_instance_claimed_stops_without_end
     assert summary.status in ("queued", "running")  # not ended here: the instance that claimed it ends it
     assert [p.type for p in await store.events(run_id, 0, 10)] == ["run.queued"]
     assert sup._slots._value == 1
+
+
+async def test_cancelling_a_held_run_answers_unavailable_at_once(supervisor):
+    sup, bus, _ = supervisor
+    run_id, publishing = await _held_mid_run(sup, bus)
+    with pytest.raises(Unavailable, match="try again"):
+        await asyncio.wait_for(sup.cancel(run_id), 1)
+    await sup._renew()  # (Redis answers: the run goes on, and ends as it would have)
+    await asyncio.wait_for(publishing, 5)
+
+
+async def test_a_run_held_at_shutdown_is_stopped_without_an_end_for_whoever_claims_it(supervisor):
+    sup, bus, store = supervisor
+    run_id, publishing = await _held_mid_run(sup, bus)
+    run = sup._runs[run_id]
+    sup._stop_rest()
+    with pytest.raises(Fenced):
+        await asyncio.wait_for(publishing, 5)
+    await asyncio.wait_for(run.task, 5)
+    assert run.handed_over
+    await store.flush()
+    assert [p.type for p in await store.events(run_id, 0, 10)] == ["run.queued"]

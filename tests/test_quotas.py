@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import Server
 from tests.identity import make_key
 from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
+from tests.watcher import eventually
 
 QUICK = '{"tokens": 1}'
 LONG = '{"tokens": 100000, "rate": 50}'
@@ -150,3 +151,24 @@ async def test_a_hundred_starts_at_once_through_two_instances_admit_exactly_the_
         codes = sorted(r.status_code for r in answers)
         assert codes == [202] * 5 + [429] * 95, codes
         await _cancel_accepted(on_a, answers)
+
+
+async def test_a_start_refused_for_a_full_queue_takes_no_place_in_the_tenant_quota(make_server):
+    srv = make_server({"RUNWATCH_TENANT_MAX_ACTIVE": "3", "RUNWATCH_MAX_RUNNING": "1", "RUNWATCH_MAX_QUEUED": "1"})
+    key = await make_key(srv, "acme", "operator")
+    async with srv.client(key) as c:
+        running = (await _start(c, LONG)).json()["id"]
+        queued = (await _start(c, LONG)).json()["id"]
+        for _ in range(2):  # admitted by the quota, then refused by the queue
+            refused = await _start(c, LONG)
+            assert refused.status_code == 429 and refused.json()["code"] == "queue_full", refused.text
+        await c.post(f"/api/runs/{queued}/cancel", json={})
+
+        async def cancelled() -> bool:
+            return (await c.get(f"/api/runs/{queued}")).json()["status"] == "cancelled"
+
+        await eventually(cancelled)
+        again = await _start(c, LONG)  # one run active, not three
+        assert again.status_code == 202, again.text
+        for run_id in (running, again.json()["id"]):
+            await c.post(f"/api/runs/{run_id}/cancel", json={})
