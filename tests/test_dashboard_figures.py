@@ -125,3 +125,14 @@ def test_tokens_in_read_a_dash_everywhere_when_the_model_sends_no_usage(make_ser
     expect(fact(page, "input tokens")).to_have_text(NONE)
     listed = list_page(open_page, srv)
     expect(cell(listed, run, "tokens").locator("span")).to_have_attribute("title", f"{NONE} in, 12 out")
+
+
+def test_tokens_in_say_at_least_when_a_cut_step_never_said(server, open_page):
+    run = start_run(server, LONG_STEP | {"tool_calls": 1, "tool_seconds": 0.1})
+    page = run_page(open_page, server, run)
+    expect(row(page, "step-1")).to_have_attribute("data-state", "running", timeout=10_000)
+    httpx.post(f"{server.url}/api/runs/{run}/cancel", json={}, headers=server.auth)
+    finished(page, "cancelled")
+    first, cut = [e for e in replay(server, run) if e["type"] == "step.finished"]
+    assert cut["usage"]["estimated"] and not first["usage"]["estimated"]
+    expect(counter(page, "tokens in")).to_have_text(f"≥{first['usage']['input_tokens']:,}")
