@@ -209,7 +209,10 @@ class KeysController(Controller):
     tags=["auth"],
     responses=error_responses(),
 )
-async def local_proof(request: Request, nonce: Annotated[str, Parameter(max_length=128)]) -> LocalProof:
+async def local_proof(
+    request: Request,
+    nonce: Annotated[str, Parameter(min_length=32, max_length=128, pattern="^[0-9a-f]{32,128}$")],
+) -> LocalProof:
     if not NONCE.fullmatch(nonce):
         raise BadRequest("nonce must be 32 to 128 lowercase hexadecimal digits, fresh for each proof")
     key: str | None = request.app.state.get(LOCAL_ADMIN_KEY)
