@@ -43,6 +43,24 @@ def _package_managers(environ: dict[str, str] | os._Environ[str]) -> dict[str, s
     return {k: v for k, v in kept.items() if k not in environ}
 
 
+PREFIX = "runwatch-tests-"
+
+
+def _sweep(tmp: Path) -> None:
+    """Remove the folders of sessions killed before they could (their pid no longer runs)."""
+    for folder in tmp.glob(PREFIX + "*"):
+        try:
+            pid = int((folder / "pid").read_text())
+        except (OSError, ValueError):
+            continue  # being made, or not a session's
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's session, running
+
+
 class Hermetic:
     """``enter()`` points this process at a new temporary HOME (and XDG folders and working directory
     inside it) and scrubs the environment; ``leave()`` puts everything back and removes the folder."""
@@ -66,7 +84,9 @@ class Hermetic:
     def enter(self) -> None:
         self._saved_env = dict(os.environ)
         self._saved_cwd = os.getcwd()
-        self.folder = Path(tempfile.mkdtemp(prefix="runwatch-tests-"))
+        _sweep(Path(tempfile.gettempdir()))
+        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.folder / "pid").write_text(str(os.getpid()))
         kept = _package_managers(os.environ)
         for name in list(os.environ):
             if name.startswith(SCRUBBED) and not name.startswith(HARNESS):

@@ -177,6 +177,8 @@ def test_an_unknown_flag_of_a_command_prints_that_command_s_usage():
     assert "runwatch run: error: unrecognized arguments: --bogus" in result.stderr
     nested = runwatch("keys", "list", "--bogus")
     assert nested.returncode == 2 and nested.stderr.startswith("usage: runwatch keys list "), nested.stderr
+    alone = runwatch("run", "--bogus")  # (its arguments missing too: still run's usage)
+    assert alone.returncode == 2 and alone.stderr.startswith("usage: runwatch run "), alone.stderr
 
 
 @pytest.mark.parametrize(

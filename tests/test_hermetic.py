@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.hermetic import HARNESS, SCRUBBED, SESSION, XDG
+from tests.hermetic import HARNESS, PREFIX, SCRUBBED, SESSION, XDG, _sweep
 
 #: The CLI tests whose results a user's leftovers used to change (a stale admin key sent to the
 #: test's server, keys written to the user's database), and their neighbours.
@@ -91,3 +91,14 @@ def test_what_a_user_left_behind_changes_no_cli_test_result(tmp_path):
     assert result.returncode == 0 and f"{len(CLI_TESTS)} passed" in result.stdout, result.stdout[-3000:]
     assert {"checkout": _files(checkout), "home": _files(home)} == left  # nothing read changed, nothing new
     assert _paths(ROOT, skip=TOOLS) == repository  # and nothing left in the checkout
+
+
+def test_the_folder_of_a_killed_session_is_removed_when_the_next_one_starts(tmp_path):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folders = {name: tmp_path / f"{PREFIX}{name}" for name in ("killed", "running", "starting")}
+    for folder in folders.values():
+        (folder / "home").mkdir(parents=True)
+    (folders["killed"] / "pid").write_text(ended.stdout.strip())  # that process has exited
+    (folders["running"] / "pid").write_text(str(os.getpid()))
+    _sweep(tmp_path)
+    assert not folders["killed"].exists() and folders["running"].exists() and folders["starting"].exists()
