@@ -288,14 +288,7 @@ class RunService:
             raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
         if not await self.visible(run_id, principal):
             raise UnknownRun(f"no run {run_id!r}")
-        items = await self.bus.read(run_id, after, limit)
-        if len(items) < limit:
-            # A short page tells the reader it has everything: true only at the run's durable head.
-            # A followed run's log here may be behind it; the store never is.
-            last = items[-1].seq if items else after
-            if last < await self.bus.position(run_id):
-                items = [*items, *await self.store.events(run_id, last, limit - len(items))]
-        return items
+        return await self.bus.replay(run_id, after, limit)
 
     async def resume_run(self, run_id: str, after: int, principal: Principal = NOBODY) -> int:
         """Where a replay of a run (SSE) starts: ``after``, checked. Raises ``UnknownRun``, ``AfterBeyondHead``."""

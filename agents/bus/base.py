@@ -150,6 +150,11 @@ class Bus(Protocol):
         only: for a position it no longer holds this raises ``LookupError`` (the reader must resync)."""
         ...
 
+    async def replay(self, run_id: str, after: int, limit: int) -> list[Published]:
+        """``read`` for a reader that pages through a run (REST): fewer than ``limit`` only once they
+        reach the run's durable head, even where this bus's copy of the run is behind it."""
+        ...
+
     def recent(self, stream: str, after: int, limit: int) -> list[Published] | None:
         """The non-blocking read of the hot path: what memory holds after ``after``.
 

@@ -270,6 +270,10 @@ class MemoryBus:
             return []
         return await self._journal.events(stream, after, limit)
 
+    async def replay(self, run_id: str, after: int, limit: int) -> list[Published]:
+        # A log in memory is this process's own: visible is durable, so a short read is at the head.
+        return await self.read(run_id, after, limit)
+
     def head(self, stream: str) -> int:
         ring = self._feed if stream == LIFECYCLE else self._logs.get(stream)
         return ring.visible if ring is not None else 0

@@ -329,6 +329,15 @@ class RedisBus(Owning, Following, MemoryBus):
             return [Published(f[b"r"].decode(), int(i.split(b"-")[0]), f[b"t"].decode(), f[b"d"]) for i, f in entries]
         return await self._read_durable(stream, after, limit)
 
+    async def replay(self, run_id: str, after: int, limit: int) -> list[Published]:
+        items = await self.read(run_id, after, limit)
+        if len(items) < limit and run_id in self._follows:
+            # A followed run's log here trails its owner's commits (a message in flight; an owner
+            # that died before sending its last events): the store has them.
+            assert self._journal is not None
+            items += await self._journal.events(run_id, items[-1].seq if items else after, limit - len(items))
+        return items
+
     async def _read_durable(self, run_id: str, after: int, limit: int) -> list[Published]:
         """Events of a run after ``after``: what its Redis Stream holds from ``after + 1`` on without
         a gap, then the store's from there. The Stream may lack a durable tail (an owner that died
