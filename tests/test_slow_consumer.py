@@ -153,7 +153,7 @@ async def test_a_stalled_sse_reader_is_cut_counted_and_logged_while_a_fast_one_g
 
 
 async def test_a_websocket_cut_by_the_ping_timeout_is_logged_as_a_slow_consumer_and_counted(make_server):
-    srv = make_server({"RUNWATCH_HEARTBEAT": "0.5"})
+    srv = make_server({"RUNWATCH_HEARTBEAT": "0.5", "RUNWATCH_LOG_LEVEL": "debug"})  # ws.disconnected is a debug line
     reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
     writer.write(
         b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
