@@ -75,7 +75,8 @@ async def test_a_flood_is_told_rate_limited_then_closed_1008_and_harms_no_one(ma
 
 
 async def test_an_oversized_frame_is_logged_and_counted_as_1009(make_server):
-    srv = make_server({"RUNWATCH_WS_MAX_MESSAGE_BYTES": "1024", "RUNWATCH_LOG_LEVEL": "debug"})  # ws.disconnected is debug
+    # ws.disconnected is a debug line
+    srv = make_server({"RUNWATCH_WS_MAX_MESSAGE_BYTES": "1024", "RUNWATCH_LOG_LEVEL": "debug"})
     w = await srv.watcher()
     await w.send({"type": "start", "agent": "demo", "input": "x" * 5000})
     assert (await w.wait_closed()).code == 1009
