@@ -63,9 +63,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time())}
         head["model"] = body["model"]
+        due = time.monotonic()
         for part in _replies(body):
-            if isinstance(part, float):
-                time.sleep(part)  # the model's pace
+            if isinstance(part, float):  # the model's pace, kept on a schedule: a late chunk does not delay the rest
+                due += part
+                time.sleep(max(0.0, due - time.monotonic()))
                 continue
             if "usage" in part:
                 chunk = head | {"choices": [], "usage": part["usage"]}
