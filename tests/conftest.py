@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.forked import ForkedProcess
 from tests.hermetic import SESSION
 from tests.watcher import Watcher
 
@@ -27,8 +27,43 @@ def pytest_configure(config: pytest.Config) -> None:
     SESSION.enter()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionstart(session: pytest.Session) -> Iterator[None]:
+    """pytest-xdist starts its workers here, each in this process's working directory, where it
+    looks for the tests: so a controller starts them from where pytest was started, then goes back."""
+    distributing = getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput")
+    if distributing:
+        os.chdir(session.config.invocation_params.dir)
+    try:
+        return (yield)
+    finally:
+        if distributing:
+            os.chdir(SESSION.work)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     SESSION.leave()
+
+
+#: The servers started during the test now running (its own, not the shared ones).
+_started: list[Server] = []
+#: How much of each server's log a failed test's report shows.
+LOG_LINES = 60
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _started.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """A failed test's report ends with the end of the log of each server it started."""
+    report = yield
+    if report.failed and report.when == "call":
+        for srv in _started:
+            tail = "\n".join(srv.logs().splitlines()[-LOG_LINES:])
+            report.sections.append((f"the end of the log of the server on {srv.url}", tail))
+    return report
 
 
 def free_port() -> int:
@@ -38,9 +73,10 @@ def free_port() -> int:
 
 
 class Server:
-    """One ``runwatch serve`` subprocess; ``env`` overrides settings (``RUNWATCH_*``).
+    """One ``runwatch serve`` process; ``env`` overrides settings (``RUNWATCH_*``).
 
-    ``program`` is the command that is ``runwatch`` (default: this interpreter, run from the repository).
+    ``program`` is the command that is ``runwatch``, run as a subprocess; by default the process is
+    forked from one that has runwatch imported already (tests/forked.py), which starts it faster.
     """
 
     #: Each started server's URL → its local admin key (so a browser test can log in to it).
@@ -55,7 +91,7 @@ class Server:
         program: list[str] | None = None,
         cwd: Path = ROOT,
     ) -> None:
-        self.program = program or [sys.executable, "-m", "runwatch.api.cli"]
+        self.program = program
         self.cwd = cwd
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -72,20 +108,21 @@ class Server:
             | (env or {})
         )
         self.log_path = data_dir / f"server-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
         #: The local admin key the server made in its data folder (None with authentication off).
         self.token: str | None = None
 
     def start(self, timeout: float = 60.0) -> Server:  # a ceiling: a busy 2-core machine took 20 s to import
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [*self.program, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        argv = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        if self.program is None:
+            self.proc = ForkedProcess(argv, self.env, self.cwd, self.log_path)
+        else:
+            self.proc = subprocess.Popen(
+                [*self.program, *argv], cwd=self.cwd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+            )
+        _started.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

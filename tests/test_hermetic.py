@@ -79,7 +79,7 @@ def test_what_a_user_left_behind_changes_no_cli_test_result(tmp_path):
     left = {"checkout": _files(checkout), "home": _files(home)}
     repository = _paths(ROOT, skip=TOOLS)
     tests = [f"{ROOT / 'tests' / 'test_cli.py'}::{name}" for name in CLI_TESTS]
-    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT)]
+    pytest = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "--rootdir", str(ROOT)]
     result = subprocess.run(
         [*pytest, "--basetemp", str(tmp_path / "pytest"), *tests],
         cwd=checkout,
