@@ -3,6 +3,10 @@
 Start, cancel, get, list, read events and check where a subscription may start — each transport
 calls these and turns a ``RunwatchError`` into its own kind of answer. Identity, tenants and
 cross-instance routing plug in here, once.
+
+Every method a transport calls takes the caller's ``principal`` as a required keyword: a
+transport that forgets it does not run (a ``TypeError``), it never falls back to somebody. With
+authentication off, the middleware supplies its principal (``identity.NOBODY``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from runwatch.agents.errors import (
     UnknownThread,
 )
 from runwatch.agents.events import Published, RunStatus, decode
-from runwatch.agents.identity import NOBODY, Principal
+from runwatch.agents.identity import Principal
 from runwatch.agents.limits import Limiter, MemoryLimiter
 from runwatch.agents.run_handle import RunHandle, new_run_id
 from runwatch.agents.store import RunPage, RunQuery, RunSummary, Store
@@ -80,8 +84,8 @@ class RunService:
         self,
         agent: str,
         user_input: str,
-        principal: Principal = NOBODY,
         *,
+        principal: Principal,
         thread: str | None = None,
         if_busy: IfBusy = "reject",
     ) -> RunHandle:
@@ -98,7 +102,7 @@ class RunService:
         self._check_text(user_input, "input", "say what the agent should do")
         tenant, active = principal.tenant, []
         if thread is not None:  # a thread stays its tenant's, whoever continues it (an admin may)
-            tenant = (await self.thread(thread, principal, limit=1))[0].tenant
+            tenant = (await self.thread(thread, principal=principal, limit=1))[0].tenant
             active = await self.store.thread_live(thread)
         if active and if_busy == "reject":
             raise ThreadBusy(
@@ -141,7 +145,7 @@ class RunService:
                 f"{what} is {size} bytes; the limit is {self.max_input_bytes} bytes (RUNWATCH_MAX_INPUT_BYTES)"
             )
 
-    async def thread(self, thread: str, principal: Principal = NOBODY, *, limit: int = 100) -> list[RunSummary]:
+    async def thread(self, thread: str, *, principal: Principal, limit: int = 100) -> list[RunSummary]:
         """A thread's last ``limit`` runs, oldest first; ``UnknownThread`` if there is none that
         ``principal`` may see (the same answer for another tenant's: no existence oracle)."""
         runs = [r for r in await self.store.thread_runs(thread, limit) if principal.sees(r.tenant)] if thread else []
@@ -149,15 +153,13 @@ class RunService:
             raise UnknownThread(f"no thread {thread!r}")
         return runs
 
-    async def decide(
-        self, run_id: str, approval_id: str, decision: Decision, principal: Principal = NOBODY
-    ) -> Decision:
+    async def decide(self, run_id: str, approval_id: str, decision: Decision, *, principal: Principal) -> Decision:
         """Approve or deny an open approval of a run; the first decision wins.
 
         Raises ``UnknownRun``, ``RunAlreadyFinished``, ``UnknownApproval``, ``AlreadyDecided``,
         ``InvalidArguments``, ``Unavailable``.
         """
-        await self.get(run_id, principal)
+        await self.get(run_id, principal=principal)
         if decision.message is not None and not decision.message.strip():
             decision = msgspec.structs.replace(decision, message=None)  # (a blank reason is no reason)
         if decision.message is not None:
@@ -165,11 +167,11 @@ class RunService:
         by = principal.attribution
         return await self.supervisor.decide(run_id, approval_id, msgspec.structs.replace(decision, by=by))
 
-    async def message(self, run_id: str, text: str, mode: Mode, principal: Principal = NOBODY) -> None:
+    async def message(self, run_id: str, text: str, mode: Mode, *, principal: Principal) -> None:
         """Send a running run a message (``interrupt``: cut its current answer; ``queue``: after
         the current step). Raises ``UnknownRun``, ``RunAlreadyFinished``, ``NotStarted``,
         ``EmptyInput``, ``InputTooLarge``, ``RateLimited``, ``Unavailable``."""
-        await self.get(run_id, principal)
+        await self.get(run_id, principal=principal)
         self._check_text(text, "the message", "say something to the agent")
         by = principal.attribution
         await self.supervisor.message(run_id, Steer(text=text, mode=mode, by=by))
@@ -201,10 +203,10 @@ class RunService:
         for callback in self.on_limited:
             callback(kind)
 
-    async def cancel(self, run_id: str, principal: Principal = NOBODY) -> RunStatus:
+    async def cancel(self, run_id: str, *, principal: Principal) -> RunStatus:
         """``RUNNING``/``QUEUED`` (cancelling now) or ``CANCELLED`` (it already was): see ``Supervisor.cancel``.
         A run of another tenant is an ``UnknownRun``."""
-        await self.get(run_id, principal)
+        await self.get(run_id, principal=principal)
         return await self.supervisor.cancel(run_id, principal.attribution)
 
     async def recover(self) -> list[Published]:
@@ -223,7 +225,7 @@ class RunService:
 
     # -- reads ------------------------------------------------------------------------------------
 
-    async def get(self, run_id: str, principal: Principal = NOBODY) -> RunSummary:
+    async def get(self, run_id: str, *, principal: Principal) -> RunSummary:
         """The run's summary; ``UnknownRun`` if there is none, or it is of a tenant ``principal``
         may not see (the same answer, word for word: no existence oracle)."""
         summary = await self.store.get_run(run_id)
@@ -252,22 +254,28 @@ class RunService:
             self._remember(p.run_id, tenant)
         return tenant
 
-    async def overview(self, window: Window) -> tuple[Figures, list[InstanceLoad]]:
-        """The window's figures, from the store, and every instance's capacity now."""
+    async def overview(self, window: Window, *, principal: Principal) -> tuple[Figures, list[InstanceLoad]]:
+        """The window's figures, from the store, and every instance's capacity now; only the
+        principal's tenant's runs unless it is an admin."""
+        if principal.scope is not None:
+            window = msgspec.structs.replace(window, tenant=principal.scope)
         return await self.store.overview(window), await self.supervisor.loads()
 
-    async def list(self, query: RunQuery) -> RunPage:
-        """A page of runs as ``query`` asks, with the runs-feed position it is valid at.
+    async def list(self, query: RunQuery, *, principal: Principal) -> RunPage:
+        """A page of runs as ``query`` asks, with the runs-feed position it is valid at; only the
+        principal's tenant's runs unless it is an admin.
 
         The position is read before the store: anything that becomes visible later is after it.
         """
+        if principal.scope is not None:
+            query = msgspec.structs.replace(query, tenant=principal.scope)
         feed = self.bus.head(LIFECYCLE)
         page = await self.store.list_runs(query)
         page.feed = feed
         page.feed_epoch = self.bus.feed_epoch
         return page
 
-    async def visible(self, run_id: str, principal: Principal) -> bool:
+    async def visible(self, run_id: str, *, principal: Principal) -> bool:
         """The run exists and ``principal`` may see it."""
         tenant = self._tenants.get(run_id)
         if tenant is None:
@@ -278,7 +286,7 @@ class RunService:
             self._remember(run_id, tenant)
         return principal.sees(tenant)
 
-    async def events(self, run_id: str, after: int, limit: int, principal: Principal = NOBODY) -> list[Published]:
+    async def events(self, run_id: str, after: int, limit: int, *, principal: Principal) -> list[Published]:
         """Up to ``limit`` events of a run after ``after``, gap-free; fewer only once they reach the
         run's durable head (what the store holds). ``UnknownRun`` if there is none.
 
@@ -286,19 +294,17 @@ class RunService:
         """
         if run_id == LIFECYCLE:
             raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
-        if not await self.visible(run_id, principal):
+        if not await self.visible(run_id, principal=principal):
             raise UnknownRun(f"no run {run_id!r}")
         return await self.bus.replay(run_id, after, limit)
 
-    async def resume_run(self, run_id: str, after: int, principal: Principal = NOBODY) -> int:
+    async def resume_run(self, run_id: str, after: int, *, principal: Principal) -> int:
         """Where a replay of a run (SSE) starts: ``after``, checked. Raises ``UnknownRun``, ``AfterBeyondHead``."""
         if run_id == LIFECYCLE:
             raise UnknownRun('"*" is the runs feed: follow it over the WebSocket; list runs with GET /api/runs')
         return (await self.resume(run_id, after, principal=principal)).after
 
-    async def resume(
-        self, stream: str, after: int, epoch: str | None = None, *, principal: Principal = NOBODY
-    ) -> Resume:
+    async def resume(self, stream: str, after: int, epoch: str | None = None, *, principal: Principal) -> Resume:
         """Check where a subscription to a run (or the runs feed ``"*"``) may start.
 
         Raises ``UnknownRun`` or ``AfterBeyondHead``; returns a ``Resume`` with ``resync`` when the
@@ -306,7 +312,7 @@ class RunService:
         """
         if stream == LIFECYCLE:
             return self._resume_feed(after, epoch)
-        if not await self.visible(stream, principal):
+        if not await self.visible(stream, principal=principal):
             raise UnknownRun(f"no run {stream!r}")
         if epoch is not None and epoch != self.bus.epoch:
             return Resume(0, self.bus.epoch, ResyncReason.EPOCH_CHANGED)

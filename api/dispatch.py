@@ -88,25 +88,25 @@ async def handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
                 conn.post(encode(Ack(id=mid, run=run)))
             case Cancel(run=run):
                 _require(principal, Role.OPERATOR, "cancel", mid)
-                status = await rt.service.cancel(run, principal)
+                status = await rt.service.cancel(run, principal=principal)
                 done = status is RunStatus.CANCELLED
                 conn.post(encode(Ack(id=mid, run=run, status="cancelled" if done else "cancelling")))
             case Start(agent=agent, input=text_input, thread=thread, if_busy=if_busy):
                 _require(principal, Role.OPERATOR, "start", mid)
-                handle = await rt.service.start(agent, text_input, principal, thread=thread, if_busy=if_busy)
+                handle = await rt.service.start(agent, text_input, principal=principal, thread=thread, if_busy=if_busy)
                 conn.post(encode(Ack(id=mid, run=handle.id, status="queued", thread=handle.thread)))
             case Approve(run=run, approval=approval, arguments=arguments):
                 _require(principal, Role.OPERATOR, "approve", mid)
                 edited = msgspec.UNSET if arguments is None else arguments
-                await rt.service.decide(run, approval, Decision(approve=True, arguments=edited), principal)
+                await rt.service.decide(run, approval, Decision(approve=True, arguments=edited), principal=principal)
                 conn.post(encode(Ack(id=mid, run=run, status="approved")))
             case Deny(run=run, approval=approval, message=reason):
                 _require(principal, Role.OPERATOR, "deny", mid)
-                await rt.service.decide(run, approval, Decision(approve=False, message=reason), principal)
+                await rt.service.decide(run, approval, Decision(approve=False, message=reason), principal=principal)
                 conn.post(encode(Ack(id=mid, run=run, status="denied")))
             case SendMessage(run=run, text=said, mode=mode):
                 _require(principal, Role.OPERATOR, "message", mid)
-                await rt.service.message(run, said, mode, principal)
+                await rt.service.message(run, said, mode, principal=principal)
                 conn.post(encode(Ack(id=mid, run=run, status="accepted")))
             case Ping():
                 conn.post(encode(Pong(id=mid)))

@@ -89,7 +89,7 @@ class LoopController(Controller):
             arguments=data.arguments if approve and data.arguments is not None else msgspec.UNSET,
             message=None if approve else data.message,
         )
-        await rt.service.decide(run_id, approval_id, decision, request.user)
+        await rt.service.decide(run_id, approval_id, decision, principal=request.user)
         return Decided(run_id=run_id, approval_id=approval_id, decision="approved" if approve else "denied")
 
     @post(
@@ -112,7 +112,7 @@ class LoopController(Controller):
     async def message(
         self, run_id: str, data: Annotated[MessageBody, STRICT], request: Request, rt: Runtime
     ) -> MessageAccepted:
-        await rt.service.message(run_id, data.text, data.mode, request.user)
+        await rt.service.message(run_id, data.text, data.mode, principal=request.user)
         return MessageAccepted(run_id=run_id)
 
     @get(
@@ -121,7 +121,7 @@ class LoopController(Controller):
         responses=error_responses(ErrorCode.UNKNOWN_THREAD, *AUTH_ERRORS),
     )
     async def thread(self, thread_id: str, request: Request, rt: Runtime) -> Thread:
-        return Thread(id=thread_id, runs=await rt.service.thread(thread_id, request.user))
+        return Thread(id=thread_id, runs=await rt.service.thread(thread_id, principal=request.user))
 
     @get(
         "/runs/{run_id:str}/presence",
@@ -129,5 +129,5 @@ class LoopController(Controller):
         responses=error_responses(ErrorCode.UNKNOWN_RUN, *AUTH_ERRORS),
     )
     async def presence(self, run_id: str, request: Request, rt: Runtime) -> Presence:
-        await rt.service.get(run_id, request.user)
+        await rt.service.get(run_id, principal=request.user)
         return rt.presence.of(run_id)

@@ -138,7 +138,9 @@ class RunsController(Controller):
         request: Request,
         rt: Runtime,
     ) -> RunAccepted:
-        handle = await rt.service.start(data.agent, data.input, request.user, thread=data.thread, if_busy=data.if_busy)
+        handle = await rt.service.start(
+            data.agent, data.input, principal=request.user, thread=data.thread, if_busy=data.if_busy
+        )
         return RunAccepted(
             id=handle.id,
             agent=handle.agent,
@@ -180,9 +182,7 @@ class RunsController(Controller):
             Parameter(pattern=CURSOR, description="The previous page's next (it carries its sort and order)"),
         ] = None,
     ) -> RunPage:
-        scope = request.user.scope
-        if scope is not None:
-            tenant = scope  # only an admin may look at another tenant's runs
+        # The service keeps a non-admin to its own tenant (``tenant`` is an admin's choice).
         query = RunQuery(
             q=q,
             status=status.value if status else None,
@@ -196,7 +196,7 @@ class RunsController(Controller):
             limit=limit,
             cursor=cursor,
         )
-        return await rt.service.list(query)
+        return await rt.service.list(query, principal=request.user)
 
     @get(
         "/runs/{run_id:str}",
@@ -204,7 +204,7 @@ class RunsController(Controller):
         responses=error_responses(ErrorCode.UNKNOWN_RUN, *AUTH_ERRORS),
     )
     async def get_run(self, run_id: str, request: Request, rt: Runtime) -> RunSummary:
-        return await rt.service.get(run_id, request.user)
+        return await rt.service.get(run_id, principal=request.user)
 
     @get(
         "/runs/{run_id:str}/events",
@@ -222,7 +222,7 @@ class RunsController(Controller):
         after: Annotated[int, Parameter(ge=0, le=MAX_AFTER)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=5000)] = 1000,
     ) -> Response[bytes]:
-        items = await rt.service.events(run_id, after, limit, request.user)
+        items = await rt.service.events(run_id, after, limit, principal=request.user)
         last = items[-1].seq if items else after
         body = (
             b'{"run_id":'
@@ -245,7 +245,7 @@ class RunsController(Controller):
         guards=[requires(Role.OPERATOR)],
     )
     async def cancel_run(self, run_id: str, request: Request, rt: Runtime) -> Cancelling:
-        status = await rt.service.cancel(run_id, request.user)
+        status = await rt.service.cancel(run_id, principal=request.user)
         return Cancelling(id=run_id, status="cancelled" if status is RunStatus.CANCELLED else "cancelling")
 
     @get("/agents", summary="The agents this server can run", tags=["agents"])

@@ -80,7 +80,7 @@ async def run_stream(
         if not header.isascii() or not header.isdigit() or len(digits) > 19:
             raise BadRequest("Last-Event-ID must be the seq of the last event you received")
         after = int(digits)
-    cursor = await rt.service.resume_run(run_id, after, request.user)
+    cursor = await rt.service.resume_run(run_id, after, principal=request.user)
     stream = await _open(rt, run_id, request.user, request.scope)
     return ServerSentEvent(
         _events(rt, stream, cursor),
@@ -185,7 +185,7 @@ async def _events(rt: Runtime, stream: SSEStream, cursor: int) -> AsyncIterator[
             if not await _still_allowed(rt, stream.principal):
                 ended = "credential"
                 return
-            summary = await rt.service.get(run_id)  # known: resume_run checked it
+            summary = await rt.service.get(run_id, principal=stream.principal)  # known: resume_run checked it
             if summary.status.finished and cursor >= summary.last_seq:
                 ended = "finished"
                 return

@@ -99,3 +99,15 @@ async def test_an_admin_lists_every_tenant_or_one(tenants):
     async with tenants.client(ACME) as c:  # ?tenant= does not widen a tenant's view
         mine = (await c.get("/api/runs", params={"tenant": "globex", "limit": 500})).json()["runs"]
     assert {r["tenant"] for r in mine} == {"acme"}
+
+
+async def test_the_overview_counts_only_the_tenants_runs_whatever_it_asks(tenants):
+    await _start(tenants, GLOBEX, '{"tokens": 1}')
+    await _start(tenants, ACME, '{"tokens": 1}')
+    async with tenants.client() as admin:
+        globex = (await admin.get("/api/overview", params={"tenant": "globex"})).json()["runs"]["total"]
+        every = (await admin.get("/api/overview")).json()["runs"]["total"]
+    async with tenants.client(ACME) as c:  # ?tenant= does not widen a tenant's view
+        asked = (await c.get("/api/overview", params={"tenant": "globex"})).json()["runs"]["total"]
+        mine = (await c.get("/api/overview")).json()["runs"]["total"]
+    assert asked == mine and 0 < mine < every and globex < every
