@@ -8,6 +8,7 @@ the wire format of the WebSocket, SSE and REST replay APIs alike, so it is made 
 from __future__ import annotations
 
 import enum
+import typing
 from typing import Any, Literal
 
 import msgspec
@@ -210,6 +211,16 @@ AnyEvent = (
     | MessageReceived
     | RunFinished
 )
+
+
+def tags(union: Any) -> tuple[str, ...]:
+    """The ``type`` tags of a union of tagged structs, in the union's order: label sets and lists
+    of message kinds are derived from the unions they describe, never restated."""
+    return tuple(member.__struct_config__.tag for member in typing.get_args(union))
+
+
+#: Every event's ``type``, in ``AnyEvent``'s order.
+EVENT_TYPES = tags(AnyEvent)
 
 #: The events that change a run's status: they go on the runs feed too.
 #: ``step.finished`` too (small: no text, no tool results): it keeps a runs list's tokens, tool calls

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from runwatch.agents import errors
-from runwatch.agents.events import Published
+from runwatch.agents.events import EVENT_TYPES, Published
 from runwatch.api.collectors import LoopHistogram
+from runwatch.api.protocol import CLIENT_TYPES
 
 if TYPE_CHECKING:
     pass
@@ -24,38 +25,14 @@ if TYPE_CHECKING:
 # ``*_created`` series double the series count and no dashboard here reads them.
 disable_created_metrics()
 
-EVENT_TYPES = (
-    "run.queued",
-    "run.started",
-    "step.started",
-    "token",
-    "tool.started",
-    "tool.finished",
-    "status",
-    "step.finished",
-    "approval.requested",
-    "approval.resolved",
-    "message.received",
-    "run.finished",
-)
 RUN_STATUSES = ("succeeded", "failed", "cancelled")
 TOOL_OUTCOMES = ("ok", "error", "cancelled", "denied")
 CLOSE_REASONS = tuple(dict.fromkeys(errors.CLOSE_REASONS.values()))
 SLOW_CONSUMER_ACTIONS = ("resync", "disconnect")
 #: The ``transport`` label of ``runwatch_ws_slow_consumers_total``: SSE streams are only ever cut.
 SLOW_CONSUMER_TRANSPORTS = {"ws": SLOW_CONSUMER_ACTIONS, "sse": ("disconnect",)}
-CLIENT_MESSAGE_TYPES = (
-    "subscribe",
-    "unsubscribe",
-    "cancel",
-    "start",
-    "ping",
-    "auth",
-    "approve",
-    "deny",
-    "message",
-    "invalid",
-)
+#: ``runwatch_ws_messages_received_total``'s ``type``: every client message, and what is not one.
+CLIENT_MESSAGE_TYPES = (*CLIENT_TYPES, "invalid")
 LLM_ERROR_TYPES = ("connection", "timeout", "rate_limited", "client_error", "server_error", "other")
 TOKEN_TYPES = ("input", "output")
 OTHER = "other"

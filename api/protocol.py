@@ -12,6 +12,7 @@ import msgspec
 
 from runwatch.agents.control import Mode
 from runwatch.agents.errors import CloseCode, ErrorCode, ResyncReason, RunwatchError
+from runwatch.agents.events import tags
 from runwatch.agents.threads import IfBusy
 
 __all__ = ["CloseCode", "ErrorCode", "ResyncReason"]
@@ -86,7 +87,8 @@ class Auth(ClientMessage, tag="auth"):
 
 
 AnyClientMessage = Subscribe | Unsubscribe | Cancel | Start | Ping | Auth | Approve | Deny | SendMessage
-CLIENT_TYPES = frozenset({"subscribe", "unsubscribe", "cancel", "start", "ping", "auth", "approve", "deny", "message"})
+#: Every client message's ``type``, in ``AnyClientMessage``'s order.
+CLIENT_TYPES = tags(AnyClientMessage)
 
 
 # -- server → client (events themselves are sent as-is) -------------------------------------
