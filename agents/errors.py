@@ -106,7 +106,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 
 class CloseCode(enum.IntEnum):
-    """WebSocket close codes. Clients reconnect (with their last seq) after every one but 1007 and 1009."""
+    """WebSocket close codes. Clients reconnect (with their last seq) after every one not in ``FINAL``."""
 
     NORMAL = 1000
     #: The server is shutting down; reconnect (with your last seq) after a moment.
@@ -130,6 +130,12 @@ class CloseCode(enum.IntEnum):
     #: The principal may not use the socket (or this origin). Terminal.
     FORBIDDEN = 4403
 
+
+#: Close codes after which a client logs in again (or gets a fresh token) before reconnecting.
+LOG_IN_AGAIN: frozenset[CloseCode] = frozenset({CloseCode.UNAUTHENTICATED, CloseCode.FORBIDDEN})
+#: Close codes after which reconnecting as before cannot help (the others: reconnect, with the
+#: last seq of each run, after a back-off).
+FINAL: frozenset[CloseCode] = LOG_IN_AGAIN | {CloseCode.INVALID_DATA, CloseCode.MESSAGE_TOO_BIG}
 
 #: Close code → the ``reason`` label of ``runwatch_ws_connections_closed_total``.
 CLOSE_REASONS: dict[CloseCode, str] = {

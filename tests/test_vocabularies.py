@@ -3,12 +3,15 @@ every client message type has its series from the start, and the protocol's list
 
 from __future__ import annotations
 
+import re
 import typing
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from runwatch.agents.events import AnyEvent, tags
+from runwatch.api import protocol_js
 from runwatch.api.protocol import CLIENT_TYPES, AnyClientMessage, parse_client_message
+from tests.conftest import ROOT
 
 
 def _labels(text: str, family: str, label: str) -> set[str]:
@@ -36,3 +39,15 @@ def test_a_client_message_of_every_type_is_known_to_the_decoder():
             parse_client_message(f'{{"type": "{kind}"}}'.encode())
         except Exception as exc:  # a known type with fields missing is told so, not "unknown type"
             assert "unknown message type" not in str(exc), kind
+
+
+def test_the_dashboards_protocol_module_is_generated_from_the_code():
+    committed = (ROOT / "dashboard" / "js" / "protocol.js").read_text()
+    assert committed == protocol_js.build(), "run: python -m runwatch.api.protocol_js > dashboard/js/protocol.js"
+
+
+def test_the_dashboard_reads_close_codes_from_the_protocol_module_not_restated():
+    for script in (ROOT / "dashboard" / "js").glob("*.js"):
+        if script.name != "protocol.js":
+            code = "\n".join(line for line in script.read_text().splitlines() if not line.lstrip().startswith("//"))
+            assert not re.search(r"\b(4401|4403|1007|1009|1013)\b", code), f"{script.name} restates a close code"

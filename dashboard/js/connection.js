@@ -4,13 +4,14 @@
 // page resubscribes from there, and events at or below it are dropped, so views never see a
 // duplicate or a gap. When the WebSocket cannot connect at all, runs are followed over SSE
 // (resuming the same way) and the runs list is polled, while the WebSocket keeps being retried.
-// A close with 4401 (no, expired or revoked credential) or 4403 (forbidden) is final: the page
-// stops, and `onAuthLost` shows the login page.
+// A close with a code of LOG_IN_AGAIN (4401: no, expired or revoked credential; 4403: forbidden)
+// is final: the page stops, and `onAuthLost` shows the login page.
+
+import { LOG_IN_AGAIN, RESYNC } from "./protocol.js";
 
 const BASE_DELAY = 500;
 const MAX_DELAY = 15000;
 const SSE_AFTER_FAILURES = 3;
-const AUTH_CLOSE_CODES = new Set([4401, 4403]);
 
 export class Live {
   constructor({ onState = () => {}, onHello = () => {}, onAuthLost = () => {}, onStreamRefused = () => {} } = {}) {
@@ -106,7 +107,7 @@ export class Live {
       clearTimeout(this.watchdogTimer);
       for (const { reject } of this.pending.values()) reject(new Error("connection lost"));
       this.pending.clear();
-      if (AUTH_CLOSE_CODES.has(event?.code)) {
+      if (LOG_IN_AGAIN.has(event?.code)) {
         this.close();
         this.onAuthLost(event.code, event.reason || "");
         return;
@@ -173,7 +174,7 @@ export class Live {
         }
         const sub = this.subs.get(msg.run);
         if (!sub) return;
-        if (msg.reason === "slow_consumer") {
+        if (msg.reason === RESYNC.SLOW_CONSUMER) {
           this.sendSubscribe(msg.run, sub); // from our own last seq: nothing lost, nothing twice
         } else {
           // epoch_changed / feed_trimmed: what we hold no longer lines up with the log; start over.
