@@ -22,7 +22,7 @@ from runwatch.api.config_ranges import RANGES, number
 #: ``sun_path`` holds 108 bytes on Linux (104 on macOS) with its terminating NUL: keep under both.
 MAX_SOCKET_PATH = 100
 
-#: field name → (environment variable, help text). The README's configuration table mirrors this.
+#: field name → (environment variable, help text). The table in docs/configuration.md mirrors this.
 ENV: dict[str, tuple[str, str]] = {
     "host": ("RUNWATCH_HOST", "address to listen on"),
     "port": ("RUNWATCH_PORT", "port to listen on"),
@@ -131,7 +131,10 @@ ENV: dict[str, tuple[str, str]] = {
     "max_header_bytes": ("RUNWATCH_MAX_HEADER_BYTES", "largest request line and headers, in bytes; larger answers 431"),
     "max_headers": ("RUNWATCH_MAX_HEADERS", "most headers in one request; more answers 431"),
     "request_timeout": ("RUNWATCH_REQUEST_TIMEOUT", "seconds a request (head and body) has to arrive whole, or 408"),
-    "max_connections": ("RUNWATCH_MAX_CONNECTIONS", "connections at once, HTTP and WebSocket (see README, Limits)"),
+    "max_connections": (
+        "RUNWATCH_MAX_CONNECTIONS",
+        "connections at once, HTTP and WebSocket (see docs/security.md, Limits)",
+    ),
     "log_format": ("RUNWATCH_LOG_FORMAT", "console or json"),
     "log_level": ("RUNWATCH_LOG_LEVEL", "debug, info, warning or error"),
 }
@@ -157,7 +160,7 @@ class Settings:
     agents: list[str] = field(default_factory=list)
     files_dir: Path | None = None
     #: The openai SDK's transport: ``aiohttp`` (its DefaultAioHttpClient) reads a stream for a
-    #: fraction of what ``httpx`` (its default) costs per chunk (bench/README.md).
+    #: fraction of what ``httpx`` (its default) costs per chunk (bench/HISTORY.md).
     model_transport: str = "aiohttp"
     #: How the runner reaches the built-in offline model in its own process (api/model_client.py).
     model_socket: str = "auto"

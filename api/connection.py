@@ -55,7 +55,7 @@ MAX_DIRECT_EVENTS = 1000
 
 
 class Connection:
-    #: Slots, not a ``__dict__``: about a kilobyte less for every connection (bench/README.md, "idle").
+    #: Slots, not a ``__dict__``: about a kilobyte less for every connection (bench/HISTORY.md, "idle").
     __slots__ = (
         "_asgi_send", "_bus", "_dirty", "_flushed", "_frame_budget", "_frame_bytes", "_frames_seen",
         "_heartbeat", "_idle", "_lane", "_last_send", "_marked", "_max_lag", "_metrics", "_outbox",

@@ -133,7 +133,7 @@ class Refusals:
             "http.refused",
             refused=dict(self._counts),
             hint="limits of the front door: RUNWATCH_MAX_HEADER_BYTES, RUNWATCH_MAX_HEADERS, "
-            "RUNWATCH_REQUEST_TIMEOUT, RUNWATCH_MAX_CONNECTIONS (README, Limits)",
+            "RUNWATCH_REQUEST_TIMEOUT, RUNWATCH_MAX_CONNECTIONS (docs/security.md, Limits)",
         )
         self._counts.clear()
         self._window = loop.call_later(self._every, self._flush, loop)

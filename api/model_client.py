@@ -6,7 +6,7 @@ from the same process. Over loopback TCP, every chunk paid the kernel's whole TC
 that one process (the model's ``write``: segment, loopback, receive; the runner's ``read``); a
 Unix socket hands the bytes over directly. The offline model's CPU per chunk drops by a quarter to
 a third at 100 and 300 streams x 50 tok/s, and by 3-25% at 10 x 100, where each write may wake an
-idle reader (bench/README.md, "Third session").
+idle reader (bench/HISTORY.md, "Third session").
 
 ``model_socket`` (``RUNWATCH_MODEL_SOCKET``): ``auto`` (default) listens, with the offline model,
 on a socket in a private temporary folder; ``off`` keeps to TCP; an absolute path listens there (a

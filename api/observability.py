@@ -2,7 +2,7 @@
 
 One ``runwatch serve`` is one process with an in-memory bus, so one scrape target per process is
 the correct model (Prometheus sums across targets); prometheus-client's multiprocess mode is not
-used because runwatch never forks request workers. See README, "Metrics".
+used because runwatch never forks request workers. See docs/operations.md, "Metrics".
 """
 
 from __future__ import annotations

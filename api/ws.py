@@ -77,7 +77,7 @@ def _forget_handshake(scope: Scope) -> None:
     """An accepted socket's handshake is not needed again: drop what holds it for the connection's
     life — uvicorn's parsed upgrade request and 101 response (``websockets-sansio``), and the
     headers Litestar parsed for the credential and Origin checks (rebuilt from the scope if asked
-    for again). About 5 KiB of each idle connection's memory (bench/README.md, "idle")."""
+    for again). About 5 KiB of each idle connection's memory (bench/HISTORY.md, "idle")."""
     try:
         from litestar.types import Empty
         from litestar.utils.scope.state import ScopeState

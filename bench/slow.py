@@ -1,5 +1,5 @@
 """Slow consumers: fast watchers' latency with 1% of the watchers stalled and without, at two paces
-(``python -m bench --only slow``; method and figures in bench/README.md)."""
+(``python -m bench --only slow``; method in bench/README.md, figures in bench/HISTORY.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ENV = {"RUNWATCH_WS_SEND_TIMEOUT": "2"}
 
 #: The slow-consumer scenarios: (name, tokens/s; 0 = as fast as the model can). At full speed, 300
 #: watchers x 4.5 MB is 1.35 GB for the load generator to take in a few seconds: its own backlog is
-#: then most of every p99, with or without stalled neighbours (bench/README.md). Paced at 200
+#: then most of every p99, with or without stalled neighbours (bench/HISTORY.md). Paced at 200
 #: tokens/s (300 KB/s per watcher, 90 MB/s in all, a quarter of what it can take), the p99 is the
 #: server's again, and the stalled watchers still fall megabytes behind within the run.
 SLOW_PACES = [("paced", 200.0), ("full_speed", 0.0)]

@@ -87,3 +87,46 @@ def test_the_readme_approval_script_approves_a_deploy(server, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "approving deploy {'version': '2.4.1', 'environment': 'staging'}" in result.stdout, result.stdout
     assert result.stdout.rstrip().endswith("run succeeded"), result.stdout
+
+
+def test_the_readme_is_a_newcomers_path_of_at_most_250_lines():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines: move reference material to docs/"
+
+
+#: The pages whose relative links must lead somewhere: the README, docs/ and the benchmarks' own.
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md")), *sorted((ROOT / "bench").glob("*.md"))]
+
+
+def _unfenced(text: str) -> str:
+    """Markdown without its fenced code blocks."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
+
+
+def _anchors(page: Path) -> set[str]:
+    """The ids GitHub gives a page's headings: lower case, punctuation dropped, spaces made hyphens."""
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", _unfenced(page.read_text()), re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        again = 0
+        while (f"{slug}-{again}" if again else slug) in anchors:  # a repeated heading: -1, -2 …
+            again += 1
+        anchors.add(f"{slug}-{again}" if again else slug)
+    return anchors
+
+
+def test_every_relative_link_in_the_readme_and_docs_leads_to_a_file_and_heading_that_exist():
+    broken = []
+    for page in PAGES:
+        text = re.sub(r"`[^`\n]*`", "", _unfenced(page.read_text()))  # code is not a link
+        targets = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r"""(?:src|href)="([^"]+)\"""", text)
+        for target in targets:
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto: …
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)

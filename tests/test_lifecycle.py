@@ -115,7 +115,7 @@ async def test_an_idle_server_wakes_about_twice_a_second(make_server):
 
 
 async def test_the_server_freezes_its_startup_heap(make_server):
-    """Full collections do not walk the app, its routes and the SDKs' modules (bench/README.md)."""
+    """Full collections do not walk the app, its routes and the SDKs' modules (bench/HISTORY.md)."""
     srv = make_server(env={"RUNWATCH_LOG_LEVEL": "debug"})
 
     def frozen() -> list[dict]:  # logged as the server starts listening: maybe just after /api/health answered

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ROOT
 from tests.watcher import text_of
 
-#: family name → its label names (besides le / quantile). Types in the comment column of the README.
+#: family name → its label names (besides le / quantile). Types in the comment column of docs/operations.md.
 EXPECTED = {
     "runwatch_ws_connections": set(),
     "runwatch_sse_streams": set(),
@@ -68,9 +68,9 @@ async def test_metric_names_and_label_sets_are_stable(server):
     assert set(ours) <= set(EXPECTED) | {"runwatch_http_requests_in_progress", "runwatch_http_requests_error"}
 
 
-def _readme_metrics() -> dict[str, tuple[str, set[str]]]:
-    """The README's metrics table: exposed name → (type, label names)."""
-    section = (ROOT / "README.md").read_text().split("## Metrics, logs and ops", 1)[1]
+def _documented_metrics() -> dict[str, tuple[str, set[str]]]:
+    """The metrics table of docs/operations.md: exposed name → (type, label names)."""
+    section = (ROOT / "docs" / "operations.md").read_text().split("\n## Metrics", 1)[1]
     rows = [line for line in section.split("\n\n", 3)[2].splitlines() if line.startswith("| `runwatch_")]
     table: dict[str, tuple[str, set[str]]] = {}
     for row in rows:
@@ -81,7 +81,7 @@ def _readme_metrics() -> dict[str, tuple[str, set[str]]]:
     return table
 
 
-async def test_the_readme_metrics_table_names_every_metric_served_with_its_type_and_labels(server):
+async def test_the_docs_metrics_table_names_every_metric_served_with_its_type_and_labels(server):
     await server.start_run("what is 1+1?")
     families = await _families(server)
     served = {
@@ -92,8 +92,8 @@ async def test_the_readme_metrics_table_names_every_metric_served_with_its_type_
         for f in families.values()
         if f.name.startswith("runwatch_")
     }
-    documented = _readme_metrics()
-    assert set(served) - set(documented) == set(), "add these to the README's metrics table"
+    documented = _documented_metrics()
+    assert set(served) - set(documented) == set(), "add these to the metrics table in docs/operations.md"
     assert {name: documented[name] for name in served} == served
     # Litestar counts 5xx answers in runwatch_http_requests_error_total, served once there has been one.
     assert set(documented) - set(served) == {"runwatch_http_requests_error_total"}

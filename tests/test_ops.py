@@ -114,17 +114,17 @@ def _compose_value(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, text)
 
 
-def _readme_compose_shell() -> tuple[dict[str, str], str]:
-    """The README's compose block: what it exports before ``docker compose``, and the command itself."""
-    readme = (OPS.parent / "README.md").read_text()
-    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.DOTALL) if "ops/docker-compose.yml up" in b)
+def _documented_compose_shell() -> tuple[dict[str, str], str]:
+    """The compose block of docs/operations.md: what it exports before ``docker compose``, and the command itself."""
+    operations = (OPS.parent / "docs" / "operations.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", operations, re.DOTALL) if "ops/docker-compose.yml up" in b)
     exported = dict(re.findall(r"^export (\w+)=(\S+)", block, re.MULTILINE))
     command = next(line for line in block.splitlines() if line.startswith("docker compose"))
     return {name: f"<{value}>" for name, value in exported.items()}, command  # (not run: a shell would)
 
 
-def test_compose_as_the_readme_runs_it_gives_prometheus_the_replicas_scrape_token_and_prints_login_links():
-    shell, command = _readme_compose_shell()
+def test_compose_as_the_docs_run_it_gives_prometheus_the_replicas_scrape_token_and_prints_login_links():
+    shell, command = _documented_compose_shell()
     assert "RUNWATCH_METRICS_TOKEN" in shell and command.split("#")[0].split()[-2:] == ["up", "--build"]
     compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
     token = shell["RUNWATCH_METRICS_TOKEN"]
@@ -152,10 +152,10 @@ def test_compose_without_the_scrape_token_stops_saying_how_to_make_one():
             raise AssertionError(f"{text!r} starts without a token")
 
 
-def test_the_readme_says_where_a_compose_replica_keeps_its_admin_key():
-    readme = (OPS.parent / "README.md").read_text()
-    said = re.search(r"`docker compose -f ops/docker-compose\.yml exec (\S+) cat (\S+)`", readme)
-    assert said, "the README no longer says how to read a replica's admin key"
+def test_the_docs_say_where_a_compose_replica_keeps_its_admin_key():
+    operations = (OPS.parent / "docs" / "operations.md").read_text()
+    said = re.search(r"`docker compose -f ops/docker-compose\.yml exec (\S+) cat (\S+)`", operations)
+    assert said, "docs/operations.md no longer says how to read a replica's admin key"
     compose = yaml.safe_load((OPS / "docker-compose.yml").read_text())
     data_dir = re.search(r"RUNWATCH_DATA_DIR=(\S+)", (OPS / "Dockerfile").read_text())[1]
     assert said[2] == f"{data_dir}/admin.key"
