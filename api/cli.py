@@ -197,8 +197,9 @@ def migrate(args: argparse.Namespace) -> int:
     """Bring the database's schema up to date (``serve`` does it too, at start)."""
     import asyncio
 
-    from runwatch.agents.store import PostgresStore, SQLiteStore, StoreUnavailable
+    from runwatch.agents.store import PostgresStore, StoreUnavailable
     from runwatch.agents.store.migrations import latest
+    from runwatch.api.backends import new_store
     from runwatch.api.logs import configure_logging
 
     try:
@@ -209,14 +210,14 @@ def migrate(args: argparse.Namespace) -> int:
     configure_logging("console", "warning", settings.secrets)
 
     async def apply() -> str:
-        if not settings.postgres:
-            store = SQLiteStore(settings.database)
+        store = new_store(settings)
+        if not isinstance(store, PostgresStore):
             await store.open()  # its schema is created in place, as it was always
             await store.close()
             return f"SQLite database {settings.database} is ready"
         from runwatch.agents.store.migrations import migrate as apply_migrations
 
-        pg = PostgresStore(settings.database_url or "")
+        pg = store
         await pg.open()  # applies what is missing, under the migrations' lock
         try:
             async with pg.pool.acquire() as conn:

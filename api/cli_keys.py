@@ -39,9 +39,9 @@ def manage_keys(args: argparse.Namespace) -> int:
     import time
 
     from runwatch.agents.identity import TENANT_PATTERN, Role
-    from runwatch.agents.store import PostgresStore, SQLiteStore, StoreUnavailable
-    from runwatch.agents.store.credentials import PostgresCredentials, SQLiteCredentials
+    from runwatch.agents.store import StoreUnavailable
     from runwatch.api.auth.authenticator import create_key
+    from runwatch.api.backends import new_credentials, new_store
     from runwatch.api.logs import configure_logging
 
     try:
@@ -58,14 +58,10 @@ def manage_keys(args: argparse.Namespace) -> int:
             return 2
 
     async def act() -> int:
-        store = PostgresStore(settings.database_url or "") if settings.postgres else SQLiteStore(settings.database)
+        store = new_store(settings)
         await store.open()  # creates or migrates the schema, credentials included
         await store.close()
-        creds = (
-            PostgresCredentials(settings.database_url or "")
-            if settings.postgres
-            else SQLiteCredentials(settings.database)
-        )
+        creds = new_credentials(settings)
         await creds.open()
         try:
             if args.action == "create":

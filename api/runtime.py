@@ -26,12 +26,13 @@ from runwatch.agents.retention import Retention
 from runwatch.agents.run_queue import RunQueue
 from runwatch.agents.runner import Runner
 from runwatch.agents.service import RunService
-from runwatch.agents.store import PostgresStore, SQLiteStore, Store
-from runwatch.agents.store.credentials import Credentials, PostgresCredentials, SQLiteCredentials
+from runwatch.agents.store import Store
+from runwatch.agents.store.credentials import Credentials
 from runwatch.agents.supervisor import Supervisor
 from runwatch.api.auth.authenticator import Authenticator
 from runwatch.api.auth.provider import Provider
 from runwatch.api.auth.tokens import new_secret
+from runwatch.api.backends import new_credentials, new_store
 from runwatch.api.collectors import LiveGauges
 from runwatch.api.config import ConfigError, Settings
 from runwatch.api.lane import FastLane
@@ -76,18 +77,13 @@ def release_free_memory() -> None:
 
 
 class Runtime:
-    """The composition root: the only place that names concrete backends."""
+    """The composition root: the only place that names concrete backends (the database ones it
+    takes from ``api/backends.py``, as the commands that open the database do)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store: Store = (
-            PostgresStore(settings.database_url or "") if settings.postgres else SQLiteStore(settings.database)
-        )
-        self.credentials: Credentials = (
-            PostgresCredentials(settings.database_url or "")
-            if settings.postgres
-            else SQLiteCredentials(settings.database)
-        )
+        self.store: Store = new_store(settings)
+        self.credentials: Credentials = new_credentials(settings)
         self.retention = Retention(self.store, settings.retention_days)
         memory = {"log_capacity": settings.log_capacity, "memory_bytes": int(settings.bus_memory_mb * 1024 * 1024)}
         self.bus: MemoryBus = (
