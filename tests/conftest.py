@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -17,6 +18,9 @@ import pytest
 from tests.forked import ForkedProcess
 from tests.hermetic import SESSION
 from tests.watcher import Watcher
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,13 +61,29 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
-    """A failed test's report ends with the end of the log of each server it started."""
+    """A failed test's report ends with the end of the log of each server it used, and what each
+    page it opened showed."""
     report = yield
     if report.failed and report.when == "call":
-        for srv in _started:
+        shared = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Server)]
+        for srv in dict.fromkeys([*_started, *shared]):
             tail = "\n".join(srv.logs().splitlines()[-LOG_LINES:])
             report.sections.append((f"the end of the log of the server on {srv.url}", tail))
+        opened = getattr(getattr(item, "funcargs", {}).get("open_page"), "pages", [])
+        for page, _ in opened:
+            report.sections.append((f"the page {page.url}", _page_state(page)))
     return report
+
+
+def _page_state(page: Page) -> str:
+    """What a failed browser test's page showed: its connection state and the text of its view."""
+    try:
+        return page.evaluate(
+            "() => `connection: ${document.querySelector('#conn')?.dataset.state}\\n` +"
+            " (document.querySelector('#view')?.innerText ?? document.body.innerText).slice(0, 3000)"
+        )
+    except Exception as exc:  # closed, crashed or navigating: say so
+        return f"(could not read the page: {exc})"
 
 
 def free_port() -> int:

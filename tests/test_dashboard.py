@@ -63,6 +63,7 @@ def open_page(browser: Browser) -> Iterator:
             page.goto(url)
         return page
 
+    make.pages = pages  # type: ignore[attr-defined]  # for a failed test's report (conftest.py)
     yield make
     for page, errors in pages:
         page.context.close()
