@@ -28,10 +28,10 @@ from runwatch.api.auth.routes import LOCAL_ADMIN_KEY, AuthController, KeysContro
 from runwatch.api.auth.web import AuthMiddleware
 from runwatch.api.config import Settings
 from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
-from runwatch.api.loop_routes import LoopController
 from runwatch.api.observability import http_metrics, metrics
 from runwatch.api.offline import chat_completions
 from runwatch.api.overview import overview
+from runwatch.api.people import PeopleController
 from runwatch.api.runs import RunsController, health
 from runwatch.api.runtime import Runtime
 from runwatch.api.sse import run_stream
@@ -133,7 +133,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     handlers: list = [
         RunsController,
         overview,
-        LoopController,
+        PeopleController,
         AuthController,
         KeysController,
         health,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from runwatch.api.runtime import Runtime
 
 
-class LoopHistogram(Collector):
+class LockFreeHistogram(Collector):
     """A histogram observed only on the event loop's thread: one bisect and two additions, no lock.
 
     prometheus_client's ``Histogram`` takes a lock for the bucket and another for the sum on every

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from runwatch.agents import errors
 from runwatch.agents.events import EVENT_TYPES, Published
-from runwatch.api.collectors import LoopHistogram
+from runwatch.api.collectors import LockFreeHistogram
 from runwatch.api.protocol import CLIENT_TYPES
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ class Metrics:
         #: and builds its key on every call, a cost per streamed token of every run.
         self._published_by_type: dict[str, Any] = {}
         self._output_tokens: dict[str, Any] = {}
-        self.publish_to_send = LoopHistogram(
+        self.publish_to_send = LockFreeHistogram(
             "runwatch_bus_publish_to_send_seconds",
             "From an event's publish to the WebSocket send of the frame carrying it (oldest event of each frame).",
             buckets=_LATENCY,

@@ -139,10 +139,10 @@ async def test_token_counters_match_the_model_usage_exactly(make_server):
 def test_the_lock_free_histogram_exposes_what_prometheus_clients_does():
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from runwatch.api.metrics import LoopHistogram
+    from runwatch.api.metrics import LockFreeHistogram
 
     ours, theirs = CollectorRegistry(), CollectorRegistry()
-    fast = LoopHistogram("x_seconds", "doc", buckets=(0.001, 0.01, 0.1), registry=ours)
+    fast = LockFreeHistogram("x_seconds", "doc", buckets=(0.001, 0.01, 0.1), registry=ours)
     reference = Histogram("x_seconds", "doc", buckets=(0.001, 0.01, 0.1), registry=theirs)
     for value in (0.0, 0.001, 0.0011, 0.01, 0.05, 0.2, 7.0):
         fast.observe(value)
@@ -156,10 +156,10 @@ def test_observe_since_counts_the_seconds_up_to_now_and_never_below_zero():
 
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from runwatch.api.metrics import LoopHistogram
+    from runwatch.api.metrics import LockFreeHistogram
 
     registry = CollectorRegistry()
-    h = LoopHistogram("y_seconds", "doc", buckets=(0.001, 10.0), registry=registry)
+    h = LockFreeHistogram("y_seconds", "doc", buckets=(0.001, 10.0), registry=registry)
     h.observe_since(time.time() - 5)
     h.observe_since(time.time() + 60)  # a clock step backwards counts as 0, not as negative
     text = generate_latest(registry).decode()

@@ -1,4 +1,4 @@
-"""REST for people in a run's loop: decide approvals, message a running agent, read a thread, see
+"""REST for the people on a run: decide approvals, message a running agent, read a thread, see
 who is watching. The WebSocket's ``approve``, ``deny`` and ``message`` do the same."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Thread(msgspec.Struct):
     runs: list[RunSummary]
 
 
-class LoopController(Controller):
+class PeopleController(Controller):
     path = "/api"
     tags = ["people in the loop"]
     guards = [requires(Role.VIEWER)]
