@@ -30,13 +30,12 @@ import msgspec
 import structlog
 
 from runwatch.agents.errors import AlreadyDecided, InvalidArguments, RateLimited, Unavailable, UnknownApproval
-from runwatch.agents.events import ApprovalRequested, ApprovalResolved, MessageReceived
+from runwatch.agents.events import ApprovalRequested, ApprovalResolved, Emit, MessageReceived
 from runwatch.agents.identity import Actor
 from runwatch.agents.tools import Tool, ToolError
 
 log = structlog.get_logger()
 
-Emit = Callable[[Any], Awaitable[Any]]
 #: How a message reaches the model: ``interrupt`` cuts the answer being streamed; ``queue`` waits
 #: for the current step to end.
 Mode = Literal["interrupt", "queue"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import typing
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
@@ -39,6 +40,11 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True):
     run_id: str
     seq: int = 0
     ts: float = 0.0
+
+
+#: How producers (the runner, tool calls, approvals, tool contexts) publish an event: the bus's
+#: ``publish`` or anything awaitable like it; what it returns is not theirs to use.
+Emit = Callable[[Event], Awaitable[object]]
 
 
 class RunQueued(Event, tag="run.queued"):

@@ -23,14 +23,12 @@ from runwatch.agents import model_stream
 from runwatch.agents.agent import Agent
 from runwatch.agents.coalesce import TokenCoalescer, WindowClock
 from runwatch.agents.control import RunControl
-from runwatch.agents.events import Event, StepFinished, StepStarted, Usage
+from runwatch.agents.events import Emit, StepFinished, StepStarted, Usage
 from runwatch.agents.prices import PriceTable
 from runwatch.agents.resume import Resumed
 from runwatch.agents.tool_calls import Call, ToolCalls
 
 log = structlog.get_logger()
-
-Emit = Callable[[Event], Awaitable[Any]]
 
 #: How long one run may go on parsing stream chunks that are already buffered before it lets the
 #: event loop run everything else (fan-out, coalescing timers, other runs), and waits until what it

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,15 +16,13 @@ import structlog
 
 from runwatch.agents.agent import Agent
 from runwatch.agents.control import RunControl
-from runwatch.agents.events import Event, ToolFinished, ToolStarted
+from runwatch.agents.events import Emit, ToolFinished, ToolStarted
 from runwatch.agents.tools import Tool, ToolContext, ToolError
 
 if TYPE_CHECKING:
     from runwatch.agents.runner import RunStats
 
 log = structlog.get_logger()
-
-Emit = Callable[[Event], Awaitable[Any]]
 
 #: Tool results larger than this (as JSON) are cut in the event; the model still gets all of it.
 MAX_EVENT_RESULT_BYTES = 64 * 1024
