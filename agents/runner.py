@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -23,7 +22,7 @@ from runwatch.agents import model_stream
 from runwatch.agents.agent import Agent
 from runwatch.agents.coalesce import TokenCoalescer, WindowClock
 from runwatch.agents.control import RunControl
-from runwatch.agents.events import Emit, StepFinished, StepStarted, Usage
+from runwatch.agents.events import Emit, StepFinished, StepStarted, Totals, Usage
 from runwatch.agents.prices import PriceTable
 from runwatch.agents.resume import Resumed
 from runwatch.agents.tool_calls import Call, ToolCalls
@@ -65,20 +64,6 @@ def error_type(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):
         return "client_error" if exc.status_code < 500 else "server_error"
     return "other"
-
-
-@dataclass
-class RunStats:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    tool_calls: int = 0
-    steps: int = 0
-    #: USD so far; None while no step was priced.
-    cost: float | None = None
-
-    def add_cost(self, cost: float | None) -> None:
-        if cost is not None:
-            self.cost = round((self.cost or 0.0) + cost, 8)
 
 
 def _utf8_size(text: str) -> int:
@@ -154,20 +139,22 @@ class Runner:
         agent: Agent,
         user_input: str,
         model: str,
-        stats: RunStats,
+        stats: Totals,
         resumed: Resumed | None = None,
         *,
         control: RunControl | None = None,
         prior: list[dict[str, Any]] | None = None,
     ) -> str:
-        """Drive the run to the model's final answer and return that answer's text.
+        """Drive the run to the model's final answer and return that answer's text; ``stats``, the
+        run's totals, are added to as it goes.
 
         With ``resumed`` (see ``agents.resume``), continue a run another instance began: its
-        finished steps and tool calls are taken as they were, the rest runs. ``prior``: the
-        thread's earlier turns, between the instructions and this run's input. ``control``: the
-        run's approvals and messages (without one, a tool call that needs approval is denied); for
-        a resumed run, its ``restored`` holds ``resumed.approvals`` (the supervisor sets it as soon
-        as the run executes here, so they can be decided before this reaches them).
+        finished steps and tool calls are taken as they were, the rest runs (``stats`` are then
+        ``resumed.totals``, which count them). ``prior``: the thread's earlier turns, between the
+        instructions and this run's input. ``control``: the run's approvals and messages (without
+        one, a tool call that needs approval is denied); for a resumed run, its ``restored`` holds
+        ``resumed.approvals`` (the supervisor sets it as soon as the run executes here, so they can
+        be decided before this reaches them).
         Messages are delivered at step boundaries; a run with messages waiting does not end.
         """
         messages: list[dict[str, Any]] = [
@@ -179,9 +166,6 @@ class Runner:
         if resumed is not None:
             messages += resumed.messages
             first = resumed.next_step
-            stats.input_tokens, stats.output_tokens = resumed.input_tokens, resumed.output_tokens
-            stats.tool_calls, stats.steps = resumed.tool_calls, resumed.steps
-            stats.cost = resumed.cost
             if resumed.answer is not None and not resumed.pending and not (control and control.has_messages):
                 return resumed.answer
             if resumed.pending:
@@ -223,7 +207,7 @@ class Runner:
         agent: Agent,
         model: str,
         messages: list[dict[str, Any]],
-        stats: RunStats,
+        stats: Totals,
         control: RunControl | None = None,
     ) -> tuple[str, list[Call], bool]:
         """One model call: its text, its tool calls, and whether a message interrupted it (then
@@ -321,10 +305,8 @@ class Runner:
                 log.warning("tokens.flush_failed", run_id=run_id, error=repr(exc))
             if not reported:  # cut (cancelled, interrupted, failed), or an endpoint that sends no usage
                 usage = Usage(output_tokens=chunks, estimated=True)
-            stats.input_tokens += usage.input_tokens
-            stats.output_tokens += usage.output_tokens
             cost = self._prices.cost(model, usage)
-            stats.add_cost(cost)
+            stats.add_usage(usage, cost)
             await self._emit(
                 StepFinished(
                     run_id=run_id,

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import msgspec
 import openai
 import structlog
 
@@ -34,7 +35,6 @@ from runwatch.agents.events import (
     RunResumed,
     RunStarted,
     RunStatus,
-    Totals,
 )
 from runwatch.agents.human_input import HumanInput
 from runwatch.agents.identity import Actor
@@ -223,6 +223,7 @@ class Supervisor(HumanInput, TakeOver):
                         resumed = rebuild(await self.history(handle.id))
                     if resumed is not None:
                         control.restored = dict(resumed.approvals)  # decidable as soon as it runs here
+                        handle.stats = resumed.totals  # (its finished steps and tool calls count)
                     prior = []
                     if in_thread:
                         prior = await threads.context(self._store, self.history, handle.thread, handle.id)
@@ -285,24 +286,10 @@ class Supervisor(HumanInput, TakeOver):
                     log.info("run.handed_over")
                     return  # noqa: B012 -- a handed-over run has no end here: another instance goes on
                 error = self._redact(error) if error else error
-                stats = handle.stats
                 duration = round(time.monotonic() - started, 4) if started is not None else 0.0
                 handle.status = RunStatus(status)
-                await self._bus.publish(
-                    RunFinished(
-                        run_id=handle.id,
-                        status=status,
-                        error=error,
-                        totals=Totals(
-                            input_tokens=stats.input_tokens,
-                            output_tokens=stats.output_tokens,
-                            tool_calls=stats.tool_calls,
-                            steps=stats.steps,
-                            duration=duration,
-                            cost=stats.cost,
-                        ),
-                    )
-                )
+                totals = msgspec.structs.replace(handle.stats, duration=duration)
+                await self._bus.publish(RunFinished(run_id=handle.id, status=status, error=error, totals=totals))
                 # Forget the run only once its end is durable: until then ``cancel`` answers from the
                 # handle, afterwards from the store, which then knows how it ended.
                 try:

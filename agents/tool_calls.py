@@ -9,18 +9,15 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import structlog
 
 from runwatch.agents.agent import Agent
 from runwatch.agents.control import RunControl
-from runwatch.agents.events import Emit, ToolFinished, ToolStarted
+from runwatch.agents.events import Emit, ToolFinished, ToolStarted, Totals
 from runwatch.agents.tools import Tool, ToolContext, ToolError
-
-if TYPE_CHECKING:
-    from runwatch.agents.runner import RunStats
 
 log = structlog.get_logger()
 
@@ -89,7 +86,7 @@ class ToolCalls:
         self._redact = redact
 
     async def messages(
-        self, run_id: str, agent: Agent, calls: list[Call], stats: RunStats, control: RunControl | None
+        self, run_id: str, agent: Agent, calls: list[Call], stats: Totals, control: RunControl | None
     ) -> list[dict[str, Any]]:
         """Make a step's tool calls; the ``tool`` messages the model gets back, in call order."""
         stats.tool_calls += len(calls)
