@@ -27,6 +27,8 @@ class RunHandle:
     #: Why the run was cancelled when it was not a user's request (shown as the run's error).
     cancel_reason: str | None = None
     queued_at: float = field(default_factory=time.monotonic)
+    #: When it began executing here (``time.monotonic``; None: it has not).
+    started_at: float | None = None
     #: Its totals so far (a continued run's start from those of its finished steps).
     stats: Totals = field(default_factory=Totals)
     #: Stopped to be continued elsewhere (a drain handing a resumable run over): no ``run.finished``.
