@@ -29,13 +29,7 @@ from runwatch.agents.events import (
     Totals,
     decode,
 )
-
-
-@dataclass
-class Call:
-    id: str
-    name: str
-    arguments: str
+from runwatch.agents.tool_calls import Call, assistant_tool_calls
 
 
 @dataclass
@@ -121,9 +115,7 @@ def _close_tools(out: Resumed, calls: dict[str, Call], results: dict[str, str]) 
         calls.clear()
         results.clear()
         return
-    assistant["tool_calls"] = [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls.values()
-    ]
+    assistant["tool_calls"] = assistant_tool_calls(calls.values())
     out.answer = None
     out.pending = []
     for c in calls.values():

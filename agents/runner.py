@@ -25,7 +25,7 @@ from runwatch.agents.control import RunControl
 from runwatch.agents.events import Emit, StepFinished, StepStarted, Totals, Usage
 from runwatch.agents.prices import PriceTable
 from runwatch.agents.resume import Resumed
-from runwatch.agents.tool_calls import Call, ToolCalls
+from runwatch.agents.tool_calls import Call, ToolCalls, assistant_tool_calls
 
 log = structlog.get_logger()
 
@@ -282,8 +282,7 @@ class Runner:
             if resumed.answer is not None and not resumed.pending and not (control and control.has_messages):
                 return resumed.answer
             if resumed.pending:
-                calls = [Call(c.id, c.name, c.arguments) for c in resumed.pending]
-                messages += await self._tools.messages(run_id, agent, calls, stats, control)
+                messages += await self._tools.messages(run_id, agent, resumed.pending, stats, control)
         return await self._steps(run_id, agent, model, messages, first, stats, control)
 
     async def _steps(
@@ -310,16 +309,7 @@ class Runner:
                 if text:  # (an assistant turn with neither text nor tool calls is refused by the API)
                     messages.append({"role": "assistant", "content": text})
                 continue
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": text or None,
-                    "tool_calls": [
-                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                        for c in calls
-                    ],
-                }
-            )
+            messages.append({"role": "assistant", "content": text or None, "tool_calls": assistant_tool_calls(calls)})
             messages += await self._tools.messages(run_id, agent, calls, stats, control)
         if answer is not None:
             # A message came with the final answer of the last step allowed: the answer stands.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,11 @@ class Call:
     id: str = ""
     name: str = ""
     arguments: str = ""
+
+
+def assistant_tool_calls(calls: Iterable[Call]) -> list[dict[str, Any]]:
+    """A step's tool calls as its assistant message lists them (``tool_calls``)."""
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
 
 
 def _encode_result(value: Any, limit: int | None) -> tuple[Any, bytes]:
