@@ -30,7 +30,7 @@ class RunHandle:
     #: When it began executing here (``time.monotonic``; None: it has not).
     started_at: float | None = None
     #: Its totals so far (a continued run's start from those of its finished steps).
-    stats: Totals = field(default_factory=Totals)
+    totals: Totals = field(default_factory=Totals)
     #: Stopped to be continued elsewhere (a drain handing a resumable run over): no ``run.finished``.
     handed_over: bool = False
     thread: str = ""

@@ -252,17 +252,17 @@ class Runner:
         agent: Agent,
         user_input: str,
         model: str,
-        stats: Totals,
+        totals: Totals,
         resumed: Resumed | None = None,
         *,
         control: RunControl | None = None,
         prior: list[dict[str, Any]] | None = None,
     ) -> str:
-        """Drive the run to the model's final answer and return that answer's text; ``stats``, the
-        run's totals, are added to as it goes.
+        """Drive the run to the model's final answer and return that answer's text; the run's
+        ``totals`` are added to as it goes.
 
         With ``resumed`` (see ``agents.resume``), continue a run another instance began: its
-        finished steps and tool calls are taken as they were, the rest runs (``stats`` are then
+        finished steps and tool calls are taken as they were, the rest runs (``totals`` are then
         ``resumed.totals``, which count them). ``prior``: the thread's earlier turns, between the
         instructions and this run's input. ``control``: the run's approvals and messages (without
         one, a tool call that needs approval is denied); for a resumed run, its ``restored`` holds
@@ -282,8 +282,8 @@ class Runner:
             if resumed.answer is not None and not resumed.pending and not (control and control.has_messages):
                 return resumed.answer
             if resumed.pending:
-                messages += await self._tools.messages(run_id, agent, resumed.pending, stats, control)
-        return await self._steps(run_id, agent, model, messages, first, stats, control)
+                messages += await self._tools.messages(run_id, agent, resumed.pending, totals, control)
+        return await self._steps(run_id, agent, model, messages, first, totals, control)
 
     async def _steps(
         self,
@@ -292,7 +292,7 @@ class Runner:
         model: str,
         messages: list[dict[str, Any]],
         first: int,
-        stats: Totals,
+        totals: Totals,
         control: RunControl | None,
     ) -> str:
         """Steps from ``first`` on, each after the messages waiting, each's tool calls made, until a
@@ -301,7 +301,7 @@ class Runner:
         for index in range(first, agent.max_steps):
             if control is not None and control.has_messages:
                 messages += await control.deliver()
-            text, calls, interrupted = await self._step(run_id, index, agent, model, messages, stats, control)
+            text, calls, interrupted = await self._step(run_id, index, agent, model, messages, totals, control)
             if interrupted or not calls:
                 answer = None if interrupted else text
                 if answer is not None and not (control is not None and control.has_messages):
@@ -310,7 +310,7 @@ class Runner:
                     messages.append({"role": "assistant", "content": text})
                 continue
             messages.append({"role": "assistant", "content": text or None, "tool_calls": assistant_tool_calls(calls)})
-            messages += await self._tools.messages(run_id, agent, calls, stats, control)
+            messages += await self._tools.messages(run_id, agent, calls, totals, control)
         if answer is not None:
             # A message came with the final answer of the last step allowed: the answer stands.
             log.warning("messages.undelivered", run_id=run_id, max_steps=agent.max_steps)
@@ -324,7 +324,7 @@ class Runner:
         agent: Agent,
         model: str,
         messages: list[dict[str, Any]],
-        stats: Totals,
+        totals: Totals,
         control: RunControl | None = None,
     ) -> tuple[str, list[Call], bool]:
         """One model call: its text, its tool calls, and whether a message interrupted it (then
@@ -332,13 +332,13 @@ class Runner:
         and ended (``step.finished``) however it ends."""
         started = StepStarted(run_id=run_id, index=index, model=model)
         await self._emit(started)
-        stats.steps += 1
+        totals.steps += 1
         start = started.ts or time.time()  # the step's times are on the events' clock (StepFinished)
         out = _StepOutput(index, self._max_output, self._coalescer(run_id))
         try:
             await self._stream_step(run_id, agent, model, messages, out, control)
         finally:
-            await self._end_step(run_id, index, model, start, out, stats)
+            await self._end_step(run_id, index, model, start, out, totals)
         return str(out.text), out.calls(), out.interrupted
 
     def _coalescer(self, run_id: str) -> TokenCoalescer:
@@ -404,7 +404,7 @@ class Runner:
                     await out.add(chunk)
 
     async def _end_step(
-        self, run_id: str, index: int, model: str, start: float, out: _StepOutput, stats: Totals
+        self, run_id: str, index: int, model: str, start: float, out: _StepOutput, totals: Totals
     ) -> None:
         """However the step ended: its last tokens shown, its usage and cost counted in the run's
         totals, its ``step.finished`` published."""
@@ -414,7 +414,7 @@ class Runner:
             log.warning("tokens.flush_failed", run_id=run_id, error=repr(exc))
         usage = out.counted_usage()
         cost = self._prices.cost(model, usage)
-        stats.add_usage(usage, cost)
+        totals.add_usage(usage, cost)
         await self._emit(
             StepFinished(
                 run_id=run_id,

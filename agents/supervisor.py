@@ -269,13 +269,13 @@ class Supervisor(HumanInput, TakeOver):
                 resumed = rebuild(await self.history(handle.id))
             if resumed is not None:
                 control.restored = dict(resumed.approvals)  # decidable as soon as it runs here
-                handle.stats = resumed.totals  # (its finished steps and tool calls count)
+                handle.totals = resumed.totals  # (its finished steps and tool calls count)
             prior = await threads.context(self._store, self.history, handle.thread, handle.id) if in_thread else []
             await self._announce(handle, resumed, started)
             async with asyncio.timeout(timeout) as deadline:
                 control.deadline = deadline
                 return await self._runner.run(
-                    handle.id, agent, user_input, handle.model, handle.stats, resumed, control=control, prior=prior
+                    handle.id, agent, user_input, handle.model, handle.totals, resumed, control=control, prior=prior
                 )
 
     async def _announce(self, handle: RunHandle, resumed: Resumed | None, started: float) -> None:
@@ -299,7 +299,7 @@ class Supervisor(HumanInput, TakeOver):
         started = handle.started_at
         duration = round(time.monotonic() - started, 4) if started is not None else 0.0
         handle.status = RunStatus(status)
-        totals = msgspec.structs.replace(handle.stats, duration=duration)
+        totals = msgspec.structs.replace(handle.totals, duration=duration)
         await self._bus.publish(RunFinished(run_id=handle.id, status=status, error=error, totals=totals))
         # Forget the run only once its end is durable: until then ``cancel`` answers from the
         # handle, afterwards from the store, which then knows how it ended.

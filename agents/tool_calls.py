@@ -91,10 +91,10 @@ class ToolCalls:
         self._redact = redact
 
     async def messages(
-        self, run_id: str, agent: Agent, calls: list[Call], stats: Totals, control: RunControl | None
+        self, run_id: str, agent: Agent, calls: list[Call], totals: Totals, control: RunControl | None
     ) -> list[dict[str, Any]]:
         """Make a step's tool calls; the ``tool`` messages the model gets back, in call order."""
-        stats.tool_calls += len(calls)
+        totals.tool_calls += len(calls)
         results = await self._call_tools(run_id, agent, calls, control)
         return [{"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)]
 
