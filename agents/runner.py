@@ -150,22 +150,19 @@ class _StepOutput:
             )
         for choice in chunk.choices or ():
             delta = choice.delta or _NO_DELTA
-            if delta.content:
-                await self._add_text(delta.content)
+            if content := delta.content:  # (text inline: this runs for every token)
+                if self.first_output is None:
+                    self.first_output = time.time()
+                self._grow(_utf8_size(content))
+                self.text.append(content)
+                self.chunks += 1
+                await self.coalescer.add(content)
+                if self.chunks == 1:  # the first token is shown at once: its event's ts is the TTFT's end
+                    await self.coalescer.flush()
             for tc in delta.tool_calls or ():
                 self._add_tool_call(tc)
             if choice.finish_reason:
                 self.finish_reason = choice.finish_reason
-
-    async def _add_text(self, content: str) -> None:
-        if self.first_output is None:
-            self.first_output = time.time()
-        self._grow(_utf8_size(content))
-        self.text.append(content)
-        self.chunks += 1
-        await self.coalescer.add(content)
-        if self.chunks == 1:  # the first token is shown at once: its event's ts is the TTFT's end
-            await self.coalescer.flush()
 
     def _add_tool_call(self, tc: model_stream.ToolCallDelta) -> None:
         if self.first_output is None:
