@@ -13,12 +13,10 @@ import asyncio
 import contextvars
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 
-from runwatch.agents.events import Token
+from runwatch.agents.events import Emit, Token
 
 log = structlog.get_logger()
 
@@ -78,7 +76,7 @@ class TokenCoalescer:
     def __init__(
         self,
         run_id: str,
-        emit: Callable[[Token], Awaitable[Any]],
+        emit: Emit,
         window: float,
         *,
         max_chars: int = MAX_EVENT_CHARS,

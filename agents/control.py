@@ -30,13 +30,12 @@ import msgspec
 import structlog
 
 from runwatch.agents.errors import AlreadyDecided, InvalidArguments, RateLimited, Unavailable, UnknownApproval
-from runwatch.agents.events import ApprovalRequested, ApprovalResolved, MessageReceived
+from runwatch.agents.events import ApprovalRequested, ApprovalResolved, Emit, MessageReceived
 from runwatch.agents.identity import Actor
 from runwatch.agents.tools import Tool, ToolError
 
 log = structlog.get_logger()
 
-Emit = Callable[[Any], Awaitable[Any]]
 #: How a message reaches the model: ``interrupt`` cuts the answer being streamed; ``queue`` waits
 #: for the current step to end.
 Mode = Literal["interrupt", "queue"]
@@ -133,6 +132,18 @@ class RunControl:
                 reason=reason,
                 expires_at=round(time.time() + self.approval_timeout, 3),
             )
+        decision = await self._decision(request, tool, ask=restored is None)
+        resolved = self._resolved(request, decision)
+        try:
+            await self._emit(resolved)
+        finally:
+            await self._go_on()
+        log.info("approval.resolved", run_id=self.run_id, approval_id=request.approval_id, decision=resolved.decision)
+        return resolved
+
+    async def _decision(self, request: ApprovalRequested, tool: Tool, *, ask: bool) -> Decision | None:
+        """Open ``request`` (published first if ``ask``) and wait for its decision; None: it expired.
+        The run is ``waiting`` meanwhile, and idle once nothing but approvals is in flight."""
         loop = asyncio.get_running_loop()
         opened = _Open(request, tool, loop.create_future())
         self._open[request.approval_id] = opened
@@ -143,10 +154,10 @@ class RunControl:
         timer = loop.call_later(max(0.0, request.expires_at - time.time()), self._expire, opened)
         failed = False
         try:
-            if restored is None:
+            if ask:
                 await self._emit(request)
             log.info("approval.requested", run_id=self.run_id, approval_id=request.approval_id, tool=tool.name)
-            decision = await opened.future
+            return await opened.future
         except Exception:
             failed = True  # (publishing failed: the call fails, the run goes on, with its slot)
             raise
@@ -160,8 +171,11 @@ class RunControl:
                 self.on_waiting(False)
             if failed:
                 await self._go_on()
+
+    def _resolved(self, request: ApprovalRequested, decision: Decision | None) -> ApprovalResolved:
+        """What ``approval.resolved`` says of ``decision`` (None: expired, so denied)."""
         if decision is None:
-            resolved = ApprovalResolved(
+            return ApprovalResolved(
                 run_id=self.run_id,
                 approval_id=request.approval_id,
                 decision="expired",
@@ -169,23 +183,16 @@ class RunControl:
                 message=f"nobody approved this call within {self.approval_timeout:g} s, so it was not made",
                 waiting=bool(self._open),
             )
-        else:
-            edited = decision.arguments is not msgspec.UNSET
-            resolved = ApprovalResolved(
-                run_id=self.run_id,
-                approval_id=request.approval_id,
-                decision="approved" if decision.approve else "denied",
-                by=decision.by,
-                arguments=decision.arguments if edited and decision.approve else request.arguments,
-                message=None if decision.approve else (decision.message or "the user denied this call"),
-                waiting=bool(self._open),
-            )
-        try:
-            await self._emit(resolved)
-        finally:
-            await self._go_on()
-        log.info("approval.resolved", run_id=self.run_id, approval_id=request.approval_id, decision=resolved.decision)
-        return resolved
+        edited = decision.arguments is not msgspec.UNSET
+        return ApprovalResolved(
+            run_id=self.run_id,
+            approval_id=request.approval_id,
+            decision="approved" if decision.approve else "denied",
+            by=decision.by,
+            arguments=decision.arguments if edited and decision.approve else request.arguments,
+            message=None if decision.approve else (decision.message or "the user denied this call"),
+            waiting=bool(self._open),
+        )
 
     def _remember(self, approval_id: str, opened: _Open) -> None:
         if len(self._decided) >= MAX_DECIDED:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import typing
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
@@ -39,6 +40,11 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True):
     run_id: str
     seq: int = 0
     ts: float = 0.0
+
+
+#: How producers (the runner, tool calls, approvals, tool contexts) publish an event: the bus's
+#: ``publish`` or anything awaitable like it; what it returns is not theirs to use.
+Emit = Callable[[Event], Awaitable[object]]
 
 
 class RunQueued(Event, tag="run.queued"):
@@ -180,6 +186,8 @@ class Status(Event, tag="status"):
 
 
 class Totals(msgspec.Struct, kw_only=True):
+    """A run's totals: added to while it runs (mutable), sent in its ``run.finished``."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     tool_calls: int = 0
@@ -187,6 +195,13 @@ class Totals(msgspec.Struct, kw_only=True):
     duration: float = 0.0
     #: USD of all its steps; null when its model is unpriced.
     cost: float | None = None
+
+    def add_usage(self, usage: Usage, cost: float | None) -> None:
+        """Count one step's tokens and what it cost (``None``: unpriced, the total stays as it is)."""
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        if cost is not None:
+            self.cost = round((self.cost or 0.0) + cost, 8)
 
 
 class RunFinished(Event, tag="run.finished"):

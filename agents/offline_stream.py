@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -135,26 +135,11 @@ async def stream_reply(
         return head + encode(delta) + b',"finish_reason":' + encode(finish) + b"}]}"
 
     yield chunk({"role": "assistant", "content": ""})
-    completion_tokens = 0
     if reply.tool_calls:
-        for i, (name, args) in enumerate(reply.tool_calls):
-            arguments = encode(args).decode()
-            yield chunk(
-                {
-                    "tool_calls": [
-                        {
-                            "index": i,
-                            "id": f"call_{ident[-8:]}_{i}",
-                            "type": "function",
-                            "function": {"name": name, "arguments": ""},
-                        }
-                    ]
-                }
-            )
-            half = len(arguments) // 2
-            for part in (arguments[:half], arguments[half:]):
-                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
-            completion_tokens += 3 + len(arguments) // 4
+        calls = [(name, encode(args).decode()) for name, args in reply.tool_calls]
+        for delta in _tool_call_deltas(calls, ident):
+            yield chunk(delta)
+        completion_tokens = sum(3 + len(arguments) // 4 for _, arguments in calls)
         finish = "tool_calls"
     else:
         if reply.delay > 0:
@@ -185,6 +170,17 @@ async def stream_reply(
                 "usage": _usage(prompt_tokens, completion_tokens),
             }
         )
+
+
+def _tool_call_deltas(calls: list[tuple[str, str]], ident: str) -> Iterator[dict[str, Any]]:
+    """The deltas of a reply's tool calls (name, arguments' JSON): each call's id and name, then
+    its arguments in two halves."""
+    for i, (name, arguments) in enumerate(calls):
+        function = {"name": name, "arguments": ""}
+        yield {"tool_calls": [{"index": i, "id": f"call_{ident[-8:]}_{i}", "type": "function", "function": function}]}
+        half = len(arguments) // 2
+        for part in (arguments[:half], arguments[half:]):
+            yield {"tool_calls": [{"index": i, "function": {"arguments": part}}]}
 
 
 def _ident() -> tuple[str, int]:

@@ -26,33 +26,24 @@ from runwatch.agents.events import (
     Token,
     ToolFinished,
     ToolStarted,
+    Totals,
     decode,
 )
-
-
-@dataclass
-class Call:
-    id: str
-    name: str
-    arguments: str
+from runwatch.agents.tool_calls import Call, assistant_tool_calls
 
 
 @dataclass
 class Resumed:
     """Where a run continues: ``messages`` after the system and user ones, the next step's index,
-    the tool calls of the last finished step still to be made, and the totals so far."""
+    the tool calls of the last finished step still to be made, and the totals so far (its finished
+    steps and tool calls: the run's totals go on from them)."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     next_step: int = 0
     pending: list[Call] = field(default_factory=list)
     #: The final answer, when the last finished step had one (the run only lacks its end).
     answer: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    tool_calls: int = 0
-    steps: int = 0
-    #: USD of its finished steps (None: none priced).
-    cost: float | None = None
+    totals: Totals = field(default_factory=Totals)
     finished: bool = False
     #: Approvals of the calls still to be made, by call id: the request, and its decision if any.
     approvals: dict[str, tuple[ApprovalRequested, ApprovalResolved | None]] = field(default_factory=dict)
@@ -83,11 +74,8 @@ def rebuild(history: Sequence[Published]) -> Resumed:
             step_open = False
             if ev.finish_reason in ("error", "cancelled"):
                 continue  # runs again
-            out.steps += 1
-            out.input_tokens += ev.usage.input_tokens
-            out.output_tokens += ev.usage.output_tokens
-            if ev.cost is not None:
-                out.cost = round((out.cost or 0.0) + ev.cost, 8)
+            out.totals.steps += 1
+            out.totals.add_usage(ev.usage, ev.cost)
             out.next_step = ev.index + 1
             answer = "".join(text)
             if answer or ev.finish_reason != "interrupted":  # (cut before its first word: nothing said)
@@ -127,14 +115,12 @@ def _close_tools(out: Resumed, calls: dict[str, Call], results: dict[str, str]) 
         calls.clear()
         results.clear()
         return
-    assistant["tool_calls"] = [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls.values()
-    ]
+    assistant["tool_calls"] = assistant_tool_calls(calls.values())
     out.answer = None
     out.pending = []
     for c in calls.values():
         if c.id in results:
-            out.tool_calls += 1
+            out.totals.tool_calls += 1
             out.messages.append({"role": "tool", "tool_call_id": c.id, "content": results[c.id]})
         else:
             out.pending.append(c)

@@ -8,8 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from runwatch.agents.control import RunControl
-from runwatch.agents.events import RunStatus
-from runwatch.agents.runner import RunStats
+from runwatch.agents.events import RunStatus, Totals
 
 
 def new_run_id() -> str:
@@ -28,7 +27,10 @@ class RunHandle:
     #: Why the run was cancelled when it was not a user's request (shown as the run's error).
     cancel_reason: str | None = None
     queued_at: float = field(default_factory=time.monotonic)
-    stats: RunStats = field(default_factory=RunStats)
+    #: When it began executing here (``time.monotonic``; None: it has not).
+    started_at: float | None = None
+    #: Its totals so far (a continued run's start from those of its finished steps).
+    totals: Totals = field(default_factory=Totals)
     #: Stopped to be continued elsewhere (a drain handing a resumable run over): no ``run.finished``.
     handed_over: bool = False
     thread: str = ""

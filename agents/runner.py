@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -23,14 +22,12 @@ from runwatch.agents import model_stream
 from runwatch.agents.agent import Agent
 from runwatch.agents.coalesce import TokenCoalescer, WindowClock
 from runwatch.agents.control import RunControl
-from runwatch.agents.events import Event, StepFinished, StepStarted, Usage
+from runwatch.agents.events import Emit, StepFinished, StepStarted, Totals, Usage
 from runwatch.agents.prices import PriceTable
 from runwatch.agents.resume import Resumed
-from runwatch.agents.tool_calls import Call, ToolCalls
+from runwatch.agents.tool_calls import Call, ToolCalls, assistant_tool_calls
 
 log = structlog.get_logger()
-
-Emit = Callable[[Event], Awaitable[Any]]
 
 #: How long one run may go on parsing stream chunks that are already buffered before it lets the
 #: event loop run everything else (fan-out, coalescing timers, other runs), and waits until what it
@@ -69,20 +66,6 @@ def error_type(exc: BaseException) -> str:
     return "other"
 
 
-@dataclass
-class RunStats:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    tool_calls: int = 0
-    steps: int = 0
-    #: USD so far; None while no step was priced.
-    cost: float | None = None
-
-    def add_cost(self, cost: float | None) -> None:
-        if cost is not None:
-            self.cost = round((self.cost or 0.0) + cost, 8)
-
-
 def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
@@ -108,6 +91,116 @@ class _Text:
 
 
 _NO_DELTA = model_stream.Delta()
+
+
+def _output_too_large(index: int, limit: int) -> OutputTooLarge:
+    return OutputTooLarge(
+        f"the model's output in step {index} passed the limit of {limit} bytes "
+        "(setting max_output_bytes, RUNWATCH_MAX_OUTPUT_BYTES)"
+    )
+
+
+class _StepOutput:
+    """What one model call says as it streams, and how the call ended: its text (shown through
+    ``coalescer``), tool calls and usage, its output bounded to ``limit`` bytes (``OutputTooLarge``)."""
+
+    __slots__ = (
+        "_calls",
+        "_index",
+        "_limit",
+        "_size",
+        "chunks",
+        "coalescer",
+        "failure",
+        "finish_reason",
+        "first_output",
+        "interrupted",
+        "reported",
+        "text",
+        "usage",
+    )
+
+    def __init__(self, index: int, limit: int | None, coalescer: TokenCoalescer) -> None:
+        self._index = index
+        self._limit = limit
+        self.coalescer = coalescer
+        self.text = _Text()
+        self._size = 0
+        self._calls: dict[int, Call] = {}
+        self.usage = Usage()
+        #: The model sent its usage (it does last, so a cut stream has none).
+        self.reported = False
+        #: Text deltas that came.
+        self.chunks = 0
+        #: When the first delta (text or tool call) came.
+        self.first_output: float | None = None
+        self.finish_reason = "error"
+        #: How the call failed (``error_type``), if it did.
+        self.failure: str | None = None
+        #: A person's message cut the stream: the step ends with what was said so far, its calls dropped.
+        self.interrupted = False
+
+    async def add(self, chunk: model_stream.Chunk) -> None:
+        """One chunk of the stream: its usage, text and tool-call deltas, finish reason."""
+        if chunk.usage is not None:
+            self.reported = True
+            self.usage = Usage(
+                input_tokens=chunk.usage.prompt_tokens or 0,
+                output_tokens=chunk.usage.completion_tokens or 0,
+            )
+        for choice in chunk.choices or ():
+            delta = choice.delta or _NO_DELTA
+            if content := delta.content:  # (text inline: this runs for every token)
+                if self.first_output is None:
+                    self.first_output = time.time()
+                self._grow(_utf8_size(content))
+                self.text.append(content)
+                self.chunks += 1
+                await self.coalescer.add(content)
+                if self.chunks == 1:  # the first token is shown at once: its event's ts is the TTFT's end
+                    await self.coalescer.flush()
+            for tc in delta.tool_calls or ():
+                self._add_tool_call(tc)
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+
+    def _add_tool_call(self, tc: model_stream.ToolCallDelta) -> None:
+        if self.first_output is None:
+            self.first_output = time.time()
+        call = self._calls.setdefault(tc.index or 0, Call())
+        if tc.id:
+            call.id = tc.id
+        if tc.function is not None:
+            name, arguments = tc.function.name or "", tc.function.arguments or ""
+            self._grow(_utf8_size(name) + _utf8_size(arguments))
+            call.name += name
+            call.arguments += arguments
+
+    def _grow(self, size: int) -> None:
+        """``size`` more bytes of output: past the limit, the step fails."""
+        self._size += size
+        if self._limit is not None and self._size > self._limit:
+            raise _output_too_large(self._index, self._limit)
+
+    def counted_usage(self) -> Usage:
+        """The usage the model reported, or, if it sent none (the stream was cut — cancelled,
+        interrupted, failed — or the endpoint sends none), an estimate: a token per text delta."""
+        return self.usage if self.reported else Usage(output_tokens=self.chunks, estimated=True)
+
+    def announced_calls(self) -> int:
+        """The tool calls ``step.finished`` says the step asked for: none if it was cut or failed."""
+        if self.interrupted or self.failure or self.finish_reason == "cancelled":
+            return 0
+        return len(self._calls)
+
+    def calls(self) -> list[Call]:
+        """The tool calls to make, in the model's order, each with an id (none if interrupted)."""
+        if self.interrupted:
+            return []
+        ordered = [self._calls[i] for i in sorted(self._calls)]
+        for n, call in enumerate(ordered):
+            call.id = call.id or f"call_{self._index}_{n}"
+        return ordered
 
 
 async def _next_turn(run_id: str) -> None:
@@ -156,20 +249,22 @@ class Runner:
         agent: Agent,
         user_input: str,
         model: str,
-        stats: RunStats,
+        totals: Totals,
         resumed: Resumed | None = None,
         *,
         control: RunControl | None = None,
         prior: list[dict[str, Any]] | None = None,
     ) -> str:
-        """Drive the run to the model's final answer and return that answer's text.
+        """Drive the run to the model's final answer and return that answer's text; the run's
+        ``totals`` are added to as it goes.
 
         With ``resumed`` (see ``agents.resume``), continue a run another instance began: its
-        finished steps and tool calls are taken as they were, the rest runs. ``prior``: the
-        thread's earlier turns, between the instructions and this run's input. ``control``: the
-        run's approvals and messages (without one, a tool call that needs approval is denied); for
-        a resumed run, its ``restored`` holds ``resumed.approvals`` (the supervisor sets it as soon
-        as the run executes here, so they can be decided before this reaches them).
+        finished steps and tool calls are taken as they were, the rest runs (``totals`` are then
+        ``resumed.totals``, which count them). ``prior``: the thread's earlier turns, between the
+        instructions and this run's input. ``control``: the run's approvals and messages (without
+        one, a tool call that needs approval is denied); for a resumed run, its ``restored`` holds
+        ``resumed.approvals`` (the supervisor sets it as soon as the run executes here, so they can
+        be decided before this reaches them).
         Messages are delivered at step boundaries; a run with messages waiting does not end.
         """
         messages: list[dict[str, Any]] = [
@@ -181,19 +276,29 @@ class Runner:
         if resumed is not None:
             messages += resumed.messages
             first = resumed.next_step
-            stats.input_tokens, stats.output_tokens = resumed.input_tokens, resumed.output_tokens
-            stats.tool_calls, stats.steps = resumed.tool_calls, resumed.steps
-            stats.cost = resumed.cost
             if resumed.answer is not None and not resumed.pending and not (control and control.has_messages):
                 return resumed.answer
             if resumed.pending:
-                calls = [Call(c.id, c.name, c.arguments) for c in resumed.pending]
-                messages += await self._tools.messages(run_id, agent, calls, stats, control)
+                messages += await self._tools.messages(run_id, agent, resumed.pending, totals, control)
+        return await self._steps(run_id, agent, model, messages, first, totals, control)
+
+    async def _steps(
+        self,
+        run_id: str,
+        agent: Agent,
+        model: str,
+        messages: list[dict[str, Any]],
+        first: int,
+        totals: Totals,
+        control: RunControl | None,
+    ) -> str:
+        """Steps from ``first`` on, each after the messages waiting, each's tool calls made, until a
+        final answer with no message waiting; ``StepLimitReached`` past the agent's ``max_steps``."""
         answer: str | None = None  # the last final answer, should a message ask for more with no step left
         for index in range(first, agent.max_steps):
             if control is not None and control.has_messages:
                 messages += await control.deliver()
-            text, calls, interrupted = await self._step(run_id, index, agent, model, messages, stats, control)
+            text, calls, interrupted = await self._step(run_id, index, agent, model, messages, totals, control)
             if interrupted or not calls:
                 answer = None if interrupted else text
                 if answer is not None and not (control is not None and control.has_messages):
@@ -201,17 +306,8 @@ class Runner:
                 if text:  # (an assistant turn with neither text nor tool calls is refused by the API)
                     messages.append({"role": "assistant", "content": text})
                 continue
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": text or None,
-                    "tool_calls": [
-                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                        for c in calls
-                    ],
-                }
-            )
-            messages += await self._tools.messages(run_id, agent, calls, stats, control)
+            messages.append({"role": "assistant", "content": text or None, "tool_calls": assistant_tool_calls(calls)})
+            messages += await self._tools.messages(run_id, agent, calls, totals, control)
         if answer is not None:
             # A message came with the final answer of the last step allowed: the answer stands.
             log.warning("messages.undelivered", run_id=run_id, max_steps=agent.max_steps)
@@ -225,131 +321,108 @@ class Runner:
         agent: Agent,
         model: str,
         messages: list[dict[str, Any]],
-        stats: RunStats,
+        totals: Totals,
         control: RunControl | None = None,
     ) -> tuple[str, list[Call], bool]:
         """One model call: its text, its tool calls, and whether a message interrupted it (then
-        the text is what was said so far and the calls are dropped)."""
+        the text is what was said so far and the calls are dropped). Announced (``step.started``),
+        and ended (``step.finished``) however it ends."""
         started = StepStarted(run_id=run_id, index=index, model=model)
         await self._emit(started)
-        stats.steps += 1
+        totals.steps += 1
         start = started.ts or time.time()  # the step's times are on the events' clock (StepFinished)
-        first_output: float | None = None  # when the first delta (text or tool call) came
-        text = _Text()
-        size = 0
-        limit = self._max_output
-        calls: dict[int, Call] = {}
-        usage = Usage()
-        reported = False  # the model sent its usage (it does last, so a cut stream has none)
-        chunks = 0
-        finish_reason = "error"
-        failure: str | None = None
+        out = _StepOutput(index, self._max_output, self._coalescer(run_id))
+        try:
+            await self._stream_step(run_id, agent, model, messages, out, control)
+        finally:
+            await self._end_step(run_id, index, model, start, out, totals)
+        return str(out.text), out.calls(), out.interrupted
+
+    def _coalescer(self, run_id: str) -> TokenCoalescer:
+        """A step's token coalescer, its windows on the shared clock."""
         if self._clock is None and self._window > 0:
             self._clock = WindowClock(self._window)
-        coalescer = TokenCoalescer(run_id, self._emit, self._window, clock=self._clock)
-        kwargs: dict[str, Any] = {}
-        if specs := agent.tool_specs():
-            kwargs["tools"] = specs
-        interrupted = False
+        return TokenCoalescer(run_id, self._emit, self._window, clock=self._clock)
+
+    async def _stream_step(
+        self,
+        run_id: str,
+        agent: Agent,
+        model: str,
+        messages: list[dict[str, Any]],
+        out: _StepOutput,
+        control: RunControl | None,
+    ) -> None:
+        """Stream the model's answer into ``out``, interruptible by a message meanwhile, and record
+        how it ended: an interrupt is taken back (the step ends ``interrupted``, the run goes on); a
+        cancel or a failure is recorded, then raised."""
         if control is not None:
             control.streaming = True  # a message may interrupt the model from here on
             if control.interrupt_waiting:  # (one came while this step was being announced)
                 control.interrupt()
         try:
-            request = self._client.chat.completions.with_streaming_response.create(
-                model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
-            )
-            async with request as response:
-                slice_ends = time.perf_counter() + self._slice
-                async for batch in model_stream.chunks(response.http_response):
-                    for chunk in batch:
-                        if time.perf_counter() > slice_ends:
-                            await self._settle(run_id)
-                            slice_ends = time.perf_counter() + self._slice
-                        if chunk.usage is not None:
-                            reported = True
-                            usage = Usage(
-                                input_tokens=chunk.usage.prompt_tokens or 0,
-                                output_tokens=chunk.usage.completion_tokens or 0,
-                            )
-                        for choice in chunk.choices or ():
-                            delta = choice.delta or _NO_DELTA
-                            if delta.content:
-                                if first_output is None:
-                                    first_output = time.time()
-                                size += _utf8_size(delta.content)
-                                if limit is not None and size > limit:
-                                    raise self._output_too_large(index)
-                                text.append(delta.content)
-                                chunks += 1
-                                await coalescer.add(delta.content)
-                                if chunks == 1:  # the first token is shown at once: its event's ts is the TTFT's end
-                                    await coalescer.flush()
-                            for tc in delta.tool_calls or ():
-                                if first_output is None:
-                                    first_output = time.time()
-                                call = calls.setdefault(tc.index or 0, Call())
-                                if tc.id:
-                                    call.id = tc.id
-                                if tc.function is not None:
-                                    name, arguments = tc.function.name or "", tc.function.arguments or ""
-                                    size += _utf8_size(name) + _utf8_size(arguments)
-                                    if limit is not None and size > limit:
-                                        raise self._output_too_large(index)
-                                    call.name += name
-                                    call.arguments += arguments
-                            if choice.finish_reason:
-                                finish_reason = choice.finish_reason
+            await self._stream(run_id, agent, model, messages, out)
             if control is not None:
                 control.streaming = False
-            await coalescer.flush()  # a publish that fails here fails the step, like any other
+            await out.coalescer.flush()  # a publish that fails here fails the step, like any other
         except asyncio.CancelledError:
             if control is not None:
                 control.streaming = False
-                interrupted = control.interrupted()
-            if not interrupted:
-                finish_reason = "cancelled"
+                out.interrupted = control.interrupted()
+            if not out.interrupted:
+                out.finish_reason = "cancelled"
                 raise
-            finish_reason = "interrupted"
+            out.finish_reason = "interrupted"
         except Exception as exc:
-            failure = error_type(exc)
+            out.failure = error_type(exc)
             raise
         finally:
             if control is not None:
                 control.streaming = False
-            try:
-                await coalescer.flush()
-            except Exception as exc:  # the step is already failing or cancelled: that stays its reason
-                log.warning("tokens.flush_failed", run_id=run_id, error=repr(exc))
-            if not reported:  # cut (cancelled, interrupted, failed), or an endpoint that sends no usage
-                usage = Usage(output_tokens=chunks, estimated=True)
-            stats.input_tokens += usage.input_tokens
-            stats.output_tokens += usage.output_tokens
-            cost = self._prices.cost(model, usage)
-            stats.add_cost(cost)
-            await self._emit(
-                StepFinished(
-                    run_id=run_id,
-                    index=index,
-                    finish_reason=finish_reason,
-                    usage=usage,
-                    ttft=_since(start, coalescer.first_at or first_output),
-                    duration=time.time() - start,
-                    error_type=failure,
-                    cost=cost,
-                    tool_calls=0 if interrupted or failure or finish_reason == "cancelled" else len(calls),
-                    streamed_text=chunks > 0,
-                )
-            )
-        if interrupted:
-            return str(text), [], True
-        ordered = [calls[i] for i in sorted(calls)]
-        for n, call in enumerate(ordered):
-            call.id = call.id or f"call_{index}_{n}"
-        return str(text), ordered, False
 
-    def _output_too_large(self, index: int) -> OutputTooLarge:
-        return OutputTooLarge(
-            f"the model's output in step {index} passed the limit of {self._max_output} bytes "
-            "(setting max_output_bytes, RUNWATCH_MAX_OUTPUT_BYTES)"
+    async def _stream(
+        self, run_id: str, agent: Agent, model: str, messages: list[dict[str, Any]], out: _StepOutput
+    ) -> None:
+        """The model call: its chunks into ``out``, everything else let run (``settle``) after each
+        time slice."""
+        kwargs: dict[str, Any] = {}
+        if specs := agent.tool_specs():
+            kwargs["tools"] = specs
+        request = self._client.chat.completions.with_streaming_response.create(
+            model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
+        )
+        async with request as response:
+            slice_ends = time.perf_counter() + self._slice
+            async for batch in model_stream.chunks(response.http_response):
+                for chunk in batch:
+                    if time.perf_counter() > slice_ends:
+                        await self._settle(run_id)
+                        slice_ends = time.perf_counter() + self._slice
+                    await out.add(chunk)
+
+    async def _end_step(
+        self, run_id: str, index: int, model: str, start: float, out: _StepOutput, totals: Totals
+    ) -> None:
+        """However the step ended: its last tokens shown, its usage and cost counted in the run's
+        totals, its ``step.finished`` published."""
+        try:
+            await out.coalescer.flush()
+        except Exception as exc:  # the step is already failing or cancelled: that stays its reason
+            log.warning("tokens.flush_failed", run_id=run_id, error=repr(exc))
+        usage = out.counted_usage()
+        cost = self._prices.cost(model, usage)
+        totals.add_usage(usage, cost)
+        await self._emit(
+            StepFinished(
+                run_id=run_id,
+                index=index,
+                finish_reason=out.finish_reason,
+                usage=usage,
+                ttft=_since(start, out.coalescer.first_at or out.first_output),
+                duration=time.time() - start,
+                error_type=out.failure,
+                cost=cost,
+                tool_calls=out.announced_calls(),
+                streamed_text=out.chunks > 0,
+            )
         )

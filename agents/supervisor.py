@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import msgspec
 import openai
 import structlog
 
@@ -28,13 +29,13 @@ from runwatch.agents.errors import (
     UnknownRun,
 )
 from runwatch.agents.events import (
+    FinalStatus,
     RunCancelRequested,
     RunFinished,
     RunQueued,
     RunResumed,
     RunStarted,
     RunStatus,
-    Totals,
 )
 from runwatch.agents.human_input import HumanInput
 from runwatch.agents.identity import Actor
@@ -47,6 +48,20 @@ from runwatch.agents.store.aggregates import InstanceLoad
 from runwatch.agents.takeover import TakeOver
 
 log = structlog.get_logger()
+
+
+def _failure(exc: Exception, timeout: float) -> str:
+    """A failed run's error, in words its user can act on (an unexpected one is logged in full)."""
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, LimitExceeded):
+        return str(exc)
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot reach the model endpoint: {exc}; check OPENAI_BASE_URL"
+    if isinstance(exc, openai.APIStatusError):
+        return f"the model endpoint answered {exc.status_code}: {exc.message}"
+    log.exception("run.crashed")
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Supervisor(HumanInput, TakeOver):
@@ -204,114 +219,107 @@ class Supervisor(HumanInput, TakeOver):
         """Run ``handle`` to its ``run.finished``. ``resume``: continue it from its stored events
         (read here, inside the run's task, so a cancel while reading them ends the run as usual)."""
         agent = self._registry.get(handle.agent)
-        timeout = agent.timeout or self._run_timeout
-        started: float | None = None
-        status: str = "failed"
+        status: FinalStatus = "failed"
         error: str | None = None
         with structlog.contextvars.bound_contextvars(run_id=handle.id, agent=handle.agent):
             try:
-                in_thread = bool(handle.thread) and handle.thread != handle.id
-                if in_thread:  # (a run continued elsewhere too: it may have been handed over before its turn)
-                    self._before_turn(handle)
-                    await self._store.flush()  # its own row first: "before this run" is read from it
-                    await threads.wait_for_turn(self._store, handle.thread, handle.id)
-                async with self._slot(handle):
-                    handle.status = RunStatus.RUNNING
-                    started = time.monotonic()
-                    control = self._control(handle)
-                    if resume and resumed is None:
-                        resumed = rebuild(await self.history(handle.id))
-                    if resumed is not None:
-                        control.restored = dict(resumed.approvals)  # decidable as soon as it runs here
-                    prior = []
-                    if in_thread:
-                        prior = await threads.context(self._store, self.history, handle.thread, handle.id)
-                    if resumed is None:
-                        await self._bus.publish(
-                            RunStarted(
-                                run_id=handle.id,
-                                agent=handle.agent,
-                                queue_wait=round(started - handle.queued_at, 4),
-                                instance=self.instance,
-                            )
-                        )
-                        log.info("run.started", model=handle.model)
-                    else:
-                        await self._bus.publish(
-                            RunResumed(
-                                run_id=handle.id, instance=self.instance, step=resumed.next_step, agent=handle.agent
-                            )
-                        )
-                        log.info("run.resumed", model=handle.model, step=resumed.next_step)
-                    async with asyncio.timeout(timeout) as deadline:
-                        control.deadline = deadline
-                        answer = await self._runner.run(
-                            handle.id,
-                            agent,
-                            user_input,
-                            handle.model,
-                            handle.stats,
-                            resumed,
-                            control=control,
-                            prior=prior,
-                        )
-                status = "succeeded"
-                self._store.keep_answer(handle.id, answer)  # (for search: run.finished follows)
-            except asyncio.CancelledError:
-                status, error = "cancelled", handle.cancel_reason
-                asyncio.current_task().uncancel()
-            except Fenced:
-                status = "cancelled"  # another instance owns the run now (see ``handed_over``)
-                if (task := asyncio.current_task()) is not None and task.cancelling():
-                    task.uncancel()
-            except TimeoutError:
-                error = f"timed out after {timeout:g} s"
-            except LimitExceeded as exc:
-                error = str(exc)
-            except openai.APIConnectionError as exc:
-                error = f"cannot reach the model endpoint: {exc}; check OPENAI_BASE_URL"
-            except openai.APIStatusError as exc:
-                error = f"the model endpoint answered {exc.status_code}: {exc.message}"
-            except Exception as exc:
-                log.exception("run.crashed")
-                error = f"{type(exc).__name__}: {exc}"
+                status, error = await self._outcome(handle, agent, user_input, resumed, resume)
             finally:
                 handle.control = None
-                if handle.handed_over:
-                    await self._store.flush()
-                    if self._runs.get(handle.id) is handle:
-                        del self._runs[handle.id]
-                    await self._ended(handle)
-                    log.info("run.handed_over")
-                    return  # noqa: B012 -- a handed-over run has no end here: another instance goes on
-                error = self._redact(error) if error else error
-                stats = handle.stats
-                duration = round(time.monotonic() - started, 4) if started is not None else 0.0
-                handle.status = RunStatus(status)
-                await self._bus.publish(
-                    RunFinished(
-                        run_id=handle.id,
-                        status=status,
-                        error=error,
-                        totals=Totals(
-                            input_tokens=stats.input_tokens,
-                            output_tokens=stats.output_tokens,
-                            tool_calls=stats.tool_calls,
-                            steps=stats.steps,
-                            duration=duration,
-                            cost=stats.cost,
-                        ),
-                    )
+                if handle.handed_over:  # no end here: another instance goes on with it
+                    await self._let_go(handle)
+                else:
+                    await self._finish(handle, status, error)
+
+    async def _outcome(
+        self, handle: RunHandle, agent: Agent, user_input: str, resumed: Resumed | None, resume: bool
+    ) -> tuple[FinalStatus, str | None]:
+        """Execute the run here and say how that ended: its status and error. A succeeded run's
+        answer is kept for search (its ``run.finished`` follows)."""
+        timeout = agent.timeout or self._run_timeout
+        try:
+            answer = await self._run_here(handle, agent, user_input, resumed, resume, timeout)
+            self._store.keep_answer(handle.id, answer)
+        except asyncio.CancelledError:
+            asyncio.current_task().uncancel()
+            return "cancelled", handle.cancel_reason
+        except Fenced:  # another instance owns the run now (see ``handed_over``)
+            if (task := asyncio.current_task()) is not None and task.cancelling():
+                task.uncancel()
+            return "cancelled", None
+        except Exception as exc:
+            return "failed", _failure(exc, timeout)
+        return "succeeded", None
+
+    async def _run_here(
+        self, handle: RunHandle, agent: Agent, user_input: str, resumed: Resumed | None, resume: bool, timeout: float
+    ) -> str:
+        """Wait for the run's turn in its thread, then for a slot; holding it, run the agent to its
+        answer within ``timeout`` seconds (paused while it waits for people)."""
+        in_thread = bool(handle.thread) and handle.thread != handle.id
+        if in_thread:  # (a run continued elsewhere too: it may have been handed over before its turn)
+            self._before_turn(handle)
+            await self._store.flush()  # its own row first: "before this run" is read from it
+            await threads.wait_for_turn(self._store, handle.thread, handle.id)
+        async with self._slot(handle):
+            handle.status = RunStatus.RUNNING
+            handle.started_at = started = time.monotonic()
+            control = self._control(handle)
+            if resume and resumed is None:
+                resumed = rebuild(await self.history(handle.id))
+            if resumed is not None:
+                control.restored = dict(resumed.approvals)  # decidable as soon as it runs here
+                handle.totals = resumed.totals  # (its finished steps and tool calls count)
+            prior = await threads.context(self._store, self.history, handle.thread, handle.id) if in_thread else []
+            await self._announce(handle, resumed, started)
+            async with asyncio.timeout(timeout) as deadline:
+                control.deadline = deadline
+                return await self._runner.run(
+                    handle.id, agent, user_input, handle.model, handle.totals, resumed, control=control, prior=prior
                 )
-                # Forget the run only once its end is durable: until then ``cancel`` answers from the
-                # handle, afterwards from the store, which then knows how it ended.
-                try:
-                    await self._store.flush()
-                finally:
-                    if self._runs.get(handle.id) is handle:  # (not taken here again meanwhile)
-                        del self._runs[handle.id]
-                    await self._ended(handle)
-                log.info("run.finished", status=status, error=error, duration=duration)
+
+    async def _announce(self, handle: RunHandle, resumed: Resumed | None, started: float) -> None:
+        """The run executes here now: ``run.started``, or ``run.resumed`` for one continued here."""
+        if resumed is not None:
+            await self._bus.publish(
+                RunResumed(run_id=handle.id, instance=self.instance, step=resumed.next_step, agent=handle.agent)
+            )
+            log.info("run.resumed", model=handle.model, step=resumed.next_step)
+            return
+        queue_wait = round(started - handle.queued_at, 4)
+        await self._bus.publish(
+            RunStarted(run_id=handle.id, agent=handle.agent, queue_wait=queue_wait, instance=self.instance)
+        )
+        log.info("run.started", model=handle.model)
+
+    async def _finish(self, handle: RunHandle, status: FinalStatus, error: str | None) -> None:
+        """Publish the run's ``run.finished`` (its error scrubbed of secrets, its totals with its
+        duration here), then forget it."""
+        error = self._redact(error) if error else error
+        started = handle.started_at
+        duration = round(time.monotonic() - started, 4) if started is not None else 0.0
+        handle.status = RunStatus(status)
+        totals = msgspec.structs.replace(handle.totals, duration=duration)
+        await self._bus.publish(RunFinished(run_id=handle.id, status=status, error=error, totals=totals))
+        # Forget the run only once its end is durable: until then ``cancel`` answers from the
+        # handle, afterwards from the store, which then knows how it ended.
+        try:
+            await self._store.flush()
+        finally:
+            self._forget(handle)
+            await self._ended(handle)
+        log.info("run.finished", status=status, error=error, duration=duration)
+
+    async def _let_go(self, handle: RunHandle) -> None:
+        """A handed-over run: forgotten here once what it published is durable, without an end."""
+        await self._store.flush()
+        self._forget(handle)
+        await self._ended(handle)
+        log.info("run.handed_over")
+
+    def _forget(self, handle: RunHandle) -> None:
+        if self._runs.get(handle.id) is handle:  # (not taken here again meanwhile)
+            del self._runs[handle.id]
 
     async def cancel(self, run_id: str, by: Actor | None = None) -> RunStatus:
         """Ask a run to stop; returns ``CANCELLED`` if it already was, else ``RUNNING``/``QUEUED``.

@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import structlog
 
 from runwatch.agents.agent import Agent
 from runwatch.agents.control import RunControl
-from runwatch.agents.events import Event, ToolFinished, ToolStarted
+from runwatch.agents.events import Emit, ToolFinished, ToolStarted, Totals
 from runwatch.agents.tools import Tool, ToolContext, ToolError
 
-if TYPE_CHECKING:
-    from runwatch.agents.runner import RunStats
-
 log = structlog.get_logger()
-
-Emit = Callable[[Event], Awaitable[Any]]
 
 #: Tool results larger than this (as JSON) are cut in the event; the model still gets all of it.
 MAX_EVENT_RESULT_BYTES = 64 * 1024
@@ -37,6 +32,11 @@ class Call:
     id: str = ""
     name: str = ""
     arguments: str = ""
+
+
+def assistant_tool_calls(calls: Iterable[Call]) -> list[dict[str, Any]]:
+    """A step's tool calls as its assistant message lists them (``tool_calls``)."""
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
 
 
 def _encode_result(value: Any, limit: int | None) -> tuple[Any, bytes]:
@@ -91,10 +91,10 @@ class ToolCalls:
         self._redact = redact
 
     async def messages(
-        self, run_id: str, agent: Agent, calls: list[Call], stats: RunStats, control: RunControl | None
+        self, run_id: str, agent: Agent, calls: list[Call], totals: Totals, control: RunControl | None
     ) -> list[dict[str, Any]]:
         """Make a step's tool calls; the ``tool`` messages the model gets back, in call order."""
-        stats.tool_calls += len(calls)
+        totals.tool_calls += len(calls)
         results = await self._call_tools(run_id, agent, calls, control)
         return [{"role": "tool", "tool_call_id": c.id, "content": r} for c, r in zip(calls, results, strict=True)]
 

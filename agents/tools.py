@@ -18,10 +18,9 @@ from typing import Any, get_args, get_type_hints
 
 import msgspec
 
-from runwatch.agents.events import Status
+from runwatch.agents.events import Emit, Status
 
 Cleanup = Callable[[], Awaitable[None] | None]
-Emit = Callable[[Any], Awaitable[Any]]
 #: ``True``: every call needs approval; a callable decides per call from the decoded arguments
 #: (truthy: it does; a ``str``: it does, and that is the reason shown).
 ApprovalPolicy = bool | Callable[[dict[str, Any]], bool | str | None]

@@ -19,9 +19,9 @@ import pytest
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from runwatch.agents.agent import Agent
-from runwatch.agents.events import StepFinished, Token, ToolFinished, ToolStarted
+from runwatch.agents.events import StepFinished, Token, ToolFinished, ToolStarted, Totals
 from runwatch.agents.model_stream import SSEDecoder
-from runwatch.agents.runner import Runner, RunStats
+from runwatch.agents.runner import Runner
 
 # -- the decoder -----------------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ async def _run(base_url: str, transport: str, agent: Agent) -> tuple[list, str |
 
     client = AsyncOpenAI(base_url=base_url, api_key="k", max_retries=0, http_client=TRANSPORTS[transport]())
     try:
-        answer = await Runner(client, emit, coalesce_window=0).run("r1", agent, "hi", "m", RunStats())
+        answer = await Runner(client, emit, coalesce_window=0).run("r1", agent, "hi", "m", Totals())
     except Exception as exc:
         answer = exc
     finally:

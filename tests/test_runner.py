@@ -10,8 +10,8 @@ import time
 from openai import AsyncOpenAI
 
 from runwatch.agents.agent import Agent
-from runwatch.agents.events import Token
-from runwatch.agents.runner import Runner, RunStats
+from runwatch.agents.events import Token, Totals
+from runwatch.agents.runner import Runner
 
 TOKENS = 20_000
 
@@ -45,7 +45,7 @@ async def test_a_full_speed_stream_lets_the_event_loop_run_between_time_slices(s
         # Long enough for 100 turns of the loop even when a busy machine hands the stream over in
         # larger reads (about 2,000 turns on an idle one).
         scenario = json.dumps({"tokens": TOKENS, "rate": 0})
-        await runner.run("run-slices", Agent(name="fast", instructions="."), scenario, "runwatch-offline", RunStats())
+        await runner.run("run-slices", Agent(name="fast", instructions="."), scenario, "runwatch-offline", Totals())
     finally:
         gc.enable()
         running = False

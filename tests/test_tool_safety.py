@@ -17,7 +17,7 @@ import pytest
 
 from runwatch.agents.agent import Agent
 from runwatch.agents.demo import file_tools, wait
-from runwatch.agents.runner import RunStats
+from runwatch.agents.events import Totals
 from runwatch.agents.tool_calls import Call, ToolCalls
 from runwatch.agents.tools import ToolError
 from tests.conftest import Server
@@ -97,7 +97,7 @@ async def test_an_exception_escaping_a_tool_call_is_reported_as_itself_not_as_a_
     agent = Agent(name="leaky", instructions=".", tools=[wait])
     made = [Call("c1", "wait", '{"seconds": 0}'), Call("c2", "wait", '{"seconds": 0}')]  # two at once
     with pytest.raises(RuntimeError, match=r"^disk on fire$"):
-        await calls.messages("run-leaky", agent, made, RunStats(), None)
+        await calls.messages("run-leaky", agent, made, Totals(), None)
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,37 @@ _INSERT = (
 )
 
 
+async def _insert_events(conn: asyncpg.Connection, batch: list[Published]) -> tuple[set[tuple[str, int]], set[str]]:
+    """Insert ``batch``'s events: the positions inserted, and the runs whose positions another
+    writer holds (their events of this batch that were inserted are deleted again)."""
+    inserted = {(r[0], r[1]) for r in await conn.fetch(_INSERT + " RETURNING run_id, seq", *_columns(batch))}
+    conflicts: set[str] = set()
+    if len(inserted) < len(batch):
+        # Written before: by this process (a retried batch: the same bytes) or by another
+        # instance that owns the run now (other bytes: a conflict).
+        ours = [p for p in batch if (p.run_id, p.seq) not in inserted]
+        stored = {
+            (r[0], r[1]): r[2]
+            for r in await conn.fetch(
+                "SELECT e.run_id, e.seq, e.data FROM events e"
+                " JOIN unnest($1::text[], $2::bigint[]) AS k(run_id, seq) USING (run_id, seq)",
+                [p.run_id for p in ours],
+                [p.seq for p in ours],
+            )
+        }
+        conflicts = {p.run_id for p in ours if stored.get((p.run_id, p.seq)) != p.data}
+    if conflicts:
+        # The run is another instance's now: nothing of ours in this batch stays for it.
+        mine = [p for p in batch if p.run_id in conflicts and (p.run_id, p.seq) in inserted]
+        await conn.execute(
+            "DELETE FROM events WHERE (run_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
+            [p.run_id for p in mine],
+            [p.seq for p in mine],
+        )
+        inserted -= {(p.run_id, p.seq) for p in mine}
+    return inserted, conflicts
+
+
 class PostgresStore(WriteBuffer):
     """The bus's journal and the run summaries, in PostgreSQL.
 
@@ -183,83 +214,63 @@ class PostgresStore(WriteBuffer):
     async def _write_batch(self, conn: asyncpg.Connection, batch: list[Published]) -> set[str]:
         """Write ``batch`` in one transaction; returns the runs whose positions another writer holds."""
         async with conn.transaction():
-            inserted = {(r[0], r[1]) for r in await conn.fetch(_INSERT + " RETURNING run_id, seq", *_columns(batch))}
-            conflicts: set[str] = set()
-            if len(inserted) < len(batch):
-                # Written before: by this process (a retried batch: the same bytes) or by another
-                # instance that owns the run now (other bytes: a conflict).
-                ours = [p for p in batch if (p.run_id, p.seq) not in inserted]
-                stored = {
-                    (r[0], r[1]): r[2]
-                    for r in await conn.fetch(
-                        "SELECT e.run_id, e.seq, e.data FROM events e"
-                        " JOIN unnest($1::text[], $2::bigint[]) AS k(run_id, seq) USING (run_id, seq)",
-                        [p.run_id for p in ours],
-                        [p.seq for p in ours],
-                    )
-                }
-                conflicts = {p.run_id for p in ours if stored.get((p.run_id, p.seq)) != p.data}
-            if conflicts:
-                # The run is another instance's now: nothing of ours in this batch stays for it.
-                mine = [p for p in batch if p.run_id in conflicts and (p.run_id, p.seq) in inserted]
-                await conn.execute(
-                    "DELETE FROM events WHERE (run_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
-                    [p.run_id for p in mine],
-                    [p.seq for p in mine],
-                )
-                inserted -= {(p.run_id, p.seq) for p in mine}
+            inserted, conflicts = await _insert_events(conn, batch)
             others = [p for p in batch if p.type != "token" and (p.run_id, p.seq) in inserted]
-            if not others:
-                return conflicts
-            totals = BatchTotals()
-            for p in others:
-                ev = p.event if p.event is not None else decode(p.data)
-                if p.type == "run.queued":
-                    await conn.execute(
-                        "INSERT INTO runs (id, agent, tenant, input, model, offline, status, created_at, thread)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8) ON CONFLICT (id) DO NOTHING",
-                        p.run_id,
-                        _text(ev.agent),
-                        _text(ev.tenant),
-                        _text(ev.input),
-                        _text(ev.model),
-                        ev.offline,
-                        ev.ts,
-                        _text(ev.thread),
-                    )
-                    await conn.execute(admission.PG_RELEASE, p.run_id)  # its row counts for its tenant now
-                    await conn.execute(INDEX_RUN, p.run_id)
-                elif p.type in ("approval.requested", "approval.resolved"):
-                    waiting = p.type == "approval.requested" or ev.waiting
-                    await conn.execute(
-                        "UPDATE runs SET status = $1 WHERE id = $2 AND status IN ('running', 'waiting')",
-                        "waiting" if waiting else "running",
-                        p.run_id,
-                    )
-                elif p.type == "run.started":
-                    await conn.execute(
-                        "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2",
-                        ev.ts,
-                        p.run_id,
-                    )
-                elif p.type == "run.finished":
-                    await conn.execute(
-                        "UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4",
-                        ev.status,
-                        _text(ev.error) if ev.error is not None else None,
-                        ev.ts,
-                        p.run_id,
-                    )
-                    if ev.status == "succeeded" and (answer := self._answers.get(p.run_id)) is not None:
-                        await conn.execute("UPDATE runs SET answer = $1 WHERE id = $2", _text(answer), p.run_id)
-                    await conn.execute(INDEX_RUN, p.run_id)
-                elif p.type == "step.finished":
-                    totals.step(p.run_id, ev)
-                elif p.type == "tool.finished":
-                    totals.tool(p.run_id)
-            if changed := totals.rows():
-                await conn.executemany(PG_ADD_TOTALS, changed)
+            if others:
+                await self._update_runs(conn, others)
             return conflicts
+
+    async def _update_runs(self, conn: asyncpg.Connection, others: list[Published]) -> None:
+        """The runs' rows as ``others`` (a batch's events but its tokens) change them: created,
+        status and times, answer, search index, totals."""
+        totals = BatchTotals()
+        for p in others:
+            ev = p.event if p.event is not None else decode(p.data)
+            if p.type == "run.queued":
+                await conn.execute(
+                    "INSERT INTO runs (id, agent, tenant, input, model, offline, status, created_at, thread)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8) ON CONFLICT (id) DO NOTHING",
+                    p.run_id,
+                    _text(ev.agent),
+                    _text(ev.tenant),
+                    _text(ev.input),
+                    _text(ev.model),
+                    ev.offline,
+                    ev.ts,
+                    _text(ev.thread),
+                )
+                await conn.execute(admission.PG_RELEASE, p.run_id)  # its row counts for its tenant now
+                await conn.execute(INDEX_RUN, p.run_id)
+            elif p.type in ("approval.requested", "approval.resolved"):
+                waiting = p.type == "approval.requested" or ev.waiting
+                await conn.execute(
+                    "UPDATE runs SET status = $1 WHERE id = $2 AND status IN ('running', 'waiting')",
+                    "waiting" if waiting else "running",
+                    p.run_id,
+                )
+            elif p.type == "run.started":
+                await conn.execute(
+                    "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2",
+                    ev.ts,
+                    p.run_id,
+                )
+            elif p.type == "run.finished":
+                await conn.execute(
+                    "UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4",
+                    ev.status,
+                    _text(ev.error) if ev.error is not None else None,
+                    ev.ts,
+                    p.run_id,
+                )
+                if ev.status == "succeeded" and (answer := self._answers.get(p.run_id)) is not None:
+                    await conn.execute("UPDATE runs SET answer = $1 WHERE id = $2", _text(answer), p.run_id)
+                await conn.execute(INDEX_RUN, p.run_id)
+            elif p.type == "step.finished":
+                totals.step(p.run_id, ev)
+            elif p.type == "tool.finished":
+                totals.tool(p.run_id)
+        if changed := totals.rows():
+            await conn.executemany(PG_ADD_TOTALS, changed)
 
     # -- reading -----------------------------------------------------------------------------
 
