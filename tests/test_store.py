@@ -8,6 +8,8 @@ import pytest
 
 from runwatch.agents.bus import MemoryBus
 from runwatch.agents.events import (
+    ApprovalRequested,
+    ApprovalResolved,
     Published,
     RunFinished,
     RunQueued,
@@ -91,6 +93,36 @@ async def test_unfinished_runs_are_the_ones_left_queued_or_running(store, bus):
     await store.flush()
     assert [r.id for r in await store.unfinished_runs()] == ["alive"]
     assert await store.head("alive") == 7 and await store.head("nope") == 0
+
+
+async def test_a_threads_runs_and_its_live_ones_oldest_first(store, bus):
+    for run_id, thread in (("t0", "th"), ("t1", "th"), ("x", "other"), ("t2", "th"), ("t3", "th")):
+        await bus.publish(RunQueued(run_id=run_id, agent="demo", input="hi", model="m", thread=thread))
+    await bus.publish(RunFinished(run_id="t1", status="succeeded", totals=Totals()))
+    await store.flush()
+    assert [r.id for r in await store.thread_runs("th")] == ["t0", "t1", "t2", "t3"]
+    assert [r.id for r in await store.thread_runs("th", limit=2)] == ["t2", "t3"]
+    assert [r.id for r in await store.thread_runs("th", limit=2, before="t3")] == ["t1", "t2"]
+    assert await store.thread_runs("none") == []
+    assert await store.thread_live("th") == ["t0", "t2", "t3"]
+    assert await store.thread_live("th", before="t2") == ["t0"]
+
+
+async def test_a_run_waits_while_an_approval_is_pending(store, bus):
+    await bus.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
+    await bus.publish(RunStarted(run_id="r", agent="demo"))
+    asked = {"call_id": "c", "tool": "t", "arguments": {}, "reason": "", "expires_at": 0.0}
+    statuses = []
+    for event in (
+        ApprovalRequested(run_id="r", approval_id="a", **asked),
+        ApprovalRequested(run_id="r", approval_id="b", **asked),
+        ApprovalResolved(run_id="r", approval_id="a", decision="approved", waiting=True),
+        ApprovalResolved(run_id="r", approval_id="b", decision="denied"),
+    ):
+        await bus.publish(event)
+        await store.flush()
+        statuses.append((await store.get_run("r")).status)
+    assert statuses == ["waiting", "waiting", "waiting", "running"]
 
 
 async def test_the_epoch_is_kept_in_the_database(tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from runwatch.agents.store.run_query import Dialect
+from runwatch.agents.store.dialect import Dialect, Statement
 from runwatch.agents.store.schema import LIVE
 
 #: Most runs whose durations and times to first token one overview sorts.
@@ -107,7 +107,7 @@ class Figures(msgspec.Struct, kw_only=True):
     sampled: bool = False
 
 
-def queries(window: Window, dialect: Dialect) -> list[tuple[str, list[Any]]]:
+def queries(window: Window, dialect: Dialect) -> list[Statement]:
     """The SQL of ``assemble``'s inputs, in its order."""
 
     def scoped(extra: str = "") -> tuple[str, list[Any]]:

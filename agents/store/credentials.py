@@ -5,6 +5,9 @@ kept in the same database as the runs.
 Only a SHA-256 hash of each secret is stored: the secret is shown once, when it is made. Lookups
 are by that hash. ``consume`` is atomic (one ``UPDATE … RETURNING``): of two instances presenting
 the same code or ticket at once, exactly one gets it.
+
+The SQL is written once (``SQLCredentials``, in the backend's ``Dialect``); the SQLite and
+PostgreSQL backends only open their database and run a statement.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ import asyncio
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
+
+from runwatch.agents.store.dialect import POSTGRES, SQLITE, Dialect, Params
 
 
 class Credential(msgspec.Struct, kw_only=True):
@@ -38,7 +45,7 @@ class Credential(msgspec.Struct, kw_only=True):
 _COLUMNS = "id, kind, tenant, role, name, created_at, expires_at, revoked_at, principal"
 
 
-def _row(row: tuple | asyncpg.Record | None) -> Credential | None:
+def _row(row: Sequence[Any] | None) -> Credential | None:
     if row is None:
         return None
     return Credential(
@@ -116,8 +123,103 @@ CREATE TABLE IF NOT EXISTS server_secrets (name TEXT PRIMARY KEY, value TEXT NOT
 PURGE_AFTER = 60.0
 
 
-class SQLiteCredentials:
+class SQLCredentials(ABC):
+    """``Credentials`` in a SQL database, every statement written once in the backend's dialect: a
+    backend opens, closes and runs one statement (``_fetch``), no more."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def _fetch(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        """Run one statement; its rows (none for a write without ``RETURNING``)."""
+
+    async def add(self, credential: Credential, secret_hash: str) -> None:
+        c = credential
+        if c.kind != "key":
+            await self._fetch(
+                f"DELETE FROM credentials WHERE kind != 'key' AND expires_at < {self.dialect.param(1)}",
+                time.time() - PURGE_AFTER,
+            )
+        params = Params(self.dialect)
+        values = (c.id, c.kind, secret_hash, c.tenant, c.role, c.name, c.created_at, c.expires_at, c.principal)
+        await self._fetch(
+            "INSERT INTO credentials (id, kind, hash, tenant, role, name, created_at, expires_at, principal)"
+            f" VALUES ({', '.join(map(params, values))})",
+            *params.values,
+        )
+
+    async def find(self, secret_hash: str, now: float, kind: str = "key") -> Credential | None:
+        p = self.dialect.param
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM credentials WHERE hash = {p(1)} AND kind = {p(2)} AND revoked_at IS NULL"
+            f" AND (expires_at IS NULL OR expires_at > {p(3)})",
+            secret_hash,
+            kind,
+            now,
+        )
+        return _row(rows[0]) if rows else None
+
+    async def revoke_secret(self, secret_hash: str, kind: str, now: float) -> None:
+        p = self.dialect.param
+        await self._fetch(
+            f"UPDATE credentials SET revoked_at = {p(1)} WHERE hash = {p(2)} AND kind = {p(3)} AND revoked_at IS NULL",
+            now,
+            secret_hash,
+            kind,
+        )
+
+    async def consume(self, secret_hash: str, kind: str, now: float) -> Credential | None:
+        p = self.dialect.param
+        rows = await self._fetch(
+            f"UPDATE credentials SET used_at = {p(1)} WHERE hash = {p(2)} AND kind = {p(3)} AND used_at IS NULL"
+            f" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {p(1)}) RETURNING {_COLUMNS}",
+            now,
+            secret_hash,
+            kind,
+        )
+        return _row(rows[0]) if rows else None
+
+    async def keys(self) -> list[Credential]:
+        rows = await self._fetch(f"SELECT {_COLUMNS} FROM credentials WHERE kind = 'key' ORDER BY created_at DESC")
+        return [_row(r) for r in rows]  # type: ignore[misc]
+
+    async def revoke(self, key_id: str, now: float) -> bool:
+        p = self.dialect.param
+        rows = await self._fetch(
+            f"UPDATE credentials SET revoked_at = {p(1)} WHERE id = {p(2)} AND kind = 'key' AND revoked_at IS NULL"
+            " RETURNING id",
+            now,
+            key_id,
+        )
+        return bool(rows)
+
+    async def revoked(self, key_ids: list[str]) -> set[str]:
+        if not key_ids:
+            return set()
+        params = Params(self.dialect)
+        among = self.dialect.among("id", key_ids, params)
+        rows = await self._fetch(f"SELECT id FROM credentials WHERE {among} AND revoked_at IS NULL", *params.values)
+        return set(key_ids) - {r[0] for r in rows}
+
+    async def secret(self, name: str, make: str) -> str:
+        p = self.dialect.param
+        await self._fetch(
+            f"INSERT INTO server_secrets (name, value) VALUES ({p(1)}, {p(2)}) ON CONFLICT DO NOTHING", name, make
+        )
+        rows = await self._fetch(f"SELECT value FROM server_secrets WHERE name = {p(1)}", name)
+        return rows[0][0]
+
+
+class SQLiteCredentials(SQLCredentials):
     """In the SQLite file of the store, on a connection of its own (calls are few and small)."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -138,76 +240,19 @@ class SQLiteCredentials:
             self._db.close()
             self._db = None
 
-    async def _call(self, sql: str, args: tuple = (), *, many: bool = False) -> list[tuple]:
-        def run() -> list[tuple]:
+    async def _fetch(self, sql: str, *args: Any) -> list[Sequence[Any]]:
+        def run() -> list[Sequence[Any]]:
             assert self._db is not None, "credentials are not open"
             with self._lock:
                 return self._db.execute(sql, args).fetchall()
 
         return await asyncio.to_thread(run)
 
-    async def add(self, credential: Credential, secret_hash: str) -> None:
-        c = credential
-        if c.kind != "key":
-            await self._call(
-                "DELETE FROM credentials WHERE kind != 'key' AND expires_at < ?", (time.time() - PURGE_AFTER,)
-            )
-        await self._call(
-            "INSERT INTO credentials (id, kind, hash, tenant, role, name, created_at, expires_at, principal)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (c.id, c.kind, secret_hash, c.tenant, c.role, c.name, c.created_at, c.expires_at, c.principal),
-        )
 
-    async def find(self, secret_hash: str, now: float, kind: str = "key") -> Credential | None:
-        rows = await self._call(
-            f"SELECT {_COLUMNS} FROM credentials WHERE hash = ? AND kind = ? AND revoked_at IS NULL"
-            " AND (expires_at IS NULL OR expires_at > ?)",
-            (secret_hash, kind, now),
-        )
-        return _row(rows[0]) if rows else None
-
-    async def revoke_secret(self, secret_hash: str, kind: str, now: float) -> None:
-        await self._call(
-            "UPDATE credentials SET revoked_at = ? WHERE hash = ? AND kind = ? AND revoked_at IS NULL",
-            (now, secret_hash, kind),
-        )
-
-    async def consume(self, secret_hash: str, kind: str, now: float) -> Credential | None:
-        rows = await self._call(
-            "UPDATE credentials SET used_at = ? WHERE hash = ? AND kind = ? AND used_at IS NULL"
-            f" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) RETURNING {_COLUMNS}",
-            (now, secret_hash, kind, now),
-        )
-        return _row(rows[0]) if rows else None
-
-    async def keys(self) -> list[Credential]:
-        rows = await self._call(f"SELECT {_COLUMNS} FROM credentials WHERE kind = 'key' ORDER BY created_at DESC")
-        return [_row(r) for r in rows]  # type: ignore[misc]
-
-    async def revoke(self, key_id: str, now: float) -> bool:
-        rows = await self._call(
-            "UPDATE credentials SET revoked_at = ? WHERE id = ? AND kind = 'key' AND revoked_at IS NULL RETURNING id",
-            (now, key_id),
-        )
-        return bool(rows)
-
-    async def revoked(self, key_ids: list[str]) -> set[str]:
-        if not key_ids:
-            return set()
-        marks = ",".join("?" * len(key_ids))
-        rows = await self._call(
-            f"SELECT id FROM credentials WHERE id IN ({marks}) AND revoked_at IS NULL", tuple(key_ids)
-        )
-        return set(key_ids) - {r[0] for r in rows}
-
-    async def secret(self, name: str, make: str) -> str:
-        await self._call("INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)", (name, make))
-        rows = await self._call("SELECT value FROM server_secrets WHERE name = ?", (name,))
-        return rows[0][0]
-
-
-class PostgresCredentials:
+class PostgresCredentials(SQLCredentials):
     """In the PostgreSQL database of the store (its tables come with migration 2)."""
+
+    dialect = POSTGRES
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -221,83 +266,6 @@ class PostgresCredentials:
             await self._pool.close()
             self._pool = None
 
-    @property
-    def _db(self) -> asyncpg.Pool:
+    async def _fetch(self, sql: str, *args: Any) -> list[Sequence[Any]]:
         assert self._pool is not None, "credentials are not open"
-        return self._pool
-
-    async def add(self, credential: Credential, secret_hash: str) -> None:
-        c = credential
-        if c.kind != "key":
-            await self._db.execute(
-                "DELETE FROM credentials WHERE kind != 'key' AND expires_at < $1", time.time() - PURGE_AFTER
-            )
-        await self._db.execute(
-            "INSERT INTO credentials (id, kind, hash, tenant, role, name, created_at, expires_at, principal)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            c.id,
-            c.kind,
-            secret_hash,
-            c.tenant,
-            c.role,
-            c.name,
-            c.created_at,
-            c.expires_at,
-            c.principal,
-        )
-
-    async def find(self, secret_hash: str, now: float, kind: str = "key") -> Credential | None:
-        return _row(
-            await self._db.fetchrow(
-                f"SELECT {_COLUMNS} FROM credentials WHERE hash = $1 AND kind = $3 AND revoked_at IS NULL"
-                " AND (expires_at IS NULL OR expires_at > $2)",
-                secret_hash,
-                now,
-                kind,
-            )
-        )
-
-    async def revoke_secret(self, secret_hash: str, kind: str, now: float) -> None:
-        await self._db.execute(
-            "UPDATE credentials SET revoked_at = $1 WHERE hash = $2 AND kind = $3 AND revoked_at IS NULL",
-            now,
-            secret_hash,
-            kind,
-        )
-
-    async def consume(self, secret_hash: str, kind: str, now: float) -> Credential | None:
-        return _row(
-            await self._db.fetchrow(
-                "UPDATE credentials SET used_at = $1 WHERE hash = $2 AND kind = $3 AND used_at IS NULL"
-                f" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) RETURNING {_COLUMNS}",
-                now,
-                secret_hash,
-                kind,
-            )
-        )
-
-    async def keys(self) -> list[Credential]:
-        rows = await self._db.fetch(f"SELECT {_COLUMNS} FROM credentials WHERE kind = 'key' ORDER BY created_at DESC")
-        return [_row(r) for r in rows]  # type: ignore[misc]
-
-    async def revoke(self, key_id: str, now: float) -> bool:
-        done = await self._db.fetchval(
-            "UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND kind = 'key' AND revoked_at IS NULL RETURNING id",
-            now,
-            key_id,
-        )
-        return done is not None
-
-    async def revoked(self, key_ids: list[str]) -> set[str]:
-        if not key_ids:
-            return set()
-        rows = await self._db.fetch(
-            "SELECT id FROM credentials WHERE id = ANY($1::text[]) AND revoked_at IS NULL", key_ids
-        )
-        return set(key_ids) - {r[0] for r in rows}
-
-    async def secret(self, name: str, make: str) -> str:
-        await self._db.execute(
-            "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING", name, make
-        )
-        return await self._db.fetchval("SELECT value FROM server_secrets WHERE name = $1", name)
+        return await self._pool.fetch(sql, *args)

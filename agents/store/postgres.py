@@ -14,20 +14,14 @@ import asyncpg
 import structlog
 
 from runwatch.agents.events import Published, decode
-from runwatch.agents.store import admission
+from runwatch.agents.store import admission, statements
 from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
+from runwatch.agents.store.dialect import POSTGRES
 from runwatch.agents.store.migrations import SEARCH_TEXT, migrate
-from runwatch.agents.store.run_query import POSTGRES, RunQuery, list_sql, listing, search_words, to_page
-from runwatch.agents.store.schema import (
-    ADD_TOTALS,
-    LIVE,
-    RUN_COLUMNS,
-    BatchTotals,
-    numbered,
-    row_to_summary,
-)
+from runwatch.agents.store.run_query import RunQuery, list_sql, listing, search_words, to_page
+from runwatch.agents.store.schema import ADD_TOTALS, RUN_COLUMNS, BatchTotals, numbered, row_to_summary
 
 log = structlog.get_logger()
 
@@ -127,10 +121,9 @@ class PostgresStore(WriteBuffer):
             self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._pool_size, timeout=10)
             async with self._pool.acquire() as conn:
                 await migrate(conn)
-                await conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT DO NOTHING", secrets.token_hex(8)
-                )
-                self.epoch = await conn.fetchval("SELECT value FROM meta WHERE key = 'epoch'")
+                sql, args = statements.keep_epoch(POSTGRES, secrets.token_hex(8))
+                await conn.execute(sql, *args)
+                self.epoch = await conn.fetchval(statements.EPOCH)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             if self._pool is not None:
                 self._pool.terminate()
@@ -242,12 +235,8 @@ class PostgresStore(WriteBuffer):
                 await conn.execute(admission.PG_RELEASE, p.run_id)  # its row counts for its tenant now
                 await conn.execute(INDEX_RUN, p.run_id)
             elif p.type in ("approval.requested", "approval.resolved"):
-                waiting = p.type == "approval.requested" or ev.waiting
-                await conn.execute(
-                    "UPDATE runs SET status = $1 WHERE id = $2 AND status IN ('running', 'waiting')",
-                    "waiting" if waiting else "running",
-                    p.run_id,
-                )
+                sql, args = statements.set_waiting(POSTGRES, p.run_id, p.type == "approval.requested" or ev.waiting)
+                await conn.execute(sql, *args)
             elif p.type == "run.started":
                 await conn.execute(
                     "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2",
@@ -275,21 +264,18 @@ class PostgresStore(WriteBuffer):
     # -- reading -----------------------------------------------------------------------------
 
     async def head(self, run_id: str) -> int:
-        return await self.pool.fetchval("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = $1", run_id)
+        sql, args = statements.head(POSTGRES, run_id)
+        return await self.pool.fetchval(sql, *args)
 
     async def events(self, run_id: str, after: int, limit: int) -> list[Published]:
         if after >= MAX_POSITION:
             return []
-        rows = await self.pool.fetch(
-            "SELECT seq, type, data FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            run_id,
-            after,
-            limit,
-        )
-        return [Published(run_id, r[0], r[1], r[2]) for r in rows]
+        sql, args = statements.events(POSTGRES, run_id, after, limit)
+        return [Published(run_id, r[0], r[1], r[2]) for r in await self.pool.fetch(sql, *args)]
 
     async def get_run(self, run_id: str) -> RunSummary | None:
-        row = await self.pool.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+        sql, args = statements.run(POSTGRES, run_id)
+        row = await self.pool.fetchrow(sql, *args)
         return row_to_summary(tuple(row)) if row else None
 
     async def list_runs(self, query: RunQuery) -> RunPage:
@@ -312,7 +298,7 @@ class PostgresStore(WriteBuffer):
         return assemble(window, results)
 
     async def unfinished_runs(self) -> list[RunSummary]:
-        rows = await self.pool.fetch(f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {LIVE}")
+        rows = await self.pool.fetch(statements.UNFINISHED)
         return [row_to_summary(tuple(r)) for r in rows]
 
     async def admit(self, run_id: str, tenant: str, limit: int) -> int:
@@ -322,24 +308,12 @@ class PostgresStore(WriteBuffer):
         await self.pool.execute(admission.PG_RELEASE, run_id)
 
     async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:
-        where, args = "thread = $1", [thread]
-        if before is not None:
-            args.append(before)
-            where += f" AND num < (SELECT num FROM runs WHERE id = ${len(args)})"
-        args.append(limit)
-        rows = await self.pool.fetch(
-            f"SELECT * FROM (SELECT {RUN_COLUMNS}, num FROM runs WHERE {where} ORDER BY num DESC"
-            f" LIMIT ${len(args)}) t ORDER BY num",
-            *args,
-        )
-        return [row_to_summary(tuple(r)) for r in rows]
+        sql, args = statements.thread_runs(POSTGRES, thread, limit, before)
+        return [row_to_summary(tuple(r)) for r in await self.pool.fetch(sql, *args)]
 
     async def thread_live(self, thread: str, before: str | None = None) -> list[str]:
-        where, args = f"thread = $1 AND status IN {LIVE}", [thread]
-        if before is not None:
-            args.append(before)
-            where += f" AND num < (SELECT num FROM runs WHERE id = ${len(args)})"
-        return [r[0] for r in await self.pool.fetch(f"SELECT id FROM runs WHERE {where} ORDER BY num", *args)]
+        sql, args = statements.thread_live(POSTGRES, thread, before)
+        return [r[0] for r in await self.pool.fetch(sql, *args)]
 
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:
         """Delete up to ``limit`` runs finished before ``before`` (epoch seconds), with their events."""

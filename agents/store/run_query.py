@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from runwatch.agents.errors import BadRequest
 from runwatch.agents.store.base import Order, RunPage, RunQuery, RunSummary, Sort
+from runwatch.agents.store.dialect import Dialect, Params, Statement
 
 #: Most words of ``q`` used (the rest are ignored), and the fewest and most characters of one (a
 #: one-letter prefix matches nearly everything: it is left out).
@@ -44,32 +44,6 @@ _WORD = re.compile(r"[^\W_]+")
 _ID_PREFIX = re.compile(r"^[0-9a-f]{6,32}$")
 
 
-@dataclass(frozen=True)
-class Dialect:
-    #: The text of the ``n``-th (1-based) parameter.
-    param: Callable[[int], str]
-    #: The search condition, given the parameter holding ``words``' query.
-    match: Callable[[str], str]
-    #: The search words as this database's query language.
-    words: Callable[[list[str]], str]
-    #: The index of ``created_at``'s bucket, given the parameters of the start and the bucket size.
-    bucket: Callable[[str, str], str]
-
-
-SQLITE = Dialect(
-    param=lambda n: f"?{n}",
-    match=lambda p: f"num IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH {p})",
-    words=lambda ws: " ".join(f'"{w}"*' for w in ws),
-    bucket=lambda start, size: f"CAST((created_at - {start}) / {size} AS INTEGER)",
-)
-POSTGRES = Dialect(
-    param=lambda n: f"${n}",
-    match=lambda p: f"num IN (SELECT num FROM run_search WHERE search @@ to_tsquery('simple', {p}))",
-    words=lambda ws: " & ".join(f"{w}:*" for w in ws),
-    bucket=lambda start, size: f"floor((created_at - {start}) / {size})::bigint",
-)
-
-
 def search_words(q: str) -> list[str]:
     """The words of a search, lowercased: letters and digits only, so none can be query syntax."""
     return [w[:MAX_WORD] for w in _WORD.findall(q.lower()) if len(w) >= MIN_WORD][:MAX_WORDS]
@@ -77,7 +51,7 @@ def search_words(q: str) -> list[str]:
 
 def list_sql(
     query: RunQuery, dialect: Dialect, columns: str, *, newest: int | None = None, materialize: bool = False
-) -> tuple[str, list[Any]]:
+) -> Statement:
     """One ``SELECT`` of ``columns``, then the sort key, then ``num``, for ``query`` (one row more
     than the limit: its presence says there is a next page). A cursor carries its listing's sort
     and order, which win over ``query``'s.
@@ -86,12 +60,7 @@ def list_sql(
     search's matches first, by the search index (PostgreSQL's planner, unable to tell how many runs
     a prefix search matches, may otherwise walk every run newest first looking for a rare word)."""
     where: list[str] = []
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return dialect.param(len(args))
-
+    arg = Params(dialect)
     for column in ("status", "agent", "model", "tenant"):
         if (value := getattr(query, column)) is not None:
             where.append(f"{column} = {arg(value)}")
@@ -130,7 +99,7 @@ def list_sql(
     direction = order.upper()
     ordering = f"num {direction}" if sort == "created" else f"{key} {direction}, num {direction}"
     sql += f" ORDER BY {ordering} LIMIT {arg(query.limit + 1)}"
-    return sql, args
+    return sql, arg.values
 
 
 def id_part(part: str, arg: Callable[[Any], str]) -> str:

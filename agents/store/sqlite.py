@@ -16,15 +16,15 @@ from typing import Any
 import structlog
 
 from runwatch.agents.events import Published, decode
-from runwatch.agents.store import admission
+from runwatch.agents.store import admission, statements
 from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
-from runwatch.agents.store.run_query import SQLITE, RunQuery, list_sql, to_page
+from runwatch.agents.store.dialect import SQLITE, Statement
+from runwatch.agents.store.run_query import RunQuery, list_sql, to_page
 from runwatch.agents.store.schema import (
     ADD_TOTALS,
     INSERTS,
-    LIVE,
     REBUILD_SEARCH,
     RUN_COLUMNS,
     SCHEMA,
@@ -114,8 +114,8 @@ class SQLiteStore(WriteBuffer):
         db.executescript(admission.SQLITE_TABLE)
         if not searchable:
             db.execute(REBUILD_SEARCH)  # a database from before search: index the runs it holds
-        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
-        (self.epoch,) = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        db.execute(*statements.keep_epoch(SQLITE, secrets.token_hex(8)))
+        (self.epoch,) = db.execute(statements.EPOCH).fetchone()
         self._db = db
 
     def _connect(self) -> sqlite3.Connection:
@@ -223,11 +223,7 @@ class SQLiteStore(WriteBuffer):
                 elif p.type == "run.started":
                     db.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?", (ev.ts, p.run_id))
                 elif p.type in ("approval.requested", "approval.resolved"):
-                    waiting = p.type == "approval.requested" or ev.waiting
-                    db.execute(
-                        "UPDATE runs SET status = ? WHERE id = ? AND status IN ('running', 'waiting')",
-                        ("waiting" if waiting else "running", p.run_id),
-                    )
+                    db.execute(*statements.set_waiting(SQLITE, p.run_id, p.type == "approval.requested" or ev.waiting))
                 elif p.type == "step.finished":
                     totals.step(p.run_id, ev)
                 elif p.type == "tool.finished":
@@ -248,36 +244,18 @@ class SQLiteStore(WriteBuffer):
     # -- reading -----------------------------------------------------------------------------
 
     async def head(self, run_id: str) -> int:
-        return await self._read_call(self._select_head, run_id)
-
-    def _select_head(self, run_id: str) -> int:
-        (head,) = (
-            self._reader().execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
-        )
+        (head,) = (await self._read_call(self._select_many, *statements.head(SQLITE, run_id)))[0]
         return head
 
     async def events(self, run_id: str, after: int, limit: int) -> list[Published]:
         if after >= MAX_POSITION:
             return []
-        rows = await self._read_call(self._select_events, run_id, after, limit)
+        rows = await self._read_call(self._select_many, *statements.events(SQLITE, run_id, after, limit))
         return [Published(run_id, seq, type_, data) for seq, type_, data in rows]
 
-    def _select_events(self, run_id: str, after: int, limit: int) -> list[tuple]:
-        return (
-            self._reader()
-            .execute(
-                "SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (run_id, after, limit),
-            )
-            .fetchall()
-        )
-
     async def get_run(self, run_id: str) -> RunSummary | None:
-        row = await self._read_call(self._select_run, run_id)
-        return row_to_summary(row) if row else None
-
-    def _select_run(self, run_id: str) -> tuple | None:
-        return self._reader().execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        rows = await self._read_call(self._select_many, *statements.run(SQLITE, run_id))
+        return row_to_summary(rows[0]) if rows else None
 
     async def list_runs(self, query: RunQuery) -> RunPage:
         sql, args = list_sql(query, SQLITE, RUN_COLUMNS)
@@ -287,11 +265,11 @@ class SQLiteStore(WriteBuffer):
     async def overview(self, window: Window) -> Figures:
         return assemble(window, await self._read_call(self._select_all, queries(window, SQLITE)))
 
-    def _select_all(self, statements: list[tuple[str, list]]) -> list[list[tuple]]:
+    def _select_all(self, selects: list[Statement]) -> list[list[tuple]]:
         db = self._reader()
         db.execute("BEGIN")  # one snapshot for all
         try:
-            return [db.execute(sql, args).fetchall() for sql, args in statements]
+            return [db.execute(sql, args).fetchall() for sql, args in selects]
         finally:
             db.execute("COMMIT")
 
@@ -299,7 +277,7 @@ class SQLiteStore(WriteBuffer):
         return self._reader().execute(sql, args).fetchall()
 
     async def unfinished_runs(self) -> list[RunSummary]:
-        rows = await self._read_call(self._select_many, f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN {LIVE}", [])
+        rows = await self._read_call(self._select_many, statements.UNFINISHED, [])
         return [row_to_summary(r) for r in rows]
 
     async def admit(self, run_id: str, tenant: str, limit: int) -> int:
@@ -321,23 +299,11 @@ class SQLiteStore(WriteBuffer):
         return db
 
     async def thread_runs(self, thread: str, limit: int = 100, before: str | None = None) -> list[RunSummary]:
-        where, args = "thread = ?", [thread]
-        if before is not None:
-            where += " AND num < (SELECT num FROM runs WHERE id = ?)"
-            args.append(before)
-        rows = await self._read_call(
-            self._select_many,
-            f"SELECT * FROM (SELECT {RUN_COLUMNS}, num FROM runs WHERE {where} ORDER BY num DESC LIMIT ?) ORDER BY num",
-            [*args, limit],
-        )
+        rows = await self._read_call(self._select_many, *statements.thread_runs(SQLITE, thread, limit, before))
         return [row_to_summary(r) for r in rows]
 
     async def thread_live(self, thread: str, before: str | None = None) -> list[str]:
-        where, args = f"thread = ? AND status IN {LIVE}", [thread]
-        if before is not None:
-            where += " AND num < (SELECT num FROM runs WHERE id = ?)"
-            args.append(before)
-        rows = await self._read_call(self._select_many, f"SELECT id FROM runs WHERE {where} ORDER BY num", args)
+        rows = await self._read_call(self._select_many, *statements.thread_live(SQLITE, thread, before))
         return [r[0] for r in rows]
 
     async def delete_finished(self, before: float, limit: int = 1_000) -> int:
