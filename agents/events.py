@@ -185,8 +185,9 @@ class Status(Event, tag="status"):
     progress: float | None = None
 
 
+# The runner adds to a run's Totals as it goes (a mutable struct); its run.finished carries them.
 class Totals(msgspec.Struct, kw_only=True):
-    """A run's totals: added to while it runs (mutable), sent in its ``run.finished``."""
+    """A run's totals: tokens, cost, steps, tool calls and duration, in its ``run.finished``."""
 
     input_tokens: int = 0
     output_tokens: int = 0
