@@ -22,16 +22,18 @@ from typing import Any
 
 import structlog
 
+from runwatch.agents import control_channel
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.control import Decision, Steer
+from runwatch.agents.control_channel import Answer, Ask, CancelRun, Queued
 from runwatch.agents.errors import NotStarted, QueueFull, RunAlreadyFinished, ShuttingDown, Unavailable, UnknownApproval
 from runwatch.agents.events import RunCancelRequested, RunFinished, RunStatus, Totals
 from runwatch.agents.identity import Actor
 from runwatch.agents.leases import REDIS_ERRORS as _REDIS_ERRORS
 from runwatch.agents.leases import Leases
-from runwatch.agents.remote_control import Ask, RemoteControl
+from runwatch.agents.remote_control import RemoteControl
 from runwatch.agents.run_handle import RunHandle
-from runwatch.agents.run_queue import Job, RunQueue, parse_cancel
+from runwatch.agents.run_queue import Job, RunQueue
 from runwatch.agents.store import RunSummary
 from runwatch.agents.store.aggregates import InstanceLoad
 from runwatch.agents.supervisor import Supervisor
@@ -71,6 +73,7 @@ class ClusterSupervisor(Leases, Supervisor):
         self._handing: set[str] = set()
         bus.on_fenced.append(self._on_fenced)
         bus.on_connected.append(self._reconnected)
+        bus.on_connected.append(self._wake.set)  # jobs may have been queued while Redis was away
         #: How runs that ended here lately ended (the last ``ENDED_MEMORY``), to answer a late request.
         self._ended_here: dict[str, RunStatus] = {}
         self._remote = RemoteControl(instance=self.instance, publish=queue.send, serve=self._serve)
@@ -102,24 +105,31 @@ class ClusterSupervisor(Leases, Supervisor):
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
 
-    def on_control(self, message: bytes) -> None:
-        if message == b"queued":
-            self._wake.set()
-        elif self._remote.on_message(message):
-            pass
-        elif message.startswith(b"cancel "):
-            run_id, by = parse_cancel(message)
-            handle = self._runs.get(run_id)
-            if handle is None:
-                now = time.monotonic()
-                self._cancelled = {r: t for r, t in self._cancelled.items() if t > now} | {
-                    run_id: now + CANCEL_MEMORY_SECONDS
-                }
-            elif not handle.cancel_requested:
-                handle.cancel_requested = True  # now: a second request must not publish again
-                task = asyncio.create_task(self._request_cancel(handle, by), name=f"cancel-{run_id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+    def on_control(self, data: bytes) -> None:
+        """A message on the deployment's control channel (agents/control_channel.py)."""
+        match control_channel.decode(data):
+            case Queued():
+                self._wake.set()
+            case CancelRun(run=run_id, by=by):
+                self._cancel_here(run_id, by)
+            case Ask() as ask:
+                self._remote.on_ask(ask)
+            case Answer() as answer:
+                self._remote.on_answer(answer)
+
+    def _cancel_here(self, run_id: str, by: Actor | None) -> None:
+        """Cancel ``run_id`` if it executes here; else remember a while that it was asked to be."""
+        handle = self._runs.get(run_id)
+        if handle is None:
+            now = time.monotonic()
+            self._cancelled = {r: t for r, t in self._cancelled.items() if t > now} | {
+                run_id: now + CANCEL_MEMORY_SECONDS
+            }
+        elif not handle.cancel_requested:
+            handle.cancel_requested = True  # now: a second request must not publish again
+            task = asyncio.create_task(self._request_cancel(handle, by), name=f"cancel-{run_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # -- people in the loop, wherever the run executes --------------------------------------------
 

@@ -1,11 +1,11 @@
 """Decisions and messages for a run another instance executes, over the deployment's control channel.
 
-The instance a person talks to publishes ``ask <json>``; every instance hears it, the run's owner
-acts on it exactly as it would on a local request (``RunControl`` decides: the first decision
-wins) and publishes ``answer <json>`` with the outcome, which the asking instance turns back into
-the same error a local request would raise. Pub/sub delivers at most once: no answer within
-``timeout`` (the owner died, or Redis hiccupped) is ``Unavailable`` — the person sends it again,
-and learns ``already_decided`` if it had taken effect after all.
+The instance a person talks to publishes an ``Ask`` (agents/control_channel.py); every instance
+hears it, the run's owner acts on it exactly as it would on a local request (``RunControl``
+decides: the first decision wins) and publishes an ``Answer`` with the outcome, which the asking
+instance turns back into the same error a local request would raise. Pub/sub delivers at most
+once: no answer within ``timeout`` (the owner died, or Redis hiccupped) is ``Unavailable`` — the
+person sends it again, and learns ``already_decided`` if it had taken effect after all.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 
-import msgspec
 import structlog
 from redis.exceptions import RedisError
 
 from runwatch.agents.control import Decision, Steer
+from runwatch.agents.control_channel import Answer, Ask, ControlMessage
 from runwatch.agents.errors import ErrorCode, RateLimited, RunwatchError, Unavailable
 
 log = structlog.get_logger()
@@ -29,30 +29,10 @@ ANSWER_SECONDS = 5.0
 MAX_WAITING = 1_000
 
 
-class Ask(msgspec.Struct, kw_only=True, frozen=True):
-    req: str
-    sender: str
-    run: str
-    approval: str = ""
-    decision: Decision | None = None
-    steer: Steer | None = None
-
-
-class Answer(msgspec.Struct, kw_only=True, frozen=True):
-    req: str
-    to: str
-    #: Empty when it was done; else the ``ErrorCode`` a local request would have raised.
-    code: str = ""
-    message: str = ""
-    #: A ``RateLimited`` refusal's ``retry_after`` (and ``kind``).
-    retry_after: float | None = None
-    kind: str = ""
-
-
 #: Acts on an ``Ask`` for a run executing here: True once done, False if the run is not here;
 #: raises the ``RunwatchError`` to answer.
 Serve = Callable[[Ask], bool]
-Publish = Callable[[bytes], Awaitable[object]]
+Publish = Callable[[ControlMessage], Awaitable[object]]
 
 
 class RemoteControl:
@@ -81,7 +61,7 @@ class RemoteControl:
         )
         answer = self._waiting[ask.req] = asyncio.get_running_loop().create_future()
         try:
-            await self._publish(b"ask " + msgspec.json.encode(ask))
+            await self._publish(ask)
             async with asyncio.timeout(self._timeout):
                 reply = await answer
         except (RedisError, OSError) as exc:
@@ -97,28 +77,14 @@ class RemoteControl:
         if reply.code:
             raise RunwatchError(reply.message, code=ErrorCode(reply.code))
 
-    def on_message(self, message: bytes) -> bool:
-        """Handle a control-channel message if it is an ``ask`` or an ``answer``; False otherwise."""
-        if message.startswith(b"ask "):
-            try:
-                ask = msgspec.json.decode(message[4:], type=Ask)
-            except msgspec.DecodeError:
-                log.warning("control.bad_ask")
-                return True
-            self._on_ask(ask)
-            return True
-        if message.startswith(b"answer "):
-            try:
-                answer = msgspec.json.decode(message[7:], type=Answer)
-            except msgspec.DecodeError:
-                return True
-            waiting = self._waiting.get(answer.req)
-            if waiting is not None and not waiting.done():
-                waiting.set_result(answer)
-            return True
-        return False
+    def on_answer(self, answer: Answer) -> None:
+        """An owner's answer: to a request waiting here, or to another instance's (ignored)."""
+        waiting = self._waiting.get(answer.req)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(answer)
 
-    def _on_ask(self, ask: Ask) -> None:
+    def on_ask(self, ask: Ask) -> None:
+        """Another instance's request: answered if the run executes here."""
         try:
             if not self._serve(ask):
                 return  # not ours
@@ -140,6 +106,6 @@ class RemoteControl:
 
     async def _answer(self, answer: Answer) -> None:
         try:
-            await self._publish(b"answer " + msgspec.json.encode(answer))
+            await self._publish(answer)
         except Exception as exc:  # the asker times out and says so
             log.warning("control.answer_failed", error=repr(exc))

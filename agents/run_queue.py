@@ -13,6 +13,7 @@ import time
 import msgspec
 import redis.asyncio as aioredis
 
+from runwatch.agents.control_channel import QUEUED, CancelRun, ControlMessage, encode
 from runwatch.agents.identity import Actor
 from runwatch.agents.store.aggregates import InstanceLoad
 
@@ -107,7 +108,7 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3] .. ARGV[2], ARGV[1], 'PX', tonumber(ARGV[3]) * 4)
 redis.call('HSET', KEYS[5], ARGV[2], ARGV[4])
 redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), ARGV[2])
-redis.call('PUBLISH', KEYS[7], 'queued')
+redis.call('PUBLISH', KEYS[7], ARGV[5])
 return 1
 """
 
@@ -159,7 +160,7 @@ class RunQueue:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hset(self._jobs, job.run_id, msgspec.json.encode(job))
             pipe.zadd(self._queue, {job.run_id: n})
-            pipe.publish(self.control, b"queued")
+            pipe.publish(self.control, QUEUED)
             await pipe.execute()
 
     async def take(self) -> tuple[Job, bool] | None:
@@ -216,7 +217,7 @@ class RunQueue:
         return bool(
             await self._requeue(
                 keys=[self._leases, self._owners, self._released, self._queue, self._jobs, self._counter, self.control],
-                args=[self.instance, job.run_id, self.lease_ms, msgspec.json.encode(job)],
+                args=[self.instance, job.run_id, self.lease_ms, msgspec.json.encode(job), QUEUED],
             )
         )
 
@@ -263,25 +264,10 @@ class RunQueue:
             await self._r.hdel(self._instances, *stale)
         return sorted(loads, key=lambda load: load.instance)
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: ControlMessage) -> None:
         """Publish ``message`` on the deployment's control channel (every instance hears it)."""
-        await self._r.publish(self.control, message)
+        await self._r.publish(self.control, encode(message))
 
     async def send_cancel(self, run_id: str, by: Actor | None = None) -> None:
-        """Ask the run's owner to cancel it: ``cancel <run id>[ <who, JSON>]`` on the control channel."""
-        message = b"cancel " + run_id.encode()
-        if by is not None:
-            message += b" " + msgspec.json.encode(by)
-        await self._r.publish(self.control, message)
-
-
-def parse_cancel(message: bytes) -> tuple[str, Actor | None]:
-    """The run id and the requester of a ``cancel`` control message (see ``send_cancel``)."""
-    run_id, _, by = message[7:].partition(b" ")
-    actor = None
-    if by:
-        try:
-            actor = msgspec.json.decode(by, type=Actor)
-        except msgspec.DecodeError:
-            actor = None
-    return run_id.decode(), actor
+        """Ask the run's owner, wherever it is, to cancel it."""
+        await self.send(CancelRun(run=run_id, by=by))

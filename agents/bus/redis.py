@@ -200,8 +200,6 @@ class RedisBus(Owning, Following, MemoryBus):
                 callback()
             except Exception:
                 log.exception("redis.on_connected_failed")
-        if self.on_control is not None:
-            self.on_control(b"queued")  # jobs queued while we were away
 
     def _reset_feed(self, epoch: str, head: int) -> None:
         self._bytes -= self._feed.size
