@@ -22,6 +22,7 @@ from runwatch.agents.identity import Principal
 from runwatch.api import __version__
 from runwatch.api.auth.authenticator import AuthFailed
 from runwatch.api.auth.web import origin_allowed
+from runwatch.api.config import Settings
 from runwatch.api.connection import Connection
 from runwatch.api.cutoff import drop
 from runwatch.api.dispatch import MessageRate, handle
@@ -99,12 +100,49 @@ async def _refuse(socket: WebSocket, code: CloseCode, reason: str) -> None:
 
 @websocket("/ws")
 async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
-    settings = rt.settings
+    """One watcher: admitted, greeted, served until it or the server ends it, then closed with
+    the code that says why."""
     conn_id = secrets.token_hex(4)
     principal = await _admit(socket, rt, conn_id)
     if principal is None:
         return
     _forget_handshake(socket.scope)
+    conn = _open(socket, rt, conn_id, principal)
+    opened = time.monotonic()
+    ending = Ending(CloseCode.NORMAL, "client")
+    tasks = _Tasks.start(socket, conn, rt)
+    try:
+        done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+        ending = _ending(conn, tasks, done)
+        if ending.code == CloseCode.GOING_AWAY:
+            await _drain(conn, tasks.sender, deadline=rt.drain_deadline)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await _end(socket, conn, rt, ending, opened)
+
+
+class _Tasks(NamedTuple):
+    """What a connection waits on: its sender and receiver, the server's shutdown, a lost broker."""
+
+    sender: asyncio.Task[None]
+    receiver: asyncio.Task[Ending]
+    closing: asyncio.Task[bool]
+    lost: asyncio.Task[bool]
+
+    @classmethod
+    def start(cls, socket: WebSocket, conn: Connection, rt: Runtime) -> _Tasks:
+        return cls(
+            conn.start(),
+            asyncio.create_task(_receive(socket, conn, rt), name=f"ws-recv-{conn.id}"),
+            asyncio.create_task(rt.closing.wait()),
+            asyncio.create_task(rt.broker_lost.wait()),
+        )
+
+
+def _open(socket: WebSocket, rt: Runtime, conn_id: str, principal: Principal) -> Connection:
+    """The admitted watcher's connection: registered, counted, and greeted with ``hello``."""
+    settings = rt.settings
     writer = direct_writer(socket.scope, conn_id) if settings.ws_direct_writes == "auto" else None
     conn = Connection(
         conn_id,
@@ -122,11 +160,9 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
     conn.principal = principal
     conn.feed_tenant = principal.scope
     conn.tenant_of = rt.service.tenant_of
-    conn.presence = rt.presence if rt.settings.presence == "on" else None
+    conn.presence = rt.presence if settings.presence == "on" else None
     rt.connections.add(conn)
     rt.metrics.ws_opened.inc()
-    opened = time.monotonic()
-    ending = Ending(CloseCode.NORMAL, "client")
     log.debug(
         "ws.connected",
         conn=conn_id,
@@ -134,81 +170,86 @@ async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
         client=socket.client.host if socket.client else None,
         direct_writes=writer is not None,
     )
-    conn.post(
-        encode(
-            Hello(
-                connection=conn_id,
-                version=__version__,
-                offline=settings.offline,
-                heartbeat=settings.heartbeat,
-                max_message_bytes=settings.ws_max_message_bytes,
-                principal={
-                    "id": principal.id,
-                    "name": principal.name,
-                    "tenant": principal.tenant,
-                    "role": principal.role.value,
-                },
-                expires_at=principal.expires_at,
-                server_time=round(time.time(), 3),
-            )
-        )
+    conn.post(encode(_hello(conn_id, principal, settings)))
+    return conn
+
+
+def _hello(conn_id: str, principal: Principal, settings: Settings) -> Hello:
+    return Hello(
+        connection=conn_id,
+        version=__version__,
+        offline=settings.offline,
+        heartbeat=settings.heartbeat,
+        max_message_bytes=settings.ws_max_message_bytes,
+        principal={
+            "id": principal.id,
+            "name": principal.name,
+            "tenant": principal.tenant,
+            "role": principal.role.value,
+        },
+        expires_at=principal.expires_at,
+        server_time=round(time.time(), 3),
     )
-    sender = conn.start()
-    receiver = asyncio.create_task(_receive(socket, conn, rt), name=f"ws-recv-{conn_id}")
-    closing = asyncio.create_task(rt.closing.wait())
-    lost = asyncio.create_task(rt.broker_lost.wait())
-    try:
-        done, _ = await asyncio.wait({sender, receiver, closing, lost}, return_when=asyncio.FIRST_COMPLETED)
-        if lost in done and closing not in done:
-            # The broker is gone: runs elsewhere cannot be followed from here. Reconnect (to any
-            # instance) with your last seq; nothing published was lost.
-            ending = Ending(CloseCode.SERVICE_RESTART, "broker unavailable; reconnect")
-        elif closing in done:
-            ending = Ending(CloseCode.GOING_AWAY, "server shutdown")
-            await _drain(conn, sender, deadline=rt.drain_deadline)
-        elif sender in done and conn.ended is not None:
-            ending = Ending(CloseCode(conn.ended[0]), conn.ended[1])
-            log.info("ws.ended", conn=conn_id, principal=principal.id, code=int(ending.code), reason=ending.reason)
-        elif sender in done and conn.cut_off is not None:
-            ending = Ending(CloseCode.TRY_AGAIN_LATER, "slow consumer", SlowConsumer.SEND_TIMEOUT)
-        elif receiver in done and receiver.exception() is None:
-            ending = receiver.result()
-        else:
-            failed = sender if sender in done else receiver
-            exc = None if failed.cancelled() else failed.exception()
-            # OSError: uvicorn's ClientDisconnected, the client left while we were sending.
-            if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
-                log.error("ws.failed", conn=conn_id, error=repr(exc), exc_info=exc)
-                ending = Ending(CloseCode.INTERNAL_ERROR, "error")
-    finally:
-        for task in (sender, receiver, closing, lost):
-            task.cancel()
-        conn.close()
-        _count_end(rt, ending)
-        if ending.slow is not None:
-            detail = conn.cut_off or ending.reason
-            log.warning(
-                "ws.slow_consumer", conn=conn_id, principal=principal.id, reason=ending.slow.value, detail=detail
-            )
-        if ending.code != CloseCode.NORMAL and ending.slow is not SlowConsumer.PING_TIMEOUT:  # (uvicorn closed it)
-            await _close(socket, ending)
-        rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
-        if principal.source != "off":
-            try:
-                await asyncio.wait_for(rt.limiter.close_connection(principal.id, conn_id), 1.0)
-            except Exception:  # Redis away: the lease runs out by itself (agents/limits.py)
-                pass
-        log.debug(
-            "ws.disconnected",
-            conn=conn_id,
-            code=int(ending.code),
-            reason=ending.reason,
-            duration=round(time.monotonic() - opened, 3),
-            frames=conn.frames_sent,
-            direct_frames=conn.direct_frames,
-            events=conn.events_sent,
-            resyncs=conn.resyncs,
-        )
+
+
+def _ending(conn: Connection, tasks: _Tasks, done: set[asyncio.Task]) -> Ending:
+    """How the connection ends, from what of ``tasks`` is ``done``."""
+    if tasks.lost in done and tasks.closing not in done:
+        # The broker is gone: runs elsewhere cannot be followed from here. Reconnect (to any
+        # instance) with your last seq; nothing published was lost.
+        return Ending(CloseCode.SERVICE_RESTART, "broker unavailable; reconnect")
+    if tasks.closing in done:
+        return Ending(CloseCode.GOING_AWAY, "server shutdown")
+    sender, receiver = tasks.sender, tasks.receiver
+    if sender in done and conn.ended is not None:
+        ending = Ending(CloseCode(conn.ended[0]), conn.ended[1])
+        log.info("ws.ended", conn=conn.id, principal=_who(conn), code=int(ending.code), reason=ending.reason)
+        return ending
+    if sender in done and conn.cut_off is not None:
+        return Ending(CloseCode.TRY_AGAIN_LATER, "slow consumer", SlowConsumer.SEND_TIMEOUT)
+    if receiver in done and receiver.exception() is None:
+        return receiver.result()
+    failed = sender if sender in done else receiver
+    exc = None if failed.cancelled() else failed.exception()
+    # OSError: uvicorn's ClientDisconnected, the client left while we were sending.
+    if exc is not None and not isinstance(exc, WebSocketDisconnect | OSError):
+        log.error("ws.failed", conn=conn.id, error=repr(exc), exc_info=exc)
+        return Ending(CloseCode.INTERNAL_ERROR, "error")
+    return Ending(CloseCode.NORMAL, "client")
+
+
+def _who(conn: Connection) -> str | None:
+    return conn.principal.id if conn.principal is not None else None
+
+
+async def _end(socket: WebSocket, conn: Connection, rt: Runtime, ending: Ending, opened: float) -> None:
+    """Close with ``ending``'s code, count and log it, and give back the principal's connection lease."""
+    principal = conn.principal
+    assert principal is not None  # set by _open
+    conn.close()
+    _count_end(rt, ending)
+    if ending.slow is not None:
+        detail = conn.cut_off or ending.reason
+        log.warning("ws.slow_consumer", conn=conn.id, principal=principal.id, reason=ending.slow.value, detail=detail)
+    if ending.code != CloseCode.NORMAL and ending.slow is not SlowConsumer.PING_TIMEOUT:  # (uvicorn closed it)
+        await _close(socket, ending)
+    rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
+    if principal.source != "off":
+        try:
+            await asyncio.wait_for(rt.limiter.close_connection(principal.id, conn.id), 1.0)
+        except Exception:  # Redis away: the lease runs out by itself (agents/limits.py)
+            pass
+    log.debug(
+        "ws.disconnected",
+        conn=conn.id,
+        code=int(ending.code),
+        reason=ending.reason,
+        duration=round(time.monotonic() - opened, 3),
+        frames=conn.frames_sent,
+        direct_frames=conn.direct_frames,
+        events=conn.events_sent,
+        resyncs=conn.resyncs,
+    )
 
 
 async def _close(socket: WebSocket, ending: Ending) -> None:
