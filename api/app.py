@@ -91,37 +91,13 @@ def _host_check(settings: Settings) -> list[DefineMiddleware]:
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
+    """The app: its routes, the runtime started and stopped with it, the middleware in order."""
     rt = runtime or Runtime(settings)
-
     state = State({"runtime": rt})
-
-    async def announce() -> None:
-        log.info(
-            "runwatch.ready",
-            url=rt.settings.public_url,
-            model=rt.settings.default_model,
-            endpoint="offline model (built in)" if rt.settings.offline else mask_url(rt.settings.model_base_url),
-            database=mask_url(rt.settings.database_url or "") if rt.settings.postgres else str(rt.settings.database),
-            broker=mask_url(rt.settings.redis_url) if rt.settings.redis_url else "memory",
-            **({"redis_prefix": rt.settings.redis_prefix} if rt.settings.redis_url else {}),
-            instance=rt.settings.instance,
-            agents=[a.name for a in rt.registry],
-            auth="on" if rt.settings.auth_on else "OFF: anyone who reaches the port may read and start runs",
-        )
-        if rt.settings.auth_on:
-            state[LOCAL_ADMIN_KEY] = await _login_banner(rt)
-        else:
-            log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
-        if rt.settings.offline and rt.settings.offline_model_open:
-            log.warning(
-                "offline_model.open",
-                message="RUNWATCH_OFFLINE_MODEL_OPEN=true: /v1/chat/completions answers anyone who reaches the port,"
-                " without a credential",
-            )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await rt.start(before_runs=announce)
+        await rt.start(before_runs=lambda: _announce(rt, state))
         try:
             yield
         finally:
@@ -130,7 +106,56 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             if key is not None:
                 forget_local(rt.settings.port, key)
 
-    handlers: list = [
+    return Litestar(
+        route_handlers=_handlers(settings),
+        dependencies={"rt": Provide(_runtime, sync_to_thread=False)},
+        state=state,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
+        request_max_body_size=1024 * 1024,
+        middleware=[
+            *_host_check(settings),
+            http_metrics.middleware,
+            DefineMiddleware(AuthMiddleware),
+        ],
+        cors_config=_cors(settings),
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JSONRequest,
+        logging_config=None,
+    )
+
+
+async def _announce(rt: Runtime, state: State) -> None:
+    """The startup line (where it listens, with what), the login banner, and warnings for what is open."""
+    s = rt.settings
+    log.info(
+        "runwatch.ready",
+        url=s.public_url,
+        model=s.default_model,
+        endpoint="offline model (built in)" if s.offline else mask_url(s.model_base_url),
+        database=mask_url(s.database_url or "") if s.postgres else str(s.database),
+        broker=mask_url(s.redis_url) if s.redis_url else "memory",
+        **({"redis_prefix": s.redis_prefix} if s.redis_url else {}),
+        instance=s.instance,
+        agents=[a.name for a in rt.registry],
+        auth="on" if s.auth_on else "OFF: anyone who reaches the port may read and start runs",
+    )
+    if s.auth_on:
+        state[LOCAL_ADMIN_KEY] = await _login_banner(rt)
+    else:
+        log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
+    if s.offline and s.offline_model_open:
+        log.warning(
+            "offline_model.open",
+            message="RUNWATCH_OFFLINE_MODEL_OPEN=true: /v1/chat/completions answers anyone who reaches the port,"
+            " without a credential",
+        )
+
+
+def _handlers(settings: Settings) -> list[Any]:
+    """The routes these settings serve: single sign-on when configured, the offline model when it
+    is the model, the dashboard when the package has it."""
+    handlers: list[Any] = [
         RunsController,
         overview,
         PeopleController,
@@ -156,28 +181,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
                 include_in_schema=False,
             )
         )
-    return Litestar(
-        route_handlers=handlers,
-        dependencies={"rt": Provide(_runtime, sync_to_thread=False)},
-        state=state,
-        lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),
-        request_max_body_size=1024 * 1024,
-        middleware=[
-            *_host_check(settings),
-            http_metrics.middleware,
-            DefineMiddleware(AuthMiddleware),
-        ],
-        cors_config=(
-            CORSConfig(
-                allow_origins=settings.cors_origins,
-                allow_credentials=False,
-                allow_headers=["authorization", "content-type"],
-            )
-            if settings.cors_origins
-            else None
-        ),
-        exception_handlers=EXCEPTION_HANDLERS,
-        request_class=JSONRequest,
-        logging_config=None,
+    return handlers
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    if not settings.cors_origins:
+        return None
+    return CORSConfig(
+        allow_origins=settings.cors_origins, allow_credentials=False, allow_headers=["authorization", "content-type"]
     )
