@@ -279,6 +279,7 @@ def test_the_answer_follows_the_stream_until_the_reader_scrolls_up(server, open_
     run = start_run(server, {"tokens": 100_000, "rate": 400, "token_chars": 12})
     page = open_page(f"{server.url}/#/runs/{run}")
     box = page.locator("#answer")
+    box.wait_for()  # the run view is shown (a predicate over it before then would throw, not wait)
     overflowing = "el => el.scrollHeight > el.clientHeight + 300"
     page.wait_for_function(f"({overflowing})(document.querySelector('#answer'))", timeout=15_000)
     expect(box).to_have_attribute("data-following", "true")
