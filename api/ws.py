@@ -233,12 +233,12 @@ async def _end(socket: WebSocket, conn: Connection, rt: Runtime, ending: Ending,
         log.warning("ws.slow_consumer", conn=conn.id, principal=principal.id, reason=ending.slow.value, detail=detail)
     if ending.code != CloseCode.NORMAL and ending.slow is not SlowConsumer.PING_TIMEOUT:  # (uvicorn closed it)
         await _close(socket, ending)
-    rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
-    if principal.source != "off":
+    if principal.source != "off":  # the principal's place is free before the connection is gone
         try:
             await asyncio.wait_for(rt.limiter.close_connection(principal.id, conn.id), 1.0)
         except Exception:  # Redis away: the lease runs out by itself (agents/limits.py)
             pass
+    rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
     log.debug(
         "ws.disconnected",
         conn=conn.id,

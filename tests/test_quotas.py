@@ -30,6 +30,12 @@ async def _limited(server: Server, kind: str) -> float:
     return float(line.split()[-1])
 
 
+async def _open_sockets(server: Server, n: int) -> bool:
+    async with server.client() as c:
+        text = (await c.get("/metrics")).text
+    return f"runwatch_ws_connections {float(n)}" in text.splitlines()
+
+
 async def test_runs_per_minute_refuses_with_retry_after_then_recovers(make_server):
     srv = make_server({"RUNWATCH_RUNS_PER_MINUTE": "30"})  # a burst of 30, then one every 2 s
     key = await make_key(srv, "acme", "operator")
@@ -76,6 +82,7 @@ async def test_one_principal_may_hold_so_many_sockets(make_server):
     closed = await third.wait_closed()
     assert closed.code == 1013 and "connections" in closed.reason
     await first.close()
+    await eventually(lambda: _open_sockets(srv, 1))  # the server has seen it go (its place is free by then)
     fourth = await srv.watcher()  # a socket closed frees its place
     await fourth.send({"type": "ping", "id": 1})
     await fourth.wait_for(lambda m: m.get("type") == "pong")
