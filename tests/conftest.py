@@ -134,14 +134,14 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> Server:  # a ceiling: a busy 2-core machine took 20 s to import
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
         argv = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         if self.program is None:
             self.proc = ForkedProcess(argv, self.env, self.cwd, self.log_path)
         else:
-            self.proc = subprocess.Popen(
-                [*self.program, *argv], cwd=self.cwd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
-            )
+            with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+                self.proc = subprocess.Popen(
+                    [*self.program, *argv], cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                )
         _started.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -172,7 +172,6 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError(f"runwatch did not stop within {timeout} s:\n{self.logs()}") from None
-        self._log.close()
         if sig == signal.SIGTERM:
             assert "runtime.stopped" in self.logs(), self.logs()[-2000:]
         return self.proc.returncode

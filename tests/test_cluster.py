@@ -83,7 +83,6 @@ async def _kill_owner_mid_run(servers: list[Server], agent: str, text: dict) -> 
     await w.wait_for(lambda m: m.get("type") == "token" and len(w.events(run_id)) > 20)
     owner.proc.send_signal(signal.SIGKILL)
     owner.proc.wait()
-    owner._log.close()
     return run_id, survivor, w
 
 

@@ -64,7 +64,6 @@ async def test_a_waiting_run_survives_its_instance_and_its_approval_stays_open(c
     requested = await w.wait_for(_of(run, "approval.requested"))
     owner.proc.send_signal(signal.SIGKILL)
     owner.proc.wait()
-    owner._log.close()
     await w.close()  # read it afresh from the survivor
     w = await survivor.watcher()
     await w.subscribe(run)

@@ -102,7 +102,6 @@ async def test_every_replay_after_sixty_take_overs_ends_with_run_finished_and_eq
                 await eventually(every_stream_lacks_a_tail, timeout=5)
                 owner.proc.send_signal(signal.SIGKILL)
                 owner.proc.wait()
-                owner._log.close()
                 async with taker.client() as c:  # before the take-over: the followed logs lack the tails
                     for run_id in followed:
                         assert await _replay(c, run_id, limit=50) == await _stored(db, run_id), run_id

@@ -23,17 +23,19 @@ async def _start(client: httpx.AsyncClient, text: str = QUICK) -> httpx.Response
     return await client.post("/api/runs", json={"agent": "demo", "input": text})
 
 
-async def _limited(server: Server, kind: str) -> float:
+async def _sample(server: Server, series: str) -> float:
+    """The value of one series on the server's /metrics (``name{labels}`` as exposed)."""
     async with server.client() as c:
         text = (await c.get("/metrics")).text
-    line = next(x for x in text.splitlines() if x.startswith(f'runwatch_rate_limited_total{{kind="{kind}"}}'))
-    return float(line.split()[-1])
+    return float(next(x for x in text.splitlines() if x.startswith(series + " ")).split()[-1])
+
+
+async def _limited(server: Server, kind: str) -> float:
+    return await _sample(server, f'runwatch_rate_limited_total{{kind="{kind}"}}')
 
 
 async def _open_sockets(server: Server, n: int) -> bool:
-    async with server.client() as c:
-        text = (await c.get("/metrics")).text
-    return f"runwatch_ws_connections {float(n)}" in text.splitlines()
+    return await _sample(server, "runwatch_ws_connections") == n
 
 
 async def test_runs_per_minute_refuses_with_retry_after_then_recovers(make_server):
