@@ -12,7 +12,7 @@ Import what you need to define agents from here::
     weather = Agent(name="weather", instructions="Answer weather questions.", tools=[lookup])
 """
 
-from runwatch.agents.agent import Agent, AgentRegistry, UnknownAgent, load_agents
-from runwatch.agents.tools import Tool, ToolContext, ToolError, tool
+from runwatch.agents.loop.agent import Agent, AgentRegistry, UnknownAgent, load_agents
+from runwatch.agents.loop.tools import Tool, ToolContext, ToolError, tool
 
 __all__ = ["Agent", "AgentRegistry", "Tool", "ToolContext", "ToolError", "UnknownAgent", "load_agents", "tool"]

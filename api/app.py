@@ -26,16 +26,16 @@ from runwatch.api.auth.local_keys import forget_local, remember_local
 from runwatch.api.auth.oidc import oidc_callback, oidc_login
 from runwatch.api.auth.routes import LOCAL_ADMIN_KEY, AuthController, KeysController, local_proof
 from runwatch.api.auth.web import AuthMiddleware
-from runwatch.api.config import Settings
 from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
-from runwatch.api.observability import http_metrics, metrics
-from runwatch.api.offline import chat_completions
-from runwatch.api.overview import overview
-from runwatch.api.people import PeopleController
-from runwatch.api.runs import RunsController, health
+from runwatch.api.observability.endpoint import http_metrics, metrics
+from runwatch.api.offline.endpoint import chat_completions
+from runwatch.api.rest.overview import overview
+from runwatch.api.rest.people import PeopleController
+from runwatch.api.rest.runs import RunsController, health
 from runwatch.api.runtime import Runtime
-from runwatch.api.sse import run_stream
-from runwatch.api.ws import ws_endpoint
+from runwatch.api.settings.config import Settings
+from runwatch.api.sse.endpoint import run_stream
+from runwatch.api.ws.endpoint import ws_endpoint
 
 log = structlog.get_logger()
 

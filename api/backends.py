@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from runwatch.agents.store import PostgresStore, SQLiteStore, Store
 from runwatch.agents.store.credentials import Credentials, PostgresCredentials, SQLiteCredentials
-from runwatch.api.config import Settings
+from runwatch.api.settings.config import Settings
 
 
 def new_store(settings: Settings) -> Store:

@@ -39,8 +39,8 @@ import structlog
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from runwatch.agents.errors import HTTP_STATUS, ErrorCode
-from runwatch.api.config import Settings
 from runwatch.api.http_errors import ErrorBody
+from runwatch.api.settings.config import Settings
 
 log = structlog.get_logger()
 

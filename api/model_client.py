@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import structlog
 from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, DefaultAioHttpClient, DefaultAsyncHttpxClient
 
-from runwatch.api.config import MAX_SOCKET_PATH, ConfigError, Settings
+from runwatch.api.settings.config import MAX_SOCKET_PATH, ConfigError, Settings
 
 log = structlog.get_logger()
 

@@ -14,33 +14,33 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from runwatch.agents.agent import AgentRegistry, load_agents
 from runwatch.agents.bus import MemoryBus
 from runwatch.agents.bus.redis import RedisBus
-from runwatch.agents.cluster import ClusterSupervisor
-from runwatch.agents.demo import demo_agent
-from runwatch.agents.limits import Limiter, MemoryLimiter, RedisLimiter
-from runwatch.agents.prices import PriceTable, parse_prices
+from runwatch.agents.cluster.queue import RunQueue
+from runwatch.agents.cluster.supervisor import ClusterSupervisor
+from runwatch.agents.loop.agent import AgentRegistry, load_agents
+from runwatch.agents.loop.prices import PriceTable, parse_prices
+from runwatch.agents.loop.runner import Runner
+from runwatch.agents.offline.demo import demo_agent
 from runwatch.agents.redact import Redactor
-from runwatch.agents.retention import Retention
-from runwatch.agents.run_queue import RunQueue
-from runwatch.agents.runner import Runner
-from runwatch.agents.service import RunService
+from runwatch.agents.runs.limits import Limiter, MemoryLimiter, RedisLimiter
+from runwatch.agents.runs.service import RunService
+from runwatch.agents.runs.supervisor import Supervisor
 from runwatch.agents.store import Store
 from runwatch.agents.store.credentials import Credentials
-from runwatch.agents.supervisor import Supervisor
+from runwatch.agents.store.retention import Retention
 from runwatch.api.auth.authenticator import Authenticator
 from runwatch.api.auth.provider import Provider
 from runwatch.api.auth.tokens import new_secret
 from runwatch.api.backends import new_credentials, new_store
-from runwatch.api.collectors import LiveGauges
-from runwatch.api.config import ConfigError, Settings
-from runwatch.api.lane import FastLane
-from runwatch.api.metrics import Metrics
 from runwatch.api.model_client import ModelSocket, model_client
-from runwatch.api.offline_budget import AnswerBudget
-from runwatch.api.offline_pacer import Pacer
-from runwatch.api.presence import PresenceBoard
+from runwatch.api.observability.collectors import LiveGauges
+from runwatch.api.observability.metrics import Metrics
+from runwatch.api.offline.budget import AnswerBudget
+from runwatch.api.offline.pacer import Pacer
+from runwatch.api.settings.config import ConfigError, Settings
+from runwatch.api.ws.lane import FastLane
+from runwatch.api.ws.presence import PresenceBoard
 
 log = structlog.get_logger()
 
@@ -198,9 +198,9 @@ class Runtime:
         self.sse_streams: set = set()
         #: Offline model streams being served right now (so tests can see cancel closes them).
         self.offline_streams = 0
-        #: Paced offline-model streams, on one timer (api/offline_pacer.py).
+        #: Paced offline-model streams, on one timer (api/offline/pacer.py).
         self.pacer = Pacer()
-        #: The text all offline-model answers in flight hold together, bounded (api/offline.py).
+        #: The text all offline-model answers in flight hold together, bounded (api/offline/endpoint.py).
         self.offline_budget = AnswerBudget(settings.offline_max_inflight_bytes)
         self._watchdog: asyncio.Task[None] | None = None
         self.fast_lane = FastLane()

@@ -1,7 +1,7 @@
 """Agents the cluster tests load with RUNWATCH_AGENTS: resumable ones (one needs approvals), and one not."""
 
 from runwatch.agents import Agent
-from runwatch.agents.demo import deploy
+from runwatch.agents.offline.demo import deploy
 
 steady = Agent(
     name="steady",

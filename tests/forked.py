@@ -23,9 +23,9 @@ from pathlib import Path
 
 #: What ``runwatch serve`` imports on its way up (imported in the forkserver, shared by every fork).
 PRELOAD = [
-    "runwatch.api.cli",
+    "runwatch.api.cli.commands",
     "runwatch.api.app",
-    "runwatch.api.framing",
+    "runwatch.api.ws.framing",
     "runwatch.api.logs",
     "runwatch.api.runtime",
     "runwatch.api.server",
@@ -62,7 +62,7 @@ def _run(argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> None:
     sys.path[:0] = [cwd, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     importlib.invalidate_caches()
     sys.argv = ["runwatch", *argv]
-    from runwatch.api.cli import main
+    from runwatch.api.cli.commands import main
 
     try:
         code = main(argv)

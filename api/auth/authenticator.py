@@ -32,7 +32,7 @@ from runwatch.api.auth.tokens import (
     new_id,
     new_secret,
 )
-from runwatch.api.config import Settings
+from runwatch.api.settings.config import Settings
 
 log = structlog.get_logger()
 

@@ -24,8 +24,8 @@ import structlog
 
 from runwatch.agents.errors import HTTP_STATUS, CloseCode, ErrorCode
 from runwatch.api.auth.local_keys import canonical_address
-from runwatch.api.config import Settings
 from runwatch.api.http_errors import ErrorBody
+from runwatch.api.settings.config import Settings
 
 log = structlog.get_logger()
 

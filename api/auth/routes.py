@@ -124,7 +124,7 @@ class AuthController(Controller):
 
     @route("/login", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
     async def allow_login(self) -> Response[None]:
-        # As for /api/runs (api/runs.py): Litestar's own answer would name only one handler's method.
+        # As for /api/runs (api/rest/runs.py): Litestar's own answer would name only one handler's method.
         return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"})
 
     @get("/login", summary="How one may log in here (open to anyone)")
@@ -168,7 +168,7 @@ class KeysController(Controller):
 
     @route("/", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
     async def allow_keys(self) -> Response[None]:
-        # As for /api/runs (api/runs.py): Litestar's own answer would name only one handler's method.
+        # As for /api/runs (api/rest/runs.py): Litestar's own answer would name only one handler's method.
         return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"})
 
     @get(

@@ -22,7 +22,7 @@ from runwatch.agents.errors import Forbidden, Unauthenticated
 from runwatch.agents.identity import DEFAULT_TENANT, NOBODY, Principal, Role
 from runwatch.api.auth.authenticator import SESSION_COOKIE, AuthFailed
 from runwatch.api.auth.tokens import same_secret
-from runwatch.api.config import Settings
+from runwatch.api.settings.config import Settings
 
 log = structlog.get_logger()
 

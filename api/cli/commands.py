@@ -1,0 +1,307 @@
+"""The ``runwatch`` command: ``serve`` the app, ``run`` an agent and follow it, list ``agents``."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runwatch.api import __version__
+from runwatch.api.cli.client import client_options, list_agents, run_agent
+from runwatch.api.cli.keys import keys_parser
+from runwatch.api.settings.config import ENV, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from runwatch.api.runtime import Runtime
+
+EPILOG = "Every setting can also come from the environment or a TOML file (--config):\n" + "\n".join(
+    f"  {var:<32} {text}" for var, text in ENV.values()
+)
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the server (API, WebSocket, dashboard)",
+        description="Run runwatch: REST + WebSocket + SSE API, the dashboard, and the offline model "
+        "when no OpenAI endpoint is configured.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    p.add_argument("--data-dir", help="folder of the SQLite database (default ./runwatch-data)")
+    p.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
+    p.add_argument(
+        "--database", help="postgresql://user@host/db, or an SQLite path (also RUNWATCH_DATABASE_URL; default SQLite)"
+    )
+    p.add_argument("--redis", help="redis://host:port/db: broker, run queue and control in Redis (RUNWATCH_REDIS_URL)")
+    p.add_argument("--instance", help="this instance's name (default: host name and pid; RUNWATCH_INSTANCE)")
+    p.add_argument("--model", help="default model name (also RUNWATCH_MODEL)")
+    p.add_argument("--agents", help="comma-separated modules to load Agent objects from")
+    p.add_argument("--coalesce-ms", type=float, help="token coalescing window in ms, 0 = off (default 25)")
+    p.add_argument("--max-running", type=int, help="runs executing at once (default 8)")
+    p.add_argument("--log-format", choices=["console", "json"], help="log line format (default console)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    p.set_defaults(func=serve)
+
+
+def _listen_problem(host: str, port: int) -> str | None:
+    """Why ``serve`` could not listen on ``host:port``, as one line that says what to do; None if it can."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        return f"{host!r} is not an address or a known host name; pass --host or set RUNWATCH_HOST"
+    with socket.socket(family, kind) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use; pass --port or set RUNWATCH_PORT"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return (
+                    f"{host} is not an address of this machine; pass --host (127.0.0.1, or 0.0.0.0 for every "
+                    "interface) or set RUNWATCH_HOST"
+                )
+            if exc.errno == errno.EACCES:
+                return f"no permission to listen on port {port}; pass --port (1024 or above) or set RUNWATCH_PORT"
+            return f"cannot listen on {host}:{port} ({exc.strerror}); pass --host and --port"
+    return None
+
+
+def _data_dir_problem(path: Path) -> str | None:
+    """Why the data folder cannot hold the database, as one line that says what to do; None if it can."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # (a new one: this user's only)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return (
+            f"cannot use {str(path)!r} as the data folder ({exc.strerror or exc}); pass --data-dir or set "
+            "RUNWATCH_DATA_DIR to a folder you can write"
+        )
+    return None
+
+
+def _backends_problem(database_url: str | None, postgres: bool, redis_url: str | None) -> str | None:
+    """Why the configured PostgreSQL or Redis cannot be reached, as one line; None if both can."""
+    import asyncio
+
+    from runwatch.agents.redact import mask_url
+
+    async def check() -> str | None:
+        if postgres and database_url:
+            import asyncpg
+
+            try:
+                conn = await asyncpg.connect(database_url, timeout=5)
+                await conn.close()
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                return f"cannot reach PostgreSQL at {mask_url(database_url)} ({exc}); check RUNWATCH_DATABASE_URL"
+        if redis_url:
+            import redis.asyncio
+            from redis.exceptions import RedisError
+
+            client = redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=5)
+            try:
+                await client.ping()
+            except (OSError, RedisError) as exc:
+                return f"cannot reach Redis at {mask_url(redis_url)} ({exc}); check RUNWATCH_REDIS_URL"
+            finally:
+                await client.aclose()
+        return None
+
+    return asyncio.run(check())
+
+
+def serve(args: argparse.Namespace) -> int:
+    from runwatch.api.logs import configure_logging
+    from runwatch.api.runtime import Runtime
+
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "data_dir": args.data_dir,
+        "database_url": args.database,
+        "redis_url": args.redis,
+        "instance": args.instance,
+        "model": args.model,
+        "agents": args.agents,
+        "coalesce_ms": args.coalesce_ms,
+        "max_running": args.max_running,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+    try:
+        settings = load_settings(overrides, config_file=args.config)
+    except ConfigError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
+    problem = (
+        _data_dir_problem(settings.data_dir)
+        or _listen_problem(settings.host, settings.port)
+        or _backends_problem(settings.database_url, settings.postgres, settings.redis_url)
+    )
+    if problem:
+        print(f"runwatch: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level, settings.secrets)
+    try:
+        runtime = Runtime(settings)
+    except ConfigError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _serve(settings, runtime)
+    finally:  # also after a failed start (uvicorn exits with SystemExit)
+        if runtime.model_socket is not None:
+            runtime.model_socket.remove()
+
+
+def _serve(settings: Settings, runtime: Runtime) -> int:
+    import uvicorn
+
+    from runwatch.api.app import create_app
+    from runwatch.api.server import Server
+    from runwatch.api.ws.framing import expose_server_send
+
+    app = create_app(settings, runtime)
+    config = uvicorn.Config(
+        expose_server_send(app),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_ping_interval=settings.heartbeat,
+        ws_ping_timeout=settings.heartbeat,
+        # The protocol the fan-out writes frames to directly (api/ws/framing.py); no deflate, see docs.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+
+    Server(config, runtime).run()
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Bring the database's schema up to date (``serve`` does it too, at start)."""
+    import asyncio
+
+    from runwatch.agents.store import PostgresStore, StoreUnavailable
+    from runwatch.agents.store.migrations import latest
+    from runwatch.api.backends import new_store
+    from runwatch.api.logs import configure_logging
+
+    try:
+        settings = load_settings({"database_url": args.database, "data_dir": args.data_dir}, config_file=args.config)
+    except ConfigError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("console", "warning", settings.secrets)
+
+    async def apply() -> str:
+        store = new_store(settings)
+        if not isinstance(store, PostgresStore):
+            await store.open()  # its schema is created in place, as it was always
+            await store.close()
+            return f"SQLite database {settings.database} is ready"
+        from runwatch.agents.store.migrations import migrate as apply_migrations
+
+        pg = store
+        await pg.open()  # applies what is missing, under the migrations' lock
+        try:
+            async with pg.pool.acquire() as conn:
+                await apply_migrations(conn)
+                rows = await conn.fetch("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+        finally:
+            await pg.close()
+        applied = "\n".join(
+            f"  {r['version']:>3}  {r['name']}  (applied {r['applied_at']:%Y-%m-%d %H:%M:%S %Z})" for r in rows
+        )
+        return f"PostgreSQL database is at schema version {latest()}:\n{applied}"
+
+    try:
+        print(asyncio.run(apply()))
+    except StoreUnavailable as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runwatch",
+        description="Watch LLM agent runs live: serve the API and dashboard, or talk to one.",
+    )
+    parser.add_argument("--version", action="version", version=f"runwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(sub)
+    p = sub.add_parser(
+        "migrate",
+        help="create or upgrade the database schema",
+        description="Apply the store's schema migrations (serve applies them at start too). Safe to run "
+        "while instances are running, and from several places at once: migrations take a database lock.",
+    )
+    p.add_argument("--database", help="postgresql://user@host/db or an SQLite path (also RUNWATCH_DATABASE_URL)")
+    p.add_argument("--data-dir", help="folder of the default SQLite database (default ./runwatch-data)")
+    p.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
+    p.set_defaults(func=migrate)
+    url_help = "server URL (default $RUNWATCH_URL, else http://127.0.0.1:$RUNWATCH_PORT, port 8000)"
+    p = sub.add_parser(
+        "run",
+        help="start a run and follow it in the terminal",
+        description="Start a run on a running server and print its events as they arrive.",
+    )
+    p.add_argument("agent", help="agent name, e.g. demo")
+    p.add_argument("input", help="the input text, or a JSON scenario for the offline model")
+    p.add_argument("--thread", help="continue this thread (printed by an earlier run) instead of starting one")
+    client_options(p, url_help)
+    p.set_defaults(func=run_agent)
+    p = sub.add_parser(
+        "agents", help="list the agents a server can run", description="List the agents of a running server."
+    )
+    client_options(p, url_help)
+    p.set_defaults(func=list_agents)
+    keys_parser(sub)
+    return parser
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` chose, e.g. ``runwatch keys list``'s: its usage is the one to show."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if sub is None or chosen not in sub.choices:
+            return parser
+        parser = sub.choices[chosen]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its usage (exits 2)
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        if args.func is serve:
+            raise
+        # Client commands print to pipes (`runwatch agents | head`): end quietly when the reader goes,
+        # as SIGPIPE would end them. Not by SIGPIPE itself: that also kills a command whose request
+        # meets a closed socket (a --url port that is not HTTP) before it can say so.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (nothing left to flush)
+        return 128 + signal.SIGPIPE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

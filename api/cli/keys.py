@@ -1,0 +1,108 @@
+"""``runwatch keys``: create, list and revoke API keys, straight in the database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runwatch.api.settings.config import ConfigError, load_settings
+
+
+def keys_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "keys",
+        help="create, list and revoke API keys",
+        description="Manage API keys in the database (run it where serve's database is reachable). "
+        "A key is shown once, when it is created; only its hash is kept.",
+    )
+    keys = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = keys.add_parser("create", help="create a key and print it (once)", description="Create an API key.")
+    c.add_argument("--tenant", required=True, help="the tenant whose runs the key sees and starts")
+    c.add_argument("--role", required=True, choices=["viewer", "operator", "admin"], help="what the key may do")
+    c.add_argument("--name", default="", help="a name to recognise it by (shown in lists and as who started runs)")
+    listing = keys.add_parser("list", help="list keys (never the keys themselves)", description="List API keys.")
+    r = keys.add_parser(
+        "revoke",
+        help="revoke a key",
+        description="Revoke an API key: within seconds it works nowhere, and sockets opened with it close (4401).",
+    )
+    r.add_argument("id", help="the key's id (k_…), from `runwatch keys list`")
+    for action in (c, listing, r):
+        action.add_argument("--database", help="postgresql://user@host/db or an SQLite path (RUNWATCH_DATABASE_URL)")
+        action.add_argument("--data-dir", help="folder of the default SQLite database (default ./runwatch-data)")
+        action.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
+    p.set_defaults(func=manage_keys)
+
+
+def manage_keys(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from runwatch.agents.identity import TENANT_PATTERN, Role
+    from runwatch.agents.store import StoreUnavailable
+    from runwatch.api.auth.authenticator import create_key
+    from runwatch.api.backends import new_credentials, new_store
+    from runwatch.api.logs import configure_logging
+
+    try:
+        settings = load_settings({"database_url": args.database, "data_dir": args.data_dir}, config_file=args.config)
+    except ConfigError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("console", "warning", settings.secrets)
+    if args.action == "create":
+        import re
+
+        if not re.match(TENANT_PATTERN, args.tenant):
+            print("runwatch: --tenant must be letters, digits, '_', '.' or '-' (at most 64)", file=sys.stderr)
+            return 2
+
+    async def act() -> int:
+        store = new_store(settings)
+        await store.open()  # creates or migrates the schema, credentials included
+        await store.close()
+        creds = new_credentials(settings)
+        await creds.open()
+        try:
+            if args.action == "create":
+                secret, k = await create_key(creds, tenant=args.tenant, role=Role(args.role), name=args.name)
+                print(secret)
+                print(
+                    f"key {k.id}: tenant {k.tenant}, role {k.role}. It is shown this once: keep it now.",
+                    file=sys.stderr,
+                )
+            elif args.action == "list":
+                rows = [
+                    (
+                        k.id,
+                        k.tenant,
+                        k.role,
+                        f"revoked {time.strftime('%Y-%m-%d', time.gmtime(k.revoked_at))}" if k.revoked_at else "active",
+                        time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at)),
+                        k.name,
+                    )
+                    for k in await creds.keys()
+                ]
+                print("\n".join(table(("ID", "TENANT", "ROLE", "STATE", "CREATED (UTC)", "NAME"), rows)))
+                if not rows:
+                    print("no keys yet: `runwatch keys create --tenant T --role R` makes one", file=sys.stderr)
+            elif not await creds.revoke(args.id, time.time()):
+                print(f"runwatch: no active key {args.id!r}; see `runwatch keys list`", file=sys.stderr)
+                return 1
+            else:
+                print(f"revoked {args.id}", file=sys.stderr)
+            return 0
+        finally:
+            await creds.close()
+
+    try:
+        return asyncio.run(act())
+    except StoreUnavailable as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return 2
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """``header`` and ``rows`` as lines of columns, each as wide as its widest cell, two spaces apart."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)]
