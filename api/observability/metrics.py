@@ -9,23 +9,37 @@ created at start-up, so every series exists (at zero) before the first run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any, get_args, get_type_hints
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from runwatch.agents import errors
-from runwatch.agents.events import EVENT_TYPES, Published
+from runwatch.agents.events import (
+    EVENT_TYPES,
+    ApprovalDecision,
+    ApprovalResolved,
+    FinalStatus,
+    MessageReceived,
+    Published,
+    RunFinished,
+    RunQueued,
+    RunResumed,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    Token,
+    ToolFinished,
+)
 from runwatch.api.observability.collectors import LockFreeHistogram
 from runwatch.api.ws.protocol import CLIENT_TYPES
-
-if TYPE_CHECKING:
-    pass
 
 # ``*_created`` series double the series count and no dashboard here reads them.
 disable_created_metrics()
 
-RUN_STATUSES = ("succeeded", "failed", "cancelled")
+RUN_STATUSES: tuple[str, ...] = get_args(FinalStatus)
+APPROVAL_DECISIONS: tuple[str, ...] = get_args(ApprovalDecision)
+MESSAGE_MODES: tuple[str, ...] = get_args(get_type_hints(MessageReceived)["mode"])
 TOOL_OUTCOMES = ("ok", "error", "cancelled", "denied")
 CLOSE_REASONS = tuple(dict.fromkeys(errors.CLOSE_REASONS.values()))
 SLOW_CONSUMER_ACTIONS = ("resync", "disconnect")
@@ -88,9 +102,29 @@ class Metrics:
         self._tools = {tool for _, tools in agents.values() for tool in tools}
         self._runs: dict[str, tuple[str, str, bool]] = {}  # run_id -> (agent, model, started)
         self._streamed: dict[str, int] = {}  # run_id -> output deltas counted in the current step
-        r = registry
+        self._connection_metrics(registry)
+        self._limit_metrics(registry)
+        self._run_metrics(registry)
+        self._llm_metrics(registry)
+        self._tool_metrics(registry)
+        self._bus_metrics(registry)
+        self._preset()
+        #: What each event type adds to the metrics (the rest are only counted as published).
+        self._on: dict[str, Callable[[Any], None]] = {
+            "token": self._on_token,
+            "step.started": self._on_step_started,
+            "step.finished": self._on_step_finished,
+            "tool.finished": self._on_tool_finished,
+            "approval.resolved": self._on_approval,
+            "message.received": self._on_message,
+            "run.queued": self._on_run_queued,
+            "run.started": self._on_run_started,
+            "run.resumed": self._on_run_started,
+            "run.finished": self._on_run_finished,
+        }
 
-        # -- connections
+    def _connection_metrics(self, r: CollectorRegistry) -> None:
+        """WebSocket and SSE connections: opened, closed, frames, bytes, slow consumers."""
         self.ws_opened = Counter("runwatch_ws_connections_opened", "WebSocket connections accepted.", registry=r)
         self.ws_closed = Counter(
             "runwatch_ws_connections_closed", "WebSocket connections ended, by reason.", ["reason"], registry=r
@@ -108,26 +142,40 @@ class Metrics:
             registry=r,
         )
         self.sse_opened = Counter("runwatch_sse_streams_opened", "SSE streams opened.", registry=r)
-        # -- identity and limits
+
+    def _limit_metrics(self, r: CollectorRegistry) -> None:
+        """Metrics of identity and limits."""
         self.rate_limited = Counter(
             "runwatch_rate_limited", "Requests and messages refused by a limit, by limit.", ["kind"], registry=r
         )
         self.auth_failures = Counter(
             "runwatch_auth_failures", "Credentials refused (or missing), by reason.", ["reason"], registry=r
         )
-        # -- runs
+
+    def _run_metrics(self, r: CollectorRegistry) -> None:
+        """Runs: active, queued, finished, their duration and queue wait."""
         self.runs_active = Gauge("runwatch_runs_active", "Runs executing now.", ["agent"], registry=r)
         self.runs_queued = Gauge("runwatch_runs_queued", "Runs waiting for a slot.", ["agent"], registry=r)
         self.runs_finished = Counter(
             "runwatch_runs_finished", "Runs ended, by agent and status.", ["agent", "status"], registry=r
         )
         self.run_duration = Histogram(
-            "runwatch_run_duration_seconds", "Run duration, queue excluded.", ["agent"], buckets=_SECONDS, registry=r
+            "runwatch_run_duration_seconds",
+            "Run duration, queue excluded.",
+            ["agent"],
+            buckets=_SECONDS,
+            registry=r,
         )
         self.queue_wait = Histogram(
-            "runwatch_run_queue_wait_seconds", "Time from queued to started.", ["agent"], buckets=_SECONDS, registry=r
+            "runwatch_run_queue_wait_seconds",
+            "Time from queued to started.",
+            ["agent"],
+            buckets=_SECONDS,
+            registry=r,
         )
-        # -- LLM (meanings after the OpenTelemetry GenAI conventions)
+
+    def _llm_metrics(self, r: CollectorRegistry) -> None:
+        """Metrics of LLM (meanings after the OpenTelemetry GenAI conventions)."""
         self.tokens = Counter(
             "runwatch_llm_tokens", "Tokens by model and type (input, output).", ["model", "type"], registry=r
         )
@@ -158,7 +206,9 @@ class Metrics:
             ["model", "error_type"],
             registry=r,
         )
-        # -- tools
+
+    def _tool_metrics(self, r: CollectorRegistry) -> None:
+        """Tool calls, cost, approvals and people's messages."""
         self.tool_calls = Counter(
             "runwatch_tool_calls", "Tool calls, by tool and outcome.", ["tool", "outcome"], registry=r
         )
@@ -184,7 +234,9 @@ class Metrics:
             buckets=sorted({*_LATENCY, *_SECONDS}),
             registry=r,
         )
-        # -- bus
+
+    def _bus_metrics(self, r: CollectorRegistry) -> None:
+        """The bus: events published, and publish-to-send latency."""
         self.published = Counter("runwatch_bus_events_published", "Events published, by type.", ["type"], registry=r)
         #: The children counted for every token event, looked up once: ``labels()`` takes a lock
         #: and builds its key on every call, a cost per streamed token of every run.
@@ -196,7 +248,6 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
-        self._preset()
 
     def auth_failure(self, reason: str) -> None:
         self.auth_failures.labels(reason).inc()
@@ -238,9 +289,9 @@ class Metrics:
                 self.tool_calls.labels(tool, outcome)
         for kind in EVENT_TYPES:
             self.published.labels(kind)
-        for decision in ("approved", "denied", "expired"):
+        for decision in APPROVAL_DECISIONS:
             self.approvals.labels(decision)
-        for mode in ("interrupt", "queue"):
+        for mode in MESSAGE_MODES:
             self.messages.labels(mode)
 
     def _agent(self, name: str) -> str:
@@ -255,84 +306,92 @@ class Metrics:
     # -- the bus sink ---------------------------------------------------------------------------
 
     def accept(self, published: Published) -> None:
-        event = published.event
         kind = published.type
         counter = self._published_by_type.get(kind)
         if counter is None:
             counter = self._published_by_type[kind] = self.published.labels(kind)
         counter.inc()
-        if event is None or kind == "status":
-            return
-        if kind == "token":
-            # Counted live, so token rates move while a long answer streams; topped up to the
-            # model's own usage figure at step end.
-            _, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, True))
-            output = self._output_tokens.get(model)
-            if output is None:
-                output = self._output_tokens[model] = self.tokens.labels(model, "output")
-            output.inc(event.deltas)
-            self._streamed[event.run_id] = self._streamed.get(event.run_id, 0) + event.deltas
-        elif kind == "step.finished":
-            _, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, True))
-            streamed = self._streamed.pop(event.run_id, 0)
-            self.tokens.labels(model, "input").inc(event.usage.input_tokens)
-            self.tokens.labels(model, "output").inc(max(0, event.usage.output_tokens - streamed))
-            self.llm_duration.labels(model).observe(event.duration)
-            if event.cost:
-                self.cost.labels(model).inc(event.cost)
-            if event.ttft is not None:
-                self.ttft.labels(model).observe(event.ttft)
-                streaming = event.duration - event.ttft
-                if event.usage.output_tokens > 1 and streaming > 0:
-                    self.output_rate.labels(model).observe((event.usage.output_tokens - 1) / streaming)
-            if event.error_type is not None:
-                error = event.error_type if event.error_type in LLM_ERROR_TYPES else OTHER
-                self.llm_errors.labels(model, error).inc()
-        elif kind == "tool.finished":
-            tool = self._tool(event.tool)
-            outcome = (
-                "denied"
-                if event.denied
-                else "ok"
-                if event.error is None
-                else "cancelled"
-                if event.error == "cancelled"
-                else "error"
-            )
-            self.tool_calls.labels(tool, outcome).inc()
-            self.tool_duration.labels(tool).observe(event.duration)
-        elif kind == "approval.resolved":
-            self.approvals.labels(event.decision).inc()
-        elif kind == "message.received":
-            self.messages.labels(event.mode).inc()
-        elif kind == "run.queued":
-            agent = self._agent(event.agent)
-            self._runs[event.run_id] = (agent, self._model(event.model), False)
-            self.runs_queued.labels(agent).inc()
-        elif kind in ("run.started", "run.resumed"):
-            # With many instances, a run may have been queued by another one (its agent then comes
-            # from this event, its model from its steps).
-            known = self._runs.get(event.run_id)
-            agent = known[0] if known is not None else self._agent(event.agent)
-            if known is not None and not known[2]:
-                self.runs_queued.labels(agent).dec()
-            if known is None or not known[2]:
-                self.runs_active.labels(agent).inc()
-            self._runs[event.run_id] = (agent, known[1] if known is not None else OTHER, True)
-            if kind == "run.started":
-                self.queue_wait.labels(agent).observe(event.queue_wait)
-        elif kind == "step.started":
-            known = self._runs.get(event.run_id)
-            if known is not None and known[1] == OTHER:
-                self._runs[event.run_id] = (known[0], self._model(event.model), known[2])
-        elif kind == "run.finished":
-            agent, _, started = self._runs.pop(event.run_id, (OTHER, OTHER, None))
-            self._streamed.pop(event.run_id, None)
-            if started is not None:  # unknown here: queued and ended elsewhere, or a dead process's
-                (self.runs_active if started else self.runs_queued).labels(agent).dec()
-            self.runs_finished.labels(agent, event.status).inc()
-            if started:
-                self.run_duration.labels(agent).observe(event.totals.duration)
+        event = published.event
+        if event is not None:
+            handle = self._on.get(kind)
+            if handle is not None:
+                handle(event)
+
+    def _on_token(self, event: Token) -> None:
+        # Counted live, so token rates move while a long answer streams; topped up to the model's
+        # own usage figure at step end.
+        _, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, True))
+        output = self._output_tokens.get(model)
+        if output is None:
+            output = self._output_tokens[model] = self.tokens.labels(model, "output")
+        output.inc(event.deltas)
+        self._streamed[event.run_id] = self._streamed.get(event.run_id, 0) + event.deltas
+
+    def _on_step_started(self, event: StepStarted) -> None:
+        known = self._runs.get(event.run_id)
+        if known is not None and known[1] == OTHER:
+            self._runs[event.run_id] = (known[0], self._model(event.model), known[2])
+
+    def _on_step_finished(self, event: StepFinished) -> None:
+        _, model, _ = self._runs.get(event.run_id, (OTHER, OTHER, True))
+        streamed = self._streamed.pop(event.run_id, 0)
+        self.tokens.labels(model, "input").inc(event.usage.input_tokens)
+        self.tokens.labels(model, "output").inc(max(0, event.usage.output_tokens - streamed))
+        self.llm_duration.labels(model).observe(event.duration)
+        if event.cost:
+            self.cost.labels(model).inc(event.cost)
+        if event.ttft is not None:
+            self.ttft.labels(model).observe(event.ttft)
+            streaming = event.duration - event.ttft
+            if event.usage.output_tokens > 1 and streaming > 0:
+                self.output_rate.labels(model).observe((event.usage.output_tokens - 1) / streaming)
+        if event.error_type is not None:
+            error = event.error_type if event.error_type in LLM_ERROR_TYPES else OTHER
+            self.llm_errors.labels(model, error).inc()
+
+    def _on_tool_finished(self, event: ToolFinished) -> None:
+        tool = self._tool(event.tool)
+        if event.denied:
+            outcome = "denied"
+        elif event.error is None:
+            outcome = "ok"
+        else:
+            outcome = "cancelled" if event.error == "cancelled" else "error"
+        self.tool_calls.labels(tool, outcome).inc()
+        self.tool_duration.labels(tool).observe(event.duration)
+
+    def _on_approval(self, event: ApprovalResolved) -> None:
+        self.approvals.labels(event.decision).inc()
+
+    def _on_message(self, event: MessageReceived) -> None:
+        self.messages.labels(event.mode).inc()
+
+    def _on_run_queued(self, event: RunQueued) -> None:
+        agent = self._agent(event.agent)
+        self._runs[event.run_id] = (agent, self._model(event.model), False)
+        self.runs_queued.labels(agent).inc()
+
+    def _on_run_started(self, event: RunStarted | RunResumed) -> None:
+        # With many instances, a run may have been queued by another one (its agent then comes from
+        # this event, its model from its steps).
+        known = self._runs.get(event.run_id)
+        agent = known[0] if known is not None else self._agent(event.agent)
+        if known is not None and not known[2]:
+            self.runs_queued.labels(agent).dec()
+        if known is None or not known[2]:
+            self.runs_active.labels(agent).inc()
+        self._runs[event.run_id] = (agent, known[1] if known is not None else OTHER, True)
+        if isinstance(event, RunStarted):
+            self.queue_wait.labels(agent).observe(event.queue_wait)
+
+    def _on_run_finished(self, event: RunFinished) -> None:
+        agent, _, started = self._runs.pop(event.run_id, (OTHER, OTHER, None))
+        self._streamed.pop(event.run_id, None)
+        if started is not None:  # unknown here: queued and ended elsewhere, or a dead process's
+            (self.runs_active if started else self.runs_queued).labels(agent).dec()
+        self.runs_finished.labels(agent, event.status).inc()
+        if started:
+            self.run_duration.labels(agent).observe(event.totals.duration)
 
     async def ready(self) -> None:
         return None
