@@ -37,7 +37,8 @@ from runwatch.agents.events import (
 )
 from runwatch.agents.identity import Actor
 from runwatch.agents.loop.agent import Agent, AgentRegistry
-from runwatch.agents.loop.runner import LimitExceeded, Runner
+from runwatch.agents.loop.runner import Runner
+from runwatch.agents.loop.step import LimitExceeded
 from runwatch.agents.redact import Redactor
 from runwatch.agents.runs import threads
 from runwatch.agents.runs.handle import RunHandle, new_run_id
