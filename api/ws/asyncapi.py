@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -61,22 +62,33 @@ def _canonical(schema: Any) -> Any:
     return schema
 
 
+def _message(s: type[msgspec.Struct]) -> dict[str, Any]:
+    """One message of the channel: its tag, its docstring's first line, its payload's schema."""
+    message = {
+        "name": s.__struct_config__.tag,
+        "title": s.__struct_config__.tag,
+        "summary": inspect.cleandoc(s.__doc__ or "").split("\n")[0] or None,
+        "contentType": "application/json",
+        "payload": {"$ref": f"#/components/schemas/{_name(s)}"},
+    }
+    if message["summary"] is None:
+        del message["summary"]
+    return message
+
+
+def _operation(action: str, summary: str, structs: Sequence[type[msgspec.Struct]]) -> dict[str, Any]:
+    return {
+        "action": action,
+        "channel": {"$ref": "#/channels/ws"},
+        "summary": summary,
+        "messages": [{"$ref": f"#/channels/ws/messages/{_name(s)}"} for s in structs],
+    }
+
+
 def build() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(CLIENT + SERVER + EVENTS, ref_template="#/components/schemas/{name}")
     components = _canonical(components)
-    messages = {
-        _name(s): {
-            "name": s.__struct_config__.tag,
-            "title": s.__struct_config__.tag,
-            "summary": inspect.cleandoc(s.__doc__ or "").split("\n")[0] or None,
-            "contentType": "application/json",
-            "payload": {"$ref": f"#/components/schemas/{_name(s)}"},
-        }
-        for s in CLIENT + SERVER + EVENTS
-    }
-    for message in messages.values():
-        if message["summary"] is None:
-            del message["summary"]
+    messages = {_name(s): _message(s) for s in CLIENT + SERVER + EVENTS}
     refs = {name: {"$ref": f"#/components/messages/{name}"} for name in messages}
     return {
         "asyncapi": "3.0.0",
@@ -101,24 +113,11 @@ def build() -> dict[str, Any]:
             }
         },
         "operations": {
-            "sendClientMessage": {
-                "action": "receive",
-                "channel": {"$ref": "#/channels/ws"},
-                "summary": "Messages a client sends.",
-                "messages": [{"$ref": f"#/channels/ws/messages/{_name(s)}"} for s in CLIENT],
-            },
-            "receiveServerMessage": {
-                "action": "send",
-                "channel": {"$ref": "#/channels/ws"},
-                "summary": "Control messages the server sends.",
-                "messages": [{"$ref": f"#/channels/ws/messages/{_name(s)}"} for s in SERVER],
-            },
-            "receiveEvent": {
-                "action": "send",
-                "channel": {"$ref": "#/channels/ws"},
-                "summary": "Run events, in seq order per run.",
-                "messages": [{"$ref": f"#/channels/ws/messages/{_name(s)}"} for s in EVENTS],
-            },
+            "sendClientMessage": _operation("receive", "Messages a client sends.", CLIENT),
+            "receiveServerMessage": _operation(
+                "send", "Messages the server sends that are not run events: acks, errors, notices.", SERVER
+            ),
+            "receiveEvent": _operation("send", "Run events, in seq order per run.", EVENTS),
         },
         "components": {"schemas": components, "messages": messages},
     }

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-#: Control messages (acks, errors) waiting to be sent. At this many the receive loop stops reading
+#: Server messages (acks, errors) waiting to be sent. At this many the receive loop stops reading
 #: the client's messages until the sender has made room (``room``): a client that sends faster than
 #: it reads is slowed down, not cut off; one that stops reading is cut off by the send timeout.
 MAX_OUTBOX = 256
@@ -91,7 +91,7 @@ class Connection:
         self._heartbeat = heartbeat
         self._metrics = metrics
         self.subscriptions: dict[str, Subscription] = {}
-        #: Control messages (acks, errors) to send ahead of events: a list (a deque costs 760 bytes).
+        #: Server messages (acks, errors) to send ahead of events: a list (a deque costs 760 bytes).
         self._outbox: list[str] = []
         #: While the outbox is full: resolved when the sender has made room (see ``MAX_OUTBOX``).
         #: Made only when needed — an idle connection should cost as little memory as possible.
@@ -218,7 +218,7 @@ class Connection:
             self._metrics.publish_to_send.observe_since(frame.oldest)
 
     def post(self, message: str) -> None:
-        """Queue a control message (ack, error) ahead of events; the receive loop waits for ``room``."""
+        """Queue a server message (ack, error) ahead of events; the receive loop waits for ``room``."""
         self._outbox.append(message)
         self._wake_sender()
 
@@ -324,7 +324,7 @@ class Connection:
         self._delivered(frame)
 
     async def _collect(self) -> tuple[Frame, bool]:
-        """Up to ``frame_events`` events and about ``frame_bytes`` bytes, after any control messages;
+        """Up to ``frame_events`` events and about ``frame_bytes`` bytes, after any server messages;
         and whether more is waiting. An event bigger than ``frame_bytes`` goes in a frame of its own."""
         frame = Frame()
         if self._outbox:

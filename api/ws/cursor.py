@@ -1,5 +1,5 @@
 """What one WebSocket connection sends: a subscription's cursor into a log, and the frame being
-assembled from control messages and events."""
+assembled from server messages (acks, errors) and events."""
 
 from __future__ import annotations
 
