@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -40,7 +40,9 @@ from runwatch.api.ws.lane import FastLane, FrameKey, SharedFrame
 from runwatch.api.ws.protocol import Heartbeat, Resync, ResyncReason, encode
 
 if TYPE_CHECKING:
+    from runwatch.agents.identity import Principal
     from runwatch.api.observability.metrics import Metrics
+    from runwatch.api.ws.presence import PresenceBoard
 
 log = structlog.get_logger()
 
@@ -118,10 +120,10 @@ class Connection:
         self.ended: tuple[int, str] | None = None
         #: Who is watching (``runwatch.agents.identity.Principal``), set by the endpoint; with
         #: ``feed_tenant`` set, the runs feed shows this connection only that tenant's runs.
-        self.principal: Any = None
+        self.principal: Principal | None = None
         self.feed_tenant: str | None = None
-        #: Who watches which run (``api.presence``): told of this connection's subscriptions to runs.
-        self.presence: Any = None
+        #: Who watches which run (``api/ws/presence.py``): told of this connection's subscriptions to runs.
+        self.presence: PresenceBoard | None = None
         #: ``RunService.tenant_of``: the tenant of the run a feed entry is about.
         self.tenant_of: Callable[[Published], Awaitable[str | None]] | None = None
         self.frames_sent = 0
