@@ -28,7 +28,7 @@ from runwatch.api.ws.connection import Connection
 from runwatch.api.ws.cutoff import drop
 from runwatch.api.ws.dispatch import MessageRate, handle
 from runwatch.api.ws.framing import Scope, direct_writer, sansio_protocol
-from runwatch.api.ws.protocol import Error, Hello, ProtocolError, encode
+from runwatch.api.ws.protocol import CLOSE_CODES, Error, Hello, ProtocolError, encode
 
 log = structlog.get_logger()
 
@@ -181,6 +181,7 @@ def _hello(conn_id: str, principal: Principal, settings: Settings) -> Hello:
         offline=settings.offline,
         heartbeat=settings.heartbeat,
         max_message_bytes=settings.ws_max_message_bytes,
+        close_codes=CLOSE_CODES,
         principal={
             "id": principal.id,
             "name": principal.name,

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from runwatch.agents.errors import CloseCode, ErrorCode, ResyncReason, RunwatchError
+from runwatch.agents.errors import FINAL, LOG_IN_AGAIN, CloseCode, ErrorCode, ResyncReason, RunwatchError
 from runwatch.agents.events import tags
 from runwatch.agents.runs.inbox import Mode
 from runwatch.agents.runs.threads import IfBusy
@@ -94,12 +94,28 @@ CLIENT_TYPES = tags(AnyClientMessage)
 # -- server → client (events themselves are sent as-is) -------------------------------------
 
 
+class CloseCodes(msgspec.Struct, kw_only=True, frozen=True):
+    """Which close codes end reconnecting (``agents/errors.py``'s ``FINAL`` and ``LOG_IN_AGAIN``):
+    after one in ``final``, reconnecting as before cannot help; after one in ``log_in_again`` (all
+    of them final too), log in again (or get a fresh token) first. After any other close, reconnect
+    with each run's last seq."""
+
+    final: list[CloseCode]
+    log_in_again: list[CloseCode]
+
+
+#: What every ``hello`` says of close codes: the server's terms, so a client need not keep its own copy.
+CLOSE_CODES = CloseCodes(final=sorted(FINAL), log_in_again=sorted(LOG_IN_AGAIN))
+
+
 class Hello(msgspec.Struct, tag_field="type", tag="hello", kw_only=True):
     connection: str
     version: str
     offline: bool
     heartbeat: float
     max_message_bytes: int
+    #: The close codes after which this client must not reconnect as before (``CLOSE_CODES``).
+    close_codes: CloseCodes
     #: Who this connection is (``id``, ``name``, ``tenant``, ``role``), and when its credential
     #: expires (epoch seconds; null if never): send ``auth`` with a fresh token before then.
     principal: dict[str, str] | None = None

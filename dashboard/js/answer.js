@@ -1,3 +1,4 @@
+// @ts-check
 // The answer panel: the run's streamed text as Markdown, in a bounded box that scrolls.
 //
 // It follows the stream (stays scrolled to the bottom) until the reader scrolls up; then it stays

@@ -1,3 +1,4 @@
+// @ts-check
 // Approval cards: tool calls a run waits on until a person approves (maybe with edited arguments)
 // or denies them (maybe saying why), and the banner that says the run is waiting.
 //

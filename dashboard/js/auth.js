@@ -1,3 +1,4 @@
+// @ts-check
 // Logging in and out of the dashboard (docs: POST /api/login, /api/logout, GET /api/me).
 //
 // The server keeps the session in an HttpOnly cookie, so the page never holds a credential: it
@@ -66,8 +67,8 @@ function renderIdentity(me) {
 // tears it down. Returns { signedOut(message), refresh() }.
 export function startAuth({ start, stop }) {
   const form = $("login");
-  const secret = $("login-secret");
-  const submit = $("login-submit");
+  const secret = /** @type {HTMLInputElement} */ ($("login-secret"));
+  const submit = /** @type {HTMLButtonElement} */ ($("login-submit"));
   const error = $("login-error");
   const note = $("login-note");
   const noteText = note.textContent;

@@ -1,3 +1,4 @@
+// @ts-check
 // Small inline SVG charts for the overview (no chart library): runs per minute as bars, and a
 // capacity bar (busy slots of an instance).
 

@@ -1,36 +1,89 @@
+// @ts-check
 // The live connection to runwatch (docs/protocol.md): one WebSocket for the whole page.
 //
 // Each subscription remembers the seq of the last event it delivered; after any disconnect the
 // page resubscribes from there, and events at or below it are dropped, so views never see a
 // duplicate or a gap. When the WebSocket cannot connect at all, runs are followed over SSE
 // (resuming the same way) and the runs list is polled, while the WebSocket keeps being retried.
-// A close with a code of LOG_IN_AGAIN (4401: no, expired or revoked credential; 4403: forbidden)
-// is final: the page stops, and `onAuthLost` shows the login page.
+// A close with a code the server's `hello` calls final stops the page for good (close-terms.js):
+// one that means "log in again" (no, expired or revoked credential; forbidden) calls `onAuthLost`,
+// which shows the login page; any other final one (a frame the server could not take) leaves the
+// page closed, saying why. Until a hello has come, the generated constants stand in.
 
-import { LOG_IN_AGAIN, RESYNC } from "./protocol.js";
+import { RESYNC } from "./protocol.js";
+import { DEFAULT_TERMS, afterClose, termsFrom } from "./close-terms.js";
+
+/** @typedef {import("./protocol.js").RunEvent} RunEvent */
+/** @typedef {import("./protocol.js").Hello} Hello */
+/** @typedef {import("./protocol.js").Ack} Ack */
+/** @typedef {import("./protocol.js").Resync} Resync */
+/** @typedef {import("./protocol.js").Presence} Presence */
+/** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
+/** @typedef {import("./close-terms.js").CloseTerms} CloseTerms */
+
+/** An event as it is delivered: a run's, or the runs feed's (which carries its feed position). @typedef {RunEvent & {feed?: number}} LiveEvent */
+/** @typedef {"connecting" | "live" | "sse" | "reconnecting" | "closed"} ConnectionState */
+/** A refused request: the server's `error` message on an Error. @typedef {Error & {code?: string, id?: string | number | null}} RequestError */
+
+/**
+ * One followed run (or the runs feed, "*"): where it is, and who gets what.
+ * @typedef {object} Subscription
+ * @property {number} last the seq (feed position for "*") of the last event delivered
+ * @property {string | null} epoch the log's epoch `last` belongs to
+ * @property {Set<(event: LiveEvent) => void>} handlers
+ * @property {Set<(error: RequestError) => void>} errorHandlers
+ * @property {Set<(resync: Resync) => void>} resetHandlers
+ * @property {Set<(presence: Presence) => void>} presenceHandlers
+ * @property {EventSource | null} [source] the SSE stream, while following over SSE
+ */
+
+/**
+ * What the page hears from the connection.
+ * @typedef {object} LiveCallbacks
+ * @property {(state: ConnectionState, detail: string) => void} [onState]
+ * @property {(hello: Hello) => void} [onHello]
+ * @property {(code: number, reason: string) => void} [onAuthLost] the server ended the socket for good: log in again
+ * @property {() => void} [onStreamRefused] an SSE stream was refused (maybe 401): check the session
+ */
 
 const BASE_DELAY = 500;
 const MAX_DELAY = 15000;
 const SSE_AFTER_FAILURES = 3;
 
 export class Live {
+  /** @param {LiveCallbacks} [callbacks] */
   constructor({ onState = () => {}, onHello = () => {}, onAuthLost = () => {}, onStreamRefused = () => {} } = {}) {
     this.onState = onState;
     this.onHello = onHello;
-    this.onAuthLost = onAuthLost; // (code, reason): the server ended the socket for good
-    this.onStreamRefused = onStreamRefused; // an SSE stream was refused (maybe 401): check the session
+    this.onAuthLost = onAuthLost;
+    this.onStreamRefused = onStreamRefused;
     this.closed = false;
-    this.subs = new Map(); // run id or "*" -> {last, handlers:Set, source?: EventSource}
-    this.pending = new Map(); // message id -> {resolve, reject}
+    /** @type {Map<string, Subscription>} run id or "*" -> its subscription */
+    this.subs = new Map();
+    /** @type {Map<number, {resolve: (reply: Ack | Resync) => void, reject: (error: RequestError) => void}>} message id -> its waiter */
+    this.pending = new Map();
     this.nextId = 1;
     this.failures = 0;
     this.everOpened = false;
+    /** @type {ConnectionState} */
     this.mode = "connecting";
     this.detail = "";
+    /** @type {Set<(state: ConnectionState, detail: string) => void>} */
     this.stateWatchers = new Set();
     this.heartbeat = 15;
+    /** The server's clock minus this machine's (s), from the last `hello`; undefined before one. @type {number | undefined} */
+    this.clockOffset = undefined;
+    /** Which close codes end reconnecting: the last `hello`'s terms. @type {CloseTerms} */
+    this.closeTerms = DEFAULT_TERMS;
+    /** @type {WebSocket | null} */
     this.ws = null;
-    this.pollTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.retryTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.watchdogTimer = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.pollTimer = undefined;
+    /** @type {Set<() => void>} */
     this.pollers = new Set();
     this.connect();
   }
@@ -40,6 +93,7 @@ export class Live {
     return `${scheme}//${location.host}/ws`;
   }
 
+  /** @param {ConnectionState} state @param {string} [detail] */
   setState(state, detail = "") {
     this.mode = state;
     this.detail = detail;
@@ -49,6 +103,7 @@ export class Live {
 
   // Call `fn(state, detail)` now and on every change of the connection's state (connecting, live,
   // sse, reconnecting, closed). Returns a function that stops it.
+  /** @param {(state: ConnectionState, detail: string) => void} fn */
   watchState(fn) {
     this.stateWatchers.add(fn);
     fn(this.mode, this.detail);
@@ -107,9 +162,15 @@ export class Live {
       clearTimeout(this.watchdogTimer);
       for (const { reject } of this.pending.values()) reject(new Error("connection lost"));
       this.pending.clear();
-      if (LOG_IN_AGAIN.has(event?.code)) {
+      const after = afterClose(event?.code, this.closeTerms);
+      if (after === "log_in_again") {
         this.close();
         this.onAuthLost(event.code, event.reason || "");
+        return;
+      }
+      if (after === "final") {
+        const why = event.reason ? `${event.code}: ${event.reason}` : String(event.code);
+        this.close(`closed by the server (${why}); reload the page to connect again`);
         return;
       }
       if (!opened) this.failures++;
@@ -118,8 +179,9 @@ export class Live {
     };
   }
 
-  // Stop for good: no reconnecting, no SSE, no polling (logged out, or the session ended).
-  close() {
+  // Stop for good: no reconnecting, no SSE, no polling (logged out, the session ended, or the server
+  // closed the socket with a final code). `detail` says why.
+  close(detail = "signed out") {
     this.closed = true;
     clearTimeout(this.retryTimer);
     clearTimeout(this.watchdogTimer);
@@ -131,7 +193,7 @@ export class Live {
     this.pending.clear();
     this.subs.clear();
     this.pollers.clear();
-    this.setState("closed", "signed out");
+    this.setState("closed", detail);
   }
 
   // Exponential backoff with full jitter, so a restarted server is not hit by every page at once.
@@ -148,10 +210,12 @@ export class Live {
     this.watchdogTimer = setTimeout(() => this.ws && this.ws.close(), this.heartbeat * 2500);
   }
 
+  /** @param {ServerMessage | LiveEvent} msg */
   dispatch(msg) {
     switch (msg.type) {
       case "hello":
         this.heartbeat = msg.heartbeat;
+        this.closeTerms = termsFrom(msg, this.closeTerms);
         // Events' times are the server's: "how long ago" is measured on its clock (one network
         // delay off at most), not on this machine's, nor from the last event seen.
         if (msg.server_time) this.clockOffset = msg.server_time - Date.now() / 1000;
@@ -159,17 +223,17 @@ export class Live {
         return;
       case "ack":
       case "error": {
-        const waiter = this.pending.get(msg.id);
+        const waiter = typeof msg.id === "number" ? this.pending.get(msg.id) : undefined;
         if (waiter) {
-          this.pending.delete(msg.id);
+          this.pending.delete(/** @type {number} */ (msg.id));
           msg.type === "ack" ? waiter.resolve(msg) : waiter.reject(Object.assign(new Error(msg.message), msg));
         }
         return;
       }
       case "resync": {
-        const waiter = this.pending.get(msg.id);
+        const waiter = typeof msg.id === "number" ? this.pending.get(msg.id) : undefined;
         if (waiter) {
-          this.pending.delete(msg.id);
+          this.pending.delete(/** @type {number} */ (msg.id));
           waiter.resolve(msg);
         }
         const sub = this.subs.get(msg.run);
@@ -199,6 +263,7 @@ export class Live {
     }
   }
 
+  /** @param {LiveEvent} event */
   deliver(event) {
     const feed = this.subs.get("*");
     if (event.feed !== undefined) {
@@ -219,17 +284,25 @@ export class Live {
     }
   }
 
+  /**
+   * Send `message` with a fresh id; the answer is its `ack` (or `resync`), a refusal its `error`.
+   * @param {{type: string} & Record<string, unknown>} message
+   * @returns {Promise<Ack | Resync>}
+   */
   request(message) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error("not connected"));
     const id = this.nextId++;
+    const ws = this.ws;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.ws.send(JSON.stringify({ ...message, id }));
+      ws.send(JSON.stringify({ ...message, id }));
     });
   }
 
+  /** @param {string} run @param {Subscription} sub */
   sendSubscribe(run, sub) {
     if (this.mode === "sse") return this.followOverSse(run, sub);
+    /** @type {{type: "subscribe", run: string, after: number, epoch?: string}} */
     const message = { type: "subscribe", run, after: sub.last };
     if (sub.epoch) message.epoch = sub.epoch;
     this.request(message).then((reply) => {
@@ -244,13 +317,20 @@ export class Live {
   // changed or the feed no longer holds our position: reload, then `resume(after, epoch)`.
   // `onPresence(message)` gets the run's `presence` messages (who watches it). Returns an
   // unsubscribe function.
+  /**
+   * @param {string} run
+   * @param {number} after
+   * @param {(event: LiveEvent) => void} handler
+   * @param {(error: RequestError) => void} [onError]
+   * @param {{epoch?: string | null, onReset?: ((resync: Resync) => void) | null, onPresence?: ((presence: Presence) => void) | null}} [options]
+   * @returns {() => void}
+   */
   subscribe(run, after, handler, onError = () => {}, { epoch = null, onReset = null, onPresence = null } = {}) {
-    let sub = this.subs.get(run);
-    const fresh = !sub;
-    if (fresh) {
-      sub = { last: after, epoch, handlers: new Set(), errorHandlers: new Set(), resetHandlers: new Set(), presenceHandlers: new Set() };
-      this.subs.set(run, sub);
-    }
+    const known = this.subs.get(run);
+    const fresh = !known;
+    /** @type {Subscription} */
+    const sub = known ?? { last: after, epoch, handlers: new Set(), errorHandlers: new Set(), resetHandlers: new Set(), presenceHandlers: new Set() };
+    if (fresh) this.subs.set(run, sub);
     sub.handlers.add(handler);
     sub.errorHandlers.add(onError);
     if (onReset) sub.resetHandlers.add(onReset);
@@ -269,6 +349,7 @@ export class Live {
   }
 
   // Start following `run` again from `after` in `epoch` (after an onReset).
+  /** @param {string} run @param {number} after @param {string | null} epoch */
   resume(run, after, epoch) {
     const sub = this.subs.get(run);
     if (!sub) return;
@@ -278,6 +359,7 @@ export class Live {
   }
 
   // Called every few seconds while the runs feed cannot be followed live (SSE mode).
+  /** @param {() => void} fn */
   onPoll(fn) {
     this.pollers.add(fn);
     return () => this.pollers.delete(fn);
@@ -292,13 +374,14 @@ export class Live {
 
   leaveSse() {
     clearInterval(this.pollTimer);
-    this.pollTimer = null;
+    this.pollTimer = undefined;
     for (const sub of this.subs.values()) {
       if (sub.source) sub.source.close();
       sub.source = null;
     }
   }
 
+  /** @param {string} run @param {Subscription} sub */
   followOverSse(run, sub) {
     if (run === "*") return; // the runs list is polled instead
     if (sub.source) sub.source.close();
@@ -307,6 +390,7 @@ export class Live {
     source.onmessage = (message) => {
       // Only events carry data; anything else (an empty message, say) is not ours to deliver.
       if (!message.data) return;
+      /** @type {LiveEvent} */
       let event;
       try {
         event = JSON.parse(message.data);

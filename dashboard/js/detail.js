@@ -1,3 +1,4 @@
+// @ts-check
 // The detail panel: everything about the item selected in the trace. For a step: its streamed
 // text, finish reason, time to first token, tokens, speed and cost; for a tool call: its
 // arguments, progress, result or error and duration; for an approval: who decided what.

@@ -1,3 +1,4 @@
+// @ts-check
 // Small DOM and formatting helpers. Text always goes in through textContent, never innerHTML.
 
 export function h(tag, attrs = {}, ...children) {
@@ -67,13 +68,16 @@ export function truncatedPre(text, limit = 1500) {
 }
 
 // What to do when the server says "unauthenticated" (401): auth.js shows the login page.
+/** @type {(error: ApiError) => void} */
 let unauthenticated = () => {};
+/** @param {(error: ApiError) => void} fn */
 export function onUnauthenticated(fn) {
   unauthenticated = fn;
 }
 
 // An error answer of the API: `status` (HTTP), `code` (e.g. "forbidden") and the server's `detail`.
 export class ApiError extends Error {
+  /** @param {number} status @param {{detail?: string, code?: string} | null} body @param {string} [statusText] */
   constructor(status, body, statusText) {
     const detail = body?.detail || statusText || "request failed";
     super(`${detail} (HTTP ${status})`);
@@ -84,8 +88,14 @@ export class ApiError extends Error {
 // JSON in, JSON out. State-changing requests always carry a JSON body ({} when there is nothing
 // to send): the server refuses cookie-authenticated ones that are not JSON (CSRF). A 401 also
 // calls the unauthenticated handler, unless `authRedirect: false` (the login calls themselves).
+/**
+ * @param {string} path
+ * @param {Omit<RequestInit, "headers"> & {authRedirect?: boolean, headers?: Record<string, string>}} [options]
+ * @returns {Promise<any>} the answer's JSON
+ */
 export async function api(path, { authRedirect = true, headers = {}, ...options } = {}) {
   const method = (options.method || "GET").toUpperCase();
+  /** @type {RequestInit} */
   const init = { ...options, method, headers: { "content-type": "application/json", ...headers } };
   if (method !== "GET" && method !== "HEAD" && init.body === undefined) init.body = "{}";
   const response = await fetch(path, init);
@@ -224,6 +234,7 @@ export async function copyText(text) {
 
 // A "Copy" button for `text`: it says "Copied" (or "Copy failed") for a moment, and `announce`
 // (optional) tells screen readers.
+/** @param {string} text @param {string} label @param {(message: string) => void} [announce] */
 export function copyButton(text, label, announce = () => {}) {
   const button = h("button", { type: "button", class: "copy", "aria-label": label, title: label, "data-copy": text, text: "Copy" });
   let timer = 0;

@@ -1,3 +1,4 @@
+// @ts-check
 // Export a run: every event as JSON (what GET /api/runs/{id}/events answers, page after page), or
 // a Markdown transcript a person can read — the input, each step's text, the tool calls with
 // their arguments and results, people's messages and decisions, and how the run ended.

@@ -1,3 +1,4 @@
+// @ts-check
 // Keyboard shortcuts, for the whole page: "?" shows them; the view on screen says what the others do
 // (the runs list: "/" search, j/k move the selection, Enter opens it). None fires while typing.
 
@@ -27,7 +28,7 @@ export function setShortcuts(next) {
 
 function typing(target) {
   if (!(target instanceof Element)) return false;
-  return target.isContentEditable || Boolean(target.closest("input, textarea, select, [contenteditable]"));
+  return /** @type {HTMLElement} */ (target).isContentEditable || Boolean(target.closest("input, textarea, select, [contenteditable]"));
 }
 
 // An element that does something with Enter itself (a link, a button, a summary).
@@ -54,7 +55,7 @@ function helpDialog() {
   dialog.addEventListener("close", () => {
     if (dialog.contains(document.activeElement)) {
       if (opener instanceof HTMLElement && opener.isConnected && opener !== document.body) opener.focus();
-      else document.activeElement.blur();
+      else /** @type {HTMLElement} */ (document.activeElement).blur();
     }
   });
   document.body.append(dialog);

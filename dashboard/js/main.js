@@ -1,3 +1,4 @@
+// @ts-check
 // Boot: log in (auth.js), then one live connection for the page, a hash router (#/ the runs list,
 // #/runs/ID a run, #/overview the overview; each may carry a ?query) and the connection badge. Logging out, or the session ending, stops all of it.
 
@@ -16,6 +17,7 @@ const LABELS = { live: "live", sse: "live (SSE)", reconnecting: "reconnecting…
 let live = null;
 let me = null; // /api/me: who is logged in (null while unknown)
 const nav = document.getElementById("nav");
+/** The view on screen's teardown; `update(params)`, when it has one, shows another state of it. @type {(() => void) & {update?: (params: URLSearchParams) => void}} */
 let teardown = () => {};
 let shown = null; // which view is on screen: "runs", "overview" or "run:ID"
 
@@ -26,7 +28,7 @@ function route() {
   const params = new URLSearchParams(cut < 0 ? "" : hash.slice(cut + 1));
   const match = path.match(/^\/runs\/([\w-]+)$/);
   const key = match ? `run:${match[1]}` : path === "/overview" ? "overview" : "runs";
-  for (const link of nav.querySelectorAll("a[data-view]")) {
+  for (const link of /** @type {NodeListOf<HTMLElement>} */ (nav.querySelectorAll("a[data-view]"))) {
     if (link.dataset.view === key) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
@@ -66,7 +68,7 @@ function start(who) {
     onAuthLost: (code, reason) => auth.signedOut(`Your session has ended — log in again.${reason ? ` (${reason})` : ""}`),
     onStreamRefused: () => auth.refresh(),
   });
-  window.runwatch = live; // for the curious, and for tests
+  /** @type {any} */ (window).runwatch = live; // for the curious, and for tests
   route();
 }
 

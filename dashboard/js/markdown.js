@@ -1,11 +1,14 @@
+// @ts-check
 // A small, safe Markdown renderer for model output.
 //
 // Safety comes from the order of work: every piece of source text is HTML-escaped *before* any
 // markup is added, and the only markup added is a fixed set of tags. Link targets must be http(s).
 // So model output and tool results can never inject HTML or script.
 
+/** @type {Record<string, string>} */
 const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
+/** @param {unknown} text @returns {string} */
 export function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
 }
@@ -14,6 +17,7 @@ export function escapeHtml(text) {
 // underscore and does not precede a space; it closes only where it does not follow a space and
 // does not precede a word character. So intraword underscores (snake_case, OPENAI_BASE_URL) are
 // text, and an emphasis may contain them: `_see snake_case here_`.
+/** @param {string} s */
 function emphasis(s) {
   return s
     .replace(/\*\*(?!\s)([^\n]*?[^\s*])\*\*/g, "<strong>$1</strong>")
@@ -24,11 +28,13 @@ function emphasis(s) {
 const LINK = /\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g;
 
 // Code spans are left alone; links become <a> (their label may have emphasis, their URL never).
+/** @param {string} text @returns {string} */
 function inline(text) {
   return text
     .split(/(`[^`\n]+`)/g)
     .map((part, i) => {
       if (i % 2 === 1) return `<code>${escapeHtml(part.slice(1, -1))}</code>`;
+      /** @type {string[]} */
       const pieces = [];
       let at = 0;
       for (const m of part.matchAll(LINK)) {
@@ -42,12 +48,19 @@ function inline(text) {
     .join("");
 }
 
-// Render Markdown source to an HTML string built only from escaped text and fixed tags.
+/**
+ * Render Markdown source to an HTML string built only from escaped text and fixed tags.
+ * @param {unknown} source
+ * @returns {string}
+ */
 export function renderMarkdown(source) {
   const lines = String(source).replace(/\r\n?/g, "\n").split("\n");
+  /** @type {string[]} */
   const out = [];
+  /** @type {string[]} */
   let paragraph = [];
-  let list = null; // {tag, items}
+  /** @type {{tag: "ul" | "ol", items: string[]} | null} */
+  let list = null;
   const flushParagraph = () => {
     if (paragraph.length) out.push(`<p>${inline(paragraph.join("\n")).replace(/\n/g, "<br>")}</p>`);
     paragraph = [];
@@ -84,7 +97,7 @@ export function renderMarkdown(source) {
         flushList();
         list = { tag, items: [] };
       }
-      list.items.push((bullet || ordered)[1]);
+      list.items.push(/** @type {RegExpMatchArray} */ (bullet || ordered)[1]);
     } else if (quote) {
       flushParagraph();
       flushList();
@@ -104,6 +117,7 @@ export function renderMarkdown(source) {
 
 // Where streamed text can be cut into finished blocks: the last blank line outside a code fence.
 // Returns the index just after it, or -1.
+/** @param {string} text @param {boolean} fenceOpen whether `text` starts inside a code fence @returns {number} */
 export function lastBlockBoundary(text, fenceOpen) {
   let open = fenceOpen;
   let boundary = -1;

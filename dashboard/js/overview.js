@@ -1,3 +1,4 @@
+// @ts-check
 // The overview (#/overview?window=3600): GET /api/overview for a time window, refreshed every
 // 10 s while the page is visible — runs per minute, success rate, durations and time to first
 // token, output tokens/s by model, cost by agent, the queue and each instance's capacity.

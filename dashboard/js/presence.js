@@ -1,3 +1,4 @@
+// @ts-check
 // Who is watching a run, from the server's `presence` messages: "Watching: ada (you), grace (+3)".
 
 import { h } from "./dom.js";

@@ -1,3 +1,4 @@
+// @ts-check
 // What a person can do with a run from its header: run it again (same agent, same input), edit
 // its input in the start form first, export it (JSON events or a Markdown transcript), cancel it.
 // Viewers may export; starting and cancelling runs are for operators.

@@ -1,3 +1,4 @@
+// @ts-check
 // The run's figures, from its model (run-model.js) and the server's clock: elapsed time, tokens,
 // output speed measured over streaming time only, tool calls and cost.
 //
@@ -14,10 +15,30 @@
 // seconds, or a step has finished after streaming at least MIN_MEASURED seconds (a whole answer in
 // a millisecond is not 100,000 tokens/s of anything).
 
+/** @typedef {import("./run-model.js").Run} Run */
+/** @typedef {import("./run-model.js").StepItem} StepItem */
+
+/**
+ * What the run's header shows.
+ * @typedef {object} Figures
+ * @property {number | null} elapsed seconds since the run started (null before)
+ * @property {number | null} tokensIn input tokens so far (null while no step has said)
+ * @property {boolean} inPartial some finished step's input is unknown
+ * @property {number} tokensOut output tokens so far
+ * @property {boolean} estimated some of `tokensOut` is counted from streamed deltas, not reported
+ * @property {number | null} rate output tokens/s (null until measurable)
+ * @property {boolean} waiting the current step waits for its first token
+ * @property {number} toolCalls
+ * @property {number | null | undefined} cost USD; undefined: nothing to price yet; null: unpriced
+ */
+
 export const MIN_STREAMING = 0.5;
 export const MIN_MEASURED = 0.05;
 
-// USD, to a precision that shows small step costs; null means the model has no price.
+/**
+ * USD, to a precision that shows small step costs; null means the model has no price.
+ * @param {number | null | undefined} cost
+ */
 export function usd(cost) {
   if (cost === null || cost === undefined) return "unpriced";
   if (cost === 0) return "$0";
@@ -28,12 +49,14 @@ export function usd(cost) {
 
 // A step's time to first token (s), or null before its first token: the same while it streams
 // (its events) and after (the server's `ttft`, computed from the same two timestamps).
+/** @param {StepItem} step @returns {number | null} */
 export function stepTtft(step) {
   if (step.ttft !== null && step.ttft !== undefined) return step.ttft;
   return step.firstTokenAt !== null ? step.firstTokenAt - step.start : null;
 }
 
 // Seconds a step has streamed by `now` (epoch s, server clock), or null before its first token.
+/** @param {StepItem} step @param {number} now @returns {number | null} */
 export function streamingTime(step, now) {
   if (step.end !== null && step.duration !== null) {
     return step.ttft === null ? null : Math.max(step.duration - step.ttft, 0);
@@ -43,9 +66,11 @@ export function streamingTime(step, now) {
 }
 
 // Output tokens of a step: its usage once finished, the streamed deltas (≈ tokens) before.
+/** @param {StepItem} step @returns {number} */
 export const stepOutput = (step) => (step.usage ? step.usage.output_tokens : step.deltas);
 
 // Output tokens per second of one step, or null when it has not streamed long enough to say.
+/** @param {StepItem} step @param {number} now @returns {number | null} */
 export function stepSpeed(step, now) {
   const time = streamingTime(step, now);
   if (time === null || time < MIN_MEASURED) return null;
@@ -55,13 +80,16 @@ export function stepSpeed(step, now) {
 
 // Does a step count in the run's output tokens/s: one that streamed text and finished, or the one
 // streaming now (a step cut off by an instance's end, with no step.finished, the server does not count).
+/** @param {StepItem} step */
 function countsInRate(step) {
   return step.duration !== null ? step.streamedText : step.end === null && step.firstTokenAt !== null;
 }
 
 // Input tokens so far: null while no step has said (the first one is streaming, or the model sends
 // no usage); `partial` when a finished step's input is unknown (it was cut, or had no usage).
+/** @param {StepItem[]} steps @returns {{tokensIn: number | null, inPartial: boolean}} */
 function inputTokens(steps) {
+  /** @type {number | null} */
   let known = null;
   let partial = false;
   for (const step of steps) {
@@ -73,6 +101,7 @@ function inputTokens(steps) {
 }
 
 // Everything the header shows. `now`: the server's clock (frozen while disconnected).
+/** @param {Run} run @param {number} now @returns {Figures} */
 export function runFigures(run, now) {
   const end = run.finishedAt ?? now;
   const elapsed = run.startedAt !== null ? Math.max(end - run.startedAt, 0) : null;
@@ -81,6 +110,7 @@ export function runFigures(run, now) {
   let streamedOut = 0; // and their output tokens
   let finishedStreaming = false;
   let cost = 0;
+  /** @type {boolean | null} */
   let priced = null; // null: no step has finished yet
   let estimated = false;
   for (const step of run.steps) {

@@ -1,3 +1,4 @@
+// @ts-check
 // What the run view knows of one run, built from its events only (docs/protocol.md): the run's
 // own fields, and its trace — LLM steps, the tool calls and approvals each step led to, and the
 // messages and notes between them — as items the trace, the detail panel and the figures read.
@@ -6,35 +7,142 @@
 // rendering is someone else's job. Each item has a `rev` that grows when it changes (a step's
 // streamed text grows without it: the detail panel appends what is new).
 
-// Who did something, from an event's `by` ({id, name} or null).
+/** @typedef {import("./protocol.js").RunEvent} RunEvent */
+/** @typedef {import("./protocol.js").RunStatus} RunStatus */
+/** @typedef {import("./protocol.js").Actor} Actor */
+/** @typedef {import("./protocol.js").Usage} Usage */
+/** @typedef {import("./protocol.js").Totals} Totals */
+/** @typedef {import("./protocol.js").ApprovalRequested} ApprovalRequested */
+/** @typedef {import("./protocol.js").ApprovalResolved} ApprovalResolved */
+/** @typedef {import("./protocol.js").Status} Status */
+
+/** What an event changed, for the views to redraw. @typedef {"header" | "loop" | "trace" | "answer" | "detail"} Change */
+
+/**
+ * Where an item sits in the trace, and its revision (it grows when the item changes).
+ * @typedef {object} Links
+ * @property {number} rev
+ * @property {TraceItem | null} parent
+ * @property {TraceItem[]} children
+ */
+
+/**
+ * One LLM call. Times are the events' `ts` (epoch s); `end` is null while it runs.
+ * @typedef {Links & {
+ *   kind: "step", id: string, label: string, index: number, model: string,
+ *   start: number, end: number | null, firstTokenAt: number | null, text: string, deltas: number,
+ *   usage: Usage | null, ttft: number | null, duration: number | null, finish: string | null,
+ *   errorType: string | null, cost: number | null, streamedText: boolean, resumed?: boolean,
+ * }} StepItem
+ */
+
+/**
+ * One tool call; `result` is undefined until it finished.
+ * @typedef {Links & {
+ *   kind: "tool", id: string, label: string, callId: string, tool: string, args: unknown,
+ *   start: number, end: number | null, duration: number | null, result: unknown, error: string | null,
+ *   denied: boolean, statuses: Status[],
+ * }} ToolItem
+ */
+
+/**
+ * A tool call waiting for (or given) a person's decision.
+ * @typedef {Links & {
+ *   kind: "approval", id: string, label: string, request: ApprovalRequested,
+ *   resolved: ApprovalResolved | null, start: number, end: number | null,
+ * }} ApprovalItem
+ */
+
+/**
+ * A person's message to the run.
+ * @typedef {Links & {
+ *   kind: "message", id: string, label: string, start: number, end: number, text: string, by: string,
+ *   mode: "interrupt" | "queue",
+ * }} MessageItem
+ */
+
+/**
+ * A line between the steps (a cancel asked for, a resume, a status without a tool call).
+ * @typedef {Links & {kind: "note", id: string, label: string, start: number, end: number, text: string}} NoteItem
+ */
+
+/** @typedef {StepItem | ToolItem | ApprovalItem | MessageItem | NoteItem} TraceItem */
+
+/**
+ * The run as its events tell it. `status` is "loading" until its first event.
+ * @typedef {object} Run
+ * @property {RunStatus | "loading"} status
+ * @property {string} agent
+ * @property {string} model
+ * @property {string} input
+ * @property {boolean} offline
+ * @property {string | null} error
+ * @property {number | null} queuedAt
+ * @property {number | null} startedAt
+ * @property {number | null} finishedAt
+ * @property {Totals | null} totals
+ * @property {string} startedBy
+ * @property {{by: string} | null} cancelRequest
+ * @property {string} thread
+ * @property {number} lastSeq the seq of the last event applied
+ * @property {TraceItem[]} roots items at the top of the trace: steps, messages, notes, in the order they happened
+ * @property {StepItem[]} steps every step item, in order (a step run again after run.resumed is a new item)
+ * @property {StepItem | null} current the step started last
+ * @property {Map<string, ToolItem>} tools call_id -> tool item
+ * @property {Map<string, ApprovalItem>} approvals approval_id -> approval item
+ */
+
+/**
+ * @typedef {object} RunModel
+ * @property {Run} run
+ * @property {(event: RunEvent) => Change[]} apply apply one event; what it changed
+ */
+
+/**
+ * Who did something, from an event's `by` ({id, name} or null).
+ * @param {Actor | null | undefined} by
+ */
 export const actor = (by) => by?.name || by?.id || "";
 
+/** The statuses of a run not yet over. @type {readonly string[]} */
 export const ACTIVE = ["queued", "running", "waiting"];
 
+/** @returns {RunModel} */
 export function createRunModel() {
+  /** @type {Run} */
   const run = {
     status: "loading", agent: "", model: "", input: "", offline: false, error: null,
     queuedAt: null, startedAt: null, finishedAt: null, totals: null,
     startedBy: "", cancelRequest: null, thread: "", lastSeq: 0,
-    roots: [], // items at the top of the trace: steps, messages, notes, in the order they happened
-    steps: [], // every step item, in order (a step run again after run.resumed is a new item)
-    current: null, // the step started last
-    tools: new Map(), // call_id -> tool item
-    approvals: new Map(), // approval_id -> approval item
+    roots: [], steps: [], current: null, tools: new Map(), approvals: new Map(),
   };
 
+  /**
+   * Put `item` in the trace: under `parent`, or at the top.
+   * @template {TraceItem} T
+   * @param {Omit<T, keyof Links>} item
+   * @param {TraceItem | null} [parent]
+   * @returns {T}
+   */
   function add(item, parent = null) {
-    Object.assign(item, { rev: 0, parent, children: [] });
-    (parent ? parent.children : run.roots).push(item);
+    /** @type {Links} */
+    const links = { rev: 0, parent, children: [] };
+    const linked = /** @type {T} */ (Object.assign(item, links));
+    (parent ? parent.children : run.roots).push(linked);
+    return linked;
+  }
+
+  /** @param {TraceItem | null | undefined} item */
+  const touch = (item) => item && (item.rev += 1);
+
+  /** @param {RunEvent} event @param {string} text */
+  function note(event, text) {
+    /** @type {NoteItem} */
+    const item = add({ id: `note-${event.seq}`, kind: "note", label: text, start: event.ts, end: event.ts, text });
     return item;
   }
 
-  const touch = (item) => item && (item.rev += 1);
-
-  function note(event, text) {
-    add({ id: `note-${event.seq}`, kind: "note", label: text, start: event.ts, end: event.ts, text });
-  }
-
+  /** @type {{[K in RunEvent["type"]]: (event: Extract<RunEvent, {type: K}>) => Change[]}} */
   const handlers = {
     "run.queued"(e) {
       Object.assign(run, { agent: e.agent, model: e.model, input: e.input, offline: e.offline, queuedAt: e.ts, status: "queued" });
@@ -66,12 +174,14 @@ export function createRunModel() {
     "step.started"(e) {
       const again = run.steps.filter((s) => s.index === e.index).length;
       const id = again ? `step-${e.index}-${again}` : `step-${e.index}`;
-      run.current = add({
+      /** @type {StepItem} */
+      const step = add({
         id, kind: "step", index: e.index, label: `step ${e.index + 1}`, model: e.model,
         start: e.ts, end: null, firstTokenAt: null, text: "", deltas: 0, usage: null, ttft: null,
         duration: null, finish: null, errorType: null, cost: null, streamedText: false,
       });
-      run.steps.push(run.current);
+      run.current = step;
+      run.steps.push(step);
       return ["header", "trace"];
     },
     token(e) {
@@ -100,6 +210,7 @@ export function createRunModel() {
       return ["header", "trace", "answer"];
     },
     "approval.requested"(e) {
+      /** @type {ApprovalItem} */
       const item = add({
         id: `approval-${e.approval_id}`, kind: "approval", label: `approval: ${e.tool}`,
         request: e, resolved: null, start: e.ts, end: null,
@@ -120,6 +231,7 @@ export function createRunModel() {
       return ["header", "trace", "loop"];
     },
     "tool.started"(e) {
+      /** @type {ToolItem} */
       const item = add({
         id: `tool-${e.call_id}`, kind: "tool", label: e.tool, callId: e.call_id, tool: e.tool, args: e.arguments,
         start: e.ts, end: null, duration: null, result: undefined, error: null, denied: false, statuses: [],
@@ -147,10 +259,12 @@ export function createRunModel() {
     },
     "message.received"(e) {
       const who = actor(e.by) || "someone";
-      add({
+      /** @type {MessageItem} */
+      const message = add({
         id: `message-${e.seq}`, kind: "message", label: `${who} said`, start: e.ts, end: e.ts,
         text: e.text, by: who, mode: e.mode,
       });
+      void message; // (typed above: the item has every field a message item has)
       return ["trace"];
     },
     "run.finished"(e) {
@@ -164,15 +278,24 @@ export function createRunModel() {
     run,
     apply(event) {
       run.lastSeq = event.seq;
-      const handler = handlers[event.type];
+      // (an event of a type this page does not know, from a newer server, changes nothing)
+      const handler = /** @type {((event: RunEvent) => Change[]) | undefined} */ (handlers[event.type]);
       return handler ? handler(event) : [];
     },
   };
 }
 
-// The trace as a flat list in reading order: each top item, then its children (depth first).
+/** @typedef {{item: TraceItem, level: number, posinset: number, setsize: number}} Row */
+
+/**
+ * The trace as a flat list in reading order: each top item, then its children (depth first).
+ * @param {TraceItem[]} roots
+ * @returns {Row[]}
+ */
 export function flatten(roots) {
+  /** @type {Row[]} */
   const out = [];
+  /** @param {TraceItem[]} items @param {number} level */
   const walk = (items, level) => {
     items.forEach((item, i) => {
       out.push({ item, level, posinset: i + 1, setsize: items.length });
@@ -183,7 +306,12 @@ export function flatten(roots) {
   return out;
 }
 
-// What an item's state is, as a word shown beside it and used for its style.
+/**
+ * What an item's state is, as a word shown beside it and used for its style.
+ * @param {TraceItem} item
+ * @param {Run} run
+ * @returns {string}
+ */
 export function itemState(item, run) {
   const over = run.finishedAt !== null;
   switch (item.kind) {
@@ -206,5 +334,5 @@ export function itemState(item, run) {
   }
 }
 
-// Running items (their bars grow); the rest have ended.
+/** Running items (their bars grow); the rest have ended. @param {string} state */
 export const isOpen = (state) => state === "running" || state === "waiting";

@@ -1,3 +1,4 @@
+// @ts-check
 // One run, live: a header with its figures and actions, the answer, the trace of its steps and
 // tool calls beside the details of the selected one; and the people in its loop: approval cards,
 // a message box, its thread, who is watching. Everything comes from the run's events (and a few
@@ -141,7 +142,11 @@ export function runView(root, live, runId, me = null) {
     who.hidden = !who.textContent;
     // (The first connection of the page is no news: the banner is for losing one.)
     connBanner.hidden = connected || live.mode === "connecting";
-    connText.textContent = connBanner.hidden ? "" : CONNECTION_TEXT[live.mode] ?? "Disconnected — reconnecting…";
+    // Closed for good (the server's close was final): say why, and offer no retry that cannot help.
+    const closed = live.mode === "closed";
+    connText.textContent = connBanner.hidden ? "" : closed && live.detail ? `Disconnected: ${live.detail}`
+      : CONNECTION_TEXT[live.mode] ?? "Disconnected — reconnecting…";
+    retry.hidden = closed;
     // Who watches is not known while disconnected (the server tells again on resubscribing).
     if (!connected) watchers.element.hidden = true;
     actions.update({ active: ACTIVE.includes(run.status), cancelling });

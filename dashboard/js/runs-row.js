@@ -1,3 +1,4 @@
+// @ts-check
 // One run of the runs list: its summary (GET /api/runs), kept live from the runs feed's events,
 // and its table row (a card on a phone), updated cell by cell so focus and open details survive.
 

@@ -1,3 +1,4 @@
+// @ts-check
 // The runs list: search, filters and sort (in the address bar), live status and counters from the
 // runs feed ("*"), a start form, and keyboard navigation (keys.js).
 

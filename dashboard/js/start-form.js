@@ -1,3 +1,4 @@
+// @ts-check
 // The runs list's "Start a run" form. `#/?agent=demo&input=…` (the run view's "Edit and run")
 // prefills it and puts the cursor in the input; Ctrl+Enter (Cmd+Enter) starts the run.
 

@@ -1,3 +1,4 @@
+// @ts-check
 // The message box of a running run: tell the agent something now (interrupt its answer) or after
 // its current step (POST /api/runs/{id}/messages). The message shows in the answer once the model
 // gets it (`message.received`), for everyone watching.

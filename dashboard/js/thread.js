@@ -1,3 +1,4 @@
+// @ts-check
 // The run's thread as a conversation: each run of it as the person's input and the agent's final
 // answer (GET /api/threads/{id}, then the end of each other run's events), and on a finished run a
 // "Continue" box that starts the next run of the thread and opens it.

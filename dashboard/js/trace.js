@@ -1,3 +1,4 @@
+// @ts-check
 // The trace: the run's steps, and under each the approvals and tool calls it led to, as a tree
 // with a waterfall bar per item on one time axis. Each row says its state and duration (and a
 // step its time to first token) in words; the bar shows where it sits in the run.
@@ -164,7 +165,8 @@ export function traceView({ onSelect, onLayout }) {
 
   tree.addEventListener("keydown", (e) => {
     const items = visible();
-    const focusedId = document.activeElement?.closest?.(".trace-row")?.dataset.id ?? selected;
+    const row = /** @type {HTMLElement | null | undefined} */ (document.activeElement?.closest?.(".trace-row"));
+    const focusedId = row?.dataset.id ?? selected;
     const at = items.findIndex((item) => item.id === focusedId);
     const item = items[at];
     const go = (next) => next && choose(next.id, true, true);

@@ -3,11 +3,13 @@ every client message type has its series from the start, and the protocol's list
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from runwatch.agents.errors import FINAL, LOG_IN_AGAIN
 from runwatch.agents.events import AnyEvent, tags
 from runwatch.api.ws import protocol_js
 from runwatch.api.ws.protocol import CLIENT_TYPES, AnyClientMessage, parse_client_message
@@ -51,3 +53,29 @@ def test_the_dashboard_reads_close_codes_from_the_protocol_module_not_restated()
         if script.name != "protocol.js":
             code = "\n".join(line for line in script.read_text().splitlines() if not line.lstrip().startswith("//"))
             assert not re.search(r"\b(4401|4403|1007|1009|1013)\b", code), f"{script.name} restates a close code"
+
+
+async def test_hello_tells_the_close_codes_that_end_reconnecting_from_agents_errors(make_server):
+    srv = make_server()
+    w = await srv.watcher()
+    hello = await w.wait_for(lambda m: m["type"] == "hello")
+    await w.close()
+    assert hello["close_codes"] == {"final": sorted(FINAL), "log_in_again": sorted(LOG_IN_AGAIN)}
+
+
+def test_the_protocol_docs_hello_shows_the_close_codes_the_server_sends():
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    example = re.search(r'^(\{"type":"hello".*\})$', text, re.MULTILINE)
+    assert example, "docs/protocol.md has no hello example"
+    assert json.loads(example[1])["close_codes"] == {"final": sorted(FINAL), "log_in_again": sorted(LOG_IN_AGAIN)}
+
+
+def test_the_dashboards_event_types_are_generated_with_every_field_the_server_sends():
+    """The typedefs the dashboard's type check reads name each event's every field (a renamed or
+    dropped field is a type error in the modules that use it)."""
+    generated = protocol_js.build()
+    for event in typing.get_args(AnyEvent):
+        typedef = re.search(rf"@typedef {{object}} {event.__name__}\n((?: \* @property .*\n)+)", generated)
+        assert typedef, f"no typedef of {event.__name__}"
+        fields = set(re.findall(r"@property \{.*\} \[?(\w+)\]?$", typedef[1], re.MULTILINE))
+        assert fields == {"type", *event.__struct_fields__}, event.__name__
