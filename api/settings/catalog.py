@@ -58,10 +58,10 @@ class Entry:
             return f"{', '.join(self.choices[:-1])} or {self.choices[-1]}"
         meta = self.meta
         low = meta.ge if meta.ge is not None else meta.gt
-        if meta.le is not None:
-            return f"between {number(low if low is not None else 0)} and {number(meta.le)}"
         if low is None:
-            return None
+            return None if meta.le is None else f"{number(meta.le)} or less"
+        if meta.le is not None:
+            return f"between {number(low)} and {number(meta.le)}"
         return f"more than {number(low)}" if meta.gt is not None else f"{number(low)} or more"
 
     def refusal(self, value: Any, where: str) -> str:

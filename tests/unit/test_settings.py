@@ -84,6 +84,8 @@ def test_a_setting_s_name_is_its_environment_variable_s_without_runwatch():
     for entry in CATALOG:
         assert entry.env in (f"RUNWATCH_{entry.key.upper()}", entry.key.upper()), entry.key
         assert entry.help and entry.section in Settings.__struct_fields__
+        secret = entry.meta.extra.get("secret") == "value"
+        assert not (entry.flag and secret), f"{entry.key} is a secret: no flag (it would be in the shell history)"
 
 
 def _toml(value: object) -> str:
