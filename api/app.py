@@ -62,23 +62,23 @@ def _runtime(state: State) -> Runtime:
 
 async def _login_banner(rt: Runtime) -> str:
     """The local admin key (made on first start) and, printed, the one-time login URL; returns the key."""
-    key = await ensure_admin_key(rt.credentials, rt.settings.data_dir)
-    remember_local(rt.settings.port, key)
-    link = rt.settings.login_link
+    key = await ensure_admin_key(rt.credentials, rt.settings.store.data_dir)
+    remember_local(rt.settings.server.port, key)
+    link = rt.settings.auth.login_link
     if link == "off" or (link == "auto" and not sys.stderr.isatty()):
         # Not on a terminal (a container's log, a service manager's journal): logs are read by
         # more people than the one starting the server. `runwatch keys` makes credentials there.
         sys.stderr.write(
-            f"runwatch: the admin API key is in {admin_key_path(rt.settings.data_dir)}; "
+            f"runwatch: the admin API key is in {admin_key_path(rt.settings.store.data_dir)}; "
             "RUNWATCH_LOGIN_LINK=on prints a one-time dashboard login link here\n"
         )
         return key
-    url = await login_url(rt.auth, rt.credentials, key, rt.settings.public_url)
+    url = await login_url(rt.auth, rt.credentials, key, rt.settings.server.public_url)
     # Printed, not logged: the code logs its first user in (once, within the hour), as Jupyter's
     # token URL does; log lines never carry a credential.
     sys.stderr.write(
         f"\n    Open the dashboard (this link logs you in once, within the hour):\n        {url}\n"
-        f"    The admin API key is in {admin_key_path(rt.settings.data_dir)} (runwatch run finds it there).\n\n"
+        f"    The admin API key is in {admin_key_path(rt.settings.store.data_dir)} (runwatch run finds it there).\n\n"
     )
     sys.stderr.flush()
     return key
@@ -87,7 +87,7 @@ async def _login_banner(rt: Runtime) -> str:
 def _host_check(settings: Settings) -> list[DefineMiddleware]:
     """The ``Host`` check (api/auth/hosts.py) when the settings ask for one: first, before anything."""
     allowed = AllowedHosts.of(settings)
-    return [] if allowed is None else [DefineMiddleware(HostCheck, allowed=allowed, auth_on=settings.auth_on)]
+    return [] if allowed is None else [DefineMiddleware(HostCheck, allowed=allowed, auth_on=settings.auth.on)]
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
@@ -104,7 +104,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             await rt.stop()
             key = state.pop(LOCAL_ADMIN_KEY, None)
             if key is not None:
-                forget_local(rt.settings.port, key)
+                forget_local(rt.settings.server.port, key)
 
     return Litestar(
         route_handlers=_handlers(settings),
@@ -130,21 +130,21 @@ async def _announce(rt: Runtime, state: State) -> None:
     s = rt.settings
     log.info(
         "runwatch.ready",
-        url=s.public_url,
-        model=s.default_model,
-        endpoint="offline model (built in)" if s.offline else mask_url(s.model_base_url),
-        database=mask_url(s.database_url or "") if s.postgres else str(s.database),
-        broker=mask_url(s.redis_url) if s.redis_url else "memory",
-        **({"redis_prefix": s.redis_prefix} if s.redis_url else {}),
-        instance=s.instance,
+        url=s.server.public_url,
+        model=s.model.default,
+        endpoint="offline model (built in)" if s.model.offline else mask_url(s.model_base_url),
+        database=mask_url(s.store.database_url or "") if s.store.postgres else str(s.store.database),
+        broker=mask_url(s.redis.url) if s.redis.url else "memory",
+        **({"redis_prefix": s.redis.prefix} if s.redis.url else {}),
+        instance=s.server.instance,
         agents=[a.name for a in rt.registry],
-        auth="on" if s.auth_on else "OFF: anyone who reaches the port may read and start runs",
+        auth="on" if s.auth.on else "OFF: anyone who reaches the port may read and start runs",
     )
-    if s.auth_on:
+    if s.auth.on:
         state[LOCAL_ADMIN_KEY] = await _login_banner(rt)
     else:
         log.warning("auth.off", message="RUNWATCH_AUTH=off: no request is authenticated; for tests and demos only")
-    if s.offline and s.offline_model_open:
+    if s.model.offline and s.offline_model.open:
         log.warning(
             "offline_model.open",
             message="RUNWATCH_OFFLINE_MODEL_OPEN=true: /v1/chat/completions answers anyone who reaches the port,"
@@ -167,9 +167,9 @@ def _handlers(settings: Settings) -> list[Any]:
         ws_endpoint,
         metrics,
     ]
-    if settings.oidc_issuer:
+    if settings.oidc.issuer:
         handlers += [oidc_login, oidc_callback]
-    if settings.offline:
+    if settings.model.offline:
         handlers.append(chat_completions)
     if DASHBOARD.is_dir():
         handlers.append(
@@ -185,8 +185,10 @@ def _handlers(settings: Settings) -> list[Any]:
 
 
 def _cors(settings: Settings) -> CORSConfig | None:
-    if not settings.cors_origins:
+    if not settings.http.cors_origins:
         return None
     return CORSConfig(
-        allow_origins=settings.cors_origins, allow_credentials=False, allow_headers=["authorization", "content-type"]
+        allow_origins=settings.http.cors_origins,
+        allow_credentials=False,
+        allow_headers=["authorization", "content-type"],
     )

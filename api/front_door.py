@@ -72,7 +72,8 @@ class DoorLimits:
 
     @classmethod
     def of(cls, settings: Settings) -> DoorLimits:
-        return cls(settings.max_header_bytes, settings.max_headers, settings.request_timeout, settings.max_connections)
+        limits = settings.limits
+        return cls(limits.max_header_bytes, limits.max_headers, limits.request_timeout, limits.max_connections)
 
 
 class _HeadTooLarge(Exception):

@@ -56,7 +56,7 @@ MODEL_RETRIES = 2
 def _use_aiohttp(settings: Settings) -> bool:
     """The aiohttp transport unless httpx is asked for, or the endpoint's URL carries credentials:
     aiohttp refuses a request with both those and the SDK's ``Authorization`` header."""
-    return settings.model_transport == "aiohttp" and urlsplit(settings.model_base_url).username is None
+    return settings.model.transport == "aiohttp" and urlsplit(settings.model_base_url).username is None
 
 
 class ModelSocket:
@@ -74,12 +74,12 @@ class ModelSocket:
     def for_settings(cls, settings: Settings) -> ModelSocket | None:
         """The socket the settings ask for, or None (a configured endpoint, ``off``, no AF_UNIX, or
         no private folder to be had: then the runner reads the model over TCP, as logged)."""
-        if not settings.offline and settings.model_socket not in ("auto", "off"):
+        if not settings.model.offline and settings.offline_model.socket not in ("auto", "off"):
             log.warning("model_socket.ignored", reason="a model endpoint is configured: there is no offline model")
-        if not settings.offline or settings.model_socket == "off" or not hasattr(socket, "AF_UNIX"):
+        if not settings.model.offline or settings.offline_model.socket == "off" or not hasattr(socket, "AF_UNIX"):
             return None
-        if settings.model_socket != "auto":
-            path = Path(settings.model_socket)
+        if settings.offline_model.socket != "auto":
+            path = Path(settings.offline_model.socket)
             if path.exists() and not path.is_socket():
                 raise ConfigError(f"model_socket {path} exists and is not a socket; check RUNWATCH_MODEL_SOCKET")
             if not path.parent.is_dir():
@@ -180,7 +180,7 @@ def model_client(settings: Settings, socket: ModelSocket | None, key: str | None
     and so the ``Host`` header, stay the TCP port's). ``key``: the offline model's ``model_key``."""
     aiohttp = _use_aiohttp(settings)
     limits = DEFAULT_CONNECTION_LIMITS
-    if settings.offline:  # both ends are ours: the client lets idle connections go first
+    if settings.model.offline:  # both ends are ours: the client lets idle connections go first
         limits = type(limits)(
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
@@ -201,7 +201,7 @@ def model_client(settings: Settings, socket: ModelSocket | None, key: str | None
             http_client = DefaultAsyncHttpxClient(transport=transport)
     return AsyncOpenAI(
         base_url=settings.model_base_url,
-        api_key=settings.openai_api_key or key or "offline",
+        api_key=settings.model.openai_api_key or key or "offline",
         max_retries=MODEL_RETRIES,
         http_client=http_client,
     )

@@ -32,7 +32,7 @@ from runwatch.agents.store.retention import Retention
 from runwatch.api.auth.authenticator import Authenticator
 from runwatch.api.auth.provider import Provider
 from runwatch.api.auth.tokens import new_secret
-from runwatch.api.backends import new_credentials, new_store
+from runwatch.api.backends import open_credentials, open_store
 from runwatch.api.model_client import ModelSocket, model_client
 from runwatch.api.observability.collectors import LiveGauges
 from runwatch.api.observability.metrics import Metrics
@@ -82,23 +82,23 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store: Store = new_store(settings)
-        self.credentials: Credentials = new_credentials(settings)
-        self.retention = Retention(self.store, settings.retention_days)
-        memory = {"log_capacity": settings.log_capacity, "memory_bytes": int(settings.bus_memory_mb * 1024 * 1024)}
+        self.store: Store = open_store(settings)
+        self.credentials: Credentials = open_credentials(settings)
+        self.retention = Retention(self.store, settings.store.retention_days)
+        memory = {"log_capacity": settings.bus.log_capacity, "memory_bytes": int(settings.bus.memory_mb * 1024 * 1024)}
         self.bus: MemoryBus = (
             RedisBus(
-                settings.redis_url,
+                settings.redis.url,
                 journal=self.store,
-                prefix=settings.redis_prefix,
-                retain_seconds=settings.redis_retain_seconds,
+                prefix=settings.redis.prefix,
+                retain_seconds=settings.redis.retain_seconds,
                 **memory,
             )
-            if settings.redis_url
+            if settings.redis.url
             else MemoryBus(journal=self.store, **memory)
         )
-        self.registry = AgentRegistry([demo_agent(settings.files_dir)])
-        for module in settings.agents:
+        self.registry = AgentRegistry([demo_agent(settings.agents.files_dir)])
+        for module in settings.agents.modules:
             try:
                 agents = load_agents(module)
             except (ImportError, ValueError) as exc:
@@ -111,12 +111,12 @@ class Runtime:
         self.model_socket = ModelSocket.for_settings(settings)
         #: What this process's runs present to its offline model (``/v1`` needs a principal): made
         #: here, held in memory only, never logged; None with a real model endpoint.
-        self.model_key: str | None = new_secret("rwm_") if settings.offline else None
+        self.model_key: str | None = new_secret("rwm_") if settings.model.offline else None
         self.client = model_client(settings, self.model_socket, self.model_key)
         _ = self.client.chat.completions  # the SDK imports it on first use: now, not in the first run
         self.metrics_registry = CollectorRegistry()
         self.metrics = Metrics(
-            agents={a.name: (a.model or settings.default_model, a.tool_names) for a in self.registry},
+            agents={a.name: (a.model or settings.model.default, a.tool_names) for a in self.registry},
             registry=self.metrics_registry,
         )
         self.metrics_registry.register(LiveGauges(self))
@@ -124,48 +124,48 @@ class Runtime:
         #: The OpenID provider of dashboard logins, when one is configured.
         self.oidc: Provider | None = (
             Provider(
-                settings.oidc_issuer,
-                settings.oidc_client_id or "",
-                settings.oidc_client_secret,
-                settings.oidc_scopes,
+                settings.oidc.issuer,
+                settings.oidc.client_id or "",
+                settings.oidc.client_secret,
+                settings.oidc.scopes,
             )
-            if settings.oidc_issuer
+            if settings.oidc.issuer
             else None
         )
         self.runner = Runner(
             self.client,
             self.bus.publish,
-            coalesce_window=settings.coalesce_ms / 1000,
-            max_output_bytes=settings.max_output_bytes,
-            max_tool_result_bytes=settings.max_tool_result_bytes,
+            coalesce_window=settings.runs.coalesce_ms / 1000,
+            max_output_bytes=settings.runs.max_output_bytes,
+            max_tool_result_bytes=settings.runs.max_tool_result_bytes,
             redact=Redactor((*settings.secrets, self.model_key) if self.model_key else settings.secrets),
             settle=self.bus.settled,
-            prices=PriceTable(parse_prices(settings.prices)),
+            prices=PriceTable(parse_prices(settings.model.prices)),
         )
         supervising: dict[str, Any] = {
             "bus": self.bus,
             "store": self.store,
             "registry": self.registry,
             "runner": self.runner,
-            "default_model": settings.default_model,
-            "max_running": settings.max_running,
-            "max_queued": settings.max_queued,
-            "run_timeout": settings.run_timeout,
-            "approval_timeout": settings.approval_timeout,
-            "offline": settings.offline,
+            "default_model": settings.model.default,
+            "max_running": settings.runs.max_running,
+            "max_queued": settings.runs.max_queued,
+            "run_timeout": settings.runs.timeout,
+            "approval_timeout": settings.runs.approval_timeout,
+            "offline": settings.model.offline,
             "secrets": settings.secrets,
-            "instance": settings.instance,
-            "drain_seconds": settings.drain_seconds,
+            "instance": settings.server.instance,
+            "drain_seconds": settings.server.drain_seconds,
         }
         if isinstance(self.bus, RedisBus):
             queue = RunQueue(
                 self.bus.redis,
-                prefix=settings.redis_prefix,
-                instance=settings.instance,
-                lease_seconds=settings.lease_seconds,
+                prefix=settings.redis.prefix,
+                instance=settings.server.instance,
+                lease_seconds=settings.redis.lease_seconds,
             )
             self.supervisor: Supervisor = ClusterSupervisor(
-                queue=queue, lease_seconds=settings.lease_seconds, **supervising
+                queue=queue, lease_seconds=settings.redis.lease_seconds, **supervising
             )
             self.bus.on_control = self.supervisor.on_control
             self.supervisor.on_released = self.metrics.released
@@ -173,7 +173,7 @@ class Runtime:
         else:
             self.supervisor = Supervisor(**supervising)
         self.limiter: Limiter = (
-            RedisLimiter(self.bus.redis, prefix=settings.redis_prefix, instance=settings.instance)
+            RedisLimiter(self.bus.redis, prefix=settings.redis.prefix, instance=settings.server.instance)
             if isinstance(self.bus, RedisBus)
             else MemoryLimiter()
         )
@@ -181,10 +181,10 @@ class Runtime:
             bus=self.bus,
             store=self.store,
             supervisor=self.supervisor,
-            max_input_bytes=settings.max_input_bytes,
+            max_input_bytes=settings.runs.max_input_bytes,
             limiter=self.limiter,
-            runs_per_minute=settings.runs_per_minute,
-            tenant_max_active=settings.tenant_max_active,
+            runs_per_minute=settings.limits.runs_per_minute,
+            tenant_max_active=settings.limits.tenant_max_active,
         )
         self.service.on_limited.append(self.metrics.limited)
         #: Set once shutdown has stopped the runs (their final events are visible): SSE streams
@@ -201,7 +201,7 @@ class Runtime:
         #: Paced offline-model streams, on one timer (api/offline/pacer.py).
         self.pacer = Pacer()
         #: The text all offline-model answers in flight hold together, bounded (api/offline/endpoint.py).
-        self.offline_budget = AnswerBudget(settings.offline_max_inflight_bytes)
+        self.offline_budget = AnswerBudget(settings.offline_model.max_inflight_bytes)
         self._watchdog: asyncio.Task[None] | None = None
         self.fast_lane = FastLane()
         #: Set when the broker's connection is lost: every WebSocket closes 1012 (reconnect), then
@@ -236,7 +236,7 @@ class Runtime:
         ``Connection.tick``, ``SSEStream.tick``); and, every few seconds, memory the bus let go of
         handed back to the system."""
         s = self.settings
-        interval = max(0.05, min(1.0, s.heartbeat / 3, s.ws_send_timeout / 4))
+        interval = max(0.05, min(1.0, s.ws.heartbeat / 3, s.ws.send_timeout / 4))
         trimmed, next_trim = self.bus.freed, time.monotonic() + TRIM_SECONDS
         next_check, checking = time.monotonic() + PRINCIPAL_CHECK_SECONDS, None
         while True:
@@ -258,7 +258,7 @@ class Runtime:
     async def _check_principals(self) -> None:
         """Close (4401) the sockets whose API key was revoked; renew the others' connection leases,
         and those of the SSE streams (they check their own keys)."""
-        if not self.settings.auth_on:
+        if not self.settings.auth.on:
             return
         conns = [c for c in self.connections if c.principal is not None]
         try:

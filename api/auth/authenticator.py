@@ -75,10 +75,10 @@ class Authenticator:
         self.credentials = credentials
         self._on_failure = on_failure
         self.jwt = JWTVerifier(
-            secret=settings.jwt_secret,
-            jwks=settings.jwt_jwks,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            secret=settings.jwt.secret,
+            jwks=settings.jwt.jwks,
+            issuer=settings.jwt.issuer,
+            audience=settings.jwt.audience,
         )
         self._signer: Signer | None = None
         #: secret hash → (principal or None for "no such key", monotonic time it was looked up).
@@ -88,7 +88,7 @@ class Authenticator:
 
     async def start(self) -> None:
         """Load the session-signing secret every instance shares (made once, kept in the database)."""
-        key = self.settings.session_secret or await self.credentials.secret("session", secrets.token_hex(32))
+        key = self.settings.auth.session_secret or await self.credentials.secret("session", secrets.token_hex(32))
         self._signer = Signer(key)
 
     @property
@@ -132,12 +132,12 @@ class Authenticator:
         """The principal a verified JWT (or OpenID Connect ID token, ``source="oidc"``) stands for.
         A JWT's principal expires with it; an OIDC login's session lasts ``session_hours``."""
         s = self.settings
-        role = Role.highest(claims.get(s.jwt_roles_claim))
+        role = Role.highest(claims.get(s.jwt.roles_claim))
         if role is None:
             raise self.failed(
-                "no_role", f"the token's {s.jwt_roles_claim!r} claim names no role (viewer, operator, admin)"
+                "no_role", f"the token's {s.jwt.roles_claim!r} claim names no role (viewer, operator, admin)"
             )
-        tenant = self._tenant(claims.get(s.jwt_tenant_claim), role)
+        tenant = self._tenant(claims.get(s.jwt.tenant_claim), role)
         subject = str(claims.get("sub") or "")
         if not subject:
             raise self.failed("malformed", "the token has no 'sub' claim")
@@ -156,7 +156,7 @@ class Authenticator:
     def _tenant(self, claim: Any, role: Role) -> str:
         """The tenant a token's claim names: one a key could have (``TENANT_PATTERN``), never cut
         short or cleaned up, so that no two claims become one tenant; an admin's may be absent."""
-        name = self.settings.jwt_tenant_claim
+        name = self.settings.jwt.tenant_claim
         if claim is None or claim == "":
             if role is not Role.ADMIN:
                 raise self.failed("no_tenant", f"the token has no {name!r} claim")
@@ -224,7 +224,7 @@ class Authenticator:
         """A dashboard session for ``principal``: the cookie's value (a random secret; only its
         hash is stored, so neither reading the database nor knowing a server secret makes one) and
         the principal it stands for, expiring no later than the credential it was made from."""
-        expires = time.time() + self.settings.session_hours * 3600
+        expires = time.time() + self.settings.auth.session_hours * 3600
         if principal.expires_at is not None:
             expires = min(expires, principal.expires_at)
         session = msgspec.structs.replace(principal, source="session", expires_at=expires)

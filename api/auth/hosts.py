@@ -72,10 +72,10 @@ class AllowedHosts:
     @classmethod
     def of(cls, settings: Settings) -> AllowedHosts | None:
         """The check ``settings`` ask for; None when every name is answered."""
-        listed = settings.allowed_hosts
-        if "*" in listed or (settings.auth_on and not listed):
+        listed = settings.http.allowed_hosts
+        if "*" in listed or (settings.auth.on and not listed):
             return None
-        return cls(listed, settings.host)
+        return cls(listed, settings.server.host)
 
     def allows_header(self, header: str) -> bool:
         """Whether a request whose ``Host`` header is ``header`` is answered."""

@@ -110,7 +110,7 @@ class AuthController(Controller):
             raise Forbidden("log in from the dashboard's own origin")
         if sum(x is not None for x in (data.key, data.token, data.code)) != 1:
             raise BadRequest('send one of "key", "token" or "code"')
-        if not rt.settings.auth_on:
+        if not rt.settings.auth.on:
             raise BadRequest("authentication is off (RUNWATCH_AUTH=off): there is nothing to log in to")
         try:
             if data.code is not None:
@@ -129,7 +129,7 @@ class AuthController(Controller):
 
     @get("/login", summary="How one may log in here (open to anyone)")
     async def login_options(self, rt: Runtime) -> LoginOptions:
-        return LoginOptions(auth=rt.settings.auth_on, oidc=rt.settings.auth_on and rt.oidc is not None)
+        return LoginOptions(auth=rt.settings.auth.on, oidc=rt.settings.auth.on and rt.oidc is not None)
 
     @post(
         "/logout",
@@ -143,12 +143,12 @@ class AuthController(Controller):
         if principal is not None:
             check_csrf(request, rt.settings, principal)
         cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie and rt.settings.auth_on:
+        if cookie and rt.settings.auth.on:
             await rt.auth.end_session(cookie)
 
     @get("/me", summary="Who this request is", responses=error_responses(ErrorCode.UNAUTHENTICATED))
     async def whoami(self, request: Request, rt: Runtime) -> Me:
-        return me(principal_of(request, rt.metrics), rt.settings.auth_on)
+        return me(principal_of(request, rt.metrics), rt.settings.auth.on)
 
     @post(
         "/ws-ticket",

@@ -46,18 +46,18 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         rt = connection.app.state.runtime
         settings = rt.settings
-        if not settings.auth_on:
+        if not settings.auth.on:
             return AuthenticationResult(user=NOBODY, auth=None)
         headers = connection.headers
         if connection.scope["path"].startswith(OFFLINE_MODEL_PATH):
-            if settings.offline_model_open:
+            if settings.offline_model.open:
                 return AuthenticationResult(user=None, auth=None)
             header = headers.get("authorization", "")
             if rt.model_key and header[:7].lower() == "bearer " and same_secret(header[7:].strip(), rt.model_key):
                 return AuthenticationResult(user=RUNNER, auth=None)
-        if connection.scope["path"] == "/metrics" and settings.metrics_token:
+        if connection.scope["path"] == "/metrics" and settings.metrics.token:
             header = headers.get("authorization", "")
-            if header[:7].lower() == "bearer " and same_secret(header[7:].strip(), settings.metrics_token):
+            if header[:7].lower() == "bearer " and same_secret(header[7:].strip(), settings.metrics.token):
                 return AuthenticationResult(user=None, auth=None)  # the scrape token: see observability.py
         ticket = None
         if connection.scope["type"] == "websocket" and origin_allowed(headers, settings):
@@ -152,7 +152,7 @@ def origin_allowed(headers: Any, settings: Settings) -> bool:
     origin = headers.get("origin")
     if origin is None:
         return True
-    if "*" in settings.allowed_origins or origin in settings.allowed_origins:
+    if "*" in settings.http.allowed_origins or origin in settings.http.allowed_origins:
         return True
     host = headers.get("host")
     if origin == "null" or not host:

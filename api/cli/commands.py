@@ -15,14 +15,11 @@ from typing import TYPE_CHECKING
 from runwatch.api import __version__
 from runwatch.api.cli.client import client_options, list_agents, run_agent
 from runwatch.api.cli.keys import keys_parser
-from runwatch.api.settings.config import ENV, ConfigError, Settings, load_settings
+from runwatch.api.settings.config import ConfigError, Settings, load_settings
+from runwatch.api.settings.flags import ENVIRONMENT_HELP, add_setting_flags, given_flags
 
 if TYPE_CHECKING:
     from runwatch.api.runtime import Runtime
-
-EPILOG = "Every setting can also come from the environment or a TOML file (--config):\n" + "\n".join(
-    f"  {var:<32} {text}" for var, text in ENV.values()
-)
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,24 +28,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         help="run the server (API, WebSocket, dashboard)",
         description="Run runwatch: REST + WebSocket + SSE API, the dashboard, and the offline model "
         "when no OpenAI endpoint is configured.",
-        epilog=EPILOG,
+        epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    p.add_argument("--data-dir", help="folder of the SQLite database (default ./runwatch-data)")
-    p.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
-    p.add_argument(
-        "--database", help="postgresql://user@host/db, or an SQLite path (also RUNWATCH_DATABASE_URL; default SQLite)"
-    )
-    p.add_argument("--redis", help="redis://host:port/db: broker, run queue and control in Redis (RUNWATCH_REDIS_URL)")
-    p.add_argument("--instance", help="this instance's name (default: host name and pid; RUNWATCH_INSTANCE)")
-    p.add_argument("--model", help="default model name (also RUNWATCH_MODEL)")
-    p.add_argument("--agents", help="comma-separated modules to load Agent objects from")
-    p.add_argument("--coalesce-ms", type=float, help="token coalescing window in ms, 0 = off (default 25)")
-    p.add_argument("--max-running", type=int, help="runs executing at once (default 8)")
-    p.add_argument("--log-format", choices=["console", "json"], help="log line format (default console)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    add_setting_flags(p)
     p.set_defaults(func=serve)
 
 
@@ -125,34 +108,20 @@ def serve(args: argparse.Namespace) -> int:
     from runwatch.api.logs import configure_logging
     from runwatch.api.runtime import Runtime
 
-    overrides = {
-        "host": args.host,
-        "port": args.port,
-        "data_dir": args.data_dir,
-        "database_url": args.database,
-        "redis_url": args.redis,
-        "instance": args.instance,
-        "model": args.model,
-        "agents": args.agents,
-        "coalesce_ms": args.coalesce_ms,
-        "max_running": args.max_running,
-        "log_format": args.log_format,
-        "log_level": args.log_level,
-    }
     try:
-        settings = load_settings(overrides, config_file=args.config)
+        settings = load_settings(given_flags(args), config_file=args.config)
     except ConfigError as exc:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
     problem = (
-        _data_dir_problem(settings.data_dir)
-        or _listen_problem(settings.host, settings.port)
-        or _backends_problem(settings.database_url, settings.postgres, settings.redis_url)
+        _data_dir_problem(settings.store.data_dir)
+        or _listen_problem(settings.server.host, settings.server.port)
+        or _backends_problem(settings.store.database_url, settings.store.postgres, settings.redis.url)
     )
     if problem:
         print(f"runwatch: {problem}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level, settings.secrets)
+    configure_logging(settings.logging.format, settings.logging.level, settings.secrets)
     try:
         runtime = Runtime(settings)
     except ConfigError as exc:
@@ -175,13 +144,13 @@ def _serve(settings: Settings, runtime: Runtime) -> int:
     app = create_app(settings, runtime)
     config = uvicorn.Config(
         expose_server_send(app),
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         log_config=None,
         access_log=False,
-        ws_max_size=settings.ws_max_message_bytes,
-        ws_ping_interval=settings.heartbeat,
-        ws_ping_timeout=settings.heartbeat,
+        ws_max_size=settings.ws.max_message_bytes,
+        ws_ping_interval=settings.ws.heartbeat,
+        ws_ping_timeout=settings.ws.heartbeat,
         # The protocol the fan-out writes frames to directly (api/ws/framing.py); no deflate, see docs.
         ws="websockets-sansio",
         ws_per_message_deflate=False,
@@ -199,22 +168,22 @@ def migrate(args: argparse.Namespace) -> int:
 
     from runwatch.agents.store import PostgresStore, StoreUnavailable
     from runwatch.agents.store.migrations import latest
-    from runwatch.api.backends import new_store
+    from runwatch.api.backends import open_store
     from runwatch.api.logs import configure_logging
 
     try:
-        settings = load_settings({"database_url": args.database, "data_dir": args.data_dir}, config_file=args.config)
+        settings = load_settings(given_flags(args), config_file=args.config)
     except ConfigError as exc:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
     configure_logging("console", "warning", settings.secrets)
 
     async def apply() -> str:
-        store = new_store(settings)
+        store = open_store(settings)
         if not isinstance(store, PostgresStore):
             await store.open()  # its schema is created in place, as it was always
             await store.close()
-            return f"SQLite database {settings.database} is ready"
+            return f"SQLite database {settings.store.database} is ready"
         from runwatch.agents.store.migrations import migrate as apply_migrations
 
         pg = store
@@ -252,9 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply the store's schema migrations (serve applies them at start too). Safe to run "
         "while instances are running, and from several places at once: migrations take a database lock.",
     )
-    p.add_argument("--database", help="postgresql://user@host/db or an SQLite path (also RUNWATCH_DATABASE_URL)")
-    p.add_argument("--data-dir", help="folder of the default SQLite database (default ./runwatch-data)")
-    p.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
+    add_setting_flags(p, "database_url", "data_dir")
     p.set_defaults(func=migrate)
     url_help = "server URL (default $RUNWATCH_URL, else http://127.0.0.1:$RUNWATCH_PORT, port 8000)"
     p = sub.add_parser(

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from runwatch.api.settings.config import ConfigError, load_settings
+from runwatch.api.settings.flags import add_setting_flags, given_flags
 
 
 def keys_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +29,7 @@ def keys_parser(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("id", help="the key's id (k_…), from `runwatch keys list`")
     for action in (c, listing, r):
-        action.add_argument("--database", help="postgresql://user@host/db or an SQLite path (RUNWATCH_DATABASE_URL)")
-        action.add_argument("--data-dir", help="folder of the default SQLite database (default ./runwatch-data)")
-        action.add_argument("--config", help="TOML config file (also RUNWATCH_CONFIG)")
+        add_setting_flags(action, "database_url", "data_dir")
     p.set_defaults(func=manage_keys)
 
 
@@ -41,11 +40,11 @@ def manage_keys(args: argparse.Namespace) -> int:
     from runwatch.agents.identity import TENANT_PATTERN, Role
     from runwatch.agents.store import StoreUnavailable
     from runwatch.api.auth.authenticator import create_key
-    from runwatch.api.backends import new_credentials, new_store
+    from runwatch.api.backends import open_credentials, open_store
     from runwatch.api.logs import configure_logging
 
     try:
-        settings = load_settings({"database_url": args.database, "data_dir": args.data_dir}, config_file=args.config)
+        settings = load_settings(given_flags(args), config_file=args.config)
     except ConfigError as exc:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
@@ -58,10 +57,10 @@ def manage_keys(args: argparse.Namespace) -> int:
             return 2
 
     async def act() -> int:
-        store = new_store(settings)
+        store = open_store(settings)
         await store.open()  # creates or migrates the schema, credentials included
         await store.close()
-        creds = new_credentials(settings)
+        creds = open_credentials(settings)
         await creds.open()
         try:
             if args.action == "create":

@@ -42,10 +42,10 @@ def _may_scrape(request: Request, rt: Runtime) -> None:
     """``/metrics`` answers the scrape token (``RUNWATCH_METRICS_TOKEN``), an admin, or anyone when
     ``RUNWATCH_METRICS_OPEN`` (or authentication) is off."""
     s = rt.settings
-    if s.metrics_open or not s.auth_on:
+    if s.metrics.open or not s.auth.on:
         return
     header = request.headers.get("authorization", "")
-    if s.metrics_token and header.lower().startswith("bearer ") and same_secret(header[7:].strip(), s.metrics_token):
+    if s.metrics.token and header.lower().startswith("bearer ") and same_secret(header[7:].strip(), s.metrics.token):
         return
     try:
         principal = principal_of(request, rt.metrics) if request.scope.get("user") is None else request.user

@@ -76,7 +76,7 @@ def may_call_offline_model(connection: ASGIConnection, _: BaseRouteHandler) -> N
     if content_type != "application/json":
         raise Forbidden("the offline model takes JSON only: send 'Content-Type: application/json'")
     rt = connection.app.state.runtime
-    if rt.settings.offline_model_open:
+    if rt.settings.offline_model.open:
         return
     principal = principal_of(connection, rt.metrics)
     check_csrf(connection, rt.settings, principal)
@@ -185,7 +185,7 @@ class _JSONOrEventStream(Operation):
 async def chat_completions(data: ChatRequest, rt: Runtime, request: Request) -> Stream:
     messages: list[dict[str, Any]] = msgspec.to_builtins(data.messages)
     tool_names = {t.function.name for t in data.tools}
-    reply = plan_reply(messages, tool_names, max_answer_bytes=rt.settings.offline_max_answer_bytes)
+    reply = plan_reply(messages, tool_names, max_answer_bytes=rt.settings.offline_model.max_answer_bytes)
     try:
         release = rt.offline_budget.reserve(reply.size)
     except RateLimited:

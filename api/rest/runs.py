@@ -146,7 +146,7 @@ class RunsController(Controller):
             agent=handle.agent,
             model=handle.model,
             status="queued",
-            offline=rt.settings.offline,
+            offline=rt.settings.model.offline,
             events=f"/api/runs/{handle.id}/events",
             stream=f"/api/runs/{handle.id}/stream",
             thread=handle.thread,
@@ -254,7 +254,7 @@ class RunsController(Controller):
             AgentInfo(
                 name=a.name,
                 description=a.description,
-                model=a.model or rt.settings.default_model,
+                model=a.model or rt.settings.model.default,
                 tools=a.tool_names,
                 max_steps=a.max_steps,
             )
@@ -272,10 +272,10 @@ async def health(request: Request, rt: Runtime) -> Response[Health]:
     health = Health(
         status=status,
         problem=problem,
-        instance=rt.settings.instance,
+        instance=rt.settings.server.instance,
         version=__version__,
-        offline=rt.settings.offline,
-        model=rt.settings.default_model,
+        offline=rt.settings.model.offline,
+        model=rt.settings.model.default,
         running=rt.supervisor.running,
         queued=rt.supervisor.queued,
         connections=len(rt.connections),

@@ -95,11 +95,11 @@ async def _open(rt: Runtime, run_id: str, principal: Principal, scope: Scope) ->
     stream = SSEStream(
         run_id,
         principal,
-        send_timeout=rt.settings.ws_send_timeout,
+        send_timeout=rt.settings.ws.send_timeout,
         metrics=rt.metrics,
         transport=http_transport(scope),
     )
-    limit = rt.settings.ws_connections_per_principal
+    limit = rt.settings.ws.connections_per_principal
     if principal.source != "off" and not await rt.limiter.open_connection(principal.id, stream.id, limit):
         rt.metrics.limited("sse_streams")
         raise TooManyConnections(
@@ -190,7 +190,7 @@ async def _events(rt: Runtime, stream: SSEStream, cursor: int) -> AsyncIterator[
                 ended = "finished"
                 return
             try:
-                await asyncio.wait_for(stream.wake.wait(), rt.settings.heartbeat)
+                await asyncio.wait_for(stream.wake.wait(), rt.settings.ws.heartbeat)
             except TimeoutError:
                 stream.send_started = monotonic()
                 yield HEARTBEAT

@@ -125,7 +125,7 @@ def _require(principal, role: Role, action: str, mid: object) -> None:
 
 async def _reauthenticate(conn: Connection, rt: Runtime, token: str, mid: object) -> None:
     """A fresh token for the same principal, before the current one expires: the socket stays open."""
-    if not rt.settings.auth_on:
+    if not rt.settings.auth.on:
         conn.post(encode(Ack(id=mid)))
         return
     try:
@@ -145,7 +145,7 @@ async def _reauthenticate(conn: Connection, rt: Runtime, token: str, mid: object
 
 
 async def _subscribe(conn: Connection, rt: Runtime, run: str, after: int, epoch: str | None, mid: object) -> None:
-    limit = rt.settings.ws_max_subscriptions
+    limit = rt.settings.ws.max_subscriptions
     if run not in conn.subscriptions and len(conn.subscriptions) >= limit:
         rt.metrics.limited("ws_subscriptions")
         raise ProtocolError(

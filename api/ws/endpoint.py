@@ -59,7 +59,7 @@ async def _admit(socket: WebSocket, rt: Runtime, conn_id: str) -> Principal | No
         reason = failure.message if isinstance(failure, AuthFailed) else "sign in: no credential was sent"
         await _refuse(socket, CloseCode.UNAUTHENTICATED, reason[:120])
         return None
-    limit = rt.settings.ws_connections_per_principal
+    limit = rt.settings.ws.connections_per_principal
     if principal.source != "off" and not await rt.limiter.open_connection(principal.id, conn_id, limit):
         rt.metrics.limited("ws_connections")
         await _refuse(socket, CloseCode.TRY_AGAIN_LATER, f"at most {limit} connections per principal")
@@ -143,16 +143,16 @@ class _Tasks(NamedTuple):
 def _open(socket: WebSocket, rt: Runtime, conn_id: str, principal: Principal) -> Connection:
     """The admitted watcher's connection: registered, counted, and greeted with ``hello``."""
     settings = rt.settings
-    writer = direct_writer(socket.scope, conn_id) if settings.ws_direct_writes == "auto" else None
+    writer = direct_writer(socket.scope, conn_id) if settings.ws.direct_writes == "auto" else None
     conn = Connection(
         conn_id,
         socket.send,
         bus=rt.bus,
-        max_lag=settings.ws_max_lag,
-        send_timeout=settings.ws_send_timeout,
-        frame_events=settings.ws_frame_events,
-        frame_bytes=settings.ws_frame_bytes,
-        heartbeat=settings.heartbeat,
+        max_lag=settings.ws.max_lag,
+        send_timeout=settings.ws.send_timeout,
+        frame_events=settings.ws.frame_events,
+        frame_bytes=settings.ws.frame_bytes,
+        heartbeat=settings.ws.heartbeat,
         metrics=rt.metrics,
         lane=rt.fast_lane,
         writer=writer,
@@ -160,7 +160,7 @@ def _open(socket: WebSocket, rt: Runtime, conn_id: str, principal: Principal) ->
     conn.principal = principal
     conn.feed_tenant = principal.scope
     conn.tenant_of = rt.service.tenant_of
-    conn.presence = rt.presence if settings.presence == "on" else None
+    conn.presence = rt.presence if settings.ws.presence == "on" else None
     rt.connections.add(conn)
     rt.metrics.ws_opened.inc()
     log.debug(
@@ -178,9 +178,9 @@ def _hello(conn_id: str, principal: Principal, settings: Settings) -> Hello:
     return Hello(
         connection=conn_id,
         version=__version__,
-        offline=settings.offline,
-        heartbeat=settings.heartbeat,
-        max_message_bytes=settings.ws_max_message_bytes,
+        offline=settings.model.offline,
+        heartbeat=settings.ws.heartbeat,
+        max_message_bytes=settings.ws.max_message_bytes,
         close_codes=CLOSE_CODES,
         principal={
             "id": principal.id,
@@ -287,8 +287,8 @@ async def _drain(conn: Connection, sender: asyncio.Task[None], *, deadline: floa
 async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> Ending:
     """Read client frames until the client leaves; returns how the connection should close."""
     settings = rt.settings
-    limit = settings.ws_max_message_bytes
-    rate = MessageRate(settings.ws_message_rate, settings.ws_message_burst)
+    limit = settings.ws.max_message_bytes
+    rate = MessageRate(settings.ws.message_rate, settings.ws.message_burst)
     while True:
         await conn.room()  # a client that sends faster than it reads waits here
         event = await socket.receive()
@@ -299,7 +299,7 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> Ending:
             if code == CloseCode.INVALID_DATA:  # and closes on a text frame that is not UTF-8
                 return Ending(CloseCode.INVALID_DATA, "text frame not UTF-8")
             if code in (1005, 1006) and _ping_timed_out(socket.scope):  # gone without a close frame of its own
-                reason = f"no pong within {settings.heartbeat:g} s (ping timeout)"
+                reason = f"no pong within {settings.ws.heartbeat:g} s (ping timeout)"
                 return Ending(CloseCode.INTERNAL_ERROR, reason, SlowConsumer.PING_TIMEOUT)
             return Ending(CloseCode.NORMAL, "client")
         data = event.get("text")
@@ -317,7 +317,7 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> Ending:
                         Error(
                             id=None,
                             code=ErrorCode.RATE_LIMITED,
-                            message=f"more than {settings.ws_message_rate:g} messages a second; "
+                            message=f"more than {settings.ws.message_rate:g} messages a second; "
                             "messages are dropped until you slow down",
                         )
                     )

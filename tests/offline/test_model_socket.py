@@ -20,7 +20,7 @@ from tests.services import wait_until
 
 
 def test_model_socket_must_be_auto_off_or_an_absolute_path():
-    assert load_settings(environ={}).model_socket == "auto"
+    assert load_settings(environ={}).offline_model.socket == "auto"
     for bad in ("relative/model.sock", "/" + "x" * 120, "on"):
         with pytest.raises(ConfigError, match="model_socket must be auto, off or an absolute path"):
             load_settings(environ={"RUNWATCH_MODEL_SOCKET": bad})

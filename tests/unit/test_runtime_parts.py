@@ -168,16 +168,16 @@ def test_settings_precedence_is_file_then_env_then_flags(tmp_path):
     config.write_text('port = 9000\nmax_running = 3\nopenai_api_key = "sk-from-file"\n')
     env = {"RUNWATCH_MAX_RUNNING": "4"}
     settings = load_settings({"port": 9100}, config_file=config, environ=env)
-    assert (settings.port, settings.max_running, settings.openai_api_key) == (9100, 4, "sk-from-file")
-    assert not settings.offline and "sk-from-file" not in repr(settings)
+    assert (settings.server.port, settings.runs.max_running, settings.model.openai_api_key) == (9100, 4, "sk-from-file")
+    assert not settings.model.offline and "sk-from-file" not in repr(settings)
 
 
 def test_offline_when_no_endpoint_and_no_key():
     settings = load_settings(environ={})
-    assert settings.offline and settings.default_model == "runwatch-offline"
+    assert settings.model.offline and settings.model.default == "runwatch-offline"
     assert settings.model_base_url == "http://127.0.0.1:8000/v1"
     pointed = load_settings(environ={"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"})
-    assert not pointed.offline and pointed.model_base_url == "http://127.0.0.1:11434/v1"
+    assert not pointed.model.offline and pointed.model_base_url == "http://127.0.0.1:11434/v1"
 
 
 def test_unknown_config_keys_are_refused(tmp_path):

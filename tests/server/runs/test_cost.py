@@ -69,4 +69,4 @@ def test_a_config_file_may_hold_a_prices_table(tmp_path):
     config = tmp_path / "runwatch.toml"
     config.write_text('[prices]\n"acme-large" = { input = 3.0, output = 15.0 }\n')
     settings = load_settings(config_file=config, environ={})
-    assert parse_prices(settings.prices) == {"acme-large": Price(input=3.0, output=15.0)}
+    assert parse_prices(settings.model.prices) == {"acme-large": Price(input=3.0, output=15.0)}
