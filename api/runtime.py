@@ -25,6 +25,7 @@ from runwatch.agents.offline.demo import demo_agent
 from runwatch.agents.redact import Redactor
 from runwatch.agents.runs.limits import Limiter, MemoryLimiter, RedisLimiter
 from runwatch.agents.runs.service import RunService
+from runwatch.agents.runs.supervising import Supervising
 from runwatch.agents.runs.supervisor import Supervisor
 from runwatch.agents.store import Store
 from runwatch.agents.store.credentials import Credentials
@@ -164,12 +165,13 @@ class Runtime:
                 instance=settings.server.instance,
                 lease_seconds=settings.redis.lease_seconds,
             )
-            self.supervisor: Supervisor = ClusterSupervisor(
-                queue=queue, lease_seconds=settings.redis.lease_seconds, **supervising
+            cluster = ClusterSupervisor(
+                queue=queue, ownership=self.bus, lease_seconds=settings.redis.lease_seconds, **supervising
             )
-            self.bus.on_control = self.supervisor.on_control
-            self.supervisor.on_released = self.metrics.released
+            self.bus.on_control = cluster.on_control
+            cluster.on_released = self.metrics.released
             self.bus.on_lost.append(self._broker_lost)
+            self.supervisor: Supervising = cluster
         else:
             self.supervisor = Supervisor(**supervising)
         self.limiter: Limiter = (
@@ -223,10 +225,7 @@ class Runtime:
         await self.bus.start()
         if before_runs is not None:
             await before_runs()
-        if isinstance(self.supervisor, ClusterSupervisor):
-            await self.supervisor.open()  # takes over dead instances' runs by their leases
-        else:
-            await self.service.recover()
+        await self.supervisor.open()  # takes over what dead processes left (a cluster's: by their leases)
         self.bus.add_sink(self.metrics)
         self.retention.start()
         self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
@@ -318,10 +317,9 @@ class Runtime:
         if self._watchdog is not None:
             self._watchdog.cancel()
         # Each part gets a bounded time: a broker or database that hangs must not hold the exit.
-        parts: list[tuple[str, Callable[[], Any], float]] = [("retention", self.retention.close, 1.0)]
-        if isinstance(self.supervisor, ClusterSupervisor):
-            parts.append(("supervisor", self.supervisor.close, 2.0))
-        parts += [
+        parts: list[tuple[str, Callable[[], Any], float]] = [
+            ("retention", self.retention.close, 1.0),
+            ("supervisor", self.supervisor.close, 2.0),
             ("bus", self.bus.close, 2.0),
             ("store", self.store.close, 4.0),
             ("credentials", self.credentials.close, 1.0),

@@ -12,10 +12,15 @@ import time
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from runwatch.agents.cluster.channel import QUEUED, CancelRun, ControlMessage, encode
 from runwatch.agents.identity import Actor
+from runwatch.agents.store import RunSummary
 from runwatch.agents.store.aggregates import InstanceLoad
+
+#: What a lost or failing Redis raises.
+REDIS_ERRORS = (RedisError, OSError)
 
 _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
@@ -129,13 +134,27 @@ class Job(msgspec.Struct, kw_only=True):
     thread: str = ""
 
 
+def resume_job(run_id: str, agent: str, model: str, summary: RunSummary | None) -> Job:
+    """The job that continues a run from its stored events, on whichever instance takes it."""
+    return Job(
+        run_id=run_id,
+        agent=agent,
+        input=summary.input if summary is not None else "",
+        model=model,
+        tenant=summary.tenant if summary is not None else "default",
+        resume=True,
+        queued_at=time.time(),
+        thread=summary.thread if summary is not None else "",
+    )
+
+
 class RunQueue:
     """The queue, leases and owners of one deployment (``prefix``), as seen by instance ``instance``."""
 
     def __init__(self, client: aioredis.Redis, *, prefix: str, instance: str, lease_seconds: float) -> None:
         self._r = client
         self.instance = instance
-        # A lease lasts 3/4 of ``lease_seconds`` and is renewed every quarter (see ClusterSupervisor):
+        # A lease lasts 3/4 of ``lease_seconds`` and is renewed every quarter (see LeaseKeeper):
         # it survives two missed renewals, and a dead owner's runs are claimed within lease_seconds.
         self.lease_ms = int(lease_seconds * 750)
         self._queue, self._jobs = prefix + "queue", prefix + "jobs"

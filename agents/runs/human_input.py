@@ -1,53 +1,26 @@
 """What people do to runs executing on this instance: decide approvals, send messages.
 
-A mixin of ``Supervisor``: each executing run gets an ``Inbox`` (``agents/runs/inbox.py``) that
-the run's tools and model loop wait on; these methods find it and hand it the person's input.
+Each run executing here has an ``Inbox`` (``agents/runs/inbox.py``, opened by the ``Executor``)
+that its tools and model loop wait on; ``HumanInput`` finds a run's inbox and hands it the
+person's input, or says why it cannot (the run is unknown, ended, or not executing yet).
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections.abc import Mapping
 
 from runwatch.agents.errors import NotStarted, RunAlreadyFinished, UnknownApproval, UnknownRun
-from runwatch.agents.events import RunStatus
 from runwatch.agents.runs.handle import RunHandle
-from runwatch.agents.runs.inbox import Decision, Inbox, Steer
+from runwatch.agents.runs.inbox import Decision, Steer
+from runwatch.agents.store import Store
 
 
 class HumanInput:
-    _runs: dict[str, Any]
-    _store: Any
-    _bus: Any
-    _approval_timeout: float
-    _slots: asyncio.Semaphore
-
-    def _inbox(self, handle: RunHandle) -> Inbox:
-        """The run's approvals and messages, now that it executes here."""
-        inbox = Inbox(handle.id, self._bus.publish, approval_timeout=self._approval_timeout)
-        inbox.bind(asyncio.current_task())
-
-        def waiting(now: bool) -> None:
-            if not handle.status.finished:
-                handle.status = RunStatus.WAITING if now else RunStatus.RUNNING
-
-        def lend() -> None:  # nothing runs while people decide: another run may use the slot
-            if handle.holds_slot:
-                handle.holds_slot = False
-                self._slots.release()
-
-        async def go_on() -> None:  # (Inbox awaits it under a lock: never twice at once)
-            if not handle.holds_slot:
-                await self._slots.acquire()
-                handle.holds_slot = True
-
-        inbox.on_waiting = waiting
-        inbox.lend = lend
-        inbox.go_on = go_on
-        handle.inbox = inbox
-        return inbox
-
-    # -- people in the loop ---------------------------------------------------------------------
+    def __init__(self, *, runs: Mapping[str, RunHandle], store: Store) -> None:
+        """``runs``: the runs this instance keeps, by id (the ``Executor``'s, read only);
+        ``store``: where a run not kept here is looked up."""
+        self._runs = runs
+        self._store = store
 
     async def decide(self, run_id: str, approval_id: str, decision: Decision) -> Decision:
         """Decide an open approval of a run executing here; the first decision wins.
@@ -55,22 +28,30 @@ class HumanInput:
         Raises ``UnknownRun``, ``RunAlreadyFinished``, ``UnknownApproval``, ``AlreadyDecided``,
         ``InvalidArguments``.
         """
-        handle = await self._executing(run_id)
-        if handle is None or handle.inbox is None:
-            raise UnknownApproval.of(run_id, approval_id)
-        return handle.inbox.decide(approval_id, decision)
+        return self.decide_in(run_id, await self.executing(run_id), approval_id, decision)
 
     async def message(self, run_id: str, steer: Steer) -> None:
         """Give a run executing here a person's message (see ``Inbox.post``).
 
         Raises ``UnknownRun``, ``RunAlreadyFinished``, ``NotStarted``, ``RateLimited``.
         """
-        handle = await self._executing(run_id)
+        self.post_to(run_id, await self.executing(run_id), steer)
+
+    @staticmethod
+    def decide_in(run_id: str, handle: RunHandle | None, approval_id: str, decision: Decision) -> Decision:
+        """Hand ``decision`` to the inbox of ``handle`` (the run ``run_id``, if it executes here)."""
+        if handle is None or handle.inbox is None:
+            raise UnknownApproval.of(run_id, approval_id)
+        return handle.inbox.decide(approval_id, decision)
+
+    @staticmethod
+    def post_to(run_id: str, handle: RunHandle | None, steer: Steer) -> None:
+        """Hand ``steer`` to the inbox of ``handle`` (the run ``run_id``, if it executes here)."""
         if handle is None or handle.inbox is None:
             raise NotStarted.of(run_id)
         handle.inbox.post(steer)
 
-    async def _executing(self, run_id: str) -> RunHandle | None:
+    async def executing(self, run_id: str) -> RunHandle | None:
         """The run's handle if it executes here; None if it is live but not (yet) here. Raises
         ``UnknownRun`` or ``RunAlreadyFinished``."""
         handle = self._runs.get(run_id)

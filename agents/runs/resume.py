@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -31,6 +31,9 @@ from runwatch.agents.events import (
 )
 from runwatch.agents.loop.tool_calls import Call, assistant_tool_calls
 
+if TYPE_CHECKING:  # (the store's package opens its backends' modules: the loop imports this one)
+    from runwatch.agents.store import Store
+
 
 @dataclass
 class Resumed:
@@ -47,6 +50,14 @@ class Resumed:
     finished: bool = False
     #: Approvals of the calls still to be made, by call id: the request, and its decision if any.
     approvals: dict[str, tuple[ApprovalRequested, ApprovalResolved | None]] = field(default_factory=dict)
+
+
+async def history(store: Store, run_id: str) -> list[Published]:
+    """Every stored event of a run, in order."""
+    events: list[Published] = []
+    while batch := await store.events(run_id, events[-1].seq if events else 0, 1_000):
+        events += batch
+    return events
 
 
 def _content(ev: ToolFinished) -> str:

@@ -11,13 +11,14 @@ authentication off, the middleware supplies its principal (``identity.NOBODY``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 import structlog
 
 from runwatch.agents.bus import LIFECYCLE
-from runwatch.agents.bus.memory import MemoryBus
 from runwatch.agents.errors import (
     AfterBeyondHead,
     EmptyInput,
@@ -34,7 +35,7 @@ from runwatch.agents.identity import Principal
 from runwatch.agents.runs.handle import RunHandle, new_run_id
 from runwatch.agents.runs.inbox import Decision, Mode, Steer
 from runwatch.agents.runs.limits import Limiter, MemoryLimiter
-from runwatch.agents.runs.supervisor import Supervisor
+from runwatch.agents.runs.supervising import Supervising
 from runwatch.agents.runs.threads import IfBusy
 from runwatch.agents.store import RunPage, RunQuery, RunSummary, Store
 from runwatch.agents.store.aggregates import Figures, InstanceLoad, Window
@@ -55,13 +56,32 @@ class Resume:
     resync: ResyncReason | None = None
 
 
+class Log(Protocol):
+    """What the service reads of the bus (see ``agents/bus/base.py``): positions and epochs, and a
+    run's events; the runs feed's (``LIFECYCLE``) epoch and the first position it still holds."""
+
+    @property
+    def epoch(self) -> str: ...
+
+    @property
+    def feed_epoch(self) -> str: ...
+
+    def head(self, stream: str) -> int: ...
+
+    def first(self, stream: str) -> int: ...
+
+    async def position(self, run_id: str) -> int: ...
+
+    async def replay(self, run_id: str, after: int, limit: int) -> list[Published]: ...
+
+
 class RunService:
     def __init__(
         self,
         *,
-        bus: MemoryBus,
+        bus: Log,
         store: Store,
-        supervisor: Supervisor,
+        supervisor: Supervising,
         max_input_bytes: int = 256 * 1024,
         limiter: Limiter | None = None,
         runs_per_minute: float = 60.0,
@@ -75,7 +95,7 @@ class RunService:
         self.runs_per_minute = runs_per_minute
         self.tenant_max_active = tenant_max_active
         #: Called with the kind of limit (``runs_per_minute``, ``tenant_active``) each time one refuses.
-        self.on_limited: list = []
+        self.on_limited: list[Callable[[str], None]] = []
         self._tenants: dict[str, str] = {}
 
     # -- commands ---------------------------------------------------------------------------------
@@ -204,24 +224,10 @@ class RunService:
             callback(kind)
 
     async def cancel(self, run_id: str, *, principal: Principal) -> RunStatus:
-        """``RUNNING``/``QUEUED`` (cancelling now) or ``CANCELLED`` (it already was): see ``Supervisor.cancel``.
+        """``RUNNING``/``QUEUED`` (cancelling now) or ``CANCELLED`` (it already was): see ``Supervising.cancel``.
         A run of another tenant is an ``UnknownRun``."""
         await self.get(run_id, principal=principal)
         return await self.supervisor.cancel(run_id, principal.attribution)
-
-    async def recover(self) -> list[Published]:
-        """Take over the runs a dead process left queued or running (one process, no Redis): a
-        resumable agent's run continues here; the others end ``failed``, error ``interrupted``.
-
-        Their events take the next positions after everything that process made durable, which is
-        everything any watcher was shown.
-        """
-        finished = []
-        for run in await self.store.unfinished_runs():
-            if (published := await self.supervisor.take_over(run)) is not None:
-                finished.append(published)
-        await self.store.flush()
-        return finished
 
     # -- reads ------------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ async def supervisor():
         sup = ClusterSupervisor(
             queue=RunQueue(bus.redis, prefix=prefix, instance="here", lease_seconds=LEASE),
             lease_seconds=LEASE,
+            ownership=bus,
             bus=bus,
             store=store,
             registry=AgentRegistry([Agent(name="a", instructions="x")]),
@@ -58,8 +59,8 @@ async def supervisor():
 async def _take(sup: ClusterSupervisor, *, cancelled: bool = False) -> str:
     """Take the queued job and launch it, as the take loop does (its slot acquired); its run id."""
     job, waiting_cancel = await sup._queue.take()
-    await sup._slots.acquire()
-    sup._launch(job, cancelled or waiting_cancel, leased_at=time.monotonic())
+    await sup._executor.slots.acquire()
+    sup._taker.launch(job, cancelled or waiting_cancel, leased_at=time.monotonic())
     return job.run_id
 
 
@@ -67,9 +68,9 @@ async def test_a_run_cancelled_the_moment_it_is_taken_still_ends_and_gives_its_s
     sup, _, store = supervisor
     handle = await sup.start("a", "hi")  # queued; no take loop runs here: the test takes it
     assert await _take(sup, cancelled=True) == handle.id  # a cancel was waiting for it
-    await asyncio.wait_for(sup._runs[handle.id].task, 5)
+    await asyncio.wait_for(sup._executor.runs[handle.id].task, 5)
     assert (await store.get_run(handle.id)).status == "cancelled"
-    assert sup._slots._value == 1 and handle.id not in sup._runs
+    assert sup._executor.slots.free == 1 and handle.id not in sup._executor.runs
 
 
 async def test_a_cancel_while_a_run_is_queued_ends_it_there_and_one_while_admitting_waits_for_its_take(supervisor):
@@ -91,8 +92,8 @@ async def _held_mid_run(sup: ClusterSupervisor, bus: RedisBus) -> tuple[str, asy
     Returns its id and a publish of it, waiting."""
     handle = await sup.start("a", "hi")
     await _take(sup)
-    sup._leased_at[handle.id] = time.monotonic() - HOLD_AFTER * LEASE - 0.1  # not renewed for too long
-    sup._hold_stale()
+    sup._leases.leased(handle.id, time.monotonic() - HOLD_AFTER * LEASE - 0.1)  # not renewed for too long
+    sup._leases.hold_stale()
     publishing = asyncio.create_task(bus.publish(Token(run_id=handle.id, text="held")))
     for _ in range(10):
         await asyncio.sleep(0)  # (let the run and the publish run until they wait)
@@ -105,8 +106,8 @@ async def test_an_owner_whose_lease_may_have_run_out_holds_the_run_and_lets_it_g
     run_id, publishing = await _held_mid_run(sup, bus)
     await store.flush()
     assert [p.type for p in await store.events(run_id, 0, 10)] == ["run.queued"]  # nothing while held
-    run = sup._runs[run_id]
-    await sup._renew()  # Redis answers: the lease is still ours
+    run = sup._executor.runs[run_id]
+    await sup._leases.renew()  # Redis answers: the lease is still ours
     held = await asyncio.wait_for(publishing, 5)
     await asyncio.wait_for(run.task, 5)
     assert not run.handed_over
@@ -120,12 +121,12 @@ async def test_an_owner_whose_lease_may_have_run_out_holds_the_run_and_lets_it_g
 async def test_a_held_run_whose_lease_another_instance_claimed_stops_without_ending(supervisor):
     sup, bus, store = supervisor
     run_id, publishing = await _held_mid_run(sup, bus)
-    run = sup._runs[run_id]
+    run = sup._executor.runs[run_id]
     # Cut off alone, this instance let its lease run out; another instance claimed the run.
     await bus.redis.zadd(sup._queue._leases, {run_id: 0})
     other = RunQueue(bus.redis, prefix=sup._queue._leases.removesuffix("leases"), instance="other", lease_seconds=LEASE)
     assert await other.claim(run_id)
-    await sup._renew()
+    await sup._leases.renew()
     with pytest.raises(Fenced):
         await asyncio.wait_for(publishing, 5)
     await asyncio.wait_for(run.task, 5)
@@ -134,7 +135,7 @@ async def test_a_held_run_whose_lease_another_instance_claimed_stops_without_end
     summary = await store.get_run(run_id)
     assert summary.status in ("queued", "running")  # not ended here: the instance that claimed it ends it
     assert [p.type for p in await store.events(run_id, 0, 10)] == ["run.queued"]
-    assert sup._slots._value == 1
+    assert sup._executor.slots.free == 1
 
 
 async def test_cancelling_a_held_run_answers_unavailable_at_once(supervisor):
@@ -142,15 +143,15 @@ async def test_cancelling_a_held_run_answers_unavailable_at_once(supervisor):
     run_id, publishing = await _held_mid_run(sup, bus)
     with pytest.raises(Unavailable, match="try again"):
         await asyncio.wait_for(sup.cancel(run_id), 1)
-    await sup._renew()  # (Redis answers: the run goes on, and ends as it would have)
+    await sup._leases.renew()  # (Redis answers: the run goes on, and ends as it would have)
     await asyncio.wait_for(publishing, 5)
 
 
 async def test_a_run_held_at_shutdown_is_stopped_without_an_end_for_whoever_claims_it(supervisor):
     sup, bus, store = supervisor
     run_id, publishing = await _held_mid_run(sup, bus)
-    run = sup._runs[run_id]
-    sup._stop_rest()
+    run = sup._executor.runs[run_id]
+    sup._executor.stop_each(sup._stop)
     with pytest.raises(Fenced):
         await asyncio.wait_for(publishing, 5)
     await asyncio.wait_for(run.task, 5)
