@@ -56,8 +56,33 @@ class DashboardFiles(BaseLocalFileSystem):
             raise FileNotFoundError from None
 
 
-def _runtime(state: State) -> Runtime:
-    return state.runtime
+def _dependencies(rt: Runtime) -> dict[str, Provide]:
+    """What handlers may ask for by parameter name, each the narrowest part that serves them."""
+
+    def value(part: object) -> Provide:
+        return Provide(lambda: part, use_cache=True, sync_to_thread=False)
+
+    parts: dict[str, object] = {
+        "service": rt.service,
+        "settings": rt.settings,
+        "metrics": rt.metrics,
+        "metrics_registry": rt.metrics_registry,
+        "auth": rt.auth,
+        "credentials": rt.credentials,
+        "oidc": rt.oidc,
+        "registry": rt.registry,
+        "presence": rt.presence,
+        "supervisor": rt.supervisor,
+        "watchers": rt.watchers,
+        "offline": rt.offline,
+        "ws_parts": rt.ws_parts,
+        "sse_parts": rt.sse_parts,
+    }
+    return {
+        **{name: value(part) for name, part in parts.items()},
+        # Asked each time: the broker may go away and come back.
+        "ready_problem": Provide(lambda: rt.ready_problem, sync_to_thread=False),
+    }
 
 
 async def _login_banner(rt: Runtime) -> str:
@@ -93,7 +118,9 @@ def _host_check(settings: Settings) -> list[DefineMiddleware]:
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     """The app: its routes, the runtime started and stopped with it, the middleware in order."""
     rt = runtime or Runtime(settings)
-    state = State({"runtime": rt})
+    # What middleware and guards read (they cannot be given dependencies): the runtime itself is
+    # only the lifespan's.
+    state = State({"settings": rt.settings, "auth": rt.auth, "metrics": rt.metrics, "model_key": rt.model_key})
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -108,7 +135,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=_handlers(settings),
-        dependencies={"rt": Provide(_runtime, sync_to_thread=False)},
+        dependencies=_dependencies(rt),
         state=state,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="runwatch", version=__version__, path="/schema"),

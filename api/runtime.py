@@ -37,10 +37,12 @@ from runwatch.api.backends import open_credentials, open_store
 from runwatch.api.model_client import ModelSocket, model_client
 from runwatch.api.observability.collectors import LiveGauges
 from runwatch.api.observability.metrics import Metrics
-from runwatch.api.offline.budget import AnswerBudget
-from runwatch.api.offline.pacer import Pacer
+from runwatch.api.offline.serving import OfflineServing
 from runwatch.api.settings.config import ConfigError, Settings
+from runwatch.api.sse.parts import SseParts
+from runwatch.api.watchers import Watchers
 from runwatch.api.ws.lane import FastLane
+from runwatch.api.ws.parts import WsParts
 from runwatch.api.ws.presence import PresenceBoard
 
 log = structlog.get_logger()
@@ -83,6 +85,8 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: Open WebSockets and SSE streams, and the moments that end them (closing, broker lost).
+        self.watchers = Watchers()
         self.store: Store = open_store(settings)
         self.credentials: Credentials = open_credentials(settings)
         self.retention = Retention(self.store, settings.store.retention_days)
@@ -120,7 +124,6 @@ class Runtime:
             agents={a.name: (a.model or settings.model.default, a.tool_names) for a in self.registry},
             registry=self.metrics_registry,
         )
-        self.metrics_registry.register(LiveGauges(self))
         self.auth = Authenticator(settings, self.credentials, self.metrics.auth_failure)
         #: The OpenID provider of dashboard logins, when one is configured.
         self.oidc: Provider | None = (
@@ -170,7 +173,7 @@ class Runtime:
             )
             self.bus.on_control = cluster.on_control
             cluster.on_released = self.metrics.released
-            self.bus.on_lost.append(self._broker_lost)
+            self.bus.on_lost.append(self.watchers.lose_broker)
             self.supervisor: Supervising = cluster
         else:
             self.supervisor = Supervisor(**supervising)
@@ -189,26 +192,31 @@ class Runtime:
             tenant_max_active=settings.limits.tenant_max_active,
         )
         self.service.on_limited.append(self.metrics.limited)
-        #: Set once shutdown has stopped the runs (their final events are visible): SSE streams
-        #: end, WebSocket connections deliver what they owe (until ``drain_deadline``) and close 1001.
-        self.closing = asyncio.Event()
-        self.drain_deadline = 0.0
-        self.connections: set = set()
         self.presence = PresenceBoard()
-        #: Open SSE streams (``api.sse_stream.SSEStream``): the watchdog times their sends, shutdown
-        #: wakes them to end at once, and their principals' connection leases are renewed.
-        self.sse_streams: set = set()
-        #: Offline model streams being served right now (so tests can see cancel closes them).
-        self.offline_streams = 0
-        #: Paced offline-model streams, on one timer (api/offline/pacer.py).
-        self.pacer = Pacer()
-        #: The text all offline-model answers in flight hold together, bounded (api/offline/endpoint.py).
-        self.offline_budget = AnswerBudget(settings.offline_model.max_inflight_bytes)
+        self.offline = OfflineServing(settings.offline_model.max_inflight_bytes)
+        self.metrics_registry.register(LiveGauges(self.watchers, self.offline, self.supervisor))
         self._watchdog: asyncio.Task[None] | None = None
         self.fast_lane = FastLane()
-        #: Set when the broker's connection is lost: every WebSocket closes 1012 (reconnect), then
-        #: a new event is made for the connections that come after.
-        self.broker_lost = asyncio.Event()
+        self.ws_parts = WsParts(
+            settings=settings,
+            service=self.service,
+            auth=self.auth,
+            metrics=self.metrics,
+            limiter=self.limiter,
+            bus=self.bus,
+            presence=self.presence,
+            watchers=self.watchers,
+            lane=self.fast_lane,
+        )
+        self.sse_parts = SseParts(
+            settings=settings,
+            service=self.service,
+            auth=self.auth,
+            metrics=self.metrics,
+            limiter=self.limiter,
+            bus=self.bus,
+            watchers=self.watchers,
+        )
         self._shutdown: asyncio.Future[None] | None = None
 
     async def start(self, before_runs: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -241,9 +249,9 @@ class Runtime:
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            for conn in list(self.connections):
+            for conn in list(self.watchers.connections):
                 conn.tick(now)
-            for stream in list(self.sse_streams):
+            for stream in list(self.watchers.sse_streams):
                 stream.tick(now)
             if now >= next_check and (checking is None or checking.done()):
                 next_check = now + PRINCIPAL_CHECK_SECONDS
@@ -259,7 +267,7 @@ class Runtime:
         and those of the SSE streams (they check their own keys)."""
         if not self.settings.auth.on:
             return
-        conns = [c for c in self.connections if c.principal is not None]
+        conns = [c for c in self.watchers.connections if c.principal is not None]
         try:
             keys = sorted({c.principal.key_id for c in conns if c.principal.key_id})
             revoked = await self.credentials.revoked(keys) if keys else set()
@@ -267,14 +275,10 @@ class Runtime:
                 if conn.principal.key_id in revoked:
                     conn.end(4401, "the key was revoked")
             leases = [(c.principal.id, c.id) for c in conns]
-            leases += [(s.principal.id, s.id) for s in list(self.sse_streams)]
+            leases += [(s.principal.id, s.id) for s in list(self.watchers.sse_streams)]
             await self.limiter.renew_connections(leases)
         except Exception as exc:  # the database or Redis away: try again at the next check
             log.warning("auth.check_failed", error=repr(exc))
-
-    def _broker_lost(self) -> None:
-        lost, self.broker_lost = self.broker_lost, asyncio.Event()
-        lost.set()
 
     @property
     def ready_problem(self) -> str | None:
@@ -298,10 +302,7 @@ class Runtime:
             except TimeoutError:
                 log.error("runtime.final_events_not_durable", timeout=DRAIN_SECONDS)
         finally:
-            self.drain_deadline = time.monotonic() + DRAIN_SECONDS
-            self.closing.set()
-            for wake in list(self.sse_streams):
-                wake.notify("*", 0)
+            self.watchers.close(time.monotonic() + DRAIN_SECONDS)
 
     async def drain(self) -> None:
         """Stop the runs, then give every WebSocket watcher up to ``DRAIN_SECONDS`` to receive what it
@@ -309,7 +310,7 @@ class Runtime:
         self.begin_shutdown()
         await asyncio.shield(self._shutdown)
         # Each connection closes itself once drained (see ``ws._drain``); wait for the last one.
-        while self.connections and time.monotonic() < self.drain_deadline + 0.5:  # noqa: ASYNC110
+        while self.watchers.connections and time.monotonic() < self.watchers.drain_deadline + 0.5:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:

@@ -25,11 +25,11 @@ from litestar.datastructures import Cookie
 from litestar.response import Redirect, Response
 
 from runwatch.agents.errors import BadRequest
-from runwatch.api.auth.authenticator import AuthFailed
+from runwatch.api.auth.authenticator import Authenticator, AuthFailed
 from runwatch.api.auth.provider import Provider
 from runwatch.api.auth.tokens import same_secret
 from runwatch.api.auth.web import is_https, session_cookie
-from runwatch.api.runtime import Runtime
+from runwatch.api.observability.metrics import Metrics
 
 log = structlog.get_logger()
 
@@ -65,15 +65,15 @@ def _back_to_login(message: str) -> Response[str]:
     return Response(page, status_code=401, media_type="text/html", cookies=[gone])
 
 
-def _provider(rt: Runtime) -> Provider:
-    if rt.oidc is None:
+def _provider(oidc: Provider | None) -> Provider:
+    if oidc is None:
         raise BadRequest("OpenID Connect login is not configured (RUNWATCH_OIDC_ISSUER)")
-    return rt.oidc
+    return oidc
 
 
 @get("/api/oidc/login", tags=["auth"], summary="Log in with the identity provider (OpenID Connect)")
-async def oidc_login(request: Request, rt: Runtime) -> Redirect:
-    provider = _provider(rt)
+async def oidc_login(request: Request, auth: Authenticator, oidc: Provider | None) -> Redirect:
+    provider = _provider(oidc)
     config = await provider.config()
     state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
     query = urlencode(
@@ -88,7 +88,7 @@ async def oidc_login(request: Request, rt: Runtime) -> Redirect:
             "code_challenge_method": "S256",
         }
     )
-    flow = rt.auth.signer.sign({"state": state, "nonce": nonce, "verifier": verifier}, time.time() + FLOW_SECONDS)
+    flow = auth.signer.sign({"state": state, "nonce": nonce, "verifier": verifier}, time.time() + FLOW_SECONDS)
     # Lax, not Strict: the provider sends the browser back with a cross-site navigation.
     cookie = Cookie(
         key=FLOW_COOKIE,
@@ -103,11 +103,13 @@ async def oidc_login(request: Request, rt: Runtime) -> Redirect:
 
 
 @get("/api/oidc/callback", tags=["auth"], summary="Where the identity provider sends the browser back")
-async def oidc_callback(request: Request, rt: Runtime) -> Response[str]:
+async def oidc_callback(
+    request: Request, auth: Authenticator, metrics: Metrics, oidc: Provider | None
+) -> Response[str]:
     # (``state`` is a name Litestar reserves for a handler parameter: read from the query here.)
     state, code = request.query_params.get("state", ""), request.query_params.get("code", "")
-    provider = _provider(rt)
-    flow = rt.auth.signer.verify(request.cookies.get(FLOW_COOKIE, ""))
+    provider = _provider(oidc)
+    flow = auth.signer.verify(request.cookies.get(FLOW_COOKIE, ""))
     try:
         if request.query_params.get("error"):
             raise AuthFailed("oidc", f"the identity provider said: {request.query_params.get('error')}")
@@ -115,14 +117,14 @@ async def oidc_callback(request: Request, rt: Runtime) -> Response[str]:
             raise AuthFailed("oidc", "this login was not started here, or took too long; start again")
         tokens = await provider.exchange(code, str(flow["verifier"]), _redirect_uri(request))
         claims = await provider.verify(str(tokens.get("id_token", "")), str(flow["nonce"]))
-        principal = rt.auth.principal_from_claims(claims, source="oidc")
+        principal = auth.principal_from_claims(claims, source="oidc")
     except AuthFailed as exc:
-        rt.metrics.auth_failure(exc.reason if exc.reason in ("no_role", "no_tenant") else "oidc")
+        metrics.auth_failure(exc.reason if exc.reason in ("no_role", "no_tenant") else "oidc")
         log.warning("auth.oidc_failed", reason=exc.reason, error=exc.message)
         return _back_to_login(exc.message)
     except httpx.HTTPError as exc:
         return _back_to_login(f"the identity provider cannot be reached: {exc}")
-    value, session = await rt.auth.make_session(principal)
+    value, session = await auth.make_session(principal)
     log.info("auth.oidc_login", principal=principal.id)
     cookies = [
         session_cookie(request, value, session),

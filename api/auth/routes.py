@@ -9,20 +9,27 @@ import msgspec
 from litestar import Controller, Request, delete, get, post, route
 from litestar.datastructures import Cookie
 from litestar.enums import HttpMethod
-from litestar.params import Parameter
+from litestar.params import Dependency, Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from runwatch.agents.errors import BadRequest, ErrorCode, Forbidden, RunwatchError, Unauthenticated
 from runwatch.agents.identity import TENANT_PATTERN, Principal, Role
-from runwatch.api.auth.authenticator import SESSION_COOKIE, TICKET_SECONDS, AuthFailed, create_key
+from runwatch.agents.store.credentials import Credentials
+from runwatch.api.auth.authenticator import SESSION_COOKIE, TICKET_SECONDS, Authenticator, AuthFailed, create_key
 from runwatch.api.auth.local_keys import NONCE, PROOF_PATH, proof
+from runwatch.api.auth.provider import Provider
 from runwatch.api.auth.web import check_csrf, origin_allowed, principal_of, requires, session_cookie
 from runwatch.api.http_errors import error_responses
-from runwatch.api.runtime import Runtime
+from runwatch.api.observability.metrics import Metrics
+from runwatch.api.settings.config import Settings
 
 #: The app state's entry holding the local admin key, once ``serve`` has made or read it.
 LOCAL_ADMIN_KEY = "local_admin_key"
+
+#: The credential store, as handlers are given it: a Protocol, which Litestar cannot check by
+#: ``isinstance`` (the composition root made it; nothing to validate).
+CredentialStore = Annotated[Credentials, Dependency(skip_validation=True)]
 
 
 class Login(msgspec.Struct, forbid_unknown_fields=True):
@@ -105,21 +112,21 @@ class AuthController(Controller):
         summary="Log in to the dashboard: a session cookie from a key, a token or a one-time code",
         responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN),
     )
-    async def login(self, data: Login, request: Request, rt: Runtime) -> Response[Me]:
-        if not origin_allowed(request.headers, rt.settings):
+    async def login(self, data: Login, request: Request, settings: Settings, auth: Authenticator) -> Response[Me]:
+        if not origin_allowed(request.headers, settings):
             raise Forbidden("log in from the dashboard's own origin")
         if sum(x is not None for x in (data.key, data.token, data.code)) != 1:
             raise BadRequest('send one of "key", "token" or "code"')
-        if not rt.settings.auth.on:
+        if not settings.auth.on:
             raise BadRequest("authentication is off (RUNWATCH_AUTH=off): there is nothing to log in to")
         try:
             if data.code is not None:
-                principal = await rt.auth.code(data.code)
+                principal = await auth.code(data.code)
             else:
-                principal = await rt.auth.bearer(data.key if data.key is not None else data.token or "")
+                principal = await auth.bearer(data.key if data.key is not None else data.token or "")
         except AuthFailed as exc:
             raise Unauthenticated(exc.message) from None
-        value, session = await rt.auth.make_session(principal)
+        value, session = await auth.make_session(principal)
         return Response(me(session, True), cookies=[session_cookie(request, value, session)])
 
     @route("/login", http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, include_in_schema=False)
@@ -128,8 +135,8 @@ class AuthController(Controller):
         return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": "GET, OPTIONS, POST"})
 
     @get("/login", summary="How one may log in here (open to anyone)")
-    async def login_options(self, rt: Runtime) -> LoginOptions:
-        return LoginOptions(auth=rt.settings.auth.on, oidc=rt.settings.auth.on and rt.oidc is not None)
+    async def login_options(self, settings: Settings, oidc: Provider | None) -> LoginOptions:
+        return LoginOptions(auth=settings.auth.on, oidc=settings.auth.on and oidc is not None)
 
     @post(
         "/logout",
@@ -138,17 +145,17 @@ class AuthController(Controller):
         response_cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/", httponly=True, samesite="strict")],
         responses=error_responses(ErrorCode.FORBIDDEN),
     )
-    async def logout(self, request: Request, rt: Runtime) -> None:
+    async def logout(self, request: Request, settings: Settings, auth: Authenticator) -> None:
         principal = request.scope.get("user")
         if principal is not None:
-            check_csrf(request, rt.settings, principal)
+            check_csrf(request, settings, principal)
         cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie and rt.settings.auth.on:
-            await rt.auth.end_session(cookie)
+        if cookie and settings.auth.on:
+            await auth.end_session(cookie)
 
     @get("/me", summary="Who this request is", responses=error_responses(ErrorCode.UNAUTHENTICATED))
-    async def whoami(self, request: Request, rt: Runtime) -> Me:
-        return me(principal_of(request, rt.metrics), rt.settings.auth.on)
+    async def whoami(self, request: Request, metrics: Metrics, settings: Settings) -> Me:
+        return me(principal_of(request, metrics), settings.auth.on)
 
     @post(
         "/ws-ticket",
@@ -157,8 +164,8 @@ class AuthController(Controller):
         guards=[requires(Role.VIEWER)],
         responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN),
     )
-    async def ws_ticket(self, request: Request, rt: Runtime) -> Ticket:
-        return Ticket(ticket=await rt.auth.make_ticket(request.user), expires_in=TICKET_SECONDS)
+    async def ws_ticket(self, request: Request, auth: Authenticator) -> Ticket:
+        return Ticket(ticket=await auth.make_ticket(request.user), expires_in=TICKET_SECONDS)
 
 
 class KeysController(Controller):
@@ -174,12 +181,12 @@ class KeysController(Controller):
     @get(
         "/", summary="Every API key (admin)", responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN)
     )
-    async def list_keys(self, rt: Runtime) -> list[KeyInfo]:
+    async def list_keys(self, credentials: CredentialStore) -> list[KeyInfo]:
         return [
             KeyInfo(
                 id=k.id, tenant=k.tenant, role=k.role, name=k.name, created_at=k.created_at, revoked_at=k.revoked_at
             )
-            for k in await rt.credentials.keys()
+            for k in await credentials.keys()
         ]
 
     @post(
@@ -188,8 +195,8 @@ class KeysController(Controller):
         summary="Create an API key (admin); the answer holds the key, shown this once",
         responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN),
     )
-    async def create(self, data: NewKey, rt: Runtime) -> CreatedKey:
-        secret, k = await create_key(rt.credentials, tenant=data.tenant, role=data.role, name=data.name)
+    async def create(self, data: NewKey, credentials: CredentialStore) -> CreatedKey:
+        secret, k = await create_key(credentials, tenant=data.tenant, role=data.role, name=data.name)
         return CreatedKey(id=k.id, tenant=k.tenant, role=k.role, name=k.name, created_at=k.created_at, key=secret)
 
     @delete(
@@ -198,8 +205,8 @@ class KeysController(Controller):
         summary="Revoke an API key (admin): within seconds it works nowhere, and its sockets close",
         responses=error_responses(ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_KEY),
     )
-    async def revoke(self, key_id: Annotated[str, Parameter(max_length=64)], rt: Runtime) -> None:
-        if not await rt.credentials.revoke(key_id, time.time()):
+    async def revoke(self, key_id: Annotated[str, Parameter(max_length=64)], credentials: CredentialStore) -> None:
+        if not await credentials.revoke(key_id, time.time()):
             raise RunwatchError(f"no active key {key_id!r}; see GET /api/keys", code=ErrorCode.UNKNOWN_KEY)
 
 

@@ -44,8 +44,8 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         super().__init__(app, exclude_http_methods=(), **kwargs)
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
-        rt = connection.app.state.runtime
-        settings = rt.settings
+        state = connection.app.state
+        settings: Settings = state.settings
         if not settings.auth.on:
             return AuthenticationResult(user=NOBODY, auth=None)
         headers = connection.headers
@@ -53,7 +53,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
             if settings.offline_model.open:
                 return AuthenticationResult(user=None, auth=None)
             header = headers.get("authorization", "")
-            if rt.model_key and header[:7].lower() == "bearer " and same_secret(header[7:].strip(), rt.model_key):
+            if state.model_key and header[:7].lower() == "bearer " and same_secret(header[7:].strip(), state.model_key):
                 return AuthenticationResult(user=RUNNER, auth=None)
         if connection.scope["path"] == "/metrics" and settings.metrics.token:
             header = headers.get("authorization", "")
@@ -63,12 +63,12 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         if connection.scope["type"] == "websocket" and origin_allowed(headers, settings):
             ticket = connection.query_params.get("ticket")  # (a refused origin must not use one up)
         try:
-            principal = await rt.auth.authenticate(headers, connection.cookies, ticket)
+            principal = await state.auth.authenticate(headers, connection.cookies, ticket)
         except AuthFailed as exc:
             return AuthenticationResult(user=None, auth=exc)
         except Exception as exc:  # a credential nobody expected (bytes where text should be …)
             log.warning("auth.unreadable_credential", error=type(exc).__name__)
-            return AuthenticationResult(user=None, auth=rt.auth.failed("malformed", "the credential cannot be read"))
+            return AuthenticationResult(user=None, auth=state.auth.failed("malformed", "the credential cannot be read"))
         if principal is not None:
             structlog.contextvars.bind_contextvars(principal=principal.id)
         return AuthenticationResult(user=principal, auth=None)
@@ -95,12 +95,12 @@ def requires(role: Role):
     state-changing request must also pass the CSRF check."""
 
     def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-        rt = connection.app.state.runtime
-        principal = principal_of(connection, rt.metrics)
+        state = connection.app.state
+        principal = principal_of(connection, state.metrics)
         if not principal.can(role):
             raise Forbidden(f"this needs the {role.value} role; {principal.id} is {principal.role.value}")
         if connection.scope["type"] == "http" and connection.scope["method"] in UNSAFE_METHODS:
-            check_csrf(connection, rt.settings, principal)
+            check_csrf(connection, state.settings, principal)
 
     guard.__name__ = f"requires_{role.value}"
     return guard

@@ -1,5 +1,5 @@
 """Prometheus collectors of this process's own making: a lock-free histogram for the hottest path,
-and gauges read off the runtime when Prometheus scrapes (no bookkeeping between scrapes)."""
+and gauges read off live state when Prometheus scrapes (no bookkeeping between scrapes)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from runwatch.api.runtime import Runtime
+    from runwatch.agents.runs.supervising import Supervising
+    from runwatch.api.offline.serving import OfflineServing
+    from runwatch.api.watchers import Watchers
 
 
 class LockFreeHistogram(Collector):
@@ -54,16 +56,18 @@ class LockFreeHistogram(Collector):
 
 
 class LiveGauges(Collector):
-    """Gauges read off the runtime when Prometheus scrapes: no bookkeeping on the hot path."""
+    """Gauges read off live state when Prometheus scrapes: no bookkeeping on the hot path."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._rt = runtime
+    def __init__(self, watchers: Watchers, offline: OfflineServing, supervisor: Supervising) -> None:
+        self._watchers = watchers
+        self._offline = offline
+        self._supervisor = supervisor
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        rt = self._rt
-        yield GaugeMetricFamily("runwatch_ws_connections", "WebSocket connections open now.", len(rt.connections))
-        yield GaugeMetricFamily("runwatch_sse_streams", "SSE streams open now.", len(rt.sse_streams))
-        backlog = [c.backlog() for c in list(rt.connections)]
+        watchers = self._watchers
+        yield GaugeMetricFamily("runwatch_ws_connections", "WebSocket connections open now.", len(watchers.connections))
+        yield GaugeMetricFamily("runwatch_sse_streams", "SSE streams open now.", len(watchers.sse_streams))
+        backlog = [c.backlog() for c in list(watchers.connections)]
         yield GaugeMetricFamily(
             "runwatch_ws_send_backlog_events",
             "Events owed to all WebSocket watchers now (send-queue depth).",
@@ -75,8 +79,10 @@ class LiveGauges(Collector):
             max(backlog, default=0),
         )
         yield GaugeMetricFamily(
-            "runwatch_offline_model_streams", "Offline model responses being streamed now.", rt.offline_streams
+            "runwatch_offline_model_streams", "Offline model responses being streamed now.", self._offline.streams
         )
         yield GaugeMetricFamily(
-            "runwatch_runs_waiting", "Runs executing here that wait for a person's approval now.", rt.supervisor.waiting
+            "runwatch_runs_waiting",
+            "Runs executing here that wait for a person's approval now.",
+            self._supervisor.waiting,
         )

@@ -11,14 +11,15 @@ from litestar import Request, get
 from litestar.enums import ScopeType
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.response import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from runwatch.agents.errors import ErrorCode, Unauthenticated
 from runwatch.agents.identity import Role
 from runwatch.api.auth.tokens import same_secret
 from runwatch.api.auth.web import principal_of
 from runwatch.api.http_errors import error_responses
-from runwatch.api.runtime import Runtime
+from runwatch.api.observability.metrics import Metrics
+from runwatch.api.settings.config import Settings
 
 #: HTTP request counts and latencies (``runwatch_http_*``), labelled by route template, not path.
 http_metrics = PrometheusConfig(
@@ -38,17 +39,17 @@ SCRAPE_HELP = (
 )
 
 
-def _may_scrape(request: Request, rt: Runtime) -> None:
+def _may_scrape(request: Request, settings: Settings, metrics: Metrics) -> None:
     """``/metrics`` answers the scrape token (``RUNWATCH_METRICS_TOKEN``), an admin, or anyone when
     ``RUNWATCH_METRICS_OPEN`` (or authentication) is off."""
-    s = rt.settings
+    s = settings
     if s.metrics.open or not s.auth.on:
         return
     header = request.headers.get("authorization", "")
     if s.metrics.token and header.lower().startswith("bearer ") and same_secret(header[7:].strip(), s.metrics.token):
         return
     try:
-        principal = principal_of(request, rt.metrics) if request.scope.get("user") is None else request.user
+        principal = principal_of(request, metrics) if request.scope.get("user") is None else request.user
     except Unauthenticated:  # (no credential, or a refused one: either way, say how to scrape)
         principal = None
     if principal is None or not principal.can(Role.ADMIN):
@@ -62,7 +63,9 @@ def _may_scrape(request: Request, rt: Runtime) -> None:
     media_type="text/plain",
     responses=error_responses(ErrorCode.UNAUTHENTICATED),
 )
-async def metrics(request: Request, rt: Runtime) -> Response[bytes]:
-    _may_scrape(request, rt)
-    body = generate_latest(rt.metrics_registry) + generate_latest(REGISTRY)
+async def metrics(
+    request: Request, settings: Settings, metrics: Metrics, metrics_registry: CollectorRegistry
+) -> Response[bytes]:
+    _may_scrape(request, settings, metrics)
+    body = generate_latest(metrics_registry) + generate_latest(REGISTRY)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

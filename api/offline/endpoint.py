@@ -34,7 +34,9 @@ from runwatch.agents.offline.model import plan_reply
 from runwatch.agents.offline.stream import complete_reply, stream_reply
 from runwatch.api.auth.web import check_csrf, principal_of
 from runwatch.api.http_errors import ErrorBody, error_responses, runwatch_error
-from runwatch.api.runtime import Runtime
+from runwatch.api.observability.metrics import Metrics
+from runwatch.api.offline.serving import OfflineServing
+from runwatch.api.settings.config import Settings
 
 #: At full speed, chunks are written in groups of this many SSE events per HTTP body write ...
 _GROUP = 16
@@ -75,11 +77,11 @@ def may_call_offline_model(connection: ASGIConnection, _: BaseRouteHandler) -> N
     content_type = connection.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
         raise Forbidden("the offline model takes JSON only: send 'Content-Type: application/json'")
-    rt = connection.app.state.runtime
-    if rt.settings.offline_model.open:
+    state = connection.app.state
+    if state.settings.offline_model.open:
         return
-    principal = principal_of(connection, rt.metrics)
-    check_csrf(connection, rt.settings, principal)
+    principal = principal_of(connection, state.metrics)
+    check_csrf(connection, state.settings, principal)
 
 
 class FunctionCall(msgspec.Struct, omit_defaults=True):
@@ -182,14 +184,16 @@ class _JSONOrEventStream(Operation):
         ),
     },
 )
-async def chat_completions(data: ChatRequest, rt: Runtime, request: Request) -> Stream:
+async def chat_completions(
+    data: ChatRequest, settings: Settings, offline: OfflineServing, metrics: Metrics, request: Request
+) -> Stream:
     messages: list[dict[str, Any]] = msgspec.to_builtins(data.messages)
     tool_names = {t.function.name for t in data.tools}
-    reply = plan_reply(messages, tool_names, max_answer_bytes=rt.settings.offline_model.max_answer_bytes)
+    reply = plan_reply(messages, tool_names, max_answer_bytes=settings.offline_model.max_answer_bytes)
     try:
-        release = rt.offline_budget.reserve(reply.size)
+        release = offline.budget.reserve(reply.size)
     except RateLimited:
-        rt.metrics.limited("offline_model")
+        metrics.limited("offline_model")
         raise
     if not data.stream:
         body = _releasing(complete_reply(reply, model=data.model, messages=messages), release)
@@ -201,11 +205,11 @@ async def chat_completions(data: ChatRequest, rt: Runtime, request: Request) -> 
         model=data.model,
         messages=messages,
         include_usage=include_usage,
-        pace=partial(rt.pacer.stream, request.scope),
+        pace=partial(offline.pacer.stream, request.scope),
     )
 
     async def sse() -> AsyncIterator[bytes]:
-        rt.offline_streams += 1
+        offline.streams += 1
         try:
             group: list[bytes] = []
             size = 0
@@ -223,7 +227,7 @@ async def chat_completions(data: ChatRequest, rt: Runtime, request: Request) -> 
             group.append(b"data: [DONE]\n\n")
             yield b"".join(group)
         finally:
-            rt.offline_streams -= 1
+            offline.streams -= 1
             release()
 
     body = sse()

@@ -10,11 +10,11 @@ from litestar import Request, get
 from litestar.params import Parameter
 
 from runwatch.agents.identity import Role
+from runwatch.agents.runs.service import RunService
 from runwatch.agents.store.aggregates import Figures, InstanceLoad, Window
 from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import error_responses
 from runwatch.api.rest.runs import AUTH_ERRORS
-from runwatch.api.runtime import Runtime
 
 #: Bars per window in ``per_minute`` (each ``bucket`` seconds, at least ``MIN_BUCKET``).
 BARS = 60
@@ -44,7 +44,7 @@ class Overview(Figures, kw_only=True):
 )
 async def overview(
     request: Request,
-    rt: Runtime,
+    service: RunService,
     window: Annotated[
         float, Parameter(ge=300, le=30 * 86400, description="Seconds back from now (5 min to 30 days)")
     ] = 3600,
@@ -56,7 +56,7 @@ async def overview(
     # Bars end at a whole bucket, so a refresh moves them by whole bars instead of reshaping all.
     until = (math.floor(now / bucket) + 1) * bucket
     since = until - bucket * math.ceil(window / bucket)
-    figures, instances = await rt.service.overview(
+    figures, instances = await service.overview(
         Window(since=since, until=until, bucket=bucket, tenant=tenant), principal=request.user
     )
     return Overview(

@@ -13,11 +13,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from runwatch.agents.errors import ErrorCode
 from runwatch.agents.identity import Role
 from runwatch.agents.runs.inbox import Decision, Mode
+from runwatch.agents.runs.service import RunService
 from runwatch.agents.store import RunSummary
 from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import error_responses
 from runwatch.api.rest.runs import AUTH_ERRORS
-from runwatch.api.runtime import Runtime
+from runwatch.api.ws.presence import PresenceBoard
 from runwatch.api.ws.protocol import Presence
 
 #: Bodies refuse fields they do not know (a misspelt ``arguments`` must not pass silently): the
@@ -81,7 +82,12 @@ class PeopleController(Controller):
         guards=[requires(Role.OPERATOR)],
     )
     async def decide(
-        self, run_id: str, approval_id: str, data: Annotated[DecisionBody, STRICT], request: Request, rt: Runtime
+        self,
+        run_id: str,
+        approval_id: str,
+        data: Annotated[DecisionBody, STRICT],
+        request: Request,
+        service: RunService,
     ) -> Decided:
         approve = data.decision == "approve"
         decision = Decision(
@@ -89,7 +95,7 @@ class PeopleController(Controller):
             arguments=data.arguments if approve and data.arguments is not None else msgspec.UNSET,
             message=None if approve else data.message,
         )
-        await rt.service.decide(run_id, approval_id, decision, principal=request.user)
+        await service.decide(run_id, approval_id, decision, principal=request.user)
         return Decided(run_id=run_id, approval_id=approval_id, decision="approved" if approve else "denied")
 
     @post(
@@ -110,9 +116,9 @@ class PeopleController(Controller):
         guards=[requires(Role.OPERATOR)],
     )
     async def message(
-        self, run_id: str, data: Annotated[MessageBody, STRICT], request: Request, rt: Runtime
+        self, run_id: str, data: Annotated[MessageBody, STRICT], request: Request, service: RunService
     ) -> MessageAccepted:
-        await rt.service.message(run_id, data.text, data.mode, principal=request.user)
+        await service.message(run_id, data.text, data.mode, principal=request.user)
         return MessageAccepted(run_id=run_id)
 
     @get(
@@ -120,14 +126,14 @@ class PeopleController(Controller):
         summary="A thread's runs, oldest first",
         responses=error_responses(ErrorCode.UNKNOWN_THREAD, *AUTH_ERRORS),
     )
-    async def thread(self, thread_id: str, request: Request, rt: Runtime) -> Thread:
-        return Thread(id=thread_id, runs=await rt.service.thread(thread_id, principal=request.user))
+    async def thread(self, thread_id: str, request: Request, service: RunService) -> Thread:
+        return Thread(id=thread_id, runs=await service.thread(thread_id, principal=request.user))
 
     @get(
         "/runs/{run_id:str}/presence",
         summary="Who is watching a run (on this instance's WebSockets)",
         responses=error_responses(ErrorCode.UNKNOWN_RUN, *AUTH_ERRORS),
     )
-    async def presence(self, run_id: str, request: Request, rt: Runtime) -> Presence:
-        await rt.service.get(run_id, principal=request.user)
-        return rt.presence.of(run_id)
+    async def presence(self, run_id: str, request: Request, service: RunService, presence: PresenceBoard) -> Presence:
+        await service.get(run_id, principal=request.user)
+        return presence.of(run_id)

@@ -8,13 +8,16 @@ import msgspec
 from litestar import Controller, Request, get, post, route
 from litestar.enums import HttpMethod
 from litestar.openapi import ResponseSpec
-from litestar.params import Body, BodyKwarg, Parameter
+from litestar.params import Body, BodyKwarg, Dependency, Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from runwatch.agents.errors import ErrorCode
 from runwatch.agents.events import RunStatus
 from runwatch.agents.identity import Role
+from runwatch.agents.loop.agent import AgentRegistry
+from runwatch.agents.runs.service import RunService
+from runwatch.agents.runs.supervising import Supervising
 from runwatch.agents.runs.threads import IfBusy
 from runwatch.agents.store import RunPage, RunQuery, RunSummary
 from runwatch.agents.store.base import Order, Sort
@@ -22,7 +25,9 @@ from runwatch.agents.store.run_query import CURSOR
 from runwatch.api import __version__
 from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import error_responses
-from runwatch.api.runtime import Runtime
+from runwatch.api.offline.serving import OfflineServing
+from runwatch.api.settings.config import Settings
+from runwatch.api.watchers import Watchers
 
 #: The largest ``after`` a client may send: positions are JSON numbers, exact in every client up to 2**53 - 1
 #: (a float-typed schema bound past that rounds above what the server accepts).
@@ -136,9 +141,10 @@ class RunsController(Controller):
         self,
         data: Annotated[StartRun, Body(schema_extra={"additionalProperties": False})],
         request: Request,
-        rt: Runtime,
+        service: RunService,
+        settings: Settings,
     ) -> RunAccepted:
-        handle = await rt.service.start(
+        handle = await service.start(
             data.agent, data.input, principal=request.user, thread=data.thread, if_busy=data.if_busy
         )
         return RunAccepted(
@@ -146,7 +152,7 @@ class RunsController(Controller):
             agent=handle.agent,
             model=handle.model,
             status="queued",
-            offline=rt.settings.model.offline,
+            offline=settings.model.offline,
             events=f"/api/runs/{handle.id}/events",
             stream=f"/api/runs/{handle.id}/stream",
             thread=handle.thread,
@@ -160,7 +166,7 @@ class RunsController(Controller):
     async def list_runs(
         self,
         request: Request,
-        rt: Runtime,
+        service: RunService,
         status: RunStatus | None = None,
         agent: Annotated[str | None, Parameter(max_length=64)] = None,
         model: Annotated[str | None, Parameter(max_length=128)] = None,
@@ -196,15 +202,15 @@ class RunsController(Controller):
             limit=limit,
             cursor=cursor,
         )
-        return await rt.service.list(query, principal=request.user)
+        return await service.list(query, principal=request.user)
 
     @get(
         "/runs/{run_id:str}",
         summary="One run's summary",
         responses=error_responses(ErrorCode.UNKNOWN_RUN, *AUTH_ERRORS),
     )
-    async def get_run(self, run_id: str, request: Request, rt: Runtime) -> RunSummary:
-        return await rt.service.get(run_id, principal=request.user)
+    async def get_run(self, run_id: str, request: Request, service: RunService) -> RunSummary:
+        return await service.get(run_id, principal=request.user)
 
     @get(
         "/runs/{run_id:str}/events",
@@ -218,11 +224,11 @@ class RunsController(Controller):
         self,
         run_id: str,
         request: Request,
-        rt: Runtime,
+        service: RunService,
         after: Annotated[int, Parameter(ge=0, le=MAX_AFTER)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=5000)] = 1000,
     ) -> Response[bytes]:
-        items = await rt.service.events(run_id, after, limit, principal=request.user)
+        items = await service.events(run_id, after, limit, principal=request.user)
         last = items[-1].seq if items else after
         body = (
             b'{"run_id":'
@@ -244,42 +250,49 @@ class RunsController(Controller):
         responses=error_responses(ErrorCode.UNKNOWN_RUN, ErrorCode.ALREADY_FINISHED, *AUTH_ERRORS),
         guards=[requires(Role.OPERATOR)],
     )
-    async def cancel_run(self, run_id: str, request: Request, rt: Runtime) -> Cancelling:
-        status = await rt.service.cancel(run_id, principal=request.user)
+    async def cancel_run(self, run_id: str, request: Request, service: RunService) -> Cancelling:
+        status = await service.cancel(run_id, principal=request.user)
         return Cancelling(id=run_id, status="cancelled" if status is RunStatus.CANCELLED else "cancelling")
 
     @get("/agents", summary="The agents this server can run", tags=["agents"])
-    async def list_agents(self, rt: Runtime) -> list[AgentInfo]:
+    async def list_agents(self, settings: Settings, registry: AgentRegistry) -> list[AgentInfo]:
         return [
             AgentInfo(
                 name=a.name,
                 description=a.description,
-                model=a.model or rt.settings.model.default,
+                model=a.model or settings.model.default,
                 tools=a.tool_names,
                 max_steps=a.max_steps,
             )
-            for a in rt.registry
+            for a in registry
         ]
 
 
 @get("/api/health", summary="Liveness and load (without a principal: status and version only)", tags=["ops"])
-async def health(request: Request, rt: Runtime) -> Response[Health]:
-    problem = rt.ready_problem
-    status = "closing" if rt.closing.is_set() else "unavailable" if problem else "ok"
+async def health(
+    request: Request,
+    ready_problem: str | None,
+    watchers: Watchers,
+    settings: Settings,
+    supervisor: Annotated[Supervising, Dependency(skip_validation=True)],
+    offline: OfflineServing,
+) -> Response[Health]:
+    problem = ready_problem
+    status = "closing" if watchers.closing.is_set() else "unavailable" if problem else "ok"
     code = 503 if problem else 200
     if request.scope.get("user") is None:
         return Response(Health(status=status, version=__version__, problem=problem), status_code=code)
     health = Health(
         status=status,
         problem=problem,
-        instance=rt.settings.server.instance,
+        instance=settings.server.instance,
         version=__version__,
-        offline=rt.settings.model.offline,
-        model=rt.settings.model.default,
-        running=rt.supervisor.running,
-        queued=rt.supervisor.queued,
-        connections=len(rt.connections),
-        offline_streams=rt.offline_streams,
-        offline_paced=rt.pacer.streams,
+        offline=settings.model.offline,
+        model=settings.model.default,
+        running=supervisor.running,
+        queued=supervisor.queued,
+        connections=len(watchers.connections),
+        offline_streams=offline.streams,
+        offline_paced=offline.pacer.streams,
     )
     return Response(health, status_code=code)

@@ -30,7 +30,7 @@ from runwatch.agents.identity import Principal, Role
 from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import error_responses
 from runwatch.api.rest.runs import AUTH_ERRORS, MAX_AFTER
-from runwatch.api.runtime import Runtime
+from runwatch.api.sse.parts import SseParts
 from runwatch.api.sse.stream import SSEStream, http_transport
 from runwatch.api.ws.framing import Scope
 
@@ -71,7 +71,7 @@ class SSEEvent(msgspec.Struct):
 async def run_stream(
     run_id: str,
     request: Request,
-    rt: Runtime,
+    sse_parts: SseParts,
     after: Annotated[int, Parameter(ge=0, le=MAX_AFTER)] = 0,
 ) -> ServerSentEvent:
     header = request.headers.get("last-event-id")
@@ -80,39 +80,40 @@ async def run_stream(
         if not header.isascii() or not header.isdigit() or len(digits) > 19:
             raise BadRequest("Last-Event-ID must be the seq of the last event you received")
         after = int(digits)
-    cursor = await rt.service.resume_run(run_id, after, principal=request.user)
-    stream = await _open(rt, run_id, request.user, request.scope)
+    parts = sse_parts
+    cursor = await parts.service.resume_run(run_id, after, principal=request.user)
+    stream = await _open(parts, run_id, request.user, request.scope)
     return ServerSentEvent(
-        _events(rt, stream, cursor),
+        _events(parts, stream, cursor),
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         # Also when the stream never started (the client left first): its slot must be given back.
-        background=BackgroundTask(_close, rt, stream, "client"),
+        background=BackgroundTask(_close, parts, stream, "client"),
     )
 
 
-async def _open(rt: Runtime, run_id: str, principal: Principal, scope: Scope) -> SSEStream:
+async def _open(parts: SseParts, run_id: str, principal: Principal, scope: Scope) -> SSEStream:
     """Count the stream against its principal (with its WebSockets) and register it, or refuse it."""
     stream = SSEStream(
         run_id,
         principal,
-        send_timeout=rt.settings.ws.send_timeout,
-        metrics=rt.metrics,
+        send_timeout=parts.settings.ws.send_timeout,
+        metrics=parts.metrics,
         transport=http_transport(scope),
     )
-    limit = rt.settings.ws.connections_per_principal
-    if principal.source != "off" and not await rt.limiter.open_connection(principal.id, stream.id, limit):
-        rt.metrics.limited("sse_streams")
+    limit = parts.settings.ws.connections_per_principal
+    if principal.source != "off" and not await parts.limiter.open_connection(principal.id, stream.id, limit):
+        parts.metrics.limited("sse_streams")
         raise TooManyConnections(
             f"at most {limit} WebSockets and SSE streams may be open at once per principal "
             "(RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL); close one of yours, then try again"
         )
-    rt.bus.watch(run_id, stream)
-    rt.sse_streams.add(stream)
-    rt.metrics.sse_opened.inc()
+    parts.bus.watch(run_id, stream)
+    parts.watchers.sse_streams.add(stream)
+    parts.metrics.sse_opened.inc()
     return stream
 
 
-async def _close(rt: Runtime, stream: SSEStream, ended: str) -> None:
+async def _close(parts: SseParts, stream: SSEStream, ended: str) -> None:
     """Give back what the stream holds (once, whichever of its generator and the response's
     background task comes first) and log how it ended."""
     if stream.closed:
@@ -120,8 +121,8 @@ async def _close(rt: Runtime, stream: SSEStream, ended: str) -> None:
     stream.closed = True
     if stream.cut_off is not None:  # (the response may have been cancelled before its generator saw it)
         ended = "slow_consumer"
-    rt.bus.unwatch(stream.run_id, stream)
-    rt.sse_streams.discard(stream)
+    parts.bus.unwatch(stream.run_id, stream)
+    parts.watchers.sse_streams.discard(stream)
     log.info(
         "sse.closed",
         stream=stream.id,
@@ -133,34 +134,34 @@ async def _close(rt: Runtime, stream: SSEStream, ended: str) -> None:
     )
     if stream.principal.source != "off":
         # Shielded: a generator closed by a cancelled response gets cancelled again at every await.
-        await asyncio.shield(asyncio.ensure_future(_release(rt, stream)))
+        await asyncio.shield(asyncio.ensure_future(_release(parts, stream)))
 
 
-async def _release(rt: Runtime, stream: SSEStream) -> None:
+async def _release(parts: SseParts, stream: SSEStream) -> None:
     try:
-        await asyncio.wait_for(rt.limiter.close_connection(stream.principal.id, stream.id), 1.0)
+        await asyncio.wait_for(parts.limiter.close_connection(stream.principal.id, stream.id), 1.0)
     except Exception:  # Redis away: the lease runs out by itself (agents/runs/limits.py)
         pass
 
 
-async def _still_allowed(rt: Runtime, principal: Principal) -> bool:
+async def _still_allowed(parts: SseParts, principal: Principal) -> bool:
     """The stream's credential has neither expired nor been revoked (checked between pages and at
     each heartbeat; a key's revocation is seen within seconds, as on the WebSocket)."""
     if principal.expires_at is not None and time.time() >= principal.expires_at:
         return False
-    return principal.key_id is None or not await rt.auth.is_revoked(principal.key_id)
+    return principal.key_id is None or not await parts.auth.is_revoked(principal.key_id)
 
 
-async def _events(rt: Runtime, stream: SSEStream, cursor: int) -> AsyncIterator[ServerSentEventMessage]:
+async def _events(parts: SseParts, stream: SSEStream, cursor: int) -> AsyncIterator[ServerSentEventMessage]:
     """The run's events after ``cursor``, then live ones until ``run.finished``; a heartbeat
     comment after each ``heartbeat`` seconds of silence. Each send is timed for the watchdog."""
     run_id, ended = stream.run_id, "client"  # unless it ends below: the client left
     monotonic = time.monotonic
     try:
         while stream.cut_off is None:
-            closing = rt.closing.is_set()  # read once more after it is set: the final events
+            closing = parts.watchers.closing.is_set()  # read once more after it is set: the final events
             stream.wake.clear()
-            items = await rt.bus.read(run_id, cursor, PAGE)
+            items = await parts.bus.read(run_id, cursor, PAGE)
             for p in items:
                 stream.send_started = monotonic()
                 yield ServerSentEventMessage(data=p.text, id=p.seq)
@@ -175,22 +176,22 @@ async def _events(rt: Runtime, stream: SSEStream, cursor: int) -> AsyncIterator[
                 if items[-1].type == "run.finished":
                     ended = "finished"
                     return
-                if not await _still_allowed(rt, stream.principal):
+                if not await _still_allowed(parts, stream.principal):
                     ended = "credential"
                     return
                 continue
             if closing:
                 ended = "server_shutdown"
                 return
-            if not await _still_allowed(rt, stream.principal):
+            if not await _still_allowed(parts, stream.principal):
                 ended = "credential"
                 return
-            summary = await rt.service.get(run_id, principal=stream.principal)  # known: resume_run checked it
+            summary = await parts.service.get(run_id, principal=stream.principal)  # known: resume_run checked it
             if summary.status.finished and cursor >= summary.last_seq:
                 ended = "finished"
                 return
             try:
-                await asyncio.wait_for(stream.wake.wait(), rt.settings.ws.heartbeat)
+                await asyncio.wait_for(stream.wake.wait(), parts.settings.ws.heartbeat)
             except TimeoutError:
                 stream.send_started = monotonic()
                 yield HEARTBEAT
@@ -198,4 +199,4 @@ async def _events(rt: Runtime, stream: SSEStream, cursor: int) -> AsyncIterator[
                 stream.sent += 1
         ended = "slow_consumer"
     finally:
-        await _close(rt, stream, ended)
+        await _close(parts, stream, ended)

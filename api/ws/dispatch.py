@@ -15,8 +15,8 @@ from runwatch.agents.events import RunStatus
 from runwatch.agents.identity import Role
 from runwatch.agents.runs.inbox import Decision
 from runwatch.api.auth.authenticator import AuthFailed
-from runwatch.api.runtime import Runtime
 from runwatch.api.ws.connection import Connection
+from runwatch.api.ws.parts import WsParts
 from runwatch.api.ws.protocol import (
     Ack,
     Approve,
@@ -69,49 +69,51 @@ class MessageRate:
         return self.refused > self._burst
 
 
-async def handle(conn: Connection, rt: Runtime, text: str | bytes) -> None:
+async def handle(conn: Connection, parts: WsParts, text: str | bytes) -> None:
     try:
         message = parse_client_message(text)
     except ProtocolError:
-        rt.metrics.ws_received.labels("invalid").inc()
+        parts.metrics.ws_received.labels("invalid").inc()
         raise
-    rt.metrics.ws_received.labels(message.__struct_config__.tag).inc()
+    parts.metrics.ws_received.labels(message.__struct_config__.tag).inc()
     mid = message.id
     principal = conn.principal
     try:
         match message:
             case Subscribe(run=run, after=after, epoch=epoch):
-                await _subscribe(conn, rt, run, after, epoch, mid)
+                await _subscribe(conn, parts, run, after, epoch, mid)
             case Unsubscribe(run=run):
                 if not conn.unsubscribe(run):
                     raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {run!r}", mid)
                 conn.post(encode(Ack(id=mid, run=run)))
             case Cancel(run=run):
                 _require(principal, Role.OPERATOR, "cancel", mid)
-                status = await rt.service.cancel(run, principal=principal)
+                status = await parts.service.cancel(run, principal=principal)
                 done = status is RunStatus.CANCELLED
                 conn.post(encode(Ack(id=mid, run=run, status="cancelled" if done else "cancelling")))
             case Start(agent=agent, input=text_input, thread=thread, if_busy=if_busy):
                 _require(principal, Role.OPERATOR, "start", mid)
-                handle = await rt.service.start(agent, text_input, principal=principal, thread=thread, if_busy=if_busy)
+                handle = await parts.service.start(
+                    agent, text_input, principal=principal, thread=thread, if_busy=if_busy
+                )
                 conn.post(encode(Ack(id=mid, run=handle.id, status="queued", thread=handle.thread)))
             case Approve(run=run, approval=approval, arguments=arguments):
                 _require(principal, Role.OPERATOR, "approve", mid)
                 edited = msgspec.UNSET if arguments is None else arguments
-                await rt.service.decide(run, approval, Decision(approve=True, arguments=edited), principal=principal)
+                await parts.service.decide(run, approval, Decision(approve=True, arguments=edited), principal=principal)
                 conn.post(encode(Ack(id=mid, run=run, status="approved")))
             case Deny(run=run, approval=approval, message=reason):
                 _require(principal, Role.OPERATOR, "deny", mid)
-                await rt.service.decide(run, approval, Decision(approve=False, message=reason), principal=principal)
+                await parts.service.decide(run, approval, Decision(approve=False, message=reason), principal=principal)
                 conn.post(encode(Ack(id=mid, run=run, status="denied")))
             case SendMessage(run=run, text=said, mode=mode):
                 _require(principal, Role.OPERATOR, "message", mid)
-                await rt.service.message(run, said, mode, principal=principal)
+                await parts.service.message(run, said, mode, principal=principal)
                 conn.post(encode(Ack(id=mid, run=run, status="accepted")))
             case Ping():
                 conn.post(encode(Pong(id=mid)))
             case Auth(token=token):
-                await _reauthenticate(conn, rt, token, mid)
+                await _reauthenticate(conn, parts, token, mid)
     except ProtocolError:
         raise
     except RunwatchError as exc:
@@ -123,13 +125,13 @@ def _require(principal, role: Role, action: str, mid: object) -> None:
         raise ProtocolError(ErrorCode.FORBIDDEN, f"{action} needs the {role.value} role; you are {principal.role}", mid)
 
 
-async def _reauthenticate(conn: Connection, rt: Runtime, token: str, mid: object) -> None:
+async def _reauthenticate(conn: Connection, parts: WsParts, token: str, mid: object) -> None:
     """A fresh token for the same principal, before the current one expires: the socket stays open."""
-    if not rt.settings.auth.on:
+    if not parts.settings.auth.on:
         conn.post(encode(Ack(id=mid)))
         return
     try:
-        fresh = await rt.auth.bearer(token)
+        fresh = await parts.auth.bearer(token)
     except AuthFailed as exc:
         raise ProtocolError(ErrorCode.UNAUTHENTICATED, exc.message, mid) from None
     current = conn.principal
@@ -144,14 +146,14 @@ async def _reauthenticate(conn: Connection, rt: Runtime, token: str, mid: object
     conn.post(encode(Ack(id=mid)))
 
 
-async def _subscribe(conn: Connection, rt: Runtime, run: str, after: int, epoch: str | None, mid: object) -> None:
-    limit = rt.settings.ws.max_subscriptions
+async def _subscribe(conn: Connection, parts: WsParts, run: str, after: int, epoch: str | None, mid: object) -> None:
+    limit = parts.settings.ws.max_subscriptions
     if run not in conn.subscriptions and len(conn.subscriptions) >= limit:
-        rt.metrics.limited("ws_subscriptions")
+        parts.metrics.limited("ws_subscriptions")
         raise ProtocolError(
             ErrorCode.TOO_MANY_SUBSCRIPTIONS, f"at most {limit} subscriptions per connection; unsubscribe first", mid
         )
-    resume = await rt.service.resume(run, after, epoch, principal=conn.principal)
+    resume = await parts.service.resume(run, after, epoch, principal=conn.principal)
     if resume.resync is not None:
         conn.unsubscribe(run)
         conn.post(encode(Resync(id=mid, run=run, after=resume.after, epoch=resume.epoch, reason=resume.resync)))

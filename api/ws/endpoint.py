@@ -22,12 +22,12 @@ from runwatch.agents.identity import Principal
 from runwatch.api import __version__
 from runwatch.api.auth.authenticator import AuthFailed
 from runwatch.api.auth.web import origin_allowed
-from runwatch.api.runtime import Runtime
 from runwatch.api.settings.config import Settings
 from runwatch.api.ws.connection import Connection
 from runwatch.api.ws.cutoff import drop
 from runwatch.api.ws.dispatch import MessageRate, handle
 from runwatch.api.ws.framing import Scope, direct_writer, sansio_protocol
+from runwatch.api.ws.parts import WsParts
 from runwatch.api.ws.protocol import CLOSE_CODES, Error, Hello, ProtocolError, encode
 
 log = structlog.get_logger()
@@ -41,12 +41,12 @@ class Ending(NamedTuple):
     slow: SlowConsumer | None = None
 
 
-async def _admit(socket: WebSocket, rt: Runtime, conn_id: str) -> Principal | None:
+async def _admit(socket: WebSocket, parts: WsParts, conn_id: str) -> Principal | None:
     """Check the handshake: a page on another origin is refused before the upgrade (HTTP 403); a
     missing or refused credential, or too many sockets of one principal, is closed right after it
     (4401, 1013) so that the client can read why. Returns the principal, or None if closed."""
-    if not origin_allowed(socket.headers, rt.settings):
-        rt.metrics.auth_failure("origin")
+    if not origin_allowed(socket.headers, parts.settings):
+        parts.metrics.auth_failure("origin")
         log.warning("ws.origin_refused", conn=conn_id, origin=socket.headers.get("origin", "")[:200])
         await socket.close(code=CloseCode.FORBIDDEN, reason="origin not allowed")
         return None
@@ -55,13 +55,13 @@ async def _admit(socket: WebSocket, rt: Runtime, conn_id: str) -> Principal | No
     if principal is None:
         failure = socket.scope.get("auth")
         if failure is None:
-            rt.metrics.auth_failure("missing")
+            parts.metrics.auth_failure("missing")
         reason = failure.message if isinstance(failure, AuthFailed) else "sign in: no credential was sent"
         await _refuse(socket, CloseCode.UNAUTHENTICATED, reason[:120])
         return None
-    limit = rt.settings.ws.connections_per_principal
-    if principal.source != "off" and not await rt.limiter.open_connection(principal.id, conn_id, limit):
-        rt.metrics.limited("ws_connections")
+    limit = parts.settings.ws.connections_per_principal
+    if principal.source != "off" and not await parts.limiter.open_connection(principal.id, conn_id, limit):
+        parts.metrics.limited("ws_connections")
         await _refuse(socket, CloseCode.TRY_AGAIN_LATER, f"at most {limit} connections per principal")
         return None
     return principal
@@ -99,27 +99,28 @@ async def _refuse(socket: WebSocket, code: CloseCode, reason: str) -> None:
 
 
 @websocket("/ws")
-async def ws_endpoint(socket: WebSocket, rt: Runtime) -> None:
+async def ws_endpoint(socket: WebSocket, ws_parts: WsParts) -> None:
     """One watcher: admitted, greeted, served until it or the server ends it, then closed with
     the code that says why."""
+    parts = ws_parts
     conn_id = secrets.token_hex(4)
-    principal = await _admit(socket, rt, conn_id)
+    principal = await _admit(socket, parts, conn_id)
     if principal is None:
         return
     _forget_handshake(socket.scope)
-    conn = _open(socket, rt, conn_id, principal)
+    conn = _open(socket, parts, conn_id, principal)
     opened = time.monotonic()
     ending = Ending(CloseCode.NORMAL, "client")
-    tasks = _Tasks.start(socket, conn, rt)
+    tasks = _Tasks.start(socket, conn, parts)
     try:
         done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
         ending = _ending(conn, tasks, done)
         if ending.code == CloseCode.GOING_AWAY:
-            await _drain(conn, tasks.sender, deadline=rt.drain_deadline)
+            await _drain(conn, tasks.sender, deadline=parts.watchers.drain_deadline)
     finally:
         for task in tasks:
             task.cancel()
-        await _end(socket, conn, rt, ending, opened)
+        await _end(socket, conn, parts, ending, opened)
 
 
 class _Tasks(NamedTuple):
@@ -131,38 +132,38 @@ class _Tasks(NamedTuple):
     lost: asyncio.Task[bool]
 
     @classmethod
-    def start(cls, socket: WebSocket, conn: Connection, rt: Runtime) -> _Tasks:
+    def start(cls, socket: WebSocket, conn: Connection, parts: WsParts) -> _Tasks:
         return cls(
             conn.start(),
-            asyncio.create_task(_receive(socket, conn, rt), name=f"ws-recv-{conn.id}"),
-            asyncio.create_task(rt.closing.wait()),
-            asyncio.create_task(rt.broker_lost.wait()),
+            asyncio.create_task(_receive(socket, conn, parts), name=f"ws-recv-{conn.id}"),
+            asyncio.create_task(parts.watchers.closing.wait()),
+            asyncio.create_task(parts.watchers.broker_lost.wait()),
         )
 
 
-def _open(socket: WebSocket, rt: Runtime, conn_id: str, principal: Principal) -> Connection:
+def _open(socket: WebSocket, parts: WsParts, conn_id: str, principal: Principal) -> Connection:
     """The admitted watcher's connection: registered, counted, and greeted with ``hello``."""
-    settings = rt.settings
+    settings = parts.settings
     writer = direct_writer(socket.scope, conn_id) if settings.ws.direct_writes == "auto" else None
     conn = Connection(
         conn_id,
         socket.send,
-        bus=rt.bus,
+        bus=parts.bus,
         max_lag=settings.ws.max_lag,
         send_timeout=settings.ws.send_timeout,
         frame_events=settings.ws.frame_events,
         frame_bytes=settings.ws.frame_bytes,
         heartbeat=settings.ws.heartbeat,
-        metrics=rt.metrics,
-        lane=rt.fast_lane,
+        metrics=parts.metrics,
+        lane=parts.lane,
         writer=writer,
     )
     conn.principal = principal
     conn.feed_tenant = principal.scope
-    conn.tenant_of = rt.service.tenant_of
-    conn.presence = rt.presence if settings.ws.presence == "on" else None
-    rt.connections.add(conn)
-    rt.metrics.ws_opened.inc()
+    conn.tenant_of = parts.service.tenant_of
+    conn.presence = parts.presence if settings.ws.presence == "on" else None
+    parts.watchers.connections.add(conn)
+    parts.metrics.ws_opened.inc()
     log.debug(
         "ws.connected",
         conn=conn_id,
@@ -223,12 +224,12 @@ def _who(conn: Connection) -> str | None:
     return conn.principal.id if conn.principal is not None else None
 
 
-async def _end(socket: WebSocket, conn: Connection, rt: Runtime, ending: Ending, opened: float) -> None:
+async def _end(socket: WebSocket, conn: Connection, parts: WsParts, ending: Ending, opened: float) -> None:
     """Close with ``ending``'s code, count and log it, and give back the principal's connection lease."""
     principal = conn.principal
     assert principal is not None  # set by _open
     conn.close()
-    _count_end(rt, ending)
+    _count_end(parts, ending)
     if ending.slow is not None:
         detail = conn.cut_off or ending.reason
         log.warning("ws.slow_consumer", conn=conn.id, principal=principal.id, reason=ending.slow.value, detail=detail)
@@ -236,10 +237,10 @@ async def _end(socket: WebSocket, conn: Connection, rt: Runtime, ending: Ending,
         await _close(socket, ending)
     if principal.source != "off":  # the principal's place is free before the connection is gone
         try:
-            await asyncio.wait_for(rt.limiter.close_connection(principal.id, conn.id), 1.0)
+            await asyncio.wait_for(parts.limiter.close_connection(principal.id, conn.id), 1.0)
         except Exception:  # Redis away: the lease runs out by itself (agents/runs/limits.py)
             pass
-    rt.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
+    parts.watchers.connections.discard(conn)  # only now: shutdown waits for this, after our 1001 went out
     log.debug(
         "ws.disconnected",
         conn=conn.id,
@@ -267,14 +268,14 @@ async def _close(socket: WebSocket, ending: Ending) -> None:
         pass
 
 
-def _count_end(rt: Runtime, ending: Ending) -> None:
+def _count_end(parts: WsParts, ending: Ending) -> None:
     """Count how a connection ended; a slow consumer, whichever way it was cut, as one."""
     slow = ending.slow is not None
-    rt.metrics.ws_closed.labels(
+    parts.metrics.ws_closed.labels(
         CLOSE_REASONS[CloseCode.TRY_AGAIN_LATER] if slow else CLOSE_REASONS.get(ending.code, "error")
     ).inc()
     if slow:
-        rt.metrics.slow_consumers.labels("disconnect", "ws").inc()
+        parts.metrics.slow_consumers.labels("disconnect", "ws").inc()
 
 
 async def _drain(conn: Connection, sender: asyncio.Task[None], *, deadline: float) -> None:
@@ -284,9 +285,9 @@ async def _drain(conn: Connection, sender: asyncio.Task[None], *, deadline: floa
         await asyncio.sleep(0.02)
 
 
-async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> Ending:
+async def _receive(socket: WebSocket, conn: Connection, parts: WsParts) -> Ending:
     """Read client frames until the client leaves; returns how the connection should close."""
-    settings = rt.settings
+    settings = parts.settings
     limit = settings.ws.max_message_bytes
     rate = MessageRate(settings.ws.message_rate, settings.ws.message_burst)
     while True:
@@ -311,7 +312,7 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> Ending:
             if rate.flooding:
                 return Ending(CloseCode.POLICY_VIOLATION, "message flood")
             if rate.refused == 1:
-                rt.metrics.limited("ws_messages")
+                parts.metrics.limited("ws_messages")
                 conn.post(
                     encode(
                         Error(
@@ -324,6 +325,6 @@ async def _receive(socket: WebSocket, conn: Connection, rt: Runtime) -> Ending:
                 )
             continue
         try:
-            await handle(conn, rt, data)
+            await handle(conn, parts, data)
         except ProtocolError as exc:
             conn.post(exc.to_message())
