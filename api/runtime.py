@@ -14,8 +14,8 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from runwatch.agents.bus import MemoryBus
-from runwatch.agents.bus.redis import RedisBus
+from runwatch.agents.bus import Broker, Bus, Hub, MemoryBroker, Node
+from runwatch.agents.bus.redis import RedisBroker
 from runwatch.agents.cluster.queue import RunQueue
 from runwatch.agents.cluster.supervisor import ClusterSupervisor
 from runwatch.agents.loop.agent import AgentRegistry, load_agents
@@ -85,18 +85,21 @@ class Runtime:
         self.store: Store = new_store(settings)
         self.credentials: Credentials = new_credentials(settings)
         self.retention = Retention(self.store, settings.retention_days)
-        memory = {"log_capacity": settings.log_capacity, "memory_bytes": int(settings.bus_memory_mb * 1024 * 1024)}
-        self.bus: MemoryBus = (
-            RedisBus(
+        hub = Hub(log_capacity=settings.log_capacity, memory_bytes=int(settings.bus_memory_mb * 1024 * 1024))
+        redis_broker = (
+            RedisBroker(
+                hub,
                 settings.redis_url,
                 journal=self.store,
                 prefix=settings.redis_prefix,
                 retain_seconds=settings.redis_retain_seconds,
-                **memory,
             )
             if settings.redis_url
-            else MemoryBus(journal=self.store, **memory)
+            else None
         )
+        #: Where positions are assigned and history kept: Redis with many instances, else this process.
+        self.broker: Broker = redis_broker if redis_broker is not None else MemoryBroker(hub, journal=self.store)
+        self.bus: Bus = Node(hub, self.broker)
         self.registry = AgentRegistry([demo_agent(settings.files_dir)])
         for module in settings.agents:
             try:
@@ -157,24 +160,24 @@ class Runtime:
             "instance": settings.instance,
             "drain_seconds": settings.drain_seconds,
         }
-        if isinstance(self.bus, RedisBus):
+        if redis_broker is not None:
             queue = RunQueue(
-                self.bus.redis,
+                redis_broker.redis,
                 prefix=settings.redis_prefix,
                 instance=settings.instance,
                 lease_seconds=settings.lease_seconds,
             )
             self.supervisor: Supervisor = ClusterSupervisor(
-                queue=queue, lease_seconds=settings.lease_seconds, **supervising
+                queue=queue, ownership=redis_broker, lease_seconds=settings.lease_seconds, **supervising
             )
-            self.bus.on_control = self.supervisor.on_control
+            redis_broker.on_control = self.supervisor.on_control
             self.supervisor.on_released = self.metrics.released
-            self.bus.on_lost.append(self._broker_lost)
+            redis_broker.on_lost.append(self._broker_lost)
         else:
             self.supervisor = Supervisor(**supervising)
         self.limiter: Limiter = (
-            RedisLimiter(self.bus.redis, prefix=settings.redis_prefix, instance=settings.instance)
-            if isinstance(self.bus, RedisBus)
+            RedisLimiter(redis_broker.redis, prefix=settings.redis_prefix, instance=settings.instance)
+            if redis_broker is not None
             else MemoryLimiter()
         )
         self.service = RunService(
@@ -280,7 +283,7 @@ class Runtime:
     @property
     def ready_problem(self) -> str | None:
         """Why this instance cannot serve everything now (the broker is unreachable), or None."""
-        return getattr(self.bus, "problem", None) if isinstance(self.bus, RedisBus) else None
+        return self.broker.problem
 
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the live ones now; once they have ended, set ``closing``.

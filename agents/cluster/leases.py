@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from runwatch.agents.bus.base import Ownership
 from runwatch.agents.runs.handle import RunHandle
 
 log = structlog.get_logger()
@@ -41,7 +42,7 @@ REDIS_ERRORS = (RedisError, OSError)
 class Leases:
     _lease: float
     _queue: Any
-    _redis_bus: Any
+    _redis_bus: Ownership
     _runs: dict[str, RunHandle]
     _leased_at: dict[str, float]
     _handing: set[str]

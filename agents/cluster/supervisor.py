@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from runwatch.agents.bus.redis import RedisBus
+from runwatch.agents.bus.base import Ownership
 from runwatch.agents.cluster import channel
 from runwatch.agents.cluster.channel import Answer, Ask, CancelRun, Queued
 from runwatch.agents.cluster.leases import REDIS_ERRORS as _REDIS_ERRORS
@@ -53,10 +53,10 @@ ADMIT_SECONDS = 300.0
 
 
 class ClusterSupervisor(Leases, Supervisor):
-    def __init__(self, *, queue: RunQueue, bus: RedisBus, lease_seconds: float, **kwargs: Any) -> None:
-        super().__init__(bus=bus, **kwargs)
+    def __init__(self, *, queue: RunQueue, ownership: Ownership, lease_seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._queue = queue
-        self._redis_bus = bus
+        self._redis_bus = ownership
         self._lease = lease_seconds
         self._wake = asyncio.Event()
         self._renew_now = asyncio.Event()
@@ -71,9 +71,9 @@ class ClusterSupervisor(Leases, Supervisor):
         self._leased_at: dict[str, float] = {}
         #: Runs being handed over at a drain: their leases are renewed until they are queued again.
         self._handing: set[str] = set()
-        bus.on_fenced.append(self._on_fenced)
-        bus.on_connected.append(self._reconnected)
-        bus.on_connected.append(self._wake.set)  # jobs may have been queued while Redis was away
+        ownership.on_fenced.append(self._on_fenced)
+        ownership.on_connected.append(self._reconnected)
+        ownership.on_connected.append(self._wake.set)  # jobs may have been queued while Redis was away
         #: How runs that ended here lately ended (the last ``ENDED_MEMORY``), to answer a late request.
         self._ended_here: dict[str, RunStatus] = {}
         self._remote = RemoteInbox(instance=self.instance, publish=queue.send, serve=self._serve)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import msgspec
 import structlog
 
-from runwatch.agents.bus import LIFECYCLE
-from runwatch.agents.bus.memory import MemoryBus
+from runwatch.agents.bus.base import LIFECYCLE, Positions
 from runwatch.agents.errors import (
     AfterBeyondHead,
     EmptyInput,
@@ -59,7 +58,7 @@ class RunService:
     def __init__(
         self,
         *,
-        bus: MemoryBus,
+        bus: Positions,
         store: Store,
         supervisor: Supervisor,
         max_input_bytes: int = 256 * 1024,
