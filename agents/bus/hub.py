@@ -146,7 +146,7 @@ class Hub:
         self._settling.setdefault(run_id, []).append((ring.head, future))
         await future
 
-    def release(self, run_id: str) -> None:
+    def release_settled(self, run_id: str) -> None:
         """Let the producers of ``run_id`` waiting in ``settled`` go on (its events will not come)."""
         for _, future in self._settling.pop(run_id, []):
             if not future.done():

@@ -188,7 +188,7 @@ class Owner:
         if refuse is not None:
             refuse(run_id)  # what it still has of ours for the run is not written
         self.unhold(run_id)  # its held publishes are refused now
-        self._hub.release(run_id)
+        self._hub.release_settled(run_id)
         ring = self._hub.logs.get(run_id)
         if ring is not None and ring.visible < ring.head:
             self._hub.drop(run_id)  # holds positions the store refused or may refuse: not ours to show
