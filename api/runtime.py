@@ -14,8 +14,8 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from runwatch.agents.bus import MemoryBus
-from runwatch.agents.bus.redis import RedisBus
+from runwatch.agents.bus import Broker, Bus, Hub, MemoryBroker, Node
+from runwatch.agents.bus.redis import RedisBroker
 from runwatch.agents.cluster.queue import RunQueue
 from runwatch.agents.cluster.supervisor import ClusterSupervisor
 from runwatch.agents.loop.agent import AgentRegistry, load_agents
@@ -90,18 +90,21 @@ class Runtime:
         self.store: Store = open_store(settings)
         self.credentials: Credentials = open_credentials(settings)
         self.retention = Retention(self.store, settings.store.retention_days)
-        memory = {"log_capacity": settings.bus.log_capacity, "memory_bytes": int(settings.bus.memory_mb * 1024 * 1024)}
-        self.bus: MemoryBus = (
-            RedisBus(
+        hub = Hub(log_capacity=settings.bus.log_capacity, memory_bytes=int(settings.bus.memory_mb * 1024 * 1024))
+        redis_broker = (
+            RedisBroker(
+                hub,
                 settings.redis.url,
                 journal=self.store,
                 prefix=settings.redis.prefix,
                 retain_seconds=settings.redis.retain_seconds,
-                **memory,
             )
             if settings.redis.url
-            else MemoryBus(journal=self.store, **memory)
+            else None
         )
+        #: Where positions are assigned and history kept: Redis with many instances, else this process.
+        self.broker: Broker = redis_broker if redis_broker is not None else MemoryBroker(hub, journal=self.store)
+        self.bus: Bus = Node(hub, self.broker)
         self.registry = AgentRegistry([demo_agent(settings.agents.files_dir)])
         for module in settings.agents.modules:
             try:
@@ -161,25 +164,25 @@ class Runtime:
             "instance": settings.server.instance,
             "drain_seconds": settings.server.drain_seconds,
         }
-        if isinstance(self.bus, RedisBus):
+        if redis_broker is not None:
             queue = RunQueue(
-                self.bus.redis,
+                redis_broker.redis,
                 prefix=settings.redis.prefix,
                 instance=settings.server.instance,
                 lease_seconds=settings.redis.lease_seconds,
             )
             cluster = ClusterSupervisor(
-                queue=queue, ownership=self.bus, lease_seconds=settings.redis.lease_seconds, **supervising
+                queue=queue, ownership=redis_broker, lease_seconds=settings.redis.lease_seconds, **supervising
             )
-            self.bus.on_control = cluster.on_control
+            redis_broker.on_control = cluster.on_control
             cluster.on_released = self.metrics.released
-            self.bus.on_lost.append(self.watchers.lose_broker)
+            redis_broker.on_lost.append(self.watchers.lose_broker)
             self.supervisor: Supervising = cluster
         else:
             self.supervisor = Supervisor(**supervising)
         self.limiter: Limiter = (
-            RedisLimiter(self.bus.redis, prefix=settings.redis.prefix, instance=settings.server.instance)
-            if isinstance(self.bus, RedisBus)
+            RedisLimiter(redis_broker.redis, prefix=settings.redis.prefix, instance=settings.server.instance)
+            if redis_broker is not None
             else MemoryLimiter()
         )
         self.service = RunService(
@@ -283,7 +286,7 @@ class Runtime:
     @property
     def ready_problem(self) -> str | None:
         """Why this instance cannot serve everything now (the broker is unreachable), or None."""
-        return getattr(self.bus, "problem", None) if isinstance(self.bus, RedisBus) else None
+        return self.broker.problem
 
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the live ones now; once they have ended, set ``closing``.

@@ -238,7 +238,7 @@ async def _redis_memory(b: Backends, runs: int, tokens: int, retain: float) -> d
         for t in range(tokens):
             await bus.publish(Token(run_id=run_id, text=f" token{t}", deltas=3))
         await bus.publish(RunFinished(run_id=run_id, status="succeeded"))
-    await bus.sent()
+    await bus.broker.sent()
     after = (await client.info("memory"))["used_memory"]
     keys_after = len([k async for k in client.scan_iter(match=b.prefix + "*", count=1000)])
     await asyncio.sleep(retain + 1.5)

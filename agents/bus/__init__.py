@@ -1,6 +1,41 @@
-"""The event bus: a contract (``Bus``, ``Journal``) and its backends."""
+"""The event bus: its contracts (``base``), the hub (``hub``), a node composing a hub with a broker
+(``node``), the single-process broker (``memory``) and the Redis one (``redis/``)."""
 
-from runwatch.agents.bus.base import LIFECYCLE, Bus, Fenced, Journal, RecentLog, Sink, Watcher
-from runwatch.agents.bus.memory import MemoryBus
+from runwatch.agents.bus.base import (
+    LIFECYCLE,
+    Broker,
+    Bus,
+    Fenced,
+    Journal,
+    Ownership,
+    Positions,
+    Publisher,
+    Recent,
+    RecentLog,
+    Sink,
+    Streams,
+    Watcher,
+)
+from runwatch.agents.bus.hub import Hub
+from runwatch.agents.bus.memory import MemoryBroker, MemoryBus
+from runwatch.agents.bus.node import Node
 
-__all__ = ["LIFECYCLE", "Bus", "Fenced", "Journal", "MemoryBus", "RecentLog", "Sink", "Watcher"]
+__all__ = [
+    "LIFECYCLE",
+    "Broker",
+    "Bus",
+    "Fenced",
+    "Hub",
+    "Journal",
+    "MemoryBroker",
+    "MemoryBus",
+    "Node",
+    "Ownership",
+    "Positions",
+    "Publisher",
+    "Recent",
+    "RecentLog",
+    "Sink",
+    "Streams",
+    "Watcher",
+]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import structlog
 
-from runwatch.agents.cluster.ownership import Ownership
+from runwatch.agents.bus.base import Ownership
 from runwatch.agents.cluster.queue import REDIS_ERRORS, RunQueue, resume_job
 from runwatch.agents.loop.agent import AgentRegistry
 from runwatch.agents.runs.executor import Executor

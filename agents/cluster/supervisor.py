@@ -27,10 +27,10 @@ from typing import Unpack
 
 import structlog
 
+from runwatch.agents.bus.base import Ownership
 from runwatch.agents.cluster import channel
 from runwatch.agents.cluster.channel import Answer, Ask, CancelRun, Queued
 from runwatch.agents.cluster.leases import LeaseKeeper
-from runwatch.agents.cluster.ownership import Ownership
 from runwatch.agents.cluster.queue import REDIS_ERRORS, Job, RunQueue
 from runwatch.agents.cluster.remote_inbox import RemoteInbox
 from runwatch.agents.cluster.taker import Taker

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import structlog
 
 from runwatch.agents.bus import Bus
-from runwatch.agents.cluster.ownership import Ownership
+from runwatch.agents.bus.base import Ownership
 from runwatch.agents.cluster.queue import REDIS_ERRORS, Job, RunQueue
 from runwatch.agents.events import RunFinished
 from runwatch.agents.loop.agent import AgentRegistry

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import msgspec
 import structlog
 
-from runwatch.agents.bus import LIFECYCLE
+from runwatch.agents.bus.base import LIFECYCLE, Positions
 from runwatch.agents.errors import (
     AfterBeyondHead,
     EmptyInput,
@@ -56,30 +55,11 @@ class Resume:
     resync: ResyncReason | None = None
 
 
-class Log(Protocol):
-    """What the service reads of the bus (see ``agents/bus/base.py``): positions and epochs, and a
-    run's events; the runs feed's (``LIFECYCLE``) epoch and the first position it still holds."""
-
-    @property
-    def epoch(self) -> str: ...
-
-    @property
-    def feed_epoch(self) -> str: ...
-
-    def head(self, stream: str) -> int: ...
-
-    def first(self, stream: str) -> int: ...
-
-    async def position(self, run_id: str) -> int: ...
-
-    async def replay(self, run_id: str, after: int, limit: int) -> list[Published]: ...
-
-
 class RunService:
     def __init__(
         self,
         *,
-        bus: Log,
+        bus: Positions,
         store: Store,
         supervisor: Supervising,
         max_input_bytes: int = 256 * 1024,

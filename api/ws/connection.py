@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from runwatch.agents.bus import LIFECYCLE, MemoryBus
+from runwatch.agents.bus import LIFECYCLE, Streams
 from runwatch.agents.events import Published
 from runwatch.api.ws.cursor import Frame, Subscription, fit
 from runwatch.api.ws.framing import DirectWriter
@@ -71,7 +71,7 @@ class Connection:
         conn_id: str,
         send: Callable[[dict], Awaitable[None]],
         *,
-        bus: MemoryBus,
+        bus: Streams,
         max_lag: int,
         send_timeout: float,
         frame_events: int,

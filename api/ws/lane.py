@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from runwatch.agents.bus import MemoryBus
+from runwatch.agents.bus import Recent
 from runwatch.agents.events import Published
 from runwatch.api.ws.framing import text_frame
 
@@ -59,7 +59,7 @@ class FastLane:
     def dirty(self, conn: Connection) -> None:
         self._dirty.append(conn)
 
-    def frame(self, key: FrameKey, bus: MemoryBus) -> SharedFrame | None:
+    def frame(self, key: FrameKey, bus: Recent) -> SharedFrame | None:
         """The frame of these events, built on first use in this iteration; None if the bus lost some."""
         try:
             return self._frames[key]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runwatch.agents.bus import MemoryBus
+from runwatch.agents.bus.base import Streams
 from runwatch.agents.runs.limits import Limiter
 from runwatch.agents.runs.service import RunService
 from runwatch.api.auth.authenticator import Authenticator
@@ -25,7 +25,7 @@ class WsParts:
     #: Connections per principal, shared by WebSockets and SSE streams.
     limiter: Limiter
     #: The run logs each connection's cursors read, and whose publishes wake it.
-    bus: MemoryBus
+    bus: Streams
     presence: PresenceBoard
     watchers: Watchers
     lane: FastLane

@@ -10,8 +10,8 @@ import pytest
 from openai import AsyncOpenAI
 
 from runwatch.agents import Agent
-from runwatch.agents.bus import Fenced
-from runwatch.agents.bus.redis import RedisBus
+from runwatch.agents.bus import Fenced, Node
+from runwatch.agents.bus.redis import RedisBroker, RedisBus
 from runwatch.agents.cluster.leases import HOLD_AFTER
 from runwatch.agents.cluster.queue import Job, RunQueue
 from runwatch.agents.cluster.supervisor import ClusterSupervisor
@@ -37,10 +37,11 @@ async def supervisor():
         # A model endpoint nobody listens on: these runs end before (or as) they ask it anything.
         client = AsyncOpenAI(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="x", max_retries=0)
         sup = ClusterSupervisor(
-            queue=RunQueue(bus.redis, prefix=prefix, instance="here", lease_seconds=LEASE),
+            queue=RunQueue(bus.broker.redis, prefix=prefix, instance="here", lease_seconds=LEASE),
             lease_seconds=LEASE,
             ownership=bus,
             bus=bus,
+            ownership=bus.broker,
             store=store,
             registry=AgentRegistry([Agent(name="a", instructions="x")]),
             runner=Runner(client, bus.publish, settle=bus.settled),
@@ -87,7 +88,7 @@ async def test_a_cancel_while_a_run_is_queued_ends_it_there_and_one_while_admitt
     assert job.run_id == "r-admitting" and cancelled
 
 
-async def _held_mid_run(sup: ClusterSupervisor, bus: RedisBus) -> tuple[str, asyncio.Task]:
+async def _held_mid_run(sup: ClusterSupervisor, bus: Node[RedisBroker]) -> tuple[str, asyncio.Task]:
     """A run taken here whose lease was not renewed for too long (Redis away): the owner holds it.
     Returns its id and a publish of it, waiting."""
     handle = await sup.start("a", "hi")
@@ -123,8 +124,10 @@ async def test_a_held_run_whose_lease_another_instance_claimed_stops_without_end
     run_id, publishing = await _held_mid_run(sup, bus)
     run = sup._executor.runs[run_id]
     # Cut off alone, this instance let its lease run out; another instance claimed the run.
-    await bus.redis.zadd(sup._queue._leases, {run_id: 0})
-    other = RunQueue(bus.redis, prefix=sup._queue._leases.removesuffix("leases"), instance="other", lease_seconds=LEASE)
+    await bus.broker.redis.zadd(sup._queue._leases, {run_id: 0})
+    other = RunQueue(
+        bus.broker.redis, prefix=sup._queue._leases.removesuffix("leases"), instance="other", lease_seconds=LEASE
+    )
     assert await other.claim(run_id)
     await sup._leases.renew()
     with pytest.raises(Fenced):

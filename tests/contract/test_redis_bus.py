@@ -1,5 +1,6 @@
-"""The Redis bus between instances: several ``RedisBus`` instances, each with its own PostgreSQL
-store on one database, sharing the machine's Redis under a key prefix of the test's own."""
+"""The Redis bus between instances: several ``RedisBus`` instances (a hub and a ``RedisBroker``
+each), each with its own PostgreSQL store on one database, sharing the machine's Redis under a
+key prefix of the test's own."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import asyncio
 import pytest
 import redis.asyncio
 
-from runwatch.agents.bus import LIFECYCLE
-from runwatch.agents.bus.redis import RedisBus
+from runwatch.agents.bus import LIFECYCLE, Node
+from runwatch.agents.bus.redis import RedisBroker, RedisBus
 from runwatch.agents.events import RunFinished, RunQueued, RunStarted, Token
 from runwatch.agents.store import PostgresStore
 from tests.services import REDIS, drop_prefix, new_prefix, postgres_database, wait_until
@@ -26,20 +27,20 @@ class Wakes:
 @pytest.fixture
 async def instances():
     """``new_instance(**kwargs)`` → a started ``RedisBus`` with a store of its own; all closed after."""
-    made: list[tuple[RedisBus, PostgresStore]] = []
+    made: list[tuple[Node[RedisBroker], PostgresStore]] = []
     prefix = new_prefix()
     async with postgres_database() as url:
 
-        async def new_instance(**kwargs) -> RedisBus:
+        async def new_instance(**kwargs) -> Node[RedisBroker]:
             store = PostgresStore(url)
             await store.open()
             bus = RedisBus(REDIS, journal=store, prefix=prefix, **kwargs)
             await bus.start()
-            bus.store = store  # for the tests' own reads
             made.append((bus, store))
             return bus
 
         new_instance.prefix = prefix
+        new_instance.store = lambda bus: next(s for b, s in made if b is bus)  # for the tests' own reads
         yield new_instance
         for bus, store in made:
             await bus.close()
@@ -47,8 +48,8 @@ async def instances():
     drop_prefix(REDIS, prefix)
 
 
-async def _settle(bus: RedisBus) -> None:
-    await bus.sent()
+async def _settle(bus: Node[RedisBroker]) -> None:
+    await bus.broker.sent()
 
 
 async def test_a_watcher_on_another_instance_gets_every_event_in_order_with_the_same_bytes(instances):
@@ -88,11 +89,11 @@ async def test_a_message_lost_by_pub_sub_is_repaired_from_the_stream_never_passe
     await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
     await wait_until(lambda: b.head("r") == 1, 5, "the follower")
     channel = instances.prefix + "ch:r"
-    await b._pubsub.unsubscribe(channel)  # the follower misses what comes next, as PUB/SUB may
+    await b.broker._link.pubsub.unsubscribe(channel)  # the follower misses what comes next, as PUB/SUB may
     for i in range(5):
         await a.publish(Token(run_id="r", text=str(i)))
     await _settle(a)
-    await b._pubsub.subscribe(channel)
+    await b.broker._link.pubsub.subscribe(channel)
     await asyncio.sleep(0.1)  # let the subscription take effect before the next publish
     await a.publish(Token(run_id="r", text="after the gap"))
     await wait_until(lambda: b.head("r") == 7, 5, "the gap to be repaired")
@@ -121,7 +122,7 @@ async def test_a_run_handed_to_another_instance_continues_at_the_next_position(i
     wakes = Wakes()
     a.watch("r", wakes)
     await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
-    await a.release("r")  # queued: the instance that takes it from the queue publishes next
+    await a.broker.release("r")  # queued: the instance that takes it from the queue publishes next
     started = await b.publish(RunStarted(run_id="r", agent="demo"))
     await b.publish(Token(run_id="r", text="x"))
     assert started.seq == 2
@@ -172,7 +173,7 @@ async def test_finished_runs_leave_redis_after_the_retention_and_live_ones_are_b
 async def test_a_watcher_arriving_while_the_owner_opens_the_run_never_makes_it_reuse_a_position(instances):
     a, b = await instances(), await instances()
     await b.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
-    await b.release("r")  # queued by b; a takes it and publishes next
+    await b.broker.release("r")  # queued by b; a takes it and publishes next
     opening = asyncio.create_task(a.publish(RunStarted(run_id="r", agent="demo")))
     await asyncio.sleep(0)  # a is reading the run's head from the store
     a.watch("r", Wakes())
@@ -180,7 +181,7 @@ async def test_a_watcher_arriving_while_the_owner_opens_the_run_never_makes_it_r
     token = await a.publish(Token(run_id="r", text="x"))
     assert (started.seq, token.seq) == (2, 3)
     await _settle(a)
-    assert [p.type for p in await a.store.events("r", 0, 10)] == ["run.queued", "run.started", "token"]
+    assert [p.type for p in await instances.store(a).events("r", 0, 10)] == ["run.queued", "run.started", "token"]
 
 
 async def test_a_fenced_instance_cannot_publish_to_the_run(instances):
@@ -188,10 +189,10 @@ async def test_a_fenced_instance_cannot_publish_to_the_run(instances):
 
     a = await instances()
     await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
-    a.fence("r")
+    a.broker.fence("r")
     with pytest.raises(Fenced):
         await a.publish(Token(run_id="r", text="x"))
-    a.unfence("r")  # taken again, legitimately
+    a.broker.unfence("r")  # taken again, legitimately
     assert (await a.publish(Token(run_id="r", text="y"))).seq == 2
 
 

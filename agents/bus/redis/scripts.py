@@ -1,4 +1,4 @@
-"""The Redis bus's Lua script: one atomic step per batch of durable events (see ``agents.bus.redis``).
+"""The Redis broker's Lua script: one atomic step per batch of durable events (see ``outbox``).
 
 Keys are built from the deployment's prefix (ARGV), so runwatch needs a single Redis (or a
 primary with replicas), not Redis Cluster.
