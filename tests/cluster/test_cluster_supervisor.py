@@ -39,7 +39,6 @@ async def supervisor():
         sup = ClusterSupervisor(
             queue=RunQueue(bus.broker.redis, prefix=prefix, instance="here", lease_seconds=LEASE),
             lease_seconds=LEASE,
-            ownership=bus,
             bus=bus,
             ownership=bus.broker,
             store=store,
