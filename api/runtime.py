@@ -14,19 +14,15 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from runwatch.agents.bus import Broker, Bus, Hub, MemoryBroker, Node
-from runwatch.agents.bus.redis import RedisBroker
-from runwatch.agents.cluster.queue import RunQueue
-from runwatch.agents.cluster.supervisor import ClusterSupervisor
+from runwatch.agents.bus import Broker, Bus, Hub, Node
 from runwatch.agents.loop.agent import AgentRegistry, load_agents
 from runwatch.agents.loop.prices import PriceTable, parse_prices
 from runwatch.agents.loop.runner import Runner
 from runwatch.agents.offline.demo import demo_agent
 from runwatch.agents.redact import Redactor
-from runwatch.agents.runs.limits import Limiter, MemoryLimiter, RedisLimiter
+from runwatch.agents.runs.limits import Limiter
 from runwatch.agents.runs.service import RunService
 from runwatch.agents.runs.supervising import Supervising
-from runwatch.agents.runs.supervisor import Supervisor
 from runwatch.agents.store import Store
 from runwatch.agents.store.credentials import Credentials
 from runwatch.agents.store.retention import Retention
@@ -41,6 +37,7 @@ from runwatch.api.offline.serving import OfflineServing
 from runwatch.api.settings.config import ConfigError, Settings
 from runwatch.api.sse.parts import SseParts
 from runwatch.api.watchers import Watchers
+from runwatch.api.wiring import deployment
 from runwatch.api.ws.lane import FastLane
 from runwatch.api.ws.parts import WsParts
 from runwatch.api.ws.presence import PresenceBoard
@@ -79,6 +76,21 @@ def release_free_memory() -> None:
         log.debug("memory.trimmed", took=round(time.perf_counter() - started, 4))
 
 
+def _agents(settings: Settings) -> AgentRegistry:
+    """The demo agent, and those of the modules ``RUNWATCH_AGENTS`` names."""
+    registry = AgentRegistry([demo_agent(settings.agents.files_dir)])
+    for module in settings.agents.modules:
+        try:
+            agents = load_agents(module)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot load agents from {module!r}: {exc}; check RUNWATCH_AGENTS and PYTHONPATH"
+            ) from exc
+        for agent in agents:
+            registry.add(agent)
+    return registry
+
+
 class Runtime:
     """The composition root: the only place that names concrete backends (the database ones it
     takes from ``api/backends.py``, as the commands that open the database do)."""
@@ -91,30 +103,30 @@ class Runtime:
         self.credentials: Credentials = open_credentials(settings)
         self.retention = Retention(self.store, settings.store.retention_days)
         hub = Hub(log_capacity=settings.bus.log_capacity, memory_bytes=int(settings.bus.memory_mb * 1024 * 1024))
-        redis_broker = (
-            RedisBroker(
-                hub,
-                settings.redis.url,
-                journal=self.store,
-                prefix=settings.redis.prefix,
-                retain_seconds=settings.redis.retain_seconds,
-            )
-            if settings.redis.url
-            else None
-        )
+        #: Single instance or cluster: the one object that knows which (``api/wiring.py``).
+        self.deployment = deployment(settings, hub, self.store)
+        self.deployment.on_lost(self.watchers.lose_broker)
         #: Where positions are assigned and history kept: Redis with many instances, else this process.
-        self.broker: Broker = redis_broker if redis_broker is not None else MemoryBroker(hub, journal=self.store)
+        self.broker: Broker = self.deployment.broker
         self.bus: Bus = Node(hub, self.broker)
-        self.registry = AgentRegistry([demo_agent(settings.agents.files_dir)])
-        for module in settings.agents.modules:
-            try:
-                agents = load_agents(module)
-            except (ImportError, ValueError) as exc:
-                raise ConfigError(
-                    f"cannot load agents from {module!r}: {exc}; check RUNWATCH_AGENTS and PYTHONPATH"
-                ) from exc
-            for agent in agents:
-                self.registry.add(agent)
+        self.registry = _agents(settings)
+        self._model(settings)
+        self.metrics_registry = CollectorRegistry()
+        self.metrics = Metrics(
+            agents={a.name: (a.model or settings.model.default, a.tool_names) for a in self.registry},
+            registry=self.metrics_registry,
+        )
+        self._identity(settings)
+        self._runs(settings)
+        self.presence = PresenceBoard()
+        self.offline = OfflineServing(settings.offline_model.max_inflight_bytes)
+        self.metrics_registry.register(LiveGauges(self.watchers, self.offline, self.supervisor))
+        self._transports(settings)
+        self._watchdog: asyncio.Task[None] | None = None
+        self._shutdown: asyncio.Future[None] | None = None
+
+    def _model(self, settings: Settings) -> None:
+        """The openai client runs stream with, and, with the offline model, how they reach it."""
         #: Where the offline model listens for this process's runs (``Server`` opens it), if anywhere.
         self.model_socket = ModelSocket.for_settings(settings)
         #: What this process's runs present to its offline model (``/v1`` needs a principal): made
@@ -122,69 +134,43 @@ class Runtime:
         self.model_key: str | None = new_secret("rwm_") if settings.model.offline else None
         self.client = model_client(settings, self.model_socket, self.model_key)
         _ = self.client.chat.completions  # the SDK imports it on first use: now, not in the first run
-        self.metrics_registry = CollectorRegistry()
-        self.metrics = Metrics(
-            agents={a.name: (a.model or settings.model.default, a.tool_names) for a in self.registry},
-            registry=self.metrics_registry,
-        )
+
+    def _identity(self, settings: Settings) -> None:
+        """Who is asking: keys, tokens, sessions; and the OpenID provider of dashboard logins, if any."""
         self.auth = Authenticator(settings, self.credentials, self.metrics.auth_failure)
-        #: The OpenID provider of dashboard logins, when one is configured.
+        oidc = settings.oidc
         self.oidc: Provider | None = (
-            Provider(
-                settings.oidc.issuer,
-                settings.oidc.client_id or "",
-                settings.oidc.client_secret,
-                settings.oidc.scopes,
-            )
-            if settings.oidc.issuer
-            else None
+            Provider(oidc.issuer, oidc.client_id or "", oidc.client_secret, oidc.scopes) if oidc.issuer else None
         )
+
+    def _runs(self, settings: Settings) -> None:
+        """The agent loop, the supervisor of this instance's runs, limits, and the run service."""
+        secrets = (*settings.secrets, self.model_key) if self.model_key else settings.secrets
         self.runner = Runner(
             self.client,
             self.bus.publish,
             coalesce_window=settings.runs.coalesce_ms / 1000,
             max_output_bytes=settings.runs.max_output_bytes,
             max_tool_result_bytes=settings.runs.max_tool_result_bytes,
-            redact=Redactor((*settings.secrets, self.model_key) if self.model_key else settings.secrets),
+            redact=Redactor(secrets),
             settle=self.bus.settled,
             prices=PriceTable(parse_prices(settings.model.prices)),
         )
-        supervising: dict[str, Any] = {
-            "bus": self.bus,
-            "store": self.store,
-            "registry": self.registry,
-            "runner": self.runner,
-            "default_model": settings.model.default,
-            "max_running": settings.runs.max_running,
-            "max_queued": settings.runs.max_queued,
-            "run_timeout": settings.runs.timeout,
-            "approval_timeout": settings.runs.approval_timeout,
-            "offline": settings.model.offline,
-            "secrets": settings.secrets,
-            "instance": settings.server.instance,
-            "drain_seconds": settings.server.drain_seconds,
-        }
-        if redis_broker is not None:
-            queue = RunQueue(
-                redis_broker.redis,
-                prefix=settings.redis.prefix,
-                instance=settings.server.instance,
-                lease_seconds=settings.redis.lease_seconds,
-            )
-            cluster = ClusterSupervisor(
-                queue=queue, ownership=redis_broker, lease_seconds=settings.redis.lease_seconds, **supervising
-            )
-            redis_broker.on_control = cluster.on_control
-            cluster.on_released = self.metrics.released
-            redis_broker.on_lost.append(self.watchers.lose_broker)
-            self.supervisor: Supervising = cluster
-        else:
-            self.supervisor = Supervisor(**supervising)
-        self.limiter: Limiter = (
-            RedisLimiter(redis_broker.redis, prefix=settings.redis.prefix, instance=settings.server.instance)
-            if redis_broker is not None
-            else MemoryLimiter()
+        self.supervisor: Supervising = self.deployment.supervisor(
+            on_released=self.metrics.released,
+            bus=self.bus,
+            store=self.store,
+            registry=self.registry,
+            runner=self.runner,
+            default_model=settings.model.default,
+            max_running=settings.runs.max_running,
+            run_timeout=settings.runs.timeout,
+            approval_timeout=settings.runs.approval_timeout,
+            offline=settings.model.offline,
+            secrets=settings.secrets,
+            instance=settings.server.instance,
         )
+        self.limiter: Limiter = self.deployment.limiter()
         self.service = RunService(
             bus=self.bus,
             store=self.store,
@@ -195,32 +181,21 @@ class Runtime:
             tenant_max_active=settings.limits.tenant_max_active,
         )
         self.service.on_limited.append(self.metrics.limited)
-        self.presence = PresenceBoard()
-        self.offline = OfflineServing(settings.offline_model.max_inflight_bytes)
-        self.metrics_registry.register(LiveGauges(self.watchers, self.offline, self.supervisor))
-        self._watchdog: asyncio.Task[None] | None = None
+
+    def _transports(self, settings: Settings) -> None:
+        """What ``/ws`` and the SSE endpoint are given of all this (their dependencies)."""
         self.fast_lane = FastLane()
-        self.ws_parts = WsParts(
-            settings=settings,
-            service=self.service,
-            auth=self.auth,
-            metrics=self.metrics,
-            limiter=self.limiter,
-            bus=self.bus,
-            presence=self.presence,
-            watchers=self.watchers,
-            lane=self.fast_lane,
-        )
-        self.sse_parts = SseParts(
-            settings=settings,
-            service=self.service,
-            auth=self.auth,
-            metrics=self.metrics,
-            limiter=self.limiter,
-            bus=self.bus,
-            watchers=self.watchers,
-        )
-        self._shutdown: asyncio.Future[None] | None = None
+        common = {
+            "settings": settings,
+            "service": self.service,
+            "auth": self.auth,
+            "metrics": self.metrics,
+            "limiter": self.limiter,
+            "bus": self.bus,
+            "watchers": self.watchers,
+        }
+        self.ws_parts = WsParts(**common, presence=self.presence, lane=self.fast_lane)
+        self.sse_parts = SseParts(**common)
 
     async def start(self, before_runs: Callable[[], Awaitable[None]] | None = None) -> None:
         """Open everything; ``before_runs`` is awaited once the stores and the bus are up, before
