@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from typing import TYPE_CHECKING
 
-from runwatch.api.settings.config import ConfigError, load_settings
+from runwatch.api.settings.config import ConfigError, Settings, load_settings
 from runwatch.api.settings.flags import add_setting_flags, given_flags
+
+if TYPE_CHECKING:
+    from runwatch.agents.store.credentials import Credentials
 
 
 def keys_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,12 +40,10 @@ def keys_parser(sub: argparse._SubParsersAction) -> None:
 
 def manage_keys(args: argparse.Namespace) -> int:
     import asyncio
-    import time
+    import re
 
-    from runwatch.agents.identity import TENANT_PATTERN, Role
+    from runwatch.agents.identity import TENANT_PATTERN
     from runwatch.agents.store import StoreUnavailable
-    from runwatch.api.auth.authenticator import create_key
-    from runwatch.api.backends import open_credentials, open_store
     from runwatch.api.logs import configure_logging
 
     try:
@@ -49,56 +52,72 @@ def manage_keys(args: argparse.Namespace) -> int:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
     configure_logging("console", "warning", settings.secrets)
-    if args.action == "create":
-        import re
-
-        if not re.match(TENANT_PATTERN, args.tenant):
-            print("runwatch: --tenant must be letters, digits, '_', '.' or '-' (at most 64)", file=sys.stderr)
-            return 2
-
-    async def act() -> int:
-        store = open_store(settings)
-        await store.open()  # creates or migrates the schema, credentials included
-        await store.close()
-        creds = open_credentials(settings)
-        await creds.open()
-        try:
-            if args.action == "create":
-                secret, k = await create_key(creds, tenant=args.tenant, role=Role(args.role), name=args.name)
-                print(secret)
-                print(
-                    f"key {k.id}: tenant {k.tenant}, role {k.role}. It is shown this once: keep it now.",
-                    file=sys.stderr,
-                )
-            elif args.action == "list":
-                rows = [
-                    (
-                        k.id,
-                        k.tenant,
-                        k.role,
-                        f"revoked {time.strftime('%Y-%m-%d', time.gmtime(k.revoked_at))}" if k.revoked_at else "active",
-                        time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at)),
-                        k.name,
-                    )
-                    for k in await creds.keys()
-                ]
-                print("\n".join(table(("ID", "TENANT", "ROLE", "STATE", "CREATED (UTC)", "NAME"), rows)))
-                if not rows:
-                    print("no keys yet: `runwatch keys create --tenant T --role R` makes one", file=sys.stderr)
-            elif not await creds.revoke(args.id, time.time()):
-                print(f"runwatch: no active key {args.id!r}; see `runwatch keys list`", file=sys.stderr)
-                return 1
-            else:
-                print(f"revoked {args.id}", file=sys.stderr)
-            return 0
-        finally:
-            await creds.close()
-
+    if args.action == "create" and not re.match(TENANT_PATTERN, args.tenant):
+        print("runwatch: --tenant must be letters, digits, '_', '.' or '-' (at most 64)", file=sys.stderr)
+        return 2
     try:
-        return asyncio.run(act())
+        return asyncio.run(_act(settings, args))
     except StoreUnavailable as exc:
         print(f"runwatch: {exc}", file=sys.stderr)
         return 2
+
+
+async def _act(settings: Settings, args: argparse.Namespace) -> int:
+    """Open the database (made or migrated first), do the action, close it."""
+    from runwatch.api.backends import open_credentials, open_store
+
+    store = open_store(settings)
+    await store.open()  # creates or migrates the schema, credentials included
+    await store.close()
+    creds = open_credentials(settings)
+    await creds.open()
+    try:
+        if args.action == "create":
+            return await _create(creds, args)
+        if args.action == "list":
+            return await _list(creds)
+        return await _revoke(creds, args.id)
+    finally:
+        await creds.close()
+
+
+async def _create(creds: Credentials, args: argparse.Namespace) -> int:
+    from runwatch.agents.identity import Role
+    from runwatch.api.auth.authenticator import create_key
+
+    secret, k = await create_key(creds, tenant=args.tenant, role=Role(args.role), name=args.name)
+    print(secret)
+    print(f"key {k.id}: tenant {k.tenant}, role {k.role}. It is shown this once: keep it now.", file=sys.stderr)
+    return 0
+
+
+async def _list(creds: Credentials) -> int:
+    def day(at: float) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(at))
+
+    rows = [
+        (
+            k.id,
+            k.tenant,
+            k.role,
+            f"revoked {day(k.revoked_at)}" if k.revoked_at else "active",
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at)),
+            k.name,
+        )
+        for k in await creds.keys()
+    ]
+    print("\n".join(table(("ID", "TENANT", "ROLE", "STATE", "CREATED (UTC)", "NAME"), rows)))
+    if not rows:
+        print("no keys yet: `runwatch keys create --tenant T --role R` makes one", file=sys.stderr)
+    return 0
+
+
+async def _revoke(creds: Credentials, key_id: str) -> int:
+    if not await creds.revoke(key_id, time.time()):
+        print(f"runwatch: no active key {key_id!r}; see `runwatch keys list`", file=sys.stderr)
+        return 1
+    print(f"revoked {key_id}", file=sys.stderr)
+    return 0
 
 
 def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
