@@ -1,5 +1,6 @@
-"""The event bus: its contracts (``base``), the hub (``hub``), a node composing a hub with a broker
-(``node``), the single-process broker (``memory``) and the Redis one (``redis/``)."""
+"""The event bus: its contracts (``base``), the hub (``hub``), its recent logs and watermarks
+(``recent``), a node composing a hub with a broker (``node``), the single-process broker
+(``memory``) and the Redis one (``redis/``)."""
 
 from runwatch.agents.bus.base import (
     LIFECYCLE,
@@ -11,7 +12,6 @@ from runwatch.agents.bus.base import (
     Positions,
     Publisher,
     Recent,
-    RecentLog,
     Sink,
     Streams,
     Watcher,
@@ -19,6 +19,7 @@ from runwatch.agents.bus.base import (
 from runwatch.agents.bus.hub import Hub
 from runwatch.agents.bus.memory import MemoryBroker, MemoryBus
 from runwatch.agents.bus.node import Node
+from runwatch.agents.bus.recent import RecentLog
 
 __all__ = [
     "LIFECYCLE",

@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from runwatch.agents.bus.base import LIFECYCLE, RecentLog, Sink, Watcher
+from runwatch.agents.bus.base import LIFECYCLE, Sink, Watcher
+from runwatch.agents.bus.recent import RecentLog
 from runwatch.agents.events import Published
 
 log = structlog.get_logger()

@@ -14,9 +14,10 @@ import secrets
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from runwatch.agents.bus.base import LIFECYCLE, Journal, RecentLog
+from runwatch.agents.bus.base import LIFECYCLE, Journal
 from runwatch.agents.bus.hub import Hub
 from runwatch.agents.bus.node import Node
+from runwatch.agents.bus.recent import RecentLog
 from runwatch.agents.bus.sequencer import Sequencer
 from runwatch.agents.events import LIFECYCLE_TYPES, Event, Published
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from runwatch.agents.bus.base import Durable, Journal, RecentLog
+from runwatch.agents.bus.base import Durable, Journal
 from runwatch.agents.bus.hub import Hub
+from runwatch.agents.bus.recent import RecentLog
 from runwatch.agents.events import Event, Published, RunQueued, encode
 
 #: ``open_log(run_id, new)``: the log of a run the hub does not hold, installed in the hub; ``new``

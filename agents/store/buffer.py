@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from runwatch.agents.bus.base import Watermark
+from runwatch.agents.bus.recent import Watermark
 from runwatch.agents.events import Published
 
 log = structlog.get_logger()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from redis.exceptions import RedisError
 
-from runwatch.agents.bus.base import Journal, RecentLog
+from runwatch.agents.bus.base import Journal
+from runwatch.agents.bus.recent import RecentLog
 from runwatch.agents.bus.redis.link import Link
 from runwatch.agents.events import Published
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import structlog
 from redis.exceptions import RedisError
 
-from runwatch.agents.bus.base import Watermark
+from runwatch.agents.bus.recent import Watermark
 from runwatch.agents.bus.redis.link import CONNECTION_ERRORS, Link
 from runwatch.agents.bus.redis.scripts import PUBLISH
 from runwatch.agents.events import Published

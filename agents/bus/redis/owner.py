@@ -14,8 +14,9 @@ import asyncio
 
 import structlog
 
-from runwatch.agents.bus.base import Durable, Fenced, Journal, RecentLog
+from runwatch.agents.bus.base import Durable, Fenced, Journal
 from runwatch.agents.bus.hub import Hub
+from runwatch.agents.bus.recent import RecentLog
 from runwatch.agents.bus.redis.follow import Follower
 from runwatch.agents.bus.redis.history import History
 from runwatch.agents.bus.redis.link import Link
