@@ -10,16 +10,13 @@ created at start-up, so every series exists (at zero) before the first run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, get_args, get_type_hints
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from runwatch.agents import errors
 from runwatch.agents.events import (
     EVENT_TYPES,
-    ApprovalDecision,
     ApprovalResolved,
-    FinalStatus,
     MessageReceived,
     Published,
     RunFinished,
@@ -32,59 +29,27 @@ from runwatch.agents.events import (
     ToolFinished,
 )
 from runwatch.api.observability.collectors import LockFreeHistogram
-from runwatch.api.ws.protocol import CLIENT_TYPES
+from runwatch.api.observability.labels import (
+    APPROVAL_DECISIONS,
+    AUTH_FAILURE_REASONS,
+    CLIENT_MESSAGE_TYPES,
+    CLOSE_REASONS,
+    LIMIT_KINDS,
+    LLM_ERROR_TYPES,
+    MESSAGE_MODES,
+    OTHER,
+    RUN_STATUSES,
+    SLOW_CONSUMER_TRANSPORTS,
+    TOKEN_TYPES,
+    TOOL_OUTCOMES,
+)
 
 # ``*_created`` series double the series count and no dashboard here reads them.
 disable_created_metrics()
 
-RUN_STATUSES: tuple[str, ...] = get_args(FinalStatus)
-APPROVAL_DECISIONS: tuple[str, ...] = get_args(ApprovalDecision)
-MESSAGE_MODES: tuple[str, ...] = get_args(get_type_hints(MessageReceived)["mode"])
-TOOL_OUTCOMES = ("ok", "error", "cancelled", "denied")
-CLOSE_REASONS = tuple(dict.fromkeys(errors.CLOSE_REASONS.values()))
-SLOW_CONSUMER_ACTIONS = ("resync", "disconnect")
-#: The ``transport`` label of ``runwatch_ws_slow_consumers_total``: SSE streams are only ever cut.
-SLOW_CONSUMER_TRANSPORTS = {"ws": SLOW_CONSUMER_ACTIONS, "sse": ("disconnect",)}
-#: ``runwatch_ws_messages_received_total``'s ``type``: every client message, and what is not one.
-CLIENT_MESSAGE_TYPES = (*CLIENT_TYPES, "invalid")
-LLM_ERROR_TYPES = ("connection", "timeout", "rate_limited", "client_error", "server_error", "other")
-TOKEN_TYPES = ("input", "output")
-OTHER = "other"
-
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _RATE = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
-
-
-#: The ``kind`` label of ``runwatch_rate_limited_total``: each limit that can refuse.
-LIMIT_KINDS = (
-    "runs_per_minute",
-    "tenant_active",
-    "ws_messages",
-    "ws_connections",
-    "sse_streams",
-    "ws_subscriptions",
-    "offline_model",
-)
-#: The ``reason`` label of ``runwatch_auth_failures_total``.
-AUTH_FAILURE_REASONS = (
-    "missing",
-    "malformed",
-    "bad_signature",
-    "bad_algorithm",
-    "expired",
-    "not_yet_valid",
-    "wrong_issuer",
-    "wrong_audience",
-    "unknown_key",
-    "revoked",
-    "no_role",
-    "no_tenant",
-    "bad_session",
-    "bad_ticket",
-    "bad_code",
-    "origin",
-)
 
 
 class Metrics:
