@@ -13,7 +13,8 @@ import httpx
 
 from tests.conftest import CLUSTER_LEASE as LEASE
 from tests.conftest import Server
-from tests.watcher import assert_contiguous, eventually, text_of
+from tests.waiting import eventually
+from tests.watcher import assert_contiguous, text_of
 
 
 def by_name(servers: list[Server], name: str) -> Server:

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Server
 from tests.identity import make_key
 from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
-from tests.watcher import eventually
+from tests.waiting import eventually
 
 QUICK = '{"tokens": 1}'
 LONG = '{"tokens": 100000, "rate": 50}'

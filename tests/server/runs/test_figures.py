@@ -137,7 +137,7 @@ async def test_the_first_token_of_a_step_is_published_at_once_not_after_the_toke
 async def test_the_overviews_tokens_per_second_is_the_text_steps_output_over_their_streaming_time(
     make_server, fake_model
 ):
-    server = make_server(fake_model.env("llama3.1"))
+    server = make_server(fake_model.env("llama3.1"), in_process=True)
     events = await server.run_to_end({"tool_calls": 2, "tokens": 30, "rate": 50})
     text = [f for _, f in steps_of(events) if f["streamed_text"]]
     assert len(text) == 1 and text[0]["usage"]["output_tokens"] == 30
@@ -149,7 +149,7 @@ async def test_the_overviews_tokens_per_second_is_the_text_steps_output_over_the
 
 
 async def test_a_step_without_usage_says_its_input_is_unknown_even_with_no_text(make_server, fake_model):
-    server = make_server(fake_model.env("llama3.1"))
+    server = make_server(fake_model.env("llama3.1"), in_process=True)
     events = await server.run_to_end({"tool_calls": 1, "tokens": 5, "usage": False})
     (_, tool_step), (_, text_step) = steps_of(events)
     assert tool_step["usage"] == {"input_tokens": 0, "output_tokens": 0, "estimated": True}
