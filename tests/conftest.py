@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Fixtures shared by more than one room: the store on SQLite and PostgreSQL, an OpenID provider.
+pytest_plugins = ["tests.stores", "tests.oidc"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before anything is collected: this session's own HOME, XDG folders and working directory,

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from runwatch.agents.events import Usage
 from runwatch.agents.loop.prices import Price, PriceError, PriceTable, parse_prices
-
-#: The offline model at $1 per million input tokens and $2 per million output tokens.
-PRICED = {"RUNWATCH_PRICES": json.dumps({"runwatch-offline": {"input": 1.0, "output": 2.0}})}
+from tests.server.runs.prices import PRICED
 
 
 def test_a_model_is_priced_by_its_name_or_the_longest_known_prefix_and_unknown_ones_are_unpriced():

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported store fixture by name
 """Figures defined once: a step's times on the events' clock (so a watcher computes the same from
 the events), output tokens/s as the text steps' output over their streaming time (the store's
 overview and the run view alike), tokens in unknown when the model sent no usage, and unpriced
@@ -28,7 +27,6 @@ from runwatch.agents.events import (
 )
 from runwatch.agents.store import SQLiteStore
 from runwatch.agents.store.aggregates import Window
-from tests.contract.test_store import store  # noqa: F401 -- the same store fixture: SQLite and PostgreSQL
 from tests.fake_model import TOOL_CALL_TOKENS, FakeModel
 
 TS = 1000.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.identity import make_key
-from tests.server.runs.test_cost import PRICED
+from tests.server.runs.prices import PRICED
 from tests.waiting import eventually
 
 
