@@ -59,19 +59,23 @@ def _leave() -> None:
             gc.unfreeze()
 
 
-def uvicorn_config(app: Litestar, settings: Settings) -> uvicorn.Config:
+def uvicorn_config(app: Litestar, settings: Settings, port: int) -> uvicorn.Config:
     """uvicorn's options as ``runwatch serve`` gives them (api/cli/commands.py, ``_serve``)."""
     from runwatch.api.ws.framing import expose_server_send
 
+    # The WebSocket settings by section (``settings.ws.heartbeat``), or flat as they were before.
+    ws = getattr(settings, "ws", None)
+    max_size = ws.max_message_bytes if ws is not None else settings.ws_max_message_bytes
+    heartbeat = ws.heartbeat if ws is not None else settings.heartbeat
     return uvicorn.Config(
         expose_server_send(app),
-        host=settings.host,
-        port=settings.port,
+        host="127.0.0.1",
+        port=port,
         log_config=None,
         access_log=False,
-        ws_max_size=settings.ws_max_message_bytes,
-        ws_ping_interval=settings.heartbeat,
-        ws_ping_timeout=settings.heartbeat,
+        ws_max_size=max_size,
+        ws_ping_interval=heartbeat,
+        ws_ping_timeout=heartbeat,
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
@@ -106,7 +110,7 @@ class ThreadedServe:
         try:
             settings = load_settings(self._overrides, environ=self._env)
             runtime = Runtime(settings)
-            config = uvicorn_config(create_app(settings, runtime), settings)
+            config = uvicorn_config(create_app(settings, runtime), settings, self._overrides["port"])
             self._server = Server(config, runtime)
             with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
                 self._loop = runner.get_loop()
