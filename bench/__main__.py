@@ -19,6 +19,7 @@ from typing import Any
 from bench import broker, model_cost, servers
 from bench import runs as model_streams
 from bench import search as search_bench
+from bench import slices as loop_slices
 from bench import slow as slow_consumers
 from bench.stats import median_of, ratio
 
@@ -77,7 +78,7 @@ LABELS = {
 }
 
 
-PARTS = ["fanout", "idle", "slow", "runs", "model", "broker", "auth", "presence", "search"]
+PARTS = ["fanout", "idle", "slow", "runs", "model", "broker", "auth", "presence", "search", "slices"]
 
 
 def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dict]:
@@ -295,6 +296,8 @@ def main() -> None:
         res["presence"] = presence(params["watchers"], params["runs"], params["auth_tokens"], params["auth_repeats"])
     if "search" in parts:
         res["search"] = search_bench.run(params["list_runs"], progress)
+    if "slices" in parts:
+        res["slices"] = loop_slices.run_all(params["repeats"], progress)
     if "slow" in parts:
         res["slow"] = slow_consumers.run(
             partial(with_server, runwatch_with(25, slow_consumers.ENV)),
@@ -317,6 +320,8 @@ def main() -> None:
         print(broker.report(res["broker"], params))
     if "search" in res:
         print(search_bench.report(res["search"]))
+    if "slices" in res:
+        print(loop_slices.report(res["slices"]))
     if "auth" in res:
         print(on_off_report("Authentication", res["auth"], params))
     if "presence" in res:

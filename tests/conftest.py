@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,8 @@ import pytest
 
 from tests.forked import ForkedProcess
 from tests.hermetic import SESSION
+from tests.inprocess import STOPPED, ThreadedServe, data_overrides
+from tests.waiting import eventually_blocking
 from tests.watcher import Watcher
 
 if TYPE_CHECKING:
@@ -24,11 +25,17 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Fixtures shared by more than one room: the store on SQLite and PostgreSQL, an OpenID provider.
+pytest_plugins = ["tests.stores", "tests.oidc"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before anything is collected: this session's own HOME, XDG folders and working directory,
     and none of the shell's runwatch or OpenAI settings (tests/hermetic.py)."""
     SESSION.enter()
+    # The app's route declarations warn as Litestar builds them: a served process writes that to its
+    # log, where it stays; an in-process server's would fill every summary (tests/inprocess.py).
+    config.addinivalue_line("filterwarnings", "ignore::litestar.exceptions.LitestarDeprecationWarning")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -67,6 +74,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if report.failed and report.when == "call":
         shared = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Server)]
         for srv in dict.fromkeys([*_started, *shared]):
+            if srv.in_process:
+                continue  # (its log lines are in the test's captured output)
             tail = "\n".join(srv.logs().splitlines()[-LOG_LINES:])
             report.sections.append((f"the end of the log of the server on {srv.url}", tail))
         opened = getattr(getattr(item, "funcargs", {}).get("open_page"), "pages", [])
@@ -97,6 +106,9 @@ class Server:
 
     ``program`` is the command that is ``runwatch``, run as a subprocess; by default the process is
     forked from one that has runwatch imported already (tests/forked.py), which starts it faster.
+    ``in_process`` serves it from a thread of the test process instead (tests/inprocess.py): for
+    tests that only talk HTTP and WebSocket to it — no pid, no log file, a graceful stop only, and
+    its local admin key for client commands under this session's home, not under ``data_dir``.
     """
 
     #: Each started server's URL → its local admin key (so a browser test can log in to it).
@@ -110,8 +122,10 @@ class Server:
         *,
         program: list[str] | None = None,
         cwd: Path = ROOT,
+        in_process: bool = False,
     ) -> None:
         self.program = program
+        self.in_process = in_process
         self.cwd = cwd
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -128,14 +142,16 @@ class Server:
             | (env or {})
         )
         self.log_path = data_dir / f"server-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
+        self.proc: subprocess.Popen[bytes] | ForkedProcess | ThreadedServe | None = None
         #: The local admin key the server made in its data folder (None with authentication off).
         self.token: str | None = None
 
     def start(self, timeout: float = 60.0) -> Server:  # a ceiling: a busy 2-core machine took 20 s to import
         self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        if self.program is None:
+        if self.in_process:
+            self.proc = ThreadedServe(data_overrides(self.port, self.data_dir), self.env)
+        elif self.program is None:
             self.proc = ForkedProcess(argv, self.env, self.cwd, self.log_path)
         else:
             with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
@@ -143,23 +159,30 @@ class Server:
                     [*self.program, *argv], cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT
                 )
         _started.append(self)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"runwatch exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
-                    key = self.data_dir / "admin.key"
-                    self.token = key.read_text().strip() if key.exists() else None
-                    if self.token:
-                        Server.tokens[self.url] = self.token
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)  # polling a process that is starting up, not waiting for an event
-        self.proc.kill()  # not left running: no fixture would stop a server that never came up
-        self.proc.wait()
-        raise RuntimeError(f"runwatch did not come up in {timeout} s:\n{self.logs()}")
+        try:
+            if isinstance(self.proc, ThreadedServe):
+                self.proc.wait_started(timeout)
+            else:
+                eventually_blocking(self._healthy, timeout, "runwatch to answer /api/health")
+        except AssertionError:
+            self.proc.kill()  # not left running: no fixture would stop a server that never came up
+            self.proc.wait(15)
+            raise RuntimeError(f"runwatch did not come up in {timeout} s{self._log_tail()}") from None
+        key = self.data_dir / "admin.key"
+        self.token = key.read_text().strip() if key.exists() else None
+        if self.token:
+            Server.tokens[self.url] = self.token
+        return self
+
+    def _healthy(self) -> bool:
+        """Whether the process answers ``/api/health``; a ``RuntimeError`` if it has exited."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"runwatch exited with {self.proc.returncode}:\n{self.logs()}")
+        try:
+            return httpx.get(self.url + "/api/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Signal the server and wait; uvicorn re-raises SIGTERM after a graceful stop (exit -15)."""
@@ -171,13 +194,23 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(f"runwatch did not stop within {timeout} s:\n{self.logs()}") from None
-        if sig == signal.SIGTERM:
+                raise AssertionError(f"runwatch did not stop within {timeout} s{self._log_tail()}") from None
+        if isinstance(self.proc, ThreadedServe):
+            assert self.proc.returncode == STOPPED, f"the in-process server failed: {self.proc.error!r}"
+        elif sig == signal.SIGTERM:
             assert "runtime.stopped" in self.logs(), self.logs()[-2000:]
         return self.proc.returncode
 
     def logs(self) -> str:
+        """What the process wrote. An in-process server keeps no log of its own (tests/inprocess.py):
+        asked for one, it fails the test rather than let an assertion about the log pass on nothing."""
+        if self.in_process:
+            raise AssertionError("an in-process server keeps no log: this test needs a process (make_server())")
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _log_tail(self) -> str:
+        """The log's end for an error message (an in-process server's is in the captured output)."""
+        return "" if self.in_process else f":\n{self.logs()[-4000:]}"
 
     def log_lines(self) -> list[dict]:
         out = []
@@ -228,6 +261,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
+def serve_in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on default settings served from this test process (tests/inprocess.py), for a
+    room's own ``server`` fixture when its tests only talk HTTP and WebSocket to it."""
+    srv = Server(tmp_path_factory.mktemp("inprocess"), in_process=True).start()
+    yield srv
+    srv.stop()
+
+
 #: The two ways a frame reaches a WebSocket client: written straight to uvicorn's transport (``auto``,
 #: for a caught-up watcher) or always through the ASGI send (``off``). Send-path tests run on both.
 FRAME_PATHS = {"direct": "auto", "asgi": "off"}
@@ -255,11 +296,12 @@ def server_each_path(request: pytest.FixtureRequest) -> Server:
 
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator:
-    """Start dedicated servers with their own settings; all are stopped after the test."""
+    """Start dedicated servers with their own settings; all are stopped after the test.
+    ``in_process=True`` serves one from this test process (tests/inprocess.py)."""
     started: list[Server] = []
 
-    def make(env: dict[str, str] | None = None, data_dir: Path | None = None) -> Server:
-        srv = Server(data_dir or tmp_path / f"data{len(started)}", env).start()
+    def make(env: dict[str, str] | None = None, data_dir: Path | None = None, *, in_process: bool = False) -> Server:
+        srv = Server(data_dir or tmp_path / f"data{len(started)}", env, in_process=in_process).start()
         started.append(srv)
         return srv
 

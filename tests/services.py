@@ -3,13 +3,11 @@ server of a test's own, for tests that must stop or restart it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import redis
 import redis.asyncio
 
 from tests.conftest import free_port
+from tests.waiting import eventually as wait_until  # noqa: F401 (tests/contract/test_redis_bus.py's name for it)
+from tests.waiting import eventually_blocking
 
 #: The machine's servers (the CI machine runs both on loopback); overridable for other setups.
 POSTGRES = os.environ.get("RUNWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -82,14 +82,14 @@ class OwnRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return self
-            except redis.ConnectionError:
-                time.sleep(0.02)  # polling a process that is starting up
-        raise RuntimeError("redis-server did not come up")
+        eventually_blocking(self._answers, 10, "redis-server to answer", interval=0.02)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.2).ping())
+        except redis.ConnectionError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -104,17 +104,3 @@ def own_redis(folder: Path) -> Iterator[OwnRedis]:
         yield server
     finally:
         server.stop()
-
-
-async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    """Await ``predicate()`` (sync or async) becoming true, checking every 20 ms, up to ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)

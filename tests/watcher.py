@@ -117,18 +117,6 @@ class Watcher:
             await asyncio.wait_for(asyncio.shield(self._reader), 5)
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> None:
-    """Poll ``check`` (an async callable over a server counter) until it is true, up to ``timeout``."""
-
-    async def poll() -> None:
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(interval)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
 def text_of(events: list[dict[str, Any]]) -> str:
     return "".join(e["text"] for e in events if e["type"] == "token")
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported browser fixtures by name
 """The dashboard's login, logout and expired session in real Chromium, and what a page on another
 origin can do to runwatch from a logged-in browser: nothing."""
 
@@ -13,9 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_dashboard import browser, open_page  # noqa: F401 -- the same browser fixtures
 from tests.conftest import free_port
-from tests.server.auth.test_oidc import idp  # noqa: F401 -- a real OpenID provider
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported browser fixtures by name
 """Figures the dashboard shows in more than one place agree, in real headless Chromium: output
 tokens/s on the overview and in the run view, a step's time to first token while it streams and
 after, cost by agent with an unpriced run, and tokens in when the model never said.
@@ -16,9 +15,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_dashboard import browser, open_page, start_run  # noqa: F401 -- the same browser fixtures
-from tests.browser.test_dashboard_list import cell, finish, list_page
-from tests.browser.test_dashboard_trace import NONE, counter, fact, finished, replay, row
+from tests.browser.pages import finish, start_run
+from tests.browser.run_view import NONE, counter, fact, finished, replay, row
+from tests.browser.runs_list import cell, list_page
 from tests.fake_model import FakeModel
 
 pytestmark = pytest.mark.timeout(90)

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported browser fixtures by name
 """The runs list in real headless Chromium: search, filters and sort in the address bar, live
 counters of running runs, the run id copied, keyboard use, the start form filled from the URL, a
 phone's width, and axe-core's accessibility rules (light and dark).
@@ -22,58 +21,19 @@ The elements the tests (and anyone scripting the dashboard) rely on:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import re
 from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.a11y import serious_violations
-from tests.browser.test_dashboard import ARTIFACTS, browser, open_page, start_run  # noqa: F401 -- the same browser fixtures
+from tests.browser.pages import ARTIFACTS, PHONE, finish, start_run
+from tests.browser.runs_list import PRICED, SMALL_OUTPUT, cell, list_page, row, usd
 
 pytestmark = pytest.mark.timeout(90)
-
-#: The offline model at $100 per million input tokens and $200 per million output tokens: a step
-#: costs about a cent, so costs show as "$0.00xx".
-PRICED = {"RUNWATCH_PRICES": json.dumps({"runwatch-offline": {"input": 100.0, "output": 200.0}})}
-#: A run of ``{"tokens": 100000, "rate": 0}`` fails on this limit, with a long error.
-SMALL_OUTPUT = {"RUNWATCH_MAX_OUTPUT_BYTES": "2000"}
-PHONE = {"width": 390, "height": 844}
-
-
-def finish(server, user_input: str | dict) -> list[dict]:
-    """Start a run and return its events once it has finished (watched over the WebSocket)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, server.run_to_end(user_input)).result(timeout=60)
-
-
-def usd(cost: float | None) -> str:
-    """The dashboard's money format (dom.js ``usd``)."""
-    if cost is None:
-        return "—"
-    if cost == 0:
-        return "$0"
-    if cost >= 1:
-        return f"${cost:.2f}"
-    return f"${cost:.4f}" if cost >= 0.0001 else "<$0.0001"
-
-
-def row(page: Page, run: str):
-    return page.locator(f'tr[data-run="{run}"]')
-
-
-def cell(page: Page, run: str, column: str):
-    return row(page, run).locator(f'td[data-col="{column}"]')
-
-
-def list_page(open_page, server, query: str = "", **kwargs) -> Page:
-    page = open_page(f"{server.url}/#/{query}", **kwargs)
-    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=10_000)
-    return page
 
 
 def test_search_finds_a_run_by_a_word_only_its_answer_has(make_server, open_page):

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported browser fixtures by name
 """People in the loop on the dashboard, in real headless Chromium: two people (two browser contexts,
 two API keys) see one approval; one decides and the other sees it resolved live; a denial's message
 changes the model's answer; edited arguments are checked in the page and by the server; a message
@@ -39,7 +38,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_dashboard import ARTIFACTS, browser, open_page, start_run  # noqa: F401 -- the same browser fixtures
+from tests.browser.pages import ARTIFACTS, start_run
 from tests.identity import make_key
 
 pytestmark = pytest.mark.timeout(90)

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported browser fixtures by name
 """The overview page (``#/overview``) in real headless Chromium: its figures against the runs a
 test started, its time window in the address bar, its empty state, its live refresh, a phone's
 width, and axe-core's accessibility rules (light and dark).
@@ -25,8 +24,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.a11y import serious_violations
-from tests.browser.test_dashboard import ARTIFACTS, browser, open_page, start_run  # noqa: F401 -- the same browser fixtures
-from tests.browser.test_dashboard_list import PHONE, PRICED, SMALL_OUTPUT, finish, usd
+from tests.browser.pages import ARTIFACTS, PHONE, finish, start_run
+from tests.browser.runs_list import PRICED, SMALL_OUTPUT, usd
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported browser fixtures by name
 """The dashboard's SSE fallback in real headless Chromium, through a run that goes quiet for longer
 than the heartbeat: the stream's heartbeats reach the page as comments, never as messages."""
 
@@ -9,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from runwatch.agents.offline.model import scenario_text
-from tests.browser.test_dashboard import answer_text, browser, open_page, start_run  # noqa: F401 -- the same browser fixtures
+from tests.browser.pages import answer_text, start_run
 
 pytestmark = pytest.mark.timeout(120)
 

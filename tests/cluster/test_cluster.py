@@ -11,22 +11,11 @@ import time
 
 import httpx
 
+from tests.cluster.instances import by_name, started_on
 from tests.conftest import CLUSTER_LEASE as LEASE
 from tests.conftest import Server
-from tests.watcher import assert_contiguous, eventually, text_of
-
-
-def by_name(servers: list[Server], name: str) -> Server:
-    return next(s for s in servers if s.env["RUNWATCH_INSTANCE"] == name)
-
-
-async def started_on(server: Server, run_id: str) -> str:
-    """The instance executing ``run_id``, from its ``run.started`` event."""
-    w = await server.watcher()
-    await w.subscribe(run_id)
-    started = await w.wait_for(lambda m: m.get("run_id") == run_id and m.get("type") == "run.started")
-    await w.close()
-    return started["instance"]
+from tests.waiting import eventually
+from tests.watcher import assert_contiguous, text_of
 
 
 async def test_a_watcher_on_one_instance_follows_a_run_executing_on_another_token_by_token(cluster):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.cluster.test_cluster import by_name, started_on
+from tests.cluster.instances import by_name, started_on
 from tests.conftest import CLUSTER_LEASE as LEASE
 from tests.watcher import assert_contiguous
 

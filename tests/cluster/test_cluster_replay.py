@@ -17,7 +17,7 @@ import redis.asyncio
 
 from tests.conftest import Server
 from tests.services import own_redis, postgres_database
-from tests.watcher import eventually
+from tests.waiting import eventually
 
 RUNS = 60
 LEASE = 2.0

@@ -11,7 +11,8 @@ import httpx
 
 from tests.conftest import Server
 from tests.services import own_redis, postgres_database
-from tests.watcher import Watcher, assert_contiguous, eventually, text_of
+from tests.waiting import eventually
+from tests.watcher import Watcher, assert_contiguous, text_of
 
 LEASE = 2.0
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported store fixture by name
 """Listing runs: search over input, answer, error and id; filters; sort with keyset pages — on
 SQLite (FTS5) and PostgreSQL (full-text search), and over REST."""
 
@@ -23,7 +22,6 @@ from runwatch.agents.events import (
     encode,
 )
 from runwatch.agents.store import PostgresStore, RunQuery, SQLiteStore
-from tests.contract.test_store import store  # noqa: F401 -- the same store fixture: SQLite and PostgreSQL
 from tests.services import postgres_database
 
 

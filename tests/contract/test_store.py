@@ -24,21 +24,6 @@ from runwatch.agents.store import PostgresStore, RunQuery, SQLiteStore
 from tests.services import postgres_database
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "runs.sqlite3", max_pending=100)
-        await s.open()
-        yield s
-        await s.close()
-        return
-    async with postgres_database() as url:
-        s = PostgresStore(url, max_pending=100)
-        await s.open()
-        yield s
-        await s.close()
-
-
 @pytest.fixture
 def bus(store):
     return MemoryBus(journal=store)

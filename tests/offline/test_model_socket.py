@@ -16,7 +16,7 @@ import pytest
 from runwatch.api.model_client import ModelSocket, sweep_stale
 from runwatch.api.settings.config import ConfigError, load_settings
 from tests.conftest import free_port
-from tests.services import wait_until
+from tests.waiting import eventually
 
 
 def test_model_socket_must_be_auto_off_or_an_absolute_path():
@@ -27,7 +27,7 @@ def test_model_socket_must_be_auto_off_or_an_absolute_path():
 
 
 async def _socket_path(srv) -> str:
-    await wait_until(lambda: any(e.get("event") == "server.model_socket" for e in srv.log_lines()), what="socket")
+    await eventually(lambda: any(e.get("event") == "server.model_socket" for e in srv.log_lines()), what="socket")
     return next(e["path"] for e in srv.log_lines() if e.get("event") == "server.model_socket")
 
 

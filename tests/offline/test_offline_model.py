@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from openai import AsyncOpenAI
 from runwatch.agents.offline.demo import demo_agent
 from runwatch.agents.offline.model import OFFLINE_MODEL, plan_reply, scenario_text
 from runwatch.agents.offline.stream import TextStream
+from tests.waiting import eventually
 from tests.watcher import text_of
 
 TOOLS = demo_agent().tool_specs()
@@ -93,8 +97,6 @@ async def test_a_request_that_does_not_stream_gets_the_tool_calls_whole(client):
 
 
 async def test_ttft_delays_the_first_token(client):
-    import time
-
     started = time.monotonic()
     stream = await client.chat.completions.create(
         model=OFFLINE_MODEL, messages=[{"role": "user", "content": json.dumps({"tokens": 2, "ttft": 0.4})}], stream=True
@@ -102,13 +104,11 @@ async def test_ttft_delays_the_first_token(client):
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             break
-    assert time.monotonic() - started >= 0.4
+    assert time.monotonic() - started >= 0.4  # (a lower bound: the delay is the behaviour)
 
 
 async def test_paced_streams_are_written_by_the_pacer_at_their_rate(server, client):
     """Many paced streams at once: each gets all its tokens, in order, no faster than its rate."""
-    import asyncio
-    import time
 
     async def one(tokens: int) -> tuple[str, float]:
         started = time.monotonic()
@@ -120,11 +120,10 @@ async def test_paced_streams_are_written_by_the_pacer_at_their_rate(server, clie
     streams = asyncio.gather(*(one(12 + i) for i in range(20)))
     async with server.client() as http:
 
-        async def all_paced() -> None:  # every stream in the pacer's hands at once, not one at a time
-            while (await http.get("/api/health")).json()["offline_paced"] < 20:  # noqa: ASYNC110 (polling a server)
-                await asyncio.sleep(0.02)
+        async def all_paced() -> bool:  # every stream in the pacer's hands at once, not one at a time
+            return (await http.get("/api/health")).json()["offline_paced"] >= 20
 
-        await asyncio.wait_for(all_paced(), 10)
+        await eventually(all_paced, what="20 streams in the pacer", interval=0.02)
         results = await streams
         assert (await http.get("/api/health")).json()["offline_paced"] == 0
     for i, (text, took) in enumerate(results):
@@ -133,33 +132,45 @@ async def test_paced_streams_are_written_by_the_pacer_at_their_rate(server, clie
 
 
 async def test_a_paced_stream_ends_with_its_last_token_not_one_interval_later(client):
-    import time
+    """Tokens 1 s apart; the end of the stream (its finish and usage) comes with the last token."""
+    stream = await client.chat.completions.create(
+        model=OFFLINE_MODEL,
+        messages=[{"role": "user", "content": json.dumps({"tokens": 2, "rate": 1})}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    arrivals = [(time.monotonic(), chunk) async for chunk in stream]
+    tokens = [at for at, chunk in arrivals if chunk.choices and chunk.choices[0].delta.content]
+    end, last = arrivals[-1]
+    assert last.usage.completion_tokens == 2 and len(tokens) == 2
+    assert tokens[1] - tokens[0] >= 1 - 0.05  # paced
+    # Half an interval apart at most: with the last token, not one interval (another second) later.
+    assert end - tokens[1] < 0.5, f"the end came {end - tokens[1]:.2f} s after the last token"
 
-    started = time.monotonic()
-    chunks = await _stream(client, [{"role": "user", "content": json.dumps({"tokens": 2, "rate": 2})}])
-    took = time.monotonic() - started
-    assert chunks[-1].usage.completion_tokens == 2
-    assert 0.45 <= took < 0.9  # tokens at 0 and 0.5 s; the end right after the last, not at 1.0 s
+
+async def _first_token(chunks: AsyncIterator) -> None:
+    async for chunk in chunks:
+        if chunk.choices and chunk.choices[0].delta.content:
+            return
+    raise AssertionError("the stream ended without a token")
 
 
 async def test_a_fast_stream_is_not_held_back_by_a_slow_one_the_pacer_sleeps_for(client):
-    """The pacer sleeps until its first stream's next token; a new stream due sooner wakes it."""
-    import asyncio
-    import time
-
-    slow = asyncio.create_task(_stream(client, [{"role": "user", "content": json.dumps({"tokens": 3, "rate": 1})}]))
-    await asyncio.sleep(0.1)  # the slow stream is in the pacer, which sleeps for ~0.9 s
-    started = time.monotonic()
-    stream = await client.chat.completions.create(
-        model=OFFLINE_MODEL, messages=[{"role": "user", "content": json.dumps({"tokens": 5, "rate": 100})}], stream=True
+    """The pacer sleeps until its first stream's next token; a new stream due sooner wakes it: the
+    fast stream is over before the slow one's second token, which is due 5 s after its first."""
+    slow = await client.chat.completions.create(
+        model=OFFLINE_MODEL, messages=[{"role": "user", "content": json.dumps({"tokens": 2, "rate": 0.2})}], stream=True
     )
-    async for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            break
-    first_token = time.monotonic() - started
-    await stream.close()
-    await slow
-    assert first_token < 0.4, f"the fast stream's first token took {first_token:.2f} s"
+    slow_chunks = aiter(slow)
+    await _first_token(slow_chunks)  # the slow stream is in the pacer, which now sleeps for its next token
+    slow_second = asyncio.create_task(_first_token(slow_chunks))
+    try:
+        chunks = await _stream(client, [{"role": "user", "content": json.dumps({"tokens": 5, "rate": 100})}])
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "".join(scenario_text(5))
+        assert not slow_second.done(), "the fast stream waited for the slow stream's next token"
+    finally:
+        slow_second.cancel()
+        await slow.close()
 
 
 def _rss(pid: int) -> int:

@@ -258,7 +258,7 @@ async def keep_alive_endpoint(script: Callable[[int], bytes], *, cut: bool = Fal
             if cut:
                 writer.transport.abort()
                 return
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # the body's end in a read of its own, a moment later, as a server sends it
             writer.write(b"0\r\n\r\n")
             await writer.drain()
 

@@ -94,7 +94,7 @@ async def test_flush_waits_for_a_window_the_clock_is_publishing():
     await c.add("held")
     await asyncio.wait_for(publishing.wait(), 5)
     flushing = asyncio.create_task(c.flush())
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # time for the flush to end if it did not wait: what must NOT happen
     assert not flushing.done()
     release.set()
     await asyncio.wait_for(flushing, 5)

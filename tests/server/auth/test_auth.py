@@ -13,7 +13,8 @@ import websockets
 
 from tests.conftest import Server
 from tests.identity import AUDIENCE, PUBLIC_PEM, bearer, jwt_env, make_key, token
-from tests.watcher import Watcher, eventually
+from tests.waiting import eventually
+from tests.watcher import Watcher
 
 SHORT_RUN = {"tokens": 3}
 LONG_RUN = {"tokens": 100_000, "rate": 50}

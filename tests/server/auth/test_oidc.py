@@ -3,22 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from oidc_provider_mock import User, run_server_in_thread
-
-OLIVIA = User(sub="olivia", claims={"name": "Olivia O.", "tenant": "acme", "roles": ["operator"]})
-NOBODY = User(sub="nadia", claims={"name": "Nadia"})  # no tenant, no role: not let in
-ESCAPEE = User(sub="eve", claims={"name": "Eve", "tenant": "../acme", "roles": ["operator"]})  # not a tenant name
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[str]:
-    with run_server_in_thread(user_claims=[OLIVIA, NOBODY, ESCAPEE]) as server:
-        yield f"http://localhost:{server.server_port}"
 
 
 @pytest.fixture

@@ -11,13 +11,8 @@ import threading
 
 import pytest
 
+from tests.cli import one_line_error, runwatch
 from tests.conftest import free_port
-
-
-def runwatch(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runwatch.api.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 def same_user(server, **extra: str) -> dict[str, str]:
@@ -160,14 +155,6 @@ def test_an_unreachable_database_or_redis_is_named_with_the_setting_to_check(tmp
     assert bad_db.returncode == 2 and "RUNWATCH_DATABASE_URL" in bad_db.stderr
     assert bad_redis.returncode == 2 and "RUNWATCH_REDIS_URL" in bad_redis.stderr
     assert "hunter22" not in bad_db.stderr + bad_redis.stderr  # passwords are masked
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The single ``runwatch: …`` line a usage error prints (exit status 2, no traceback)."""
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("runwatch: "), result.stderr
-    return result.stderr.strip()
 
 
 def test_an_unknown_flag_of_a_command_prints_that_command_s_usage():

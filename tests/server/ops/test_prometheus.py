@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest_asyncio
 import yaml
 
 from tests.conftest import ROOT, Server, free_port
-from tests.watcher import eventually
+from tests.waiting import eventually, eventually_blocking
 
 OPS = ROOT / "ops"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -71,17 +70,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Pr
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("Prometheus exited:\n" + (folder / "prometheus.log").read_text())
         try:
-            if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
-                break
+            return httpx.get(url + "/-/ready", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("Prometheus did not start:\n" + (folder / "prometheus.log").read_text())
-        time.sleep(0.1)  # polling a process that is starting up
+            return False
+
+    try:
+        eventually_blocking(ready, 30, "Prometheus to be ready", interval=0.1)
+    except AssertionError:
+        proc.kill()
+        raise RuntimeError("Prometheus did not start:\n" + (folder / "prometheus.log").read_text()) from None
     yield runwatch, Prometheus(url)
     proc.terminate()
     proc.wait(10)

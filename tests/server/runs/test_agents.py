@@ -17,7 +17,7 @@ MODULE = textwrap.dedent('''
         """Upper-case text slowly (a sync tool: it runs in a worker thread)."""
         ctx.status_sync("starting", progress=0.0)
         ctx.on_cleanup(lambda: None)
-        time.sleep(0.05)
+        time.sleep(0.05)  # slow on purpose: its progress is reported while it runs
         ctx.status_sync("halfway", progress=0.5)
         return text.upper()
 

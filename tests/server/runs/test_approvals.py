@@ -142,7 +142,7 @@ async def test_parallel_approvals_are_decided_in_any_order(server):
 
 
 async def test_an_approval_expires_as_denied_and_waiting_is_not_run_time(make_server):
-    server = make_server({"RUNWATCH_APPROVAL_TIMEOUT": "1.5", "RUNWATCH_RUN_TIMEOUT": "1"})
+    server = make_server({"RUNWATCH_APPROVAL_TIMEOUT": "1.5", "RUNWATCH_RUN_TIMEOUT": "1"}, in_process=True)
     w, run, [requested] = await _waiting(server, {"tokens": 3, "approvals": 1})
     assert 1.0 < requested["expires_at"] - requested["ts"] <= 1.6
     events = await w.until_finished(run, timeout=10)
@@ -246,7 +246,7 @@ async def test_a_waiting_run_survives_a_crash_or_restart_of_its_only_instance(ma
 
 
 async def test_a_waiting_run_lends_its_slot_to_other_runs(make_server):
-    server = make_server({"RUNWATCH_MAX_RUNNING": "1"})
+    server = make_server({"RUNWATCH_MAX_RUNNING": "1"}, in_process=True)
     w, run, [requested] = await _waiting(server, {"tokens": 3, "approvals": 1})
     other = await server.start_run({"tokens": 3})
     await w.subscribe(other)
@@ -261,7 +261,7 @@ async def test_a_waiting_run_lends_its_slot_to_other_runs(make_server):
 
 
 async def test_an_approved_call_runs_only_once_its_run_has_a_slot_again(make_server):
-    server = make_server({"RUNWATCH_MAX_RUNNING": "1"})
+    server = make_server({"RUNWATCH_MAX_RUNNING": "1"}, in_process=True)
     w, run, requested = await _waiting(server, {"tokens": 3, "approvals": 2, "parallel": True})
     hog = await server.start_run({"tokens": 100_000, "rate": 50})  # takes the slot the waiting run lent
     await w.subscribe(hog)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.watcher import eventually
+from tests.waiting import eventually
 
 CANCEL_BUDGET = 1.0
 
@@ -77,7 +77,7 @@ async def test_a_cancelled_step_counts_the_tokens_that_came(server):
 
 
 async def test_cancel_while_queued(make_server):
-    srv = make_server({"RUNWATCH_MAX_RUNNING": "1"})
+    srv = make_server({"RUNWATCH_MAX_RUNNING": "1"}, in_process=True)
     w = await srv.watcher()
     blocker = await srv.start_run({"tokens": 100_000, "rate": 20})
     queued = await srv.start_run({"tokens": 5})
@@ -137,7 +137,7 @@ async def test_cancel_over_the_websocket(server):
 
 
 async def test_a_run_over_its_timeout_fails_with_a_clear_error(make_server):
-    srv = make_server({"RUNWATCH_RUN_TIMEOUT": "1"})
+    srv = make_server({"RUNWATCH_RUN_TIMEOUT": "1"}, in_process=True)
     w = await srv.watcher()
     run = await srv.start_run({"tokens": 1000, "rate": 100})
     await w.subscribe(run)

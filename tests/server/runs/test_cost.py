@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from runwatch.agents.events import Usage
 from runwatch.agents.loop.prices import Price, PriceError, PriceTable, parse_prices
-
-#: The offline model at $1 per million input tokens and $2 per million output tokens.
-PRICED = {"RUNWATCH_PRICES": json.dumps({"runwatch-offline": {"input": 1.0, "output": 2.0}})}
+from tests.server.runs.prices import PRICED
 
 
 def test_a_model_is_priced_by_its_name_or_the_longest_known_prefix_and_unknown_ones_are_unpriced():
@@ -30,7 +26,7 @@ def test_bad_prices_are_refused_with_what_to_write():
 
 
 async def test_every_step_run_and_summary_carries_its_cost(make_server):
-    server = make_server(PRICED)
+    server = make_server(PRICED, in_process=True)
     events = await server.run_to_end({"tokens": 40, "tool_calls": 1})
     steps = [e for e in events if e["type"] == "step.finished"]
     assert len(steps) == 2
@@ -55,7 +51,9 @@ async def test_the_offline_model_is_free(server):
 
 
 async def test_an_unpriced_model_costs_null_not_zero(make_server):
-    server = make_server({"RUNWATCH_MODEL": "somebody-elses-model"})  # (the offline model answers any name)
+    server = make_server(
+        {"RUNWATCH_MODEL": "somebody-elses-model"}, in_process=True
+    )  # (the offline model answers any name)
     events = await server.run_to_end({"tokens": 5})
     assert [e["cost"] for e in events if e["type"] == "step.finished"] == [None]
     assert events[-1]["totals"]["cost"] is None

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- pytest injects the imported store fixture by name
 """Figures defined once: a step's times on the events' clock (so a watcher computes the same from
 the events), output tokens/s as the text steps' output over their streaming time (the store's
 overview and the run view alike), tokens in unknown when the model sent no usage, and unpriced
@@ -28,7 +27,6 @@ from runwatch.agents.events import (
 )
 from runwatch.agents.store import SQLiteStore
 from runwatch.agents.store.aggregates import Window
-from tests.contract.test_store import store  # noqa: F401 -- the same store fixture: SQLite and PostgreSQL
 from tests.fake_model import TOOL_CALL_TOKENS, FakeModel
 
 TS = 1000.0
@@ -137,7 +135,7 @@ async def test_the_first_token_of_a_step_is_published_at_once_not_after_the_toke
 async def test_the_overviews_tokens_per_second_is_the_text_steps_output_over_their_streaming_time(
     make_server, fake_model
 ):
-    server = make_server(fake_model.env("llama3.1"))
+    server = make_server(fake_model.env("llama3.1"), in_process=True)
     events = await server.run_to_end({"tool_calls": 2, "tokens": 30, "rate": 50})
     text = [f for _, f in steps_of(events) if f["streamed_text"]]
     assert len(text) == 1 and text[0]["usage"]["output_tokens"] == 30
@@ -149,7 +147,7 @@ async def test_the_overviews_tokens_per_second_is_the_text_steps_output_over_the
 
 
 async def test_a_step_without_usage_says_its_input_is_unknown_even_with_no_text(make_server, fake_model):
-    server = make_server(fake_model.env("llama3.1"))
+    server = make_server(fake_model.env("llama3.1"), in_process=True)
     events = await server.run_to_end({"tool_calls": 1, "tokens": 5, "usage": False})
     (_, tool_step), (_, text_step) = steps_of(events)
     assert tool_step["usage"] == {"input_tokens": 0, "output_tokens": 0, "estimated": True}

@@ -6,7 +6,7 @@ import asyncio
 import signal
 from pathlib import Path
 
-from tests.services import wait_until
+from tests.waiting import eventually
 from tests.watcher import assert_contiguous, text_of
 
 
@@ -121,5 +121,5 @@ async def test_the_server_freezes_its_startup_heap(make_server):
     def frozen() -> list[dict]:  # logged as the server starts listening: maybe just after /api/health answered
         return [line for line in srv.log_lines() if line.get("event") == "server.heap_frozen"]
 
-    await wait_until(frozen, what="the server.heap_frozen log line")
+    await eventually(frozen, what="the server.heap_frozen log line")
     assert frozen()[0]["objects"] > 50_000

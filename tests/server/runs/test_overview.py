@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.identity import make_key
-from tests.server.runs.test_cost import PRICED
+from tests.server.runs.prices import PRICED
+from tests.waiting import eventually
 
 
 async def test_the_overview_counts_the_windows_runs_and_their_figures(make_server):
-    server = make_server({**PRICED, "RUNWATCH_INSTANCE": "solo"})
+    server = make_server({**PRICED, "RUNWATCH_INSTANCE": "solo"}, in_process=True)
     finished = [await server.run_to_end({"tokens": 30, "tool_calls": 1}) for _ in range(3)]
     w = await server.watcher()
     long = await server.start_run({"tokens": 100_000, "rate": 20})
@@ -46,7 +45,7 @@ async def server_cost(server, run_id: str) -> float | None:
 
 
 async def test_the_overview_shows_the_queue_and_a_running_run_now(make_server):
-    server = make_server({"RUNWATCH_MAX_RUNNING": "1"})
+    server = make_server({"RUNWATCH_MAX_RUNNING": "1"}, in_process=True)
     w = await server.watcher()
     first = await server.start_run({"tokens": 100_000, "rate": 20})
     await w.subscribe(first)
@@ -78,9 +77,9 @@ async def test_a_window_out_of_range_is_refused(server):
 async def test_every_instance_of_a_cluster_shows_its_capacity(cluster):
     servers = cluster(2)
     async with servers[0].client() as c:
-        for _ in range(100):  # each announces at its lease renewal (a quarter lease apart)
+
+        async def both_shown() -> bool:  # each announces at its lease renewal (a quarter lease apart)
             names = [i["instance"] for i in (await c.get("/api/overview")).json()["instances"]]
-            if len(names) == 2:
-                break
-            await asyncio.sleep(0.1)
-    assert sorted(names) == ["i0", "i1"]
+            return sorted(names) == ["i0", "i1"]
+
+        await eventually(both_shown, what="instances i0 and i1 in the overview")

@@ -11,7 +11,7 @@ async def _finished(srv, run: str) -> None:
 
 
 async def test_runs_are_listed_newest_first_and_paginate(make_server):
-    srv = make_server()
+    srv = make_server(in_process=True)
     runs = [await srv.start_run({"tokens": 2}) for _ in range(5)]
     for run in runs:
         await _finished(srv, run)
@@ -28,7 +28,7 @@ async def test_runs_are_listed_newest_first_and_paginate(make_server):
 
 
 async def test_runs_filter_by_status_and_agent(make_server):
-    srv = make_server()
+    srv = make_server(in_process=True)
     done = await srv.start_run({"tokens": 2})
     await _finished(srv, done)
     running = await srv.start_run({"tokens": 100_000, "rate": 10})

@@ -49,7 +49,7 @@ async def test_unknown_run_and_unknown_agent_are_errors_with_codes(server):
 
 
 async def test_an_oversized_frame_closes_1009_and_harms_no_one_else(make_server):
-    srv = make_server({"RUNWATCH_WS_MAX_MESSAGE_BYTES": "1024"})
+    srv = make_server({"RUNWATCH_WS_MAX_MESSAGE_BYTES": "1024"}, in_process=True)
     bystander = await srv.watcher()
     run = await srv.start_run({"tokens": 400, "rate": 400})
     await bystander.subscribe(run)
@@ -62,7 +62,7 @@ async def test_an_oversized_frame_closes_1009_and_harms_no_one_else(make_server)
 
 
 async def test_too_many_subscriptions_is_refused(make_server):
-    srv = make_server({"RUNWATCH_WS_MAX_SUBSCRIPTIONS": "2"})
+    srv = make_server({"RUNWATCH_WS_MAX_SUBSCRIPTIONS": "2"}, in_process=True)
     w = await srv.watcher()
     runs = [await srv.start_run({"tokens": 1}) for _ in range(3)]
     await w.subscribe(runs[0])
@@ -108,7 +108,7 @@ async def test_rest_bad_query_parameters_are_400(server):
 
 
 async def test_a_full_queue_answers_429(make_server):
-    srv = make_server({"RUNWATCH_MAX_RUNNING": "1", "RUNWATCH_MAX_QUEUED": "1"})
+    srv = make_server({"RUNWATCH_MAX_RUNNING": "1", "RUNWATCH_MAX_QUEUED": "1"}, in_process=True)
     async with srv.client() as c:
         body = {"agent": "demo", "input": '{"tokens": 100000, "rate": 10}'}
         assert (await c.post("/api/runs", json=body)).status_code == 202

@@ -13,7 +13,8 @@ import httpx
 from runwatch.agents.offline.model import scenario_text
 from tests.identity import make_key
 from tests.sse_probe import blocks, events_of, metric, read_stream
-from tests.watcher import assert_contiguous, eventually, text_of
+from tests.waiting import eventually
+from tests.watcher import assert_contiguous, text_of
 
 #: A run that stops to wait for a person's approval of a deploy, then answers in 30 tokens.
 WAITS = {"approvals": 1, "tokens": 30}
@@ -56,7 +57,7 @@ async def _heartbeats(client: httpx.AsyncClient, run: str, after: int, count: in
 
 
 async def test_the_51st_sse_stream_of_a_principal_is_refused_429_and_the_50_others_go_on(make_server):
-    srv = make_server()  # the default: 50 per principal
+    srv = make_server(in_process=True)  # the default: 50 per principal
     run = await srv.start_run(WAITS)
     async with contextlib.AsyncExitStack() as stack:
         c = await stack.enter_async_context(httpx.AsyncClient(base_url=srv.url, headers=srv.auth, timeout=30))
@@ -75,7 +76,7 @@ async def test_the_51st_sse_stream_of_a_principal_is_refused_429_and_the_50_othe
 
 
 async def test_websockets_and_sse_streams_of_a_principal_are_one_count(make_server):
-    srv = make_server({"RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL": "2"})
+    srv = make_server({"RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL": "2"}, in_process=True)
     run = await srv.start_run(WAITS)
     viewer = await make_key(srv, "default", "viewer")
     async with contextlib.AsyncExitStack() as stack:
@@ -96,7 +97,7 @@ async def test_websockets_and_sse_streams_of_a_principal_are_one_count(make_serv
 
 
 async def test_an_sse_stream_gives_its_place_back_when_it_ends_or_its_client_leaves(make_server):
-    srv = make_server({"RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL": "1"})
+    srv = make_server({"RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL": "1"}, in_process=True)
     async with srv.client() as c:
         finished = await srv.start_run({"tokens": 5})
         await read_stream(c, finished)  # to run.finished: the stream ends
@@ -116,7 +117,7 @@ async def test_an_sse_stream_gives_its_place_back_when_it_ends_or_its_client_lea
 
 
 async def test_a_quiet_sse_stream_carries_comment_lines_only(make_server):
-    srv = make_server({"RUNWATCH_HEARTBEAT": "0.2"})
+    srv = make_server({"RUNWATCH_HEARTBEAT": "0.2"}, in_process=True)
     run = await srv.start_run({"tokens": 5, "ttft": 1.5})  # 1.5 s of silence before the first token
     async with srv.client() as c:
         body = await read_stream(c, run)
@@ -131,7 +132,7 @@ async def test_a_quiet_sse_stream_carries_comment_lines_only(make_server):
 
 async def test_runwatch_run_waits_through_a_quiet_approval_and_finishes(make_server):
     """The README's ``runwatch run demo "deploy 2.4.1 to production"``, approved after heartbeats."""
-    srv = make_server({"RUNWATCH_HEARTBEAT": "0.2"})
+    srv = make_server({"RUNWATCH_HEARTBEAT": "0.2"}, in_process=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")}
     cli = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "runwatch.api.cli", "run", "demo", "deploy 2.4.1 to production"),

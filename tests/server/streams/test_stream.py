@@ -6,7 +6,8 @@ import asyncio
 import json
 
 from runwatch.agents.offline.model import scenario_text
-from tests.watcher import assert_contiguous, eventually, text_of
+from tests.waiting import eventually
+from tests.watcher import assert_contiguous, text_of
 
 SCENARIO = {"tokens": 200, "rate": 400, "tool_calls": 2, "tool_seconds": 0.3}
 
@@ -85,7 +86,7 @@ async def test_subscribing_after_the_run_finished_replays_the_rest(server):
 async def test_replay_walks_from_the_store_into_the_live_log_without_gaps(make_server):
     # A 64-event log: small enough that early events leave memory, large enough (320 ms at 200 tok/s)
     # that a watcher on a busy machine does not fall out of it and get a resync instead.
-    srv = make_server({"RUNWATCH_LOG_CAPACITY": "64", "RUNWATCH_COALESCE_MS": "0"})
+    srv = make_server({"RUNWATCH_LOG_CAPACITY": "64", "RUNWATCH_COALESCE_MS": "0"}, in_process=True)
     run = await srv.start_run({"tokens": 400, "rate": 200})
     early = await srv.watcher()
     await early.subscribe(run)
@@ -136,7 +137,7 @@ async def test_start_over_the_websocket_then_watch(server):
 
 
 async def test_backlog_arrives_as_arrays_of_events_in_one_frame(make_server):
-    srv = make_server({"RUNWATCH_COALESCE_MS": "0"})
+    srv = make_server({"RUNWATCH_COALESCE_MS": "0"}, in_process=True)
     run = await srv.start_run({"tokens": 400})
     first = await srv.watcher()
     await first.subscribe(run)
@@ -151,7 +152,7 @@ async def test_backlog_arrives_as_arrays_of_events_in_one_frame(make_server):
 
 async def test_frames_stop_taking_events_at_ws_frame_bytes(make_server, frame_path):
     """Live and replayed alike; an event bigger than the limit travels alone."""
-    srv = make_server({"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_FRAME_BYTES": "4096"} | frame_path)
+    srv = make_server({"RUNWATCH_COALESCE_MS": "0", "RUNWATCH_WS_FRAME_BYTES": "4096"} | frame_path, in_process=True)
     small = await srv.start_run({"tokens": 300, "token_chars": 100, "rate": 0, "ttft": 0.5})
     big = await srv.start_run({"tokens": 20, "token_chars": 6000, "rate": 0, "ttft": 0.5})
     live = await srv.watcher()
@@ -177,7 +178,7 @@ async def test_frames_stop_taking_events_at_ws_frame_bytes(make_server, frame_pa
 
 
 async def test_hello_then_heartbeats_on_an_idle_connection(make_server):
-    srv = make_server({"RUNWATCH_HEARTBEAT": "0.3"})
+    srv = make_server({"RUNWATCH_HEARTBEAT": "0.3"}, in_process=True)
     w = await srv.watcher()
     hello = await w.wait_for(lambda m: m["type"] == "hello")
     assert hello["offline"] is True and hello["heartbeat"] == 0.3
@@ -191,7 +192,7 @@ async def test_token_coalescing_cuts_events_but_not_text(make_server):
     scenario = {"tokens": 600, "rate": 2000}
     counts = {}
     for window in ("0", "25"):
-        srv = make_server({"RUNWATCH_COALESCE_MS": window})
+        srv = make_server({"RUNWATCH_COALESCE_MS": window}, in_process=True)
         w = await srv.watcher()
         run = await srv.start_run(scenario)
         await w.subscribe(run)
@@ -268,7 +269,7 @@ async def test_many_watchers_on_many_runs_all_see_everything(server_each_path):
 
 
 async def test_a_dead_connection_is_found_by_heartbeat_and_cleaned_up(make_server):
-    srv = make_server({"RUNWATCH_HEARTBEAT": "0.5"})
+    srv = make_server({"RUNWATCH_HEARTBEAT": "0.5"}, in_process=True)
     reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
     writer.write(
         b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -57,7 +57,7 @@ async def test_a_fast_client_that_reads_gets_every_reply_to_1000_pipelined_pings
 
 
 async def test_a_flood_is_told_rate_limited_then_closed_1008_and_harms_no_one(make_server):
-    srv = make_server({"RUNWATCH_WS_MESSAGE_RATE": "20", "RUNWATCH_WS_MESSAGE_BURST": "50"})
+    srv = make_server({"RUNWATCH_WS_MESSAGE_RATE": "20", "RUNWATCH_WS_MESSAGE_BURST": "50"}, in_process=True)
     bystander = await srv.watcher()
     run = await srv.start_run({"tokens": 200, "rate": 200})
     await bystander.subscribe(run)
