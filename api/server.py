@@ -35,6 +35,7 @@ import gc
 import socket
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 import uvicorn
@@ -42,12 +43,40 @@ import uvicorn
 from runwatch.api.front_door import DoorLimits, FrontDoor, connection_budget
 from runwatch.api.runtime import Runtime
 
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from runwatch.api.settings.config import Settings
+
 log = structlog.get_logger()
 
 #: uvicorn's ``on_tick`` renews the ``Date`` header on ticks that are multiples of this.
 _TICKS_PER_SECOND = 10
 #: uvicorn's exit status when it cannot start (``uvicorn.server.STARTUP_FAILURE``).
 _STARTUP_FAILURE = 3
+
+
+def uvicorn_config(
+    app: Litestar, settings: Settings, *, host: str | None = None, port: int | None = None
+) -> uvicorn.Config:
+    """uvicorn's options as ``runwatch serve`` runs the app (the tests' in-process servers too)."""
+    from runwatch.api.ws.framing import expose_server_send
+
+    return uvicorn.Config(
+        expose_server_send(app),
+        host=settings.server.host if host is None else host,
+        port=settings.server.port if port is None else port,
+        log_config=None,
+        access_log=False,
+        ws_max_size=settings.ws.max_message_bytes,
+        ws_ping_interval=settings.ws.heartbeat,
+        ws_ping_timeout=settings.ws.heartbeat,
+        # The protocol the fan-out writes frames to directly (api/ws/framing.py); no deflate, see docs.
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
 
 
 class Server(uvicorn.Server):

@@ -23,15 +23,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
 from tests.waiting import eventually_blocking
 
 if TYPE_CHECKING:
-    from litestar import Litestar
-
     from runwatch.api.server import Server
-    from runwatch.api.settings.config import Settings
 
 #: What the process's exit status would be: a graceful stop, or a start that failed (uvicorn's 3).
 STOPPED, FAILED = 0, 3
@@ -59,30 +54,6 @@ def _leave() -> None:
             gc.unfreeze()
 
 
-def uvicorn_config(app: Litestar, settings: Settings, port: int) -> uvicorn.Config:
-    """uvicorn's options as ``runwatch serve`` gives them (api/cli/commands.py, ``_serve``)."""
-    from runwatch.api.ws.framing import expose_server_send
-
-    # The WebSocket settings by section (``settings.ws.heartbeat``), or flat as they were before.
-    ws = getattr(settings, "ws", None)
-    max_size = ws.max_message_bytes if ws is not None else settings.ws_max_message_bytes
-    heartbeat = ws.heartbeat if ws is not None else settings.heartbeat
-    return uvicorn.Config(
-        expose_server_send(app),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        ws_max_size=max_size,
-        ws_ping_interval=heartbeat,
-        ws_ping_timeout=heartbeat,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-    )
-
-
 class ThreadedServe:
     """What ``tests.conftest.Server`` uses of a ``subprocess.Popen``, for a runwatch served by a
     thread of this process: ``poll``, ``wait``, ``returncode`` and a graceful ``send_signal``."""
@@ -102,7 +73,7 @@ class ThreadedServe:
         """The thread: build the app as ``serve`` does, then serve it until told to stop."""
         from runwatch.api.app import create_app
         from runwatch.api.runtime import Runtime
-        from runwatch.api.server import Server
+        from runwatch.api.server import Server, uvicorn_config
         from runwatch.api.settings.config import load_settings
 
         code = FAILED
@@ -110,7 +81,9 @@ class ThreadedServe:
         try:
             settings = load_settings(self._overrides, environ=self._env)
             runtime = Runtime(settings)
-            config = uvicorn_config(create_app(settings, runtime), settings, self._overrides["port"])
+            config = uvicorn_config(
+                create_app(settings, runtime), settings, host="127.0.0.1", port=self._overrides["port"]
+            )
             self._server = Server(config, runtime)
             with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
                 self._loop = runner.get_loop()

@@ -135,28 +135,12 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, runtime: Runtime) -> int:
-    import uvicorn
 
     from runwatch.api.app import create_app
-    from runwatch.api.server import Server
-    from runwatch.api.ws.framing import expose_server_send
+    from runwatch.api.server import Server, uvicorn_config
 
     app = create_app(settings, runtime)
-    config = uvicorn.Config(
-        expose_server_send(app),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_config=None,
-        access_log=False,
-        ws_max_size=settings.ws.max_message_bytes,
-        ws_ping_interval=settings.ws.heartbeat,
-        ws_ping_timeout=settings.ws.heartbeat,
-        # The protocol the fan-out writes frames to directly (api/ws/framing.py); no deflate, see docs.
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-    )
+    config = uvicorn_config(app, settings)
 
     Server(config, runtime).run()
     return 0

@@ -14,6 +14,7 @@ from runwatch.agents.bus.redis import RedisBroker, RedisBus
 from runwatch.agents.events import RunFinished, RunQueued, RunStarted, Token
 from runwatch.agents.store import PostgresStore
 from tests.services import REDIS, drop_prefix, new_prefix, postgres_database, wait_until
+from tests.waiting import eventually
 
 
 class Wakes:
@@ -89,12 +90,22 @@ async def test_a_message_lost_by_pub_sub_is_repaired_from_the_stream_never_passe
     await a.publish(RunQueued(run_id="r", agent="demo", input="hi", model="m"))
     await wait_until(lambda: b.head("r") == 1, 5, "the follower")
     channel = instances.prefix + "ch:r"
+    redis = a.broker.redis
+
+    async def subscribers() -> int:
+        return dict(await redis.pubsub_numsub(channel)).get(channel.encode(), 0)
+
+    following = await subscribers()
     await b.broker._link.pubsub.unsubscribe(channel)  # the follower misses what comes next, as PUB/SUB may
     for i in range(5):
         await a.publish(Token(run_id="r", text=str(i)))
     await _settle(a)
     await b.broker._link.pubsub.subscribe(channel)
-    await asyncio.sleep(0.1)  # let the subscription take effect before the next publish
+
+    async def subscribed_again() -> bool:
+        return await subscribers() == following
+
+    await eventually(subscribed_again, 5, "the follower to subscribe again")
     await a.publish(Token(run_id="r", text="after the gap"))
     await wait_until(lambda: b.head("r") == 7, 5, "the gap to be repaired")
     assert [p.seq for p in b.recent("r", 0, 100)] == list(range(1, 8))
