@@ -22,3 +22,16 @@ async def agent(server: Server, tenant: str) -> AsyncIterator[Agent]:
     bot = await Agent.of(server, tenant)
     yield bot
     await bot.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_env(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, str]]:
+    """The settings of a server on each store in turn: SQLite (its data folder), then a PostgreSQL
+    database of the test's own (one instance, no Redis)."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    from tests.services import postgres_database
+
+    async with postgres_database() as url:
+        yield {"RUNWATCH_DATABASE_URL": url}

@@ -24,8 +24,8 @@ def _send_and_vanish(url: str, key: str, path: str, body: dict) -> None:
         s.sendall(head + payload)
 
 
-async def test_a_batch_whose_answer_was_lost_in_a_kill_is_stored_once(make_server, tmp_path):
-    srv = make_server(data_dir=tmp_path / "data")
+async def test_a_batch_whose_answer_was_lost_in_a_kill_is_stored_once(make_server, tmp_path, store_env):
+    srv = make_server(store_env, data_dir=tmp_path / "data")
     agent = await Agent.of(srv, "acme")
     run = await agent.run(external_id="nightly")
     events = numbered([*step(0, "a", "b", "c"), *step(1, "d", "e"), {"type": "run.finished", "status": "succeeded"}])
@@ -34,7 +34,7 @@ async def test_a_batch_whose_answer_was_lost_in_a_kill_is_stored_once(make_serve
     assert (await agent.post(run, second)).status_code == 200  # stored: but say its answer never came
     srv.stop(signal.SIGKILL)
 
-    again = make_server(data_dir=tmp_path / "data")
+    again = make_server(store_env, data_dir=tmp_path / "data")
     await agent.at(again)
     found = await agent.register(external_id="nightly")
     assert found.status_code == 200 and found.json()["last_n"] == len(first) + len(second), found.text
@@ -47,8 +47,8 @@ async def test_a_batch_whose_answer_was_lost_in_a_kill_is_stored_once(make_serve
     assert_stored_as_sent(kept, events)
 
 
-async def test_a_batch_in_flight_when_the_server_died_is_stored_once_when_retried(make_server, tmp_path):
-    srv = make_server(data_dir=tmp_path / "data")
+async def test_a_batch_in_flight_when_the_server_died_is_stored_once_when_retried(make_server, tmp_path, store_env):
+    srv = make_server(store_env, data_dir=tmp_path / "data")
     agent = await Agent.of(srv, "acme")
     run = await agent.run(external_id="in-flight")
     events = numbered([*step(0, *(f"t{i} " for i in range(400))), {"type": "run.finished", "status": "succeeded"}])
@@ -57,7 +57,7 @@ async def test_a_batch_in_flight_when_the_server_died_is_stored_once_when_retrie
     _send_and_vanish(srv.url, agent.key, f"/api/ingest/runs/{run}/events", {"events": head})
     srv.stop(signal.SIGKILL)  # none, some or all of it stored: the agent cannot know which
 
-    again = make_server(data_dir=tmp_path / "data")
+    again = make_server(store_env, data_dir=tmp_path / "data")
     await agent.at(again)
     retried = await agent.post(run, head)
     assert retried.status_code == 200 and retried.json()["last_n"] == len(head), retried.text
