@@ -1,9 +1,11 @@
 """Keeping external runs' leases, and their approvals' expiry.
 
 A run's lease is renewed by every post of its agent (an empty batch is a heartbeat) and every poll
-of its controls. Every ``SWEEP_SECONDS`` the keeper ends the runs whose lease ran out — ``failed``,
-error ``agent_lost``, at the run's next position, its totals so far — and expires the approvals
-nobody decided in time (``approval.resolved`` ``expired``, as for runwatch's own runs).
+of its controls. The keeper sleeps until the earliest deadline of a live run (lease or approval),
+or until a run or an approval is added (``ExternalRuns.changed``) — an idle server with no external
+run never wakes for it — then ends the runs whose lease ran out (``failed``, error
+``agent_lost``, at the run's next position, its totals so far) and expires the approvals nobody
+decided in time (``approval.resolved`` ``expired``, as for runwatch's own runs).
 """
 
 from __future__ import annotations
@@ -40,8 +42,13 @@ class LeaseKeeper:
             self._task.cancel()
 
     async def _sweep(self) -> None:
+        changed = self._runs.changed
         while True:
-            await asyncio.sleep(limits.SWEEP_SECONDS)
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), self._next_wait())
+            except TimeoutError:
+                pass
             now, wall = time.monotonic(), time.time()
             for run in list(self._runs.live.values()):
                 try:
@@ -51,6 +58,14 @@ class LeaseKeeper:
                         await self._expire(run, wall)
                 except Exception:  # one run's trouble (the store away …) never stops the others'
                     log.exception("ingest.sweep_failed", run_id=run.id)
+
+    def _next_wait(self) -> float | None:
+        """Seconds until the earliest lease or approval deadline of a live run (and ``SLACK``);
+        None while there is no live run."""
+        now, wall = time.monotonic(), time.time()
+        waits = [run.deadline - now for run in self._runs.live.values()]
+        waits += [a.expires_at - wall for run in self._runs.live.values() for a in run.approvals.open.values()]
+        return max(0.0, min(waits)) + limits.SWEEP_SLACK if waits else None
 
     async def _lose(self, run: ExternalRun) -> None:
         async with run.lock:

@@ -42,5 +42,5 @@ MAX_WAIT = 25.0
 DEFAULT_LEASE = 30.0
 MIN_LEASE = 1.0
 MAX_LEASE = 3600.0
-#: How often leases and approvals' expiry are checked, in seconds.
-SWEEP_SECONDS = 0.25
+#: How long after a lease's (or an approval's) deadline the keeper looks, in seconds.
+SWEEP_SLACK = 0.05

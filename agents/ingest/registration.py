@@ -110,7 +110,7 @@ class Registrar:
             self._runs.check_access(run, principal)
             if request.lease_seconds is not None:
                 run.lease_seconds = request.lease_seconds
-            run.renew()
+            self._runs.add(run)  # (renewed, with the lease it may have shortened)
             return Registered(run_id=run_id, lease_seconds=run.lease_seconds, last_n=run.last_n, status=run.status)
         if await self._store.get_run(run_id) is None:
             return None
@@ -153,8 +153,7 @@ class Registrar:
         run.apply(published, queued)
         started = RunStarted(run_id=run_id, agent=request.agent, instance=self._instance, external=True)
         run.apply(await self._bus.publish(started), started)
-        run.renew()
-        self._runs.live[run_id] = run
+        self._runs.add(run)
         await self._bus.settled(run_id)
         log.info("ingest.registered", run_id=run_id, agent=request.agent, lease=run.lease_seconds)
         return Registered(run_id=run_id, lease_seconds=run.lease_seconds, last_n=0, status=run.status)

@@ -7,6 +7,8 @@ rebuilt from the store: ended, it answers as ended; unknown or not external, as 
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from runwatch.agents.errors import RunAlreadyFinished, UnknownRun
@@ -20,7 +22,7 @@ log = structlog.get_logger()
 
 
 class ExternalRuns:
-    __slots__ = ("_store", "closing", "live")
+    __slots__ = ("_store", "changed", "closing", "live")
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -28,6 +30,15 @@ class ExternalRuns:
         self.live: dict[str, ExternalRun] = {}
         #: Set when the server shuts down: long polls answer at once.
         self.closing = False
+        #: Set when a run is added, its lease shortened or an approval opened: the lease keeper
+        #: looks at its deadlines again.
+        self.changed = asyncio.Event()
+
+    def add(self, run: ExternalRun) -> None:
+        """Keep ``run`` live here (its lease running)."""
+        run.renew()
+        self.live[run.id] = run
+        self.changed.set()
 
     async def history(self, run_id: str) -> list[Published]:
         """Every stored event of a run, in order."""
@@ -43,8 +54,7 @@ class ExternalRuns:
             if summary.external and summary.id not in self.live:
                 run = rebuild(await self.history(summary.id), limits.DEFAULT_LEASE)
                 if run is not None and run.ended is None:
-                    run.renew()
-                    self.live[run.id] = run
+                    self.add(run)
                     log.info("ingest.run_recovered", run_id=run.id, last_n=run.last_n)
 
     def end(self, run: ExternalRun) -> None:

@@ -115,6 +115,8 @@ class IngestService:
                 if isinstance(event, RunFinished) and event.status == "succeeded":
                     self._store.keep_answer(run_id, run.answer_text)
                 run.apply(await self._bus.publish(event), event)
+                if isinstance(event, ApprovalRequested):
+                    self.runs.changed.set()  # (its expiry may be the keeper's next deadline)
             await self._bus.settled(run_id)
             if batch.after is not None:
                 run.controls.ack(batch.after)

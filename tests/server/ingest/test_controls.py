@@ -99,3 +99,19 @@ async def test_a_cancel_the_agent_did_not_declare_is_refused(server, agent: Agen
     async with server.client() as c:
         r = await c.post(f"/api/runs/{run}/cancel")
     assert r.status_code == 409 and r.json()["code"] == "not_supported", r.text
+
+
+async def test_an_approval_nobody_decides_expires_and_its_agent_is_told(make_server):
+    srv = make_server({"RUNWATCH_APPROVAL_TIMEOUT": "1"})
+    agent = await Agent.of(srv, "acme")
+    try:
+        run = await agent.run()
+        asked = {"type": "approval.requested", "call_id": "c1", "tool": "deploy", "arguments": {}, "reason": "prod"}
+        r = await agent.post(run, numbered([asked]))
+        assert r.json()["status"] == "waiting", r.text
+        answer = (await agent.controls(run, wait=5)).json()
+    finally:
+        await agent.close()
+    (control,) = answer["controls"]
+    assert (control["type"], control["call_id"], control["decision"]) == ("approval", "c1", "expired")
+    assert control["approval_id"].startswith("ap_") and answer["status"] == "running"  # (an id runwatch made)
