@@ -74,9 +74,9 @@ def _where(index: int, item: Any) -> str:
 
 
 def decode(body: bytes) -> Batch:
-    """The batch ``body`` holds (none: an empty one), every check above passed. Raises ``BatchTooLarge``,
-    ``BadRequest`` (``bad_json``, ``bad_request``), ``ReservedType``, ``UnknownType``
-    (``unknown_type``), ``InvalidEvent`` or ``FieldTooLarge``."""
+    """The batch ``body`` holds (none: an empty one), every check above passed. Raises
+    ``BatchTooLarge``, ``BadRequest`` (``bad_json``, ``bad_request``), ``ReservedType``, a
+    ``RunwatchError`` ``unknown_type``, ``InvalidEvent`` or ``FieldTooLarge``."""
     if len(body) > limits.MAX_BATCH_BYTES:
         raise BatchTooLarge(f"the batch is {len(body)} bytes; one request may carry {limits.MAX_BATCH_BYTES}")
     if not body.strip():
@@ -125,15 +125,13 @@ def _explain(body: bytes, error: msgspec.ValidationError) -> RunwatchError:
                 f"an agent sends {_AGENT_TAGS}"
             )
         if kind not in INCOMING:
-            return RunwatchError(f"{where}: unknown event type {kind!r}; an agent sends {_AGENT_TAGS}", code=_UNKNOWN)
+            message = f"{where}: unknown event type {kind!r}; an agent sends {_AGENT_TAGS}"
+            return RunwatchError(message, code=ErrorCode.UNKNOWN_TYPE)
         try:
             msgspec.convert(item, INCOMING[kind])
         except msgspec.ValidationError as exc:
             return InvalidEvent(f"{where}: {exc}")
     return BadRequest(f"the body is not a batch of events: {error}")
-
-
-_UNKNOWN = ErrorCode.UNKNOWN_TYPE
 
 
 def _check_sizes(index: int, item: Any) -> None:
