@@ -64,6 +64,20 @@ class ErrorCode(enum.StrEnum):
     #: The server holds ``RUNWATCH_MAX_CONNECTIONS`` connections: a new one, or one still waiting
     #: for its request, is answered this and closed.
     SERVER_BUSY = "server_busy"
+    # -- the ingest API (an agent running elsewhere reports its runs: docs/ingest.md)
+    #: An event type only runwatch writes (``run.cancel_requested``, ``approval.resolved`` …).
+    RESERVED_TYPE = "reserved_type"
+    #: An event whose fields are missing, of the wrong type, or unknown; the message says which.
+    INVALID_EVENT = "invalid_event"
+    #: A field over its limit (a token's text, a tool's result, the input …); the message says which.
+    FIELD_TOO_LARGE = "field_too_large"
+    #: A batch over the bytes or the events one request may carry.
+    BATCH_TOO_LARGE = "batch_too_large"
+    #: A batch that does not continue where the run's accepted events end: the answer's
+    #: ``expected_n`` says which ``n`` must come next.
+    GAP = "gap"
+    #: A cancel or message to an external run whose agent did not declare it takes them.
+    NOT_SUPPORTED = "not_supported"
     # -- the server's own fault
     INTERNAL = "internal"
 
@@ -101,6 +115,12 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.SERVER_BUSY: 503,
+    ErrorCode.RESERVED_TYPE: 422,
+    ErrorCode.INVALID_EVENT: 422,
+    ErrorCode.FIELD_TOO_LARGE: 413,
+    ErrorCode.BATCH_TOO_LARGE: 413,
+    ErrorCode.GAP: 409,
+    ErrorCode.NOT_SUPPORTED: 409,
     ErrorCode.INTERNAL: 500,
 }
 
@@ -290,3 +310,36 @@ class NotStarted(RunwatchError):
 
 class ThreadBusy(RunwatchError):
     code = ErrorCode.THREAD_BUSY
+
+
+# -- the ingest API -------------------------------------------------------------------------------
+
+
+class ReservedType(RunwatchError):
+    code = ErrorCode.RESERVED_TYPE
+
+
+class InvalidEvent(RunwatchError):
+    code = ErrorCode.INVALID_EVENT
+
+
+class FieldTooLarge(RunwatchError):
+    code = ErrorCode.FIELD_TOO_LARGE
+
+
+class BatchTooLarge(RunwatchError):
+    code = ErrorCode.BATCH_TOO_LARGE
+
+
+class Gap(RunwatchError):
+    """A batch that skips events: ``expected_n`` is the ``n`` the run's next event must have."""
+
+    code = ErrorCode.GAP
+
+    def __init__(self, message: str, *, expected_n: int) -> None:
+        super().__init__(message)
+        self.expected_n = expected_n
+
+
+class NotSupported(RunwatchError):
+    code = ErrorCode.NOT_SUPPORTED

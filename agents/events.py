@@ -47,6 +47,14 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True):
 Emit = Callable[[Event], Awaitable[object]]
 
 
+class Capabilities(msgspec.Struct, kw_only=True, frozen=True):
+    """What an external run's agent takes back (``agents/ingest``): the dashboard offers only these."""
+
+    cancel: bool = False
+    approve: bool = False
+    message: bool = False
+
+
 class RunQueued(Event, tag="run.queued"):
     agent: str
     input: str
@@ -57,6 +65,10 @@ class RunQueued(Event, tag="run.queued"):
     by: Actor | None = None
     #: The conversation the run belongs to: its model sees the thread's earlier runs.
     thread: str = ""
+    #: An agent running elsewhere executes the run and reports it (``POST /api/ingest/runs``).
+    external: bool = False
+    #: An external run's: the controls its agent takes (absent for runwatch's own runs: all of them).
+    capabilities: Capabilities | msgspec.UnsetType = msgspec.UNSET
 
 
 class RunCancelRequested(Event, tag="run.cancel_requested"):
@@ -68,8 +80,10 @@ class RunCancelRequested(Event, tag="run.cancel_requested"):
 class RunStarted(Event, tag="run.started"):
     agent: str
     queue_wait: float = 0.0
-    #: The instance executing the run (``RUNWATCH_INSTANCE``).
+    #: The instance executing the run (``RUNWATCH_INSTANCE``; for an external run, the one that registered it).
     instance: str = ""
+    #: An agent running elsewhere executes the run and reports it.
+    external: bool = False
 
 
 class RunResumed(Event, tag="run.resumed"):
@@ -152,6 +166,8 @@ class ApprovalRequested(Event, tag="approval.requested"):
     reason: str
     #: When the approval expires as denied (epoch seconds; ``RUNWATCH_APPROVAL_TIMEOUT``).
     expires_at: float
+    #: An external run's: the JSON Schema that edited arguments must satisfy (absent: any object).
+    schema: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 ApprovalDecision = Literal["approved", "denied", "expired"]

@@ -4,6 +4,11 @@ Roles are ordered: ``viewer`` reads and watches its tenant's runs; ``operator`` 
 cancels them; ``admin`` does everything, in every tenant, and manages keys. Every run belongs to
 the tenant of whoever started it; a principal sees a run only if it is of its tenant (or it is an
 admin) — anything else answers exactly as an unknown run would.
+
+``agent`` stands outside that order: an agent that runs elsewhere reports its runs through the
+ingest API (``agents/ingest``) and takes their controls back, for the runs it registered in its
+tenant, and may do nothing else — it reads, lists, watches, starts, cancels and approves nothing.
+Only ``admin`` includes it (an admin may do everything).
 """
 
 from __future__ import annotations
@@ -23,14 +28,20 @@ class Role(enum.StrEnum):
     VIEWER = "viewer"
     OPERATOR = "operator"
     ADMIN = "admin"
+    #: An agent running elsewhere: the ingest API for the runs it registered, nothing else.
+    AGENT = "agent"
 
     @property
     def rank(self) -> int:
+        """Its place in the order viewer < operator < admin; ``agent`` has none (0, below them all)."""
         return _RANKS[self]
 
     def includes(self, other: Role) -> bool:
-        """This role may do everything ``other`` may."""
-        return self.rank >= other.rank
+        """This role may do everything ``other`` may: along the order, and ``agent``'s only itself
+        and ``admin`` (no ordered role includes ``agent``, and ``agent`` includes none of them)."""
+        if other is Role.AGENT:
+            return self is Role.AGENT or self is Role.ADMIN
+        return self is not Role.AGENT and self.rank >= other.rank
 
     @classmethod
     def highest(cls, names: object) -> Role | None:
@@ -40,7 +51,7 @@ class Role(enum.StrEnum):
         return max(known, key=lambda r: r.rank) if known else None
 
 
-_RANKS = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
+_RANKS = {Role.AGENT: 0, Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
 
 
 class Actor(msgspec.Struct, kw_only=True, frozen=True):
@@ -69,8 +80,8 @@ class Principal(msgspec.Struct, kw_only=True, frozen=True):
         return self.role.includes(role)
 
     def sees(self, tenant: str) -> bool:
-        """May read runs of ``tenant``."""
-        return self.role is Role.ADMIN or tenant == self.tenant
+        """May read runs of ``tenant`` (an agent reads none: it reports its own through the ingest API)."""
+        return self.role is Role.ADMIN or (tenant == self.tenant and self.role is not Role.AGENT)
 
     @property
     def scope(self) -> str | None:

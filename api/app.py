@@ -27,6 +27,7 @@ from runwatch.api.auth.oidc import oidc_callback, oidc_login
 from runwatch.api.auth.routes import LOCAL_ADMIN_KEY, AuthController, KeysController, local_proof
 from runwatch.api.auth.web import AuthMiddleware
 from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
+from runwatch.api.ingest.routes import IngestController
 from runwatch.api.observability.endpoint import http_metrics, metrics
 from runwatch.api.offline.endpoint import chat_completions
 from runwatch.api.rest.overview import overview
@@ -77,6 +78,7 @@ def _dependencies(rt: Runtime) -> dict[str, Provide]:
         "offline": rt.offline,
         "ws_parts": rt.ws_parts,
         "sse_parts": rt.sse_parts,
+        "ingest": rt.ingest,
     }
     return {
         **{name: value(part) for name, part in parts.items()},
@@ -186,6 +188,7 @@ def _handlers(settings: Settings) -> list[Any]:
         RunsController,
         overview,
         PeopleController,
+        IngestController,
         AuthController,
         KeysController,
         health,

@@ -15,6 +15,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from runwatch.agents.bus import Broker, Bus, Hub, Node
+from runwatch.agents.ingest import IngestService
 from runwatch.agents.loop.agent import AgentRegistry, load_agents
 from runwatch.agents.loop.prices import PriceTable, parse_prices
 from runwatch.agents.loop.runner import Runner
@@ -118,6 +119,7 @@ class Runtime:
         )
         self._identity(settings)
         self._runs(settings)
+        self._ingest(settings)
         self.presence = PresenceBoard()
         self.offline = OfflineServing(settings.offline_model.max_inflight_bytes)
         self.metrics_registry.register(LiveGauges(self.watchers, self.offline, self.supervisor))
@@ -182,6 +184,24 @@ class Runtime:
         )
         self.service.on_limited.append(self.metrics.limited)
 
+    def _ingest(self, settings: Settings) -> None:
+        """Runs agents elsewhere execute and report (the ingest API), where the deployment takes
+        them; people's input to those runs goes from the run service to it."""
+        self.ingest: IngestService | None = None
+        if not self.deployment.takes_external_runs:
+            return
+        registry = self.registry
+        self.ingest = IngestService(
+            bus=self.bus,
+            store=self.store,
+            admission=self.service,
+            secret=self.credentials.secret,
+            own_agent=lambda name: registry.find(name) is not None,
+            approval_timeout=settings.runs.approval_timeout,
+            instance=settings.server.instance,
+        )
+        self.service.external = self.ingest
+
     def _transports(self, settings: Settings) -> None:
         """What ``/ws`` and the SSE endpoint are given of all this (their dependencies)."""
         self.fast_lane = FastLane()
@@ -212,6 +232,8 @@ class Runtime:
         if before_runs is not None:
             await before_runs()
         await self.supervisor.open()  # takes over what dead processes left (a cluster's: by their leases)
+        if self.ingest is not None:
+            await self.ingest.open()  # takes back the external runs left live, each with a fresh lease
         self.bus.add_sink(self.metrics)
         self.retention.start()
         self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
@@ -274,6 +296,8 @@ class Runtime:
 
     async def _stop_runs(self) -> None:
         try:
+            if self.ingest is not None:  # long polls answer now; external runs stay live for the next start
+                await self.ingest.close()
             await self.supervisor.shutdown(timeout=DRAIN_SECONDS * 2)
             try:  # every final event is then visible to its watchers (unless the disk is stuck)
                 await asyncio.wait_for(self.store.flush(), DRAIN_SECONDS)

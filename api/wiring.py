@@ -27,6 +27,9 @@ class Deployment(Protocol):
 
     #: Where positions are assigned and history kept.
     broker: Broker
+    #: Whether it takes runs agents elsewhere execute (the ingest API): one process does; a cluster
+    #: will once a run's registration, lock and controls live in Redis.
+    takes_external_runs: bool
 
     def supervisor(self, *, on_released: Callable[[str], None], **running: Unpack[RunSettings]) -> Supervising:
         """The supervisor of this instance's runs; ``on_released``: a run this instance no longer
@@ -44,6 +47,8 @@ class Deployment(Protocol):
 
 class SingleInstance:
     """One process: positions assigned here, runs queued and executed here, limits in memory."""
+
+    takes_external_runs = True
 
     def __init__(self, settings: Settings, hub: Hub, journal: Journal) -> None:
         self._settings = settings
@@ -63,6 +68,8 @@ class SingleInstance:
 class Cluster:
     """Many instances sharing Redis: its streams carry the run logs, its queue the runs, its
     leases who executes each, its pub/sub the control channel; limits hold across instances."""
+
+    takes_external_runs = False
 
     def __init__(self, settings: Settings, hub: Hub, journal: Journal) -> None:
         self._settings = settings

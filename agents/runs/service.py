@@ -7,12 +7,17 @@ cross-instance routing plug in here, once.
 Every method a transport calls takes the caller's ``principal`` as a required keyword: a
 transport that forgets it does not run (a ``TypeError``), it never falls back to somebody. With
 authentication off, the middleware supplies its principal (``identity.NOBODY``).
+
+A run an agent elsewhere executes and reports (an *external* run: ``agents/ingest``) is read like
+any other; what people do to it — cancel, decide, message — goes to its ``Reported`` part instead
+of the supervisor, and reaches that agent as controls. An ``agent`` principal reads nothing here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 import structlog
@@ -21,6 +26,7 @@ from runwatch.agents.bus.base import LIFECYCLE, Positions
 from runwatch.agents.errors import (
     AfterBeyondHead,
     EmptyInput,
+    Forbidden,
     InputTooLarge,
     RateLimited,
     ResyncReason,
@@ -30,7 +36,7 @@ from runwatch.agents.errors import (
     UnknownThread,
 )
 from runwatch.agents.events import Published, RunStatus, decode
-from runwatch.agents.identity import Principal
+from runwatch.agents.identity import Actor, Principal, Role
 from runwatch.agents.runs.handle import RunHandle, new_run_id
 from runwatch.agents.runs.inbox import Decision, Mode, Steer
 from runwatch.agents.runs.limits import Limiter, MemoryLimiter
@@ -55,6 +61,18 @@ class Resume:
     resync: ResyncReason | None = None
 
 
+class Reported(Protocol):
+    """Runs that agents elsewhere execute and report (``agents/ingest``): people's cancels,
+    decisions and messages reach those agents as controls. Each raises as ``Supervising``'s does,
+    and ``NotSupported`` for a control the run's agent did not declare it takes."""
+
+    async def cancel(self, run_id: str, by: Actor | None) -> RunStatus: ...
+
+    async def decide(self, run_id: str, approval_id: str, decision: Decision) -> Decision: ...
+
+    async def message(self, run_id: str, steer: Steer) -> None: ...
+
+
 class RunService:
     def __init__(
         self,
@@ -66,6 +84,7 @@ class RunService:
         limiter: Limiter | None = None,
         runs_per_minute: float = 60.0,
         tenant_max_active: int = 100,
+        external: Reported | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -74,6 +93,8 @@ class RunService:
         self.limiter: Limiter = limiter or MemoryLimiter()
         self.runs_per_minute = runs_per_minute
         self.tenant_max_active = tenant_max_active
+        #: Where people's input to external runs goes (None: this process takes no external runs).
+        self.external = external
         #: Called with the kind of limit (``runs_per_minute``, ``tenant_active``) each time one refuses.
         self.on_limited: list[Callable[[str], None]] = []
         self._tenants: dict[str, str] = {}
@@ -159,22 +180,34 @@ class RunService:
         Raises ``UnknownRun``, ``RunAlreadyFinished``, ``UnknownApproval``, ``AlreadyDecided``,
         ``InvalidArguments``, ``Unavailable``.
         """
-        await self.get(run_id, principal=principal)
+        summary = await self.get(run_id, principal=principal)
         if decision.message is not None and not decision.message.strip():
             decision = msgspec.structs.replace(decision, message=None)  # (a blank reason is no reason)
         if decision.message is not None:
             self._check_text(decision.message, "the message", "say why, or leave it out")
         by = principal.attribution
-        return await self.supervisor.decide(run_id, approval_id, msgspec.structs.replace(decision, by=by))
+        return await self._executes(summary).decide(run_id, approval_id, msgspec.structs.replace(decision, by=by))
 
     async def message(self, run_id: str, text: str, mode: Mode, *, principal: Principal) -> None:
         """Send a running run a message (``interrupt``: cut its current answer; ``queue``: after
         the current step). Raises ``UnknownRun``, ``RunAlreadyFinished``, ``NotStarted``,
         ``EmptyInput``, ``InputTooLarge``, ``RateLimited``, ``Unavailable``."""
-        await self.get(run_id, principal=principal)
+        summary = await self.get(run_id, principal=principal)
         self._check_text(text, "the message", "say something to the agent")
         by = principal.attribution
-        await self.supervisor.message(run_id, Steer(text=text, mode=mode, by=by))
+        await self._executes(summary).message(run_id, Steer(text=text, mode=mode, by=by))
+
+    def _executes(self, summary: RunSummary) -> Supervising | Reported:
+        """Where people's input to the run goes: its agent elsewhere's controls, or the supervisor."""
+        return self.external if summary.external and self.external is not None else self.supervisor
+
+    async def admit(self, run_id: str, user_input: str, *, principal: Principal) -> None:
+        """Admit a run that an agent elsewhere executes (``agents/ingest``) for ``principal``'s
+        tenant: its input checked, its place taken in the rate and the tenant's quota, as ``start``
+        does. Raises ``EmptyInput``, ``InputTooLarge``, ``RateLimited``; ``Store.unadmit`` gives the
+        place back if the run is not published after all."""
+        self._check_text(user_input, "input", "say what the agent was asked to do")
+        await self._check_limits(principal, principal.tenant, run_id)
 
     async def _check_limits(self, principal: Principal, tenant: str, run_id: str) -> None:
         """The principal's start rate, then the tenant's quota, which admits ``run_id`` atomically
@@ -206,10 +239,16 @@ class RunService:
     async def cancel(self, run_id: str, *, principal: Principal) -> RunStatus:
         """``RUNNING``/``QUEUED`` (cancelling now) or ``CANCELLED`` (it already was): see ``Supervising.cancel``.
         A run of another tenant is an ``UnknownRun``."""
-        await self.get(run_id, principal=principal)
-        return await self.supervisor.cancel(run_id, principal.attribution)
+        summary = await self.get(run_id, principal=principal)
+        return await self._executes(summary).cancel(run_id, principal.attribution)
 
     # -- reads ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _reader(principal: Principal) -> None:
+        """Lists, figures and the runs feed are for readers: an ``agent`` principal is refused."""
+        if not principal.can(Role.VIEWER):
+            raise Forbidden(f"this needs the viewer role; {principal.id} is {principal.role.value}")
 
     async def get(self, run_id: str, *, principal: Principal) -> RunSummary:
         """The run's summary; ``UnknownRun`` if there is none, or it is of a tenant ``principal``
@@ -243,6 +282,7 @@ class RunService:
     async def overview(self, window: Window, *, principal: Principal) -> tuple[Figures, list[InstanceLoad]]:
         """The window's figures, from the store, and every instance's capacity now; only the
         principal's tenant's runs unless it is an admin."""
+        self._reader(principal)
         if principal.scope is not None:
             window = msgspec.structs.replace(window, tenant=principal.scope)
         return await self.store.overview(window), await self.supervisor.loads()
@@ -253,6 +293,7 @@ class RunService:
 
         The position is read before the store: anything that becomes visible later is after it.
         """
+        self._reader(principal)
         if principal.scope is not None:
             query = msgspec.structs.replace(query, tenant=principal.scope)
         feed = self.bus.head(LIFECYCLE)
@@ -297,6 +338,7 @@ class RunService:
         client's ``epoch`` is not the log's, or the feed no longer holds its position.
         """
         if stream == LIFECYCLE:
+            self._reader(principal)
             return self._resume_feed(after, epoch)
         if not await self.visible(stream, principal=principal):
             raise UnknownRun(f"no run {stream!r}")

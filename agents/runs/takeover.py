@@ -87,6 +87,8 @@ class TakeOver:
         """
         finished = []
         for run in await self._store.unfinished_runs():
+            if run.external:  # executed elsewhere: its agent goes on (``agents/ingest`` takes it back)
+                continue
             if (published := await self.take_over(run)) is not None:
                 finished.append(published)
         await self._store.flush()

@@ -40,6 +40,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     answer_preview: str | None = None
     #: Its first step's time to first token, seconds.
     ttft: float | None = None
+    #: An agent running elsewhere executes it and reports it (the ingest API: docs/ingest.md).
+    external: bool = False
 
 
 #: Characters of a run's answer its summary shows.

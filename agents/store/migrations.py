@@ -132,6 +132,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         {ADMIT_FUNCTION}
         """,
     ),
+    (
+        8,
+        "external runs: an agent running elsewhere executes them and reports them (the ingest API)",
+        "ALTER TABLE runs ADD COLUMN external BOOLEAN NOT NULL DEFAULT false;",
+    ),
 ]
 
 

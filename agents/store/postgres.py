@@ -221,8 +221,8 @@ class PostgresStore(WriteBuffer):
             ev = p.event if p.event is not None else decode(p.data)
             if p.type == "run.queued":
                 await conn.execute(
-                    "INSERT INTO runs (id, agent, tenant, input, model, offline, status, created_at, thread)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO runs (id, agent, tenant, input, model, offline, status, created_at, thread, external)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9) ON CONFLICT (id) DO NOTHING",
                     p.run_id,
                     _text(ev.agent),
                     _text(ev.tenant),
@@ -231,6 +231,7 @@ class PostgresStore(WriteBuffer):
                     ev.offline,
                     ev.ts,
                     _text(ev.thread),
+                    ev.external,
                 )
                 await conn.execute(admission.PG_RELEASE, p.run_id)  # its row counts for its tenant now
                 await conn.execute(INDEX_RUN, p.run_id)

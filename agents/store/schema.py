@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS runs (
     answer TEXT,
     ttft REAL,
     stream_seconds REAL NOT NULL DEFAULT 0,
-    stream_tokens INTEGER NOT NULL DEFAULT 0
+    stream_tokens INTEGER NOT NULL DEFAULT 0,
+    external INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, num);
 CREATE INDEX IF NOT EXISTS runs_by_agent ON runs (agent, num);
@@ -53,7 +54,8 @@ RUN_COLUMNS = (
     " input_tokens, output_tokens, tool_calls, steps, thread, cost, substr(answer, 1, 280), ttft,"
     # Read from the events, not kept in the row: updating a run's row for every committed batch of
     # its tokens cost the writer a second statement (and page) per batch and run.
-    " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id)"
+    " (SELECT COALESCE(MAX(seq), 0) FROM events WHERE events.run_id = runs.id),"
+    " external"
 )
 
 
@@ -79,6 +81,7 @@ def row_to_summary(row: tuple) -> RunSummary:
         answer_preview=row[17],
         ttft=row[18],
         last_seq=row[19],
+        external=bool(row[20]),
     )
 
 
@@ -93,6 +96,7 @@ UPGRADES = (
     ("ttft", "ALTER TABLE runs ADD COLUMN ttft REAL"),
     ("stream_seconds", "ALTER TABLE runs ADD COLUMN stream_seconds REAL NOT NULL DEFAULT 0"),
     ("stream_tokens", "ALTER TABLE runs ADD COLUMN stream_tokens INTEGER NOT NULL DEFAULT 0"),
+    ("external", "ALTER TABLE runs ADD COLUMN external INTEGER NOT NULL DEFAULT 0"),
 )
 
 #: After ``UPGRADES``: the search index (FTS5, over input, answer and error; kept by triggers) and

@@ -216,8 +216,18 @@ class SQLiteStore(WriteBuffer):
                 if p.type == "run.queued":
                     db.execute(
                         "INSERT OR IGNORE INTO runs (id, agent, tenant, input, model, offline, status,"
-                        " created_at, thread) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                        (p.run_id, ev.agent, ev.tenant, ev.input, ev.model, int(ev.offline), ev.ts, ev.thread),
+                        " created_at, thread, external) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                        (
+                            p.run_id,
+                            ev.agent,
+                            ev.tenant,
+                            ev.input,
+                            ev.model,
+                            int(ev.offline),
+                            ev.ts,
+                            ev.thread,
+                            int(ev.external),
+                        ),
                     )
                     db.execute(admission.RELEASE, (p.run_id,))  # its row counts for its tenant now
                 elif p.type == "run.started":

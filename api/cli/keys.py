@@ -24,7 +24,12 @@ def keys_parser(sub: argparse._SubParsersAction) -> None:
     keys = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = keys.add_parser("create", help="create a key and print it (once)", description="Create an API key.")
     c.add_argument("--tenant", required=True, help="the tenant whose runs the key sees and starts")
-    c.add_argument("--role", required=True, choices=["viewer", "operator", "admin"], help="what the key may do")
+    c.add_argument(
+        "--role",
+        required=True,
+        choices=["viewer", "operator", "admin", "agent"],
+        help="what the key may do (agent: only report its own runs through the ingest API)",
+    )
     c.add_argument("--name", default="", help="a name to recognise it by (shown in lists and as who started runs)")
     listing = keys.add_parser("list", help="list keys (never the keys themselves)", description="List API keys.")
     r = keys.add_parser(

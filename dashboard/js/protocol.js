@@ -12,7 +12,7 @@ export const FINAL = new Set([1007, 1009, 4401, 4403]);
 // Every event's type.
 export const EVENT_TYPES = Object.freeze(["run.queued", "run.cancel_requested", "run.started", "run.resumed", "step.started", "token", "tool.started", "tool.finished", "step.finished", "status", "approval.requested", "approval.resolved", "message.received", "run.finished"]);
 // Every error code of REST answers and WebSocket errors.
-export const ERROR_CODES = Object.freeze(["bad_json", "not_an_object", "unknown_type", "bad_message", "bad_request", "empty_input", "input_too_large", "headers_too_large", "request_timeout", "unauthenticated", "forbidden", "host_not_allowed", "unknown_run", "unknown_key", "not_subscribed", "unknown_approval", "unknown_thread", "already_decided", "invalid_arguments", "not_started", "thread_busy", "unknown_agent", "already_finished", "after_beyond_head", "queue_full", "too_many_subscriptions", "too_many_connections", "rate_limited", "shutting_down", "unavailable", "server_busy", "internal"]);
+export const ERROR_CODES = Object.freeze(["bad_json", "not_an_object", "unknown_type", "bad_message", "bad_request", "empty_input", "input_too_large", "headers_too_large", "request_timeout", "unauthenticated", "forbidden", "host_not_allowed", "unknown_run", "unknown_key", "not_subscribed", "unknown_approval", "unknown_thread", "already_decided", "invalid_arguments", "not_started", "thread_busy", "unknown_agent", "already_finished", "after_beyond_head", "queue_full", "too_many_subscriptions", "too_many_connections", "rate_limited", "shutting_down", "unavailable", "server_busy", "reserved_type", "invalid_event", "field_too_large", "batch_too_large", "gap", "not_supported", "internal"]);
 // Why a subscription must be renewed (resync).
 export const RESYNC = Object.freeze({"SLOW_CONSUMER": "slow_consumer", "EPOCH_CHANGED": "epoch_changed", "FEED_TRIMMED": "feed_trimmed"});
 
@@ -31,6 +31,8 @@ export const RESYNC = Object.freeze({"SLOW_CONSUMER": "slow_consumer", "EPOCH_CH
  * @property {boolean} offline
  * @property {Actor | null} by
  * @property {string} thread
+ * @property {boolean} external
+ * @property {Capabilities} capabilities
  * @property {string} run_id
  * @property {number} seq
  * @property {number} ts
@@ -49,6 +51,7 @@ export const RESYNC = Object.freeze({"SLOW_CONSUMER": "slow_consumer", "EPOCH_CH
  * @property {string} agent
  * @property {number} queue_wait
  * @property {string} instance
+ * @property {boolean} external
  * @property {string} run_id
  * @property {number} seq
  * @property {number} ts
@@ -139,6 +142,7 @@ export const RESYNC = Object.freeze({"SLOW_CONSUMER": "slow_consumer", "EPOCH_CH
  * @property {unknown} arguments
  * @property {string} reason
  * @property {number} expires_at
+ * @property {Record<string, unknown>} schema
  * @property {string} run_id
  * @property {number} seq
  * @property {number} ts
@@ -180,6 +184,12 @@ export const RESYNC = Object.freeze({"SLOW_CONSUMER": "slow_consumer", "EPOCH_CH
  * @typedef {object} Actor
  * @property {string} id
  * @property {string} name
+ */
+/**
+ * @typedef {object} Capabilities
+ * @property {boolean} cancel
+ * @property {boolean} approve
+ * @property {boolean} message
  */
 /**
  * @typedef {object} Usage

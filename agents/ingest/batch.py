@@ -1,0 +1,158 @@
+"""A batch of an agent's events, decoded and checked before anything of it is applied.
+
+Every check that needs no run state is here: the body's shape, each event's type (an agent's, not
+one only runwatch writes) and fields, the size of each field (the limits runwatch's own events
+have: ``limits``), and the batch's own order (``n`` going up by one, ``run.finished`` last). A
+batch that fails any check raises one ``RunwatchError`` that says which event and why; the run is
+not touched. Decoding is msgspec's, into the structs of ``wire``; only a batch that fails is
+decoded a second time, generically, to say precisely what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from runwatch.agents.errors import (
+    BadRequest,
+    BatchTooLarge,
+    ErrorCode,
+    FieldTooLarge,
+    InvalidEvent,
+    ReservedType,
+    RunwatchError,
+)
+from runwatch.agents.ingest import limits
+from runwatch.agents.ingest.approvals import schema_problem
+from runwatch.agents.ingest.wire import AGENT_EVENTS, INCOMING, RESERVED_TYPES, Batch
+
+_decoder = msgspec.json.Decoder(Batch)
+_encoder = msgspec.json.Encoder()
+
+#: How big each field of an agent's event may be: (type, field) → (limit, unit). ``chars`` counts
+#: a text's characters; ``json`` the bytes of a value's JSON.
+_BOUNDS: dict[str, tuple[tuple[str, int, str], ...]] = {
+    "step.started": (("model", limits.MAX_NAME_CHARS, "chars"),),
+    "token": (("text", limits.MAX_TOKEN_CHARS, "chars"),),
+    "step.finished": (
+        ("finish_reason", limits.MAX_NAME_CHARS, "chars"),
+        ("error_type", limits.MAX_NAME_CHARS, "chars"),
+    ),
+    "tool.started": (
+        ("call_id", limits.MAX_NAME_CHARS, "chars"),
+        ("tool", limits.MAX_NAME_CHARS, "chars"),
+        ("arguments", limits.MAX_JSON_BYTES, "json"),
+    ),
+    "status": (("message", limits.MAX_TEXT_CHARS, "chars"), ("call_id", limits.MAX_NAME_CHARS, "chars")),
+    "tool.finished": (
+        ("call_id", limits.MAX_NAME_CHARS, "chars"),
+        ("tool", limits.MAX_NAME_CHARS, "chars"),
+        ("result", limits.MAX_JSON_BYTES, "json"),
+        ("error", limits.MAX_TEXT_CHARS, "chars"),
+    ),
+    "approval.requested": (
+        ("approval_id", limits.MAX_APPROVAL_ID_CHARS, "chars"),
+        ("call_id", limits.MAX_NAME_CHARS, "chars"),
+        ("tool", limits.MAX_NAME_CHARS, "chars"),
+        ("arguments", limits.MAX_JSON_BYTES, "json"),
+        ("reason", limits.MAX_TEXT_CHARS, "chars"),
+        ("schema", limits.MAX_JSON_BYTES, "json"),
+    ),
+    "run.finished": (("error", limits.MAX_TEXT_CHARS, "chars"),),
+}
+_AGENT_TAGS = ", ".join(e.__struct_config__.tag for e in AGENT_EVENTS)
+
+
+def _where(index: int, item: Any) -> str:
+    """``events[3] (n=7, token)``: how errors name an event."""
+    n = getattr(item, "n", None) if not isinstance(item, dict) else item.get("n")
+    kind = getattr(item, "__struct_config__", None)
+    tag = kind.tag if kind is not None else item.get("type") if isinstance(item, dict) else None
+    details = ", ".join(str(x) for x in (f"n={n}" if n is not None else None, tag) if x is not None)
+    return f"events[{index}]" + (f" ({details})" if details else "")
+
+
+def decode(body: bytes) -> Batch:
+    """The batch ``body`` holds (none: an empty one), every check above passed. Raises
+    ``BatchTooLarge``, ``BadRequest`` (``bad_json``, ``bad_request``), ``ReservedType``, a
+    ``RunwatchError`` ``unknown_type``, ``InvalidEvent`` or ``FieldTooLarge``."""
+    if len(body) > limits.MAX_BATCH_BYTES:
+        raise BatchTooLarge(f"the batch is {len(body)} bytes; one request may carry {limits.MAX_BATCH_BYTES}")
+    if not body.strip():
+        return Batch()  # (no body at all: a heartbeat, as ``{"events": []}``)
+    try:
+        batch = _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _explain(body, exc) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON) from None
+    if len(batch.events) > limits.MAX_BATCH_EVENTS:
+        raise BatchTooLarge(
+            f"the batch holds {len(batch.events)} events; one request may carry {limits.MAX_BATCH_EVENTS}"
+        )
+    previous = None
+    for index, item in enumerate(batch.events):
+        _check_sizes(index, item)
+        _check_meaning(index, item)
+        if previous is not None and item.n != previous + 1:
+            raise InvalidEvent(f"{_where(index, item)}: n must go up by one within a batch (it follows n={previous})")
+        if item.__struct_config__.tag == "run.finished" and index != len(batch.events) - 1:
+            raise InvalidEvent(f"{_where(index, item)}: run.finished must be the last event of its batch")
+        previous = item.n
+    return batch
+
+
+def _explain(body: bytes, error: msgspec.ValidationError) -> RunwatchError:
+    """What is wrong with a body that did not decode as a ``Batch``, said precisely."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:  # (cannot be: it parsed once)
+        return BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON)
+    if not isinstance(raw, dict):
+        return BadRequest('the body must be a JSON object: {"events": [{"n": 1, "type": "token", "text": "…"}]}')
+    items = raw.get("events")
+    for index, item in enumerate(items if isinstance(items, list) else ()):
+        where = _where(index, item)
+        if not isinstance(item, dict):
+            return InvalidEvent(f"{where} is not a JSON object")
+        kind = item.get("type")
+        if not isinstance(kind, str):
+            return InvalidEvent(f'{where} has no "type" (one of: {_AGENT_TAGS})')
+        if kind in RESERVED_TYPES:
+            return ReservedType(
+                f"{where}: {kind} is written by runwatch alone (of {', '.join(sorted(RESERVED_TYPES))}); "
+                f"an agent sends {_AGENT_TAGS}"
+            )
+        if kind not in INCOMING:
+            message = f"{where}: unknown event type {kind!r}; an agent sends {_AGENT_TAGS}"
+            return RunwatchError(message, code=ErrorCode.UNKNOWN_TYPE)
+        try:
+            msgspec.convert(item, INCOMING[kind])
+        except msgspec.ValidationError as exc:
+            return InvalidEvent(f"{where}: {exc}")
+    return BadRequest(f"the body is not a batch of events: {error}")
+
+
+def _check_sizes(index: int, item: Any) -> None:
+    for name, limit, unit in _BOUNDS.get(item.__struct_config__.tag, ()):
+        value = getattr(item, name)
+        if value is None or value is msgspec.UNSET:
+            continue
+        if unit == "chars":
+            size = len(value)
+            if size > limit:
+                raise FieldTooLarge(f"{_where(index, item)}: {name} is {size} characters; the limit is {limit}")
+        else:
+            size = len(_encoder.encode(value))
+            if size > limit:
+                raise FieldTooLarge(f"{_where(index, item)}: {name} is {size} bytes of JSON; the limit is {limit}")
+
+
+def _check_meaning(index: int, item: Any) -> None:
+    """What the types alone do not say: progress is a fraction; a schema is a JSON Schema."""
+    tag = item.__struct_config__.tag
+    if tag == "status" and item.progress is not None and not 0.0 <= item.progress <= 1.0:
+        raise InvalidEvent(f"{_where(index, item)}: progress must be between 0 and 1 (or null)")
+    if tag == "approval.requested" and isinstance(item.schema, dict) and (problem := schema_problem(item.schema)):
+        raise InvalidEvent(f"{_where(index, item)}: {problem}")

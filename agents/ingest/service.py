@@ -1,0 +1,206 @@
+"""The ingest service: the one door of the ingest API, as ``RunService`` is of runwatch's own runs.
+
+It holds its parts: ``ExternalRuns`` (the runs live here, and who reports each), the
+``Registrar`` (one run per ``(tenant, external_id)``), ``PeopleInput`` (cancels, decisions and
+messages: the run service's ``Reported`` part) and the ``LeaseKeeper``. Posting events and reading
+controls are here.
+
+Guarantees of a post:
+
+* **Exactly once, in order.** A run's posts, controls and lease end are applied one at a time
+  (``ExternalRun.lock``). Events with ``n`` ≤ the last accepted are skipped (a retried batch); a
+  batch that does not continue there is refused (``Gap``, with the ``n`` expected), and so is any
+  batch with one bad event — whole, nothing applied. The answer comes once what it accepted is
+  durable (``Bus.settled``); after a crash ``last_n`` is rebuilt from the stored events (see
+  ``state``), so a client retrying its batch stores each event exactly once.
+* **Controls at least once**, each with a stable ``c`` (``controls``): every answer carries those
+  the agent has not said it took (``after``).
+
+One instance keeps it all in this process. A cluster (a later step) keeps the same rules with the
+state where every instance reaches it: the registration claimed atomically under the derived id,
+the run's lock a short lease in Redis, ``last_n`` and the controls rebuilt from the run's log
+(already derived from it), and long polls woken through the control channel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from runwatch.agents.bus import Bus
+from runwatch.agents.errors import Gap, InvalidEvent, RateLimited, RunAlreadyFinished
+from runwatch.agents.events import ApprovalRequested, Event, RunFinished, RunStatus
+from runwatch.agents.identity import Actor, Principal
+from runwatch.agents.ingest import batch as batches
+from runwatch.agents.ingest import limits
+from runwatch.agents.ingest.leases import LeaseKeeper
+from runwatch.agents.ingest.people import PeopleInput
+from runwatch.agents.ingest.registration import Admission, Registrar, Secret
+from runwatch.agents.ingest.runs import ExternalRuns
+from runwatch.agents.ingest.state import ExternalRun
+from runwatch.agents.ingest.wire import EVENT_OF, Accepted, ControlsPage, Registered, Registration
+from runwatch.agents.runs.inbox import Decision, Steer, new_approval_id
+from runwatch.agents.store import Store
+
+
+class IngestService:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        store: Store,
+        admission: Admission,
+        secret: Secret,
+        own_agent: Callable[[str], bool],
+        approval_timeout: float = 3600.0,
+        instance: str = "",
+    ) -> None:
+        """``admission``: the run service's (input, rate, tenant quota); ``secret``: the server
+        secrets' store; ``own_agent(name)``: whether ``name`` is one of this server's agents (an
+        external one may not take it); ``approval_timeout``: seconds an approval stays open."""
+        self._bus = bus
+        self._store = store
+        self._approval_timeout = approval_timeout
+        self.runs = ExternalRuns(store)
+        self._registrar = Registrar(
+            runs=self.runs,
+            bus=bus,
+            store=store,
+            admission=admission,
+            secret=secret,
+            own_agent=own_agent,
+            instance=instance,
+        )
+        self._people = PeopleInput(runs=self.runs, bus=bus, store=store)
+        self._leases = LeaseKeeper(runs=self.runs, bus=bus, approval_timeout=approval_timeout)
+        self._polls: dict[str, int] = {}
+
+    async def open(self) -> None:
+        """Take back the external runs left live by a process that stopped (each with a fresh
+        lease), and start keeping leases."""
+        await self._registrar.open()
+        await self.runs.recover()
+        self._leases.start()
+
+    async def close(self) -> None:
+        """Answer every long poll now and take no new wait; stop keeping leases. The runs stay
+        live: their agents go on posting once a server is back."""
+        self.runs.close()
+        self._leases.stop()
+
+    async def register(self, request: Registration, *, principal: Principal) -> tuple[Registered, bool]:
+        """See ``Registrar.register``."""
+        return await self._registrar.register(request, principal=principal)
+
+    # -- posting events ---------------------------------------------------------------------------
+
+    async def post(self, run_id: str, body: bytes, *, principal: Principal) -> Accepted:
+        """Apply a batch (see the module's guarantees); an empty one is a heartbeat. Raises
+        ``UnknownRun``, ``RunAlreadyFinished``, what ``batch.decode`` raises, ``Gap``,
+        ``InvalidEvent``."""
+        run = await self.runs.reported(run_id, principal)
+        batch = batches.decode(body)
+        async with run.lock:
+            if run.ended is not None:
+                raise RunAlreadyFinished(run_id, run.ended)
+            run.renew()
+            fresh = [item for item in batch.events if item.n > run.last_n]
+            if fresh and fresh[0].n != run.last_n + 1:
+                expected = run.last_n + 1
+                raise Gap(f"run {run_id} accepted n up to {run.last_n}: send n={expected} next", expected_n=expected)
+            events = [self._event(run, item) for item in fresh]
+            self._check_approvals(run, events)
+            for event in events:
+                if isinstance(event, RunFinished) and event.status == "succeeded":
+                    self._store.keep_answer(run_id, run.answer_text)
+                run.apply(await self._bus.publish(event), event)
+                if isinstance(event, ApprovalRequested):
+                    self.runs.changed.set()  # (its expiry may be the keeper's next deadline)
+            await self._bus.settled(run_id)
+            if batch.after is not None:
+                run.controls.ack(batch.after)
+            self.runs.end(run)
+            after = run.controls.acked
+            return Accepted(
+                run_id=run_id,
+                accepted=len(fresh),
+                skipped=len(batch.events) - len(fresh),
+                last_n=run.last_n,
+                controls=run.controls.after(after),
+                cursor=run.controls.cursor(after),
+                status=run.status,
+            )
+
+    def _event(self, run: ExternalRun, item: Any) -> Event:
+        """The event an agent's ``item`` becomes on the run."""
+        tag = item.__struct_config__.tag
+        fields = {name: getattr(item, name) for name in item.__struct_fields__ if name != "n"}
+        if tag == "approval.requested":
+            fields["approval_id"] = fields["approval_id"] or new_approval_id()
+            fields["expires_at"] = round(time.time() + self._approval_timeout, 3)
+        elif tag == "run.finished" and fields["totals"] is None:
+            fields["totals"] = run.final_totals()
+        return EVENT_OF[tag](run_id=run.id, **fields)
+
+    @staticmethod
+    def _check_approvals(run: ExternalRun, events: list[Event]) -> None:
+        """Each approval's id is new to the run, and the run holds no more than it may open."""
+        opened = [e for e in events if isinstance(e, ApprovalRequested)]
+        ids = [e.approval_id for e in opened]
+        for event in opened:
+            if run.approvals.known(event.approval_id) or ids.count(event.approval_id) > 1:
+                raise InvalidEvent(f"approval.requested: approval_id {event.approval_id!r} is used already")
+        if len(run.approvals.open) + len(opened) > limits.MAX_OPEN_APPROVALS:
+            raise InvalidEvent(f"a run may hold {limits.MAX_OPEN_APPROVALS} open approvals at most; wait for decisions")
+
+    # -- controls ---------------------------------------------------------------------------------
+
+    async def controls(self, run_id: str, after: int, wait: float, *, principal: Principal) -> ControlsPage:
+        """The run's controls past ``after`` (every control up to it counts as taken), waiting up
+        to ``wait`` seconds (at most ``MAX_WAIT``) while there is none. A poll renews the lease
+        too. Raises ``UnknownRun``; ``RateLimited`` past ``MAX_POLLS_PER_PRINCIPAL``."""
+        run = self.runs.live.get(run_id)
+        if run is None:
+            ended = await self.runs.ended(run_id, principal)
+            return ControlsPage(run_id=run_id, controls=[], cursor=after, status=ended.status)
+        self.runs.check_access(run, principal)
+        run.controls.ack(after)
+        run.renew()
+        wait = 0.0 if self.runs.closing else min(max(wait, 0.0), limits.MAX_WAIT)
+        if wait > 0 and not run.controls.after(after) and run.ended is None:
+            await self._poll(run, after, wait, principal)
+        return ControlsPage(
+            run_id=run_id, controls=run.controls.after(after), cursor=run.controls.cursor(after), status=run.status
+        )
+
+    async def _poll(self, run: ExternalRun, after: int, wait: float, principal: Principal) -> None:
+        held = self._polls.get(principal.id, 0)
+        if held >= limits.MAX_POLLS_PER_PRINCIPAL:
+            raise RateLimited(
+                f"{principal.id} holds {held} long polls, the most one principal may; poll with wait=0 or later",
+                retry_after=1.0,
+                kind="long_polls",
+            )
+        self._polls[principal.id] = held + 1
+        try:
+            await run.controls.wait(
+                wait, lambda: bool(run.controls.after(after)) or run.ended is not None or self.runs.closing
+            )
+        finally:
+            left = self._polls[principal.id] - 1
+            if left:
+                self._polls[principal.id] = left
+            else:
+                del self._polls[principal.id]
+
+    # -- people's input (the run service's ``Reported``) -----------------------------------------
+
+    async def cancel(self, run_id: str, by: Actor | None) -> RunStatus:
+        return await self._people.cancel(run_id, by)
+
+    async def decide(self, run_id: str, approval_id: str, decision: Decision) -> Decision:
+        return await self._people.decide(run_id, approval_id, decision)
+
+    async def message(self, run_id: str, steer: Steer) -> None:
+        await self._people.message(run_id, steer)
