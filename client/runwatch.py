@@ -44,6 +44,7 @@ class _Core:
         self.flush_timeout = flush_timeout
         self.linger = linger
         self.links: weakref.WeakSet[Link] = weakref.WeakSet()
+        self.closed = False
 
     def link(
         self,
@@ -72,7 +73,10 @@ class _Core:
             await link.flush()
 
     def close(self) -> None:
-        """Flush (up to ``flush_timeout``), then stop the engine."""
+        """Flush (up to ``flush_timeout``), then stop the engine (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.engine.submit(self.flush()).result(self.flush_timeout)
         except (TimeoutError, RuntimeError) as e:
