@@ -9,8 +9,8 @@ Imports only httpx, msgspec and the standard library — none of the server's de
         run.step_done({"input_tokens": 12, "output_tokens": 1}, "stop")
 """
 
-from runwatch.client.link import ClientError
-from runwatch.client.run import AsyncRun, Cancelled, Run, ToolCall
+from runwatch.client.link import Cancelled, ClientError
+from runwatch.client.run import AsyncRun, Run, ToolCall
 from runwatch.client.runwatch import AsyncRunwatch, Runwatch
 from runwatch.client.wire import Decision, Message
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -34,6 +34,15 @@ class ClientError(Exception):
     def __init__(self, what: str, status: int = 0, code: str = "", detail: str = "") -> None:
         super().__init__(f"{what}: {status} {code} {detail}".strip())
         self.status, self.code, self.detail = status, code, detail
+
+
+class Cancelled(Exception):
+    """A person cancelled the run: raised by ``run.raise_if_cancelled()`` and by a pending
+    ``request_approval``; leaving the run's block with it ends the run ``cancelled``."""
+
+
+#: Retries wait from 50 ms, doubling, up to 2 s.
+BACKOFF_FIRST, BACKOFF_MOST = 0.05, 2.0
 
 
 def _retryable(status: int) -> bool:
@@ -163,22 +172,23 @@ class Link:
         """Long-poll the run's controls until it ends (each poll renews the lease too)."""
         url = f"/api/ingest/runs/{self.run_id}/controls"
         wait = min(POLL_WAIT, max(1.0, self._lease / 2))
-        async for _ in _backoff():
-            while self.status not in wire.TERMINAL:
-                try:
-                    r = await self._http.get(url, params={"after": self.taken, "wait": wait})
-                except httpx.TransportError as e:
-                    self.engine.report(e)
-                    break
-                if r.status_code != 200:
-                    problem = wire.problem(r.content)
-                    self.engine.report(ClientError("poll controls", r.status_code, problem.code, problem.detail))
-                    if not _retryable(r.status_code):
-                        return
-                    break
-                self._handle(wire.answer(r.content))
+        delay = BACKOFF_FIRST
+        while self.status not in wire.TERMINAL:
+            try:
+                r = await self._http.get(url, params={"after": self.taken, "wait": wait})
+            except httpx.TransportError as e:
+                self.engine.report(e)
             else:
-                return
+                if r.status_code == 200:
+                    self._handle(wire.answer(r.content))
+                    delay = BACKOFF_FIRST
+                    continue
+                problem = wire.problem(r.content)
+                self.engine.report(ClientError("poll controls", r.status_code, problem.code, problem.detail))
+                if not _retryable(r.status_code):
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MOST)
 
     def _handle(self, answer: wire.Answer) -> None:
         """Act on each control not handled yet, in order."""
@@ -189,12 +199,20 @@ class Link:
                 continue
             kind = control.get("type")
             if kind == "cancel":
+                self._cancel_approvals()
                 self.on_cancelled()
             elif kind == "approval":
                 self._decided(control)
             elif kind == "message":
                 self.messages.append(msgspec.convert(control, Message, strict=False))
             self.taken = c
+
+    def _cancel_approvals(self) -> None:
+        """A cancel ends every wait for a person: each pending ``request_approval`` raises it."""
+        approvals, self._approvals = self._approvals, {}
+        for future in approvals.values():
+            if not future.done():
+                future.set_exception(Cancelled())
 
     def _decided(self, control: dict[str, Any]) -> None:
         decision = msgspec.convert(control, Decision, strict=False)
@@ -217,7 +235,7 @@ class Link:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _backoff(first: float = 0.05, most: float = 2.0):  # type: ignore[no-untyped-def]
+async def _backoff(first: float = BACKOFF_FIRST, most: float = BACKOFF_MOST) -> AsyncIterator[None]:
     """Yield at once, then after waits doubling from ``first`` to ``most``, forever."""
     delay = first
     yield

@@ -17,12 +17,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from runwatch.client.link import Link
+from runwatch.client.link import Cancelled, Link
 from runwatch.client.wire import Decision, Message
-
-
-class Cancelled(Exception):
-    """Raised by ``run.raise_if_cancelled()``; leaving the run's block with it ends it ``cancelled``."""
 
 
 class ToolCall:
@@ -151,10 +147,17 @@ class Run(RunBase):
     """A run reported from synchronous code: ``with rw.run(...) as run:``."""
 
     def request_approval(
-        self, call_id: str, tool: str, arguments: Any, reason: str = "", schema: Any = None
+        self,
+        call_id: str,
+        tool: str,
+        arguments: Any,
+        reason: str = "",
+        schema: Any = None,
+        timeout: float | None = None,
     ) -> Decision:
-        """Ask a person whether to call ``tool``; blocks until they decide (or the approval expires)."""
-        return self._ask(call_id, tool, arguments, reason, schema).result()
+        """Ask a person whether to call ``tool``; blocks until they decide or the approval expires
+        (a cancel raises :class:`Cancelled`; ``timeout``: ``TimeoutError`` past it)."""
+        return self._ask(call_id, tool, arguments, reason, schema).result(timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event reported so far is stored."""
@@ -185,7 +188,8 @@ class AsyncRun(RunBase):
     async def request_approval(
         self, call_id: str, tool: str, arguments: Any, reason: str = "", schema: Any = None
     ) -> Decision:
-        """Ask a person whether to call ``tool``; awaits their decision (or the approval's expiry)."""
+        """Ask a person whether to call ``tool``; awaits their decision or the approval's expiry (a
+        cancel raises :class:`Cancelled`)."""
         return await asyncio.wrap_future(self._ask(call_id, tool, arguments, reason, schema))
 
     async def flush(self) -> None:

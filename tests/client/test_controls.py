@@ -70,3 +70,28 @@ async def test_a_message_over_rest_reaches_run_messages(server: Server, arw: Asy
         got = run.messages()
         assert [(m.text, m.mode) for m in got] == [("focus on Q3", "interrupt")]
         assert run.messages() == []  # handed over once
+
+
+async def test_a_cancel_while_waiting_for_an_approval_ends_the_run_cancelled(server: Server, rw: Runwatch):
+    started: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+    def agent() -> None:
+        with rw.run(agent="their-agent", input="deploy") as run:
+            started.set_result(run.id)
+            run.request_approval("call_1", "deploy", {"path": "/srv/app"}, "deploys to production")
+            raise AssertionError("not reached: the cancel ends the wait")
+
+    job = asyncio.create_task(asyncio.to_thread(agent))
+    run_id = await asyncio.wrap_future(started)
+    watcher = await server.watcher()
+    try:
+        await watcher.subscribe(run_id)
+        await watcher.wait_for(lambda m: m.get("type") == "approval.requested")
+        async with server.client() as c:
+            r = await c.post(f"/api/runs/{run_id}/cancel")
+        assert r.status_code == 202, r.text
+        await asyncio.wait_for(job, 10)
+        finished = await watcher.wait_for(lambda m: m.get("type") == "run.finished")
+    finally:
+        await watcher.close()
+    assert finished["status"] == "cancelled"
