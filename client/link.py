@@ -157,16 +157,27 @@ class Link:
             problem = wire.problem(r.content)
             self.engine.report(ClientError("post events", r.status_code, problem.code, problem.detail))
             if problem.code == "gap" and problem.expected_n is not None and events:
-                if problem.expected_n > events[0]["n"]:  # some were stored: send the rest
-                    events = [e for e in events if e["n"] >= problem.expected_n]
-                    if events:
-                        continue
+                events = self._after_gap(events, problem.expected_n)
+                if events:
+                    continue
                 return
             if problem.code == "already_finished":
                 self.status = "finished"
                 return
             if not _retryable(r.status_code):
+                self.outbox.next_n = events[0]["n"] if events else self.outbox.next_n  # their n go to the next
                 return
+
+    def _after_gap(self, events: list[dict[str, Any]], expected: int) -> list[dict[str, Any]]:
+        """What of ``events`` to send after a ``409 gap`` that expects ``expected``: the ones past
+        it, if some were stored already; all of them renumbered from it, if an earlier batch was
+        refused (and its numbers were never used)."""
+        if expected > events[0]["n"]:
+            return [e for e in events if e["n"] >= expected]
+        for n, event in enumerate(events, expected):
+            event["n"] = n
+        self.outbox.next_n = expected + len(events)
+        return events
 
     async def _poll(self) -> None:
         """Long-poll the run's controls until it ends (each poll renews the lease too)."""

@@ -19,6 +19,9 @@ from typing import Any
 MAX_TOKEN_CHARS = 16_384
 #: What an event costs beyond its text, roughly: its JSON keys and numbers.
 EVENT_OVERHEAD = 64
+#: The most bytes (as counted here) one batch carries: well under the server's 1 MiB per batch,
+#: whatever JSON escaping adds.
+BATCH_BYTES = 256 << 10
 
 
 class Budget:
@@ -74,7 +77,12 @@ class Outbox:
         return len(self._events)
 
     def token(self, text: str, block: float) -> None:
-        """Add ``text`` to the run (block up to ``block`` s for room, then drop it)."""
+        """Add ``text`` to the run (block up to ``block`` s for room, then drop it); a text past the
+        server's bound goes as several tokens."""
+        if len(text) > MAX_TOKEN_CHARS:
+            for start in range(0, len(text), MAX_TOKEN_CHARS):
+                self.token(text[start : start + MAX_TOKEN_CHARS], block)
+            return
         size = len(text.encode())
         if not self._budget.take(size, block):
             self.dropped_tokens += 1
@@ -102,10 +110,16 @@ class Outbox:
             self._wake()
 
     def take(self) -> tuple[list[dict[str, Any]], int]:
-        """Up to ``batch`` events, numbered, and the bytes they hold (give them back once stored)."""
+        """Up to ``batch`` events (and ``BATCH_BYTES``), numbered, and the bytes they hold (give them
+        back once stored)."""
         with self._lock:
-            events, self._events = self._events[: self.batch], self._events[self.batch :]
-            sizes, self._sizes = self._sizes[: self.batch], self._sizes[self.batch :]
+            count, total = 0, 0
+            for size in self._sizes[: self.batch]:
+                if count and total + size > BATCH_BYTES:
+                    break
+                count, total = count + 1, total + size
+            events, self._events = self._events[:count], self._events[count:]
+            sizes, self._sizes = self._sizes[:count], self._sizes[count:]
         for event in events:
             event["n"] = self.next_n
             self.next_n += 1

@@ -60,3 +60,19 @@ async def test_a_tool_call_reports_its_progress_and_result(server: Server, rw: R
     assert [e["type"] for e in kept] == ["tool.started", "status", "tool.finished"]
     assert (kept[1]["call_id"], kept[1]["progress"]) == ("call_1", 0.5)
     assert kept[2]["result"] == {"bytes": 512} and kept[2]["error"] is None
+
+
+async def test_a_batch_the_server_refuses_is_reported_and_the_run_goes_on(server: Server, rw: Runwatch):
+    with rw.run(agent="their-agent", input="fetch a lot") as run:
+        run.token("x" * 40_000)  # past a token's bound: sent as three
+        run.flush()
+        with run.tool("call_1", "fetch", {"blob": "y" * 70_000}):  # past 64 KiB: refused
+            pass
+        run.flush()
+        run.token("after")
+    kept = await stored(server, run.id)
+    assert text_of(kept) == "x" * 40_000 + "after"
+    assert kept[-1]["status"] == "succeeded"
+    assert_contiguous(kept)
+    (refused,) = [e for e in rw.errors if getattr(e, "code", "") == "field_too_large"]
+    assert refused.status == 413
