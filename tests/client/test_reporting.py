@@ -76,3 +76,16 @@ async def test_a_batch_the_server_refuses_is_reported_and_the_run_goes_on(server
     assert_contiguous(kept)
     (refused,) = [e for e in rw.errors if getattr(e, "code", "") == "field_too_large"]
     assert refused.status == 413
+
+
+async def test_an_idle_run_keeps_its_lease(server: Server, arw: AsyncRunwatch):
+    watcher = await server.watcher()
+    try:
+        async with arw.run(agent="their-agent", input="think slowly", lease_seconds=1) as run:
+            await watcher.subscribe(run.id)
+            with pytest.raises(TimeoutError):  # three leases long with nothing to report
+                await watcher.wait_for(lambda m: m.get("type") == "run.finished", timeout=3)
+        finished = await watcher.wait_for(lambda m: m.get("type") == "run.finished")
+    finally:
+        await watcher.close()
+    assert finished["status"] == "succeeded"
