@@ -14,6 +14,7 @@ then acknowledged with ``after``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -61,7 +62,7 @@ class Link:
         self.status = "running"
         self.registered = concurrent.futures.Future[str]()
         self.on_cancelled: Callable[[], None] = lambda: None
-        self.messages: list[Message] = []
+        self.messages: collections.deque[Message] = collections.deque()  # appended here, taken by the run
         self.taken = 0
         self._budget = budget
         self._approvals: dict[str, concurrent.futures.Future[Decision]] = {}

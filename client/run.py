@@ -102,7 +102,9 @@ class RunBase:
 
     def messages(self) -> list[Message]:
         """The steering messages people sent since the last call, oldest first."""
-        got, self._link.messages = self._link.messages, []
+        queue, got = self._link.messages, []
+        while queue:
+            got.append(queue.popleft())
         return got
 
     def on_cancel(self, callback: Callable[[], object]) -> None:
