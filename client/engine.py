@@ -1,0 +1,87 @@
+"""The client's network side: one asyncio loop on a thread of its own, one HTTP connection pool.
+
+Every request of every run goes through it, so the agent's code — synchronous or on its own event
+loop — only ever hands events over and never waits on the network unless it asks to (a flush, an
+approval). Errors go to ``errors`` (the last 100) and the ``on_error`` callback, never to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+#: The longest a long poll of controls waits (the server's bound is 25 s).
+POLL_WAIT = 25.0
+
+
+class Engine:
+    """The loop thread and its HTTP client; ``submit`` runs a coroutine there from any thread."""
+
+    def __init__(self, url: str, api_key: str, on_error: Callable[[Exception], None] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.on_error = on_error
+        self.errors: collections.deque[Exception] = collections.deque(maxlen=100)
+        self.loop = asyncio.new_event_loop()
+        self.http: httpx.AsyncClient | None = None
+        self._thread = threading.Thread(target=self._main, name="runwatch-client", daemon=True)
+        self._thread.start()
+        self.submit(self._open()).result()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def _open(self) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
+            timeout=httpx.Timeout(30.0, read=POLL_WAIT + 15),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the loop thread; its result as a thread-safe future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, fn: Callable[..., object], *args: object) -> None:
+        """Call ``fn(*args)`` on the loop thread, soon (safe from any thread)."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def report(self, error: Exception) -> None:
+        """A network error or a refusal the agent did not see: kept, and passed to ``on_error``."""
+        self.errors.append(error)
+        if self.on_error is not None:
+            try:
+                self.on_error(error)
+            except Exception as e:  # the agent's callback must not stop the client
+                self.errors.append(e)
+
+    @property
+    def on_loop(self) -> bool:
+        """Whether the calling thread is the engine's own."""
+        return threading.current_thread() is self._thread
+
+    def close(self, timeout: float) -> None:
+        """Close the connections and stop the thread (idempotent)."""
+        if self.loop.is_closed() or not self._thread.is_alive():
+            return
+        try:
+            self.submit(self._close()).result(timeout)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+
+    async def _close(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()

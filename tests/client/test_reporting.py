@@ -1,0 +1,91 @@
+"""What an agent reports through runwatch.client is stored in order and seen live; how it leaves
+the run's block decides how the run ends."""
+
+from __future__ import annotations
+
+import pytest
+
+from runwatch.client import AsyncRunwatch, Runwatch
+from tests.conftest import Server
+from tests.server.ingest.agent import stored
+from tests.watcher import assert_contiguous, text_of
+
+WORDS = [f"w{i} " for i in range(300)]
+
+
+async def test_a_run_s_tokens_are_stored_in_order_and_seen_live_by_a_watcher(server: Server, arw: AsyncRunwatch):
+    watcher = await server.watcher()
+    try:
+        async with arw.run(agent="their-agent", input="count to 300", model="m1") as run:
+            await watcher.subscribe(run.id)
+            run.step("m1")
+            run.token("Hello ")
+            first = await watcher.wait_for(lambda m: m.get("run_id") == run.id and m.get("type") == "token")
+            assert first["text"] == "Hello "  # seen while the run is still going
+            for word in WORDS:
+                run.token(word)
+            run.step_done({"input_tokens": 3, "output_tokens": 301}, "stop")
+        seen = await watcher.until_finished(run.id)
+    finally:
+        await watcher.close()
+    kept = await stored(server, run.id)
+    assert_contiguous(seen)
+    assert text_of(seen) == text_of(kept) == "Hello " + "".join(WORDS)
+    assert [e["type"] for e in kept if e["type"] != "token"] == [
+        "run.queued",
+        "run.started",
+        "step.started",
+        "step.finished",
+        "run.finished",
+    ]
+    assert kept[-1]["status"] == "succeeded" and run.dropped_tokens == 0 and not arw.errors
+
+
+async def test_an_exception_in_the_block_ends_the_run_failed_with_its_text(server: Server, rw: Runwatch):
+    with pytest.raises(ValueError, match="the ledger is empty"):
+        with rw.run(agent="their-agent", input="close the books") as run:
+            run.status("reading the ledger", 0.5)
+            raise ValueError("the ledger is empty")
+    finished = (await stored(server, run.id))[-1]
+    assert (finished["type"], finished["status"]) == ("run.finished", "failed")
+    assert finished["error"] == "ValueError: the ledger is empty"
+
+
+async def test_a_tool_call_reports_its_progress_and_result(server: Server, rw: Runwatch):
+    with rw.run(agent="their-agent", input="fetch it") as run:
+        with run.tool("call_1", "fetch", {"url": "https://example.com"}) as t:
+            t.progress("downloading", 0.5)
+            t.result({"bytes": 512})
+    kept = [e for e in await stored(server, run.id) if e["type"] in ("tool.started", "status", "tool.finished")]
+    assert [e["type"] for e in kept] == ["tool.started", "status", "tool.finished"]
+    assert (kept[1]["call_id"], kept[1]["progress"]) == ("call_1", 0.5)
+    assert kept[2]["result"] == {"bytes": 512} and kept[2]["error"] is None
+
+
+async def test_a_batch_the_server_refuses_is_reported_and_the_run_goes_on(server: Server, rw: Runwatch):
+    with rw.run(agent="their-agent", input="fetch a lot") as run:
+        run.token("x" * 40_000)  # past a token's bound: sent as three
+        run.flush()
+        with run.tool("call_1", "fetch", {"blob": "y" * 70_000}):  # past 64 KiB: refused
+            pass
+        run.flush()
+        run.token("after")
+    kept = await stored(server, run.id)
+    assert text_of(kept) == "x" * 40_000 + "after"
+    assert kept[-1]["status"] == "succeeded"
+    assert_contiguous(kept)
+    (refused,) = [e for e in rw.errors if getattr(e, "code", "") == "field_too_large"]
+    assert refused.status == 413
+
+
+async def test_an_idle_run_keeps_its_lease(server: Server, arw: AsyncRunwatch):
+    watcher = await server.watcher()
+    try:
+        async with arw.run(agent="their-agent", input="think slowly", lease_seconds=1) as run:
+            await watcher.subscribe(run.id)
+            with pytest.raises(TimeoutError):  # three leases long with nothing to report
+                await watcher.wait_for(lambda m: m.get("type") == "run.finished", timeout=3)
+        finished = await watcher.wait_for(lambda m: m.get("type") == "run.finished")
+    finally:
+        await watcher.close()
+    assert finished["status"] == "succeeded"
