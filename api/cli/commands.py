@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from runwatch.api import __version__
 from runwatch.api.cli.client import client_options, list_agents, run_agent
 from runwatch.api.cli.keys import keys_parser
-from runwatch.api.settings.config import ConfigError, Settings, load_settings
-from runwatch.api.settings.flags import ENVIRONMENT_HELP, add_setting_flags, given_flags
+from runwatch.api.settings.config import ConfigError, Settings
+from runwatch.api.settings.flags import ENVIRONMENT_HELP, add_setting_flags, settings_of
 
 if TYPE_CHECKING:
     from runwatch.api.runtime import Runtime
@@ -108,10 +108,8 @@ def serve(args: argparse.Namespace) -> int:
     from runwatch.api.logs import configure_logging
     from runwatch.api.runtime import Runtime
 
-    try:
-        settings = load_settings(given_flags(args), config_file=args.config)
-    except ConfigError as exc:
-        print(f"runwatch: {exc}", file=sys.stderr)
+    settings = settings_of(args)
+    if settings is None:
         return 2
     problem = (
         _data_dir_problem(settings.store.data_dir)
@@ -155,10 +153,8 @@ def migrate(args: argparse.Namespace) -> int:
     from runwatch.api.backends import open_store
     from runwatch.api.logs import configure_logging
 
-    try:
-        settings = load_settings(given_flags(args), config_file=args.config)
-    except ConfigError as exc:
-        print(f"runwatch: {exc}", file=sys.stderr)
+    settings = settings_of(args)
+    if settings is None:
         return 2
     configure_logging("console", "warning", settings.secrets)
 

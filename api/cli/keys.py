@@ -7,8 +7,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from runwatch.api.settings.config import ConfigError, Settings, load_settings
-from runwatch.api.settings.flags import add_setting_flags, given_flags
+from runwatch.api.settings.config import Settings
+from runwatch.api.settings.flags import add_setting_flags, settings_of
 
 if TYPE_CHECKING:
     from runwatch.agents.store.credentials import Credentials
@@ -51,10 +51,8 @@ def manage_keys(args: argparse.Namespace) -> int:
     from runwatch.agents.store import StoreUnavailable
     from runwatch.api.logs import configure_logging
 
-    try:
-        settings = load_settings(given_flags(args), config_file=args.config)
-    except ConfigError as exc:
-        print(f"runwatch: {exc}", file=sys.stderr)
+    settings = settings_of(args)
+    if settings is None:
         return 2
     configure_logging("console", "warning", settings.secrets)
     if args.action == "create" and not re.match(TENANT_PATTERN, args.tenant):

@@ -5,12 +5,13 @@ all, ``migrate`` and ``keys`` the database's), ``--config``, and the list of env
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import msgspec
 
 from runwatch.api.settings.base import number
-from runwatch.api.settings.config import CATALOG
+from runwatch.api.settings.config import CATALOG, ConfigError, Settings, load_settings
 
 #: The end of ``runwatch serve --help``: every environment variable, with its help.
 ENVIRONMENT_HELP = "Every setting can also come from the environment or a TOML file (--config):\n" + "\n".join(
@@ -39,3 +40,13 @@ def add_setting_flags(parser: argparse.ArgumentParser, *keys: str) -> None:
 def given_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings' flags of ``args`` by setting name (``None`` for one not passed), for ``load_settings``."""
     return {entry.key: getattr(args, entry.key) for entry in CATALOG if entry.flag and hasattr(args, entry.key)}
+
+
+def settings_of(args: argparse.Namespace) -> Settings | None:
+    """The settings a command's flags, environment and config file give; None once a one-line
+    error saying what is wrong has gone to stderr (the command then exits 2)."""
+    try:
+        return load_settings(given_flags(args), config_file=args.config)
+    except ConfigError as exc:
+        print(f"runwatch: {exc}", file=sys.stderr)
+        return None
