@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.forked import ForkedProcess
-from tests.hermetic import SESSION
-from tests.inprocess import STOPPED, ThreadedServe, data_overrides
-from tests.waiting import eventually_blocking
-from tests.watcher import Watcher
+from tests.harness.forked import ForkedProcess
+from tests.harness.hermetic import SESSION
+from tests.harness.inprocess import STOPPED, ThreadedServe, data_overrides
+from tests.harness.waiting import eventually_blocking
+from tests.harness.watcher import Watcher
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -26,15 +26,15 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Fixtures shared by more than one room: the store on SQLite and PostgreSQL, an OpenID provider.
-pytest_plugins = ["tests.stores", "tests.oidc"]
+pytest_plugins = ["tests.harness.stores", "tests.harness.oidc"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before anything is collected: this session's own HOME, XDG folders and working directory,
-    and none of the shell's runwatch or OpenAI settings (tests/hermetic.py)."""
+    and none of the shell's runwatch or OpenAI settings (tests/harness/hermetic.py)."""
     SESSION.enter()
     # The app's route declarations warn as Litestar builds them: a served process writes that to its
-    # log, where it stays; an in-process server's would fill every summary (tests/inprocess.py).
+    # log, where it stays; an in-process server's would fill every summary (tests/harness/inprocess.py).
     config.addinivalue_line("filterwarnings", "ignore::litestar.exceptions.LitestarDeprecationWarning")
 
 
@@ -105,8 +105,8 @@ class Server:
     """One ``runwatch serve`` process; ``env`` overrides settings (``RUNWATCH_*``).
 
     ``program`` is the command that is ``runwatch``, run as a subprocess; by default the process is
-    forked from one that has runwatch imported already (tests/forked.py), which starts it faster.
-    ``in_process`` serves it from a thread of the test process instead (tests/inprocess.py): for
+    forked from one that has runwatch imported already (tests/harness/forked.py), which starts it faster.
+    ``in_process`` serves it from a thread of the test process instead (tests/harness/inprocess.py): for
     tests that only talk HTTP and WebSocket to it — no pid, no log file, a graceful stop only, and
     its local admin key for client commands under this session's home, not under ``data_dir``.
     """
@@ -202,7 +202,7 @@ class Server:
         return self.proc.returncode
 
     def logs(self) -> str:
-        """What the process wrote. An in-process server keeps no log of its own (tests/inprocess.py):
+        """What the process wrote. An in-process server keeps no log of its own (tests/harness/inprocess.py):
         asked for one, it fails the test rather than let an assertion about the log pass on nothing."""
         if self.in_process:
             raise AssertionError("an in-process server keeps no log: this test needs a process (make_server())")
@@ -262,7 +262,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def serve_in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server on default settings served from this test process (tests/inprocess.py), for a
+    """A server on default settings served from this test process (tests/harness/inprocess.py), for a
     room's own ``server`` fixture when its tests only talk HTTP and WebSocket to it."""
     srv = Server(tmp_path_factory.mktemp("inprocess"), in_process=True).start()
     yield srv
@@ -297,7 +297,7 @@ def server_each_path(request: pytest.FixtureRequest) -> Server:
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator:
     """Start dedicated servers with their own settings; all are stopped after the test.
-    ``in_process=True`` serves one from this test process (tests/inprocess.py)."""
+    ``in_process=True`` serves one from this test process (tests/harness/inprocess.py)."""
     started: list[Server] = []
 
     def make(env: dict[str, str] | None = None, data_dir: Path | None = None, *, in_process: bool = False) -> Server:
@@ -318,7 +318,7 @@ CLUSTER_LEASE = 2.0
 @pytest.fixture
 async def cluster(tmp_path):
     """``start(n)`` → n started instances on one Redis prefix and one PostgreSQL database."""
-    from tests.services import REDIS, drop_prefix, new_prefix, postgres_database  # (services uses this module)
+    from tests.harness.services import REDIS, drop_prefix, new_prefix, postgres_database  # (services uses this module)
 
     servers: list[Server] = []
     prefix = new_prefix()
@@ -328,7 +328,7 @@ async def cluster(tmp_path):
             "RUNWATCH_REDIS_PREFIX": prefix,
             "RUNWATCH_DATABASE_URL": url,
             "RUNWATCH_LEASE_SECONDS": str(CLUSTER_LEASE),
-            "RUNWATCH_AGENTS": "tests.agents_resumable",
+            "RUNWATCH_AGENTS": "tests.harness.agents_resumable",
         }
 
         def start(n: int, **extra: str) -> list[Server]:

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from tests.browser.pages import start_run
 from tests.browser.run_view import NONE, counter, finished, replay, shown_seconds
-from tests.waiting import eventually_blocking
+from tests.harness.waiting import eventually_blocking
 
 pytestmark = pytest.mark.timeout(90)
 

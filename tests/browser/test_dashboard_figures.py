@@ -2,7 +2,7 @@
 tokens/s on the overview and in the run view, a step's time to first token while it streams and
 after, cost by agent with an unpriced run, and tokens in when the model never said.
 
-Some runs here talk to ``tests.fake_model``: an endpoint that streams like a local model (a tool
+Some runs here talk to ``tests.harness.fake_model``: an endpoint that streams like a local model (a tool
 call in one chunk, text a token a chunk), with or without usage.
 """
 
@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.pages import finish, start_run
 from tests.browser.run_view import NONE, counter, fact, finished, replay, row
 from tests.browser.runs_list import cell, list_page
-from tests.fake_model import FakeModel
+from tests.harness.fake_model import FakeModel
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -39,7 +39,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.pages import ARTIFACTS, start_run
-from tests.identity import make_key
+from tests.harness.identity import make_key
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,10 +15,10 @@ import pytest
 from playwright.sync_api import expect
 
 from runwatch.agents.offline.model import scenario_text
-from tests.a11y import serious_violations
 from tests.browser.pages import ARTIFACTS, start_run
 from tests.browser.run_view import counter, finished, replay, row, rows
 from tests.conftest import Server
+from tests.harness.a11y import serious_violations
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -9,7 +9,7 @@ import pytest
 
 from runwatch.client import AsyncRunwatch, Runwatch
 from tests.conftest import Server
-from tests.identity import make_key
+from tests.harness.identity import make_key
 from tests.server.ingest.conftest import tenant
 
 __all__ = ["tenant"]

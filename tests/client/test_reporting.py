@@ -7,8 +7,8 @@ import pytest
 
 from runwatch.client import AsyncRunwatch, Runwatch
 from tests.conftest import Server
+from tests.harness.watcher import assert_contiguous, text_of
 from tests.server.ingest.agent import stored
-from tests.watcher import assert_contiguous, text_of
 
 WORDS = [f"w{i} " for i in range(300)]
 

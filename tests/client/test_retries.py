@@ -7,9 +7,9 @@ import signal
 
 from runwatch.client import Runwatch
 from tests.conftest import Server
-from tests.identity import make_key
+from tests.harness.identity import make_key
+from tests.harness.watcher import assert_contiguous, text_of
 from tests.server.ingest.agent import stored
-from tests.watcher import assert_contiguous, text_of
 
 
 async def test_batches_retried_across_a_kill_and_restart_are_stored_exactly_once(make_server, tmp_path):

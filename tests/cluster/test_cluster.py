@@ -14,8 +14,8 @@ import httpx
 from tests.cluster.instances import by_name, started_on
 from tests.conftest import CLUSTER_LEASE as LEASE
 from tests.conftest import Server
-from tests.waiting import eventually
-from tests.watcher import assert_contiguous, text_of
+from tests.harness.waiting import eventually
+from tests.harness.watcher import assert_contiguous, text_of
 
 
 async def test_a_watcher_on_one_instance_follows_a_run_executing_on_another_token_by_token(cluster):

@@ -7,7 +7,7 @@ import signal
 
 from tests.cluster.instances import by_name, started_on
 from tests.conftest import CLUSTER_LEASE as LEASE
-from tests.watcher import assert_contiguous
+from tests.harness.watcher import assert_contiguous
 
 
 def _of(run: str, kind: str):

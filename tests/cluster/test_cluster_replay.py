@@ -16,8 +16,8 @@ import httpx
 import redis.asyncio
 
 from tests.conftest import Server
-from tests.services import own_redis, postgres_database
-from tests.waiting import eventually
+from tests.harness.services import own_redis, postgres_database
+from tests.harness.waiting import eventually
 
 RUNS = 60
 LEASE = 2.0
@@ -68,7 +68,7 @@ async def test_every_replay_after_sixty_take_overs_ends_with_run_finished_and_eq
                 "RUNWATCH_REDIS_URL": redis_server.url,
                 "RUNWATCH_DATABASE_URL": url,
                 "RUNWATCH_LEASE_SECONDS": str(LEASE),
-                "RUNWATCH_AGENTS": "tests.agents_resumable",
+                "RUNWATCH_AGENTS": "tests.harness.agents_resumable",
             }
             # The taker's one slot is busy, so the owner started next executes all sixty runs.
             taker = Server(tmp_path / "taker", env | {"RUNWATCH_INSTANCE": "taker", "RUNWATCH_MAX_RUNNING": "1"})

@@ -21,7 +21,7 @@ from runwatch.agents.loop.agent import AgentRegistry
 from runwatch.agents.loop.runner import Runner
 from runwatch.agents.store import PostgresStore
 from tests.conftest import free_port
-from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
+from tests.harness.services import REDIS, drop_prefix, new_prefix, postgres_database
 
 LEASE = 2.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.watcher import assert_contiguous
+from tests.harness.watcher import assert_contiguous
 
 
 async def _stored(srv, run: str) -> list[dict]:

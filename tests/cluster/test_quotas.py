@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from tests.identity import make_key
-from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
-from tests.waiting import eventually
+from tests.harness.identity import make_key
+from tests.harness.services import REDIS, drop_prefix, new_prefix, postgres_database
+from tests.harness.waiting import eventually
 
 QUICK = '{"tokens": 1}'
 LONG = '{"tokens": 100000, "rate": 50}'

@@ -10,9 +10,9 @@ import asyncpg
 import httpx
 
 from tests.conftest import Server
-from tests.services import own_redis, postgres_database
-from tests.waiting import eventually
-from tests.watcher import Watcher, assert_contiguous, text_of
+from tests.harness.services import own_redis, postgres_database
+from tests.harness.waiting import eventually
+from tests.harness.watcher import Watcher, assert_contiguous, text_of
 
 LEASE = 2.0
 

@@ -12,7 +12,7 @@ from runwatch.agents.bus import LIFECYCLE, MemoryBus, RecentLog
 from runwatch.agents.bus.redis import RedisBus
 from runwatch.agents.events import Published, RunFinished, RunQueued, Token, decode
 from runwatch.agents.store import PostgresStore, SQLiteStore
-from tests.services import REDIS, drop_prefix, new_prefix, postgres_database
+from tests.harness.services import REDIS, drop_prefix, new_prefix, postgres_database
 
 
 @pytest.fixture(params=["memory"])

@@ -10,7 +10,7 @@ import pytest
 
 from runwatch.agents.store.credentials import Credential, PostgresCredentials, SQLiteCredentials
 from runwatch.agents.store.migrations import migrate
-from tests.services import postgres_database
+from tests.harness.services import postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

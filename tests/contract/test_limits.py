@@ -10,8 +10,8 @@ import pytest
 from runwatch.agents.loop.coalesce import MAX_EVENT_CHARS
 from runwatch.agents.offline.model import scenario_text
 from tests.conftest import Server
-from tests.waiting import eventually
-from tests.watcher import text_of
+from tests.harness.waiting import eventually
+from tests.harness.watcher import text_of
 
 LIMITS = {
     "RUNWATCH_MAX_INPUT_BYTES": "1024",

@@ -13,8 +13,8 @@ from runwatch.agents.bus import LIFECYCLE, Node
 from runwatch.agents.bus.redis import RedisBroker, RedisBus
 from runwatch.agents.events import RunFinished, RunQueued, RunStarted, Token
 from runwatch.agents.store import PostgresStore
-from tests.services import REDIS, drop_prefix, new_prefix, postgres_database, wait_until
-from tests.waiting import eventually
+from tests.harness.services import REDIS, drop_prefix, new_prefix, postgres_database, wait_until
+from tests.harness.waiting import eventually
 
 
 class Wakes:

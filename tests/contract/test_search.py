@@ -22,7 +22,7 @@ from runwatch.agents.events import (
     encode,
 )
 from runwatch.agents.store import PostgresStore, RunQuery, SQLiteStore
-from tests.services import postgres_database
+from tests.harness.services import postgres_database
 
 
 async def add_run(

@@ -21,7 +21,7 @@ from runwatch.agents.events import (
     Usage,
 )
 from runwatch.agents.store import PostgresStore, RunQuery, SQLiteStore
-from tests.services import postgres_database
+from tests.harness.services import postgres_database
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from runwatch.api.model_client import ModelSocket, sweep_stale
 from runwatch.api.settings.config import ConfigError, load_settings
 from tests.conftest import free_port
-from tests.waiting import eventually
+from tests.harness.waiting import eventually
 
 
 def test_model_socket_must_be_auto_off_or_an_absolute_path():

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from tests.identity import make_key
+from tests.harness.identity import make_key
 
 PATH = "/v1/chat/completions"
 BODY = {"model": "m", "messages": [{"role": "user", "content": json.dumps({"tokens": 3})}]}

@@ -18,7 +18,7 @@ import pytest
 from runwatch.agents.offline.model import MAX_TOKENS, scenario_text
 from runwatch.api.settings.config import ConfigError, load_settings
 from tests.conftest import Server
-from tests.waiting import eventually
+from tests.harness.waiting import eventually
 
 PATH = "/v1/chat/completions"
 #: The largest answers the default bounds accept: the most tokens (ten million plain words, 59.6

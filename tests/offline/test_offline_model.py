@@ -14,8 +14,8 @@ from openai import AsyncOpenAI
 from runwatch.agents.offline.demo import demo_agent
 from runwatch.agents.offline.model import OFFLINE_MODEL, plan_reply, scenario_text
 from runwatch.agents.offline.stream import TextStream
-from tests.waiting import eventually
-from tests.watcher import text_of
+from tests.harness.waiting import eventually
+from tests.harness.watcher import text_of
 
 TOOLS = demo_agent().tool_specs()
 SCENARIO_WITH_TOOLS = json.dumps({"tool_calls": 2, "tool_seconds": 1.5, "parallel": True})

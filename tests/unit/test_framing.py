@@ -18,7 +18,7 @@ from runwatch.agents.events import Token
 from runwatch.api.ws.connection import Connection
 from runwatch.api.ws.framing import DirectWriter, text_frame
 from runwatch.api.ws.lane import FastLane
-from tests.waiting import eventually
+from tests.harness.waiting import eventually
 
 
 def parse(data: bytes) -> Frame:

@@ -17,8 +17,8 @@ from runwatch.api.cli.commands import build_parser
 from runwatch.api.settings.base import number
 from runwatch.api.settings.config import CATALOG, ConfigError, Settings, load_settings
 from runwatch.api.settings.flags import ENVIRONMENT_HELP, given_flags
-from tests.cli import one_line_error, runwatch
 from tests.conftest import ROOT
+from tests.harness.cli import one_line_error, runwatch
 
 NUMERIC = sorted(entry.key for entry in CATALOG if entry.kind in (int, float))
 WORDS = sorted(entry.key for entry in CATALOG if entry.choices)

@@ -9,8 +9,8 @@ import sys
 
 from runwatch.agents.offline.model import scenario_text
 from runwatch.api.cli.sse_client import SSEMessage, parse
-from tests.sse_probe import metric
-from tests.waiting import eventually
+from tests.harness.sse_probe import metric
+from tests.harness.waiting import eventually
 
 
 def test_comment_lines_alone_make_no_event():

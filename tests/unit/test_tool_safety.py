@@ -21,7 +21,7 @@ from runwatch.agents.loop.tool_calls import Call, ToolCalls
 from runwatch.agents.loop.tools import ToolError
 from runwatch.agents.offline.demo import file_tools, wait
 from tests.conftest import Server
-from tests.watcher import text_of
+from tests.harness.watcher import text_of
 
 SECRET = "the-secret-outside-the-files-folder"
 

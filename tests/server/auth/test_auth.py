@@ -12,9 +12,9 @@ import pytest
 import websockets
 
 from tests.conftest import Server
-from tests.identity import AUDIENCE, PUBLIC_PEM, bearer, jwt_env, make_key, token
-from tests.waiting import eventually
-from tests.watcher import Watcher
+from tests.harness.identity import AUDIENCE, PUBLIC_PEM, bearer, jwt_env, make_key, token
+from tests.harness.waiting import eventually
+from tests.harness.watcher import Watcher
 
 SHORT_RUN = {"tokens": 3}
 LONG_RUN = {"tokens": 100_000, "rate": 50}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Server
-from tests.identity import jwt_env, token
+from tests.harness.identity import jwt_env, token
 
 LONG_RUN = '{"tokens": 100000, "rate": 50}'
 # Made when the module loads: valid for an hour, however long the suite takes to get here.

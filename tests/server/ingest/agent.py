@@ -10,7 +10,7 @@ import httpx
 
 from runwatch.agents.ingest.wire import AGENT_TYPES
 from tests.conftest import Server
-from tests.identity import make_key
+from tests.harness.identity import make_key
 
 _ids = itertools.count(1)
 

@@ -31,7 +31,7 @@ async def store_env(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, s
     if request.param == "sqlite":
         yield {}
         return
-    from tests.services import postgres_database
+    from tests.harness.services import postgres_database
 
     async with postgres_database() as url:
         yield {"RUNWATCH_DATABASE_URL": url}

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from tests.conftest import Server
-from tests.identity import make_key
+from tests.harness.identity import make_key
 from tests.server.ingest.agent import Agent, step
 
 

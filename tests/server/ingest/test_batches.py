@@ -3,8 +3,8 @@ retries; a bad batch refused whole with a clear 4xx, nothing stored."""
 
 from __future__ import annotations
 
+from tests.harness.watcher import assert_contiguous
 from tests.server.ingest.agent import Agent, assert_stored_as_sent, numbered, sent_by_agent, step, stored, tokens
-from tests.watcher import assert_contiguous
 
 
 async def test_retried_and_overlapping_batches_store_each_event_once_in_order(server, agent: Agent):

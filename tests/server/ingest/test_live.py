@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tests.harness.watcher import assert_contiguous, text_of
 from tests.server.ingest.agent import Agent, numbered, step
-from tests.watcher import assert_contiguous, text_of
 
 
 async def test_a_websocket_watcher_sees_an_external_run_s_tokens_as_they_are_posted(server, agent: Agent):

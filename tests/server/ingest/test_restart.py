@@ -8,8 +8,8 @@ import socket
 
 import msgspec
 
+from tests.harness.watcher import assert_contiguous
 from tests.server.ingest.agent import Agent, assert_stored_as_sent, numbered, step, stored
-from tests.watcher import assert_contiguous
 
 
 def _send_and_vanish(url: str, key: str, path: str, body: dict) -> None:

@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from tests.cli import one_line_error, runwatch
 from tests.conftest import free_port
+from tests.harness.cli import one_line_error, runwatch
 
 
 def same_user(server, **extra: str) -> dict[str, str]:
@@ -135,7 +135,7 @@ async def test_migrate_brings_a_new_postgresql_database_to_the_latest_schema():
     import asyncpg
 
     from runwatch.agents.store.migrations import latest
-    from tests.services import postgres_database
+    from tests.harness.services import postgres_database
 
     async with postgres_database() as url:
         first = runwatch("migrate", "--database", url)

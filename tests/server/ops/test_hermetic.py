@@ -1,5 +1,5 @@
 """The suite is hermetic: what a user of this checkout leaves behind changes no test's result, and
-tests leave nothing in the user's home or the checkout (tests/hermetic.py)."""
+tests leave nothing in the user's home or the checkout (tests/harness/hermetic.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.hermetic import HARNESS, PREFIX, SCRUBBED, SESSION, XDG, _sweep
+from tests.harness.hermetic import HARNESS, PREFIX, SCRUBBED, SESSION, XDG, _sweep
 
 #: The CLI tests whose results a user's leftovers used to change (a stale admin key sent to the
 #: test's server, keys written to the user's database), and their neighbours.

@@ -7,7 +7,7 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT
-from tests.watcher import text_of
+from tests.harness.watcher import text_of
 
 #: family name → its label names (besides le / quantile). Types in the comment column of docs/operations.md.
 EXPECTED = {

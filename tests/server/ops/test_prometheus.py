@@ -19,7 +19,7 @@ import pytest_asyncio
 import yaml
 
 from tests.conftest import ROOT, Server, free_port
-from tests.waiting import eventually, eventually_blocking
+from tests.harness.waiting import eventually, eventually_blocking
 
 OPS = ROOT / "ops"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from tests.conftest import Server
-from tests.watcher import text_of
+from tests.harness.watcher import text_of
 
 MODULE = textwrap.dedent('''
     import time

@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from tests.identity import make_key
-from tests.watcher import Watcher
+from tests.harness.identity import make_key
+from tests.harness.watcher import Watcher
 
 
 def _of(run: str, kind: str):
@@ -223,7 +223,7 @@ def test_the_offline_model_asks_for_deploys_one_by_one_or_all_at_once():
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["crash", "restart"])
 async def test_a_waiting_run_survives_a_crash_or_restart_of_its_only_instance(make_server, tmp_path, stop):
-    env = {"RUNWATCH_AGENTS": "tests.agents_resumable"}
+    env = {"RUNWATCH_AGENTS": "tests.harness.agents_resumable"}
     data = tmp_path / "stopping"
     srv = make_server(env=env, data_dir=data)
     w = await srv.watcher()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.waiting import eventually
+from tests.harness.waiting import eventually
 
 CANCEL_BUDGET = 1.0
 

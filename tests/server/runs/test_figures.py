@@ -4,7 +4,7 @@ overview and the run view alike), tokens in unknown when the model sent no usage
 runs counted apart from a cost, never summed as free.
 
 The store's figures run on SQLite and PostgreSQL; the rest against a real server, some of it
-talking to ``tests.fake_model`` (a model that sends tool calls whole, and usage or not).
+talking to ``tests.harness.fake_model`` (a model that sends tool calls whole, and usage or not).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from runwatch.agents.events import (
 )
 from runwatch.agents.store import SQLiteStore
 from runwatch.agents.store.aggregates import Window
-from tests.fake_model import TOOL_CALL_TOKENS, FakeModel
+from tests.harness.fake_model import TOOL_CALL_TOKENS, FakeModel
 
 TS = 1000.0
 WINDOW = Window(since=TS - 60, until=TS + 60, bucket=60)

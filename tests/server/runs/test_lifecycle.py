@@ -6,8 +6,8 @@ import asyncio
 import signal
 from pathlib import Path
 
-from tests.waiting import eventually
-from tests.watcher import assert_contiguous, text_of
+from tests.harness.waiting import eventually
+from tests.harness.watcher import assert_contiguous, text_of
 
 
 async def test_history_survives_a_restart(make_server, tmp_path):
@@ -50,7 +50,7 @@ async def test_runs_alive_when_the_process_died_are_marked_failed_interrupted(ma
 
 
 async def test_a_resumable_agent_s_run_continues_after_the_process_died(make_server, tmp_path):
-    env = {"RUNWATCH_AGENTS": "tests.agents_resumable"}
+    env = {"RUNWATCH_AGENTS": "tests.harness.agents_resumable"}
     srv = make_server(data_dir=tmp_path / "data", env=env)
     w = await srv.watcher()
     run = await srv.start_run({"tokens": 300, "rate": 100}, agent="steady")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.identity import make_key
+from tests.harness.identity import make_key
+from tests.harness.waiting import eventually
 from tests.server.runs.prices import PRICED
-from tests.waiting import eventually
 
 
 async def test_the_overview_counts_the_windows_runs_and_their_figures(make_server):

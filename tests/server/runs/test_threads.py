@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.identity import make_key
+from tests.harness.identity import make_key
 
 
 def _of(run: str, kind: str):

@@ -1,4 +1,4 @@
-"""In this room ``server`` is served from the test process (tests/inprocess.py): these tests only
+"""In this room ``server`` is served from the test process (tests/harness/inprocess.py): these tests only
 talk HTTP and WebSocket to one server on default settings, started once for the room (so that no
 other room's test shares this process with it). A test that signals, restarts or reads the log of a
 server starts one of its own with ``make_server``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runwatch.api.http_errors import NOT_UTF8
-from tests.watcher import assert_contiguous
+from tests.harness.watcher import assert_contiguous
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from tests.waiting import eventually
+from tests.harness.waiting import eventually
 
 #: How many times each test walks out on the server; a write after a reset is a race, so more than once.
 ROUNDS = 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.watcher import text_of
+from tests.harness.watcher import text_of
 
 SECRET = "sk-test-7f3a9c-never-log-me"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.identity import make_key
+from tests.harness.identity import make_key
 
 
 def _presence(run: str, count: int, names: list[str] | None = None):

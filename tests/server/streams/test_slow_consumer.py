@@ -13,9 +13,9 @@ import os
 import socket
 
 from runwatch.agents.offline.model import scenario_text
-from tests.sse_probe import dropped_by_server, events_of, metric, read_stream, stalled_reader
-from tests.waiting import eventually
-from tests.watcher import assert_contiguous, text_of
+from tests.harness.sse_probe import dropped_by_server, events_of, metric, read_stream, stalled_reader
+from tests.harness.waiting import eventually
+from tests.harness.watcher import assert_contiguous, text_of
 
 # The first token waits a moment, so both watchers are caught up (live) before the stream starts;
 # 4 s of streaming gives the stalled watcher's blocked send many publishes to fall behind on.

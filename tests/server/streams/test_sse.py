@@ -11,10 +11,10 @@ import sys
 import httpx
 
 from runwatch.agents.offline.model import scenario_text
-from tests.identity import make_key
-from tests.sse_probe import blocks, events_of, metric, read_stream
-from tests.waiting import eventually
-from tests.watcher import assert_contiguous, text_of
+from tests.harness.identity import make_key
+from tests.harness.sse_probe import blocks, events_of, metric, read_stream
+from tests.harness.waiting import eventually
+from tests.harness.watcher import assert_contiguous, text_of
 
 #: A run that stops to wait for a person's approval of a deploy, then answers in 30 tokens.
 WAITS = {"approvals": 1, "tokens": 30}

@@ -6,8 +6,8 @@ import asyncio
 import json
 
 from runwatch.agents.offline.model import scenario_text
-from tests.waiting import eventually
-from tests.watcher import assert_contiguous, text_of
+from tests.harness.waiting import eventually
+from tests.harness.watcher import assert_contiguous, text_of
 
 SCENARIO = {"tokens": 200, "rate": 400, "tool_calls": 2, "tool_seconds": 0.3}
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.watcher import assert_contiguous
+from tests.harness.watcher import assert_contiguous
 
 
 def _nested(depth: int) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page
 
-AXE_DIR = Path(__file__).resolve().parent / "axe"
+AXE_DIR = Path(__file__).resolve().parent.parent / "axe"
 AXE_JS = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 
 #: The impacts that fail a test (axe's four are minor, moderate, serious, critical).

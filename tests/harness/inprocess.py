@@ -9,7 +9,7 @@ runwatch's uvicorn ``Server`` (front door, drain on shutdown) and the same uvico
 What a thread cannot be, it does not pretend to be: there is no pid to signal or to read ``/proc``
 of, only a graceful stop (SIGTERM's or SIGINT's); its log is not kept in a file (structlog, left as
 the test process has it, prints it to the test's captured output). Tests that kill, crash, restart
-a server, read its log or its process's figures keep a process of their own (tests/forked.py).
+a server, read its log or its process's figures keep a process of their own (tests/harness/forked.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.waiting import eventually_blocking
+from tests.harness.waiting import eventually_blocking
 
 if TYPE_CHECKING:
     from runwatch.api.server import Server

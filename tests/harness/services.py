@@ -16,8 +16,8 @@ import redis
 import redis.asyncio
 
 from tests.conftest import free_port
-from tests.waiting import eventually as wait_until  # noqa: F401 (tests/contract/test_redis_bus.py's name for it)
-from tests.waiting import eventually_blocking
+from tests.harness.waiting import eventually as wait_until  # noqa: F401 (tests/contract/test_redis_bus.py's name for it)
+from tests.harness.waiting import eventually_blocking
 
 #: The machine's servers (the CI machine runs both on loopback); overridable for other setups.
 POSTGRES = os.environ.get("RUNWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")

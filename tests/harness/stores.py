@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from runwatch.agents.store import PostgresStore, SQLiteStore
-from tests.services import postgres_database
+from tests.harness.services import postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
