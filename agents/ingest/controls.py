@@ -87,6 +87,11 @@ class ControlLog:
             finally:
                 self._waiters.discard(future)
 
+    @property
+    def waiting(self) -> bool:
+        """Some long poll waits on it."""
+        return bool(self._waiters)
+
     def wake(self) -> None:
         """Let every long poll look again (a control came, the run ended, the server closes)."""
         for future in self._waiters:

@@ -1,21 +1,24 @@
 """Keeping external runs' leases, and their approvals' expiry.
 
 A run's lease is renewed by every post of its agent (an empty batch is a heartbeat) and every poll
-of its controls. The keeper sleeps until the earliest deadline of a live run (lease or approval),
-or until a run or an approval is added (``ExternalRuns.changed``) — an idle server with no external
-run never wakes for it — then ends the runs whose lease ran out (``failed``, error
+of its controls, on whichever instance (``Leases``). The keeper sleeps until the earliest deadline
+(a lease, or an approval of a run held here), until a deadline comes nearer (``Leases.changed``),
+or at most ``Leases.look_every`` where other instances set deadlines too — an idle single server
+with no external run never wakes for it — then ends the runs whose lease ran out (``failed``, error
 ``agent_lost``, at the run's next position, its totals so far) and expires the approvals nobody
-decided in time (``approval.resolved`` ``expired``, as for runwatch's own runs).
+decided in time (``approval.resolved`` ``expired``, as for runwatch's own runs). Each is done
+holding the run against every other instance, its copy caught up, its deadline read again: of
+many instances' keepers exactly one ends a run, and never one its agent just renewed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 import structlog
 
-from runwatch.agents.bus import Bus
 from runwatch.agents.events import RunFinished
 from runwatch.agents.ingest import limits
 from runwatch.agents.ingest.runs import ExternalRuns
@@ -28,9 +31,8 @@ AGENT_LOST = "agent_lost"
 
 
 class LeaseKeeper:
-    def __init__(self, *, runs: ExternalRuns, bus: Bus, approval_timeout: float) -> None:
+    def __init__(self, *, runs: ExternalRuns, approval_timeout: float) -> None:
         self._runs = runs
-        self._bus = bus
         self._approval_timeout = approval_timeout
         self._task: asyncio.Task[None] | None = None
 
@@ -42,44 +44,70 @@ class LeaseKeeper:
             self._task.cancel()
 
     async def _sweep(self) -> None:
-        changed = self._runs.changed
+        leases = self._runs.leases
         while True:
-            changed.clear()
+            leases.changed.clear()
             try:
-                await asyncio.wait_for(changed.wait(), self._next_wait())
+                await asyncio.wait_for(leases.changed.wait(), await self._next_wait())
             except TimeoutError:
                 pass
-            now, wall = time.monotonic(), time.time()
+            except Exception as exc:  # (the leases' store away: look again in a while)
+                log.warning("ingest.leases_unreachable", error=repr(exc))
+                await asyncio.sleep(leases.look_every or 1.0)
+                continue
+            try:
+                lost = await leases.due(time.time())
+            except Exception as exc:
+                log.warning("ingest.leases_unreachable", error=repr(exc))
+                lost = []
+            for run_id in lost:
+                await self._guarded(run_id, self._lose(run_id))
+            wall = time.time()
             for run in list(self._runs.live.values()):
-                try:
-                    if run.deadline <= now:
-                        await self._lose(run)
-                    elif run.approvals.expired(wall):
-                        await self._expire(run, wall)
-                except Exception:  # one run's trouble (the store away …) never stops the others'
-                    log.exception("ingest.sweep_failed", run_id=run.id)
+                if run.ended is None and run.approvals.expired(wall):
+                    await self._guarded(run.id, self._expire(run, wall))
 
-    def _next_wait(self) -> float | None:
-        """Seconds until the earliest lease or approval deadline of a live run (and ``SLACK``);
-        None while there is no live run."""
-        now, wall = time.monotonic(), time.time()
-        waits = [run.deadline - now for run in self._runs.live.values()]
-        waits += [a.expires_at - wall for run in self._runs.live.values() for a in run.approvals.open.values()]
-        return max(0.0, min(waits)) + limits.SWEEP_SLACK if waits else None
+    @staticmethod
+    async def _guarded(run_id: str, work: Awaitable[None]) -> None:
+        """One run's trouble (the store away …) never stops the others'."""
+        try:
+            await work
+        except Exception:
+            log.exception("ingest.sweep_failed", run_id=run_id)
 
-    async def _lose(self, run: ExternalRun) -> None:
-        async with run.lock:
-            if run.ended is not None or run.deadline > time.monotonic():
-                return  # (its agent posted while the lock was taken)
-            event = RunFinished(run_id=run.id, status="failed", error=AGENT_LOST, totals=run.final_totals())
-            run.apply(await self._bus.publish(event), event)
-            await self._bus.settled(run.id)
-            log.warning("ingest.agent_lost", run_id=run.id, lease=run.lease_seconds)
-            self._runs.end(run)
+    async def _next_wait(self) -> float | None:
+        """Seconds until the earliest lease or approval deadline (and ``SWEEP_SLACK``), at most
+        ``look_every``; None while there is none and nobody else sets any."""
+        wall = time.time()
+        deadlines = [a.expires_at for run in self._runs.live.values() for a in run.approvals.open.values()]
+        if (lease := await self._runs.leases.next_deadline()) is not None:
+            deadlines.append(lease)
+        wait = max(0.0, min(deadlines) - wall) + limits.SWEEP_SLACK if deadlines else None
+        every = self._runs.leases.look_every
+        return every if wait is None else wait if every is None else min(wait, every)
+
+    async def _lose(self, run_id: str) -> None:
+        run = await self._runs.find(run_id)
+        if run is None or run.ended is not None:
+            await self._runs.leases.end(run_id)  # (ended, or gone from the store: nothing to keep)
+            return
+        async with run.lock, self._runs.sharing.exclusive(run_id):
+            await self._runs.catch_up(run)
+            deadline = await self._runs.leases.deadline(run_id)
+            if run.ended is not None or deadline is None or deadline > time.time():
+                return  # (ended elsewhere, or its agent was heard from meanwhile)
+            lost = RunFinished(run_id=run_id, status="failed", error=AGENT_LOST, totals=run.final_totals())
+            await self._runs.record(run, lost)
+            log.warning("ingest.agent_lost", run_id=run_id, lease=run.lease_seconds)
+        await self._runs.end(run)
+        await self._runs.sharing.changed(run_id)
 
     async def _expire(self, run: ExternalRun, now: float) -> None:
-        async with run.lock:
-            for approval_id in run.approvals.expired(now) if run.ended is None else []:
+        async with run.lock, self._runs.sharing.exclusive(run.id):
+            await self._runs.catch_up(run)
+            expired = run.approvals.expired(now) if run.ended is None else []
+            for approval_id in expired:
                 message = f"nobody approved this call within {self._approval_timeout:g} s, so it was not made"
-                event = run.approvals.resolve(run.id, approval_id, None, message)
-                run.apply(await self._bus.publish(event), event)
+                await self._runs.record(run, run.approvals.resolve(run.id, approval_id, None, message))
+        if expired:
+            await self._runs.sharing.changed(run.id)

@@ -2,9 +2,10 @@
 
 The run's id is derived from the pair with a keyed hash (HMAC-SHA-256 under a server secret every
 instance sharing the database shares): 21 hex digits like every run id, unguessable, the same
-wherever it is computed. A retried registration therefore finds the run it made — live here, or in
-the store — and never makes two; registrations of one id are serialised here (a cluster will claim
-the id atomically before publishing, with the same key).
+wherever it is computed. A retried registration therefore finds the run it made — held here, or in
+the store — and never makes two: registrations of one id are serialised here, and a run is made
+only while it is held against every other instance (``Sharing.exclusive``) and the store has no
+run of its id; it leaves that hold durable, so a registration elsewhere then finds it.
 """
 
 from __future__ import annotations
@@ -78,17 +79,21 @@ class Registrar:
         ``run.queued`` and ``run.started`` are published (``external``, with ``by``) and made
         durable. A found one renews its lease (with ``lease_seconds``, if given). Raises
         ``BadRequest``, ``EmptyInput``, ``InputTooLarge``, ``UnknownThread``, ``RateLimited``;
-        ``UnknownRun`` or ``RunAlreadyFinished`` as ``ExternalRuns`` does for a run found.
+        ``UnknownRun`` for a run another principal reports; ``Unavailable`` when the run cannot
+        be held against the other instances.
         """
         run_id = self.run_id(principal.tenant, request.external_id)
         lock, waiting = self._registering.get(run_id, (asyncio.Lock(), 0))
         self._registering[run_id] = (lock, waiting + 1)
         try:
             async with lock:
-                found = await self._found(run_id, request, principal)
-                if found is not None:
-                    return found, False
-                return await self._make(run_id, request, principal), True
+                run = await self._runs.find(run_id)
+                if run is None:
+                    async with self._runs.sharing.exclusive(run_id):
+                        run = await self._runs.find(run_id)  # (made on another instance meanwhile?)
+                        if run is None:
+                            return await self._make(run_id, request, principal), True
+                return await self._again(run, request, principal), False
         finally:
             lock, waiting = self._registering[run_id]
             if waiting > 1:
@@ -104,18 +109,18 @@ class Registrar:
         except Exception as exc:
             log.warning("run.unadmit_failed", run_id=run_id, error=repr(exc))
 
-    async def _found(self, run_id: str, request: Registration, principal: Principal) -> Registered | None:
-        run = self._runs.live.get(run_id)
-        if run is not None:
-            self._runs.check_access(run, principal)
-            if request.lease_seconds is not None:
-                run.lease_seconds = request.lease_seconds
-            self._runs.add(run)  # (renewed, with the lease it may have shortened)
-            return Registered(run_id=run_id, lease_seconds=run.lease_seconds, last_n=run.last_n, status=run.status)
-        if await self._store.get_run(run_id) is None:
-            return None
-        ended = await self._runs.ended(run_id, principal)
-        return Registered(run_id=run_id, lease_seconds=ended.lease_seconds, last_n=ended.last_n, status=ended.status)
+    async def _again(self, run: ExternalRun, request: Registration, principal: Principal) -> Registered:
+        """A run registered before: its lease renewed (``lease_seconds`` its new length, if given)."""
+        self._runs.check_access(run, principal)
+        if run.ended is None:
+            async with run.lock, self._runs.sharing.exclusive(run.id):
+                await self._runs.catch_up(run)
+                if run.ended is None and request.lease_seconds is not None:
+                    run.lease_seconds = request.lease_seconds
+                    await self._runs.add(run)
+                elif run.ended is None:
+                    await self._runs.renew(run)
+        return Registered(run_id=run.id, lease_seconds=run.lease_seconds, last_n=run.last_n, status=run.status)
 
     async def _make(self, run_id: str, request: Registration, principal: Principal) -> Registered:
         if self._own_agent(request.agent):
@@ -153,7 +158,8 @@ class Registrar:
         run.apply(published, queued)
         started = RunStarted(run_id=run_id, agent=request.agent, instance=self._instance, external=True)
         run.apply(await self._bus.publish(started), started)
-        self._runs.add(run)
         await self._bus.settled(run_id)
+        await self._runs.add(run)
+        await self._runs.leases.seen(run.tenant, run.agent)
         log.info("ingest.registered", run_id=run_id, agent=request.agent, lease=run.lease_seconds)
         return Registered(run_id=run_id, lease_seconds=run.lease_seconds, last_n=0, status=run.status)

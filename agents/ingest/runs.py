@@ -1,66 +1,112 @@
-"""The external runs live on this process, and how a request finds the one it is about.
+"""The external runs this process holds a copy of, and how a request finds the one it is about.
 
 A run is *reported* by the principal that registered it (in its tenant) or by an admin; to anyone
-else it answers exactly as a run that does not exist (``unknown_run``). A run not live here is
-rebuilt from the store: ended, it answers as ended; unknown or not external, as unknown.
+else it answers exactly as a run that does not exist (``unknown_run``). A run this process holds
+no copy of is rebuilt from the store: live, it is adopted (its agent may post to any instance, and
+this one may have restarted); ended, it answers as ended; unknown or not external, as unknown.
+
+Where other instances may add to a run (``Sharing.fresh`` False), a copy is caught up from the
+store (``catch_up``) under the run's lock and ``Sharing.exclusive`` before it is acted on.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 
+from runwatch.agents.bus import Bus
 from runwatch.agents.errors import RunAlreadyFinished, UnknownRun
-from runwatch.agents.events import Published
+from runwatch.agents.events import Event, Published, decode
 from runwatch.agents.identity import Principal, Role
 from runwatch.agents.ingest import limits
+from runwatch.agents.ingest.shared import Leases, Sharing
 from runwatch.agents.ingest.state import ExternalRun, rebuild
 from runwatch.agents.store import Store
 
 log = structlog.get_logger()
 
+#: Stored events read at a time, catching a run up or rebuilding it.
+PAGE = 1_000
+
 
 class ExternalRuns:
-    __slots__ = ("_store", "changed", "closing", "live")
+    __slots__ = ("_bus", "_store", "closing", "leases", "live", "sharing")
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, bus: Bus, sharing: Sharing, leases: Leases) -> None:
         self._store = store
-        #: The external runs live here, by id.
+        self._bus = bus
+        self.sharing = sharing
+        self.leases = leases
+        #: The live external runs this process holds a copy of, by id.
         self.live: dict[str, ExternalRun] = {}
         #: Set when the server shuts down: long polls answer at once.
         self.closing = False
-        #: Set when a run is added, its lease shortened or an approval opened: the lease keeper
-        #: looks at its deadlines again.
-        self.changed = asyncio.Event()
 
-    def add(self, run: ExternalRun) -> None:
-        """Keep ``run`` live here (its lease running)."""
-        run.renew()
+    async def add(self, run: ExternalRun) -> None:
+        """Hold ``run`` here, its lease started (a new run, or one registered again)."""
         self.live[run.id] = run
-        self.changed.set()
+        await self.leases.start(run.id, run.lease_seconds)
 
-    async def history(self, run_id: str) -> list[Published]:
-        """Every stored event of a run, in order."""
+    async def renew(self, run: ExternalRun) -> None:
+        """Its agent was heard from: renew its lease (and take the length every instance knows)."""
+        seconds = await self.leases.renew(run.id)
+        if seconds is None:  # (no lease where it should be: Redis lost it) a fresh one
+            await self.leases.start(run.id, run.lease_seconds)
+        else:
+            run.lease_seconds = seconds
+        await self.leases.seen(run.tenant, run.agent)
+
+    async def record(self, run: ExternalRun, event: Event) -> None:
+        """Publish what runwatch itself writes on ``run`` (its lock held), and take it into the
+        run's state; durable when this returns, so other instances catch up to it."""
+        run.apply(await self._bus.publish(event), event)
+        await self._bus.settled(run.id)
+
+    async def history(self, run_id: str, after: int = 0) -> list[Published]:
+        """The stored events of a run past ``after``, in order."""
         events: list[Published] = []
-        while page := await self._store.events(run_id, events[-1].seq if events else 0, 1_000):
+        while page := await self._store.events(run_id, events[-1].seq if events else after, PAGE):
             events += page
         return events
 
+    async def catch_up(self, run: ExternalRun) -> None:
+        """Bring this copy of ``run`` up to the store's (what other instances added to it); the
+        caller holds ``run.lock``. Nothing to do where this process's copy is the only one."""
+        if self.sharing.fresh:
+            return
+        for p in await self.history(run.id, run.seq):
+            run.apply(p, decode(p.data))
+        if run.ended is not None:
+            await self.end(run)
+
+    async def find(self, run_id: str) -> ExternalRun | None:
+        """The run of ``run_id`` (this process's copy, or rebuilt from the store: adopted if live),
+        or None if the store holds no external run of that id."""
+        run = self.live.get(run_id)
+        if run is not None:
+            return run
+        run = rebuild(await self.history(run_id), limits.DEFAULT_LEASE)
+        if run is None or run.ended is not None:
+            return run
+        held = self.live.setdefault(run_id, run)  # (another request may have adopted it meanwhile)
+        if held is run:
+            if (seconds := await self.leases.renew(run_id)) is None:
+                await self.leases.start(run_id, run.lease_seconds)
+            else:
+                run.lease_seconds = seconds
+            log.info("ingest.run_adopted", run_id=run_id, last_n=run.last_n)
+        return held
+
     async def recover(self) -> None:
-        """Take back the external runs the store holds live (a process that stopped left them),
-        each with a fresh lease of ``DEFAULT_LEASE`` (registering again sets another)."""
+        """Adopt the external runs the store holds live (a process that stopped left them); each
+        keeps the lease other instances keep for it, or gets a fresh ``DEFAULT_LEASE``."""
         for summary in await self._store.unfinished_runs():
             if summary.external and summary.id not in self.live:
-                run = rebuild(await self.history(summary.id), limits.DEFAULT_LEASE)
-                if run is not None and run.ended is None:
-                    self.add(run)
-                    log.info("ingest.run_recovered", run_id=run.id, last_n=run.last_n)
+                await self.find(summary.id)
 
-    def end(self, run: ExternalRun) -> None:
-        """Once its ``run.finished`` is published, the run is not live here any more."""
-        if run.ended is not None:
-            self.live.pop(run.id, None)
+    async def end(self, run: ExternalRun) -> None:
+        """Once its ``run.finished`` is published (here or elsewhere), the run is not live any more."""
+        if run.ended is not None and self.live.pop(run.id, None) is not None:
+            await self.leases.end(run.id)
             run.controls.wake()
             log.info("ingest.run_finished", run_id=run.id, status=run.ended.value)
 
@@ -69,7 +115,7 @@ class ExternalRuns:
         for run in self.live.values():
             run.controls.wake()
 
-    # -- finding a run ----------------------------------------------------------------------------
+    # -- who may report a run ---------------------------------------------------------------------
 
     @staticmethod
     def may(tenant: str, registrant: str | None, principal: Principal) -> bool:
@@ -82,31 +128,24 @@ class ExternalRuns:
         if not self.may(run.tenant, run.registrant, principal):
             raise UnknownRun(f"no run {run.id!r}")
 
-    async def ended(self, run_id: str, principal: Principal) -> ExternalRun:
-        """A run not live here, rebuilt from the store, if it is an external run ``principal``
-        reports (else ``UnknownRun``, as for a run that does not exist)."""
-        run = rebuild(await self.history(run_id), limits.DEFAULT_LEASE)
-        if run is None or not self.may(run.tenant, run.registrant, principal):
-            raise UnknownRun(f"no run {run_id!r}")
-        if run.ended is None:  # live in the store, not here: its process's runs were not taken back
-            raise RunAlreadyFinished(run_id, "interrupted")
-        return run
-
     async def reported(self, run_id: str, principal: Principal) -> ExternalRun:
-        """The live run ``principal`` reports; ``RunAlreadyFinished`` once it ended, else ``UnknownRun``."""
-        run = self.live.get(run_id)
+        """The run ``principal`` reports (``UnknownRun`` for any other), live or ended."""
+        run = await self.find(run_id)
         if run is None:
-            raise RunAlreadyFinished(run_id, (await self.ended(run_id, principal)).status)
+            raise UnknownRun(f"no run {run_id!r}")
         self.check_access(run, principal)
         return run
 
     async def for_people(self, run_id: str) -> ExternalRun:
-        """The live run people's input is for (the run service checked who may see it);
-        ``RunAlreadyFinished`` or ``UnknownRun`` otherwise."""
-        run = self.live.get(run_id)
-        if run is not None:
-            return run
-        summary = await self._store.get_run(run_id)
-        if summary is None:
+        """The run people's input is for (the run service checked who may see it); ``UnknownRun``
+        if there is none."""
+        run = await self.find(run_id)
+        if run is None:
             raise UnknownRun(f"no run {run_id!r}")
-        raise RunAlreadyFinished(run_id, summary.status if summary.status.finished else "interrupted")
+        return run
+
+    @staticmethod
+    def check_live(run: ExternalRun) -> None:
+        """``RunAlreadyFinished`` once ``run`` ended (checked under its lock, caught up)."""
+        if run.ended is not None:
+            raise RunAlreadyFinished(run.id, run.ended)

@@ -16,17 +16,22 @@ Guarantees of a post:
 * **Controls at least once**, each with a stable ``c`` (``controls``): every answer carries those
   the agent has not said it took (``after``).
 
-One instance keeps it all in this process. A cluster (a later step) keeps the same rules with the
-state where every instance reaches it: the registration claimed atomically under the derived id,
-the run's lock a short lease in Redis, ``last_n`` and the controls rebuilt from the run's log
-(already derived from it), and long polls woken through the control channel.
+Any instance: what instances share (``shared``: one process shares nothing; a cluster's forms
+live in Redis) keeps the same rules across them. Each post, person's input and lease end holds the
+run against every other instance (``Sharing.exclusive``) and first catches its copy up from the
+store, where every other instance's events are durable before it lets go; leases live where every
+instance sees them (``Leases``); and a change other instances' long polls wait for is told to them
+(``Sharing.changed``), which catch their copy up and answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
+
+import structlog
 
 from runwatch.agents.bus import Bus
 from runwatch.agents.errors import Gap, InvalidEvent, RateLimited, RunAlreadyFinished
@@ -38,10 +43,13 @@ from runwatch.agents.ingest.leases import LeaseKeeper
 from runwatch.agents.ingest.people import PeopleInput
 from runwatch.agents.ingest.registration import Admission, Registrar, Secret
 from runwatch.agents.ingest.runs import ExternalRuns
+from runwatch.agents.ingest.shared import Alone, Leases, MemoryLeases, Sharing
 from runwatch.agents.ingest.state import ExternalRun
 from runwatch.agents.ingest.wire import EVENT_OF, Accepted, ControlsPage, Registered, Registration
 from runwatch.agents.runs.inbox import Decision, Steer, new_approval_id
 from runwatch.agents.store import Store
+
+log = structlog.get_logger()
 
 
 class IngestService:
@@ -53,16 +61,21 @@ class IngestService:
         admission: Admission,
         secret: Secret,
         own_agent: Callable[[str], bool],
+        sharing: Sharing | None = None,
+        leases: Leases | None = None,
         approval_timeout: float = 3600.0,
         instance: str = "",
     ) -> None:
         """``admission``: the run service's (input, rate, tenant quota); ``secret``: the server
         secrets' store; ``own_agent(name)``: whether ``name`` is one of this server's agents (an
-        external one may not take it); ``approval_timeout``: seconds an approval stays open."""
+        external one may not take it); ``sharing`` and ``leases``: what the instances share (by
+        default, one process's: ``Alone``, ``MemoryLeases``); ``approval_timeout``: seconds an
+        approval stays open."""
         self._bus = bus
         self._store = store
         self._approval_timeout = approval_timeout
-        self.runs = ExternalRuns(store)
+        self._sharing = sharing = sharing or Alone()
+        self.runs = ExternalRuns(store, bus, sharing, leases or MemoryLeases())
         self._registrar = Registrar(
             runs=self.runs,
             bus=bus,
@@ -72,9 +85,11 @@ class IngestService:
             own_agent=own_agent,
             instance=instance,
         )
-        self._people = PeopleInput(runs=self.runs, bus=bus, store=store)
-        self._leases = LeaseKeeper(runs=self.runs, bus=bus, approval_timeout=approval_timeout)
+        self._people = PeopleInput(self.runs)
+        self._leases = LeaseKeeper(runs=self.runs, approval_timeout=approval_timeout)
         self._polls: dict[str, int] = {}
+        #: Copies being caught up for long polls (``on_changed``): at most one per live run.
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         """Take back the external runs left live by a process that stopped (each with a fresh
@@ -82,6 +97,11 @@ class IngestService:
         await self._registrar.open()
         await self.runs.recover()
         self._leases.start()
+
+    async def last_seen(self, tenant: str | None) -> dict[str, float]:
+        """When each agent of ``tenant`` (None: every tenant) last posted or polled, epoch seconds
+        (those heard from since the deployment's leases were last lost: a view, best effort)."""
+        return await self.runs.leases.last_seen(tenant)
 
     async def close(self) -> None:
         """Answer every long poll now and take no new wait; stop keeping leases. The runs stay
@@ -100,11 +120,13 @@ class IngestService:
         ``UnknownRun``, ``RunAlreadyFinished``, what ``batch.decode`` raises, ``Gap``,
         ``InvalidEvent``."""
         run = await self.runs.reported(run_id, principal)
+        if run.ended is not None:
+            raise RunAlreadyFinished(run_id, run.ended)
         batch = batches.decode(body)
-        async with run.lock:
-            if run.ended is not None:
-                raise RunAlreadyFinished(run_id, run.ended)
-            run.renew()
+        async with run.lock, self._sharing.exclusive(run_id):
+            await self.runs.catch_up(run)
+            self.runs.check_live(run)
+            await self.runs.renew(run)
             fresh = [item for item in batch.events if item.n > run.last_n]
             if fresh and fresh[0].n != run.last_n + 1:
                 expected = run.last_n + 1
@@ -116,13 +138,12 @@ class IngestService:
                     self._store.keep_answer(run_id, run.answer_text)
                 run.apply(await self._bus.publish(event), event)
                 if isinstance(event, ApprovalRequested):
-                    self.runs.changed.set()  # (its expiry may be the keeper's next deadline)
+                    self.runs.leases.changed.set()  # (its expiry may be the keeper's next deadline)
             await self._bus.settled(run_id)
             if batch.after is not None:
                 run.controls.ack(batch.after)
-            self.runs.end(run)
             after = run.controls.acked
-            return Accepted(
+            answer = Accepted(
                 run_id=run_id,
                 accepted=len(fresh),
                 skipped=len(batch.events) - len(fresh),
@@ -131,6 +152,10 @@ class IngestService:
                 cursor=run.controls.cursor(after),
                 status=run.status,
             )
+        if run.ended is not None:
+            await self.runs.end(run)
+            await self._sharing.changed(run_id)
+        return answer
 
     def _event(self, run: ExternalRun, item: Any) -> Event:
         """The event an agent's ``item`` becomes on the run."""
@@ -160,15 +185,16 @@ class IngestService:
         """The run's controls past ``after`` (every control up to it counts as taken), waiting up
         to ``wait`` seconds (at most ``MAX_WAIT``) while there is none. A poll renews the lease
         too. Raises ``UnknownRun``; ``RateLimited`` past ``MAX_POLLS_PER_PRINCIPAL``."""
-        run = self.runs.live.get(run_id)
-        if run is None:
-            ended = await self.runs.ended(run_id, principal)
-            return ControlsPage(run_id=run_id, controls=[], cursor=after, status=ended.status)
-        self.runs.check_access(run, principal)
+        run = await self.runs.reported(run_id, principal)
+        if run.ended is None and not self._sharing.fresh:
+            async with run.lock:
+                await self.runs.catch_up(run)
+        if run.ended is not None:
+            return ControlsPage(run_id=run_id, controls=[], cursor=after, status=run.ended)
         run.controls.ack(after)
-        run.renew()
+        await self.runs.renew(run)
         wait = 0.0 if self.runs.closing else min(max(wait, 0.0), limits.MAX_WAIT)
-        if wait > 0 and not run.controls.after(after) and run.ended is None:
+        if wait > 0 and not run.controls.after(after):
             await self._poll(run, after, wait, principal)
         return ControlsPage(
             run_id=run_id, controls=run.controls.after(after), cursor=run.controls.cursor(after), status=run.status
@@ -193,6 +219,23 @@ class IngestService:
                 self._polls[principal.id] = left
             else:
                 del self._polls[principal.id]
+
+    def on_changed(self, run_id: str) -> None:
+        """Another instance changed ``run_id`` (``Sharing.changed``): the long polls waiting on it
+        here look again, this copy caught up first."""
+        run = self.runs.live.get(run_id)
+        if run is not None and run.controls.waiting:
+            task = asyncio.create_task(self._catch_up(run), name=f"ingest-catch-up-{run_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _catch_up(self, run: ExternalRun) -> None:
+        try:
+            async with run.lock:
+                await self.runs.catch_up(run)
+        except Exception as exc:  # (the store away: the polls answer at their time, with what they have)
+            log.warning("ingest.catch_up_failed", run_id=run.id, error=repr(exc))
+        run.controls.wake()
 
     # -- people's input (the run service's ``Reported``) -----------------------------------------
 

@@ -1,10 +1,10 @@
 """One live external run as this process keeps it, and how it is rebuilt from its stored events.
 
-Everything here is derived from the run's events, so a restarted process (or, later, another
-instance) rebuilds the same state: ``last_n`` is the count of the run's events of the types an
-agent sends — each accepted agent event is stored as exactly one event, and runwatch writes none
-of those types into a live external run — so a batch retried after a crash skips exactly what was
-stored before it.
+Everything here is derived from the run's events, so a restarted process (or another instance)
+rebuilds the same state, and a copy caught up with the events past its ``seq`` equals one rebuilt.
+``last_n`` is the count of the run's events of the types an agent sends — each accepted agent
+event is stored as exactly one event, and runwatch writes none of those types into a live external
+run — so a batch retried after a crash skips exactly what was stored before it.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ class ExternalRun:
     started_at: float = field(default_factory=time.time)
     #: The last ``n`` accepted.
     last_n: int = 0
-    #: When its lease runs out (``time.monotonic``).
-    deadline: float = 0.0
+    #: The position of the last event taken into this state.
+    seq: int = 0
     cancel_requested: bool = False
     #: Its ``run.finished``'s status, once published.
     ended: RunStatus | None = None
@@ -65,7 +65,8 @@ class ExternalRun:
     #: The text of its last step so far (its final answer, once it succeeds), bounded.
     answer: list[str] = field(default_factory=list)
     answer_chars: int = 0
-    #: Posts, controls and the lease's end of this run, one at a time.
+    #: Posts, people's input, catching up and the lease's end of this run, one at a time here
+    #: (``Sharing.exclusive`` makes it one at a time across instances).
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -74,15 +75,13 @@ class ExternalRun:
             return self.ended
         return RunStatus.WAITING if self.approvals.open else RunStatus.RUNNING
 
-    def renew(self) -> None:
-        self.deadline = time.monotonic() + self.lease_seconds
-
     def final_totals(self) -> Totals:
         """Its totals so far, with its duration until now."""
         return msgspec.structs.replace(self.totals, duration=round(max(0.0, time.time() - self.started_at), 4))
 
     def apply(self, published: Published, event: Event) -> None:
         """Take ``event`` (published at ``published.seq``, or read back) into the run's state."""
+        self.seq = published.seq
         if published.type in AGENT_TYPES:
             self.last_n += 1
         match event:
