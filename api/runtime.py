@@ -185,22 +185,23 @@ class Runtime:
         self.service.on_limited.append(self.metrics.limited)
 
     def _ingest(self, settings: Settings) -> None:
-        """Runs agents elsewhere execute and report (the ingest API), where the deployment takes
-        them; people's input to those runs goes from the run service to it."""
-        self.ingest: IngestService | None = None
-        if not self.deployment.takes_external_runs:
-            return
+        """Runs agents elsewhere execute and report (the ingest API), on any instance; people's
+        input to those runs goes from the run service to it."""
         registry = self.registry
+        sharing, leases = self.deployment.ingest()
         self.ingest = IngestService(
             bus=self.bus,
             store=self.store,
             admission=self.service,
             secret=self.credentials.secret,
             own_agent=lambda name: registry.find(name) is not None,
+            sharing=sharing,
+            leases=leases,
             approval_timeout=settings.runs.approval_timeout,
             instance=settings.server.instance,
         )
         self.service.external = self.ingest
+        self.deployment.on_run_changed(self.ingest.on_changed)
 
     def _transports(self, settings: Settings) -> None:
         """What ``/ws`` and the SSE endpoint are given of all this (their dependencies)."""
@@ -232,8 +233,7 @@ class Runtime:
         if before_runs is not None:
             await before_runs()
         await self.supervisor.open()  # takes over what dead processes left (a cluster's: by their leases)
-        if self.ingest is not None:
-            await self.ingest.open()  # takes back the external runs left live, each with a fresh lease
+        await self.ingest.open()  # adopts the external runs left live, each keeping or getting a lease
         self.bus.add_sink(self.metrics)
         self.retention.start()
         self._watchdog = asyncio.create_task(self._watch_connections(), name="runwatch-ws-watchdog")
@@ -296,8 +296,7 @@ class Runtime:
 
     async def _stop_runs(self) -> None:
         try:
-            if self.ingest is not None:  # long polls answer now; external runs stay live for the next start
-                await self.ingest.close()
+            await self.ingest.close()  # long polls answer now; external runs stay live for the next start
             await self.supervisor.shutdown(timeout=DRAIN_SECONDS * 2)
             try:  # every final event is then visible to its watchers (unless the disk is stuck)
                 await asyncio.wait_for(self.store.flush(), DRAIN_SECONDS)

@@ -13,8 +13,12 @@ from typing import Protocol, Unpack
 from runwatch.agents.bus import Broker, Hub, MemoryBroker
 from runwatch.agents.bus.base import Journal
 from runwatch.agents.bus.redis import RedisBroker
+from runwatch.agents.cluster import channel
+from runwatch.agents.cluster.channel import RunChanged
+from runwatch.agents.cluster.ingest import RedisLeases, RedisSharing
 from runwatch.agents.cluster.queue import RunQueue
 from runwatch.agents.cluster.supervisor import ClusterSupervisor
+from runwatch.agents.ingest.shared import Alone, Leases, MemoryLeases, Sharing
 from runwatch.agents.runs.executor import RunSettings
 from runwatch.agents.runs.limits import Limiter, MemoryLimiter, RedisLimiter
 from runwatch.agents.runs.supervising import Supervising
@@ -27,9 +31,6 @@ class Deployment(Protocol):
 
     #: Where positions are assigned and history kept.
     broker: Broker
-    #: Whether it takes runs agents elsewhere execute (the ingest API): one process does; a cluster
-    #: will once a run's registration, lock and controls live in Redis.
-    takes_external_runs: bool
 
     def supervisor(self, *, on_released: Callable[[str], None], **running: Unpack[RunSettings]) -> Supervising:
         """The supervisor of this instance's runs; ``on_released``: a run this instance no longer
@@ -44,11 +45,18 @@ class Deployment(Protocol):
         """``callback`` is called when the broker's connection is lost (never, in one process)."""
         ...
 
+    def ingest(self) -> tuple[Sharing, Leases]:
+        """What the instances share about external runs (agents/ingest/shared.py)."""
+        ...
+
+    def on_run_changed(self, callback: Callable[[str], None]) -> None:
+        """``callback(run_id)`` is called when another instance changed an external run (never,
+        in one process)."""
+        ...
+
 
 class SingleInstance:
     """One process: positions assigned here, runs queued and executed here, limits in memory."""
-
-    takes_external_runs = True
 
     def __init__(self, settings: Settings, hub: Hub, journal: Journal) -> None:
         self._settings = settings
@@ -64,15 +72,22 @@ class SingleInstance:
     def on_lost(self, callback: Callable[[], None]) -> None:
         return None
 
+    def ingest(self) -> tuple[Sharing, Leases]:
+        return Alone(), MemoryLeases()
+
+    def on_run_changed(self, callback: Callable[[str], None]) -> None:
+        return None
+
 
 class Cluster:
     """Many instances sharing Redis: its streams carry the run logs, its queue the runs, its
-    leases who executes each, its pub/sub the control channel; limits hold across instances."""
-
-    takes_external_runs = False
+    leases who executes each, its pub/sub the control channel; limits hold across instances;
+    external runs are held, leased and told of there."""
 
     def __init__(self, settings: Settings, hub: Hub, journal: Journal) -> None:
         self._settings = settings
+        self._cluster: ClusterSupervisor | None = None
+        self._run_changed: list[Callable[[str], None]] = []
         redis = settings.redis
         assert redis.url is not None
         self.broker: RedisBroker = RedisBroker(
@@ -95,9 +110,22 @@ class Cluster:
             drain_seconds=s.server.drain_seconds,
             **running,
         )
-        self.broker.on_control = cluster.on_control
+        self._cluster = cluster
+        self.broker.on_control = self._on_control
         cluster.on_released = on_released
         return cluster
+
+    def _on_control(self, data: bytes) -> None:
+        """A message on the control channel: for the external runs' long polls, or for runs."""
+        match channel.decode(data):
+            case RunChanged(run=run_id):
+                for callback in self._run_changed:
+                    callback(run_id)
+            case None:
+                pass
+            case message:
+                if self._cluster is not None:
+                    self._cluster.on_message(message)
 
     def limiter(self) -> Limiter:
         s = self._settings
@@ -105,6 +133,14 @@ class Cluster:
 
     def on_lost(self, callback: Callable[[], None]) -> None:
         self.broker.on_lost.append(callback)
+
+    def ingest(self) -> tuple[Sharing, Leases]:
+        redis, prefix = self.broker.redis, self._settings.redis.prefix
+        sharing = RedisSharing(redis, self.broker, prefix=prefix, control=self.broker.control_channel)
+        return sharing, RedisLeases(redis, prefix=prefix)
+
+    def on_run_changed(self, callback: Callable[[str], None]) -> None:
+        self._run_changed.append(callback)
 
 
 def deployment(settings: Settings, hub: Hub, journal: Journal) -> Deployment:

@@ -6,9 +6,12 @@ msgspec structs, encoded and decoded here only.
   moment in case the run starts there next (agents/cluster/supervisor.py).
 - ``Ask`` / ``Answer``: a person's decision or message for a run another instance executes, and
   its owner's outcome (agents/cluster/remote_inbox.py).
+- ``RunChanged``: an external run got a control or ended: the long polls waiting on it, on any
+  instance, look again (agents/cluster/ingest.py).
 
 Pub/sub delivers each at most once: a lost ``Queued`` is made up for by the queue's own polling,
-a lost ``CancelRun`` or ``Ask`` by the asker's timeout (the person asks again).
+a lost ``CancelRun`` or ``Ask`` by the asker's timeout (the person asks again), a lost
+``RunChanged`` by the long poll's own end (the control waits on the run).
 """
 
 from __future__ import annotations
@@ -52,7 +55,11 @@ class Answer(msgspec.Struct, tag_field="type", tag="answer", kw_only=True, froze
     kind: str = ""
 
 
-ControlMessage = Queued | CancelRun | Ask | Answer
+class RunChanged(msgspec.Struct, tag_field="type", tag="run_changed", kw_only=True, frozen=True):
+    run: str
+
+
+ControlMessage = Queued | CancelRun | Ask | Answer | RunChanged
 
 #: ``Queued`` as sent: the queue's Lua script publishes these bytes itself.
 QUEUED = msgspec.json.encode(Queued())

@@ -28,8 +28,7 @@ from typing import Unpack
 import structlog
 
 from runwatch.agents.bus.base import Ownership
-from runwatch.agents.cluster import channel
-from runwatch.agents.cluster.channel import Answer, Ask, CancelRun, Queued
+from runwatch.agents.cluster.channel import Answer, Ask, CancelRun, ControlMessage, Queued
 from runwatch.agents.cluster.leases import LeaseKeeper
 from runwatch.agents.cluster.queue import REDIS_ERRORS, Job, RunQueue
 from runwatch.agents.cluster.remote_inbox import RemoteInbox
@@ -160,9 +159,9 @@ class ClusterSupervisor:
         await self._taker.close()
         await self._leases.close()
 
-    def on_control(self, data: bytes) -> None:
-        """A message on the deployment's control channel (agents/cluster/channel.py)."""
-        match channel.decode(data):
+    def on_message(self, message: ControlMessage) -> None:
+        """A message on the deployment's control channel (agents/cluster/channel.py) for runs."""
+        match message:
             case Queued():
                 self._taker.wake()
             case CancelRun(run=run_id, by=by):

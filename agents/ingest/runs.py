@@ -89,10 +89,8 @@ class ExternalRuns:
             return run
         held = self.live.setdefault(run_id, run)  # (another request may have adopted it meanwhile)
         if held is run:
-            if (seconds := await self.leases.renew(run_id)) is None:
+            if await self.leases.deadline(run_id) is None:  # (its lease is kept as it runs: not renewed here)
                 await self.leases.start(run_id, run.lease_seconds)
-            else:
-                run.lease_seconds = seconds
             log.info("ingest.run_adopted", run_id=run_id, last_n=run.last_n)
         return held
 

@@ -10,7 +10,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import Body, Dependency, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
-from runwatch.agents.errors import BatchTooLarge, ErrorCode, Gap, Unavailable
+from runwatch.agents.errors import BatchTooLarge, ErrorCode, Gap
 from runwatch.agents.identity import Role
 from runwatch.agents.ingest import IngestService
 from runwatch.agents.ingest.limits import MAX_BATCH_BYTES, MAX_WAIT
@@ -23,8 +23,7 @@ AUTH_ERRORS = (ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN)
 #: The largest ``after`` a client may send (a JSON number every client holds exactly).
 MAX_AFTER = 2**53 - 1
 
-#: The service, or None where this deployment takes no external runs yet (a cluster).
-Ingest = Annotated[IngestService | None, Dependency(skip_validation=True)]
+Ingest = Annotated[IngestService, Dependency(skip_validation=True)]
 
 
 class GapBody(ErrorBody):
@@ -37,12 +36,6 @@ class GapBody(ErrorBody):
 def gap_error(request: Request, exc: Gap) -> Response[GapBody]:
     body = GapBody(status_code=exc.http_status, detail=exc.message, code=exc.code, expected_n=exc.expected_n)
     return Response(body, status_code=exc.http_status)
-
-
-def _here(ingest: IngestService | None) -> IngestService:
-    if ingest is None:
-        raise Unavailable("this deployment takes no external runs yet (the ingest API runs on a single instance)")
-    return ingest
 
 
 class IngestController(Controller):
@@ -78,7 +71,7 @@ class IngestController(Controller):
         request: Request,
         ingest: Ingest,
     ) -> Response[Registered]:
-        registered, made = await _here(ingest).register(data, principal=request.user)
+        registered, made = await ingest.register(data, principal=request.user)
         return Response(registered, status_code=HTTP_201_CREATED if made else HTTP_200_OK)
 
     @post(
@@ -106,14 +99,13 @@ class IngestController(Controller):
         ),
     )
     async def post_events(self, run_id: str, request: Request, ingest: Ingest) -> Accepted:
-        service = _here(ingest)
         try:
             body = await request.body()
         except HTTPException as exc:  # (Litestar's 413 past ``request_max_body_size``)
             if exc.status_code != HTTP_413_REQUEST_ENTITY_TOO_LARGE:
                 raise
             raise BatchTooLarge(f"the batch is over {MAX_BATCH_BYTES} bytes, the most one request may carry") from None
-        return await service.post(run_id, body, principal=request.user)
+        return await ingest.post(run_id, body, principal=request.user)
 
     @get(
         "/runs/{run_id:str}/controls",
@@ -130,4 +122,4 @@ class IngestController(Controller):
             float, Parameter(ge=0, le=MAX_WAIT, description="Seconds to wait for a control while there is none")
         ] = 0.0,
     ) -> ControlsPage:
-        return await _here(ingest).controls(run_id, after, wait, principal=request.user)
+        return await ingest.controls(run_id, after, wait, principal=request.user)
