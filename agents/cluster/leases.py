@@ -227,6 +227,8 @@ class LeaseKeeper:
     async def _sweep_orphans(self) -> None:
         now = time.time()
         for run in await self._store.unfinished_runs():
+            if run.external:  # executed elsewhere: its agent's lease ends it (agents/ingest)
+                continue
             if run.id in self._executor.runs or now - run.created_at < self._lease:
                 continue
             if await self._queue.queued(run.id) or await self._queue.owner(run.id) is not None:

@@ -9,6 +9,7 @@ import secrets
 import signal
 import time
 
+from tests.conftest import CLUSTER_LEASE as LEASE
 from tests.server.ingest.agent import Agent, assert_stored_as_sent, numbered, step, stored, tokens
 
 
@@ -117,3 +118,22 @@ async def test_a_run_whose_instance_and_agent_died_ends_agent_lost_on_another(cl
     end = events[-1]
     assert (end["type"], end["status"], end["error"]) == ("run.finished", "failed", "agent_lost")
     assert 2.0 <= end["ts"] - posted["ts"] < 2.0 + 1.5  # its lease, then b's keeper within a look or two
+
+
+async def test_an_external_run_outliving_the_instances_lease_is_no_orphan_to_take_over(cluster):
+    (a,) = cluster(1)
+    on_a, *_ = await agents_on([a])
+    try:
+        run = await on_a.run(lease_seconds=10)
+        waited = await on_a.controls(run, wait=LEASE + 0.5)  # (its agent waits for controls: none come)
+        assert waited.json()["controls"] == [] and waited.json()["status"] == "running"
+        (b,) = cluster(1)  # its first sweep for orphans comes one instance lease after it starts
+        on_b = Agent(b, on_a.key)
+        waited = await on_b.controls(run, wait=LEASE + 1.0)
+        assert waited.json()["status"] == "running", waited.text
+        r = await on_b.post(run, numbered(tokens("still mine")))
+        await on_b.close()
+    finally:
+        await on_a.close()
+    assert r.status_code == 200 and r.json()["status"] == "running", r.text
+    assert "run.finished" not in [e["type"] for e in await stored(a, run)]
