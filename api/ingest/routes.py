@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from litestar.params import Body, Dependency, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
@@ -14,7 +17,7 @@ from runwatch.agents.errors import BatchTooLarge, ErrorCode, Gap
 from runwatch.agents.identity import Role
 from runwatch.agents.ingest import IngestService
 from runwatch.agents.ingest.limits import MAX_BATCH_BYTES, MAX_WAIT
-from runwatch.agents.ingest.wire import Accepted, ControlsPage, Registered, Registration
+from runwatch.agents.ingest.wire import Accepted, Batch, ControlsPage, Registered, Registration
 from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import ErrorBody, error_responses
 
@@ -24,6 +27,36 @@ AUTH_ERRORS = (ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN)
 MAX_AFTER = 2**53 - 1
 
 Ingest = Annotated[IngestService, Dependency(skip_validation=True)]
+
+
+def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with every ``$ref`` into ``defs`` replaced by what it names (none is recursive)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inlined(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inlined(v, defs) for v in schema]
+    return schema
+
+
+_BATCH = msgspec.json.schema(Batch)
+#: The events body's JSON Schema, as msgspec decodes it (``batch.decode``), inlined: the route
+#: reads the raw body itself (its size, a heartbeat's empty body, precise errors).
+BATCH_SCHEMA: dict[str, Any] = _inlined(_BATCH, _BATCH["$defs"])
+
+
+@dataclass
+class _EventsOperation(Operation):
+    """The events route's operation, with its body's schema (the handler reads the body itself)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=BATCH_SCHEMA)},  # type: ignore[arg-type]
+            description="The run's next events, numbered by n (none: a heartbeat)",
+            required=False,
+        )
 
 
 class GapBody(ErrorBody):
@@ -84,6 +117,7 @@ class IngestController(Controller):
             "Answers once the accepted events are durable, with the run's pending controls."
         ),
         request_max_body_size=MAX_BATCH_BYTES,
+        operation_class=_EventsOperation,
         responses=error_responses(
             ErrorCode.BAD_JSON,
             ErrorCode.UNKNOWN_TYPE,
