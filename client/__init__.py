@@ -10,17 +10,21 @@ Imports only httpx, msgspec and the standard library — none of the server's de
 """
 
 from runwatch.client.link import Cancelled, ClientError
+from runwatch.client.openai_chat import AsyncChatStream, ChatStream, ModelToolCall
 from runwatch.client.run import AsyncRun, Run, ToolCall
 from runwatch.client.runwatch import AsyncRunwatch, Runwatch
 from runwatch.client.wire import Decision, Message
 
 __all__ = [
+    "AsyncChatStream",
     "AsyncRun",
     "AsyncRunwatch",
     "Cancelled",
+    "ChatStream",
     "ClientError",
     "Decision",
     "Message",
+    "ModelToolCall",
     "Run",
     "Runwatch",
     "ToolCall",

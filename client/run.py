@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import secrets
 import threading
 import time
@@ -18,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from runwatch.client.link import Cancelled, Link
+from runwatch.client.openai_chat import AsyncChatStream, ChatStream
 from runwatch.client.wire import Decision, Message
 
 
@@ -113,6 +115,11 @@ class RunBase:
         if self.cancelled.is_set():
             callback()
 
+    def _off_cancel(self, callback: Callable[[], object]) -> None:
+        """Stop calling ``callback`` on a cancel."""
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():
             raise Cancelled
@@ -161,6 +168,12 @@ class Run(RunBase):
         (a cancel raises :class:`Cancelled`; ``timeout``: ``TimeoutError`` past it)."""
         return self._ask(call_id, tool, arguments, reason, schema).result(timeout)
 
+    def stream_chat(self, client: Any, **create_kwargs: Any) -> ChatStream:
+        """Stream ``client.chat.completions.create(**create_kwargs)`` (an ``openai.OpenAI``) and report
+        it as a step: iterate the result for the SDK's chunks, unchanged (``openai_chat.py``). A
+        cancel closes the stream at once and raises :class:`Cancelled`."""
+        return ChatStream(self, client, create_kwargs)
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event reported so far is stored."""
         self._link.engine.submit(self._link.flush()).result(timeout)
@@ -193,6 +206,10 @@ class AsyncRun(RunBase):
         """Ask a person whether to call ``tool``; awaits their decision or the approval's expiry (a
         cancel raises :class:`Cancelled`)."""
         return await asyncio.wrap_future(self._ask(call_id, tool, arguments, reason, schema))
+
+    def stream_chat(self, client: Any, **create_kwargs: Any) -> AsyncChatStream:
+        """:meth:`Run.stream_chat` for an ``openai.AsyncOpenAI`` client: ``async for`` the result."""
+        return AsyncChatStream(self, client, create_kwargs)
 
     async def flush(self) -> None:
         await asyncio.wrap_future(self._link.engine.submit(self._link.flush()))
