@@ -122,7 +122,7 @@ class Runtime:
         self._ingest(settings)
         self.presence = PresenceBoard()
         self.offline = OfflineServing(settings.offline_model.max_inflight_bytes)
-        self.metrics_registry.register(LiveGauges(self.watchers, self.offline, self.supervisor))
+        self.metrics_registry.register(LiveGauges(self.watchers, self.offline, self.supervisor, self.ingest))
         self._transports(settings)
         self._watchdog: asyncio.Task[None] | None = None
         self._shutdown: asyncio.Future[None] | None = None

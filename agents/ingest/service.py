@@ -98,6 +98,11 @@ class IngestService:
         await self.runs.recover()
         self._leases.start()
 
+    @property
+    def long_polls(self) -> int:
+        """Long polls for controls waiting here now."""
+        return sum(self._polls.values())
+
     async def last_seen(self, tenant: str | None) -> dict[str, float]:
         """When each agent of ``tenant`` (None: every tenant) last posted or polled, epoch seconds
         (those heard from since the deployment's leases were last lost: a view, best effort)."""

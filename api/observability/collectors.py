@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
+    from runwatch.agents.ingest import IngestService
     from runwatch.agents.runs.supervising import Supervising
     from runwatch.api.offline.serving import OfflineServing
     from runwatch.api.watchers import Watchers
@@ -58,10 +59,13 @@ class LockFreeHistogram(Collector):
 class LiveGauges(Collector):
     """Gauges read off live state when Prometheus scrapes: no bookkeeping on the hot path."""
 
-    def __init__(self, watchers: Watchers, offline: OfflineServing, supervisor: Supervising) -> None:
+    def __init__(
+        self, watchers: Watchers, offline: OfflineServing, supervisor: Supervising, ingest: IngestService
+    ) -> None:
         self._watchers = watchers
         self._offline = offline
         self._supervisor = supervisor
+        self._ingest = ingest
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         watchers = self._watchers
@@ -85,4 +89,10 @@ class LiveGauges(Collector):
             "runwatch_runs_waiting",
             "Runs executing here that wait for a person's approval now.",
             self._supervisor.waiting,
+        )
+        yield GaugeMetricFamily(
+            "runwatch_ingest_runs", "External runs live that this instance holds now.", len(self._ingest.runs.live)
+        )
+        yield GaugeMetricFamily(
+            "runwatch_ingest_long_polls", "Agents' long polls for controls waiting here now.", self._ingest.long_polls
         )

@@ -10,7 +10,13 @@ import signal
 import time
 
 from tests.conftest import CLUSTER_LEASE as LEASE
+from tests.harness.sse_probe import metric
+from tests.harness.waiting import eventually
 from tests.server.ingest.agent import Agent, assert_stored_as_sent, numbered, step, stored, tokens
+
+
+async def _waiting(server) -> bool:
+    return await metric(server, "runwatch_ingest_long_polls") == 1
 
 
 async def agents_on(servers, tenant: str | None = None) -> list[Agent]:
@@ -69,6 +75,7 @@ async def test_a_cancel_pressed_on_one_instance_reaches_a_long_poll_on_another_a
     try:
         run = await on_a.run()
         poll = asyncio.create_task(on_a.controls(run, after=0, wait=25))
+        await eventually(lambda: _waiting(a), what="the agent's long poll waiting on a")
         async with b.client() as c:
             pressed = time.monotonic()
             r = await c.post(f"/api/runs/{run}/cancel")

@@ -6,7 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.harness.sse_probe import metric
+from tests.harness.waiting import eventually
 from tests.server.ingest.agent import Agent, numbered, stored, tokens
+
+
+async def _polls(server, n: int) -> bool:
+    return await metric(server, "runwatch_ingest_long_polls") == n
+
 
 SCHEMA = {
     "type": "object",
@@ -19,7 +26,9 @@ SCHEMA = {
 async def test_a_cancel_pressed_over_rest_reaches_the_agent_s_long_poll_at_once(server, agent: Agent):
     run = await agent.run()
     await agent.post(run, numbered(tokens("working")))
+    before = await metric(server, "runwatch_ingest_long_polls")  # (the server is shared: others' polls)
     poll = asyncio.create_task(agent.controls(run, after=0, wait=25))
+    await eventually(lambda: _polls(server, before + 1), what="the agent's long poll waiting")
     async with server.client() as c:
         pressed = time.monotonic()
         r = await c.post(f"/api/runs/{run}/cancel")

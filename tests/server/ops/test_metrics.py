@@ -29,6 +29,8 @@ EXPECTED = {
     "runwatch_runs_active": {"agent"},
     "runwatch_runs_queued": {"agent"},
     "runwatch_runs_waiting": set(),
+    "runwatch_ingest_runs": set(),
+    "runwatch_ingest_long_polls": set(),
     "runwatch_approvals_resolved": {"decision"},
     "runwatch_messages_received": {"mode"},
     "runwatch_runs_finished": {"agent", "status"},
