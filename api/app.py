@@ -30,6 +30,7 @@ from runwatch.api.http_errors import EXCEPTION_HANDLERS, JSONRequest
 from runwatch.api.ingest.routes import IngestController
 from runwatch.api.observability.endpoint import http_metrics, metrics
 from runwatch.api.offline.endpoint import chat_completions
+from runwatch.api.rest.agents import agent_activity
 from runwatch.api.rest.overview import overview
 from runwatch.api.rest.people import PeopleController
 from runwatch.api.rest.runs import RunsController, health
@@ -187,6 +188,7 @@ def _handlers(settings: Settings) -> list[Any]:
     handlers: list[Any] = [
         RunsController,
         overview,
+        agent_activity,
         PeopleController,
         IngestController,
         AuthController,

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from runwatch.agents.store.dialect import Dialect, Statement
-from runwatch.agents.store.schema import LIVE
+from runwatch.agents.store.schema import EXTERNAL, LIVE
 
 #: Most runs whose durations and times to first token one overview sorts.
 MAX_SAMPLES = 100_000
@@ -69,6 +69,8 @@ class AgentFigures(msgspec.Struct):
     cost: float | None
     #: Runs that called a model and have no cost (the price table did not know it): not in ``cost``.
     unpriced: int = 0
+    #: An agent elsewhere reports its runs (the ingest API).
+    external: bool = False
 
 
 class InstanceLoad(msgspec.Struct, kw_only=True):
@@ -145,7 +147,7 @@ def queries(window: Window, dialect: Dialect) -> list[Statement]:
             f" {priced} FROM runs WHERE {where} GROUP BY model",
             args,
         ),
-        (f"SELECT agent, count(*), {failed}, {priced} FROM runs WHERE {where} GROUP BY agent", args),
+        (f"SELECT agent, count(*), {failed}, {priced}, MAX({EXTERNAL}) FROM runs WHERE {where} GROUP BY agent", args),
         (f"SELECT status, count(*) FROM runs WHERE {live_where} GROUP BY status", live_args),
     ]
 
@@ -204,8 +206,9 @@ def assemble(window: Window, results: list[list[tuple]]) -> Figures:
                     failed=int(failed or 0),
                     cost=round(float(cost), 6) if priced else None,
                     unpriced=int(unpriced or 0),
+                    external=bool(external),
                 )
-                for agent, count, failed, cost, priced, unpriced in agents
+                for agent, count, failed, cost, priced, unpriced, external in agents
             ),
             key=lambda a: -a.runs,
         ),

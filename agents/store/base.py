@@ -9,7 +9,8 @@ import msgspec
 from runwatch.agents.bus.base import Journal
 from runwatch.agents.events import RunStatus
 
-if TYPE_CHECKING:  # (aggregates builds on this module)
+if TYPE_CHECKING:  # (aggregates and activity build on this module)
+    from runwatch.agents.store.activity import Activity
     from runwatch.agents.store.aggregates import Figures, Window
 
 
@@ -115,6 +116,11 @@ class Store(Journal, Protocol):
 
     async def overview(self, window: Window) -> Figures:
         """The figures of the runs created in ``window`` (see ``agents.store.aggregates``)."""
+        ...
+
+    async def agent_activity(self, window: Window, lost: str) -> Activity:
+        """Each agent's runs created in ``window`` and live now (see ``agents.store.activity``);
+        ``lost``: the error of a run that ended because its agent stopped reporting."""
         ...
 
     async def admit(self, run_id: str, tenant: str, limit: int) -> int:

@@ -14,11 +14,11 @@ import asyncpg
 import structlog
 
 from runwatch.agents.events import Published, decode
-from runwatch.agents.store import admission, statements
+from runwatch.agents.store import activity, admission, statements
 from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
-from runwatch.agents.store.dialect import POSTGRES
+from runwatch.agents.store.dialect import POSTGRES, Statement
 from runwatch.agents.store.migrations import SEARCH_TEXT, migrate
 from runwatch.agents.store.run_query import RunQuery, list_sql, listing, search_words, to_page
 from runwatch.agents.store.schema import ADD_TOTALS, RUN_COLUMNS, BatchTotals, numbered, row_to_summary
@@ -294,9 +294,15 @@ class PostgresStore(WriteBuffer):
         return to_page(rows, query, row_to_summary)
 
     async def overview(self, window: Window) -> Figures:
+        return assemble(window, await self._select_all(queries(window, POSTGRES)))
+
+    async def agent_activity(self, window: Window, lost: str) -> activity.Activity:
+        return activity.assemble(await self._select_all(activity.queries(window, lost, POSTGRES)))
+
+    async def _select_all(self, selects: list[Statement]) -> list[list[tuple]]:
+        """Every statement's rows, read in one snapshot."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            results = [[tuple(r) for r in await conn.fetch(sql, *args)] for sql, args in queries(window, POSTGRES)]
-        return assemble(window, results)
+            return [[tuple(r) for r in await conn.fetch(sql, *args)] for sql, args in selects]
 
     async def unfinished_runs(self) -> list[RunSummary]:
         rows = await self.pool.fetch(statements.UNFINISHED)

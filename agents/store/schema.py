@@ -87,6 +87,8 @@ def row_to_summary(row: tuple) -> RunSummary:
 
 #: Statuses of runs that have not finished.
 LIVE = "('queued', 'running', 'waiting')"
+#: Whether a run is external, as 1 or 0 in both databases (SQLite keeps an integer, PostgreSQL a boolean).
+EXTERNAL = "CASE WHEN external THEN 1 ELSE 0 END"
 
 #: After ``SCHEMA``: what databases made before threads lack (SQLite has no ADD COLUMN IF NOT EXISTS).
 UPGRADES = (

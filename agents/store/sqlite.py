@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from runwatch.agents.events import Published, decode
-from runwatch.agents.store import admission, statements
+from runwatch.agents.store import activity, admission, statements
 from runwatch.agents.store.aggregates import Figures, Window, assemble, queries
 from runwatch.agents.store.base import RunPage, RunSummary, StoreUnavailable
 from runwatch.agents.store.buffer import WriteBuffer
@@ -274,6 +274,9 @@ class SQLiteStore(WriteBuffer):
 
     async def overview(self, window: Window) -> Figures:
         return assemble(window, await self._read_call(self._select_all, queries(window, SQLITE)))
+
+    async def agent_activity(self, window: Window, lost: str) -> activity.Activity:
+        return activity.assemble(await self._read_call(self._select_all, activity.queries(window, lost, SQLITE)))
 
     def _select_all(self, selects: list[Statement]) -> list[list[tuple]]:
         db = self._reader()

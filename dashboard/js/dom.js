@@ -167,6 +167,18 @@ export function usd(cost) {
   return "<$0.0001";
 }
 
+// The mark of a run, or an agent, that an agent running elsewhere reports (the ingest API): a word,
+// not only a colour.
+export const EXTERNAL = "an agent running elsewhere reports it (the ingest API)";
+export function externalMark() {
+  return h("span", { class: "badge external", title: `External: ${EXTERNAL}`, text: "external" });
+}
+
+// An agent's name, marked when it runs elsewhere.
+export function agentName(name, external) {
+  return external ? h("span", { class: "agent-name" }, name, " ", externalMark()) : h("span", { class: "agent-name", text: name });
+}
+
 export const UNPRICED = "unpriced: the price table does not know this model (set RUNWATCH_PRICES)";
 
 // A cost for a table cell: the amount, or "—" with why (for the eye on hover, for screen readers as text).
@@ -175,6 +187,45 @@ export function costText(cost) {
     return h("span", { class: "unpriced", title: UNPRICED }, h("span", { "aria-hidden": "true", text: "—" }), h("span", { class: "sr-only", text: UNPRICED }));
   }
   return h("span", { title: `${cost} USD`, text: usd(cost) });
+}
+
+// A rate as a whole percentage ("75%"); "–" when there is none.
+export function percent(rate) {
+  return rate === null || rate === undefined ? "–" : `${Math.round(rate * 100)}%`;
+}
+
+// A table of figures (`columns`: [label, numeric?]); `emptyText` instead when there are no rows. It
+// scrolls sideways only if a name is too long to fit (then its view makes it focusable, for the keyboard).
+export function figuresTable(caption, columns, rows, emptyText) {
+  if (!rows.length) return h("p", { class: "muted empty", text: emptyText });
+  return h("div", { class: "table-scroll", role: "region", "aria-label": caption }, h("table", { class: "figures-table" },
+    h("caption", { class: "sr-only", text: caption }),
+    h("thead", {}, h("tr", {}, columns.map(([label, num]) => h("th", { scope: "col", class: num ? "num" : null, text: label })))),
+    h("tbody", {}, rows)));
+}
+
+// Make each of `root`'s figures tables that scrolls sideways focusable (so the keyboard can scroll it).
+export function focusableWhenScrolling(root) {
+  for (const box of root.querySelectorAll(".table-scroll")) {
+    if (box.scrollWidth > box.clientWidth) box.setAttribute("tabindex", "0");
+    else box.removeAttribute("tabindex");
+  }
+}
+
+// Call `fn` every `ms` while the page is visible, and at once when it becomes visible again;
+// returns what stops it.
+export function whileVisible(fn, ms) {
+  const timer = setInterval(() => {
+    if (document.visibilityState === "visible") fn();
+  }, ms);
+  const onVisibility = () => {
+    if (document.visibilityState === "visible") fn();
+  };
+  document.addEventListener("visibilitychange", onVisibility);
+  return () => {
+    clearInterval(timer);
+    document.removeEventListener("visibilitychange", onVisibility);
+  };
 }
 
 // Call `fn` once calls have stopped for `ms`; `.cancel()` drops a pending call.

@@ -56,7 +56,7 @@ export function transcript(runId, events) {
   for (const e of events) {
     switch (e.type) {
       case "run.queued":
-        out.push(`- agent: ${e.agent}\n- model: ${e.model}${e.offline ? " (offline)" : ""}${actor(e.by) ? `\n- started by: ${actor(e.by)}` : ""}\n- queued: ${new Date(e.ts * 1000).toISOString()}`);
+        out.push(`- agent: ${e.agent}${e.external ? " (external: it runs elsewhere and reports this run)" : ""}\n- model: ${e.model}${e.offline ? " (offline)" : ""}${actor(e.by) ? `\n- started by: ${actor(e.by)}` : ""}\n- queued: ${new Date(e.ts * 1000).toISOString()}`);
         out.push("## Input", quote(e.input));
         break;
       case "step.started":

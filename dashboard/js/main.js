@@ -1,7 +1,9 @@
 // @ts-check
 // Boot: log in (auth.js), then one live connection for the page, a hash router (#/ the runs list,
-// #/runs/ID a run, #/overview the overview; each may carry a ?query) and the connection badge. Logging out, or the session ending, stops all of it.
+// #/runs/ID a run, #/overview the overview, #/agents the agents; each may carry a ?query) and the
+// connection badge. Logging out, or the session ending, stops all of it.
 
+import { agentsView } from "./agents.js";
 import { startAuth } from "./auth.js";
 import { Live } from "./connection.js";
 import { runView } from "./run-view.js";
@@ -19,7 +21,9 @@ let me = null; // /api/me: who is logged in (null while unknown)
 const nav = document.getElementById("nav");
 /** The view on screen's teardown; `update(params)`, when it has one, shows another state of it. @type {(() => void) & {update?: (params: URLSearchParams) => void}} */
 let teardown = () => {};
-let shown = null; // which view is on screen: "runs", "overview" or "run:ID"
+let shown = null; // which view is on screen: "runs", "overview", "agents" or "run:ID"
+// The views besides the runs list and a run: path -> [key, title].
+const PAGES = { "/overview": ["overview", "overview · runwatch"], "/agents": ["agents", "agents · runwatch"] };
 
 function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
@@ -27,7 +31,7 @@ function route() {
   const path = cut < 0 ? hash : hash.slice(0, cut);
   const params = new URLSearchParams(cut < 0 ? "" : hash.slice(cut + 1));
   const match = path.match(/^\/runs\/([\w-]+)$/);
-  const key = match ? `run:${match[1]}` : path === "/overview" ? "overview" : "runs";
+  const key = match ? `run:${match[1]}` : PAGES[path]?.[0] ?? "runs";
   for (const link of /** @type {NodeListOf<HTMLElement>} */ (nav.querySelectorAll("a[data-view]"))) {
     if (link.dataset.view === key) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -38,8 +42,9 @@ function route() {
   shown = key;
   if (match) teardown = runView(view, live, match[1], me);
   else if (key === "overview") teardown = overviewView(view, live, params, me);
+  else if (key === "agents") teardown = agentsView(view, live, params);
   else teardown = runsView(view, live, params, me);
-  document.title = match ? `run ${match[1]} · runwatch` : key === "overview" ? "overview · runwatch" : "runwatch";
+  document.title = match ? `run ${match[1]} · runwatch` : PAGES[path]?.[1] ?? "runwatch";
 }
 
 function start(who) {

@@ -1,48 +1,17 @@
 // @ts-check
-// The overview (#/overview?window=3600): GET /api/overview for a time window, refreshed every
-// 10 s while the page is visible — runs per minute, success rate, durations and time to first
+// The overview (#/overview?window=3600): GET /api/overview for a time window (time-window.js),
+// refreshed every 10 s while the page is visible — runs per minute, success rate, durations and time to first
 // token, output tokens/s by model, cost by agent, the queue and each instance's capacity.
 
 import { capacityBar, runsChart } from "./chart.js";
-import { ago, api, clock, costText, fullTime, h, number, seconds } from "./dom.js";
-
-export const WINDOWS = [
-  { seconds: 900, label: "15 min", span: "the last 15 minutes" },
-  { seconds: 3600, label: "1 h", span: "the last hour" },
-  { seconds: 21600, label: "6 h", span: "the last 6 hours" },
-  { seconds: 86400, label: "24 h", span: "the last 24 hours" },
-  { seconds: 604800, label: "7 d", span: "the last 7 days" },
-];
-const DEFAULT_WINDOW = 3600;
-const REFRESH_MS = 10_000;
-
-function windowOf(params) {
-  const value = Number(params.get("window"));
-  return WINDOWS.some((w) => w.seconds === value) ? value : DEFAULT_WINDOW;
-}
-
-function spanOf(windowSeconds) {
-  return WINDOWS.find((w) => w.seconds === windowSeconds)?.span ?? `the last ${seconds(windowSeconds)}`;
-}
-
-function percent(rate) {
-  return rate === null || rate === undefined ? "–" : `${Math.round(rate * 100)}%`;
-}
+import { agentName, ago, api, clock, costText, figuresTable as table, focusableWhenScrolling, fullTime, h, number, percent, seconds } from "./dom.js";
+import { spanOf, windowedFigures } from "./time-window.js";
 
 function figure(name, label, value, detail = "") {
   return h("div", { class: "figure", "data-figure": name },
     h("span", { class: "v", text: value }),
     h("span", { class: "k", text: label }),
     detail ? h("span", { class: "d muted", text: detail }) : null);
-}
-
-function table(caption, columns, rows, emptyText) {
-  if (!rows.length) return h("p", { class: "muted empty", text: emptyText });
-  // Scrolls sideways only if a name is too long to fit (then focusable, for the keyboard: see render).
-  return h("div", { class: "table-scroll", role: "region", "aria-label": caption }, h("table", { class: "figures-table" },
-    h("caption", { class: "sr-only", text: caption }),
-    h("thead", {}, h("tr", {}, columns.map(([label, num]) => h("th", { scope: "col", class: num ? "num" : null, text: label })))),
-    h("tbody", {}, rows)));
 }
 
 // A cost cell: the priced runs' sum, marked with how many runs it leaves out because their model
@@ -61,63 +30,27 @@ function withRuns(span) {
 }
 
 export function overviewView(root, live, params, me = null) {
-  let windowSeconds = windowOf(params);
-  let tenant = params.get("tenant") || "";
-  let timer = 0;
-  let generation = 0;
   let data = null;
-
-  const buttons = WINDOWS.map((w) => h("button", {
-    type: "button", "data-window": String(w.seconds), text: w.label,
-    onclick: () => choose(w.seconds),
-  }));
   const updated = h("p", { id: "overview-updated", class: "muted" });
   const error = h("p", { id: "overview-error", class: "error-text", role: "alert" });
   const body = h("div", { id: "overview-body", "aria-live": "off" });
+  const windowed = windowedFigures({
+    path: "/overview", endpoint: "/api/overview", name: "overview", params, error,
+    show: (answer) => {
+      data = answer;
+      render();
+    },
+  });
 
   root.replaceChildren(
     h("section", { class: "panel overview-head" },
-      h("div", { class: "overview-title" },
-        h("h1", { text: "Overview" }),
-        h("div", { id: "overview-window", class: "segmented", role: "group", "aria-label": "Time window" }, buttons)),
+      h("div", { class: "overview-title" }, h("h1", { text: "Overview" }), windowed.picker),
       updated, error),
     body,
   );
 
-  function syncButtons() {
-    for (const b of buttons) b.setAttribute("aria-pressed", String(Number(b.dataset.window) === windowSeconds));
-  }
-
-  function choose(value) {
-    if (value === windowSeconds) return;
-    windowSeconds = value;
-    const query = new URLSearchParams({ window: String(value) });
-    if (tenant) query.set("tenant", tenant);
-    history.pushState(null, "", `#/overview?${query}`);
-    syncButtons();
-    refresh();
-  }
-
-  async function refresh() {
-    const gen = ++generation;
-    const query = new URLSearchParams({ window: String(windowSeconds) });
-    if (tenant) query.set("tenant", tenant);
-    try {
-      const answer = await api(`/api/overview?${query}`);
-      if (gen !== generation) return;
-      data = answer;
-      error.textContent = "";
-      render();
-    } catch (failure) {
-      if (gen !== generation) return;
-      error.textContent = failure.status === 404
-        ? "This server has no overview (GET /api/overview answered 404): it is older than this dashboard."
-        : `Could not load the overview: ${failure.message}`;
-    }
-  }
-
   function render() {
-    const span = spanOf(data.window ?? windowSeconds);
+    const span = spanOf(data.window ?? windowed.windowSeconds);
     const runs = data.runs ?? {};
     const finished = (runs.succeeded ?? 0) + (runs.failed ?? 0) + (runs.cancelled ?? 0);
     const queue = data.queue ?? {};
@@ -154,7 +87,7 @@ export function overviewView(root, live, params, me = null) {
       const share = h("span", { class: "share", "aria-hidden": "true" });
       share.style.width = `${top > 0 ? ((a.cost ?? 0) / top) * 100 : 0}%`;
       return h("tr", { "data-agent": a.agent },
-        h("td", { class: "name", text: a.agent }),
+        h("td", { class: "name" }, agentName(a.agent, a.external)),
         h("td", { class: "num", text: number(a.runs) }),
         h("td", { class: "num", text: number(a.failed) }),
         h("td", { class: "num cost-cell", "data-value": a.cost ?? "" }, h("span", { class: "share-track" }, share), costCell(a.cost, a.unpriced)));
@@ -182,46 +115,16 @@ export function overviewView(root, live, params, me = null) {
             `Now: ${queue.queued ?? 0} queued, ${queue.running ?? 0} running, ${queue.waiting ?? 0} waiting.`),
           instances.length ? h("ul", { class: "instances" }, instances) : h("p", { class: "muted", text: "No instance has reported yet." }))),
     );
-    focusableWhenScrolling();
+    focusable();
   }
 
-  function focusableWhenScrolling() {
-    for (const box of body.querySelectorAll(".table-scroll")) {
-      if (box.scrollWidth > box.clientWidth) box.setAttribute("tabindex", "0");
-      else box.removeAttribute("tabindex");
-    }
-  }
-  window.addEventListener("resize", focusableWhenScrolling);
-
-  // Refresh every 10 s while the page is visible, and at once when it becomes visible again.
-  function schedule() {
-    clearInterval(timer);
-    timer = setInterval(() => {
-      if (document.visibilityState === "visible") refresh();
-    }, REFRESH_MS);
-  }
-  function onVisibility() {
-    if (document.visibilityState === "visible") refresh();
-  }
-  document.addEventListener("visibilitychange", onVisibility);
-
-  syncButtons();
-  refresh();
-  schedule();
+  const focusable = () => focusableWhenScrolling(body);
+  window.addEventListener("resize", focusable);
 
   const teardown = () => {
-    generation++;
-    clearInterval(timer);
-    document.removeEventListener("visibilitychange", onVisibility);
-    window.removeEventListener("resize", focusableWhenScrolling);
+    windowed.stop();
+    window.removeEventListener("resize", focusable);
   };
-  teardown.update = (next) => {
-    const value = windowOf(next);
-    tenant = next.get("tenant") || "";
-    if (value === windowSeconds && data) return;
-    windowSeconds = value;
-    syncButtons();
-    refresh();
-  };
+  teardown.update = windowed.update;
   return teardown;
 }

@@ -1,7 +1,8 @@
 // @ts-check
 // What a person can do with a run from its header: run it again (same agent, same input), edit
 // its input in the start form first, export it (JSON events or a Markdown transcript), cancel it.
-// Viewers may export; starting and cancelling runs are for operators.
+// Viewers may export; starting and cancelling runs are for operators. An external run is run by its
+// agent elsewhere: no rerun or edit here, and a cancel only if its agent takes cancels.
 
 import { api, h } from "./dom.js";
 import { exportJson, exportMarkdown } from "./export.js";
@@ -50,15 +51,18 @@ export function runActions({ runId, operator, run, connected, onCancel, onError 
 
   return {
     element,
-    // `active`: the run can still be cancelled; `cancelling`: someone asked it to stop.
-    update({ active, cancelling }) {
+    // `active`: the run can still be cancelled; `cancelling`: someone asked it to stop;
+    // `canCancel`: the run takes a cancel (an external run's agent may not); `external`: its agent
+    // runs elsewhere (runwatch cannot start it again).
+    update({ active, cancelling, canCancel = true, external = false }) {
       const { agent, input } = run();
       const known = Boolean(agent && input);
       const up = connected();
-      cancel.hidden = !operator || !active;
+      cancel.hidden = !operator || !active || !canCancel;
       cancel.disabled = cancelling || !up;
+      rerun.hidden = !operator || external;
       rerun.disabled = starting || !known || !up;
-      edit.hidden = !operator || !known;
+      edit.hidden = !operator || !known || external;
       const href = `#/?agent=${encodeURIComponent(agent)}&input=${encodeURIComponent(input)}`;
       if (known && edit.getAttribute("href") !== href) edit.setAttribute("href", href);
     },

@@ -15,6 +15,7 @@
 /** @typedef {import("./protocol.js").ApprovalRequested} ApprovalRequested */
 /** @typedef {import("./protocol.js").ApprovalResolved} ApprovalResolved */
 /** @typedef {import("./protocol.js").Status} Status */
+/** @typedef {import("./protocol.js").Capabilities} Capabilities */
 
 /** What an event changed, for the views to redraw. @typedef {"header" | "loop" | "trace" | "answer" | "detail"} Change */
 
@@ -84,6 +85,8 @@
  * @property {string} startedBy
  * @property {{by: string} | null} cancelRequest
  * @property {string} thread
+ * @property {boolean} external an agent elsewhere executes the run and reports it (the ingest API)
+ * @property {Capabilities | null} capabilities an external run's: the controls its agent takes
  * @property {number} lastSeq the seq of the last event applied
  * @property {TraceItem[]} roots items at the top of the trace: steps, messages, notes, in the order they happened
  * @property {StepItem[]} steps every step item, in order (a step run again after run.resumed is a new item)
@@ -107,13 +110,25 @@ export const actor = (by) => by?.name || by?.id || "";
 /** The statuses of a run not yet over. @type {readonly string[]} */
 export const ACTIVE = ["queued", "running", "waiting"];
 
+/**
+ * What people may ask of a run (given their role allows it): everything of runwatch's own runs; of
+ * an external run, what its agent declared it takes (`capabilities`) — but its approvals are always
+ * decidable, since the agent asked for them.
+ * @param {Pick<Run, "external" | "capabilities">} run
+ * @returns {{cancel: boolean, message: boolean, approve: boolean}}
+ */
+export function controlsOf(run) {
+  if (!run.external) return { cancel: true, message: true, approve: true };
+  return { cancel: Boolean(run.capabilities?.cancel), message: Boolean(run.capabilities?.message), approve: true };
+}
+
 /** @returns {RunModel} */
 export function createRunModel() {
   /** @type {Run} */
   const run = {
     status: "loading", agent: "", model: "", input: "", offline: false, error: null,
     queuedAt: null, startedAt: null, finishedAt: null, totals: null,
-    startedBy: "", cancelRequest: null, thread: "", lastSeq: 0,
+    startedBy: "", cancelRequest: null, thread: "", external: false, capabilities: null, lastSeq: 0,
     roots: [], steps: [], current: null, tools: new Map(), approvals: new Map(),
   };
 
@@ -148,6 +163,8 @@ export function createRunModel() {
       Object.assign(run, { agent: e.agent, model: e.model, input: e.input, offline: e.offline, queuedAt: e.ts, status: "queued" });
       run.startedBy = actor(e.by);
       run.thread = e.thread || run.thread;
+      run.external = Boolean(e.external);
+      run.capabilities = e.external ? e.capabilities ?? null : null;
       return ["header", "loop", "trace"];
     },
     "run.cancel_requested"(e) {

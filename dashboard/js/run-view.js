@@ -13,11 +13,11 @@ import { answerPanel } from "./answer.js";
 import { approvalsPanel } from "./approvals.js";
 import { canOperate } from "./auth.js";
 import { detailPanel } from "./detail.js";
-import { api, clock, h, number, seconds } from "./dom.js";
+import { api, clock, externalMark, h, number, seconds } from "./dom.js";
 import { presenceLine } from "./presence.js";
 import { runActions } from "./run-actions.js";
 import { runFigures, usd } from "./run-figures.js";
-import { ACTIVE, createRunModel } from "./run-model.js";
+import { ACTIVE, controlsOf, createRunModel } from "./run-model.js";
 import { messageBox } from "./steer.js";
 import { threadPanel } from "./thread.js";
 import { traceView } from "./trace.js";
@@ -27,7 +27,17 @@ const CONNECTION_TEXT = {
   closed: "Disconnected",
 };
 
+// What an external run's agent takes back, in words (the header says it, so nobody looks for a
+// button that is not there).
+function sourceText(run) {
+  const { cancel, message } = controlsOf(run);
+  const takes = cancel && message ? "cancels and messages" : cancel ? "cancels, not messages"
+    : message ? "messages, not cancels" : "no cancel and no message";
+  return `${run.agent} runs elsewhere and reports this run. It takes ${takes}; approvals it asks for are decided here.`;
+}
+
 // `me`: who is logged in (/api/me); a viewer gets no cancel, rerun, decision buttons or message box.
+// An external run (an agent elsewhere reports it) offers only the controls its agent takes.
 export function runView(root, live, runId, me = null) {
   const operator = canOperate(me);
   const model = createRunModel();
@@ -46,6 +56,9 @@ export function runView(root, live, runId, me = null) {
   const statusEl = h("span", { id: "run-status", class: "status queued", role: "status", "aria-live": "polite", text: "loading" });
   const meta = h("span", { class: "muted run-meta" });
   const who = h("p", { id: "run-by", class: "muted run-by", hidden: true });
+  const source = h("p", { id: "run-source", class: "muted run-source", hidden: true });
+  const traceSource = h("p", { id: "trace-source", class: "muted trace-source", hidden: true });
+  let metaKey = "";
   const connText = h("span", { id: "run-conn", role: "status", "aria-live": "polite" });
   const retry = h("button", { id: "retry-now", type: "button", text: "Retry now", onclick: () => live.retryNow() });
   const connBanner = h("div", { class: "conn-banner", id: "conn-banner", hidden: true }, connText, retry);
@@ -92,12 +105,12 @@ export function runView(root, live, runId, me = null) {
     h("p", {}, h("a", { href: "#/", text: "← all runs" })),
     h("section", { class: "panel run-header", "aria-label": "Run" },
       h("div", { class: "run-head" }, title, statusEl, meta, h("span", { class: "spacer" }), watchers.element),
-      connBanner, actions.element, who, approvals.banner, counters, modelWait, inputEl, errorEl),
+      connBanner, actions.element, who, source, approvals.banner, counters, modelWait, inputEl, errorEl),
     approvals.section,
     answer.section,
     steer.section,
     h("div", { class: "trace-layout" },
-      h("section", { class: "panel trace-panel", "aria-label": "Trace" }, h("h2", { text: "Trace" }), trace.element),
+      h("section", { class: "panel trace-panel", "aria-label": "Trace" }, h("h2", { text: "Trace" }), traceSource, trace.element),
       detail.section),
     thread.section,
     dialog,
@@ -135,7 +148,7 @@ export function runView(root, live, runId, me = null) {
     const status = cancelling && run.finishedAt === null ? "cancelling" : run.status;
     statusEl.className = `status ${status}`;
     statusEl.textContent = status === "cancelling" ? "cancelling…" : status;
-    meta.textContent = [run.agent, run.model, run.offline ? "offline model" : null].filter(Boolean).join(" · ");
+    renderMeta();
     const byLines = [run.startedBy && `Started by ${run.startedBy}`,
       run.cancelRequest && (run.cancelRequest.by ? `Cancel requested by ${run.cancelRequest.by}` : "Cancel requested")];
     who.textContent = byLines.filter(Boolean).join(" · ");
@@ -149,7 +162,7 @@ export function runView(root, live, runId, me = null) {
     retry.hidden = closed;
     // Who watches is not known while disconnected (the server tells again on resubscribing).
     if (!connected) watchers.element.hidden = true;
-    actions.update({ active: ACTIVE.includes(run.status), cancelling });
+    actions.update({ active: ACTIVE.includes(run.status), cancelling, canCancel: controlsOf(run).cancel, external: run.external });
     inputEl.textContent = run.input;
     const failure = run.error && (run.status === "failed" ? `The run failed: ${run.error}` : run.error);
     errorEl.textContent = [failure, notice].filter(Boolean).join(" ");
@@ -173,12 +186,24 @@ export function runView(root, live, runId, me = null) {
     if (modelWait.textContent !== waiting) modelWait.textContent = waiting;
   }
 
+  // The agent (marked when it runs elsewhere), the model, the offline model: rebuilt when they change.
+  function renderMeta() {
+    const key = [run.agent, run.external, run.model, run.offline].join("\u0000");
+    if (key === metaKey) return;
+    metaKey = key;
+    const parts = [run.model, run.offline ? "offline model" : null].filter(Boolean).join(" · ");
+    meta.replaceChildren(run.agent, run.external ? " " : "", run.external ? externalMark() : "", run.agent && parts ? " · " : "", parts);
+    source.hidden = traceSource.hidden = !run.external;
+    source.textContent = run.external ? sourceText(run) : "";
+    traceSource.textContent = run.external ? `Steps and tool calls as ${run.agent} (external) reported them.` : "";
+  }
+
   function renderLoop() {
-    steer.show(operator && ["running", "waiting"].includes(run.status));
+    steer.show(operator && controlsOf(run).message && ["running", "waiting"].includes(run.status));
     steer.setEnabled(connected);
     approvals.setEnabled(connected);
     thread.setEnabled(connected);
-    thread.update({ thread: run.thread, agent: run.agent, done: run.finishedAt !== null });
+    thread.update({ thread: run.thread, agent: run.agent, done: run.finishedAt !== null, external: run.external });
   }
 
   function render() {

@@ -2,7 +2,7 @@
 // One run of the runs list: its summary (GET /api/runs), kept live from the runs feed's events,
 // and its table row (a card on a phone), updated cell by cell so focus and open details survive.
 
-import { clock, copyButton, costText, fullTime, h, number, seconds, timeAgo } from "./dom.js";
+import { agentName, clock, copyButton, costText, fullTime, h, number, seconds, timeAgo } from "./dom.js";
 
 export const RANK = { queued: 0, running: 1, waiting: 1, succeeded: 2, failed: 2, cancelled: 2 };
 const ACTIVE = new Set(["queued", "running", "waiting"]);
@@ -52,7 +52,7 @@ export function applyEvent(run, event) {
   if (status !== null && RANK[run.status] > RANK[status]) return false;
   switch (event.type) {
     case "run.queued":
-      Object.assign(run, { agent: event.agent, input: event.input, model: event.model, thread: event.thread, created_at: event.ts });
+      Object.assign(run, { agent: event.agent, input: event.input, model: event.model, thread: event.thread, created_at: event.ts, external: Boolean(event.external) });
       break;
     case "run.started":
       Object.assign(run, { started_at: event.ts, agent: event.agent ?? run.agent });
@@ -104,7 +104,7 @@ const CELLS = {
     h("code", { class: "run-id", title: run.id, text: shortId(run.id) }),
     copyButton(run.id, `Copy run id ${run.id}`, ctx.announce),
   ]],
-  agent: (run) => [run.agent ?? "", () => run.agent ?? ""],
+  agent: (run) => [`${run.agent ?? ""}:${Boolean(run.external)}`, () => agentName(run.agent ?? "", run.external)],
   model: (run) => [run.model ?? "", () => h("span", { class: "model", title: run.model || null, text: run.model || "–" })],
   input: (run) => [`${run.input}\u0000${run.answer_preview ?? ""}`, () => [
     h("a", { class: "preview", href: `#/runs/${run.id}`, title: run.input, text: run.input || "(no input)" }),

@@ -176,7 +176,7 @@ export function runsView(root, live, params, me = null) {
     for (const run of page.runs) {
       if (!runs.has(run.id)) order.push(run.id);
       runs.set(run.id, { ...run });
-      if (run.model) noteModel(run.model);
+      noteRun(run);
     }
     next = page.next;
     if (reset) follow(page);
@@ -230,7 +230,7 @@ export function runsView(root, live, params, me = null) {
         next = null;
         trimmed = true;
       }
-      if (run.model) noteModel(run.model);
+      noteRun(run);
       return true;
     }
     const before = known.status;
@@ -252,6 +252,12 @@ export function runsView(root, live, params, me = null) {
     if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
   }
   const ticker = setInterval(render, 1000); // durations of running runs, and "… ago"
+
+  // A run's model, and its agent (agents that run elsewhere are not in /api/agents), as filter choices.
+  function noteRun(run) {
+    if (run.model) noteModel(run.model);
+    if (run.agent) ensureOption(agentSelect, run.agent);
+  }
 
   function noteModel(model) {
     if (models.has(model)) return;

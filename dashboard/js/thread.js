@@ -37,6 +37,7 @@ export function threadPanel({ runId, operator }) {
   let threadId = null;
   let agent = "";
   let finished = false;
+  let external = false; // its agent runs elsewhere: runwatch cannot start the next run
   let loads = 0;
   let shown = 0; // runs in the thread, as last read
   let failed = false; // the last read failed (the note says why)
@@ -71,7 +72,7 @@ export function threadPanel({ runId, operator }) {
 
   // A thread of one run is this run: then only the Continue box (if any) shows.
   function visibility() {
-    form.hidden = !(operator && finished && threadId && agent);
+    form.hidden = !(operator && finished && threadId && agent && !external);
     list.hidden = shown < 2;
     note.hidden = shown < 2 && !failed;
     section.hidden = form.hidden && shown < 2 && !failed;
@@ -131,13 +132,15 @@ export function threadPanel({ runId, operator }) {
 
   return {
     section,
-    // What the page knows of its run: its thread, agent, and whether it has finished. The
-    // conversation is read again when the thread becomes known and when the run starts or ends.
-    update({ thread, agent: name, done }) {
+    // What the page knows of its run: its thread, agent, whether it has finished and whether its
+    // agent runs elsewhere. The conversation is read again when the thread becomes known and when
+    // the run starts or ends.
+    update({ thread, agent: name, done, external: elsewhere = false }) {
       const changed = (thread && thread !== threadId) || done !== finished;
       threadId = thread || threadId;
       agent = name || agent;
       finished = done;
+      external = elsewhere;
       visibility();
       if (changed) load();
     },

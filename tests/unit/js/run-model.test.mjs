@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { beforeEach, test } from "node:test";
 
-import { createRunModel, flatten, itemState } from "../../../dashboard/js/run-model.js";
+import { controlsOf, createRunModel, flatten, itemState } from "../../../dashboard/js/run-model.js";
 import { event, finished, queued, resetSeq, started, stepFinished, stepStarted, token, toolFinished, toolStarted } from "./events.mjs";
 
 beforeEach(resetSeq);
@@ -29,6 +29,24 @@ test("run.queued gives the run its agent, model, input, thread and who started i
 test("who started a run is its id when it has no name", () => {
   const { run } = modelOf(queued({ by: { id: "key:k9", name: "" } }));
   assert.equal(run.startedBy, "key:k9");
+});
+
+test("runwatch's own run takes every control", () => {
+  const { run } = modelOf(queued());
+  assert.equal(run.external, false);
+  assert.deepEqual(controlsOf(run), { cancel: true, message: true, approve: true });
+});
+
+test("an external run offers only the controls its agent takes, and its approvals always", () => {
+  const { run } = modelOf(queued({ external: true, capabilities: { cancel: true, approve: false, message: false } }));
+  assert.equal(run.external, true);
+  assert.deepEqual(controlsOf(run), { cancel: true, message: false, approve: true });
+});
+
+test("an observe-only external run takes no cancel and no message", () => {
+  const { run } = modelOf(queued({ external: true, capabilities: { cancel: false, approve: false, message: false } }));
+  assert.deepEqual(controlsOf(run), { cancel: false, message: false, approve: true });
+  assert.deepEqual(controlsOf(modelOf(queued({ external: true })).run), { cancel: false, message: false, approve: true });
 });
 
 test("apply says what an event changed", () => {
