@@ -317,3 +317,7 @@ class Ownership(Protocol):
     def unfence(self, run_id: str) -> None:
         """This instance holds the run again (took its job, claimed its lease): it may publish."""
         ...
+
+    def fenced(self, run_id: str) -> bool:
+        """This instance may not publish to ``run_id`` (fenced, and not held again since)."""
+        ...

@@ -28,6 +28,8 @@ log = structlog.get_logger()
 
 #: The error of a run whose agent went silent past its lease.
 AGENT_LOST = "agent_lost"
+#: Seconds between two looks for live runs without a lease, where leases live apart from the store.
+RESEED = 30.0
 
 
 class LeaseKeeper:
@@ -35,6 +37,7 @@ class LeaseKeeper:
         self._runs = runs
         self._approval_timeout = approval_timeout
         self._task: asyncio.Task[None] | None = None
+        self._reseed_at = time.monotonic() + RESEED
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._sweep(), name="runwatch-ingest-leases")
@@ -56,16 +59,27 @@ class LeaseKeeper:
                 await asyncio.sleep(leases.look_every or 1.0)
                 continue
             try:
-                lost = await leases.due(time.time())
+                lost = await leases.due()
             except Exception as exc:
                 log.warning("ingest.leases_unreachable", error=repr(exc))
                 lost = []
             for run_id in lost:
                 await self._guarded(run_id, self._lose(run_id))
+            await self._tidy()
             wall = time.time()
             for run in list(self._runs.live.values()):
                 if run.ended is None and run.approvals.expired(wall):
                     await self._guarded(run.id, self._expire(run, wall))
+
+    async def _tidy(self) -> None:
+        """Where copies of runs can be stale: drop those nobody uses, and every ``RESEED`` seconds
+        give live runs whose lease was lost (Redis emptied) a fresh one."""
+        if self._runs.sharing.fresh:
+            return
+        self._runs.evict_idle()
+        if time.monotonic() >= self._reseed_at:
+            self._reseed_at = time.monotonic() + RESEED
+            await self._guarded("*", self._runs.reseed())
 
     @staticmethod
     async def _guarded(run_id: str, work: Awaitable[None]) -> None:
@@ -79,10 +93,10 @@ class LeaseKeeper:
         """Seconds until the earliest lease or approval deadline (and ``SWEEP_SLACK``), at most
         ``look_every``; None while there is none and nobody else sets any."""
         wall = time.time()
-        deadlines = [a.expires_at for run in self._runs.live.values() for a in run.approvals.open.values()]
-        if (lease := await self._runs.leases.next_deadline()) is not None:
-            deadlines.append(lease)
-        wait = max(0.0, min(deadlines) - wall) + limits.SWEEP_SLACK if deadlines else None
+        waits = [a.expires_at - wall for run in self._runs.live.values() for a in run.approvals.open.values()]
+        if (lease := await self._runs.leases.until_next()) is not None:
+            waits.append(lease)
+        wait = max(0.0, min(waits)) + limits.SWEEP_SLACK if waits else None
         every = self._runs.leases.look_every
         return every if wait is None else wait if every is None else min(wait, every)
 
@@ -91,10 +105,8 @@ class LeaseKeeper:
         if run is None or run.ended is not None:
             await self._runs.leases.end(run_id)  # (ended, or gone from the store: nothing to keep)
             return
-        async with run.lock, self._runs.sharing.exclusive(run_id):
-            await self._runs.catch_up(run)
-            deadline = await self._runs.leases.deadline(run_id)
-            if run.ended is not None or deadline is None or deadline > time.time():
+        async with self._runs.held(run):
+            if run.ended is not None or not await self._runs.leases.expired(run_id):
                 return  # (ended elsewhere, or its agent was heard from meanwhile)
             lost = RunFinished(run_id=run_id, status="failed", error=AGENT_LOST, totals=run.final_totals())
             await self._runs.record(run, lost)
@@ -103,8 +115,7 @@ class LeaseKeeper:
         await self._runs.sharing.changed(run_id)
 
     async def _expire(self, run: ExternalRun, now: float) -> None:
-        async with run.lock, self._runs.sharing.exclusive(run.id):
-            await self._runs.catch_up(run)
+        async with self._runs.held(run):
             expired = run.approvals.expired(now) if run.ended is None else []
             for approval_id in expired:
                 message = f"nobody approved this call within {self._approval_timeout:g} s, so it was not made"

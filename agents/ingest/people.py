@@ -34,8 +34,7 @@ class PeopleInput:
         run = await self._runs.for_people(run_id)
         if run.ended is None and not run.capabilities.cancel:
             raise NotSupported(f"run {run_id}'s agent ({run.agent}) does not take cancels (capabilities.cancel)")
-        async with run.lock, self._runs.sharing.exclusive(run_id):
-            await self._runs.catch_up(run)
+        async with self._runs.held(run):
             if run.ended is not None:
                 if run.ended is RunStatus.CANCELLED:
                     return RunStatus.CANCELLED
@@ -52,8 +51,7 @@ class PeopleInput:
         Raises ``UnknownRun``, ``RunAlreadyFinished``, ``UnknownApproval``, ``AlreadyDecided``,
         ``InvalidArguments``."""
         run = await self._runs.for_people(run_id)
-        async with run.lock, self._runs.sharing.exclusive(run_id):
-            await self._runs.catch_up(run)
+        async with self._runs.held(run):
             self._runs.check_live(run)
             run.approvals.check(run_id, approval_id, decision)
             event = run.approvals.resolve(run_id, approval_id, decision, "")
@@ -68,8 +66,7 @@ class PeopleInput:
         run = await self._runs.for_people(run_id)
         if not run.capabilities.message:
             raise NotSupported(f"run {run_id}'s agent ({run.agent}) does not take messages (capabilities.message)")
-        async with run.lock, self._runs.sharing.exclusive(run_id):
-            await self._runs.catch_up(run)
+        async with self._runs.held(run):
             self._runs.check_live(run)
             if run.controls.count(MessageControl) >= limits.MAX_PENDING_CONTROLS:
                 raise RateLimited(

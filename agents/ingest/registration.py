@@ -89,10 +89,15 @@ class Registrar:
             async with lock:
                 run = await self._runs.find(run_id)
                 if run is None:
-                    async with self._runs.sharing.exclusive(run_id):
-                        run = await self._runs.find(run_id)  # (made on another instance meanwhile?)
-                        if run is None:
-                            return await self._make(run_id, request, principal), True
+                    try:
+                        async with self._runs.sharing.exclusive(run_id):
+                            run = await self._runs.find(run_id)  # (made on another instance meanwhile?)
+                            if run is None:
+                                return await self._make(run_id, request, principal), True
+                    except BaseException:
+                        if not self._runs.sharing.fresh and (made := self._runs.live.get(run_id)) is not None:
+                            self._runs.forget(made)  # (what it published may not be stored: rebuilt if it is)
+                        raise
                 return await self._again(run, request, principal), False
         finally:
             lock, waiting = self._registering[run_id]
@@ -113,8 +118,7 @@ class Registrar:
         """A run registered before: its lease renewed (``lease_seconds`` its new length, if given)."""
         self._runs.check_access(run, principal)
         if run.ended is None:
-            async with run.lock, self._runs.sharing.exclusive(run.id):
-                await self._runs.catch_up(run)
+            async with self._runs.held(run):
                 if run.ended is None and request.lease_seconds is not None:
                     run.lease_seconds = request.lease_seconds
                     await self._runs.add(run)

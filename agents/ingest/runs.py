@@ -6,10 +6,17 @@ no copy of is rebuilt from the store: live, it is adopted (its agent may post to
 this one may have restarted); ended, it answers as ended; unknown or not external, as unknown.
 
 Where other instances may add to a run (``Sharing.fresh`` False), a copy is caught up from the
-store (``catch_up``) under the run's lock and ``Sharing.exclusive`` before it is acted on.
+store under the run's lock and ``Sharing.exclusive`` (``held``) before it is acted on; a copy that
+may hold what the store does not (its section failed after it published) is dropped, to be
+rebuilt; and copies nobody used for ``IDLE_COPY`` are dropped too (``evict_idle``: another
+instance may be the one its agent talks to, and it may end there).
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import structlog
 
@@ -26,6 +33,9 @@ log = structlog.get_logger()
 
 #: Stored events read at a time, catching a run up or rebuilding it.
 PAGE = 1_000
+#: Seconds a copy of a run may go unused before it is dropped (where copies can be stale); at
+#: least twice its lease.
+IDLE_COPY = 60.0
 
 
 class ExternalRuns:
@@ -48,10 +58,9 @@ class ExternalRuns:
 
     async def renew(self, run: ExternalRun) -> None:
         """Its agent was heard from: renew its lease (and take the length every instance knows)."""
+        run.used = time.monotonic()
         seconds = await self.leases.renew(run.id)
-        if seconds is None:  # (no lease where it should be: Redis lost it) a fresh one
-            await self.leases.start(run.id, run.lease_seconds)
-        else:
+        if seconds is not None:  # (None: it ended elsewhere, or its lease was lost: see ``reseed``)
             run.lease_seconds = seconds
         await self.leases.seen(run.tenant, run.agent)
 
@@ -69,14 +78,59 @@ class ExternalRuns:
         return events
 
     async def catch_up(self, run: ExternalRun) -> None:
-        """Bring this copy of ``run`` up to the store's (what other instances added to it); the
-        caller holds ``run.lock``. Nothing to do where this process's copy is the only one."""
+        """Bring this copy of ``run`` up to the store's (what other instances added to it) and to
+        what its agent took; the caller holds ``run.lock``. Nothing to do where this process's copy
+        is the only one."""
         if self.sharing.fresh:
             return
         for p in await self.history(run.id, run.seq):
             run.apply(p, decode(p.data))
+        run.controls.ack(await self.leases.acked(run.id))
         if run.ended is not None:
             await self.end(run)
+
+    @asynccontextmanager
+    async def held(self, run: ExternalRun) -> AsyncIterator[None]:
+        """``run`` held here (its lock) and against every other instance, its copy caught up. If
+        what is done with it fails after it published (the hold lost, another instance wrote to
+        the run), the copy may hold what the store refused: it is dropped, to be rebuilt."""
+        async with run.lock:
+            run.used = time.monotonic()
+            seq = run.seq
+            try:
+                async with self.sharing.exclusive(run.id):
+                    await self.catch_up(run)
+                    seq = run.seq
+                    yield
+            except BaseException:
+                if not self.sharing.fresh and run.seq != seq:
+                    self.forget(run)
+                raise
+
+    def forget(self, run: ExternalRun) -> None:
+        """Drop this copy of ``run`` (the store has the run: the next request rebuilds it)."""
+        if self.live.get(run.id) is run:
+            del self.live[run.id]
+            run.controls.wake()
+            log.info("ingest.copy_dropped", run_id=run.id, seq=run.seq)
+
+    def evict_idle(self) -> None:
+        """Drop the copies nobody used for ``IDLE_COPY`` (or twice their lease), where copies can
+        be stale: the instance its agent talks to keeps its own."""
+        if self.sharing.fresh:
+            return
+        now = time.monotonic()
+        for run in list(self.live.values()):
+            idle = max(IDLE_COPY, 2 * run.lease_seconds)
+            if now - run.used > idle and not run.controls.waiting and not run.lock.locked():
+                self.forget(run)
+
+    async def reseed(self) -> None:
+        """Give every live external run without a lease one (``DEFAULT_LEASE``): where leases are
+        kept apart from the store (Redis), they may have been lost."""
+        for summary in await self._store.unfinished_runs():
+            if summary.external:
+                await self.leases.ensure(summary.id, limits.DEFAULT_LEASE)
 
     async def find(self, run_id: str) -> ExternalRun | None:
         """The run of ``run_id`` (this process's copy, or rebuilt from the store: adopted if live),
@@ -89,8 +143,7 @@ class ExternalRuns:
             return run
         held = self.live.setdefault(run_id, run)  # (another request may have adopted it meanwhile)
         if held is run:
-            if await self.leases.deadline(run_id) is None:  # (its lease is kept as it runs: not renewed here)
-                await self.leases.start(run_id, run.lease_seconds)
+            await self.leases.ensure(run_id, run.lease_seconds)  # (kept as it runs: not renewed here)
             log.info("ingest.run_adopted", run_id=run_id, last_n=run.last_n)
         return held
 

@@ -88,8 +88,10 @@ class IngestService:
         self._people = PeopleInput(self.runs)
         self._leases = LeaseKeeper(runs=self.runs, approval_timeout=approval_timeout)
         self._polls: dict[str, int] = {}
-        #: Copies being caught up for long polls (``on_changed``): at most one per live run.
+        #: Copies being caught up (``on_changed``): one task per run at most, and whether it was
+        #: told again meanwhile.
         self._tasks: set[asyncio.Task[None]] = set()
+        self._catching_up: dict[str, bool] = {}
 
     async def open(self) -> None:
         """Take back the external runs left live by a process that stopped (each with a fresh
@@ -113,6 +115,8 @@ class IngestService:
         live: their agents go on posting once a server is back."""
         self.runs.close()
         self._leases.stop()
+        for task in self._tasks:
+            task.cancel()
 
     async def register(self, request: Registration, *, principal: Principal) -> tuple[Registered, bool]:
         """See ``Registrar.register``."""
@@ -128,10 +132,9 @@ class IngestService:
         if run.ended is not None:
             raise RunAlreadyFinished(run_id, run.ended)
         batch = batches.decode(body)
-        async with run.lock, self._sharing.exclusive(run_id):
-            await self.runs.catch_up(run)
+        await self.runs.renew(run)  # (first: Redis alone; the store may be away a while)
+        async with self.runs.held(run):
             self.runs.check_live(run)
-            await self.runs.renew(run)
             fresh = [item for item in batch.events if item.n > run.last_n]
             if fresh and fresh[0].n != run.last_n + 1:
                 expected = run.last_n + 1
@@ -147,6 +150,7 @@ class IngestService:
             await self._bus.settled(run_id)
             if batch.after is not None:
                 run.controls.ack(batch.after)
+                await self.runs.leases.ack(run_id, batch.after)
             after = run.controls.acked
             answer = Accepted(
                 run_id=run_id,
@@ -191,16 +195,17 @@ class IngestService:
         to ``wait`` seconds (at most ``MAX_WAIT``) while there is none. A poll renews the lease
         too. Raises ``UnknownRun``; ``RateLimited`` past ``MAX_POLLS_PER_PRINCIPAL``."""
         run = await self.runs.reported(run_id, principal)
-        if run.ended is None and not self._sharing.fresh:
-            async with run.lock:
-                await self.runs.catch_up(run)
+        if run.ended is None:
+            await self.runs.renew(run)
+            await self.runs.leases.ack(run_id, after)
+            await self._caught_up(run)
         if run.ended is not None:
             return ControlsPage(run_id=run_id, controls=[], cursor=after, status=run.ended)
         run.controls.ack(after)
-        await self.runs.renew(run)
         wait = 0.0 if self.runs.closing else min(max(wait, 0.0), limits.MAX_WAIT)
         if wait > 0 and not run.controls.after(after):
             await self._poll(run, after, wait, principal)
+            await self._caught_up(run)  # (a change told to this instance may have been lost)
         return ControlsPage(
             run_id=run_id, controls=run.controls.after(after), cursor=run.controls.cursor(after), status=run.status
         )
@@ -226,21 +231,41 @@ class IngestService:
                 del self._polls[principal.id]
 
     def on_changed(self, run_id: str) -> None:
-        """Another instance changed ``run_id`` (``Sharing.changed``): the long polls waiting on it
-        here look again, this copy caught up first."""
+        """Another instance changed ``run_id`` (``Sharing.changed``): this copy of it, if any, is
+        caught up (once at a time per run; again if told again meanwhile), and the long polls
+        waiting on it look again; a copy of a run that ended is dropped."""
         run = self.runs.live.get(run_id)
-        if run is not None and run.controls.waiting:
-            task = asyncio.create_task(self._catch_up(run), name=f"ingest-catch-up-{run_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if run is None:
+            return
+        if run_id in self._catching_up:
+            self._catching_up[run_id] = True
+            return
+        self._catching_up[run_id] = False
+        task = asyncio.create_task(self._catch_up(run), name=f"ingest-catch-up-{run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _catch_up(self, run: ExternalRun) -> None:
         try:
+            while True:
+                self._catching_up[run.id] = False
+                await self._caught_up(run)
+                run.controls.wake()
+                if not self._catching_up[run.id]:
+                    return
+        finally:
+            del self._catching_up[run.id]
+
+    async def _caught_up(self, run: ExternalRun) -> None:
+        """Catch this copy up, where copies can be stale; a store away leaves it as it is (the
+        answer then says what this instance knows)."""
+        if self._sharing.fresh:
+            return
+        try:
             async with run.lock:
                 await self.runs.catch_up(run)
-        except Exception as exc:  # (the store away: the polls answer at their time, with what they have)
+        except Exception as exc:
             log.warning("ingest.catch_up_failed", run_id=run.id, error=repr(exc))
-        run.controls.wake()
 
     # -- people's input (the run service's ``Reported``) -----------------------------------------
 

@@ -56,6 +56,8 @@ class ExternalRun:
     last_n: int = 0
     #: The position of the last event taken into this state.
     seq: int = 0
+    #: When this copy was last used (``time.monotonic``): see ``ExternalRuns.evict_idle``.
+    used: float = field(default_factory=time.monotonic)
     cancel_requested: bool = False
     #: Its ``run.finished``'s status, once published.
     ended: RunStatus | None = None

@@ -9,6 +9,7 @@ import secrets
 import signal
 import time
 
+from runwatch.agents.ingest.limits import MAX_PENDING_CONTROLS
 from tests.conftest import CLUSTER_LEASE as LEASE
 from tests.harness.sse_probe import metric
 from tests.harness.waiting import eventually
@@ -144,3 +145,41 @@ async def test_an_external_run_outliving_the_instances_lease_is_no_orphan_to_tak
         await on_a.close()
     assert r.status_code == 200 and r.json()["status"] == "running", r.text
     assert "run.finished" not in [e["type"] for e in await stored(a, run)]
+
+
+async def test_what_the_agent_took_on_one_instance_counts_on_another(cluster):
+    a, b = cluster(2)
+    on_a, *_ = await agents_on([a, b])
+    try:
+        run = await on_a.run()
+        async with b.client() as c:
+            for i in range(MAX_PENDING_CONTROLS):
+                r = await c.post(f"/api/runs/{run}/messages", json={"text": f"m{i}", "mode": "queue"})
+                assert r.status_code == 202, r.text
+            refused = await c.post(f"/api/runs/{run}/messages", json={"text": "too many", "mode": "queue"})
+            page = (await on_a.controls(run, after=0)).json()
+            await on_a.controls(run, after=page["cursor"])  # taken, on a
+            taken = await c.post(f"/api/runs/{run}/messages", json={"text": "one more", "mode": "queue"})
+    finally:
+        await on_a.close()
+    assert refused.status_code == 429 and len(page["controls"]) == MAX_PENDING_CONTROLS, refused.text
+    assert taken.status_code == 202, taken.text
+
+
+async def test_a_run_ended_through_one_instance_leaves_no_copy_on_another(cluster):
+    a, b = cluster(2)
+    on_a, on_b = await agents_on([a, b])
+    try:
+        run = await on_a.run()
+        await on_a.post(run, numbered(tokens("held on a")))
+        assert await metric(a, "runwatch_ingest_runs") == 1
+        ended = await on_b.post(run, numbered([{"type": "run.finished", "status": "succeeded"}], start=2))
+        assert ended.json()["status"] == "succeeded", ended.text
+        await eventually(lambda: _copies(a, 0), what="a dropping its copy of the run b ended")
+    finally:
+        for agent in (on_a, on_b):
+            await agent.close()
+
+
+async def _copies(server, n: int) -> bool:
+    return await metric(server, "runwatch_ingest_runs") == n

@@ -329,6 +329,9 @@ class RedisBroker:
     def unfence(self, run_id: str) -> None:
         self._owner.unfence(run_id)
 
+    def fenced(self, run_id: str) -> bool:
+        return self._owner.fenced(run_id)
+
     def _on_conflict(self, run_id: str) -> None:
         """The store holds other events at positions this instance gave out: another instance
         owns the run. Stop publishing it; the supervisor stops executing it."""

@@ -207,6 +207,9 @@ class Owner:
         if accept is not None:
             accept(run_id)
 
+    def fenced(self, run_id: str) -> bool:
+        return run_id in self._fenced
+
     async def _journal_flush(self) -> None:
         flush = getattr(self._journal, "flush", None)
         if flush is not None:
