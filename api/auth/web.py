@@ -94,7 +94,7 @@ def requires(role: Role):
     """A guard: the request needs a principal with ``role`` (or a higher one); a cookie session's
     state-changing request must also pass the CSRF check."""
 
-    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # (async: no thread hop)
         state = connection.app.state
         principal = principal_of(connection, state.metrics)
         if not principal.can(role):

@@ -72,7 +72,7 @@ def model_error(request: Request[Any, Any, Any], exc: RunwatchError) -> Response
     return response
 
 
-def may_call_offline_model(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def may_call_offline_model(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """The guard of ``/v1``: a JSON request, from a principal (any role) unless the model is open."""
     content_type = connection.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
