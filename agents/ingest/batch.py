@@ -25,9 +25,10 @@ from runwatch.agents.errors import (
 )
 from runwatch.agents.ingest import limits
 from runwatch.agents.ingest.approvals import schema_problem
-from runwatch.agents.ingest.wire import AGENT_EVENTS, INCOMING, RESERVED_TYPES, Batch
+from runwatch.agents.ingest.wire import AGENT_EVENTS, INCOMING, RESERVED_TYPES, Batch, ManyParts
 
 _decoder = msgspec.json.Decoder(Batch)
+_many_decoder = msgspec.json.Decoder(ManyParts)
 _encoder = msgspec.json.Encoder()
 
 #: How big each field of an agent's event may be: (type, field) → (limit, unit). ``chars`` counts
@@ -156,3 +157,38 @@ def _check_meaning(index: int, item: Any) -> None:
         raise InvalidEvent(f"{_where(index, item)}: progress must be between 0 and 1 (or null)")
     if tag == "approval.requested" and isinstance(item.schema, dict) and (problem := schema_problem(item.schema)):
         raise InvalidEvent(f"{_where(index, item)}: {problem}")
+
+
+def decode_many(body: bytes) -> list[tuple[str, Batch | RunwatchError]]:
+    """Each run's part of a ``POST /api/ingest/events`` body, in order: its batch, decoded and
+    checked as ``decode`` does one run's, or why it cannot be applied (that part only). What is
+    wrong with the request as a whole raises: ``BatchTooLarge`` (its bytes, runs or events in
+    all), ``BadRequest`` (``bad_json``; a run twice; not a body of runs)."""
+    if len(body) > limits.MAX_BATCH_BYTES:
+        raise BatchTooLarge(f"the request is {len(body)} bytes; one request may carry {limits.MAX_BATCH_BYTES}")
+    try:
+        many = _many_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        if str(exc).startswith("Expected `array` of length <=") and str(exc).endswith("at `$.runs`"):
+            raise BatchTooLarge(f"one request may carry {limits.MAX_BATCH_RUNS} runs") from None
+        raise BadRequest(f'the body is not {{"runs": [{{"run_id": …, "events": […]}}, …]}}: {exc}') from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON) from None
+    ids = [part.run_id for part in many.runs]
+    if len(set(ids)) != len(ids):
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise BadRequest(f"run {twice} is in the request twice; send each run's events once, in order")
+    parts: list[tuple[str, Batch | RunwatchError]] = []
+    total = 0
+    for part in many.runs:
+        try:
+            batch = decode(b'{"events":' + bytes(part.events) + b"}")
+        except RunwatchError as exc:
+            parts.append((part.run_id, exc))
+            continue
+        batch.after = part.after
+        total += len(batch.events)
+        parts.append((part.run_id, batch))
+    if total > limits.MAX_BATCH_EVENTS:
+        raise BatchTooLarge(f"the request holds {total} events; one request may carry {limits.MAX_BATCH_EVENTS}")
+    return parts

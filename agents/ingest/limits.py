@@ -8,8 +8,11 @@ from runwatch.agents.loop.tool_calls import MAX_EVENT_RESULT_BYTES
 
 #: Bytes of one events request's body; past it: 413 ``batch_too_large``, nothing applied.
 MAX_BATCH_BYTES = 1024 * 1024
-#: Events in one batch; past it: 413 ``batch_too_large``, nothing applied.
+#: Events in one batch (of one run, or of all the runs of one request); past it: 413
+#: ``batch_too_large``, nothing applied.
 MAX_BATCH_EVENTS = 1_000
+#: Runs in one request of ``POST /api/ingest/events``; past it: 413 ``batch_too_large``.
+MAX_BATCH_RUNS = 256
 
 #: A token event's text, in characters: runwatch's own token events hold at most as much.
 MAX_TOKEN_CHARS = MAX_EVENT_CHARS

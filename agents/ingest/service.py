@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 
 from runwatch.agents.bus import Bus
-from runwatch.agents.errors import Gap, InvalidEvent, RateLimited, RunAlreadyFinished
+from runwatch.agents.errors import Gap, InvalidEvent, RateLimited, RunAlreadyFinished, RunwatchError
 from runwatch.agents.events import ApprovalRequested, Event, RunFinished, RunStatus
 from runwatch.agents.identity import Actor, Principal
 from runwatch.agents.ingest import batch as batches
@@ -45,11 +45,31 @@ from runwatch.agents.ingest.registration import Admission, Registrar, Secret
 from runwatch.agents.ingest.runs import ExternalRuns
 from runwatch.agents.ingest.shared import Alone, Leases, MemoryLeases, Sharing
 from runwatch.agents.ingest.state import ExternalRun
-from runwatch.agents.ingest.wire import EVENT_OF, Accepted, ControlsPage, Registered, Registration
+from runwatch.agents.ingest.wire import (
+    EVENT_OF,
+    Accepted,
+    Batch,
+    ControlsPage,
+    Refused,
+    Registered,
+    Registration,
+    RunResult,
+)
 from runwatch.agents.runs.inbox import Decision, Steer, new_approval_id
 from runwatch.agents.store import Store
 
 log = structlog.get_logger()
+
+
+def refusal(exc: RunwatchError) -> Refused:
+    """What the per-run route would have answered for ``exc``, as one run's part's error."""
+    return Refused(
+        status_code=exc.http_status,
+        code=exc.code,
+        detail=exc.message,
+        expected_n=exc.expected_n if isinstance(exc, Gap) else None,
+        retry_after=exc.retry_after if isinstance(exc, RateLimited) else 1.0 if exc.http_status == 503 else None,
+    )
 
 
 class IngestService:
@@ -128,10 +148,31 @@ class IngestService:
         """Apply a batch (see the module's guarantees); an empty one is a heartbeat. Raises
         ``UnknownRun``, ``RunAlreadyFinished``, what ``batch.decode`` raises, ``Gap``,
         ``InvalidEvent``."""
+        return await self.apply(run_id, batches.decode(body), principal=principal)
+
+    async def post_many(self, body: bytes, *, principal: Principal) -> list[RunResult]:
+        """Apply each run's part of ``body`` as ``post`` applies one run's batch, independently
+        and concurrently (their events become durable together); one result per run, in order.
+        Raises what ``batch.decode_many`` raises for the request as a whole."""
+        parts = batches.decode_many(body)
+
+        async def one(run_id: str, batch: Batch | RunwatchError) -> RunResult:
+            try:
+                if isinstance(batch, RunwatchError):
+                    raise batch
+                return RunResult(run_id=run_id, accepted=await self.apply(run_id, batch, principal=principal))
+            except RunwatchError as exc:
+                return RunResult(run_id=run_id, error=refusal(exc))
+
+        if len(parts) == 1:
+            return [await one(*parts[0])]
+        return list(await asyncio.gather(*(one(run_id, batch) for run_id, batch in parts)))
+
+    async def apply(self, run_id: str, batch: Batch, *, principal: Principal) -> Accepted:
+        """Apply a decoded batch to the run ``principal`` reports (see ``post``)."""
         run = await self.runs.reported(run_id, principal)
         if run.ended is not None:
             raise RunAlreadyFinished(run_id, run.ended)
-        batch = batches.decode(body)
         await self.runs.renew(run)  # (first: Redis alone; the store may be away a while)
         async with self.runs.held(run):
             self.runs.check_live(run)

@@ -101,6 +101,30 @@ class Batch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     after: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
+class RunBatch(Batch, kw_only=True):
+    """One run's part of ``POST /api/ingest/events``: its batch, as the per-run route takes it."""
+
+    run_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class ManyRuns(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /api/ingest/events``: batches of many runs in one request, each run once."""
+
+    runs: Annotated[list[RunBatch], msgspec.Meta(max_length=limits.MAX_BATCH_RUNS)]
+
+
+class RunPart(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``RunBatch`` as it is read first: its events kept raw, decoded as the per-run route's."""
+
+    run_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    events: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"[]"))
+    after: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+
+
+class ManyParts(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    runs: Annotated[list[RunPart], msgspec.Meta(max_length=limits.MAX_BATCH_RUNS)]
+
+
 class Registration(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``POST /api/ingest/runs``: a run an agent elsewhere executes, once per ``external_id``."""
 
@@ -187,3 +211,30 @@ class ControlsPage(msgspec.Struct, kw_only=True):
     cursor: int
     #: The run's status: once it is finished, no control comes any more.
     status: RunStatus
+
+
+class Refused(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Why one run's part of ``POST /api/ingest/events`` was refused: what the per-run route
+    would have answered (nothing of that part applied)."""
+
+    status_code: int
+    code: str
+    detail: str
+    #: A ``gap``'s next ``n``.
+    expected_n: int | None = None
+    #: A ``rate_limited`` or ``unavailable`` part's: seconds to wait before sending it again.
+    retry_after: float | None = None
+
+
+class RunResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One run's outcome: ``accepted`` (as the per-run route answers) or ``error``."""
+
+    run_id: str
+    accepted: Accepted | None = None
+    error: Refused | None = None
+
+
+class Results(msgspec.Struct, kw_only=True):
+    """``POST /api/ingest/events``' answer: one result per run, in the order sent."""
+
+    results: list[RunResult]

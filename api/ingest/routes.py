@@ -16,8 +16,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_413_REQUES
 from runwatch.agents.errors import BatchTooLarge, ErrorCode, Gap
 from runwatch.agents.identity import Role
 from runwatch.agents.ingest import IngestService
-from runwatch.agents.ingest.limits import MAX_BATCH_BYTES, MAX_WAIT
-from runwatch.agents.ingest.wire import Accepted, Batch, ControlsPage, Registered, Registration
+from runwatch.agents.ingest.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_RUNS, MAX_WAIT
+from runwatch.agents.ingest.wire import Accepted, Batch, ControlsPage, ManyRuns, Registered, Registration, Results
 from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import ErrorBody, error_responses
 
@@ -41,22 +41,38 @@ def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
-_BATCH = msgspec.json.schema(Batch)
-#: The events body's JSON Schema, as msgspec decodes it (``batch.decode``), inlined: the route
-#: reads the raw body itself (its size, a heartbeat's empty body, precise errors).
-BATCH_SCHEMA: dict[str, Any] = _inlined(_BATCH, _BATCH["$defs"])
+def body_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """``struct``'s JSON Schema, as msgspec decodes it, inlined (the routes that read their body
+    themselves — its size, a heartbeat's empty body, precise errors — document it so)."""
+    schema = msgspec.json.schema(struct)
+    return _inlined(schema, schema["$defs"])
 
 
-@dataclass
-class _EventsOperation(Operation):
-    """The events route's operation, with its body's schema (the handler reads the body itself)."""
+def _with_body(schema: dict[str, Any], description: str) -> type[Operation]:
+    """An operation class giving its route the request body ``schema``."""
 
-    def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=BATCH_SCHEMA)},  # type: ignore[arg-type]
-            description="The run's next events, numbered by n (none: a heartbeat)",
-            required=False,
-        )
+    @dataclass
+    class _WithBody(Operation):
+        def __post_init__(self) -> None:
+            media = {"application/json": OpenAPIMediaType(schema=schema)}  # type: ignore[arg-type]
+            self.request_body = RequestBody(content=media, description=description, required=False)
+
+    return _WithBody
+
+
+#: Each events route's body, as documented.
+BATCH_SCHEMA = body_schema(Batch)
+MANY_RUNS_SCHEMA = body_schema(ManyRuns)
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body; ``BatchTooLarge`` past ``MAX_BATCH_BYTES`` (Litestar's 413)."""
+    try:
+        return await request.body()
+    except HTTPException as exc:
+        if exc.status_code != HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+            raise
+        raise BatchTooLarge(f"the batch is over {MAX_BATCH_BYTES} bytes, the most one request may carry") from None
 
 
 class GapBody(ErrorBody):
@@ -117,7 +133,7 @@ class IngestController(Controller):
             "Answers once the accepted events are durable, with the run's pending controls."
         ),
         request_max_body_size=MAX_BATCH_BYTES,
-        operation_class=_EventsOperation,
+        operation_class=_with_body(BATCH_SCHEMA, "The run's next events, numbered by n (none: a heartbeat)"),
         responses=error_responses(
             ErrorCode.BAD_JSON,
             ErrorCode.UNKNOWN_TYPE,
@@ -133,13 +149,24 @@ class IngestController(Controller):
         ),
     )
     async def post_events(self, run_id: str, request: Request, ingest: Ingest) -> Accepted:
-        try:
-            body = await request.body()
-        except HTTPException as exc:  # (Litestar's 413 past ``request_max_body_size``)
-            if exc.status_code != HTTP_413_REQUEST_ENTITY_TOO_LARGE:
-                raise
-            raise BatchTooLarge(f"the batch is over {MAX_BATCH_BYTES} bytes, the most one request may carry") from None
-        return await ingest.post(run_id, body, principal=request.user)
+        return await ingest.post(run_id, await _body(request), principal=request.user)
+
+    @post(
+        "/events",
+        status_code=HTTP_200_OK,
+        summary="Post the next events of many runs in one request: each run's part as its own batch",
+        description=(
+            'Body: {"runs": [{"run_id": "…", "events": [{"n": 1, "type": "token", "text": "…"}], "after": C}, …]} '
+            f"(each run once, {MAX_BATCH_RUNS} runs and {MAX_BATCH_EVENTS} events at most in all; docs/ingest.md). "
+            "Each run's part is applied as POST /runs/{id}/events applies a batch, independently: one result per "
+            "run, in order, its answer or its error. Answers once the accepted events are durable."
+        ),
+        request_max_body_size=MAX_BATCH_BYTES,
+        operation_class=_with_body(MANY_RUNS_SCHEMA, "Each run's next events, numbered by n"),
+        responses=error_responses(ErrorCode.BAD_JSON, ErrorCode.BATCH_TOO_LARGE, ErrorCode.UNAVAILABLE, *AUTH_ERRORS),
+    )
+    async def post_many(self, request: Request, ingest: Ingest) -> Results:
+        return Results(results=await ingest.post_many(await _body(request), principal=request.user))
 
     @get(
         "/runs/{run_id:str}/controls",

@@ -87,6 +87,11 @@ class Agent:
     async def post(self, run_id: str, events: list[dict[str, Any]], **body: Any) -> httpx.Response:
         return await self.http.post(f"/api/ingest/runs/{run_id}/events", json={"events": events, **body})
 
+    async def post_many(self, parts: dict[str, list[dict[str, Any]]]) -> httpx.Response:
+        """Each run's events in one request (``POST /api/ingest/events``)."""
+        runs = [{"run_id": run_id, "events": events} for run_id, events in parts.items()]
+        return await self.http.post("/api/ingest/events", json={"runs": runs})
+
     async def controls(self, run_id: str, after: int = 0, wait: float = 0) -> httpx.Response:
         return await self.http.get(f"/api/ingest/runs/{run_id}/controls", params={"after": after, "wait": wait})
 
