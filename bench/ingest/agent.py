@@ -14,7 +14,8 @@ Two modes (``spec["mode"]``):
 * ``openai``: K chat completion streams from an OpenAI-compatible endpoint on the openai SDK, as
   bench/peers/py_stream_consumer.py reads them; with ``report``, each run is reported and each
   chunk's text goes to ``run.token()``. The process's CPU from the first request to the last
-  stream's end (every run's final flush included), and the client thread's own.
+  stream's end (every run's final flush included), the client thread's own, and what the
+  ``run.token()`` calls cost the agent's thread (``Reporting``).
 """
 
 from __future__ import annotations
@@ -183,7 +184,20 @@ async def paced(spec: dict[str, Any]) -> None:
     )
 
 
-async def _completion(client: Any, prompt: str, run: AsyncRun | None) -> tuple[int, float]:
+class Reporting:
+    """The CPU the agent's own thread spends in the client's calls (``run.token()`` …), summed call
+    by call on the thread's CPU clock: with the client thread's CPU, all the client costs it."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+
+    def token(self, run: AsyncRun, text: str) -> None:
+        t = time.thread_time()
+        run.token(text)
+        self.cpu_s += time.thread_time() - t
+
+
+async def _completion(client: Any, prompt: str, run: AsyncRun | None, calls: Reporting) -> tuple[int, float]:
     """One chat completion streamed (each chunk's text to ``run``, if any): its chunks and wall time."""
     t0 = time.monotonic()
     chunks = 0
@@ -200,17 +214,17 @@ async def _completion(client: Any, prompt: str, run: AsyncRun | None) -> tuple[i
                 if choice.delta.content:
                     chunks += 1
                     if run is not None:
-                        run.token(choice.delta.content)
+                        calls.token(run, choice.delta.content)
             usage = chunk.usage or usage
     if run is not None and usage is not None:
         run.step_done({"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}, "stop")
     return chunks, time.monotonic() - t0
 
 
-async def _reported(client: Any, rw: AsyncRunwatch, prompt: str) -> tuple[int, float]:
+async def _reported(client: Any, rw: AsyncRunwatch, prompt: str, calls: Reporting) -> tuple[int, float]:
     async with rw.run(agent=AGENT, input=prompt, model=MODEL) as run:
         run.step(MODEL)
-        return await _completion(client, prompt, run)
+        return await _completion(client, prompt, run, calls)
 
 
 async def openai_streams(spec: dict[str, Any]) -> None:
@@ -218,10 +232,13 @@ async def openai_streams(spec: dict[str, Any]) -> None:
 
     prompt = json.dumps({"tokens": spec["tokens"], "rate": spec["rate"]})
     rw = AsyncRunwatch(spec["url"], spec["key"]) if spec["report"] else None
+    calls = Reporting()
     async with AsyncOpenAI(base_url=spec["model_url"], api_key="bench", max_retries=0) as client:
         cpu0, thread0, t0 = time.process_time(), client_thread_cpu(), time.monotonic()
-        one = (lambda: _reported(client, rw, prompt)) if rw is not None else (lambda: _completion(client, prompt, None))
-        results = await asyncio.gather(*(one() for _ in range(spec["runs"])))
+        if rw is not None:
+            results = await asyncio.gather(*(_reported(client, rw, prompt, calls) for _ in range(spec["runs"])))
+        else:
+            results = await asyncio.gather(*(_completion(client, prompt, None, calls) for _ in range(spec["runs"])))
         cpu, thread, elapsed = time.process_time() - cpu0, client_thread_cpu() - thread0, time.monotonic() - t0
     errors = 0
     if rw is not None:
@@ -233,6 +250,7 @@ async def openai_streams(spec: dict[str, Any]) -> None:
         wall_s=[round(r[1], 3) for r in results],
         cpu_s=round(cpu, 3),
         client_thread_cpu_s=round(thread, 3),
+        token_calls_cpu_s=round(calls.cpu_s, 3),
         elapsed_s=round(elapsed, 3),
         errors=errors,
     )

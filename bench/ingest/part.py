@@ -125,7 +125,10 @@ def client_cost(runs: int, rate: float, tokens: int, repeats: int, progress: Pro
     return {
         "repeats": rows,
         "bare_us_per_chunk": round(bare * 1e6 / chunks, 1),
-        "reporting_us_per_token": round((with_ - bare) * 1e6 / chunks, 1),
+        # The target's figure: what the client's thread and the calls into the client cost, measured.
+        "client_us_per_token": round((median_of(rows["reporting"], "client_cpu_s") or 0.0) * 1e6 / chunks, 1),
+        # The cross-check: the process's CPU with reporting minus without (see bench/README.md).
+        "difference_us_per_token": round((with_ - bare) * 1e6 / chunks, 1),
         "client_thread_us_per_token": round(thread * 1e6 / chunks, 1),
         "tokens_per_post": median_of(rows["reporting"], "tokens_per_post"),
         "client_thread_us_per_post": median_of(rows["reporting"], "client_thread_us_per_post"),
@@ -138,6 +141,7 @@ def _client_row(raw: dict[str, Any], batches: int, nominal: float, chunks: int) 
     return {
         "cpu_s": raw["cpu_s"],
         "client_thread_cpu_s": raw["client_thread_cpu_s"],
+        "client_cpu_s": round(raw["client_thread_cpu_s"] + raw["token_calls_cpu_s"], 3),
         "chunks": raw["chunks"],
         "posts": batches,
         "tokens_per_post": round(raw["chunks"] / batches, 2) if batches else None,
@@ -174,7 +178,7 @@ def figures(res: dict[str, Any]) -> dict[str, Any]:
         "server_ratio": ratio(per_token, per_chunk),
         "watch_p99_ms": median_of(live_, "watch_p99_ms"),
         "runner_watch_p99_ms": median_of(runner, "watch_p99_ms"),
-        "client_ratio": ratio(client["reporting_us_per_token"], client["bare_us_per_chunk"]),
+        "client_ratio": ratio(client["client_us_per_token"], client["bare_us_per_chunk"]),
         "outage_exact": down["exact"],
         "buffered_peak_mib": round(down["agent"]["buffered_peak_bytes"] / 2**20, 3),
         "rss_growth_mib": down["agent"]["rss_growth_mib"],
@@ -217,7 +221,7 @@ def _targets(f: dict[str, Any], c: dict[str, Any]) -> list[str]:
         f"| watchers' p99, `run.token()` to receipt | ≤ 100 ms | {f['watch_p99_ms']} ms | "
         f"{_met((f['watch_p99_ms'] or 1e9) <= 100)} |",
         f"| the client's CPU per token / the bare openai SDK's per chunk | ≤ 0.2 | {f['client_ratio']} "
-        f"({c['reporting_us_per_token']} / {c['bare_us_per_chunk']} µs) | {_met((f['client_ratio'] or 9) <= 0.2)} |",
+        f"({c['client_us_per_token']} / {c['bare_us_per_chunk']} µs) | {_met((f['client_ratio'] or 9) <= 0.2)} |",
         f"| outage: every run's stored events = what its agent sent | exact | "
         f"{'exact' if f['outage_exact'] else 'DIFFERENT'} | {_met(f['outage_exact'])} |",
         f"| outage: the client's buffered bytes, peak | ≤ {mib} | {f['buffered_peak_mib']} MiB | "
@@ -238,11 +242,12 @@ def report(res: dict[str, Any]) -> str:
             *_scenarios(res),
             "",
             f"Client cost: the agent process alone on the server core, the openai SDK streaming {load} from the "
-            f"offline model: bare {c['bare_us_per_chunk']} µs per chunk; reporting adds "
-            f"{c['reporting_us_per_token']} µs per token (the client's thread alone: "
-            f"{c['client_thread_us_per_token']}; {c['tokens_per_post']} tokens per post, "
-            f"{c['client_thread_us_per_post']} µs per post); wall / nominal, max: {walls['bare']} bare, "
-            f"{walls['reporting']} reporting{'' if c['complete'] else ' (INCOMPLETE, or client errors)'}.",
+            f"offline model: bare {c['bare_us_per_chunk']} µs per chunk; reporting costs {c['client_us_per_token']} "
+            f"µs per token (the client's thread {c['client_thread_us_per_token']}, the rest `run.token()` on the "
+            f"agent's; {c['tokens_per_post']} tokens per post, the client's thread {c['client_thread_us_per_post']} "
+            f"µs per post); the process's CPU with reporting minus without: {c['difference_us_per_token']} µs per "
+            f"token. Wall / nominal, max: {walls['bare']} bare, {walls['reporting']} reporting"
+            f"{'' if c['complete'] else ' (INCOMPLETE, or client errors)'}.",
             "",
             f"Outage: {d['runs']} runs x {d['tokens_per_run']} tokens; the server killed (SIGKILL) "
             f"{d['kill_after_s']} s into the streams, started again after {d['restarted_after_s']} s, healthy after "
