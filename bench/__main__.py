@@ -21,6 +21,7 @@ from bench import runs as model_streams
 from bench import search as search_bench
 from bench import slices as loop_slices
 from bench import slow as slow_consumers
+from bench.ingest import part as ingest
 from bench.stats import median_of, ratio
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,7 +79,7 @@ LABELS = {
 }
 
 
-PARTS = ["fanout", "idle", "slow", "runs", "model", "broker", "auth", "presence", "search", "slices"]
+PARTS = ["fanout", "idle", "slow", "runs", "model", "broker", "auth", "presence", "search", "slices", "ingest"]
 
 
 def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dict]:
@@ -298,6 +299,8 @@ def main() -> None:
         res["search"] = search_bench.run(params["list_runs"], progress)
     if "slices" in parts:
         res["slices"] = loop_slices.run_all(params["repeats"], progress)
+    if "ingest" in parts:
+        res["ingest"] = ingest.run_all(quick, params["repeats"], progress)
     if "slow" in parts:
         res["slow"] = slow_consumers.run(
             partial(with_server, runwatch_with(25, slow_consumers.ENV)),
@@ -326,6 +329,8 @@ def main() -> None:
         print(on_off_report("Authentication", res["auth"], params))
     if "presence" in res:
         print(on_off_report("Presence", res["presence"], params))
+    if "ingest" in res:
+        print(ingest.report(res["ingest"]))
     progress(f"done in {res['seconds']} s; raw results in {args.json}")
 
 

@@ -94,9 +94,9 @@ def wait_healthy(port: int, proc: subprocess.Popen) -> None:
             raise RuntimeError("runwatch not healthy")
 
 
-def _runwatch(env: dict[str, str], core: str) -> Running:
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="runwatch-bench-")
+def _runwatch(env: dict[str, str], core: str, port: int | None = None, data: str | None = None) -> Running:
+    port = port or free_port()
+    data = data or tempfile.mkdtemp(prefix="runwatch-bench-")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))}
     # The slow-consumer runs stream 4.5 MB in one step, over the 4 MiB default of max_output_bytes.
     full_env |= {
@@ -126,6 +126,23 @@ def model_server() -> Running:
     does what it would do with a real model: parse the stream, publish, fan out. Its ``/v1`` is
     open: the peers and the runwatch under test call it as third-party clients, with no key of it."""
     return _runwatch({"RUNWATCH_OFFLINE_MODEL_OPEN": "true"}, LOAD_CORE)
+
+
+def runwatch_alone(core: str = SERVER_CORE, *, port: int | None = None, data_dir: str | None = None) -> Running:
+    """A runwatch that only takes what agents elsewhere report (the ingest API): no model in front
+    of it. ``port`` and ``data_dir`` start it again where a killed one was."""
+    return _runwatch({}, core, port, data_dir)
+
+
+def agent_key(server: Running, tenant: str = "bench") -> str:
+    """A new key of the role ``agent`` on ``server`` (runwatch), made by its admin."""
+    r = httpx.post(
+        f"{server.http_url}/api/keys/",
+        json={"tenant": tenant, "role": "agent", "name": "bench-agent"},
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
+    r.raise_for_status()
+    return r.json()["key"]
 
 
 def runwatch(model: Running, *, coalesce_ms: float, env: dict[str, str] | None = None) -> Running:
