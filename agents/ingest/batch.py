@@ -182,7 +182,7 @@ def decode_many(body: bytes) -> list[tuple[str, Batch | RunwatchError]]:
     total = 0
     for part in many.runs:
         try:
-            batch = decode(b'{"events":' + bytes(part.events) + b"}")
+            batch = decode(b'{"events":[' + b",".join(bytes(e) for e in part.events) + b"]}")
         except RunwatchError as exc:
             parts.append((part.run_id, exc))
             continue

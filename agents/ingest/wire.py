@@ -101,27 +101,19 @@ class Batch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     after: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
-class RunBatch(Batch, kw_only=True):
-    """One run's part of ``POST /api/ingest/events``: its batch, as the per-run route takes it."""
-
-    run_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-
-
-class ManyRuns(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``POST /api/ingest/events``: batches of many runs in one request, each run once."""
-
-    runs: Annotated[list[RunBatch], msgspec.Meta(max_length=limits.MAX_BATCH_RUNS)]
-
-
 class RunPart(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``RunBatch`` as it is read first: its events kept raw, decoded as the per-run route's."""
+    """One run's part of ``POST /api/ingest/events``: its batch, as the per-run route takes it. Its
+    events are kept raw here, then decoded and checked as the per-run route's (``batch``), so a
+    bad one refuses that run's part alone."""
 
     run_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    events: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"[]"))
+    events: list[msgspec.Raw] = msgspec.field(default_factory=list)
     after: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
 class ManyParts(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /api/ingest/events``: batches of many runs in one request, each run once."""
+
     runs: Annotated[list[RunPart], msgspec.Meta(max_length=limits.MAX_BATCH_RUNS)]
 
 

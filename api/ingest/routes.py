@@ -17,7 +17,7 @@ from runwatch.agents.errors import BatchTooLarge, ErrorCode, Gap
 from runwatch.agents.identity import Role
 from runwatch.agents.ingest import IngestService
 from runwatch.agents.ingest.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_RUNS, MAX_WAIT
-from runwatch.agents.ingest.wire import Accepted, Batch, ControlsPage, ManyRuns, Registered, Registration, Results
+from runwatch.agents.ingest.wire import Accepted, Batch, ControlsPage, ManyParts, Registered, Registration, Results
 from runwatch.api.auth.web import requires
 from runwatch.api.http_errors import ErrorBody, error_responses
 
@@ -60,9 +60,20 @@ def _with_body(schema: dict[str, Any], description: str) -> type[Operation]:
     return _WithBody
 
 
+def _many_runs_schema() -> dict[str, Any]:
+    """``POST /api/ingest/events``' body: each run's events are checked as one run's batch is,
+    and a bad one is that run's result, not the request's: documented as an array of anything."""
+    schema = body_schema(ManyParts)
+    schema["properties"]["runs"]["items"]["properties"]["events"] = {
+        "type": "array",
+        "description": "The run's next events, each as POST /api/ingest/runs/{run_id}/events takes it",
+    }
+    return schema
+
+
 #: Each events route's body, as documented.
 BATCH_SCHEMA = body_schema(Batch)
-MANY_RUNS_SCHEMA = body_schema(ManyRuns)
+MANY_RUNS_SCHEMA = _many_runs_schema()
 
 
 async def _body(request: Request) -> bytes:
