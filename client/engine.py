@@ -1,8 +1,13 @@
-"""The client's network side: one asyncio loop on a thread of its own, one HTTP connection pool.
+"""The client's network side: one asyncio loop on a thread of its own, and two connection pools.
 
 Every request of every run goes through it, so the agent's code — synchronous or on its own event
 loop — only ever hands events over and never waits on the network unless it asks to (a flush, an
 approval). Errors go to ``errors`` (the last 100) and the ``on_error`` callback, never to the agent.
+
+``http`` carries the client's batches of every run's events (``sender.py``) and registrations: a
+few kept-alive connections. ``polls`` carries the runs' long polls of controls, which each hold a
+connection for up to 25 s: in a pool of their own they are never scanned, nor make connections
+close, on a batch's way (httpcore looks at every connection of its pool on each request).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ T = TypeVar("T")
 
 #: The longest a long poll of controls waits (the server's bound is 25 s).
 POLL_WAIT = 25.0
+#: Connections for batches and registrations (batches use two at most: ``sender.MAX_REQUESTS``).
+HTTP_CONNECTIONS = 8
+#: Connections for long polls (the server holds 200 at most per key).
+POLL_CONNECTIONS = 200
 
 
 class Engine:
@@ -32,6 +41,7 @@ class Engine:
         self.errors: collections.deque[Exception] = collections.deque(maxlen=100)
         self.loop = asyncio.new_event_loop()
         self.http: httpx.AsyncClient | None = None
+        self.polls: httpx.AsyncClient | None = None
         self._thread = threading.Thread(target=self._main, name="runwatch-client", daemon=True)
         self._thread.start()
         self.submit(self._open()).result()
@@ -41,11 +51,16 @@ class Engine:
         self.loop.run_forever()
 
     async def _open(self) -> None:
-        self.http = httpx.AsyncClient(
+        self.http = self._client(HTTP_CONNECTIONS)
+        self.polls = self._client(POLL_CONNECTIONS)
+
+    def _client(self, connections: int) -> httpx.AsyncClient:
+        # (as many kept alive as open: httpcore 1.0.9 closes idle ones while it holds more than that)
+        return httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
             timeout=httpx.Timeout(30.0, read=POLL_WAIT + 15),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -83,5 +98,6 @@ class Engine:
         self._thread.join(timeout)
 
     async def _close(self) -> None:
-        if self.http is not None:
-            await self.http.aclose()
+        for client in (self.http, self.polls):
+            if client is not None:
+                await client.aclose()
