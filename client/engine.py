@@ -25,10 +25,12 @@ T = TypeVar("T")
 
 #: The longest a long poll of controls waits (the server's bound is 25 s).
 POLL_WAIT = 25.0
-#: Connections for batches and registrations (batches use two at most: ``sender.MAX_REQUESTS``).
-HTTP_CONNECTIONS = 8
-#: Connections for long polls (the server holds 200 at most per key).
-POLL_CONNECTIONS = 200
+#: Connections for batches and registrations, and how many of them are kept alive: as many as
+#: batches in flight (``sender.MAX_REQUESTS``), since httpcore looks at each on every request.
+HTTP_CONNECTIONS, HTTP_KEPT = 8, 2
+#: Connections for long polls (the server holds 200 at most per key), and how many are kept alive
+#: (more would make each request's scan quadratic in httpcore: it counts connections per idle one).
+POLL_CONNECTIONS, POLL_KEPT = 200, 8
 
 
 class Engine:
@@ -51,16 +53,16 @@ class Engine:
         self.loop.run_forever()
 
     async def _open(self) -> None:
-        self.http = self._client(HTTP_CONNECTIONS)
-        self.polls = self._client(POLL_CONNECTIONS)
+        self.http = self._client(HTTP_CONNECTIONS, HTTP_KEPT)
+        self.polls = self._client(POLL_CONNECTIONS, POLL_KEPT)
 
-    def _client(self, connections: int) -> httpx.AsyncClient:
-        # (as many kept alive as open: httpcore 1.0.9 closes idle ones while it holds more than that)
+    def _client(self, connections: int, kept: int) -> httpx.AsyncClient:
+        # (httpcore 1.0.9 closes idle connections while it holds more than ``kept``, busy ones counted)
         return httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
             timeout=httpx.Timeout(30.0, read=POLL_WAIT + 15),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=kept),
         )
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:

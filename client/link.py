@@ -80,8 +80,6 @@ class Link:
         #: Taken from the outbox, numbered, not yet stored: sent again as it is (with more after it).
         self.part: list[dict[str, Any]] = []
         self.part_sizes: list[int] = []
-        #: Whether a request carrying the run's part awaits its answer.
-        self.in_flight = False
         #: No sooner than this (monotonic) is a part refused with a retryable error sent again.
         self.retry_at = 0.0
         self.delay = BACKOFF_FIRST
@@ -133,6 +131,16 @@ class Link:
     def _http(self) -> httpx.AsyncClient:
         assert self.engine.http is not None
         return self.engine.http
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether a request carrying the run's part awaits its answer (the outbox knows it too:
+        while it does, a first event there need not wake the sender)."""
+        return self.outbox.held
+
+    @in_flight.setter
+    def in_flight(self, value: bool) -> None:
+        self.outbox.held = value
 
     @property
     def ended(self) -> bool:
@@ -208,11 +216,9 @@ class Link:
     # -- controls
 
     def keep_polling(self, now: float) -> float:
-        """Start the long poll if the run is quiet and none is waiting; when to look again
-        (``inf``: not before the run sends again)."""
-        if self._poller is not None or self._polls_refused or self.ended or self.run_id is None:
-            return math.inf
-        if self.in_flight or self.part or len(self.outbox):
+        """Start the long poll if the run is quiet (the sender found nothing to send of it) and
+        none is waiting; when to look again (``inf``: not before the run sends again)."""
+        if self._poller is not None or self._polls_refused or self.ended:
             return math.inf
         if now < self.active_at + QUIET:
             return self.active_at + QUIET

@@ -81,15 +81,25 @@ class Budget:
 
 
 class Tokens:
-    """Consecutive tokens coalesced into one ``token`` event: their texts kept as parts and joined
-    once, when the event is taken (no string rebuilt per token)."""
+    """Consecutive tokens coalesced into one ``token`` event: their texts kept as parts, joined
+    every ``PARTS`` and when the event is taken (no string rebuilt per token, nor a small string
+    kept per token)."""
 
     __slots__ = ("chars", "deltas", "parts")
+
+    PARTS = 64
 
     def __init__(self, text: str) -> None:
         self.parts = [text]
         self.chars = len(text)
         self.deltas = 1
+
+    def add(self, text: str) -> None:
+        if len(self.parts) == self.PARTS:
+            self.parts = ["".join(self.parts)]
+        self.parts.append(text)
+        self.chars += len(text)
+        self.deltas += 1
 
     def event(self) -> dict[str, Any]:
         return {"type": "token", "text": "".join(self.parts), "deltas": self.deltas}
@@ -100,7 +110,7 @@ class Outbox:
     (text joined, ``deltas`` summed) until they are taken; ``n`` is set when they are taken (a
     part retried keeps its numbers). ``since``: when the oldest waiting event came (monotonic)."""
 
-    __slots__ = ("_budget", "_events", "_sizes", "dropped_tokens", "next_n", "since")
+    __slots__ = ("_budget", "_events", "_sizes", "dropped_tokens", "held", "next_n", "since")
 
     def __init__(self, budget: Budget) -> None:
         self._budget = budget
@@ -109,6 +119,9 @@ class Outbox:
         self.next_n = 1
         self.dropped_tokens = 0
         self.since = 0.0
+        #: Whether the sender will look at this run anyway (its part is in flight or retried), so
+        #: that its first event need not wake it.
+        self.held = False
 
     def __len__(self) -> int:
         return len(self._events)
@@ -128,9 +141,7 @@ class Outbox:
                 return
             last = self._events[-1] if self._events else None
             if type(last) is Tokens and last.chars + len(text) <= MAX_TOKEN_CHARS:
-                last.parts.append(text)
-                last.chars += len(text)
-                last.deltas += 1
+                last.add(text)
                 self._sizes[-1] += size
                 wake = budget.waiting(0, size)
             else:
@@ -156,7 +167,7 @@ class Outbox:
         wake = budget.waiting(1, size)
         if len(self._events) == 1:
             self.since = time.monotonic()
-            if budget.asleep:
+            if budget.asleep and not self.held:
                 budget.asleep = False
                 wake = True
         return wake

@@ -105,7 +105,7 @@ class Sender:
         """When a request is due, and when a run may need its long poll started (both ``inf``:
         not before something changes). Tells the outboxes whether a run's first event must wake
         the sender (when no window is open)."""
-        due = window = math.inf
+        due = window = look = math.inf
         budget = self._budget
         with budget.lock:
             for link in self._links:
@@ -117,10 +117,10 @@ class Sender:
                     window = min(window, link.outbox.since)
                 elif not link.ended:
                     due = min(due, link.posted_at + link.lease / 3)
+                    look = min(look, link.keep_polling(now))
             budget.asleep = window == math.inf
             if window < math.inf:
                 due = min(due, now if self._urgent or budget.full else window + self.linger)
-        look = min((link.keep_polling(now) for link in self._links), default=math.inf)
         return max(due, self._hold_until), look
 
     def _arm(self, at: float) -> None:
@@ -146,7 +146,10 @@ class Sender:
         for link in list(self._links):
             if not self._rides(link, now):
                 continue
-            if len(links) == MAX_REQUEST_RUNS or events + len(link.part) > MAX_REQUEST_EVENTS:
+            if (
+                len(links) == MAX_REQUEST_RUNS
+                or events + (len(link.part) or bool(len(link.outbox))) > MAX_REQUEST_EVENTS
+            ):
                 whole = False
                 break
             part = link.fill(MAX_REQUEST_EVENTS - events)
