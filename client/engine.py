@@ -75,13 +75,20 @@ class Engine:
             self.loop.call_soon_threadsafe(fn, *args)
 
     def report(self, error: Exception) -> None:
-        """A network error or a refusal the agent did not see: kept, and passed to ``on_error``."""
+        """A network error or a refusal the agent did not see: passed to ``on_error``, and kept
+        without its traceback (whose frames would keep what the request held alive)."""
         self.errors.append(error)
         if self.on_error is not None:
             try:
                 self.on_error(error)
             except Exception as e:  # the agent's callback must not stop the client
                 self.errors.append(e)
+        cause: BaseException | None = error
+        for _ in range(8):  # (the chain of causes, bounded)
+            if cause is None:
+                break
+            cause.__traceback__ = None
+            cause = cause.__cause__ or cause.__context__
 
     @property
     def on_loop(self) -> bool:

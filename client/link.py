@@ -41,7 +41,7 @@ class ClientError(Exception):
     except by a registration the server refuses)."""
 
     def __init__(self, what: str, status: int = 0, code: str = "", detail: str = "") -> None:
-        super().__init__(f"{what}: {status} {code} {detail}".strip())
+        super().__init__(" ".join(x for x in (f"{what}:", str(status or ""), code, detail) if x))
         self.status, self.code, self.detail = status, code, detail
 
 

@@ -190,8 +190,8 @@ class Sender:
         assert self.engine.http is not None
         try:
             r = await self.engine.http.post(URL, content=body)
-        except httpx.TransportError as e:
-            self.engine.report(e)
+        except httpx.TransportError as e:  # (reported as what it was: the exception holds the request)
+            self.engine.report(ClientError("post events", detail=f"{type(e).__name__}: {e}"))
             self._back_off()
             return
         if r.status_code != 200:
