@@ -175,6 +175,9 @@ class Sender:
     async def _post(self, links: list[Link], body: bytes) -> None:
         try:
             await self._deliver(links, body)
+        except Exception as e:  # (unforeseen: reported, and every part sent again after a backoff)
+            self.engine.report(e)
+            self._back_off()
         finally:
             self._requests -= 1
             for link in links:
