@@ -95,10 +95,11 @@ class Sender:
             self._wake.clear()
             now = time.monotonic()
             send_at, look_at = self._plan(now)
-            if send_at <= now and self._requests < MAX_REQUESTS:
-                self._send(now)
-                continue
-            self._arm(min(send_at, look_at) if self._requests < MAX_REQUESTS else look_at)
+            if send_at <= now:
+                if self._requests < MAX_REQUESTS and self._send(now):
+                    continue
+                send_at = math.inf  # (a slot, or what was due, is woken for)
+            self._arm(min(send_at, look_at))
             await self._wake.wait()
 
     def _plan(self, now: float) -> tuple[float, float]:
@@ -138,8 +139,9 @@ class Sender:
             return link.retry_at <= now
         return bool(len(link.outbox)) or (not link.ended and now - link.posted_at >= link.lease / 6)
 
-    def _send(self, now: float) -> None:
-        """Make one request of every run that rides, within the request's bounds, and post it."""
+    def _send(self, now: float) -> bool:
+        """Make one request of every run that rides, within the request's bounds, and post it
+        (whether there was any)."""
         parts: list[bytes] = []
         links: list[Link] = []
         events, size, whole = 0, len(_OPEN) + len(_CLOSE), True
@@ -162,7 +164,7 @@ class Sender:
         if whole:
             self._urgent = False
         if not links:
-            return
+            return False
         for link in links:
             link.sent(now)
             del self._links[link]
@@ -171,6 +173,7 @@ class Sender:
         task = asyncio.create_task(self._post(links, _OPEN + b",".join(parts) + _CLOSE))
         self._posts.add(task)
         task.add_done_callback(self._posts.discard)
+        return True
 
     async def _post(self, links: list[Link], body: bytes) -> None:
         try:
