@@ -1,14 +1,17 @@
-"""One run's link to the server, on the engine's loop: registration, batches, heartbeats, controls.
+"""One run's link to the server, on the engine's loop: registration, its part of the client's
+batches, and its controls.
 
-Batches: the first event wakes the sender, which waits ``linger`` (25 ms) for more — consecutive
-tokens coalesce meanwhile — or until ``batch`` (256) events wait, then posts. A batch that gets no
-answer, or a 5xx / 429, is posted again as it was (the same ``n``) with exponential backoff (50 ms
-doubling to 2 s): the server skips what it already stored, so each event is stored exactly once. A
-refusal (another 4xx) is reported and the batch dropped: sending it again could not help. With
-nothing to send for a third of the lease, an empty batch (a heartbeat) renews the lease.
+Events: the client's one sender (``sender.py``) takes the run's waiting events into its *part*,
+numbered, and posts it with every other run's; the part stays here until the server has it.
+Its result: stored (the part is dropped up to ``last_n``); ``409 gap`` (sent again from the ``n``
+expected); no answer, a 5xx or a 429 (sent again as it was, the same ``n``, after a backoff of 50 ms
+doubling to 2 s: the server skips what it already stored, so each event is stored exactly once);
+another refusal (reported and dropped: sending it again could not help, and its numbers go to the
+next events).
 
-Controls come with every events answer and from a long poll; each is handled once (by ``c``) and
-then acknowledged with ``after``.
+Controls come with every answer to the run's part. A run quiet for ``QUIET`` (nothing sent or
+waiting) long-polls them too, so that a cancel reaches an idle agent at once; each control is
+handled once (by ``c``) and then acknowledged with ``after``.
 """
 
 from __future__ import annotations
@@ -16,16 +19,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import math
+import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
 
 from runwatch.client import wire
 from runwatch.client.engine import POLL_WAIT, Engine
-from runwatch.client.outbox import Budget, Outbox
+from runwatch.client.outbox import BATCH_BYTES, BATCH_EVENTS, Budget, Outbox
 from runwatch.client.wire import Decision, Message
+
+if TYPE_CHECKING:
+    from runwatch.client.sender import Sender
 
 
 class ClientError(Exception):
@@ -33,7 +41,7 @@ class ClientError(Exception):
     except by a registration the server refuses)."""
 
     def __init__(self, what: str, status: int = 0, code: str = "", detail: str = "") -> None:
-        super().__init__(f"{what}: {status} {code} {detail}".strip())
+        super().__init__(" ".join(x for x in (f"{what}:", str(status or ""), code, detail) if x))
         self.status, self.code, self.detail = status, code, detail
 
 
@@ -44,38 +52,46 @@ class Cancelled(Exception):
 
 #: Retries wait from 50 ms, doubling, up to 2 s.
 BACKOFF_FIRST, BACKOFF_MOST = 0.05, 2.0
+#: A run with nothing sent or waiting for this long (seconds) long-polls its controls.
+QUIET = 0.25
+#: The status of a run the server said had ended (``409 already_finished``) before it told how.
+FINISHED = "finished"
 
 
-def _retryable(status: int) -> bool:
+def retryable(status: int) -> bool:
     return status >= 500 or status in (408, 429)
 
 
 class Link:
     """A run as the engine sees it. Thread-safe where it says so; the rest runs on the loop."""
 
-    def __init__(self, engine: Engine, budget: Budget, registration: dict[str, Any], linger: float) -> None:
+    def __init__(self, engine: Engine, sender: Sender, budget: Budget, registration: dict[str, Any]) -> None:
         self.engine = engine
+        self.sender = sender
         self.registration = registration
-        self.linger = linger
-        self.outbox = Outbox(budget, self._wake_threadsafe)
+        self.outbox = Outbox(budget)
         self.run_id: str | None = None
         self.status = "running"
+        self.lease = 30.0
         self.registered = concurrent.futures.Future[str]()
         self.on_cancelled: Callable[[], None] = lambda: None
         self.messages: collections.deque[Message] = collections.deque()  # appended here, taken by the run
         self.taken = 0
+        #: Taken from the outbox, numbered, not yet stored: sent again as it is (with more after it).
+        self.part: list[dict[str, Any]] = []
+        self.part_sizes: list[int] = []
+        #: No sooner than this (monotonic) is a part refused with a retryable error sent again.
+        self.retry_at = 0.0
+        self.delay = BACKOFF_FIRST
+        #: When a request last carried the run (renewing its lease), and last carried its events.
+        self.posted_at = self.active_at = time.monotonic()
         self._budget = budget
         self._approvals: dict[str, concurrent.futures.Future[Decision]] = {}
-        self._lease = 30.0
-        self._wake = asyncio.Event()
-        self._sent = asyncio.Condition()
-        self._in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._polls_refused = False
 
     # -- from any thread
-
-    def _wake_threadsafe(self) -> None:
-        self.engine.call(self._wake.set)
 
     def approval(self, approval_id: str) -> concurrent.futures.Future[Decision]:
         """The future a person's decision on ``approval_id`` resolves (made before the request is sent)."""
@@ -86,16 +102,10 @@ class Link:
     # -- on the loop
 
     async def start(self) -> None:
-        """Register (retrying until it is answered), then send and poll until stopped."""
-        self._tasks = [asyncio.create_task(self._run())]
+        """Register (retrying until it is answered); then the sender carries the run's events."""
+        self._tasks = [asyncio.create_task(self._register())]
 
-    async def _run(self) -> None:
-        if not await self._register():
-            return
-        self._tasks.append(asyncio.create_task(self._poll()))
-        await self._send_forever()
-
-    async def _register(self) -> bool:
+    async def _register(self) -> None:
         body = wire.encode(self.registration)
         async for _ in _backoff():
             try:
@@ -105,102 +115,146 @@ class Link:
                 continue
             if r.status_code in (200, 201):
                 got = wire.registered(r.content)
-                self.run_id, self._lease, self.status = got.run_id, got.lease_seconds, got.status
+                self.run_id, self.lease, self.status = got.run_id, got.lease_seconds, got.status
                 self.outbox.next_n = got.last_n + 1
                 self.registered.set_result(got.run_id)
-                return True
+                self.sender.add(self)
+                return
             problem = wire.problem(r.content)
             error = ClientError("register", r.status_code, problem.code, problem.detail)
             self.engine.report(error)
-            if not _retryable(r.status_code):
+            if not retryable(r.status_code):
                 self.registered.set_exception(error)
-                return False
-        return False
+                return
 
     @property
     def _http(self) -> httpx.AsyncClient:
         assert self.engine.http is not None
         return self.engine.http
 
-    async def _send_forever(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._lease / 3)
-            except TimeoutError:
-                await self._post([])  # a heartbeat
-                continue
-            self._wake.clear()
-            if len(self.outbox) < self.outbox.batch:
-                await asyncio.sleep(self.linger)  # let tokens coalesce and more events come
-            while len(self.outbox):
-                events, size = self.outbox.take()
-                self._in_flight += 1
-                try:
-                    await self._post(events)
-                finally:
-                    self._in_flight -= 1
-                    self._budget.give_back(size)
-                async with self._sent:
-                    self._sent.notify_all()
+    @property
+    def in_flight(self) -> bool:
+        """Whether a request carrying the run's part awaits its answer (the outbox knows it too:
+        while it does, a first event there need not wake the sender)."""
+        return self.outbox.held
 
-    async def _post(self, events: list[dict[str, Any]]) -> None:
-        """Post ``events`` until the server has them (or refuses them)."""
-        url = f"/api/ingest/runs/{self.run_id}/events"
-        async for _ in _backoff():
-            try:
-                r = await self._http.post(url, content=wire.encode({"events": events, "after": self.taken}))
-            except httpx.TransportError as e:
-                self.engine.report(e)
-                continue
-            if r.status_code == 200:
-                self._handle(wire.answer(r.content))
-                return
-            problem = wire.problem(r.content)
-            self.engine.report(ClientError("post events", r.status_code, problem.code, problem.detail))
-            if problem.code == "gap" and problem.expected_n is not None and events:
-                events = self._after_gap(events, problem.expected_n)
-                if events:
-                    continue
-                return
-            if problem.code == "already_finished":
-                self.status = "finished"
-                return
-            if not _retryable(r.status_code):
-                self.outbox.next_n = events[0]["n"] if events else self.outbox.next_n  # their n go to the next
-                return
+    @in_flight.setter
+    def in_flight(self, value: bool) -> None:
+        self.outbox.held = value
 
-    def _after_gap(self, events: list[dict[str, Any]], expected: int) -> list[dict[str, Any]]:
-        """What of ``events`` to send after a ``409 gap`` that expects ``expected``: the ones past
-        it, if some were stored already; all of them renumbered from it, if an earlier batch was
-        refused (and its numbers were never used)."""
-        if expected > events[0]["n"]:
-            return [e for e in events if e["n"] >= expected]
-        for n, event in enumerate(events, expected):
+    @property
+    def ended(self) -> bool:
+        return self.status in wire.TERMINAL or self.status == FINISHED
+
+    # -- the run's part of the sender's requests
+
+    def fill(self, most: int) -> bytes:
+        """Add waiting events to the part (up to ``most`` more, and the part's bounds); the run's
+        entry of a request, encoded."""
+        room = min(most, BATCH_EVENTS - len(self.part))
+        room_bytes = BATCH_BYTES - sum(self.part_sizes)
+        if room > 0 and room_bytes > 0 and len(self.outbox):
+            events, sizes = self.outbox.take(room, room_bytes, at_least_one=not self.part)
+            self.part += events
+            self.part_sizes += sizes
+        return wire.encode({"run_id": self.run_id, "events": self.part, "after": self.taken})
+
+    def sent(self, now: float) -> None:
+        self.in_flight = True
+        self.posted_at = now
+        if self.part:
+            self.active_at = now
+
+    def answered(self, result: wire.Result) -> None:
+        """Act on the server's result for the run's part."""
+        if result.accepted is not None:
+            self.delay = BACKOFF_FIRST
+            self._stored(result.accepted.last_n)
+            self._handle(result.accepted)
+            return
+        problem = result.error or wire.Problem(code="no_result")
+        self.engine.report(ClientError("post events", problem.status_code, problem.code, problem.detail))
+        if problem.code == "gap" and problem.expected_n is not None and self.part:
+            self._after_gap(problem.expected_n)
+        elif problem.code == "already_finished":
+            self.status = FINISHED
+            self.drop()
+        elif retryable(problem.status_code) or not problem.status_code:
+            self.retry_at = time.monotonic() + max(self.delay, problem.retry_after or 0.0)
+            self.delay = min(self.delay * 2, BACKOFF_MOST)
+        else:
+            self.drop(reuse_n=True)
+
+    def _stored(self, last_n: int) -> None:
+        kept = next((i for i, e in enumerate(self.part) if e["n"] > last_n), len(self.part))
+        self._budget.give_back(sum(self.part_sizes[:kept]))
+        del self.part[:kept], self.part_sizes[:kept]
+
+    def _after_gap(self, expected: int) -> None:
+        """After a ``409 gap`` that expects ``expected``: the part's events past it, if some were
+        stored already; all of them renumbered from it, if an earlier part was refused (and its
+        numbers were never used)."""
+        if expected > self.part[0]["n"]:
+            self._stored(expected - 1)
+            return
+        for n, event in enumerate(self.part, expected):
             event["n"] = n
-        self.outbox.next_n = expected + len(events)
-        return events
+        self.outbox.next_n = expected + len(self.part)
+
+    def drop(self, reuse_n: bool = False) -> None:
+        """Give the part up (``reuse_n``: the server stored none of it, so its numbers go to the next events)."""
+        if reuse_n and self.part:
+            self.outbox.next_n = self.part[0]["n"]
+        self._budget.give_back(sum(self.part_sizes))
+        self.part, self.part_sizes = [], []
+
+    def discard(self) -> None:
+        """Give up everything the run holds (it is stopped)."""
+        self.drop()
+        self._budget.give_back(self.outbox.clear())
+
+    # -- controls
+
+    def keep_polling(self, now: float) -> float:
+        """Start the long poll if the run is quiet (the sender found nothing to send of it) and
+        none is waiting; when to look again (``inf``: not before the run sends again)."""
+        if self._poller is not None or self._polls_refused or self.ended:
+            return math.inf
+        if now < self.active_at + QUIET:
+            return self.active_at + QUIET
+        self._poller = asyncio.create_task(self._poll())
+        return math.inf
+
+    def _quiet(self) -> bool:
+        busy = self.in_flight or self.part or len(self.outbox) or time.monotonic() < self.active_at + QUIET
+        return not busy and not self.ended
 
     async def _poll(self) -> None:
-        """Long-poll the run's controls until it ends (each poll renews the lease too)."""
+        """Long-poll the run's controls while it is quiet (each poll renews the lease too)."""
+        assert self.engine.polls is not None
         url = f"/api/ingest/runs/{self.run_id}/controls"
-        wait = min(POLL_WAIT, max(1.0, self._lease / 2))
+        wait = min(POLL_WAIT, max(1.0, self.lease / 2))
         delay = BACKOFF_FIRST
-        while self.status not in wire.TERMINAL:
-            try:
-                r = await self._http.get(url, params={"after": self.taken, "wait": wait})
-            except httpx.TransportError as e:
-                self.engine.report(e)
-            else:
-                if r.status_code == 200:
-                    self._handle(wire.answer(r.content))
-                    delay = BACKOFF_FIRST
-                    continue
-                problem = wire.problem(r.content)
-                self.engine.report(ClientError("poll controls", r.status_code, problem.code, problem.detail))
-                if not _retryable(r.status_code):
-                    return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MOST)
+        try:
+            while self._quiet():
+                try:
+                    r = await self.engine.polls.get(url, params={"after": self.taken, "wait": wait})
+                except httpx.TransportError as e:
+                    self.engine.report(e)
+                else:
+                    if r.status_code == 200:
+                        self._handle(wire.answer(r.content))
+                        delay = BACKOFF_FIRST
+                        continue
+                    problem = wire.problem(r.content)
+                    self.engine.report(ClientError("poll controls", r.status_code, problem.code, problem.detail))
+                    if not retryable(r.status_code):
+                        self._polls_refused = True
+                        return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MOST)
+        finally:
+            self._poller = None
 
     def _handle(self, answer: wire.Answer) -> None:
         """Act on each control not handled yet, in order."""
@@ -234,17 +288,14 @@ class Link:
 
     async def flush(self) -> None:
         """Return once every event handed over so far is stored (or refused)."""
-        if not self.registered.done():
-            await asyncio.wait((asyncio.wrap_future(self.registered),))
-        async with self._sent:
-            while self.run_id is not None and (len(self.outbox) or self._in_flight):
-                self._wake.set()
-                await self._sent.wait()
+        await self.sender.flush(self)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._poller] if self._poller else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.sender.remove(self)
 
 
 async def _backoff(first: float = BACKOFF_FIRST, most: float = BACKOFF_MOST) -> AsyncIterator[None]:

@@ -7,11 +7,16 @@ it is full, a ``run.token()`` called from plain (synchronous) code blocks up to 
 never block), the token is **dropped and counted** (``run.dropped_tokens``, ``rw.dropped_tokens``).
 Every other event (steps, tools, approvals, the run's end) is always kept: they are few and small,
 and losing one would make the run wrong rather than just shorter.
+
+The budget also counts what waits to be sent, over every run, so that the client's one sender
+(``sender.py``) is woken only when it must be: by the first event of a run while it sleeps with
+nothing to send, and when ``FLUSH_EVENTS`` events or ``FLUSH_BYTES`` bytes wait.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,59 +24,104 @@ from typing import Any
 MAX_TOKEN_CHARS = 16_384
 #: What an event costs beyond its text, roughly: its JSON keys and numbers.
 EVENT_OVERHEAD = 64
-#: The most bytes (as counted here) one batch carries: well under the server's 1 MiB per batch,
-#: whatever JSON escaping adds.
-BATCH_BYTES = 256 << 10
+#: The most events and bytes (as counted here) of one run in one request: well under the server's
+#: 1 MiB per request, whatever JSON escaping adds.
+BATCH_EVENTS, BATCH_BYTES = 256, 256 << 10
+#: Waiting this much, over every run, the sender sends at once rather than lingering.
+FLUSH_EVENTS, FLUSH_BYTES = 256, 256 << 10
 
 
 class Budget:
-    """Bytes a client may hold: thread-safe; ``take`` may wait for room, ``give_back`` makes it."""
+    """Bytes a client may hold, and what of them waits to be sent. Thread-safe: its lock is every
+    outbox's too (one lock a token, whatever it does); ``take`` may wait for room, ``give_back``
+    makes it."""
 
-    __slots__ = ("_room", "dropped_tokens", "limit", "used")
+    __slots__ = ("asleep", "dropped_tokens", "limit", "lock", "used", "waiting_bytes", "waiting_events", "wake")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self.dropped_tokens = 0
-        self._room = threading.Condition()
+        self.lock = threading.Condition()
+        #: Events and bytes handed over and not yet taken by the sender, over every run.
+        self.waiting_events = 0
+        self.waiting_bytes = 0
+        #: Whether the sender sleeps with nothing due to send: a run's first event must wake it.
+        self.asleep = False
+        #: Wakes the sender (safe from any thread; set by it).
+        self.wake: Callable[[], None] = lambda: None
 
     def take(self, size: int, timeout: float) -> bool:
-        """Reserve ``size`` bytes, waiting up to ``timeout`` s for room; ``False`` if there is none."""
-        with self._room:
-            if not self._room.wait_for(lambda: self.used + size <= self.limit, timeout):
-                self.dropped_tokens += 1
-                return False
-            self.used += size
-            return True
-
-    def force(self, size: int) -> None:
-        """Reserve ``size`` bytes whatever the limit (the events that are never dropped)."""
-        with self._room:
-            self.used += size
+        """Reserve ``size`` bytes, waiting up to ``timeout`` s for room; ``False`` if there is none
+        (hold ``lock``)."""
+        if self.used + size > self.limit and not self.lock.wait_for(lambda: self.used + size <= self.limit, timeout):
+            self.dropped_tokens += 1
+            return False
+        self.used += size
+        return True
 
     def give_back(self, size: int) -> None:
-        with self._room:
-            self.used -= size
-            self._room.notify_all()
+        if size:
+            with self.lock:
+                self.used -= size
+                self.lock.notify_all()
+
+    def waiting(self, events: int, size: int) -> bool:
+        """Count ``events`` and ``size`` more waiting (hold ``lock``); whether the sender must be
+        woken for it now (enough waits)."""
+        before = self.waiting_events >= FLUSH_EVENTS or self.waiting_bytes >= FLUSH_BYTES
+        self.waiting_events += events
+        self.waiting_bytes += size
+        return not before and (self.waiting_events >= FLUSH_EVENTS or self.waiting_bytes >= FLUSH_BYTES)
+
+    @property
+    def full(self) -> bool:
+        """Whether enough waits to send at once."""
+        return self.waiting_events >= FLUSH_EVENTS or self.waiting_bytes >= FLUSH_BYTES
+
+
+class Tokens:
+    """Consecutive tokens coalesced into one ``token`` event: their texts kept as parts, joined
+    every ``PARTS`` and when the event is taken (no string rebuilt per token, nor a small string
+    kept per token)."""
+
+    __slots__ = ("chars", "deltas", "parts")
+
+    PARTS = 64
+
+    def __init__(self, text: str) -> None:
+        self.parts = [text]
+        self.chars = len(text)
+        self.deltas = 1
+
+    def add(self, text: str) -> None:
+        if len(self.parts) == self.PARTS:
+            self.parts = ["".join(self.parts)]
+        self.parts.append(text)
+        self.chars += len(text)
+        self.deltas += 1
+
+    def event(self) -> dict[str, Any]:
+        return {"type": "token", "text": "".join(self.parts), "deltas": self.deltas}
 
 
 class Outbox:
-    """One run's events not yet sent, oldest first. Consecutive tokens coalesce into one event
-    (text joined, ``deltas`` summed) until they are taken; ``n`` is set when a batch is taken, so a
-    retried batch keeps its numbers. ``wake`` is called (from any thread) when the first event
-    arrives in an empty outbox and when it reaches ``batch`` events."""
+    """One run's events not yet taken, oldest first. Consecutive tokens coalesce into one event
+    (text joined, ``deltas`` summed) until they are taken; ``n`` is set when they are taken (a
+    part retried keeps its numbers). ``since``: when the oldest waiting event came (monotonic)."""
 
-    __slots__ = ("_budget", "_events", "_lock", "_sizes", "_wake", "batch", "dropped_tokens", "next_n")
+    __slots__ = ("_budget", "_events", "_sizes", "dropped_tokens", "held", "next_n", "since")
 
-    def __init__(self, budget: Budget, wake: Callable[[], None], batch: int = 256) -> None:
+    def __init__(self, budget: Budget) -> None:
         self._budget = budget
-        self._wake = wake
-        self._lock = threading.Lock()
-        self._events: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any] | Tokens] = []
         self._sizes: list[int] = []
-        self.batch = batch
         self.next_n = 1
         self.dropped_tokens = 0
+        self.since = 0.0
+        #: Whether the sender will look at this run anyway (its part is in flight or retried), so
+        #: that its first event need not wake it.
+        self.held = False
 
     def __len__(self) -> int:
         return len(self._events)
@@ -83,44 +133,69 @@ class Outbox:
             for start in range(0, len(text), MAX_TOKEN_CHARS):
                 self.token(text[start : start + MAX_TOKEN_CHARS], block)
             return
-        size = len(text.encode())
-        if not self._budget.take(size, block):
-            self.dropped_tokens += 1
-            return
-        with self._lock:
-            last = self._events[-1] if self._events else None
-            if last is not None and last["type"] == "token" and len(last["text"]) + len(text) <= MAX_TOKEN_CHARS:
-                last["text"] += text
-                last["deltas"] += 1
-                self._sizes[-1] += size
+        size = len(text) if text.isascii() else len(text.encode())
+        budget = self._budget
+        with budget.lock:
+            if not budget.take(size, block):
+                self.dropped_tokens += 1
                 return
-            self._append({"type": "token", "text": text, "deltas": 1}, size)
+            last = self._events[-1] if self._events else None
+            if type(last) is Tokens and last.chars + len(text) <= MAX_TOKEN_CHARS:
+                last.add(text)
+                self._sizes[-1] += size
+                wake = budget.waiting(0, size)
+            else:
+                wake = self._append(Tokens(text), size)
+        if wake:
+            budget.wake()
 
     def put(self, event: dict[str, Any], size: int = 0) -> None:
         """Add any other event (always kept: see the module's policy)."""
         size += EVENT_OVERHEAD
-        self._budget.force(size)
-        with self._lock:
-            self._append(event, size)
+        budget = self._budget
+        with budget.lock:
+            budget.used += size
+            wake = self._append(event, size)
+        if wake:
+            budget.wake()
 
-    def _append(self, event: dict[str, Any], size: int) -> None:
+    def _append(self, event: dict[str, Any] | Tokens, size: int) -> bool:
+        """(Holding the lock.) Whether the sender must be woken."""
         self._events.append(event)
         self._sizes.append(size)
-        if len(self._events) in (1, self.batch):
-            self._wake()
+        budget = self._budget
+        wake = budget.waiting(1, size)
+        if len(self._events) == 1:
+            self.since = time.monotonic()
+            if budget.asleep and not self.held:
+                budget.asleep = False
+                wake = True
+        return wake
 
-    def take(self) -> tuple[list[dict[str, Any]], int]:
-        """Up to ``batch`` events (and ``BATCH_BYTES``), numbered, and the bytes they hold (give them
-        back once stored)."""
-        with self._lock:
+    def take(
+        self, most: int, most_bytes: int = BATCH_BYTES, *, at_least_one: bool = True
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """Up to ``most`` events and ``most_bytes`` (but one at least, if ``at_least_one``), numbered,
+        and the bytes each holds (give them back once stored)."""
+        with self._budget.lock:
             count, total = 0, 0
-            for size in self._sizes[: self.batch]:
-                if count and total + size > BATCH_BYTES:
+            for size in self._sizes[:most]:
+                if total + size > most_bytes and (count or not at_least_one):
                     break
                 count, total = count + 1, total + size
-            events, self._events = self._events[:count], self._events[count:]
+            taken, self._events = self._events[:count], self._events[count:]
             sizes, self._sizes = self._sizes[:count], self._sizes[count:]
+            self._budget.waiting(-count, -total)
+        events = [e.event() if type(e) is Tokens else e for e in taken]
         for event in events:
             event["n"] = self.next_n
             self.next_n += 1
-        return events, sum(sizes)
+        return events, sizes
+
+    def clear(self) -> int:
+        """Drop every waiting event; the bytes they held."""
+        with self._budget.lock:
+            total = sum(self._sizes)
+            self._budget.waiting(-len(self._events), -total)
+            self._events, self._sizes = [], []
+        return total

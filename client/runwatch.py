@@ -1,7 +1,8 @@
 """The client: ``Runwatch`` for synchronous agents, ``AsyncRunwatch`` for asyncio ones.
 
-Both are one core — an engine thread with its loop and connection pool (``engine.py``), and one
-byte budget for every run's buffered events (``outbox.py``) — behind a sync or an async face.
+Both are one core — an engine thread with its loop and connection pools (``engine.py``), one
+sender that batches every run's events (``sender.py``), and one byte budget for every run's
+buffered events (``outbox.py``) — behind a sync or an async face.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from runwatch.client.engine import Engine
 from runwatch.client.link import Link
 from runwatch.client.outbox import Budget
 from runwatch.client.run import AsyncRun, Run
+from runwatch.client.sender import Sender
 
 #: The capabilities a run declares unless told: the SDK handles cancels and approvals itself;
 #: messages only reach an agent that reads ``run.messages()``, so it says so.
@@ -25,7 +27,7 @@ DEFAULT_CAPABILITIES = ("cancel", "approve")
 
 
 class _Core:
-    """What both faces share: settings, the engine, the budget, the open runs."""
+    """What both faces share: settings, the engine, the budget, the sender, the open runs."""
 
     def __init__(
         self,
@@ -40,9 +42,10 @@ class _Core:
     ) -> None:
         self.engine = Engine(url, api_key, on_error)
         self.budget = Budget(buffer_bytes)
+        self.sender = Sender(self.engine, self.budget, linger)
+        self.engine.submit(self.sender.start()).result()
         self.block_timeout = block_timeout
         self.flush_timeout = flush_timeout
-        self.linger = linger
         self.links: weakref.WeakSet[Link] = weakref.WeakSet()
         self.closed = False
 
@@ -64,7 +67,7 @@ class _Core:
             **({"thread": thread} if thread else {}),
             **{k: v for k, v in fields.items() if v is not None},
         }
-        link = Link(self.engine, self.budget, registration, self.linger)
+        link = Link(self.engine, self.sender, self.budget, registration)
         self.links.add(link)
         return link
 
@@ -83,6 +86,7 @@ class _Core:
             self.engine.report(e)
         for link in list(self.links):
             self.engine.submit(link.stop()).result(self.flush_timeout)
+        self.engine.submit(self.sender.stop()).result(self.flush_timeout)
         self.engine.close(self.flush_timeout)
 
 
@@ -137,6 +141,12 @@ class Runwatch:
     @property
     def dropped_tokens(self) -> int:
         return self._core.budget.dropped_tokens
+
+    @property
+    def buffered_bytes(self) -> int:
+        """The bytes of ``buffer_bytes`` the client holds now: every run's events handed over and not
+        yet stored (waiting, in flight, or retried), as the budget counts them (``outbox.py``)."""
+        return self._core.budget.used
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event of every run is stored."""
@@ -197,6 +207,11 @@ class AsyncRunwatch:
     @property
     def dropped_tokens(self) -> int:
         return self._core.budget.dropped_tokens
+
+    @property
+    def buffered_bytes(self) -> int:
+        """As :attr:`Runwatch.buffered_bytes`."""
+        return self._core.budget.used
 
     async def flush(self) -> None:
         await asyncio.wrap_future(self._core.engine.submit(self._core.flush()))

@@ -21,21 +21,39 @@ class Registered(msgspec.Struct, kw_only=True):
 
 
 class Answer(msgspec.Struct, kw_only=True):
-    """An events answer or a controls page: the run's pending controls and its status."""
+    """An events answer or a controls page: the run's pending controls and its status (and, for
+    events, the last ``n`` the run has stored)."""
 
     run_id: str = ""
+    last_n: int = 0
     controls: list[dict[str, Any]] = msgspec.field(default_factory=list)
     cursor: int = 0
     status: str = "running"
 
 
 class Problem(msgspec.Struct, kw_only=True):
-    """An error body: ``{status_code, detail, code}`` (and ``expected_n`` with ``409 gap``)."""
+    """An error body: ``{status_code, detail, code}`` (and ``expected_n`` with ``409 gap``; a run's
+    part refused ``rate_limited`` or ``unavailable`` may say in ``retry_after`` when to send it again)."""
 
     status_code: int = 0
     detail: str = ""
     code: str = ""
     expected_n: int | None = None
+    retry_after: float | None = None
+
+
+class Result(msgspec.Struct, kw_only=True):
+    """One run's part of a multi-run events answer: what it accepted, or why it refused it."""
+
+    run_id: str
+    accepted: Answer | None = None
+    error: Problem | None = None
+
+
+class Results(msgspec.Struct, kw_only=True):
+    """``POST /api/ingest/events``'s answer: a result per run, in the order sent."""
+
+    results: list[Result] = msgspec.field(default_factory=list)
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +82,7 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _registered = msgspec.json.Decoder(Registered)
 _answer = msgspec.json.Decoder(Answer)
 _problem = msgspec.json.Decoder(Problem)
+_results = msgspec.json.Decoder(Results)
 encode = msgspec.json.Encoder().encode
 
 
@@ -73,6 +92,10 @@ def registered(body: bytes) -> Registered:
 
 def answer(body: bytes) -> Answer:
     return _answer.decode(body)
+
+
+def results(body: bytes) -> Results:
+    return _results.decode(body)
 
 
 def problem(body: bytes) -> Problem:
