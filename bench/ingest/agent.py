@@ -48,9 +48,8 @@ def client_thread_cpu() -> float:
 
 
 def buffered_bytes(rw: AsyncRunwatch) -> int:
-    """What the client holds of its byte budget now (``buffer_bytes``: see runwatch.client.outbox).
-    The client publishes no figure of it, so the bench reads the budget it keeps."""
-    return rw._core.budget.used
+    """What the client holds of its byte budget now (``buffer_bytes``: see runwatch.client.outbox)."""
+    return rw.buffered_bytes
 
 
 class Memory:

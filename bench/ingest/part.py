@@ -34,8 +34,9 @@ QUICK = {"runs": 20, "rate": 50, "tokens": 250, "down_s": 5.0}
 Progress = Callable[[str], None]
 
 
-#: The ingest route whose requests are counted (one per batch a client posts).
-EVENTS_ROUTE = 'path="/api/ingest/runs/{run_id}/events"'
+#: The ingest routes whose requests are counted (one per batch a client posts: of one run, or of
+#: all the runs it has events of).
+EVENTS_ROUTES = ('path="/api/ingest/runs/{run_id}/events"', 'path="/api/ingest/events"')
 
 
 def posts(server: servers.Running) -> int:
@@ -47,7 +48,7 @@ def posts(server: servers.Running) -> int:
         sum(
             float(x.rsplit(" ", 1)[1])
             for x in lines
-            if x.startswith("runwatch_http_requests_total{") and EVENTS_ROUTE in x
+            if x.startswith("runwatch_http_requests_total{") and any(route in x for route in EVENTS_ROUTES)
         )
     )
 
