@@ -106,7 +106,7 @@ class Runwatch:
         buffer_bytes: int = 8 << 20,
         block_timeout: float = 1.0,
         flush_timeout: float = 30.0,
-        linger: float = 0.025,
+        linger: float = 0.05,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self._core = _Core(
@@ -174,7 +174,7 @@ class AsyncRunwatch:
         *,
         buffer_bytes: int = 8 << 20,
         flush_timeout: float = 30.0,
-        linger: float = 0.025,
+        linger: float = 0.05,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self._core = _Core(

@@ -1,6 +1,6 @@
 """The client's one sender: every run's events, batched into one request per linger window.
 
-The first event waiting in any run opens a window; ``linger`` (25 ms) later — at once when
+The first event waiting in any run opens a window; ``linger`` (50 ms) later — at once when
 ``FLUSH_EVENTS`` events or ``FLUSH_BYTES`` bytes wait (``outbox.py``), or a flush asks — the
 waiting events of every registered run go in one ``POST /api/ingest/events``, each run's as its
 *part* (``link.py``), within the server's bounds on a request (``MAX_REQUEST_*``). A run's part is

@@ -23,7 +23,7 @@ composition root names a concrete broker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
 from runwatch.agents.events import Event, Published
@@ -189,6 +189,11 @@ class Bus(Publisher, Streams, Positions, Protocol):
         A producer that publishes faster than events become visible (a model streaming at full
         speed) awaits this between bursts, so it runs at most one burst ahead of its watchers.
         """
+        ...
+
+    async def settled_all(self, run_ids: Iterable[str]) -> None:
+        """``settled`` for each of ``run_ids`` (events of many runs published together), the event
+        loop let run other work once in all, not once per run."""
         ...
 
     def add_sink(self, sink: Sink) -> None: ...

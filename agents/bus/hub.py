@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
@@ -146,6 +146,21 @@ class Hub:
         future = asyncio.get_running_loop().create_future()
         self._settling.setdefault(run_id, []).append((ring.head, future))
         await future
+
+    async def settled_all(self, run_ids: Iterable[str]) -> None:
+        """``settled`` for each of ``run_ids``, the event loop let run other work once in all."""
+        loop = asyncio.get_running_loop()
+        waits = []
+        for run_id in run_ids:
+            ring = self.logs.get(run_id)
+            if ring is not None and ring.visible < ring.head:
+                future = loop.create_future()
+                self._settling.setdefault(run_id, []).append((ring.head, future))
+                waits.append(future)
+        if not waits:
+            await asyncio.sleep(0)
+        for future in waits:
+            await future
 
     def release_settled(self, run_id: str) -> None:
         """Let the producers of ``run_id`` waiting in ``settled`` go on (its events will not come)."""

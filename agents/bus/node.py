@@ -11,7 +11,7 @@ no allocation, per event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Generic, TypeVar
 
 from runwatch.agents.bus.base import LIFECYCLE, Broker, Sink, Watcher
@@ -37,6 +37,7 @@ class Node(Generic[B]):
         "recent",
         "replay",
         "settled",
+        "settled_all",
     )
 
     publish: Callable[[Event], Coroutine[Any, Any, Published]]
@@ -47,6 +48,7 @@ class Node(Generic[B]):
     head: Callable[[str], int]
     first: Callable[[str], int]
     settled: Callable[[str], Coroutine[Any, Any, None]]
+    settled_all: Callable[[Iterable[str]], Coroutine[Any, Any, None]]
     add_sink: Callable[[Sink], None]
 
     def __init__(self, hub: Hub, broker: B) -> None:
@@ -60,6 +62,7 @@ class Node(Generic[B]):
         self.head = hub.head
         self.first = hub.first
         self.settled = hub.settled
+        self.settled_all = hub.settled_all
         self.add_sink = hub.add_sink
 
     async def start(self) -> None:

@@ -25,9 +25,10 @@ from runwatch.agents.errors import (
 )
 from runwatch.agents.ingest import limits
 from runwatch.agents.ingest.approvals import schema_problem
-from runwatch.agents.ingest.wire import AGENT_EVENTS, INCOMING, RESERVED_TYPES, Batch, ManyParts
+from runwatch.agents.ingest.wire import AGENT_EVENTS, INCOMING, RESERVED_TYPES, Batch, ManyParts, TypedMany
 
 _decoder = msgspec.json.Decoder(Batch)
+_typed_decoder = msgspec.json.Decoder(TypedMany)
 _many_decoder = msgspec.json.Decoder(ManyParts)
 _encoder = msgspec.json.Encoder()
 
@@ -88,20 +89,23 @@ def decode(body: bytes) -> Batch:
         raise _explain(body, exc) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON) from None
-    if len(batch.events) > limits.MAX_BATCH_EVENTS:
-        raise BatchTooLarge(
-            f"the batch holds {len(batch.events)} events; one request may carry {limits.MAX_BATCH_EVENTS}"
-        )
+    _check(batch.events)
+    return batch
+
+
+def _check(events: list[Any]) -> None:
+    """What the types of a run's decoded events do not say (see the module)."""
+    if len(events) > limits.MAX_BATCH_EVENTS:
+        raise BatchTooLarge(f"the batch holds {len(events)} events; one request may carry {limits.MAX_BATCH_EVENTS}")
     previous = None
-    for index, item in enumerate(batch.events):
+    for index, item in enumerate(events):
         _check_sizes(index, item)
         _check_meaning(index, item)
         if previous is not None and item.n != previous + 1:
             raise InvalidEvent(f"{_where(index, item)}: n must go up by one within a batch (it follows n={previous})")
-        if item.__struct_config__.tag == "run.finished" and index != len(batch.events) - 1:
+        if item.__struct_config__.tag == "run.finished" and index != len(events) - 1:
             raise InvalidEvent(f"{_where(index, item)}: run.finished must be the last event of its batch")
         previous = item.n
-    return batch
 
 
 def _explain(body: bytes, error: msgspec.ValidationError) -> RunwatchError:
@@ -167,19 +171,35 @@ def decode_many(body: bytes) -> list[tuple[str, Batch | RunwatchError]]:
     if len(body) > limits.MAX_BATCH_BYTES:
         raise BatchTooLarge(f"the request is {len(body)} bytes; one request may carry {limits.MAX_BATCH_BYTES}")
     try:
-        many = _many_decoder.decode(body)
+        typed = _typed_decoder.decode(body)  # (every event well formed: read in one pass)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _parts(_many(body))
+    parts: list[tuple[str, Batch | RunwatchError]] = []
+    for part in typed.runs:
+        try:
+            _check(part.events)
+        except RunwatchError as exc:
+            parts.append((part.run_id, exc))
+            continue
+        parts.append((part.run_id, Batch(events=part.events, after=part.after)))
+    return _counted(parts)
+
+
+def _many(body: bytes) -> ManyParts:
+    """The body's runs, their events kept raw (``BadRequest`` if it is not a body of runs)."""
+    try:
+        return _many_decoder.decode(body)
     except msgspec.ValidationError as exc:
         if str(exc).startswith("Expected `array` of length <=") and str(exc).endswith("at `$.runs`"):
             raise BatchTooLarge(f"one request may carry {limits.MAX_BATCH_RUNS} runs") from None
         raise BadRequest(f'the body is not {{"runs": [{{"run_id": …, "events": […]}}, …]}}: {exc}') from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}", code=ErrorCode.BAD_JSON) from None
-    ids = [part.run_id for part in many.runs]
-    if len(set(ids)) != len(ids):
-        twice = next(i for i in ids if ids.count(i) > 1)
-        raise BadRequest(f"run {twice} is in the request twice; send each run's events once, in order")
+
+
+def _parts(many: ManyParts) -> list[tuple[str, Batch | RunwatchError]]:
+    """Each run's events decoded and checked as one run's batch, or why not."""
     parts: list[tuple[str, Batch | RunwatchError]] = []
-    total = 0
     for part in many.runs:
         try:
             batch = decode(b'{"events":[' + b",".join(bytes(e) for e in part.events) + b"]}")
@@ -187,8 +207,17 @@ def decode_many(body: bytes) -> list[tuple[str, Batch | RunwatchError]]:
             parts.append((part.run_id, exc))
             continue
         batch.after = part.after
-        total += len(batch.events)
         parts.append((part.run_id, batch))
+    return _counted(parts)
+
+
+def _counted(parts: list[tuple[str, Batch | RunwatchError]]) -> list[tuple[str, Batch | RunwatchError]]:
+    """``parts``, if no run is in them twice and they hold ``MAX_BATCH_EVENTS`` at most in all."""
+    ids = [run_id for run_id, _ in parts]
+    if len(set(ids)) != len(ids):
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise BadRequest(f"run {twice} is in the request twice; send each run's events once, in order")
+    total = sum(len(batch.events) for _, batch in parts if isinstance(batch, Batch))
     if total > limits.MAX_BATCH_EVENTS:
         raise BatchTooLarge(f"the request holds {total} events; one request may carry {limits.MAX_BATCH_EVENTS}")
     return parts

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import structlog
 
@@ -33,6 +34,8 @@ log = structlog.get_logger()
 
 #: Stored events read at a time, catching a run up or rebuilding it.
 PAGE = 1_000
+#: How often a run tells ``Leases.seen`` that its agent was heard from, at most, in seconds.
+SEEN_EVERY = 1.0
 #: Seconds a copy of a run may go unused before it is dropped (where copies can be stale); at
 #: least twice its lease.
 IDLE_COPY = 60.0
@@ -58,11 +61,13 @@ class ExternalRuns:
 
     async def renew(self, run: ExternalRun) -> None:
         """Its agent was heard from: renew its lease (and take the length every instance knows)."""
-        run.used = time.monotonic()
+        run.used = now = time.monotonic()
         seconds = await self.leases.renew(run.id)
         if seconds is not None:  # (None: it ended elsewhere, or its lease was lost: see ``reseed``)
             run.lease_seconds = seconds
-        await self.leases.seen(run.tenant, run.agent)
+        if now - run.seen_at >= SEEN_EVERY:  # (its agent's heartbeat, a view: once a second is plenty)
+            run.seen_at = now
+            await self.leases.seen(run.tenant, run.agent)
 
     async def record(self, run: ExternalRun, event: Event) -> None:
         """Publish what runwatch itself writes on ``run`` (its lock held), and take it into the
@@ -89,11 +94,15 @@ class ExternalRuns:
         if run.ended is not None:
             await self.end(run)
 
-    @asynccontextmanager
-    async def held(self, run: ExternalRun) -> AsyncIterator[None]:
+    def held(self, run: ExternalRun) -> AbstractAsyncContextManager[Any]:
         """``run`` held here (its lock) and against every other instance, its copy caught up. If
         what is done with it fails after it published (the hold lost, another instance wrote to
-        the run), the copy may hold what the store refused: it is dropped, to be rebuilt."""
+        the run), the copy may hold what the store refused: it is dropped, to be rebuilt. In one
+        process that is its lock alone."""
+        return run.lock if self.sharing.fresh else self._held(run)
+
+    @asynccontextmanager
+    async def _held(self, run: ExternalRun) -> AsyncIterator[None]:
         async with run.lock:
             run.used = time.monotonic()
             seq = run.seq

@@ -35,7 +35,7 @@ import structlog
 
 from runwatch.agents.bus import Bus
 from runwatch.agents.errors import Gap, InvalidEvent, RateLimited, RunAlreadyFinished, RunwatchError
-from runwatch.agents.events import ApprovalRequested, Event, RunFinished, RunStatus
+from runwatch.agents.events import ApprovalRequested, Event, RunFinished, RunStatus, Token
 from runwatch.agents.identity import Actor, Principal
 from runwatch.agents.ingest import batch as batches
 from runwatch.agents.ingest import limits
@@ -47,6 +47,7 @@ from runwatch.agents.ingest.shared import Alone, Leases, MemoryLeases, Sharing
 from runwatch.agents.ingest.state import ExternalRun
 from runwatch.agents.ingest.wire import (
     EVENT_OF,
+    INCOMING,
     Accepted,
     Batch,
     ControlsPage,
@@ -59,6 +60,11 @@ from runwatch.agents.runs.inbox import Decision, Steer, new_approval_id
 from runwatch.agents.store import Store
 
 log = structlog.get_logger()
+
+
+#: What an agent's ``token`` event is decoded as (``_event`` builds its ``Token`` field by field).
+_INCOMING_TOKEN = INCOMING["token"]
+assert _INCOMING_TOKEN.__struct_fields__ == ("n", "text", "deltas"), "IngestService._event: a token's fields changed"
 
 
 def refusal(exc: RunwatchError) -> Refused:
@@ -151,25 +157,31 @@ class IngestService:
         return await self.apply(run_id, batches.decode(body), principal=principal)
 
     async def post_many(self, body: bytes, *, principal: Principal) -> list[RunResult]:
-        """Apply each run's part of ``body`` as ``post`` applies one run's batch, independently
-        and concurrently (their events become durable together); one result per run, in order.
+        """Apply each run's part of ``body`` as ``post`` applies one run's batch, independently;
+        one result per run, in order, answered once every part's accepted events are durable.
         Raises what ``batch.decode_many`` raises for the request as a whole."""
         parts = batches.decode_many(body)
+        if not self._sharing.fresh:  # (each part held against the other instances until durable)
+            return list(await asyncio.gather(*(self._part(run_id, batch, principal) for run_id, batch in parts)))
+        results = [await self._part(run_id, batch, principal, settle=False) for run_id, batch in parts]
+        await self._bus.settled_all(r.run_id for r in results if r.accepted is not None and r.accepted.accepted)
+        return results
 
-        async def one(run_id: str, batch: Batch | RunwatchError) -> RunResult:
-            try:
-                if isinstance(batch, RunwatchError):
-                    raise batch
-                return RunResult(run_id=run_id, accepted=await self.apply(run_id, batch, principal=principal))
-            except RunwatchError as exc:
-                return RunResult(run_id=run_id, error=refusal(exc))
+    async def _part(
+        self, run_id: str, batch: Batch | RunwatchError, principal: Principal, *, settle: bool = True
+    ) -> RunResult:
+        try:
+            if isinstance(batch, RunwatchError):
+                raise batch
+            accepted = await self.apply(run_id, batch, principal=principal, settle=settle)
+            return RunResult(run_id=run_id, accepted=accepted)
+        except RunwatchError as exc:
+            return RunResult(run_id=run_id, error=refusal(exc))
 
-        if len(parts) == 1:
-            return [await one(*parts[0])]
-        return list(await asyncio.gather(*(one(run_id, batch) for run_id, batch in parts)))
-
-    async def apply(self, run_id: str, batch: Batch, *, principal: Principal) -> Accepted:
-        """Apply a decoded batch to the run ``principal`` reports (see ``post``)."""
+    async def apply(self, run_id: str, batch: Batch, *, principal: Principal, settle: bool = True) -> Accepted:
+        """Apply a decoded batch to the run ``principal`` reports (see ``post``); ``settle``: return
+        once its accepted events are durable (else the caller waits for them). Where copies can be
+        stale, they are durable before the run is let go, whatever ``settle`` says."""
         run = await self.runs.reported(run_id, principal)
         if run.ended is not None:
             raise RunAlreadyFinished(run_id, run.ended)
@@ -188,7 +200,8 @@ class IngestService:
                 run.apply(await self._bus.publish(event), event)
                 if isinstance(event, ApprovalRequested):
                     self.runs.leases.changed.set()  # (its expiry may be the keeper's next deadline)
-            await self._bus.settled(run_id)
+            if events and not self._sharing.fresh:
+                await self._bus.settled(run_id)
             if batch.after is not None:
                 run.controls.ack(batch.after)
                 await self.runs.leases.ack(run_id, batch.after)
@@ -202,6 +215,8 @@ class IngestService:
                 cursor=run.controls.cursor(after),
                 status=run.status,
             )
+        if events and settle and self._sharing.fresh:
+            await self._bus.settled(run_id)
         if run.ended is not None:
             await self.runs.end(run)
             await self._sharing.changed(run_id)
@@ -209,6 +224,8 @@ class IngestService:
 
     def _event(self, run: ExternalRun, item: Any) -> Event:
         """The event an agent's ``item`` becomes on the run."""
+        if type(item) is _INCOMING_TOKEN:  # (most of what agents send: built directly)
+            return Token(run_id=run.id, text=item.text, deltas=item.deltas)
         tag = item.__struct_config__.tag
         fields = {name: getattr(item, name) for name in item.__struct_fields__ if name != "n"}
         if tag == "approval.requested":
@@ -221,7 +238,9 @@ class IngestService:
     @staticmethod
     def _check_approvals(run: ExternalRun, events: list[Event]) -> None:
         """Each approval's id is new to the run, and the run holds no more than it may open."""
-        opened = [e for e in events if isinstance(e, ApprovalRequested)]
+        opened = [e for e in events if type(e) is ApprovalRequested]
+        if not opened:
+            return
         ids = [e.approval_id for e in opened]
         for event in opened:
             if run.approvals.known(event.approval_id) or ids.count(event.approval_id) > 1:

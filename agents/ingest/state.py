@@ -58,6 +58,8 @@ class ExternalRun:
     seq: int = 0
     #: When this copy was last used (``time.monotonic``): see ``ExternalRuns.evict_idle``.
     used: float = field(default_factory=time.monotonic)
+    #: When its agent was last told to ``Leases.seen`` from here (``time.monotonic``; 0: never).
+    seen_at: float = 0.0
     cancel_requested: bool = False
     #: Its ``run.finished``'s status, once published.
     ended: RunStatus | None = None

@@ -111,6 +111,19 @@ class RunPart(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     after: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
+class TypedPart(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``RunPart`` with its events decoded: how a request whose every event is well formed is read
+    (in one pass; one that is not is read again as ``ManyParts``)."""
+
+    run_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    events: list[Incoming] = msgspec.field(default_factory=list)  # type: ignore[valid-type]
+    after: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+
+
+class TypedMany(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    runs: Annotated[list[TypedPart], msgspec.Meta(max_length=limits.MAX_BATCH_RUNS)]
+
+
 class ManyParts(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``POST /api/ingest/events``: batches of many runs in one request, each run once."""
 
