@@ -128,9 +128,9 @@ class Server:
         self.in_process = in_process
         self.cwd = cwd
         self.data_dir = data_dir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        #: A port of its own choosing (not a restart's): chosen again if another process took it first.
+        self.own_port = port is None
+        self._at(port or free_port())
         self.env = (
             {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "RUNWATCH_"))}
             | {"RUNWATCH_LOG_FORMAT": "json"}
@@ -141,12 +141,26 @@ class Server:
             | {"RUNWATCH_LOGIN_LINK": "on", "XDG_DATA_HOME": str(data_dir / "xdg")}
             | (env or {})
         )
-        self.log_path = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | ForkedProcess | ThreadedServe | None = None
         #: The local admin key the server made in its data folder (None with authentication off).
         self.token: str | None = None
 
+    def _at(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/ws"
+        self.log_path = self.data_dir / f"server-{port}.log"
+
     def start(self, timeout: float = 60.0) -> Server:  # a ceiling: a busy 2-core machine took 20 s to import
+        try:
+            return self._start(timeout)
+        except RuntimeError as exc:
+            if not (self.own_port and "address already in use" in str(exc).lower()):
+                raise
+            self._at(free_port())  # (another test's server took the port between its choice and bind)
+            return self._start(timeout)
+
+    def _start(self, timeout: float) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = ["serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         if self.in_process:
@@ -179,8 +193,11 @@ class Server:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"runwatch exited with {self.proc.returncode}:\n{self.logs()}")
+        # With its key (once it made one): a port another test's server took meanwhile answers 401.
+        key = self.data_dir / "admin.key"
+        headers = {"Authorization": f"Bearer {key.read_text().strip()}"} if key.exists() else {}
         try:
-            return httpx.get(self.url + "/api/health", timeout=1).status_code == 200
+            return httpx.get(self.url + "/api/health", headers=headers, timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 
