@@ -20,9 +20,11 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def test_the_trace_nests_tool_calls_under_their_steps_and_grows_live(server, open_page):
-    # Each call takes 3 s: long enough for the page to open and see the first one running.
+    # Each call takes 3 s: long enough to see the first one running, with the dashboard loaded first
+    # (its load is not in the window: the run view is then a change of the page's hash).
+    page = open_page(f"{server.url}/")
     run = start_run(server, {"tokens": 20, "rate": 40, "tool_calls": 2, "tool_seconds": 3})
-    page = open_page(f"{server.url}/#/runs/{run}")
+    page.goto(f"{server.url}/#/runs/{run}")
     running = rows(page, "tool").first
     expect(running).to_have_attribute("data-state", "running")  # seen while it runs…
     # (read at once, in one frame: a busy machine may let the 3 s call end between separate reads)
