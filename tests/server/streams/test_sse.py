@@ -75,6 +75,10 @@ async def test_the_51st_sse_stream_of_a_principal_is_refused_429_and_the_50_othe
     assert await metric(srv, "runwatch_rate_limited_total", kind="sse_streams") == 1
 
 
+async def _sockets(srv, n: int) -> bool:
+    return await metric(srv, "runwatch_ws_connections") == n
+
+
 async def test_websockets_and_sse_streams_of_a_principal_are_one_count(make_server):
     srv = make_server({"RUNWATCH_WS_CONNECTIONS_PER_PRINCIPAL": "2"}, in_process=True)
     run = await srv.start_run(WAITS)
@@ -90,6 +94,8 @@ async def test_websockets_and_sse_streams_of_a_principal_are_one_count(make_serv
             async with other.stream("GET", f"/api/runs/{run}/stream") as r:
                 assert r.status_code == 200
         await w.close()
+        # (the client's close can complete before the server gives the place back: wait for it)
+        await eventually(lambda: _sockets(srv, 0), what="the closed socket's place to come back")
         [again] = await _open_streams(stack, c, run, 1)  # the closed socket's place
         await _approve_when_asked(c, run)
         for r in (stream, again):
