@@ -117,7 +117,7 @@ async def agent_activity(
     activity = await service.store.agent_activity(
         Window(since=since, until=now, bucket=window, tenant=scope), lost=AGENT_LOST
     )
-    seen = await ingest.last_seen(scope) if ingest is not None else {}
+    seen = await ingest.last_seen(scope)
     return AgentsPage(
         window=window,
         since=round(since, 3),
