@@ -1,6 +1,6 @@
 """The run view's answer and live figures in real headless Chromium: the answer follows the stream
 until the reader scrolls up, renders Markdown, and the header's tokens/s and elapsed time are the
-run's. The elements the tests rely on are listed in tests/browser/run_view.py.
+run's. The elements the tests rely on are listed in tests/browser/pages/run_view.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.pages import start_run
-from tests.browser.run_view import NONE, counter, finished, replay, shown_seconds
+from tests.browser.pages.run_view import NONE, counter, finished, replay, shown_seconds
 from tests.harness.waiting import eventually_blocking
 
 pytestmark = pytest.mark.timeout(90)

@@ -1,5 +1,5 @@
 """Runs of an agent that runs elsewhere, in real headless Chromium: a separate process
-(``external_agent.py``, with ``runwatch.client``) reports three runs of ``billing-bot``, and a person
+(``agents/external_agent.py``, with ``runwatch.client``) reports three runs of ``billing-bot``, and a person
 logged in as an operator of the same tenant watches, cancels and approves them on the dashboard.
 
 One agent process and one page serve the module's tests, in order: the last one stops the agent.
@@ -38,14 +38,14 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.pages import ARTIFACTS
-from tests.browser.runs_list import cell
+from tests.browser.pages.runs_list import cell
 from tests.conftest import ROOT, Server
 from tests.harness.a11y import serious_violations
 from tests.harness.identity import make_key
 
 pytestmark = pytest.mark.timeout(90)
 
-SCRIPT = Path(__file__).with_name("external_agent.py")
+SCRIPT = Path(__file__).with_name("agents") / "external_agent.py"
 AGENT = "billing-bot"
 
 

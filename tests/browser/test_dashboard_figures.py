@@ -16,8 +16,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.pages import finish, start_run
-from tests.browser.run_view import NONE, counter, fact, finished, replay, row
-from tests.browser.runs_list import cell, list_page
+from tests.browser.pages.run_view import NONE, counter, fact, finished, replay, row
+from tests.browser.pages.runs_list import cell, list_page
 from tests.harness.fake_model import FakeModel
 
 pytestmark = pytest.mark.timeout(90)

@@ -30,7 +30,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.pages import ARTIFACTS, PHONE, finish, start_run
-from tests.browser.runs_list import PRICED, SMALL_OUTPUT, cell, list_page, row, usd
+from tests.browser.pages.runs_list import PRICED, SMALL_OUTPUT, cell, list_page, row, usd
 from tests.harness.a11y import serious_violations
 
 pytestmark = pytest.mark.timeout(90)

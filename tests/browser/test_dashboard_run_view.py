@@ -1,6 +1,6 @@
 """The run view as a whole in real headless Chromium: rerun, edit and export, what a viewer may do,
 the disconnected state and the resume after a restart, a phone's screen and accessibility. The
-elements the tests rely on are listed in tests/browser/run_view.py.
+elements the tests rely on are listed in tests/browser/pages/run_view.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from runwatch.agents.offline.model import scenario_text
 from tests.browser.pages import ARTIFACTS, start_run
-from tests.browser.run_view import counter, finished, replay, row, rows
+from tests.browser.pages.run_view import counter, finished, replay, row, rows
 from tests.conftest import Server
 from tests.harness.a11y import serious_violations
 

@@ -1,6 +1,6 @@
 """The run view's trace in real headless Chromium: steps and their tool calls as a tree that grows
 live, with its waterfall, the detail panel of the selected item, the keyboard, and failed or denied
-calls. The elements the tests rely on are listed in tests/browser/run_view.py.
+calls. The elements the tests rely on are listed in tests/browser/pages/run_view.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from runwatch.agents.offline.model import scenario_text
 from tests.browser.pages import start_run
-from tests.browser.run_view import PRICE, counter, fact, finished, replay, row, rows, shown_seconds, usd
+from tests.browser.pages.run_view import PRICE, counter, fact, finished, replay, row, rows, shown_seconds, usd
 
 pytestmark = pytest.mark.timeout(90)
 

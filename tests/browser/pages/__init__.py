@@ -1,4 +1,7 @@
-"""What every browser test does besides opening pages: start runs, read the answer, save pictures."""
+"""What every browser test does besides opening pages: start runs, read the answer, save pictures.
+
+The room holds the pages' helpers too: ``run_view`` (the run view's elements the tests rely on)
+and ``runs_list`` (the runs list's)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 runs of ``billing-bot`` with ``runwatch.client`` (nothing of the server imported) and says on its
 standard output, one JSON object a line, what happened to them::
 
-    python tests/browser/external_agent.py URL AGENT_KEY
+    python tests/browser/agents/external_agent.py URL AGENT_KEY
 
 First ``{"runs": {"stream": ID, "approval": ID, "watch": ID}}`` once all three are registered, then:
 
