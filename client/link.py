@@ -75,6 +75,7 @@ class Link:
         self.lease = 30.0
         self.registered = concurrent.futures.Future[str]()
         self.on_cancelled: Callable[[], None] = lambda: None
+        self.on_message: Callable[[Message], None] = lambda message: None
         self.messages: collections.deque[Message] = collections.deque()  # appended here, taken by the run
         self.taken = 0
         #: Taken from the outbox, numbered, not yet stored: sent again as it is (with more after it).
@@ -270,7 +271,9 @@ class Link:
             elif kind == "approval":
                 self._decided(control)
             elif kind == "message":
-                self.messages.append(msgspec.convert(control, Message, strict=False))
+                message = msgspec.convert(control, Message, strict=False)
+                self.messages.append(message)
+                self.on_message(message)
             self.taken = c
 
     def _cancel_approvals(self) -> None:

@@ -61,7 +61,9 @@ class RunBase:
         #: Set when a person cancels the run (from the dashboard or REST).
         self.cancelled = threading.Event()
         self._callbacks: list[Callable[[], object]] = []
+        self._message_callbacks: list[Callable[[Message], object]] = []
         link.on_cancelled = self._cancel
+        link.on_message = self._message
 
     @property
     def id(self) -> str | None:
@@ -115,6 +117,11 @@ class RunBase:
         if self.cancelled.is_set():
             callback()
 
+    def on_message(self, callback: Callable[[Message], object]) -> None:
+        """Call ``callback(message)`` as each steering message arrives (on the client's thread: keep it
+        short). The message stays in :meth:`messages` too: the callback only says one came."""
+        self._message_callbacks.append(callback)
+
     def _off_cancel(self, callback: Callable[[], object]) -> None:
         """Stop calling ``callback`` on a cancel."""
         with contextlib.suppress(ValueError):
@@ -129,6 +136,13 @@ class RunBase:
         for callback in list(self._callbacks):
             try:
                 callback()
+            except Exception as e:
+                self._link.engine.report(e)
+
+    def _message(self, message: Message) -> None:
+        for callback in list(self._message_callbacks):
+            try:
+                callback(message)
             except Exception as e:
                 self._link.engine.report(e)
 

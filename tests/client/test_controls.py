@@ -7,7 +7,7 @@ import asyncio
 import concurrent.futures
 import threading
 
-from runwatch.client import AsyncRunwatch, Runwatch
+from runwatch.client import AsyncRunwatch, Message, Runwatch
 from tests.conftest import Server
 from tests.server.ingest.agent import stored
 
@@ -70,6 +70,22 @@ async def test_a_message_over_rest_reaches_run_messages(server: Server, arw: Asy
         got = run.messages()
         assert [(m.text, m.mode) for m in got] == [("focus on Q3", "interrupt")]
         assert run.messages() == []  # handed over once
+
+
+async def test_on_message_is_called_once_per_message_as_it_arrives(server: Server, arw: AsyncRunwatch):
+    arrived: asyncio.Queue[Message] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    async with arw.run(agent="their-agent", input="draft it", capabilities=["message"]) as run:
+        run.on_message(lambda m: loop.call_soon_threadsafe(arrived.put_nowait, m))
+        async with server.client() as c:
+            for text in ("first", "second"):
+                r = await c.post(f"/api/runs/{run.id}/messages", json={"text": text, "mode": "queue"})
+                assert r.status_code == 202, r.text
+        got = [await asyncio.wait_for(arrived.get(), 10) for _ in range(2)]
+        await run.flush()  # an answer carrying both again must not call the callback again
+        assert [(m.text, m.mode) for m in got] == [("first", "queue"), ("second", "queue")]
+        assert arrived.empty()
+        assert [m.text for m in run.messages()] == ["first", "second"]
 
 
 async def test_a_cancel_while_waiting_for_an_approval_ends_the_run_cancelled(server: Server, rw: Runwatch):
