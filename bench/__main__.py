@@ -21,6 +21,7 @@ from bench import runs as model_streams
 from bench import search as search_bench
 from bench import slices as loop_slices
 from bench import slow as slow_consumers
+from bench.frameworks import part as frameworks
 from bench.ingest import part as ingest
 from bench.stats import median_of, ratio
 
@@ -79,7 +80,20 @@ LABELS = {
 }
 
 
-PARTS = ["fanout", "idle", "slow", "runs", "model", "broker", "auth", "presence", "search", "slices", "ingest"]
+PARTS = [
+    "fanout",
+    "idle",
+    "slow",
+    "runs",
+    "model",
+    "broker",
+    "auth",
+    "presence",
+    "search",
+    "slices",
+    "ingest",
+    "frameworks",
+]
 
 
 def fanout(watchers: int, runs: int, tokens: int, repeats: int) -> dict[str, dict]:
@@ -301,6 +315,8 @@ def main() -> None:
         res["slices"] = loop_slices.run_all(params["repeats"], progress)
     if "ingest" in parts:
         res["ingest"] = ingest.run_all(quick, params["repeats"], progress)
+    if "frameworks" in parts:
+        res["frameworks"] = frameworks.run_all(quick, params["repeats"], progress)
     if "slow" in parts:
         res["slow"] = slow_consumers.run(
             partial(with_server, runwatch_with(25, slow_consumers.ENV)),
@@ -331,6 +347,8 @@ def main() -> None:
         print(on_off_report("Presence", res["presence"], params))
     if "ingest" in res:
         print(ingest.report(res["ingest"]))
+    if "frameworks" in res:
+        print(frameworks.report(res["frameworks"]))
     progress(f"done in {res['seconds']} s; raw results in {args.json}")
 
 
