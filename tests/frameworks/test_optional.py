@@ -28,13 +28,13 @@ def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_importing_the_adapters_packages_imports_no_framework(tmp_path: Path):
-    code = """
+    code = f"""
 import sys
 import runwatch.client, runwatch.client.openai_agents, runwatch.client.langchain
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in {frameworks!r})
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {FRAMEWORKS!r})
 assert not loaded, loaded
 print("ok")
-""".format(frameworks=FRAMEWORKS)
+"""
     result = _python(code, tmp_path)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
@@ -44,13 +44,16 @@ def test_an_adapter_without_its_framework_names_the_extra_to_install(tmp_path: P
         ("openai_agents", "RunwatchProcessor", "openai-agents"),
         ("langchain", "RunwatchCallbackHandler", "langchain"),
     ):
-        code = BLOCK + f"""
+        code = (
+            BLOCK
+            + f"""
 from runwatch.client.optional import MissingFramework
 try:
     from runwatch.client.{module} import {name}
 except MissingFramework as e:
     print(e)
 """
+        )
         result = _python(code, tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f'pip install "runwatch[{extra}]"' in result.stdout, result.stdout
