@@ -151,11 +151,11 @@ class StreamedRun:
                 next_input = await self._next(run, result)
         except Cancelled as e:  # cancelled while waiting for a person: the run ends cancelled
             error = e
-        except GeneratorExit:  # the caller stopped iterating: stop the SDK's run too
+        except (GeneratorExit, asyncio.CancelledError) as e:  # the caller gave up: stop the SDK's run too
             error = Cancelled()
             if self.result is not None:
                 self.result.cancel("immediate")
-            raise
+            raise e
         except BaseException as e:
             error = e
             raise
