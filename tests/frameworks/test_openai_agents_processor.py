@@ -3,16 +3,21 @@
 which reports usage to the SDK's tracing as real models do) shows up with its steps, tool calls and
 usage; a step is there
 while its model call is still running (live at span start); a run ``run_streamed`` reports itself
-is not reported twice; a trace whose agent failed ends its run ``failed``."""
+is not reported twice; a trace whose agent failed ends its run ``failed``; a full queue drops spans
+(counted) without ever blocking the SDK, and never a trace's end."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from agents.testing import ModelStep, ScriptedModel, assistant_message
+from agents.tracing.span_data import AgentSpanData
 from openai import AsyncOpenAI
 
 from agents import (
@@ -128,3 +133,43 @@ async def test_a_failed_agent_ends_its_run_failed(server: Server, processor: Run
     (run,) = await runs_of(server, "failing-desk")
     finished = (await stored(server, run["id"]))[-1]
     assert finished["status"] == "failed" and "model down" in finished["error"]
+
+
+class _HeldTrace:
+    """A trace whose name the worker waits for: the worker stays busy while the test fills the queue."""
+
+    trace_id = "trace_held00000000000000000000000"
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    @property
+    def name(self) -> str:
+        self.entered.set()
+        self.release.wait(10)
+        return "held-desk"
+
+
+def _agent_span(trace_id: str, n: int) -> Any:
+    return SimpleNamespace(
+        trace_id=trace_id, span_id=f"span_{n}", parent_id=None, error=None, span_data=AgentSpanData(name=f"a{n}")
+    )
+
+
+async def test_a_full_queue_drops_spans_and_counts_them_but_never_a_trace_s_end(server: Server, rw: Runwatch):
+    processor = RunwatchProcessor(rw, queue_events=4)
+    trace = _HeldTrace()
+    processor.on_trace_start(trace)
+    await asyncio.to_thread(trace.entered.wait, 10)  # the worker holds the trace's start: the queue is empty
+    began = time.monotonic()
+    for n in range(10):
+        processor.on_span_start(_agent_span(trace.trace_id, n))
+    processor.on_trace_end(trace)  # the queue is full: kept beside it
+    assert time.monotonic() - began < 0.5  # the callbacks never waited for the worker
+    assert processor.dropped == 6
+    trace.release.set()
+    await asyncio.to_thread(processor.shutdown)
+    (run,) = await runs_of(server, "held-desk")
+    kept = await stored(server, run["id"])
+    assert [e["message"] for e in kept if e["type"] == "status"] == ["agent a0", "agent a1", "agent a2", "agent a3"]
+    assert (kept[-1]["type"], kept[-1]["status"]) == ("run.finished", "succeeded")

@@ -6,7 +6,8 @@ It proves: the model's text reaches a WebSocket watcher in order; a cancel from 
 the SDK's run within a second and the run ``cancelled``; an approval approved with edited
 arguments calls the tool with them, and a denial's message reaches the model, in the same runwatch
 run; a queued message is in the next model call's input; an interrupt finishes the turn and the
-model then answers the message.
+model then answers the message. (The last few, each with one model: a cancel while a person decides
+an approval; the run config's own ``call_model_input_filter`` composed with the adapter's.)
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from agents.run_config import CallModelData, ModelInputData
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from openai import AsyncOpenAI
 from openai.types.responses import ResponseOutputMessage, ResponseOutputText
 
-from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Usage, function_tool
+from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, RunConfig, Usage, function_tool
 from runwatch.agents.offline.model import scenario_text
 from runwatch.client import AsyncRunwatch
 from runwatch.client.openai_agents import StreamedRun, run_streamed
@@ -248,3 +250,34 @@ async def test_an_interrupt_finishes_the_turn_then_the_model_answers_it(
     assert stream.final_output == 'You said: "stop and summarize"'
     assert [e["type"] for e in kept].count("step.started") == 2 and kept[-1]["status"] == "succeeded"
     assert text_of(kept).startswith("".join(scenario_text(20)))
+
+
+async def test_a_cancel_while_a_person_decides_ends_the_run_cancelled(server: Server, arw: AsyncRunwatch):
+    calls: list[str] = []
+    model = ScriptedModel([[function_call("deploy", {"version": "1.1.0"}, call_id="call_1")]])
+    stream = run_streamed(Agent(name="deployer", model=model, tools=[deploy_tool(calls)]), "deploy", rw=arw)
+    watcher = await server.watcher()
+    try:
+        job = asyncio.create_task(consume(stream))
+        await eventually(lambda: stream.run_id, what="the run's registration")
+        await watcher.subscribe(stream.run_id)
+        await watcher.wait_for(lambda m: m.get("type") == "approval.requested")
+        async with server.client() as c:
+            r = await c.post(f"/api/runs/{stream.run_id}/cancel")
+        assert r.status_code == 202, r.text
+        await asyncio.wait_for(job, 10)
+        seen = await watcher.until_finished(stream.run_id)
+    finally:
+        await watcher.close()
+    assert calls == [] and seen[-1]["status"] == "cancelled"
+
+
+async def test_the_run_config_s_own_model_input_filter_still_applies(arw: AsyncRunwatch):
+    def mine(data: CallModelData[Any]) -> ModelInputData:
+        return ModelInputData(input=data.model_data.input, instructions="from my filter")
+
+    model = ScriptedModel([[assistant_message("ok")]])
+    config = RunConfig(call_model_input_filter=mine)
+    stream = run_streamed(Agent(name="filtered", model=model), "hi", rw=arw, run_config=config)
+    await asyncio.wait_for(consume(stream), 10)
+    assert model.calls[0].system_instructions == "from my filter" and stream.final_output == "ok"
