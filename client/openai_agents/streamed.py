@@ -145,8 +145,12 @@ class StreamedRun:
                 )
                 if run.cancelled.is_set():
                     result.cancel(self._cancel_mode)
+                token = run.token
                 async for event in result.stream_events():
-                    self._report(run, event)
+                    if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
+                        token(event.data.delta)  # the per-token path: nothing but the client's run.token
+                    else:
+                        self._report(run, event)
                     yield event
                 next_input = await self._next(run, result)
         except Cancelled as e:  # cancelled while waiting for a person: the run ends cancelled
@@ -170,9 +174,7 @@ class StreamedRun:
         if event.type == "raw_response_event":
             data = event.data
             kind = data.type
-            if kind == "response.output_text.delta":
-                run.token(data.delta)
-            elif kind == "response.created":
+            if kind == "response.created":
                 run.step(getattr(data.response, "model", None) or "unknown")
                 self._step_open = True
             elif kind == "response.completed":
