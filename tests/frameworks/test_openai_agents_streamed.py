@@ -7,12 +7,14 @@ the SDK's run within a second and the run ``cancelled``; an approval approved wi
 arguments calls the tool with them, and a denial's message reaches the model, in the same runwatch
 run; a queued message is in the next model call's input; an interrupt finishes the turn and the
 model then answers the message. (The last few, each with one model: a cancel while a person decides
-an approval; the run config's own ``call_model_input_filter`` composed with the adapter's.)
+an approval; the run config's own ``call_model_input_filter`` composed with the adapter's; a caller
+that stops iterating.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -281,3 +283,16 @@ async def test_the_run_config_s_own_model_input_filter_still_applies(arw: AsyncR
     stream = run_streamed(Agent(name="filtered", model=model), "hi", rw=arw, run_config=config)
     await asyncio.wait_for(consume(stream), 10)
     assert model.calls[0].system_instructions == "from my filter" and stream.final_output == "ok"
+
+
+async def test_a_caller_that_stops_iterating_stops_the_sdk_run_and_ends_the_run_cancelled(
+    server: Server, arw: AsyncRunwatch
+):
+    model = ScriptedModel([[message_of(["first ", "second "])]])
+    stream = run_streamed(Agent(name="quitter", model=model), "say two things", rw=arw)
+    async with contextlib.aclosing(stream.stream_events()) as events:
+        async for event in events:
+            if deltas([event]):
+                break
+    kept = await stored(server, stream.run_id)
+    assert stream.result.is_complete and (kept[-1]["type"], kept[-1]["status"]) == ("run.finished", "cancelled")
