@@ -1,10 +1,10 @@
 """``RunwatchProcessor``: every run of the process, from the SDK's traces — a plain ``Runner.run``
 (not streamed, not cancellable; ``OpenAIChatCompletionsModel`` against runwatch's offline ``/v1``,
 which reports usage to the SDK's tracing as real models do) shows up with its steps, tool calls and
-usage; a step is there
-while its model call is still running (live at span start); a run ``run_streamed`` reports itself
-is not reported twice; a trace whose agent failed ends its run ``failed``; a full queue drops spans
-(counted) without ever blocking the SDK, and never a trace's end."""
+usage; a step is there while its model call is still running (live at span start); a run
+``run_streamed`` reports itself is not reported twice; a model that makes no spans of its own still
+shows a step (with usage) per turn; a trace whose agent failed ends its run ``failed``; a full queue
+drops spans (counted) without ever blocking the SDK, and never a trace's end."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from agents.testing import ModelStep, ScriptedModel, assistant_message
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.tracing.span_data import AgentSpanData
 from openai import AsyncOpenAI
 
@@ -26,6 +26,7 @@ from agents import (
     OpenAIChatCompletionsModel,
     RunConfig,
     Runner,
+    Usage,
     function_tool,
     set_trace_processors,
 )
@@ -173,3 +174,19 @@ async def test_a_full_queue_drops_spans_and_counts_them_but_never_a_trace_s_end(
     kept = await stored(server, run["id"])
     assert [e["message"] for e in kept if e["type"] == "status"] == ["agent a0", "agent a1", "agent a2", "agent a3"]
     assert (kept[-1]["type"], kept[-1]["status"]) == ("run.finished", "succeeded")
+
+
+async def test_a_model_that_traces_nothing_still_shows_a_step_per_turn(server: Server, processor: RunwatchProcessor):
+    usage = Usage(requests=1, input_tokens=11, output_tokens=5, total_tokens=16)
+    steps = [
+        ModelStep(output=[function_call("lookup", {"q": "y"}, call_id="call_1")], usage=usage),
+        ModelStep(output=[assistant_message("y is found")], usage=usage),
+    ]
+    agent = Agent(name="helper", model=ScriptedModel(steps), tools=[lookup])  # no generation spans
+    await Runner.run(agent, "what is y?", run_config=RunConfig(workflow_name="quiet-desk"))
+    await asyncio.to_thread(processor.force_flush)
+    (run,) = await runs_of(server, "quiet-desk")
+    kept = await stored(server, run["id"])
+    finished = [e for e in kept if e["type"] == "step.finished"]
+    assert [f["usage"] for f in finished] == [{"input_tokens": 11, "output_tokens": 5, "estimated": False}] * 2
+    assert [e["tool"] for e in kept if e["type"] == "tool.finished"] == ["lookup"]
