@@ -39,6 +39,19 @@ print("ok")
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
 
+def test_an_adapters_first_used_name_imports_its_framework(tmp_path: Path):
+    code = """
+import sys
+import runwatch.client.openai_agents as adapter
+assert "agents" not in sys.modules, "imported the SDK up front"
+adapter.RunwatchProcessor
+assert hasattr(sys.modules["agents"], "Runner"), "the SDK on first use"
+print("ok")
+"""
+    result = _python(code, tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
 def test_an_adapter_without_its_framework_names_the_extra_to_install(tmp_path: Path):
     for module, name, extra in (
         ("openai_agents", "RunwatchProcessor", "openai-agents"),
