@@ -30,6 +30,7 @@ class ToolCall:
     def __init__(self, run: RunBase, call_id: str, name: str, arguments: Any) -> None:
         self._run, self.call_id, self.name = run, call_id, name
         self._result: Any = None
+        self._denied = False
         self._started = time.monotonic()
         run._put({"type": "tool.started", "call_id": call_id, "tool": name, "arguments": arguments})
 
@@ -39,12 +40,19 @@ class ToolCall:
     def result(self, value: Any) -> None:
         self._result = value
 
+    def deny(self) -> None:
+        """A person denied the call: it was never made (its ``tool.finished`` says ``denied``; its
+        result, if set, is what the model was told instead)."""
+        self._denied = True
+
     def __enter__(self) -> ToolCall:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         event = {"type": "tool.finished", "call_id": self.call_id, "tool": self.name, "result": self._result}
         event["duration"] = time.monotonic() - self._started
+        if self._denied:
+            event["denied"] = True
         if exc is not None:
             event["error"] = f"{type(exc).__name__}: {exc}"
         self._run._put(event)

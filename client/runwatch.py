@@ -142,6 +142,11 @@ class Runwatch:
     def dropped_tokens(self) -> int:
         return self._core.budget.dropped_tokens
 
+    def report(self, error: Exception) -> None:
+        """Add an error met on the agent's side of reporting (a framework adapter's) to ``errors``
+        and pass it to ``on_error``, as the client does with its own."""
+        self._core.engine.report(error)
+
     @property
     def buffered_bytes(self) -> int:
         """The bytes of ``buffer_bytes`` the client holds now: every run's events handed over and not
@@ -207,6 +212,11 @@ class AsyncRunwatch:
     @property
     def dropped_tokens(self) -> int:
         return self._core.budget.dropped_tokens
+
+    def report(self, error: Exception) -> None:
+        """Add an error met on the agent's side of reporting (a framework adapter's) to ``errors``
+        and pass it to ``on_error``, as the client does with its own."""
+        self._core.engine.report(error)
 
     @property
     def buffered_bytes(self) -> int:

@@ -133,7 +133,7 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
     # -- the worker
 
     def _report(self, error: BaseException) -> None:
-        self._rw._core.engine.report(error if isinstance(error, Exception) else RuntimeError(repr(error)))
+        self._rw.report(error if isinstance(error, Exception) else RuntimeError(repr(error)))
 
     def _work(self) -> None:
         while True:

@@ -199,9 +199,7 @@ class StreamedRun:
     def _finish_tool(self, run: AsyncRun, tool: ToolCall, result: Any) -> None:
         if tool.call_id in self._denied:  # never called: the model got the denial's message
             self._denied.discard(tool.call_id)
-            event = {"type": "tool.finished", "call_id": tool.call_id, "tool": tool.name, "result": result}
-            run._put(event | {"denied": True})
-            return
+            tool.deny()
         tool.result(result)
         tool.__exit__(None, None, None)
 
