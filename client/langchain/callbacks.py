@@ -151,6 +151,17 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
             timing["ttft"] = step.first - step.started
         self.run.step_done(usage, reason, index=step.index, **timing, **fields)
 
+    def end_open(self, finish_reason: str = "cancelled") -> None:
+        """Finish every model call and tool still open, as ``finish_reason`` (LangChain reports no
+        end for a call whose task was cancelled: ``watch_graph`` calls this on a cancel)."""
+        try:
+            for step in [self._steps.pop(k) for k in list(self._steps)]:
+                self._finish(step, None, finish_reason)
+        except Exception as e:
+            self._report(e)
+        for run_id in list(self._tools):
+            self._tool_done(run_id, None, finish_reason)
+
     # -- tools
 
     def on_tool_start(

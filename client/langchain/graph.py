@@ -33,6 +33,7 @@ ends the run ``cancelled`` too, once the iterator is closed or collected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
@@ -98,6 +99,15 @@ class WatchedGraph:
         self._yielding = False
         self._live = False
         self._cancel_fired = False
+        self._begun = asyncio.Event()
+
+    async def started(self) -> AsyncRun:
+        """The runwatch run, once it is registered (someone must be iterating the graph); raises
+        ``RuntimeError`` if the iteration ended before it began."""
+        await self._begun.wait()
+        if self.run is None:
+            raise RuntimeError("the graph's run never began")
+        return self.run
 
     def __aiter__(self) -> WatchedGraph:
         return self
@@ -125,43 +135,53 @@ class WatchedGraph:
         config = _with_thread(dict(self._config or {}))
         text = self._run_input if self._run_input is not None else _describe(self._input)
         closed = False
-        async with self._rw.run(self._agent, text, capabilities=CAPABILITIES, **self._run_fields) as run:
-            self.run = run
-            config["callbacks"] = _with_handler(config.get("callbacks"), RunwatchCallbackHandler(run))
-            fire = lambda: loop.call_soon_threadsafe(self._cancel)  # noqa: E731
-            self._task, self._live = asyncio.current_task(), True
-            run.on_cancel(fire)
-            try:
-                payload = self._input
-                while True:
-                    stream = self._graph.astream(payload, config, **self._shape.options)
-                    async for chunk in stream:
-                        out = self._shape.wanted(chunk)
-                        if out is _SKIP:
-                            continue
-                        self._yielding = True
-                        try:
-                            yield out
-                        finally:
-                            self._yielding = False
-                            self._task = asyncio.current_task() or self._task
+        try:
+            async with self._rw.run(self._agent, text, capabilities=CAPABILITIES, **self._run_fields) as run:
+                self.run = run
+                self._begun.set()
+                handler = RunwatchCallbackHandler(run)
+                config["callbacks"] = _with_handler(config.get("callbacks"), handler)
+                fire = lambda: loop.call_soon_threadsafe(self._cancel)  # noqa: E731
+                self._task, self._live = asyncio.current_task(), True
+                run.on_cancel(fire)
+                try:
+                    payload = self._input
+                    while True:
+                        async with contextlib.aclosing(
+                            self._graph.astream(payload, config, **self._shape.options)
+                        ) as stream:
+                            async for chunk in stream:
+                                out = self._shape.wanted(chunk)
+                                if out is _SKIP:
+                                    continue
+                                self._yielding = True
+                                try:
+                                    yield out
+                                finally:
+                                    self._yielding = False
+                                    self._task = asyncio.current_task() or self._task
+                                run.raise_if_cancelled()
                         run.raise_if_cancelled()
-                    run.raise_if_cancelled()
-                    snapshot = await _paused(self._graph, config)
-                    if snapshot is None:
-                        break
-                    payload = Command(resume=await approvals.answers(run, snapshot))
-            except asyncio.CancelledError:
-                if not self._cancel_fired:
-                    raise
-                self._uncancel()
-                raise Cancelled from None
-            except GeneratorExit:
-                closed = True
-                raise Cancelled from None
-            finally:
-                self._live = False
-                run._off_cancel(fire)
+                        snapshot = await _paused(self._graph, config)
+                        if snapshot is None:
+                            break
+                        payload = Command(resume=await approvals.answers(run, snapshot))
+                except (asyncio.CancelledError, Cancelled) as e:
+                    if isinstance(e, asyncio.CancelledError):
+                        if not self._cancel_fired:
+                            raise
+                        self._uncancel()
+                    handler.end_open("cancelled")
+                    raise Cancelled from None
+                except GeneratorExit:
+                    closed = True
+                    handler.end_open("cancelled")
+                    raise Cancelled from None
+                finally:
+                    self._live = False
+                    run._off_cancel(fire)
+        finally:
+            self._begun.set()  # (a registration that failed: ``started()`` says so)
         if run.cancelled.is_set() and not closed:
             raise Cancelled
 

@@ -1,24 +1,25 @@
 """The LangChain / LangGraph pieces the adapter's tests drive, offline: a scripted streaming chat model
 and the graphs built on it.
 
-``ScriptedChat`` is LangChain's own ``GenericFakeChatModel`` (its answers from an iterator) with three
-additions the tests need: it streams a turn's tool calls and usage as a last chunk (the generic one
-streams only text and drops them), it binds tools (``create_agent`` asks; the script already says
-which calls come), it answers the same when not streamed (as one message, no token callbacks), and
-it keeps every conversation it was sent (``seen``), so a test can say what
-reached the model.
+``ScriptedChat`` is LangChain's own ``GenericFakeChatModel`` (its answers from an iterator) with what
+the tests need besides: it streams a turn's tool calls and usage as a last chunk (the generic one
+streams only text and drops them), natively async too; it binds tools (``create_agent`` asks; the
+script already says which calls come); it can hang mid-answer until cancelled (``hang_after``); it
+answers the same when not streamed (one message, no token callbacks); and it keeps every
+conversation it was sent (``seen``), so a test can say what reached the model.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypedDict
 
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -39,6 +40,8 @@ class ScriptedChat(GenericFakeChatModel):
     """``GenericFakeChatModel`` streaming tool calls and usage, binding tools, keeping what it saw."""
 
     seen: list[list[BaseMessage]] = Field(default_factory=list)
+    #: Streaming asynchronously, wait (until cancelled) before this chunk of an answer.
+    hang_after: int | None = None
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChat:
         return self
@@ -60,14 +63,32 @@ class ScriptedChat(GenericFakeChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        for chunk in self._chunks(messages):
+            if run_manager and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for n, chunk in enumerate(self._chunks(messages)):
+            if n == self.hang_after:
+                await asyncio.Event().wait()  # until cancelled
+            if run_manager and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    def _chunks(self, messages: list[BaseMessage]) -> Iterator[ChatGenerationChunk]:
+        """The next answer of the script, as chunks: its words, then its tool calls and usage."""
         self.seen.append(list(messages))
         answer = next(self.messages)
         message = AIMessage(content=answer) if isinstance(answer, str) else answer
         for token in re.split(r"(\s)", str(message.content)) if message.content else ():
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token, id=message.id))
-            if run_manager:
-                run_manager.on_llm_new_token(token, chunk=chunk)
-            yield chunk
+            yield ChatGenerationChunk(message=AIMessageChunk(content=token, id=message.id))
         calls = [
             {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
             for i, c in enumerate(message.tool_calls)
