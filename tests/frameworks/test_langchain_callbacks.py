@@ -27,7 +27,7 @@ async def test_streamed_tokens_reach_a_watcher_in_order_as_one_step_with_its_usa
     model = ScriptedChat(messages=iter([ANSWER]))
     watcher = await server.watcher()
     try:
-        async with arw.run(agent="lc-chain", input="how was the quarter?") as run:
+        async with arw.run(agent="lc-model", input="how was the quarter?") as run:
             await watcher.subscribe(run.id)
             handler = RunwatchCallbackHandler(run)
             streamed = [c.content async for c in model.astream("how was the quarter?", {"callbacks": [handler]})]
@@ -61,7 +61,7 @@ def broken(quarter: str) -> str:
 async def test_an_agent_s_tool_calls_are_reported_with_the_model_s_call_ids(server: Server, arw: AsyncRunwatch):
     script = [calling("lookup", {"quarter": "Q3"}, "call_q3"), "Q3 made 4.2M"]
     agent = create_agent(ScriptedChat(messages=iter(script)), tools=[lookup])
-    async with arw.run(agent="lc-agent", input="Q3 revenue?") as run:
+    async with arw.run(agent="lc-tools", input="Q3 revenue?") as run:
         config = {"callbacks": [RunwatchCallbackHandler(run)]}
         async for _ in agent.astream({"messages": [("user", "Q3 revenue?")]}, config, stream_mode="messages"):
             pass
@@ -79,7 +79,7 @@ async def test_a_tool_that_raises_finishes_with_its_error(server: Server, arw: A
     model = ScriptedChat(messages=iter([calling("broken", {"quarter": "Q4"})]))
     agent = create_agent(model, tools=[broken])
     with pytest.raises(ValueError, match="no data for Q4"):
-        async with arw.run(agent="lc-agent", input="Q4 revenue?") as run:
+        async with arw.run(agent="lc-tools", input="Q4 revenue?") as run:
             config = {"callbacks": [RunwatchCallbackHandler(run)]}
             await agent.ainvoke({"messages": [("user", "Q4 revenue?")]}, config)
     kept = await stored(server, run.id)
@@ -104,7 +104,7 @@ async def test_concurrent_model_calls_are_each_a_whole_step(server: Server, arw:
 
 async def test_a_model_that_does_not_stream_sends_its_answer_as_one_token(server: Server, arw: AsyncRunwatch):
     model = ScriptedChat(messages=iter([AIMessage(content="all done", id=str(uuid.uuid4()))]))
-    async with arw.run(agent="lc-chain", input="finish") as run:
+    async with arw.run(agent="lc-model", input="finish") as run:
         answer = await model.ainvoke("finish", {"callbacks": [RunwatchCallbackHandler(run)]})
     kept = await stored(server, run.id)
     assert answer.content == text_of(kept) == "all done"
@@ -115,7 +115,7 @@ async def test_a_model_that_does_not_stream_sends_its_answer_as_one_token(server
 def test_a_failing_report_never_raises_into_langchain(server: Server, rw: Runwatch):
     """Reporting that breaks (here: the run's outbox taken away for the call) leaves LangChain's
     call whole; the error goes to the client's errors."""
-    with rw.run(agent="lc-chain", input="break the reporting") as run:
+    with rw.run(agent="lc-model", input="break the reporting") as run:
         handler = RunwatchCallbackHandler(run)
         outbox, run._link.outbox = run._link.outbox, None  # every report now raises inside the handler
         try:
