@@ -1,12 +1,15 @@
 """``RunwatchCallbackHandler``: a LangChain chat model and agent, run for real (offline, on a scripted
 streaming model), reported into a runwatch run the caller opened — each streamed token reaching a
 watcher in order, the model call a step with its usage, tools with their arguments, results and
-errors — and never raising into LangChain."""
+errors — and never raising into LangChain, which it imports only when first used."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from langchain.agents import create_agent
@@ -124,3 +127,42 @@ def test_a_failing_report_never_raises_into_langchain(server: Server, rw: Runwat
             run._link.outbox = outbox
     assert answer.content == "still fine"
     assert any(isinstance(e, AttributeError) for e in rw.errors)
+
+
+LAZY = """
+import sys
+import runwatch.client.langchain as adapter
+assert not [m for m in sys.modules if m.split(".")[0] in ("langchain", "langchain_core", "langgraph")]
+adapter.RunwatchCallbackHandler
+assert "langchain_core" in sys.modules
+print("ok")
+"""
+
+MISSING = """
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "langchain_core":
+            raise ImportError("not installed")
+sys.meta_path.insert(0, Refuse())
+from runwatch.client.optional import MissingFramework
+try:
+    from runwatch.client.langchain import RunwatchCallbackHandler
+except MissingFramework as e:
+    print(e)
+"""
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_the_adapter_imports_langchain_only_when_a_name_is_first_used(tmp_path: Path):
+    result = _python(LAZY, tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_without_langchain_the_adapter_names_the_extra_to_install(tmp_path: Path):
+    result = _python(MISSING, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'pip install "runwatch[langchain]"' in result.stdout
