@@ -18,10 +18,11 @@ id when LangChain knows it, else by LangChain's run id; a LangGraph node startin
 inline (``run_inline``): LangChain calls them directly on both its sync and async paths — an
 ``AsyncCallbackHandler`` would cost a coroutine per token on the async path, and on the sync path
 (which LangChain's async streaming falls back to for models without ``_astream``) a new event
-loop per token. A token costs one dict lookup and ``run.token``. Safe from any thread.
+loop per token. A token costs a dict lookup, a list append and ``run.token``. Safe from any thread.
 
-**Bounded.** It holds one small record per model call, tool call and LangGraph node in progress
-(dropped when it ends): as many as LangChain runs at once.
+**Bounded.** It holds one small record per model call and tool call in progress (dropped when it
+ends: as many as LangChain runs at once); a model call's record keeps its text so far (what
+:meth:`cut` returns), as long as its answer, which the model's output limit bounds.
 """
 
 from __future__ import annotations
@@ -47,14 +48,17 @@ if TYPE_CHECKING:
 
 
 class _Step:
-    """A model call in progress: its step index, when it began, when its first token came."""
+    """A model call in progress: its step index, its parent run (the node or chain that called it),
+    when it began, when its first token came, and its text so far (what a cut keeps)."""
 
-    __slots__ = ("first", "index", "started")
+    __slots__ = ("first", "index", "parent", "parts", "started")
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, parent: UUID | None) -> None:
         self.index = index
+        self.parent = parent
         self.started = time.monotonic()
         self.first: float | None = None
+        self.parts: list[str] = []
 
 
 class RunwatchCallbackHandler(BaseCallbackHandler):
@@ -81,10 +85,11 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
         messages: list[list[BaseMessage]],
         *,
         run_id: UUID,
+        parent_run_id: UUID | None = None,
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._start(run_id, serialized, metadata, kwargs)
+        self._start(run_id, parent_run_id, serialized, metadata, kwargs)
 
     def on_llm_start(
         self,
@@ -92,14 +97,22 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
         prompts: list[str],
         *,
         run_id: UUID,
+        parent_run_id: UUID | None = None,
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._start(run_id, serialized, metadata, kwargs)
+        self._start(run_id, parent_run_id, serialized, metadata, kwargs)
 
-    def _start(self, run_id: UUID, serialized: Any, metadata: dict[str, Any] | None, kwargs: dict[str, Any]) -> None:
+    def _start(
+        self,
+        run_id: UUID,
+        parent: UUID | None,
+        serialized: Any,
+        metadata: dict[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
         try:
-            self._steps[run_id] = _Step(self.run.step(_model_name(serialized, metadata, kwargs)))
+            self._steps[run_id] = _Step(self.run.step(_model_name(serialized, metadata, kwargs)), parent)
         except Exception as e:
             self._report(e)
 
@@ -110,8 +123,10 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
             return
         try:
             step = self._steps.get(run_id)
-            if step is not None and step.first is None:
-                step.first = time.monotonic()
+            if step is not None:
+                if step.first is None:
+                    step.first = time.monotonic()
+                step.parts.append(token)
             self.run.token(token)
         except Exception as e:
             self._report(e)
@@ -161,6 +176,19 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
             self._report(e)
         for run_id in list(self._tools):
             self._tool_done(run_id, None, finish_reason)
+
+    def cut(self, parent: UUID | None) -> str:
+        """End the model calls ``parent`` made that are still open as ``interrupted`` (a steering
+        message cut them); the text they streamed so far."""
+        said: list[str] = []
+        try:
+            for run_id in [k for k, step in self._steps.items() if step.parent == parent]:
+                step = self._steps.pop(run_id)
+                said.extend(step.parts)
+                self._finish(step, None, "interrupted")
+        except Exception as e:
+            self._report(e)
+        return "".join(said)
 
     # -- tools
 

@@ -4,7 +4,7 @@ and the graphs built on it.
 ``ScriptedChat`` is LangChain's own ``GenericFakeChatModel`` (its answers from an iterator) with what
 the tests need besides: it streams a turn's tool calls and usage as a last chunk (the generic one
 streams only text and drops them), natively async too; it binds tools (``create_agent`` asks; the
-script already says which calls come); it can hang mid-answer until cancelled (``hang_after``); it
+script already says which calls come); it can hang in its first answer until cancelled (``hang_after``); it
 answers the same when not streamed (one message, no token callbacks); and it keeps every
 conversation it was sent (``seen``), so a test can say what reached the model.
 """
@@ -40,7 +40,7 @@ class ScriptedChat(GenericFakeChatModel):
     """``GenericFakeChatModel`` streaming tool calls and usage, binding tools, keeping what it saw."""
 
     seen: list[list[BaseMessage]] = Field(default_factory=list)
-    #: Streaming asynchronously, wait (until cancelled) before this chunk of an answer.
+    #: Streaming asynchronously, wait (until cancelled) before this chunk of its first answer.
     hang_after: int | None = None
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChat:
@@ -76,7 +76,7 @@ class ScriptedChat(GenericFakeChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         for n, chunk in enumerate(self._chunks(messages)):
-            if n == self.hang_after:
+            if n == self.hang_after and len(self.seen) == 1:
                 await asyncio.Event().wait()  # until cancelled
             if run_manager and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

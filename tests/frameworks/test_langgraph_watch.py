@@ -190,3 +190,28 @@ async def test_a_queued_message_reaches_the_next_model_call(server: Server, arw:
     first, second = model.seen
     assert not any(m.content == "focus on Q3" for m in first)
     assert isinstance(second[-1], HumanMessage) and second[-1].content == "focus on Q3"
+
+
+async def test_an_interrupt_message_cuts_the_model_s_answer_and_the_model_goes_on_with_it(
+    server: Server, arw: AsyncRunwatch
+):
+    model = ScriptedChat(messages=iter([ANSWER, "Q3 it is."]), hang_after=3)
+    watcher = await server.watcher()
+    stream = watch_graph(chat_agent(model), user("tell me about deploys"), rw=arw, stream_mode="values")
+    job = asyncio.create_task(consume(stream))
+    try:
+        await watcher.subscribe((await stream.started()).id)
+        await watcher.wait_for(lambda m: m.get("type") == "token")
+        async with server.client() as c:
+            body = {"text": "talk about Q3 instead", "mode": "interrupt"}
+            r = await c.post(f"/api/runs/{stream.run.id}/messages", json=body)
+        assert r.status_code == 202, r.text
+        chunks = await asyncio.wait_for(job, 10)
+    finally:
+        await watcher.close()
+    said = "Deploys go"  # the first three chunks: "Deploys", " ", "go"
+    assert [(m.type, m.content) for m in model.seen[1][-2:]] == [("ai", said), ("human", "talk about Q3 instead")]
+    final = [(m.type, m.content) for m in chunks[-1]["messages"]]
+    assert final[-3:] == [("ai", said), ("human", "talk about Q3 instead"), ("ai", "Q3 it is.")]
+    steps = [e for e in await stored(server, stream.run.id) if e["type"] == "step.finished"]
+    assert [s["finish_reason"] for s in steps] == ["interrupted", "stop"]
