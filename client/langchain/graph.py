@@ -27,7 +27,8 @@ for a person) — or, if the caller holds a chunk, as soon as it asks for the ne
 ends the run ``cancelled`` too, once the iterator is closed or collected.
 
 **Messages** go to the graph at its next model call, through :class:`RunwatchMessages` (for
-``create_agent``) or :func:`steering_messages` (``messages.py``).
+``create_agent``; an ``interrupt`` one cuts the model call streaming) or :func:`steering_messages`
+(``messages.py``).
 """
 
 from __future__ import annotations
