@@ -117,11 +117,11 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
             self._report(e)
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        if type(token) is not str:  # a list of content blocks: their text
-            token = "".join(b if isinstance(b, str) else str(b.get("text") or "") for b in token or ())
-        if not token:
-            return
         try:
+            if type(token) is not str:  # a list of content blocks: their text
+                token = "".join(b if isinstance(b, str) else str(b.get("text") or "") for b in token or ())
+            if not token:
+                return
             step = self._steps.get(run_id)
             if step is not None:
                 if step.first is None:
@@ -247,8 +247,8 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
         if not metadata:
             return
         node = metadata.get("langgraph_node")
-        if node is None or kwargs.get("name") != node or str(node).startswith("__"):
-            return
+        if node is None or kwargs.get("name") != node or str(node).startswith("__") or "." in str(node):
+            return  # not a node, LangGraph's own, or a middleware hook ("HumanInTheLoopMiddleware.after_model")
         try:
             self.run.status(str(node))
         except Exception as e:
