@@ -27,12 +27,15 @@ ends: as many as LangChain runs at once); a model call's record keeps its text s
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import msgspec
 
+from runwatch.client.link import Cancelled
 from runwatch.client.openai_chat import error_type
 from runwatch.client.optional import framework
 
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
     from langchain_core.outputs import LLMResult
 
     from runwatch.client.run import RunBase
+
+T = TypeVar("T")
 
 
 class _Step:
@@ -189,6 +194,26 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
         except Exception as e:
             self._report(e)
         return "".join(said)
+
+    async def cancellable(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` (``chain.ainvoke(...)``, ``agent.ainvoke(...)`` …) so that a cancel of
+        the run stops it at once: it runs in a task of its own, which a cancel (on the client's
+        thread) cancels on this loop; the calls still open end ``cancelled`` and this raises
+        :class:`runwatch.client.Cancelled` (which ends the run ``cancelled`` as it leaves its block)."""
+        task = asyncio.ensure_future(awaitable)
+        loop = asyncio.get_running_loop()
+        fire = lambda: loop.call_soon_threadsafe(task.cancel)  # noqa: E731
+        self.run.on_cancel(fire)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if not self.run.cancelled.is_set() or (me is not None and me.cancelling()):
+                raise  # the caller's own task was cancelled
+            self.end_open("cancelled")
+            raise Cancelled from None
+        finally:
+            self.run._off_cancel(fire)
 
     # -- tools
 

@@ -40,6 +40,8 @@ class ScriptedChat(GenericFakeChatModel):
     """``GenericFakeChatModel`` streaming tool calls and usage, binding tools, keeping what it saw."""
 
     seen: list[list[BaseMessage]] = Field(default_factory=list)
+    #: ``streaming=True``: stream under ``invoke`` too (LangChain's switch for chat models).
+    streaming: bool = False
     #: Streaming asynchronously, wait (until cancelled) before this chunk of its first answer.
     hang_after: int | None = None
 

@@ -1,6 +1,6 @@
 """``RunwatchCallbackHandler``: a LangChain chat model and agent, run for real (offline, on a scripted
 streaming model), reported into a runwatch run the caller opened — each streamed token reaching a
-watcher in order, the model call a step with its usage, tools with their arguments, results and
+watcher in order, a cancel from the dashboard stopping the call within a second, the model call a step with its usage, tools with their arguments, results and
 errors — and never raising into LangChain, which it imports only when first used."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -47,6 +48,34 @@ async def test_streamed_tokens_reach_a_watcher_in_order_as_one_step_with_its_usa
     assert finished["usage"]["output_tokens"] == USAGE["output_tokens"]
     assert finished["finish_reason"] == "stop" and finished["streamed_text"] is True
     assert kept[-1]["status"] == "succeeded"
+
+
+async def test_a_cancel_from_the_dashboard_stops_the_chain_within_a_second(server: Server, arw: AsyncRunwatch):
+    model = ScriptedChat(messages=iter([ANSWER]), hang_after=3, streaming=True)
+    watcher = await server.watcher()
+    try:
+        async with arw.run(agent="lc-model", input="talk until stopped", capabilities=["cancel"]) as run:
+            await watcher.subscribe(run.id)
+            handler = RunwatchCallbackHandler(run)
+
+            async def cancel_once_it_streams() -> float:
+                await watcher.wait_for(lambda m: m.get("type") == "token")
+                async with server.client() as c:
+                    r = await c.post(f"/api/runs/{run.id}/cancel")
+                assert r.status_code == 202, r.text
+                return time.monotonic()
+
+            canceller = asyncio.create_task(cancel_once_it_streams())
+            await handler.cancellable(model.ainvoke("talk", {"callbacks": [handler]}))
+            raise AssertionError("not reached: the cancel stops the call")
+        took = time.monotonic() - await canceller
+        finished = await watcher.wait_for(lambda m: m.get("type") == "run.finished")
+    finally:
+        await watcher.close()
+    assert took < 1.0, f"the chain stopped {took:.2f} s after the cancel"
+    assert finished["status"] == "cancelled"
+    steps = [e for e in await stored(server, run.id) if e["type"] == "step.finished"]
+    assert [s["finish_reason"] for s in steps] == ["cancelled"]
 
 
 @tool
