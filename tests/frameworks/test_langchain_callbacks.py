@@ -1,7 +1,8 @@
 """``RunwatchCallbackHandler``: a LangChain chat model and agent, run for real (offline, on a scripted
 streaming model), reported into a runwatch run the caller opened — each streamed token reaching a
-watcher in order, a cancel from the dashboard stopping the call within a second, the model call a step with its usage, tools with their arguments, results and
-errors — and never raising into LangChain, which it imports only when first used."""
+watcher in order, the model call a step with its usage, tools with their arguments, results and
+errors, a cancel from the dashboard stopping the call within a second — and never raising into
+LangChain, which it imports only when first used."""
 
 from __future__ import annotations
 
