@@ -67,6 +67,7 @@ async def test_tokens_reach_a_watcher_in_order_and_the_caller_gets_the_graph_s_o
     assert text_of(seen) == text_of(kept) == ANSWER
     assert all(isinstance(c, dict) for c in chunks) and "model" in chunks[-1]  # "updates": {node: update}
     assert chunks[-1]["model"]["messages"][-1].content == ANSWER
+    assert [e["message"] for e in kept if e["type"] == "status"] == ["model"]  # the node; not middleware hooks
     assert kept[-1]["status"] == "succeeded" and kept[0]["type"] == "run.queued"
 
 
