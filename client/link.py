@@ -290,8 +290,10 @@ class Link:
             future.set_result(decision)
 
     async def flush(self) -> None:
-        """Return once every event handed over so far is stored (or refused)."""
-        await self.sender.flush(self)
+        """Return once every event handed over so far is stored (or refused); at once for a run
+        never started (never entered: it sends nothing)."""
+        if self._tasks:
+            await self.sender.flush(self)
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *([self._poller] if self._poller else [])]

@@ -3,6 +3,8 @@ the run's block decides how the run ends."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from runwatch.client import AsyncRunwatch, Runwatch
@@ -89,3 +91,13 @@ async def test_an_idle_run_keeps_its_lease(server: Server, arw: AsyncRunwatch):
     finally:
         await watcher.close()
     assert finished["status"] == "succeeded"
+
+
+async def test_a_run_never_entered_does_not_hold_up_a_flush_or_close(server: Server, key: str):
+    rw = AsyncRunwatch(server.url, key)
+    rw.run(agent="their-agent", input="made, never entered")
+    async with rw.run(agent="their-agent", input="entered") as run:
+        run.token("done")
+    await asyncio.wait_for(rw.flush(), 10)
+    await asyncio.wait_for(rw.aclose(), 10)
+    assert not rw.errors
