@@ -209,7 +209,7 @@ class ChatBase:
     def _closing(self) -> None:
         with self._lock:
             self._cuttable = False
-        self._run._off_cancel(self._cut)
+        self._run.off_cancel(self._cut)
 
     def _end(self) -> None:
         """Report ``step.finished`` once: the model's finish reason if it came, else how the stream

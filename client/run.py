@@ -49,12 +49,17 @@ class ToolCall:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.end(None if exc is None else f"{type(exc).__name__}: {exc}")
+
+    def end(self, error: str | None = None) -> None:
+        """Send ``tool.finished`` (with ``error``, if the call failed): what leaving the block does,
+        for a call whose start and end are reported from different places (a framework's callbacks)."""
         event = {"type": "tool.finished", "call_id": self.call_id, "tool": self.name, "result": self._result}
         event["duration"] = time.monotonic() - self._started
         if self._denied:
             event["denied"] = True
-        if exc is not None:
-            event["error"] = f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            event["error"] = error
         self._run._put(event)
 
 
@@ -97,10 +102,19 @@ class RunBase:
         if text:
             self._link.outbox.token(text, self._block)
 
-    def step_done(self, usage: dict[str, Any] | None = None, finish_reason: str = "stop", **fields: Any) -> None:
-        """The current model call ended; ``usage``: ``{input_tokens, output_tokens}``; ``fields``: any
-        other field of ``step.finished`` (``ttft``, ``duration``, ``cost``, ``tool_calls`` …)."""
-        event = {"type": "step.finished", "index": max(self._index, 0), "finish_reason": finish_reason, **fields}
+    def step_done(
+        self,
+        usage: dict[str, Any] | None = None,
+        finish_reason: str = "stop",
+        *,
+        index: int | None = None,
+        **fields: Any,
+    ) -> None:
+        """A model call ended: the latest one, or ``index`` (what ``step`` returned: model calls of a
+        run may overlap); ``usage``: ``{input_tokens, output_tokens}``; ``fields``: any other field of
+        ``step.finished`` (``ttft``, ``duration``, ``cost``, ``tool_calls`` …)."""
+        at = max(self._index, 0) if index is None else index
+        event = {"type": "step.finished", "index": at, "finish_reason": finish_reason, **fields}
         if usage is not None:
             event["usage"] = usage
         self._put(event)
@@ -130,10 +144,20 @@ class RunBase:
         short). The message stays in :meth:`messages` too: the callback only says one came."""
         self._message_callbacks.append(callback)
 
-    def _off_cancel(self, callback: Callable[[], object]) -> None:
+    def off_cancel(self, callback: Callable[[], object]) -> None:
         """Stop calling ``callback`` on a cancel."""
         with contextlib.suppress(ValueError):
             self._callbacks.remove(callback)
+
+    def off_message(self, callback: Callable[[Message], object]) -> None:
+        """Stop calling ``callback`` on a message."""
+        with contextlib.suppress(ValueError):
+            self._message_callbacks.remove(callback)
+
+    def report(self, error: Exception) -> None:
+        """An error met reporting this run on the agent's side (a framework adapter's): to the
+        client's ``errors`` and ``on_error``, as the client's own go."""
+        self._link.engine.report(error)
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():

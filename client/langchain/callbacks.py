@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
     from langchain_core.outputs import LLMResult
 
-    from runwatch.client.run import RunBase
+    from runwatch.client.run import RunBase, ToolCall
 
 T = TypeVar("T")
 
@@ -77,10 +77,13 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
     def __init__(self, run: RunBase) -> None:
         self.run = run
         self._steps: dict[UUID, _Step] = {}
-        self._tools: dict[UUID, tuple[str, str, float]] = {}
+        self._tools: dict[UUID, ToolCall] = {}
+        #: The model call the last token was of (and its id): a token of the same call, as nearly
+        #: all are, needs no lookup (a UUID's hash is computed in Python).
+        self._hot: tuple[UUID | None, _Step | None] = (None, None)
 
     def _report(self, error: Exception) -> None:
-        self.run._link.engine.report(error)
+        self.run.report(error)
 
     # -- model calls
 
@@ -118,6 +121,7 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
     ) -> None:
         try:
             self._steps[run_id] = _Step(self.run.step(_model_name(serialized, metadata, kwargs)), parent)
+            self._hot = (None, None)
         except Exception as e:
             self._report(e)
 
@@ -127,7 +131,10 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
                 token = "".join(b if isinstance(b, str) else str(b.get("text") or "") for b in token or ())
             if not token:
                 return
-            step = self._steps.get(run_id)
+            hot_id, step = self._hot
+            if run_id is not hot_id:
+                step = self._steps.get(run_id)
+                self._hot = (run_id, step)
             if step is not None:
                 if step.first is None:
                     step.first = time.monotonic()
@@ -139,6 +146,7 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         try:
             step = self._steps.pop(run_id, None)
+            self._hot = (None, None)
             if step is None:
                 return
             generation = response.generations[0][0] if response.generations and response.generations[0] else None
@@ -155,6 +163,7 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         try:
             step = self._steps.pop(run_id, None)
+            self._hot = (None, None)
             if step is None:
                 return
             if type(error).__name__ == "CancelledError":
@@ -213,7 +222,7 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
             self.end_open("cancelled")
             raise Cancelled from None
         finally:
-            self.run._off_cancel(fire)
+            self.run.off_cancel(fire)
 
     # -- tools
 
@@ -229,9 +238,7 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
         try:
             name = str(kwargs.get("name") or (serialized or {}).get("name") or "tool")
             call_id = str(kwargs.get("tool_call_id") or run_id)
-            self._tools[run_id] = (call_id, name, time.monotonic())
-            arguments = plain(inputs if inputs is not None else input_str)
-            self.run._put({"type": "tool.started", "call_id": call_id, "tool": name, "arguments": arguments})
+            self._tools[run_id] = self.run.tool(call_id, name, plain(inputs if inputs is not None else input_str))
         except Exception as e:
             self._report(e)
 
@@ -246,15 +253,10 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
 
     def _tool_done(self, run_id: UUID, result: Any, error: str | None) -> None:
         try:
-            known = self._tools.pop(run_id, None)
-            if known is None:
-                return
-            call_id, name, started = known
-            event = {"type": "tool.finished", "call_id": call_id, "tool": name, "result": plain(result)}
-            event["duration"] = time.monotonic() - started
-            if error is not None:
-                event["error"] = error
-            self.run._put(event)
+            tool = self._tools.pop(run_id, None)
+            if tool is not None:
+                tool.result(plain(result))
+                tool.end(error)
         except Exception as e:
             self._report(e)
 

@@ -180,7 +180,7 @@ class WatchedGraph:
                     raise Cancelled from None
                 finally:
                     self._live = False
-                    run._off_cancel(fire)
+                    run.off_cancel(fire)
         finally:
             self._begun.set()  # (a registration that failed: ``started()`` says so)
         if run.cancelled.is_set() and not closed:
