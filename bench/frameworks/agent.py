@@ -39,15 +39,29 @@ async def openai_agents(spec: dict[str, Any], rw: AsyncRunwatch | None) -> int:
 
 
 async def langchain(spec: dict[str, Any], rw: AsyncRunwatch | None) -> int:
-    """One run: ``model.astream`` bare, or inside a runwatch run with the callback handler."""
+    """One run: ``model.astream`` bare, with a handler that does nothing (``spec["noop"]``: what
+    LangChain spends calling any handler), or inside a runwatch run with the callback handler."""
     model = spec["model"]
     if rw is None:
-        return sum([1 async for _ in model.astream("go")])
+        config = {"callbacks": [_noop_handler()]} if spec.get("noop") else {}
+        return sum([1 async for _ in model.astream("go", config=config)])
     from runwatch.client.langchain import RunwatchCallbackHandler
 
     async with rw.run(agent=AGENT, input="go") as run:
         config = {"callbacks": [RunwatchCallbackHandler(run)]}
         return sum([1 async for _ in model.astream("go", config=config)])
+
+
+def _noop_handler() -> Any:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Noop(BaseCallbackHandler):
+        run_inline = True  # called as the adapter's handler is (directly, not in a thread)
+
+        def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
+            pass
+
+    return Noop()
 
 
 async def measure(spec: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,9 @@ from bench.stats import median_of, ratio
 FULL = {"runs": 20, "short": 100, "long": 2000}
 QUICK = {"runs": 5, "short": 100, "long": 2000}
 FRAMEWORKS = ("openai-agents", "langchain")
-MODES = ("bare", "adapter")
+#: The measurements of each framework: bare, with the adapter, and (LangChain) with a handler
+#: that does nothing — what LangChain itself spends calling any handler, the adapter's or not.
+MODES = {"openai-agents": ("bare", "adapter"), "langchain": ("bare", "noop", "adapter")}
 TARGET = 0.2
 
 Progress = Callable[[str], None]
@@ -49,12 +51,14 @@ def run_all(quick: bool, repeats: int, progress: Progress) -> dict[str, Any]:
     try:
         key = servers.agent_key(server)
         for framework in FRAMEWORKS:
-            rows: dict[str, list[dict[str, Any]]] = {f"{m}/{n}": [] for m in MODES for n in ("short", "long")}
+            modes = MODES[framework]
+            rows: dict[str, list[dict[str, Any]]] = {f"{m}/{n}": [] for m in modes for n in ("short", "long")}
             for i in range(repeats):  # interleaved: the machine's drift falls on all alike
                 for name in rows:
                     mode, length = name.split("/")
                     progress(f"frameworks: {framework}, {mode}, {size[length]} tokens a run ({i + 1}/{repeats})")
                     spec = {"url": server.http_url, "key": key, "runs": size["runs"], "tokens": size[length]}
+                    spec["noop"] = mode == "noop"
                     rows[name].append(one(framework, mode == "adapter", spec))
             res[framework] = rows
     finally:
@@ -76,6 +80,7 @@ def figures(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
         bare, bare_short, chunks_short, bare_long = _slope(rows, "bare")
         with_, with_short, _, with_long = _slope(rows, "adapter")
         adapter = with_ - bare
+        noop = _slope(rows, "noop")[0] - bare if "noop/short" in rows else None
         complete = all(r["chunks"] and not r.get("errors") for rs in rows.values() for r in rs)
         out[framework] = {
             "bare_us": round(bare, 2),
@@ -83,6 +88,8 @@ def figures(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "ratio": ratio(adapter, bare),
             "adapter_us_per_run": round(with_short - bare_short - adapter * chunks_short),
             "all_in_ratio": ratio(with_long - bare_long, bare_long),
+            "any_handler_us": None if noop is None else round(noop, 2),
+            "any_handler_ratio": None if noop is None else ratio(noop, bare),
             "complete": complete,
         }
     return out
@@ -105,4 +112,11 @@ def report(res: dict[str, Any]) -> str:
             f"| {framework} | {f['bare_us']} | {f['adapter_us']} | {f['ratio']} | ≤ {TARGET} | {met} "
             f"| {f['adapter_us_per_run']} | {f['all_in_ratio']} |"
         )
+    for framework, f in figures(res).items():
+        if f["any_handler_us"] is not None:
+            lines += [
+                "",
+                f"{framework}: calling a handler that does nothing costs the framework {f['any_handler_us']} µs "
+                f"per chunk ({f['any_handler_ratio']} of its own), of the adapter's {f['adapter_us']}.",
+            ]
     return "\n".join([*lines, ""])
