@@ -95,7 +95,7 @@ def test_the_readme_is_a_newcomers_path_of_at_most_250_lines():
 
 
 #: The pages whose relative links must lead somewhere: the README, docs/ and the benchmarks' own.
-PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md")), *sorted((ROOT / "bench").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md")), *sorted((ROOT / "bench").glob("*.md"))]
 
 
 def _unfenced(text: str) -> str:
