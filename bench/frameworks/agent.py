@@ -52,6 +52,19 @@ async def langchain(spec: dict[str, Any], rw: AsyncRunwatch | None) -> int:
         return sum([1 async for _ in model.astream("go", config=config)])
 
 
+async def langgraph(spec: dict[str, Any], rw: AsyncRunwatch | None) -> int:
+    """One run of a LangGraph agent, streamed in ``messages`` mode (the model's chunks): bare with
+    ``graph.astream``, or through ``watch_graph`` (which reports it as a run of its own)."""
+    graph, given = spec["graph"], {"messages": [("user", "go")]}
+    if rw is None:
+        chunks = graph.astream(given, stream_mode="messages")
+    else:
+        from runwatch.client.langchain import watch_graph
+
+        chunks = watch_graph(graph, given, rw=rw, agent=AGENT, stream_mode="messages")
+    return sum([1 async for message, _ in chunks if message.content])
+
+
 def _noop_handler() -> Any:
     from langchain_core.callbacks import BaseCallbackHandler
 
@@ -68,6 +81,8 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
     runs, tokens = spec["runs"], spec["tokens"]
     if spec["framework"] == "openai-agents":
         one, spec["sdk_agent"] = openai_agents, scripted.openai_agents_agent(tokens, runs + 1)
+    elif spec["framework"] == "langgraph":
+        one, spec["graph"] = langgraph, scripted.langgraph_agent(tokens, runs + 1)
     else:
         one, spec["model"] = langchain, scripted.langchain_model(tokens, runs + 1)
     rw = AsyncRunwatch(spec["url"], spec["key"]) if spec["adapter"] else None

@@ -23,10 +23,14 @@ from bench.stats import median_of, ratio
 #: Runs per process, and the two run lengths (tokens): the full part, and ``--quick``.
 FULL = {"runs": 20, "short": 100, "long": 2000}
 QUICK = {"runs": 5, "short": 100, "long": 2000}
-FRAMEWORKS = ("openai-agents", "langchain")
+FRAMEWORKS = ("openai-agents", "langchain", "langgraph")
 #: The measurements of each framework: bare, with the adapter, and (LangChain) with a handler
 #: that does nothing — what LangChain itself spends calling any handler, the adapter's or not.
-MODES = {"openai-agents": ("bare", "adapter"), "langchain": ("bare", "noop", "adapter")}
+MODES = {
+    "openai-agents": ("bare", "adapter"),
+    "langchain": ("bare", "noop", "adapter"),
+    "langgraph": ("bare", "adapter"),
+}
 TARGET = 0.2
 
 Progress = Callable[[str], None]

@@ -59,3 +59,11 @@ def langchain_model(tokens: int, runs: int) -> Any:
 
     text = "".join(words(tokens))
     return GenericFakeChatModel(messages=iter([AIMessage(content=text) for _ in range(runs)]))
+
+
+def langgraph_agent(tokens: int, runs: int) -> Any:
+    """A LangGraph agent (``langchain.agents.create_agent``, no tools) on ``langchain_model``: one
+    model call per run, its answer streamed in chunks."""
+    from langchain.agents import create_agent
+
+    return create_agent(langchain_model(tokens, runs), tools=[])
