@@ -8,6 +8,13 @@ never block), the token is **dropped and counted** (``run.dropped_tokens``, ``rw
 Every other event (steps, tools, approvals, the run's end) is always kept: they are few and small,
 and losing one would make the run wrong rather than just shorter.
 
+**A token's path.** ``token`` appends the text to the run's *pending* tokens without a lock; they
+join the run's events (under the lock, charged to the budget, the policy above applied to all of
+them at once) when the run had no event waiting (a window must open), every ``PENDING_BYTES``, and
+before anything else touches the run's events (another event, the sender taking them, a clear).
+So the text of a busy stream costs a list append per token, and the pending tokens of a run never
+exceed ``PENDING_BYTES`` (and the text of the token being added).
+
 The budget also counts what waits to be sent, over every run, so that the client's one sender
 (``sender.py``) is woken only when it must be: by the first event of a run while it sleeps with
 nothing to send, and when ``FLUSH_EVENTS`` events or ``FLUSH_BYTES`` bytes wait.
@@ -29,6 +36,8 @@ EVENT_OVERHEAD = 64
 BATCH_EVENTS, BATCH_BYTES = 256, 256 << 10
 #: Waiting this much, over every run, the sender sends at once rather than lingering.
 FLUSH_EVENTS, FLUSH_BYTES = 256, 256 << 10
+#: A run's pending tokens (bytes) that join its events without waiting for the sender.
+PENDING_BYTES = 4096
 
 
 class Budget:
@@ -107,12 +116,12 @@ class Tokens:
         self.chars = len(text)
         self.deltas = 1
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, deltas: int = 1) -> None:
         if len(self.parts) == self.PARTS:
             self.parts = ["".join(self.parts)]
         self.parts.append(text)
         self.chars += len(text)
-        self.deltas += 1
+        self.deltas += deltas
 
     def event(self) -> dict[str, Any]:
         return {"type": "token", "text": "".join(self.parts), "deltas": self.deltas}
@@ -123,12 +132,28 @@ class Outbox:
     (text joined, ``deltas`` summed) until they are taken; ``n`` is set when they are taken (a
     part retried keeps its numbers). ``since``: when the oldest waiting event came (monotonic)."""
 
-    __slots__ = ("_budget", "_events", "_sizes", "dropped_tokens", "held", "next_n", "since")
+    __slots__ = (
+        "_added",
+        "_budget",
+        "_events",
+        "_moved",
+        "_pending",
+        "_sizes",
+        "dropped_tokens",
+        "held",
+        "next_n",
+        "since",
+    )
 
     def __init__(self, budget: Budget) -> None:
         self._budget = budget
         self._events: list[dict[str, Any] | Tokens] = []
         self._sizes: list[int] = []
+        #: The newest tokens, not yet in ``_events``: appended without the lock, moved under it.
+        self._pending: list[str] = []
+        #: Bytes of tokens ever appended to ``_pending`` (by ``token``), and ever moved from it (under
+        #: the lock): their difference is what is pending.
+        self._added = self._moved = 0
         self.next_n = 1
         self.dropped_tokens = 0
         self.since = 0.0
@@ -137,44 +162,75 @@ class Outbox:
         self.held = False
 
     def __len__(self) -> int:
-        return len(self._events)
+        """The events waiting (pending tokens count as the one event they will join)."""
+        return len(self._events) + (1 if self._pending else 0)
 
     def token(self, text: str, block: float) -> None:
-        """Add ``text`` to the run (block up to ``block`` s for room, then drop it); a text past the
-        server's bound goes as several tokens. (The hot path of every adapter: kept inline.)"""
+        """Add ``text`` to the run (see "A token's path"; with the budget full, the pending tokens
+        wait up to ``block`` s for room, then are dropped); a text past the server's bound goes as
+        several tokens."""
         if len(text) > MAX_TOKEN_CHARS:
             for start in range(0, len(text), MAX_TOKEN_CHARS):
                 self.token(text[start : start + MAX_TOKEN_CHARS], block)
             return
+        self._pending.append(text)
+        self._added += len(text) if text.isascii() else len(text.encode())
+        # (After the append: events the sender takes from now on take this text with them.)
+        if not self._events or self._added - self._moved >= PENDING_BYTES:
+            budget = self._budget
+            with budget.lock:
+                wake = self._move_pending(block)
+            if wake:
+                budget.wake()
+
+    def _move_pending(self, block: float) -> bool:
+        """(Holding the lock.) The pending tokens into the events, charged to the budget (or
+        dropped and counted, past ``block`` s of a full budget); whether the sender must be woken."""
+        pending = self._pending
+        count = len(pending)
+        if not count:
+            return False
+        texts = pending[:count]
+        del pending[:count]  # (a token appended meanwhile stays: it is past ``count``)
+        text = "".join(texts)
         size = len(text) if text.isascii() else len(text.encode())
+        self._moved += size
         budget = self._budget
-        with budget.mutex:
-            if budget.used + size <= budget.limit:
-                budget.used += size
-            elif not budget.take(size, block):
-                self.dropped_tokens += 1
-                return
-            events = self._events
-            last = events[-1] if events else None
-            if type(last) is Tokens and last.chars + len(text) <= MAX_TOKEN_CHARS:
-                last.add(text)
-                self._sizes[-1] += size
-                before = budget.waiting_bytes
-                budget.waiting_bytes = before + size
-                # (as ``budget.waiting(0, size)``: only the bytes can cross their bound here)
-                wake = before < FLUSH_BYTES <= before + size and budget.waiting_events < FLUSH_EVENTS
+        if budget.used + size <= budget.limit:
+            budget.used += size
+        elif not budget.take(size, block):
+            self.dropped_tokens += count
+            budget.dropped_tokens += count - 1  # (``take`` counted one)
+            return False
+        last = self._events[-1] if self._events else None
+        if type(last) is Tokens and last.chars + len(text) <= MAX_TOKEN_CHARS:
+            last.add(text, count)
+            self._sizes[-1] += size
+            return budget.waiting(0, size)
+        if len(text) <= MAX_TOKEN_CHARS:
+            tokens = Tokens(text)
+            tokens.deltas = count
+            return self._append(tokens, size)
+        wake = False  # (rare: more than one event's text at once) each token as it came
+        for one in texts:
+            one_size = len(one) if one.isascii() else len(one.encode())
+            last = self._events[-1] if self._events else None
+            if type(last) is Tokens and last.chars + len(one) <= MAX_TOKEN_CHARS:
+                last.add(one)
+                self._sizes[-1] += one_size
+                wake = budget.waiting(0, one_size) or wake
             else:
-                wake = self._append(Tokens(text), size)
-        if wake:
-            budget.wake()
+                wake = self._append(Tokens(one), one_size) or wake
+        return wake
 
     def put(self, event: dict[str, Any], size: int = 0) -> None:
         """Add any other event (always kept: see the module's policy)."""
         size += EVENT_OVERHEAD
         budget = self._budget
         with budget.lock:
+            wake = self._move_pending(0.0)  # the tokens before it go before it
             budget.used += size
-            wake = self._append(event, size)
+            wake = self._append(event, size) or wake
         if wake:
             budget.wake()
 
@@ -197,6 +253,7 @@ class Outbox:
         """Up to ``most`` events and ``most_bytes`` (but one at least, if ``at_least_one``), numbered,
         and the bytes each holds (give them back once stored)."""
         with self._budget.lock:
+            self._move_pending(0.0)
             count, total = 0, 0
             for size in self._sizes[:most]:
                 if total + size > most_bytes and (count or not at_least_one):
@@ -214,6 +271,7 @@ class Outbox:
     def clear(self) -> int:
         """Drop every waiting event; the bytes they held."""
         with self._budget.lock:
+            self._move_pending(0.0)
             total = sum(self._sizes)
             self._budget.waiting(-len(self._events), -total)
             self._events, self._sizes = [], []

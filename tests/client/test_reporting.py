@@ -4,6 +4,7 @@ the run's block decides how the run ends."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -101,3 +102,45 @@ async def test_a_run_never_entered_does_not_hold_up_a_flush_or_close(server: Ser
     await asyncio.wait_for(rw.flush(), 10)
     await asyncio.wait_for(rw.aclose(), 10)
     assert not rw.errors
+
+
+async def test_every_token_of_a_burst_reaches_a_watcher_with_no_event_after_it(server: Server, arw: AsyncRunwatch):
+    watcher = await server.watcher()
+    sent = ""
+    try:
+        async with arw.run(agent="their-agent", input="bursts") as run:
+            await watcher.subscribe(run.id)
+            run.step("m1")
+            for burst in range(5):
+                for i in range(400):
+                    text = f"{burst}.{i} "
+                    run.token(text)
+                    sent += text
+                # nothing else is reported until the watcher has every token: none may wait for a next event
+                upto = len(sent)
+                await watcher.wait_for(lambda m, n=upto: len(text_of(watcher.events(run.id))) >= n, timeout=10)
+            run.step_done(None)
+        seen = await watcher.until_finished(run.id)
+    finally:
+        await watcher.close()
+    assert text_of(seen) == sent
+
+
+async def test_a_full_buffer_drops_tokens_counts_them_and_keeps_every_other_event():
+    with socket.socket() as s:  # a port nothing listens on: nothing the client holds is ever stored
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    rw = Runwatch(url, "no-key", buffer_bytes=16 << 10, block_timeout=0.01, flush_timeout=0.5)
+    try:
+        with rw.run(agent="their-agent", input="too much") as run:  # unregistered after 0.5 s: goes on
+            for i in range(2000):
+                run.token(f"{i:0>99}")  # 100 bytes each: 200 KB in all
+                if i % 500 == 0:
+                    run.status(f"at {i}")
+            assert run.dropped_tokens > 1500 and rw.dropped_tokens == run.dropped_tokens
+            assert rw.buffered_bytes <= (16 << 10) + 4 * 200  # the budget, and the statuses always kept
+            events = run._link.outbox.take(10_000, 1 << 30)[0]
+    finally:
+        rw.close()
+    assert [e["message"] for e in events if e["type"] == "status"] == ["at 0", "at 500", "at 1000", "at 1500"]
+    assert sum(e["deltas"] for e in events if e["type"] == "token") == 2000 - run.dropped_tokens
