@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -75,6 +76,8 @@ class Link:
         self.lease = 30.0
         self.registered = concurrent.futures.Future[str]()
         self.on_cancelled: Callable[[], None] = lambda: None
+        #: Whether a cancel came: an approval asked after it fails at once.
+        self.cancel_seen = False
         self.on_message: Callable[[Message], None] = lambda message: None
         self.messages: collections.deque[Message] = collections.deque()  # appended here, taken by the run
         self.taken = 0
@@ -98,6 +101,8 @@ class Link:
         """The future a person's decision on ``approval_id`` resolves (made before the request is sent)."""
         future = concurrent.futures.Future[Decision]()
         self._approvals[approval_id] = future
+        if self.cancel_seen:  # (set before the approvals are failed: one of the two fails this one)
+            _fail(future)
         return future
 
     # -- on the loop
@@ -278,10 +283,10 @@ class Link:
 
     def _cancel_approvals(self) -> None:
         """A cancel ends every wait for a person: each pending ``request_approval`` raises it."""
+        self.cancel_seen = True
         approvals, self._approvals = self._approvals, {}
         for future in approvals.values():
-            if not future.done():
-                future.set_exception(Cancelled())
+            _fail(future)
 
     def _decided(self, control: dict[str, Any]) -> None:
         decision = msgspec.convert(control, Decision, strict=False)
@@ -301,6 +306,12 @@ class Link:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.sender.remove(self)
+
+
+def _fail(future: concurrent.futures.Future[Decision]) -> None:
+    """A person's decision that will never come: the run was cancelled."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_exception(Cancelled())
 
 
 async def _backoff(first: float = BACKOFF_FIRST, most: float = BACKOFF_MOST) -> AsyncIterator[None]:

@@ -10,10 +10,12 @@ and losing one would make the run wrong rather than just shorter.
 
 **A token's path.** ``token`` appends the text to the run's *pending* tokens without a lock; they
 join the run's events (under the lock, charged to the budget, the policy above applied to all of
-them at once) when the run had no event waiting (a window must open), every ``PENDING_BYTES``, and
-before anything else touches the run's events (another event, the sender taking them, a clear).
-So the text of a busy stream costs a list append per token, and the pending tokens of a run never
-exceed ``PENDING_BYTES`` (and the text of the token being added).
+them at once) when the run had no event waiting (a window must open), every ``PENDING_TOKENS``
+tokens, with a text of ``PENDING_TEXT`` characters or more, when a synchronous caller finds the
+budget full (it then waits for room, as above), and before anything else touches the run's events
+(another event, the sender taking them — which never waits: pending tokens that find the budget
+full then are dropped — or a clear). So the text of a busy stream costs a list append per token, and
+a run's pending tokens, outside the budget, stay under ``PENDING_TOKENS`` x ``PENDING_TEXT``.
 
 The budget also counts what waits to be sent, over every run, so that the client's one sender
 (``sender.py``) is woken only when it must be: by the first event of a run while it sleeps with
@@ -36,8 +38,10 @@ EVENT_OVERHEAD = 64
 BATCH_EVENTS, BATCH_BYTES = 256, 256 << 10
 #: Waiting this much, over every run, the sender sends at once rather than lingering.
 FLUSH_EVENTS, FLUSH_BYTES = 256, 256 << 10
-#: A run's pending tokens (bytes) that join its events without waiting for the sender.
-PENDING_BYTES = 4096
+#: A run's pending tokens join its events once there are this many, and a text this long (or longer)
+#: joins at once: a run's pending tokens hold less than PENDING_TOKENS x PENDING_TEXT characters,
+#: outside the budget, however many threads report them.
+PENDING_TOKENS, PENDING_TEXT = 64, 1024
 
 
 class Budget:
@@ -133,10 +137,8 @@ class Outbox:
     part retried keeps its numbers). ``since``: when the oldest waiting event came (monotonic)."""
 
     __slots__ = (
-        "_added",
         "_budget",
         "_events",
-        "_moved",
         "_pending",
         "_sizes",
         "dropped_tokens",
@@ -151,9 +153,6 @@ class Outbox:
         self._sizes: list[int] = []
         #: The newest tokens, not yet in ``_events``: appended without the lock, moved under it.
         self._pending: list[str] = []
-        #: Bytes of tokens ever appended to ``_pending`` (by ``token``), and ever moved from it (under
-        #: the lock): their difference is what is pending.
-        self._added = self._moved = 0
         self.next_n = 1
         self.dropped_tokens = 0
         self.since = 0.0
@@ -173,11 +172,16 @@ class Outbox:
             for start in range(0, len(text), MAX_TOKEN_CHARS):
                 self.token(text[start : start + MAX_TOKEN_CHARS], block)
             return
-        self._pending.append(text)
-        self._added += len(text) if text.isascii() else len(text.encode())
+        pending = self._pending
+        pending.append(text)
         # (After the append: events the sender takes from now on take this text with them.)
-        if not self._events or self._added - self._moved >= PENDING_BYTES:
-            budget = self._budget
+        budget = self._budget
+        if (
+            not self._events
+            or len(pending) >= PENDING_TOKENS
+            or len(text) >= PENDING_TEXT
+            or (block and budget.used >= budget.limit)
+        ):
             with budget.lock:
                 wake = self._move_pending(block)
             if wake:
@@ -194,7 +198,6 @@ class Outbox:
         del pending[:count]  # (a token appended meanwhile stays: it is past ``count``)
         text = "".join(texts)
         size = len(text) if text.isascii() else len(text.encode())
-        self._moved += size
         budget = self._budget
         if budget.used + size <= budget.limit:
             budget.used += size
@@ -223,12 +226,13 @@ class Outbox:
                 wake = self._append(Tokens(one), one_size) or wake
         return wake
 
-    def put(self, event: dict[str, Any], size: int = 0) -> None:
-        """Add any other event (always kept: see the module's policy)."""
+    def put(self, event: dict[str, Any], size: int = 0, block: float = 0.0) -> None:
+        """Add any other event (always kept: see the module's policy); the run's pending tokens go
+        first (waiting up to ``block`` s for room, the caller's own)."""
         size += EVENT_OVERHEAD
         budget = self._budget
         with budget.lock:
-            wake = self._move_pending(0.0)  # the tokens before it go before it
+            wake = self._move_pending(block)  # the tokens before it go before it
             budget.used += size
             wake = self._append(event, size) or wake
         if wake:

@@ -89,7 +89,7 @@ class RunBase:
         return self._link.outbox.dropped_tokens
 
     def _put(self, event: dict[str, Any]) -> None:
-        self._link.outbox.put(event, len(str(event)))
+        self._link.outbox.put(event, len(str(event)), self._block)
 
     def step(self, model: str) -> int:
         """A model call begins; its index (0, 1, …)."""

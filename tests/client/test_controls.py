@@ -7,7 +7,9 @@ import asyncio
 import concurrent.futures
 import threading
 
-from runwatch.client import AsyncRunwatch, Message, Runwatch
+import pytest
+
+from runwatch.client import AsyncRunwatch, Cancelled, Message, Runwatch
 from tests.conftest import Server
 from tests.server.ingest.agent import stored
 
@@ -111,3 +113,15 @@ async def test_a_cancel_while_waiting_for_an_approval_ends_the_run_cancelled(ser
     finally:
         await watcher.close()
     assert finished["status"] == "cancelled"
+
+
+async def test_an_approval_asked_after_a_cancel_raises_cancelled_at_once(server: Server, arw: AsyncRunwatch):
+    async with arw.run(agent="their-agent", input="deploy twice") as run:
+        async with server.client() as c:
+            r = await c.post(f"/api/runs/{run.id}/cancel")
+        assert r.status_code == 202, r.text
+        await asyncio.wait_for(asyncio.to_thread(run.cancelled.wait, 10), 11)
+        with pytest.raises(Cancelled):
+            await asyncio.wait_for(run.request_approval("call_2", "deploy", {"path": "/srv/app"}), 2)
+    finished = (await stored(server, run.id))[-1]
+    assert (finished["type"], finished["status"]) == ("run.finished", "cancelled")

@@ -4,11 +4,14 @@ the run's block decides how the run ends."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import threading
+import time
 
 import pytest
 
-from runwatch.client import AsyncRunwatch, Runwatch
+from runwatch.client import AsyncRunwatch, Run, Runwatch
 from tests.conftest import Server
 from tests.harness.watcher import assert_contiguous, text_of
 from tests.server.ingest.agent import stored
@@ -130,17 +133,40 @@ async def test_a_full_buffer_drops_tokens_counts_them_and_keeps_every_other_even
     with socket.socket() as s:  # a port nothing listens on: nothing the client holds is ever stored
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
-    rw = Runwatch(url, "no-key", buffer_bytes=16 << 10, block_timeout=0.01, flush_timeout=0.5)
+    rw = Runwatch(url, "no-key", buffer_bytes=16 << 10, block_timeout=0.2, flush_timeout=0.5)
+    waited = 0.0
     try:
         with rw.run(agent="their-agent", input="too much") as run:  # unregistered after 0.5 s: goes on
-            for i in range(2000):
-                run.token(f"{i:0>99}")  # 100 bytes each: 200 KB in all
-                if i % 500 == 0:
+            for i in range(400):
+                started = time.monotonic()
+                run.token(f"{i:0>99}")  # 100 bytes each: 40 KB in all
+                waited = max(waited, time.monotonic() - started)
+                if i % 100 == 0:
                     run.status(f"at {i}")
-            assert run.dropped_tokens > 1500 and rw.dropped_tokens == run.dropped_tokens
+            assert run.dropped_tokens > 200 and rw.dropped_tokens == run.dropped_tokens
             assert rw.buffered_bytes <= (16 << 10) + 4 * 200  # the budget, and the statuses always kept
             events = run._link.outbox.take(10_000, 1 << 30)[0]
     finally:
         rw.close()
-    assert [e["message"] for e in events if e["type"] == "status"] == ["at 0", "at 500", "at 1000", "at 1500"]
-    assert sum(e["deltas"] for e in events if e["type"] == "token") == 2000 - run.dropped_tokens
+    assert waited >= 0.15  # from synchronous code, a token finding the budget full waited for room first
+    assert [e["message"] for e in events if e["type"] == "status"] == ["at 0", "at 100", "at 200", "at 300"]
+    assert sum(e["deltas"] for e in events if e["type"] == "token") == 400 - run.dropped_tokens
+
+
+async def test_tokens_from_many_threads_all_arrive(server: Server, rw: Runwatch):
+    def report(run: Run, thread: int) -> None:
+        for i in range(3000):
+            run.token(f"<{thread}.{i}>")
+
+    with rw.run(agent="their-agent", input="from four threads") as run:
+        threads = [threading.Thread(target=report, args=(run, t)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    kept = await stored(server, run.id)
+    text = "".join(e["text"] for e in kept if e["type"] == "token")
+    for t in range(4):  # each thread's tokens whole, and in its order
+        mine = [int(x) for x in re.findall(rf"<{t}\.(\d+)>", text)]
+        assert mine == list(range(3000))
+    assert sum(e.get("deltas", 1) for e in kept if e["type"] == "token") == 12000 and run.dropped_tokens == 0
