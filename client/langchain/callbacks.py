@@ -78,6 +78,8 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
         self.run = run
         self._steps: dict[UUID, _Step] = {}
         self._tools: dict[UUID, ToolCall] = {}
+        #: Tool calls an interrupt paused (LangGraph runs them again on the resume), by call id.
+        self._paused: dict[str, ToolCall] = {}
         #: The model call the last token was of (and its id): a token of the same call, as nearly
         #: all are, needs no lookup (a UUID's hash is computed in Python).
         self._hot: tuple[UUID | None, _Step | None] = (None, None)
@@ -190,6 +192,9 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
             self._report(e)
         for run_id in list(self._tools):
             self._tool_done(run_id, None, finish_reason)
+        paused, self._paused = self._paused, {}
+        for tool in paused.values():
+            tool.end(finish_reason)
 
     def cut(self, parent: UUID | None) -> str:
         """End the model calls ``parent`` made that are still open as ``interrupted`` (a steering
@@ -238,6 +243,10 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
         try:
             name = str(kwargs.get("name") or (serialized or {}).get("name") or "tool")
             call_id = str(kwargs.get("tool_call_id") or run_id)
+            paused = self._paused.pop(call_id, None)
+            if paused is not None:  # a call an interrupt paused, run again on the resume: the same call
+                self._tools[run_id] = paused
+                return
             self._tools[run_id] = self.run.tool(call_id, name, plain(inputs if inputs is not None else input_str))
         except Exception as e:
             self._report(e)
@@ -247,7 +256,9 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         if type(error).__name__ in _CONTROL_FLOW:  # an interrupt (an approval asked): not the tool failing
-            self._tools.pop(run_id, None)
+            tool = self._tools.pop(run_id, None)
+            if tool is not None:  # it runs again when the graph resumes: one call, ended then
+                self._paused[tool.call_id] = tool
             return
         self._tool_done(run_id, None, f"{type(error).__name__}: {error}")
 

@@ -50,6 +50,8 @@ class _Trace:
     run: Run | None
     #: The turn spans open, and whether a generation or response span began in each.
     turns: dict[str, bool] = field(default_factory=dict)
+    #: The step index of each model span open (model calls of a trace may overlap).
+    steps: dict[str, int] = field(default_factory=dict)
     tools: dict[str, ToolCall] = field(default_factory=dict)
     error: str | None = None
 
@@ -191,7 +193,7 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
         data = span.span_data
         kind = data.type
         if kind in ("generation", "response"):
-            run.step(getattr(data, "model", None) or "unknown")
+            trace.steps[span.span_id] = run.step(getattr(data, "model", None) or "unknown")
             if span.parent_id in trace.turns:
                 trace.turns[span.parent_id] = True
         elif kind == "function":
@@ -206,7 +208,8 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
         kind = data.type
         error = span.error
         if kind in ("generation", "response"):
-            run.step_done(events.usage(data.usage), "error" if error else "stop")
+            index = trace.steps.pop(span.span_id, None)
+            run.step_done(events.usage(data.usage), "error" if error else "stop", index=index)
         elif kind == "function":
             tool = trace.tools.pop(span.span_id, None)
             if tool is not None:
@@ -215,8 +218,8 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
                 tool.__exit__(SpanFailed if failed else None, failed, None)
         elif kind == "turn":
             if not trace.turns.pop(span.span_id, True):  # a model that made no span of its own
-                run.step("unknown")
-                run.step_done(events.usage(data.usage), "error" if error else "stop")
+                index = run.step("unknown")
+                run.step_done(events.usage(data.usage), "error" if error else "stop", index=index)
         elif kind == "handoff":
             run.status(f"handoff {data.from_agent} → {data.to_agent}")
         elif kind == "guardrail":

@@ -100,6 +100,10 @@ class StreamedRun:
         self._user_filter = config.call_model_input_filter
         self._config = dataclasses.replace(config, trace_id=self._trace_id, call_model_input_filter=self._filter)
         self._kwargs = kwargs
+        #: Whether the model's server keeps the conversation (``previous_response_id`` and the like):
+        #: a queued message then goes to one model call only, the server keeps it from there.
+        kept_by_server = ("previous_response_id", "conversation_id", "auto_previous_response_id")
+        self._server_side = any(kwargs.get(k) for k in kept_by_server)
         #: The SDK's result being streamed now (the last one, once done).
         self.result: Any = None
         self.run_id: str | None = None
@@ -145,6 +149,8 @@ class StreamedRun:
                 )
                 if run.cancelled.is_set():
                     result.cancel(self._cancel_mode)
+                elif self._interrupts:  # an interrupt that came while no turn ran (a person deciding)
+                    result.cancel("after_turn")
                 token = run.token
                 async for event in result.stream_events():
                     if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
@@ -271,7 +277,8 @@ class StreamedRun:
             items.insert(min(at, len(items)), message)
         while self._queued:
             message = {"role": "user", "content": self._queued.popleft()}
-            self._delivered.append((len(items), message))
+            if not self._server_side:
+                self._delivered.append((len(items), message))
             items.append(message)
         filtered = ModelInputData(input=items, instructions=model_data.instructions)
         if self._user_filter is None:

@@ -15,6 +15,7 @@ from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import interrupt
 
 from runwatch.client import AsyncRunwatch, Cancelled
 from runwatch.client.langchain import RunwatchMessages, WatchedGraph, watch_graph
@@ -216,3 +217,32 @@ async def test_an_interrupt_message_cuts_the_model_s_answer_and_the_model_goes_o
     assert final[-3:] == [("ai", said), ("human", "talk about Q3 instead"), ("ai", "Q3 it is.")]
     steps = [e for e in await stored(server, stream.run.id) if e["type"] == "step.finished"]
     assert [s["finish_reason"] for s in steps] == ["interrupted", "stop"]
+
+
+@tool
+def transfer(amount: int) -> str:
+    """Transfer money (asks a person first, from inside the tool)."""
+    verdict = interrupt({"amount": amount})
+    return f"transferred {amount}: {verdict['decision']}"
+
+
+async def test_a_tool_that_interrupts_is_one_tool_call_started_once_and_finished_once(
+    server: Server, arw: AsyncRunwatch
+):
+    model = ScriptedChat(messages=iter([calling("transfer", {"amount": 5}), "done"]))
+    graph = create_agent(model, tools=[transfer], checkpointer=InMemorySaver())
+    watcher = await server.watcher()
+    stream = watch_graph(graph, user("pay"), rw=arw, agent="payer")
+    job = asyncio.create_task(consume(stream))
+    try:
+        asked = await approval_asked(watcher, stream)
+        await decide(server, stream.run.id, asked["approval_id"], {"decision": "approve"})
+        await asyncio.wait_for(job, 10)
+        seen = await watcher.until_finished(stream.run.id)
+    finally:
+        await watcher.close()
+    tools = [(e["type"], e["call_id"]) for e in seen if e["type"] in ("tool.started", "tool.finished")]
+    assert len(tools) == 2 and [t for t, _ in tools] == ["tool.started", "tool.finished"] and tools[0][1] == tools[1][1]
+    finished = next(e for e in seen if e["type"] == "tool.finished")
+    assert finished["result"] == "transferred 5: approved" and finished.get("error") is None
+    assert seen[-1]["status"] == "succeeded"

@@ -28,7 +28,9 @@ from agents import (
     Runner,
     Usage,
     function_tool,
+    generation_span,
     set_trace_processors,
+    trace,
 )
 from runwatch.client import AsyncRunwatch, Runwatch
 from runwatch.client.openai_agents import RunwatchProcessor, run_streamed
@@ -190,3 +192,23 @@ async def test_a_model_that_traces_nothing_still_shows_a_step_per_turn(server: S
     finished = [e for e in kept if e["type"] == "step.finished"]
     assert [f["usage"] for f in finished] == [{"input_tokens": 11, "output_tokens": 5, "estimated": False}] * 2
     assert [e["tool"] for e in kept if e["type"] == "tool.finished"] == ["lookup"]
+
+
+async def test_overlapping_model_calls_of_a_trace_each_end_their_own_step(server: Server, processor: RunwatchProcessor):
+    with trace("overlap-desk") as whole:  # the SDK's own tracing API, as parallel agents of one trace use it
+        first = generation_span(model="m1", parent=whole)
+        second = generation_span(model="m2", parent=whole)
+        first.start()
+        second.start()
+        first.span_data.usage = {"input_tokens": 100, "output_tokens": 1}
+        first.finish()
+        second.span_data.usage = {"input_tokens": 5, "output_tokens": 2}
+        second.finish()
+    await asyncio.to_thread(processor.force_flush)
+    (run,) = await runs_of(server, "overlap-desk")
+    steps = [
+        (e["type"], e["index"]) + ((e["usage"]["input_tokens"],) if "usage" in e else ())
+        for e in await stored(server, run["id"])
+        if e["type"].startswith("step.")
+    ]
+    assert steps == [("step.started", 0), ("step.started", 1), ("step.finished", 0, 100), ("step.finished", 1, 5)]

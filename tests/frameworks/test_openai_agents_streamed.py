@@ -296,3 +296,33 @@ async def test_a_caller_that_stops_iterating_stops_the_sdk_run_and_ends_the_run_
                 break
     kept = await stored(server, stream.run_id)
     assert stream.result.is_complete and (kept[-1]["type"], kept[-1]["status"]) == ("run.finished", "cancelled")
+
+
+async def test_an_interrupt_sent_while_a_person_decides_reaches_the_model_right_after_the_approved_call(
+    server: Server, arw: AsyncRunwatch
+):
+    calls: list[str] = []
+    steps = [
+        [function_call("deploy", {"version": "1.1.0"}, call_id="call_1")],
+        [function_call("deploy", {"version": "1.1.1"}, call_id="call_2")],  # the turn the interrupt ends
+        [assistant_message("stopping, as asked")],
+    ]
+    model = ScriptedModel(steps)
+    stream = run_streamed(Agent(name="deployer", model=model, tools=[deploy_tool(calls)]), "deploy", rw=arw)
+    watcher = await server.watcher()
+    try:
+        job = asyncio.create_task(consume(stream))
+        await eventually(lambda: stream.run_id, what="the run's registration")
+        await watcher.subscribe(stream.run_id)
+        asked = await watcher.wait_for(lambda m: m.get("type") == "approval.requested")
+        await send_message(server, stream.run_id, "stop deploying", "interrupt")
+        await eventually(lambda: stream.pending_messages, what="the message at the adapter")
+        await decide(server, stream.run_id, asked["approval_id"], {"decision": "approve"})
+        second = await watcher.wait_for(lambda m: m.get("type") == "approval.requested" and m["call_id"] == "call_2")
+        await decide(server, stream.run_id, second["approval_id"], {"decision": "deny", "message": "no"})
+        await asyncio.wait_for(job, 10)
+    finally:
+        await watcher.close()
+    # the resume's first turn ran the approved call; the model's next call has the interrupt's text
+    assert any(item.get("content") == "stop deploying" for item in scripted_input(model, 1))
+    assert calls == ["1.1.0"] and len(model.calls) == 3 and stream.final_output == "stopping, as asked"
