@@ -300,6 +300,11 @@ class Link:
         if self._tasks:
             await self.sender.flush(self)
 
+    async def finish(self) -> None:
+        """Once every event is stored (or refused), stop."""
+        await self.flush()
+        await self.stop()
+
     async def stop(self) -> None:
         tasks = [*self._tasks, *([self._poller] if self._poller else [])]
         for task in tasks:

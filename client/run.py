@@ -224,6 +224,19 @@ class Run(RunBase):
         """Wait until every event reported so far is stored."""
         self._link.engine.submit(self._link.flush()).result(timeout)
 
+    def begin(self) -> Run:
+        """Start the run as entering its block does, without waiting for the server to answer its
+        registration (its events go once it has): for code that must never wait on the network, a
+        framework's callbacks; end it with :meth:`end`."""
+        self._link.engine.submit(self._link.start())
+        return self
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """End a run started with :meth:`begin` as leaving its block with ``exc`` does, without
+        waiting: the client stores its events (``rw.flush()`` waits for them), then lets it go."""
+        self._put(self._end(exc))
+        self._link.engine.submit(self._link.finish())
+
     def __enter__(self) -> Run:
         self._link.engine.submit(self._link.start()).result()
         done, _ = concurrent.futures.wait((self._link.registered,), self._flush_timeout)

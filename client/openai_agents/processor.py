@@ -33,7 +33,7 @@ from runwatch.client.runwatch import Runwatch
 _sdk = framework("agents", "openai-agents", has="Runner")
 TracingProcessor = _sdk.TracingProcessor
 
-#: How long ``force_flush`` (and ``shutdown``) wait for the queue to drain, then for the client.
+#: How long ``force_flush`` (and ``shutdown``) wait, by default, for the queue to drain, then for the client.
 FLUSH_SECONDS = 10.0
 
 _TRACE_START, _TRACE_END, _SPAN_START, _SPAN_END, _FLUSH, _WAKE, _STOP = range(7)
@@ -63,7 +63,15 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
     ``queue_events``: the most callbacks waiting for the worker (more are dropped, counted in
     ``dropped``)."""
 
-    def __init__(self, rw: Runwatch, *, agent: str | None = None, queue_events: int = 10_000) -> None:
+    def __init__(
+        self,
+        rw: Runwatch,
+        *,
+        agent: str | None = None,
+        queue_events: int = 10_000,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
+        self._flush_seconds = flush_seconds
         self._rw = rw
         self._agent = events.agent_name(agent) if agent else None
         self._queue: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=queue_events)
@@ -75,6 +83,11 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
         self._stopped = False
         self._worker = threading.Thread(target=self._work, name="runwatch-openai-agents", daemon=True)
         self._worker.start()
+
+    @property
+    def waiting(self) -> int:
+        """Callbacks in the queue, not yet handled by the worker."""
+        return self._queue.qsize() + len(self._ends)
 
     # -- the SDK's callbacks (any thread): hand over, never block, never raise
 
@@ -109,14 +122,14 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
             self._offer(_SPAN_END, span)
 
     def force_flush(self) -> None:
-        """Wait (up to ``FLUSH_SECONDS`` each) until the queue is drained, then the client flushed."""
+        """Wait (up to ``flush_seconds`` each) until the queue is drained, then the client flushed."""
         if self._stopped:
             return
         drained = threading.Event()
         try:
-            self._queue.put((_FLUSH, drained), timeout=FLUSH_SECONDS)
-            if drained.wait(FLUSH_SECONDS):
-                self._rw.flush(FLUSH_SECONDS)
+            self._queue.put((_FLUSH, drained), timeout=self._flush_seconds)
+            if drained.wait(self._flush_seconds):
+                self._rw.flush(self._flush_seconds)
         except Exception as e:  # a full queue, the client's timeout: never into the SDK
             self._report(e)
 
@@ -127,10 +140,10 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
         self.force_flush()
         self._stopped = True
         try:
-            self._queue.put((_STOP, None), timeout=FLUSH_SECONDS)
+            self._queue.put((_STOP, None), timeout=self._flush_seconds)
         except queue.Full as e:
             self._report(e)
-        self._worker.join(FLUSH_SECONDS)
+        self._worker.join(self._flush_seconds)
 
     # -- the worker
 
@@ -172,13 +185,9 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
         run = self._rw.run(
             agent=name, input=workflow or name, capabilities=(), external_id=f"openai-agents-{trace.trace_id}"
         )
-        self._traces[trace.trace_id] = entry = _Trace(run=None)
-        try:
-            run.__enter__()
-        except Exception as e:  # a refused registration: the trace is not reported
-            self._report(e)
-            return
-        entry.run = run
+        # Not waiting for the registration (nor, at the end, for the events to be stored): one trace
+        # must never hold up the others' spans, whatever the server does (a refusal is in rw.errors).
+        self._traces[trace.trace_id] = _Trace(run=run.begin())
 
     def _end(self, trace: Any) -> None:
         entry = self._traces.pop(trace.trace_id, None)
@@ -187,7 +196,7 @@ class RunwatchProcessor(TracingProcessor):  # type: ignore[misc,valid-type]
         for tool in entry.tools.values():
             tool.__exit__(None, None, None)
         error = SpanFailed(entry.error) if entry.error else None
-        entry.run.__exit__(SpanFailed if error else None, error, None)
+        entry.run.end(error)
 
     def _span_started(self, trace: _Trace, run: Run, span: Any) -> None:
         data = span.span_data

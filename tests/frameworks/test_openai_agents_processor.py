@@ -9,6 +9,7 @@ drops spans (counted) without ever blocking the SDK, and never a trace's end."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+from agents.tracing import agent_span
 from agents.tracing.span_data import AgentSpanData
 from openai import AsyncOpenAI
 
@@ -212,3 +214,24 @@ async def test_overlapping_model_calls_of_a_trace_each_end_their_own_step(server
         if e["type"].startswith("step.")
     ]
     assert steps == [("step.started", 0), ("step.started", 1), ("step.finished", 0, 100), ("step.finished", 1, 5)]
+
+
+async def test_with_the_server_away_the_worker_keeps_up_and_the_sdk_never_waits():
+    with socket.socket() as s:  # a port nothing listens on: no registration is ever answered
+        s.bind(("127.0.0.1", 0))
+        away = Runwatch(f"http://127.0.0.1:{s.getsockname()[1]}", "no-key", flush_timeout=1)
+    installed = RunwatchProcessor(away, flush_seconds=0.5)
+    set_trace_processors([installed])
+    try:
+        started = time.monotonic()
+        for i in range(5):
+            with trace(f"while-away-{i}"), agent_span(name="a"):
+                pass
+        traced = time.monotonic() - started
+        # every trace's callbacks handled at once: no trace waits for another's registration or end
+        await eventually(lambda: installed.waiting == 0, timeout=3, what="the processor's queue drained")
+    finally:
+        set_trace_processors([])
+        await asyncio.to_thread(installed.shutdown)
+        await asyncio.to_thread(away.close)
+    assert traced < 0.5 and installed.dropped == 0
