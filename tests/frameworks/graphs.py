@@ -40,6 +40,8 @@ class ScriptedChat(GenericFakeChatModel):
     """``GenericFakeChatModel`` streaming tool calls and usage, binding tools, keeping what it saw."""
 
     seen: list[list[BaseMessage]] = Field(default_factory=list)
+    #: The usage its last chunk reports.
+    usage: dict[str, int] = Field(default_factory=lambda: dict(USAGE))
     #: ``streaming=True``: stream under ``invoke`` too (LangChain's switch for chat models).
     streaming: bool = False
     #: Streaming asynchronously, wait (until cancelled) before this chunk of its first answer.
@@ -95,7 +97,7 @@ class ScriptedChat(GenericFakeChatModel):
             {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
             for i, c in enumerate(message.tool_calls)
         ]
-        last = AIMessageChunk(content="", tool_call_chunks=calls, usage_metadata=USAGE, chunk_position="last")
+        last = AIMessageChunk(content="", tool_call_chunks=calls, usage_metadata=self.usage, chunk_position="last")
         yield ChatGenerationChunk(message=last)
 
 

@@ -123,16 +123,29 @@ async def test_a_tool_that_raises_finishes_with_its_error(server: Server, arw: A
 
 async def test_concurrent_model_calls_are_each_a_whole_step(server: Server, arw: AsyncRunwatch):
     answers = {"first": "one two three", "second": "four five six"}
-    models = {name: ScriptedChat(messages=iter([text])) for name, text in answers.items()}
+    outputs = {"first": 3, "second": 30}
+    models = {
+        name: ScriptedChat(messages=iter([text]), usage={**USAGE, "output_tokens": outputs[name]})
+        for name, text in answers.items()
+    }
+
+    async def streamed(name: str, handler: RunwatchCallbackHandler) -> str:
+        config = {"callbacks": [handler], "metadata": {"ls_model_name": name}}
+        return "".join([chunk.content async for chunk in models[name].astream("go", config)])
+
     async with arw.run(agent="lc-batch", input="two at once") as run:
         handler = RunwatchCallbackHandler(run)
-        got = await asyncio.gather(*(m.ainvoke("go", {"callbacks": [handler]}) for m in models.values()))
+        got = await asyncio.gather(*(streamed(name, handler) for name in answers))
     kept = await stored(server, run.id)
-    started = [e for e in kept if e["type"] == "step.started"]
-    finished = [e for e in kept if e["type"] == "step.finished"]
-    assert [g.content for g in got] == list(answers.values())
-    assert sorted(e["index"] for e in started) == sorted(e["index"] for e in finished) == [0, 1]
-    assert all(f["usage"]["output_tokens"] == USAGE["output_tokens"] for f in finished)
+    model_of = {e["index"]: e["model"] for e in kept if e["type"] == "step.started"}
+    usage_of = {model_of[e["index"]]: e["usage"]["output_tokens"] for e in kept if e["type"] == "step.finished"}
+    assert got == list(answers.values())
+    assert sorted(model_of) == [0, 1] and usage_of == outputs  # each call's end on its own step
+    said = text_of(kept)
+    assert sorted(said.replace(" ", "")) == sorted("".join(answers.values()).replace(" ", ""))
+    for text in answers.values():  # each call's words all there, in its order (the two interleave)
+        at = [said.find(word) for word in text.split()]
+        assert -1 not in at and at == sorted(at), (said, text)
 
 
 async def test_a_model_that_does_not_stream_sends_its_answer_as_one_token(server: Server, arw: AsyncRunwatch):
