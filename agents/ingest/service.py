@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import structlog
 
 from runwatch.agents.bus import Bus
@@ -195,8 +196,11 @@ class IngestService:
             events = [self._event(run, item) for item in fresh]
             self._check_approvals(run, events)
             for event in events:
-                if isinstance(event, RunFinished) and event.status == "succeeded":
-                    self._store.keep_answer(run_id, run.answer_text)
+                if isinstance(event, RunFinished):
+                    if event.totals is None:  # (now: the batch's earlier events are in them)
+                        event = msgspec.structs.replace(event, totals=run.final_totals())
+                    if event.status == "succeeded":
+                        self._store.keep_answer(run_id, run.answer_text)
                 run.apply(await self._bus.publish(event), event)
                 if isinstance(event, ApprovalRequested):
                     self.runs.leases.changed.set()  # (its expiry may be the keeper's next deadline)
@@ -231,8 +235,6 @@ class IngestService:
         if tag == "approval.requested":
             fields["approval_id"] = fields["approval_id"] or new_approval_id()
             fields["expires_at"] = round(time.time() + self._approval_timeout, 3)
-        elif tag == "run.finished" and fields["totals"] is None:
-            fields["totals"] = run.final_totals()
         return EVENT_OF[tag](run_id=run.id, **fields)
 
     @staticmethod

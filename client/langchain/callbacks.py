@@ -260,7 +260,8 @@ class RunwatchCallbackHandler(BaseCallbackHandler):
             if tool is not None:  # it runs again when the graph resumes: one call, ended then
                 self._paused[tool.call_id] = tool
             return
-        self._tool_done(run_id, None, f"{type(error).__name__}: {error}")
+        cancelled = type(error).__name__ == "CancelledError"
+        self._tool_done(run_id, None, "cancelled" if cancelled else f"{type(error).__name__}: {error}")
 
     def _tool_done(self, run_id: UUID, result: Any, error: str | None) -> None:
         try:

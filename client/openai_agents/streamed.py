@@ -23,6 +23,7 @@ import collections
 import dataclasses
 import inspect
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -117,6 +118,9 @@ class StreamedRun:
         self._tools: dict[str, ToolCall] = {}
         self._denied: set[str] = set()
         self._step_open = False
+        #: When the open step began, and when its first text came (``time.monotonic``).
+        self._step_at: float = 0.0
+        self._first_at: float | None = None
 
     @property
     def final_output(self) -> Any:
@@ -154,7 +158,9 @@ class StreamedRun:
                 token = run.token
                 async for event in result.stream_events():
                     if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
-                        token(event.data.delta)  # the per-token path: nothing but the client's run.token
+                        token(event.data.delta)  # the per-token path: the client's run.token, and a check
+                        if self._first_at is None:
+                            self._first_at = time.monotonic()
                     else:
                         self._report(run, event)
                     yield event
@@ -183,10 +189,15 @@ class StreamedRun:
             if kind == "response.created":
                 run.step(getattr(data.response, "model", None) or "unknown")
                 self._step_open = True
+                self._step_at, self._first_at = time.monotonic(), None
             elif kind == "response.completed":
                 response = data.response
                 calls = sum(1 for item in response.output if item.type == "function_call")
-                run.step_done(events.usage(response.usage), "tool_calls" if calls else "stop", tool_calls=calls)
+                timing = {"duration": time.monotonic() - self._step_at, "streamed_text": self._first_at is not None}
+                if self._first_at is not None:
+                    timing["ttft"] = self._first_at - self._step_at
+                reason = "tool_calls" if calls else "stop"
+                run.step_done(events.usage(response.usage), reason, tool_calls=calls, **timing)
                 self._step_open = False
         elif event.type == "run_item_stream_event":
             if event.name == "tool_called":

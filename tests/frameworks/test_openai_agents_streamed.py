@@ -111,6 +111,7 @@ async def test_the_model_s_text_reaches_a_watcher_in_order(
     assert text_of(seen) == text_of(kept) == "".join(expected) == stream.final_output
     (finished,) = [e for e in kept if e["type"] == "step.finished"]
     assert finished["usage"]["output_tokens"] == 40 and finished["finish_reason"] == "stop"
+    assert finished["streamed_text"] is True and 0 <= finished["ttft"] <= finished["duration"]
     assert kept[-1]["status"] == "succeeded"
 
 

@@ -85,3 +85,18 @@ async def test_events_after_the_run_finished_are_refused(agent: Agent):
     await agent.post(run, numbered([{"type": "run.finished", "status": "failed", "error": "their tool broke"}]))
     r = await agent.post(run, numbered(tokens("late"), start=2))
     assert r.status_code == 409 and r.json()["code"] == "already_finished", r.text
+
+
+async def test_a_run_finished_in_the_batch_of_its_last_step_counts_that_step_in_its_totals(server, agent: Agent):
+    run = await agent.run()
+    tool = [
+        {"type": "tool.started", "call_id": "c1", "tool": "lookup", "arguments": {}},
+        {"type": "tool.finished", "call_id": "c1", "tool": "lookup", "result": "ok"},
+    ]
+    first = numbered([*step(0, "a ", "b"), *tool])
+    assert (await agent.post(run, first)).status_code == 200
+    last = numbered([*step(1, "c ", "d ", "e"), {"type": "run.finished", "status": "succeeded"}], len(first) + 1)
+    assert (await agent.post(run, last)).status_code == 200  # the step and the run's end in one batch
+    finished = (await stored(server, run))[-1]
+    totals = finished["totals"]
+    assert (totals["steps"], totals["tool_calls"], totals["output_tokens"], totals["input_tokens"]) == (2, 1, 5, 10)
