@@ -4,7 +4,9 @@ when an adapter is first used, with an error that says which extra to install.""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 
 class MissingFramework(ImportError):
@@ -27,3 +29,19 @@ def framework(module: str, extra: str, *, has: str) -> ModuleType:
             f"(it has no {has!r}): run from a directory without a {module!r} folder, or {hint}"
         )
     return found
+
+
+def lazy(package: str, where: dict[str, str]) -> Callable[[str], Any]:
+    """An adapter package's module ``__getattr__``: each public name in ``where`` is imported from
+    its submodule (and so the framework) on first access, then kept in the package."""
+    names = importlib.import_module(package).__dict__
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        names[name] = value
+        return value
+
+    return __getattr__

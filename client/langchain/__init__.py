@@ -16,8 +16,9 @@ See docs/frameworks/langchain.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runwatch.client.optional import lazy
 
 if TYPE_CHECKING:
     from runwatch.client.langchain.callbacks import RunwatchCallbackHandler
@@ -36,11 +37,4 @@ _WHERE = {
 __all__ = ["RunwatchCallbackHandler", "RunwatchMessages", "WatchedGraph", "steering_messages", "watch_graph"]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the submodule defining ``name`` (and so the framework) on first use."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _WHERE)

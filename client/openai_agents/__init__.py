@@ -12,8 +12,9 @@ and the dashboard's controls (cancel, approvals, messages). See docs/frameworks/
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runwatch.client.optional import lazy
 
 if TYPE_CHECKING:
     from runwatch.client.openai_agents.processor import RunwatchProcessor
@@ -25,10 +26,4 @@ __all__ = ["RunwatchProcessor", "StreamedRun", "run_streamed"]
 _WHERE = {"RunwatchProcessor": "processor", "run_streamed": "streamed", "StreamedRun": "streamed"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _WHERE)
