@@ -4,22 +4,11 @@ model's answer as its tokens."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, Server
+from tests.conftest import Server
+from tests.harness.readme import example, run_example
 from tests.server.ingest.agent import stored
-
-
-def _example() -> str:
-    readme = (ROOT / "README.md").read_text()
-    own = readme.split("## Bring your own agent", 1)[1].split("\n## ", 1)[0]
-    section = own.split("### LangChain and LangGraph", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 async def _run_of(server: Server, agent: str) -> list[dict]:
@@ -30,14 +19,7 @@ async def _run_of(server: Server, agent: str) -> list[dict]:
 
 
 async def test_the_readme_langchain_example_reports_its_runs_as_written(server: Server, key: str, tmp_path: Path):
-    script = tmp_path / "lc_agent.py"
-    script.write_text(_example())
-    env = {**os.environ, "RUNWATCH_URL": server.url, "RUNWATCH_AGENT_KEY": key}
-    command = [sys.executable, str(script)]
-    result = await asyncio.to_thread(
-        subprocess.run, command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    await run_example(example("### LangChain and LangGraph"), "lc_agent.py", server.url, key, tmp_path)
     for agent, answer in (("lc-chain", "Hi from LangChain"), ("lc-graph", "Hi from LangGraph")):
         kept = await _run_of(server, agent)
         assert "".join(e["text"] for e in kept if e["type"] == "token") == answer
