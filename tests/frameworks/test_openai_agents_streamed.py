@@ -32,7 +32,7 @@ from runwatch.client import AsyncRunwatch
 from runwatch.client.openai_agents import StreamedRun, run_streamed
 from tests.conftest import Server
 from tests.harness.waiting import eventually
-from tests.harness.watcher import text_of
+from tests.harness.watcher import Watcher, text_of
 from tests.server.ingest.agent import stored
 
 
@@ -79,6 +79,21 @@ async def send_message(server: Server, run_id: str, text: str, mode: str) -> Non
     async with server.client() as c:
         r = await c.post(f"/api/runs/{run_id}/messages", json={"text": text, "mode": mode})
     assert r.status_code == 202, r.text
+
+
+async def approval_asked(watcher: Watcher, stream: StreamedRun) -> dict[str, Any]:
+    """Subscribe to the stream's run once it is registered; its first ``approval.requested``."""
+    await eventually(lambda: stream.run_id, what="the run's registration")
+    await watcher.subscribe(stream.run_id)
+    return await watcher.wait_for(lambda m: m.get("type") == "approval.requested")
+
+
+def deployer(kind: str, offline: OpenAIChatCompletionsModel, answer: str) -> tuple[Any, str]:
+    """A model that asks for one ``deploy`` call, then says ``answer`` (scripted), and what to ask it."""
+    if kind == "http":
+        return offline, json.dumps({"approvals": 1, "tokens": 3})
+    steps = [[function_call("deploy", {"version": "1.1.0"}, call_id="call_1")], [assistant_message(answer)]]
+    return ScriptedModel(steps), "deploy 1.1.0"
 
 
 def deltas(got: list[Any]) -> list[str]:
@@ -155,18 +170,12 @@ async def test_an_approval_with_edited_arguments_calls_the_tool_with_them(
     server: Server, arw: AsyncRunwatch, kind: str, offline: OpenAIChatCompletionsModel
 ):
     calls: list[str] = []
-    if kind == "http":
-        model, ask = offline, json.dumps({"approvals": 1, "tokens": 3})
-    else:
-        steps = [[function_call("deploy", {"version": "1.1.0"}, call_id="call_1")], [assistant_message("done")]]
-        model, ask = ScriptedModel(steps), "deploy 1.1.0"
+    model, ask = deployer(kind, offline, "done")
     stream = run_streamed(Agent(name="deployer", model=model, tools=[deploy_tool(calls)]), ask, rw=arw)
     watcher = await server.watcher()
     try:
         job = asyncio.create_task(consume(stream))
-        await eventually(lambda: stream.run_id, what="the run's registration")
-        await watcher.subscribe(stream.run_id)
-        asked = await watcher.wait_for(lambda m: m.get("type") == "approval.requested")
+        asked = await approval_asked(watcher, stream)
         edited = {"decision": "approve", "arguments": {"version": "9.9.9"}}
         await decide(server, stream.run_id, asked["approval_id"], edited)
         await asyncio.wait_for(job, 10)
@@ -184,18 +193,12 @@ async def test_a_denial_s_message_reaches_the_model(
     server: Server, arw: AsyncRunwatch, kind: str, offline: OpenAIChatCompletionsModel
 ):
     calls: list[str] = []
-    if kind == "http":
-        model, ask = offline, json.dumps({"approvals": 1, "tokens": 3})
-    else:
-        steps = [[function_call("deploy", {"version": "1.1.0"}, call_id="call_1")], [assistant_message("ok")]]
-        model, ask = ScriptedModel(steps), "deploy 1.1.0"
+    model, ask = deployer(kind, offline, "ok")
     stream = run_streamed(Agent(name="deployer", model=model, tools=[deploy_tool(calls)]), ask, rw=arw)
     watcher = await server.watcher()
     try:
         job = asyncio.create_task(consume(stream))
-        await eventually(lambda: stream.run_id, what="the run's registration")
-        await watcher.subscribe(stream.run_id)
-        asked = await watcher.wait_for(lambda m: m.get("type") == "approval.requested")
+        asked = await approval_asked(watcher, stream)
         await decide(server, stream.run_id, asked["approval_id"], {"decision": "deny", "message": "not on Fridays"})
         await asyncio.wait_for(job, 10)
     finally:
@@ -262,9 +265,7 @@ async def test_a_cancel_while_a_person_decides_ends_the_run_cancelled(server: Se
     watcher = await server.watcher()
     try:
         job = asyncio.create_task(consume(stream))
-        await eventually(lambda: stream.run_id, what="the run's registration")
-        await watcher.subscribe(stream.run_id)
-        await watcher.wait_for(lambda m: m.get("type") == "approval.requested")
+        await approval_asked(watcher, stream)
         async with server.client() as c:
             r = await c.post(f"/api/runs/{stream.run_id}/cancel")
         assert r.status_code == 202, r.text
@@ -313,9 +314,7 @@ async def test_an_interrupt_sent_while_a_person_decides_reaches_the_model_right_
     watcher = await server.watcher()
     try:
         job = asyncio.create_task(consume(stream))
-        await eventually(lambda: stream.run_id, what="the run's registration")
-        await watcher.subscribe(stream.run_id)
-        asked = await watcher.wait_for(lambda m: m.get("type") == "approval.requested")
+        asked = await approval_asked(watcher, stream)
         await send_message(server, stream.run_id, "stop deploying", "interrupt")
         await eventually(lambda: stream.pending_messages, what="the message at the adapter")
         await decide(server, stream.run_id, asked["approval_id"], {"decision": "approve"})
