@@ -115,10 +115,10 @@ class Tokens:
 
     PARTS = 64
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, deltas: int = 1) -> None:
         self.parts = [text]
         self.chars = len(text)
-        self.deltas = 1
+        self.deltas = deltas
 
     def add(self, text: str, deltas: int = 1) -> None:
         if len(self.parts) == self.PARTS:
@@ -197,7 +197,7 @@ class Outbox:
         texts = pending[:count]
         del pending[:count]  # (a token appended meanwhile stays: it is past ``count``)
         text = "".join(texts)
-        size = len(text) if text.isascii() else len(text.encode())
+        size = _utf8_len(text)
         budget = self._budget
         if budget.used + size <= budget.limit:
             budget.used += size
@@ -205,26 +205,22 @@ class Outbox:
             self.dropped_tokens += count
             budget.dropped_tokens += count - 1  # (``take`` counted one)
             return False
-        last = self._events[-1] if self._events else None
-        if type(last) is Tokens and last.chars + len(text) <= MAX_TOKEN_CHARS:
-            last.add(text, count)
-            self._sizes[-1] += size
-            return budget.waiting(0, size)
         if len(text) <= MAX_TOKEN_CHARS:
-            tokens = Tokens(text)
-            tokens.deltas = count
-            return self._append(tokens, size)
+            return self._add_text(text, size, count)
         wake = False  # (rare: more than one event's text at once) each token as it came
         for one in texts:
-            one_size = len(one) if one.isascii() else len(one.encode())
-            last = self._events[-1] if self._events else None
-            if type(last) is Tokens and last.chars + len(one) <= MAX_TOKEN_CHARS:
-                last.add(one)
-                self._sizes[-1] += one_size
-                wake = budget.waiting(0, one_size) or wake
-            else:
-                wake = self._append(Tokens(one), one_size) or wake
+            wake = self._add_text(one, _utf8_len(one), 1) or wake
         return wake
+
+    def _add_text(self, text: str, size: int, deltas: int) -> bool:
+        """(Holding the lock, ``size`` charged.) ``text`` (at most ``MAX_TOKEN_CHARS``) joins the last
+        event if that is tokens with room, else is a token event of its own; whether to wake the sender."""
+        last = self._events[-1] if self._events else None
+        if type(last) is Tokens and last.chars + len(text) <= MAX_TOKEN_CHARS:
+            last.add(text, deltas)
+            self._sizes[-1] += size
+            return self._budget.waiting(0, size)
+        return self._append(Tokens(text, deltas), size)
 
     def put(self, event: dict[str, Any], size: int = 0, block: float = 0.0) -> None:
         """Add any other event (always kept: see the module's policy); the run's pending tokens go
@@ -280,3 +276,8 @@ class Outbox:
             self._budget.waiting(-len(self._events), -total)
             self._events, self._sizes = [], []
         return total
+
+
+def _utf8_len(text: str) -> int:
+    """``text``'s size in UTF-8, without encoding the (usual) ASCII text."""
+    return len(text) if text.isascii() else len(text.encode())
